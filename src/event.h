@@ -1,0 +1,73 @@
+/*
+ * event: Nostr events (NIP-01). Strict parsing from JSON, the canonical
+ * serialization the id is computed over, id and BIP-340 signature checks, signing,
+ * and the compact JSON form that is stored and exported.
+ *
+ * An event that event_parse accepted is well-formed; one that event_verify
+ * accepted is authentic. Nothing enters the store without both.
+ */
+#ifndef NEGSYNC_EVENT_H
+#define NEGSYNC_EVENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#define EVENT_ERRLEN 160
+
+struct event_tag {
+    size_t nfields;     /* >= 1 */
+    char **fields;      /* UTF-8, NUL-terminated (a field may not contain NUL... see event.c) */
+    size_t *lens;       /* byte lengths (fields may contain U+0000 decoded from \u0000) */
+};
+
+struct event {
+    uint8_t id[32];
+    uint8_t pubkey[32];
+    uint8_t sig[64];
+    uint64_t created_at;
+    uint32_t kind;          /* 0..65535 */
+    size_t ntags;
+    struct event_tag *tags;
+    char *content;          /* UTF-8 */
+    size_t content_len;
+};
+
+/*
+ * Parses and validates one event from a JSON object. Returns a new event
+ * (caller frees with event_free), or NULL with a reason a user can read in err
+ * ("sig: not 128 hex chars", "tags[3][1]: not a string").
+ */
+struct event *event_from_json(const json_t *obj, char *err, size_t errlen);
+/* Same, from JSON text (len bytes). */
+struct event *event_parse(const char *text, size_t len, char *err, size_t errlen);
+void event_free(struct event *ev);
+
+/* Canonical [0,pubkey,created_at,kind,tags,content] serialization; caller frees. */
+char *event_serialize_canonical(const struct event *ev, size_t *len);
+/* SHA-256 of the canonical serialization. */
+void event_compute_id(const struct event *ev, uint8_t out[32]);
+/* 0 if id and signature both hold; -1 with a reason ("id mismatch", "bad signature"). */
+int event_verify(const struct event *ev, char *err, size_t errlen);
+
+/*
+ * Builds and signs an event with a 32-byte secret key. tags may be NULL when
+ * ntags is 0; strings are copied. Returns NULL on a bad key. Caller frees.
+ */
+struct event *event_sign(const uint8_t seckey[32], uint64_t created_at, uint32_t kind,
+                         const char *const *const *tags, const size_t *tag_lens, size_t ntags,
+                         const char *content);
+
+/* Compact JSON {"id","pubkey","created_at","kind","tags","content","sig"}; caller frees. */
+char *event_to_json(const struct event *ev, size_t *len);
+
+/* The first value of the first tag named name (e.g. "d"), or NULL. */
+const char *event_tag_value(const struct event *ev, const char *name);
+
+/* Kind classes (NIP-01). */
+int event_kind_is_replaceable(uint32_t kind);   /* 0, 3, 10000..19999 */
+int event_kind_is_ephemeral(uint32_t kind);     /* 20000..29999 */
+int event_kind_is_addressable(uint32_t kind);   /* 30000..39999 */
+
+#endif
