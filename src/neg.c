@@ -161,8 +161,10 @@ neg_varint_decode(const uint8_t **p, const uint8_t *end, uint64_t *out)
     for (;;) {
         if (q >= end)
             return -1;
-        if (v >> 57)
-            return -1;      /* another 7 bits would not fit in 64 */
+        /* Another 7 bits would not fit in 64, or the encoding is longer than
+         * the 10 digits any 64-bit value needs. */
+        if (v >> 57 || q - *p == 10)
+            return -1;
         uint8_t b = *q++;
         v = (v << 7) | (b & 0x7f);
         if (!(b & 0x80))
