@@ -1,0 +1,1318 @@
+/*
+ * store: the SQLite event store.
+ *
+ * Schema. `events` holds one row per stored event: the raw 32-byte id and
+ * pubkey, created_at, kind, dtag (the first d-tag value of an addressable
+ * event, '' if it has none, NULL for every other kind) and the compact JSON
+ * we export and serve. `tags` indexes the first value of every single-letter
+ * tag for `#x` filters. filter_sql_where (filter.c) writes WHERE expressions
+ * over exactly these names with the alias `e`; do not rename them.
+ *
+ * Relay semantics. So that our set converges with a relay's set whatever
+ * order events arrive in, inserts follow NIP-01 and NIP-09:
+ *
+ *   - ephemeral kinds (20000-29999) are never stored;
+ *   - replaceable (0, 3, 10000-19999) and addressable (30000-39999) kinds keep
+ *     one version per address, (pubkey, kind) or (pubkey, kind, d): the
+ *     newest, and on equal created_at the lowest id;
+ *   - a deletion (kind 5) is stored, removes the events it names by `e` tag
+ *     and the versions at an `a`-tag address with created_at <= its own, in
+ *     both cases only events of the deletion's own pubkey, and leaves a
+ *     tombstone in `deletions` that refuses those events if they arrive
+ *     later. A deletion never removes another deletion: relays disagree on
+ *     "undelete", and letting kind 5 delete kind 5 would make the outcome
+ *     depend on arrival order.
+ *
+ * One subtlety makes arrival order matter unless handled: when the newest
+ * version at an address is deleted by id, an older version arriving later
+ * would find no newer row and be stored, while the order "old, new, delete"
+ * stores nothing. `address_heads` therefore remembers, per address, the
+ * newest version that was deleted or refused as deleted; an incoming version
+ * must beat both the stored row and that mark. With it, the set stored at an
+ * address is always "the best version ever seen, unless a deletion covers
+ * it", which does not depend on order. The tests insert every permutation of
+ * small scenarios to hold us to that.
+ *
+ * Connections. store_open is the only way to open the database, so every
+ * connection gets WAL (readers never block the writer or each other),
+ * synchronous=NORMAL (a commit survives a process crash; a power cut may
+ * lose the last transactions but never corrupts), foreign keys and a busy
+ * timeout. Writes take BEGIN IMMEDIATE: a deferred transaction that upgrades
+ * from read to write cannot wait on the busy handler and fails at once with
+ * "database is locked", which is exactly what users must never see.
+ *
+ * Migrations. `PRAGMA user_version` is the schema version; migrations[i]
+ * takes the schema from version i to i+1. They run in one IMMEDIATE
+ * transaction that re-reads the version inside it, so two processes opening
+ * a fresh database at once migrate it once. Never edit a released migration;
+ * append a new one.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <sqlite3.h>
+
+#include "event.h"
+#include "filter.h"
+#include "store.h"
+#include "util.h"
+
+/* Longer than any batch we write; shorter than a user's patience. */
+#define STORE_BUSY_TIMEOUT_MS 30000
+
+#define KIND_DELETION 5
+
+static const char migration_1[] =
+    /* Events and their single-letter tags (see the top of this file). */
+    "CREATE TABLE events ("
+    "  seq INTEGER PRIMARY KEY,"
+    "  id BLOB NOT NULL UNIQUE CHECK (length(id) = 32),"
+    "  pubkey BLOB NOT NULL CHECK (length(pubkey) = 32),"
+    "  created_at INTEGER NOT NULL,"
+    "  kind INTEGER NOT NULL,"
+    "  dtag TEXT,"
+    "  json TEXT NOT NULL"
+    ");"
+    /* The (created_at, id) listing and time-ordered queries: a covering scan. */
+    "CREATE INDEX events_created ON events(created_at, id);"
+    "CREATE INDEX events_pubkey_kind ON events(pubkey, kind, created_at);"
+    "CREATE INDEX events_kind ON events(kind, created_at);"
+    /* Replaceable/addressable lookups by address. */
+    "CREATE INDEX events_address ON events(pubkey, kind, dtag);"
+    "CREATE TABLE tags ("
+    "  seq INTEGER NOT NULL REFERENCES events(seq) ON DELETE CASCADE,"
+    "  name TEXT NOT NULL,"
+    "  value TEXT NOT NULL"
+    ");"
+    "CREATE INDEX tags_name_value ON tags(name, value, seq);"
+    /* Without it every event deletion scans tags for the cascade. */
+    "CREATE INDEX tags_seq ON tags(seq);"
+    /*
+     * NIP-09 tombstones: one row per e or a tag of a stored deletion, with
+     * the deletion's pubkey and created_at. Exactly one target is set:
+     * target_id (raw event id) or target_addr ("kind:pubkeyhex:d", "" d for
+     * replaceable kinds; only addresses of the deletion's own pubkey).
+     */
+    "CREATE TABLE deletions ("
+    "  seq INTEGER NOT NULL REFERENCES events(seq) ON DELETE CASCADE,"
+    "  pubkey BLOB NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  target_id BLOB,"
+    "  target_addr TEXT,"
+    "  CHECK ((target_id IS NULL) <> (target_addr IS NULL))"
+    ");"
+    "CREATE INDEX deletions_target_id ON deletions(target_id, pubkey);"
+    "CREATE INDEX deletions_target_addr ON deletions(target_addr, created_at);"
+    "CREATE INDEX deletions_seq ON deletions(seq);"
+    /*
+     * Newest version ever seen at an address whose body is not stored
+     * because a deletion removed or refused it (see the top of this file).
+     * dtag is '' for replaceable kinds.
+     */
+    "CREATE TABLE address_heads ("
+    "  pubkey BLOB NOT NULL,"
+    "  kind INTEGER NOT NULL,"
+    "  dtag TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  id BLOB NOT NULL,"
+    "  PRIMARY KEY (pubkey, kind, dtag)"
+    ") WITHOUT ROWID;"
+    /* Relay capability cache (caps): NIP-11 facts and the NEG-OPEN verdict. */
+    "CREATE TABLE relay_caps ("
+    "  relay TEXT PRIMARY KEY,"
+    "  supported INTEGER NOT NULL,"     /* 1 NIP-77 works, 0 it does not */
+    "  reason TEXT,"
+    "  checked_at INTEGER NOT NULL,"    /* unix time */
+    "  latency_ms INTEGER,"
+    "  nip11_software TEXT,"
+    "  nip11_version TEXT,"
+    "  nip11_supported_nips TEXT,"      /* JSON array */
+    "  nip11_raw TEXT"
+    ");"
+    /* REQ fallback cursors; filter_json detects a filter edited under its name. */
+    "CREATE TABLE req_cursors ("
+    "  relay TEXT NOT NULL,"
+    "  filter_name TEXT NOT NULL,"
+    "  filter_json TEXT NOT NULL,"
+    "  cursor INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (relay, filter_name)"
+    ");"
+    /* One row per sync job run, for `negsync status` and the benchmarks. */
+    "CREATE TABLE sync_runs ("
+    "  run INTEGER PRIMARY KEY,"
+    "  relay TEXT NOT NULL,"
+    "  filter TEXT NOT NULL,"
+    "  mode TEXT NOT NULL,"             /* neg | req */
+    "  fallback_reason TEXT,"
+    "  started INTEGER NOT NULL,"       /* unix time */
+    "  duration_ms INTEGER NOT NULL DEFAULT 0,"
+    "  rounds INTEGER NOT NULL DEFAULT 0,"
+    "  bytes_sent INTEGER NOT NULL DEFAULT 0,"
+    "  bytes_received INTEGER NOT NULL DEFAULT 0,"
+    "  wire_sent INTEGER NOT NULL DEFAULT 0,"
+    "  wire_received INTEGER NOT NULL DEFAULT 0,"
+    "  est_req_bytes INTEGER NOT NULL DEFAULT 0,"
+    "  have INTEGER NOT NULL DEFAULT 0,"
+    "  need INTEGER NOT NULL DEFAULT 0,"
+    "  fetched INTEGER NOT NULL DEFAULT 0,"
+    "  stored INTEGER NOT NULL DEFAULT 0,"
+    "  duplicates INTEGER NOT NULL DEFAULT 0,"
+    "  invalid INTEGER NOT NULL DEFAULT 0,"
+    "  uploaded_ok INTEGER NOT NULL DEFAULT 0,"
+    "  uploaded_rejected INTEGER NOT NULL DEFAULT 0,"
+    "  result TEXT,"                    /* ok | error | ... */
+    "  error TEXT"
+    ");"
+    "CREATE INDEX sync_runs_relay ON sync_runs(relay, started);"
+    /* Per-relay settings the TUI toggles and the config seeds. */
+    "CREATE TABLE relay_settings ("
+    "  relay TEXT PRIMARY KEY,"
+    "  negentropy TEXT NOT NULL DEFAULT 'auto' CHECK (negentropy IN ('auto', 'on', 'off'))"
+    ");";
+
+static const char *const migrations[] = {
+    migration_1,
+};
+#define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+/*
+ * Every statement the insert path runs, prepared once per connection on first
+ * use. Query statements depend on the filter and are prepared per call.
+ */
+enum stmt_id {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_HAS_ID,
+    ST_GET_JSON,
+    ST_INSERT_EVENT,
+    ST_INSERT_TAG,
+    ST_TOMB_BY_ID,
+    ST_TOMB_BY_ADDR,
+    ST_ADDR_ROWS,
+    ST_ADDR_ROWS_UNTIL,
+    ST_HEAD_GET,
+    ST_HEAD_PUT,
+    ST_DELETE_SEQ,
+    ST_INSERT_TOMB,
+    ST_EVENT_BY_ID,
+    ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_HAS_ID] = "SELECT 1 FROM events WHERE id = ?1",
+    [ST_GET_JSON] = "SELECT json FROM events WHERE id = ?1",
+    [ST_INSERT_EVENT] = "INSERT INTO events (id, pubkey, created_at, kind, dtag, json) "
+                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_INSERT_TAG] = "INSERT INTO tags (seq, name, value) VALUES (?1, ?2, ?3)",
+    [ST_TOMB_BY_ID] = "SELECT 1 FROM deletions WHERE target_id = ?1 AND pubkey = ?2 LIMIT 1",
+    [ST_TOMB_BY_ADDR] = "SELECT 1 FROM deletions WHERE target_addr = ?1 AND created_at >= ?2 "
+                        "LIMIT 1",
+    [ST_ADDR_ROWS] = "SELECT seq, created_at, id FROM events "
+                     "WHERE pubkey = ?1 AND kind = ?2 AND dtag IS ?3",
+    [ST_ADDR_ROWS_UNTIL] = "SELECT seq, created_at, id FROM events "
+                           "WHERE pubkey = ?1 AND kind = ?2 AND dtag IS ?3 AND created_at <= ?4",
+    [ST_HEAD_GET] = "SELECT created_at, id FROM address_heads "
+                    "WHERE pubkey = ?1 AND kind = ?2 AND dtag = ?3",
+    [ST_HEAD_PUT] = "INSERT INTO address_heads (pubkey, kind, dtag, created_at, id) "
+                    "VALUES (?1, ?2, ?3, ?4, ?5) "
+                    "ON CONFLICT (pubkey, kind, dtag) DO UPDATE SET "
+                    "created_at = excluded.created_at, id = excluded.id "
+                    "WHERE excluded.created_at > address_heads.created_at "
+                    "OR (excluded.created_at = address_heads.created_at "
+                    "AND excluded.id < address_heads.id)",
+    [ST_DELETE_SEQ] = "DELETE FROM events WHERE seq = ?1",
+    [ST_INSERT_TOMB] = "INSERT INTO deletions (seq, pubkey, created_at, target_id, target_addr) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_EVENT_BY_ID] = "SELECT seq, pubkey, kind, dtag, created_at FROM events WHERE id = ?1",
+};
+
+struct store {
+    sqlite3 *db;
+    char *path;
+    sqlite3_stmt *stmts[ST_COUNT];
+};
+
+/* The address of a replaceable or addressable event. */
+struct address {
+    uint8_t pubkey[32];
+    uint32_t kind;
+    int has_d;          /* addressable: d below is the dtag column; else dtag IS NULL */
+    const char *d;
+    size_t dlen;
+};
+
+static void
+set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static int
+db_err(struct store *st, char *err, size_t errlen, const char *what)
+{
+    set_err(err, errlen, "%s: %s: %s", st->path, what, sqlite3_errmsg(st->db));
+    return -1;
+}
+
+static sqlite3_stmt *
+stmt_get(struct store *st, enum stmt_id which, char *err, size_t errlen)
+{
+    sqlite3_stmt *s = st->stmts[which];
+
+    if (s != NULL) {
+        sqlite3_reset(s);
+        sqlite3_clear_bindings(s);
+        return s;
+    }
+    if (sqlite3_prepare_v3(st->db, stmt_sql[which], -1, SQLITE_PREPARE_PERSISTENT, &s, NULL) !=
+        SQLITE_OK) {
+        db_err(st, err, errlen, "prepare");
+        return NULL;
+    }
+    st->stmts[which] = s;
+    return s;
+}
+
+/* Runs a statement that returns no rows (or whose rows we ignore). */
+static int
+stmt_run(struct store *st, sqlite3_stmt *s, char *err, size_t errlen, const char *what)
+{
+    int rc;
+
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        ;
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return db_err(st, err, errlen, what);
+    return 0;
+}
+
+static int
+exec_sql(struct store *st, const char *sql, char *err, size_t errlen, const char *what)
+{
+    char *msg = NULL;
+
+    if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        set_err(err, errlen, "%s: %s: %s", st->path, what,
+                msg != NULL ? msg : sqlite3_errmsg(st->db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+pragma_int(struct store *st, const char *sql, int *out, char *err, size_t errlen)
+{
+    sqlite3_stmt *s;
+    int rc;
+
+    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return db_err(st, err, errlen, sql);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    if (rc != SQLITE_ROW)
+        return db_err(st, err, errlen, sql);
+    return 0;
+}
+
+static int
+store_migrate(struct store *st, char *err, size_t errlen)
+{
+    char sql[64];
+    int version;
+
+    /* The common case, an up-to-date schema, takes no write lock. */
+    if (pragma_int(st, "PRAGMA user_version", &version, err, errlen) < 0)
+        return -1;
+    if (version == NMIGRATIONS)
+        return 0;
+    if (exec_sql(st, "BEGIN IMMEDIATE", err, errlen, "begin migration") < 0)
+        return -1;
+    if (pragma_int(st, "PRAGMA user_version", &version, err, errlen) < 0)
+        goto fail;
+    if (version > NMIGRATIONS) {
+        set_err(err, errlen,
+                "%s: schema version %d is newer than this negsync understands (%d); "
+                "upgrade negsync",
+                st->path, version, NMIGRATIONS);
+        goto fail;
+    }
+    for (; version < NMIGRATIONS; version++) {
+        char what[48];
+        snprintf(what, sizeof what, "migration %d", version + 1);
+        if (exec_sql(st, migrations[version], err, errlen, what) < 0)
+            goto fail;
+    }
+    snprintf(sql, sizeof sql, "PRAGMA user_version = %d", NMIGRATIONS);
+    if (exec_sql(st, sql, err, errlen, "set schema version") < 0)
+        goto fail;
+    if (exec_sql(st, "COMMIT", err, errlen, "commit migration") < 0)
+        goto fail;
+    return 0;
+fail:
+    sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+}
+
+int
+store_schema_version(void)
+{
+    return NMIGRATIONS;
+}
+
+struct store *
+store_open(const char *path, char *err, size_t errlen)
+{
+    struct store *st = xcalloc(1, sizeof *st);
+    sqlite3_stmt *s = NULL;
+    int rc;
+
+    st->path = xstrdup(path);
+    /* One connection per thread (see store.h), so SQLite's own mutexes are not needed. */
+    rc = sqlite3_open_v2(path, &st->db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        if (st->db != NULL)
+            db_err(st, err, errlen, "open");
+        else
+            set_err(err, errlen, "%s: open: out of memory", path);
+        goto fail;
+    }
+    sqlite3_extended_result_codes(st->db, 1);
+    /* First, so that everything below waits for other connections instead of failing. */
+    sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
+
+    if (sqlite3_prepare_v2(st->db, "PRAGMA journal_mode = WAL", -1, &s, NULL) != SQLITE_OK ||
+        sqlite3_step(s) != SQLITE_ROW) {
+        db_err(st, err, errlen, "enable WAL");
+        goto fail;
+    }
+    {
+        /* "memory" for :memory: databases, which cannot use WAL and need not. */
+        const char *mode = (const char *)sqlite3_column_text(s, 0);
+        if (mode == NULL || (strcmp(mode, "wal") != 0 && strcmp(mode, "memory") != 0)) {
+            set_err(err, errlen, "%s: cannot enable WAL (journal mode is %s)", path,
+                    mode != NULL ? mode : "unknown");
+            goto fail;
+        }
+    }
+    sqlite3_finalize(s);
+    s = NULL;
+    if (exec_sql(st,
+                 "PRAGMA synchronous = NORMAL;"
+                 "PRAGMA foreign_keys = ON;"
+                 "PRAGMA temp_store = MEMORY;",
+                 err, errlen, "configure") < 0)
+        goto fail;
+    if (store_migrate(st, err, errlen) < 0)
+        goto fail;
+    return st;
+fail:
+    sqlite3_finalize(s);
+    store_close(st);
+    return NULL;
+}
+
+void
+store_close(struct store *st)
+{
+    if (st == NULL)
+        return;
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(st->stmts[i]);
+    /* close_v2: a statement a caller leaked must not leave the file open forever. */
+    sqlite3_close_v2(st->db);
+    free(st->path);
+    free(st);
+}
+
+/* mkdir -p for the directory part of path (everything before the last '/'). */
+static int
+make_parent_dirs(char *path, char *err, size_t errlen)
+{
+    char *slash = strrchr(path, '/');
+
+    if (slash == NULL || slash == path)
+        return 0;
+    *slash = '\0';
+    for (char *p = path + 1; *p != '\0'; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+            set_err(err, errlen, "%s: %s", path, strerror(errno));
+            *p = '/';
+            *slash = '/';
+            return -1;
+        }
+        *p = '/';
+    }
+    if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        *slash = '/';
+        return -1;
+    }
+    *slash = '/';
+    return 0;
+}
+
+char *
+store_default_path(char *err, size_t errlen)
+{
+    const char *xdg = getenv("XDG_DATA_HOME");
+    const char *home = getenv("HOME");
+    char *path;
+    size_t n;
+
+    /* The XDG spec says a relative $XDG_DATA_HOME is invalid and must be ignored. */
+    if (xdg != NULL && xdg[0] == '/') {
+        n = strlen(xdg) + sizeof "/negsync/negsync.db";
+        path = xmalloc(n);
+        snprintf(path, n, "%s/negsync/negsync.db", xdg);
+    } else if (home != NULL && home[0] != '\0') {
+        n = strlen(home) + sizeof "/.local/share/negsync/negsync.db";
+        path = xmalloc(n);
+        snprintf(path, n, "%s/.local/share/negsync/negsync.db", home);
+    } else {
+        set_err(err, errlen, "neither $XDG_DATA_HOME nor $HOME is set; use -d FILE");
+        return NULL;
+    }
+    if (make_parent_dirs(path, err, errlen) < 0) {
+        free(path);
+        return NULL;
+    }
+    return path;
+}
+
+const char *
+store_outcome_name(enum store_outcome o)
+{
+    switch (o) {
+    case STORE_INSERTED: return "inserted";
+    case STORE_DUPLICATE: return "duplicate";
+    case STORE_REPLACED: return "replaced";
+    case STORE_REJECTED: return "rejected";
+    case STORE_DELETED: return "deleted";
+    }
+    return "?";
+}
+
+/* ---- inserts ---- */
+
+static int
+kind_is_addressed(uint32_t kind)
+{
+    return event_kind_is_replaceable(kind) || event_kind_is_addressable(kind);
+}
+
+/*
+ * The address of ev. The d value is that of the first d tag that has a value
+ * (as event_tag_value and strfry pick it), "" when there is none.
+ */
+static void
+event_address(const struct event *ev, struct address *a)
+{
+    memcpy(a->pubkey, ev->pubkey, 32);
+    a->kind = ev->kind;
+    a->has_d = event_kind_is_addressable(ev->kind);
+    a->d = "";
+    a->dlen = 0;
+    if (!a->has_d)
+        return;
+    for (size_t i = 0; i < ev->ntags; i++) {
+        const struct event_tag *t = &ev->tags[i];
+        if (t->nfields >= 2 && t->lens[0] == 1 && t->fields[0][0] == 'd') {
+            a->d = t->fields[1];
+            a->dlen = t->lens[1];
+            break;
+        }
+    }
+}
+
+/* "kind:pubkeyhex:d", the form tombstones store; caller frees the buffer. */
+static void
+address_format(const struct address *a, struct buf *out)
+{
+    char head[16 + 65 + 2];
+    char hex[65];
+
+    hex_encode(a->pubkey, 32, hex);
+    snprintf(head, sizeof head, "%u:%s:", (unsigned)a->kind, hex);
+    out->len = 0;
+    buf_append(out, head, strlen(head));
+    if (a->has_d)
+        buf_append(out, a->d, a->dlen);
+}
+
+static void
+bind_address(sqlite3_stmt *s, const struct address *a)
+{
+    sqlite3_bind_blob(s, 1, a->pubkey, 32, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, a->kind);
+    if (a->has_d)
+        sqlite3_bind_text(s, 3, a->d, (int)a->dlen, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, 3);
+}
+
+/* Does version (c1, id1) win over (c2, id2)? Newer wins; on a tie, the lower id. */
+static int
+version_beats(uint64_t c1, const uint8_t *id1, uint64_t c2, const uint8_t *id2)
+{
+    if (c1 != c2)
+        return c1 > c2;
+    return memcmp(id1, id2, 32) < 0;
+}
+
+/* Records (created_at, id) as a deleted version at a; keeps the best one. */
+static int
+head_put(struct store *st, const struct address *a, uint64_t created_at, const uint8_t *id,
+         char *err, size_t errlen)
+{
+    sqlite3_stmt *s = stmt_get(st, ST_HEAD_PUT, err, errlen);
+
+    if (s == NULL)
+        return -1;
+    sqlite3_bind_blob(s, 1, a->pubkey, 32, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, a->kind);
+    sqlite3_bind_text(s, 3, a->has_d ? a->d : "", (int)(a->has_d ? a->dlen : 0), SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, (sqlite3_int64)created_at);
+    sqlite3_bind_blob(s, 5, id, 32, SQLITE_STATIC);
+    return stmt_run(st, s, err, errlen, "record address head");
+}
+
+/*
+ * Is ev beaten by a stored version at its address or by a deleted one we
+ * remember? 1 yes, 0 no, -1 error.
+ */
+static int
+address_beaten(struct store *st, const struct event *ev, const struct address *a, char *err,
+               size_t errlen)
+{
+    sqlite3_stmt *s;
+    int rc, beaten = 0;
+
+    if ((s = stmt_get(st, ST_ADDR_ROWS, err, errlen)) == NULL)
+        return -1;
+    bind_address(s, a);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        uint64_t c = (uint64_t)sqlite3_column_int64(s, 1);
+        const uint8_t *id = sqlite3_column_blob(s, 2);
+        if (!version_beats(ev->created_at, ev->id, c, id))
+            beaten = 1;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return db_err(st, err, errlen, "look up address");
+    if (beaten)
+        return 1;
+
+    if ((s = stmt_get(st, ST_HEAD_GET, err, errlen)) == NULL)
+        return -1;
+    sqlite3_bind_blob(s, 1, a->pubkey, 32, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, a->kind);
+    sqlite3_bind_text(s, 3, a->has_d ? a->d : "", (int)(a->has_d ? a->dlen : 0), SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        uint64_t c = (uint64_t)sqlite3_column_int64(s, 0);
+        const uint8_t *id = sqlite3_column_blob(s, 1);
+        if (!version_beats(ev->created_at, ev->id, c, id))
+            beaten = 1;
+        rc = SQLITE_DONE;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return db_err(st, err, errlen, "look up address head");
+    return beaten;
+}
+
+/*
+ * Deletes the stored versions at a (those with created_at <= until when
+ * has_until), remembering the best of them in address_heads when
+ * mark_head is set. Returns the number removed, or -1.
+ */
+static int
+address_remove(struct store *st, const struct address *a, int has_until, uint64_t until,
+               int mark_head, char *err, size_t errlen)
+{
+    sqlite3_stmt *s;
+    sqlite3_int64 seqs[8];
+    uint64_t best_c = 0;
+    uint8_t best_id[32];
+    int n = 0, have_best = 0, rc = SQLITE_DONE;
+
+    /*
+     * Normally there is at most one row per address; loop in case a database
+     * written by something else holds more.
+     */
+    for (;;) {
+        int got = 0;
+        s = stmt_get(st, has_until ? ST_ADDR_ROWS_UNTIL : ST_ADDR_ROWS, err, errlen);
+        if (s == NULL)
+            return -1;
+        bind_address(s, a);
+        if (has_until)
+            sqlite3_bind_int64(s, 4, (sqlite3_int64)until);
+        while (got < 8 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+            uint64_t c = (uint64_t)sqlite3_column_int64(s, 1);
+            const uint8_t *id = sqlite3_column_blob(s, 2);
+            seqs[got++] = sqlite3_column_int64(s, 0);
+            if (!have_best || version_beats(c, id, best_c, best_id)) {
+                best_c = c;
+                memcpy(best_id, id, 32);
+                have_best = 1;
+            }
+        }
+        if (got < 8 && rc != SQLITE_DONE) {
+            sqlite3_reset(s);
+            return db_err(st, err, errlen, "look up address");
+        }
+        sqlite3_reset(s);
+        if (got == 0)
+            break;
+        for (int i = 0; i < got; i++) {
+            sqlite3_stmt *d = stmt_get(st, ST_DELETE_SEQ, err, errlen);
+            if (d == NULL)
+                return -1;
+            sqlite3_bind_int64(d, 1, seqs[i]);
+            if (stmt_run(st, d, err, errlen, "delete event") < 0)
+                return -1;
+            n++;
+        }
+    }
+    if (mark_head && have_best && head_put(st, a, best_c, best_id, err, errlen) < 0)
+        return -1;
+    return n;
+}
+
+/* 1 if a stored deletion covers ev, 0 if not, -1 on error. */
+static int
+tombstone_covers(struct store *st, const struct event *ev, const struct address *a,
+                 struct buf *scratch, char *err, size_t errlen)
+{
+    sqlite3_stmt *s;
+    int rc;
+
+    if ((s = stmt_get(st, ST_TOMB_BY_ID, err, errlen)) == NULL)
+        return -1;
+    sqlite3_bind_blob(s, 1, ev->id, 32, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 2, ev->pubkey, 32, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc != SQLITE_DONE)
+        return db_err(st, err, errlen, "look up deletions");
+    if (a == NULL)
+        return 0;
+
+    address_format(a, scratch);
+    if ((s = stmt_get(st, ST_TOMB_BY_ADDR, err, errlen)) == NULL)
+        return -1;
+    sqlite3_bind_text(s, 1, (const char *)scratch->data, (int)scratch->len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)ev->created_at);
+    rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc != SQLITE_DONE)
+        return db_err(st, err, errlen, "look up deletions");
+    return 0;
+}
+
+static int
+is_tag_letter(const struct event_tag *t)
+{
+    char c;
+
+    if (t->nfields < 2 || t->lens[0] != 1)
+        return 0;
+    c = t->fields[0][0];
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* Inserts the row and its tag index entries; *seq gets the new rowid. */
+static int
+event_row_insert(struct store *st, const struct event *ev, const struct address *a,
+                 sqlite3_int64 *seq, char *err, size_t errlen)
+{
+    sqlite3_stmt *s;
+    size_t jlen;
+    char *json;
+    int rc;
+
+    if ((s = stmt_get(st, ST_INSERT_EVENT, err, errlen)) == NULL)
+        return -1;
+    json = event_to_json(ev, &jlen);
+    if (json == NULL) {
+        set_err(err, errlen, "cannot serialize event");
+        return -1;
+    }
+    sqlite3_bind_blob(s, 1, ev->id, 32, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 2, ev->pubkey, 32, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)ev->created_at);
+    sqlite3_bind_int64(s, 4, ev->kind);
+    if (a != NULL && a->has_d)
+        sqlite3_bind_text(s, 5, a->d, (int)a->dlen, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, 5);
+    sqlite3_bind_text64(s, 6, json, jlen, free, SQLITE_UTF8);
+    rc = stmt_run(st, s, err, errlen, "insert event");
+    if (rc < 0)
+        return -1;
+    *seq = sqlite3_last_insert_rowid(st->db);
+
+    for (size_t i = 0; i < ev->ntags; i++) {
+        const struct event_tag *t = &ev->tags[i];
+        if (!is_tag_letter(t))
+            continue;
+        if ((s = stmt_get(st, ST_INSERT_TAG, err, errlen)) == NULL)
+            return -1;
+        sqlite3_bind_int64(s, 1, *seq);
+        sqlite3_bind_text(s, 2, t->fields[0], 1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 3, t->fields[1], (int)t->lens[1], SQLITE_STATIC);
+        if (stmt_run(st, s, err, errlen, "insert tag") < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int
+tomb_insert(struct store *st, sqlite3_int64 seq, const struct event *del, const uint8_t *target_id,
+            const struct buf *target_addr, char *err, size_t errlen)
+{
+    sqlite3_stmt *s = stmt_get(st, ST_INSERT_TOMB, err, errlen);
+
+    if (s == NULL)
+        return -1;
+    sqlite3_bind_int64(s, 1, seq);
+    sqlite3_bind_blob(s, 2, del->pubkey, 32, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)del->created_at);
+    if (target_id != NULL)
+        sqlite3_bind_blob(s, 4, target_id, 32, SQLITE_STATIC);
+    else
+        sqlite3_bind_text(s, 5, (const char *)target_addr->data, (int)target_addr->len,
+                          SQLITE_STATIC);
+    return stmt_run(st, s, err, errlen, "record deletion");
+}
+
+/* The deletion's `e` target: remove it if it is stored, is the deleter's, and is not a deletion. */
+static int
+delete_by_id(struct store *st, const struct event *del, const uint8_t target[32], char *err,
+             size_t errlen)
+{
+    sqlite3_stmt *s = stmt_get(st, ST_EVENT_BY_ID, err, errlen);
+    struct address a;
+    sqlite3_int64 seq = 0;
+    uint64_t created_at = 0;
+    char dbuf[1] = "";
+    char *dcopy = NULL;
+    int rc, doomed = 0;
+
+    if (s == NULL)
+        return -1;
+    sqlite3_bind_blob(s, 1, target, 32, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        const void *pk = sqlite3_column_blob(s, 1);
+        uint32_t kind = (uint32_t)sqlite3_column_int64(s, 2);
+        if (pk != NULL && sqlite3_column_bytes(s, 1) == 32 && memcmp(pk, del->pubkey, 32) == 0 &&
+            kind != KIND_DELETION) {
+            doomed = 1;
+            seq = sqlite3_column_int64(s, 0);
+            created_at = (uint64_t)sqlite3_column_int64(s, 4);
+            memcpy(a.pubkey, del->pubkey, 32);
+            a.kind = kind;
+            a.has_d = event_kind_is_addressable(kind);
+            a.d = dbuf;
+            a.dlen = 0;
+            if (a.has_d && sqlite3_column_type(s, 3) != SQLITE_NULL) {
+                int n = sqlite3_column_bytes(s, 3);
+                dcopy = xmalloc((size_t)n + 1);
+                memcpy(dcopy, sqlite3_column_text(s, 3), (size_t)n + 1);
+                a.d = dcopy;
+                a.dlen = (size_t)n;
+            }
+        }
+        rc = SQLITE_DONE;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return db_err(st, err, errlen, "look up deleted event");
+    if (!doomed)
+        return 0;
+
+    rc = 0;
+    if (kind_is_addressed(a.kind))
+        rc = head_put(st, &a, created_at, target, err, errlen);
+    if (rc == 0 && (s = stmt_get(st, ST_DELETE_SEQ, err, errlen)) == NULL)
+        rc = -1;
+    if (rc == 0) {
+        sqlite3_bind_int64(s, 1, seq);
+        rc = stmt_run(st, s, err, errlen, "delete event");
+    }
+    free(dcopy);
+    return rc;
+}
+
+/*
+ * Parses an `a` tag value "kind:pubkeyhex:d". Only addresses of replaceable
+ * or addressable kinds mean anything; returns 0 and fills a, or -1.
+ */
+static int
+address_parse(const char *v, size_t len, struct address *a)
+{
+    const char *end = v + len, *p = v, *c1, *c2;
+    unsigned long kind = 0;
+
+    c1 = memchr(p, ':', len);
+    if (c1 == NULL || c1 == p || c1 - p > 5)
+        return -1;
+    for (; p < c1; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        kind = kind * 10 + (unsigned long)(*p - '0');
+    }
+    if (kind > 65535 || !kind_is_addressed((uint32_t)kind))
+        return -1;
+    c2 = memchr(c1 + 1, ':', (size_t)(end - c1 - 1));
+    if (c2 == NULL || hex_decode(c1 + 1, (size_t)(c2 - c1 - 1), a->pubkey, 32, 0) < 0)
+        return -1;
+    a->kind = (uint32_t)kind;
+    a->has_d = event_kind_is_addressable(a->kind);
+    a->d = c2 + 1;
+    a->dlen = (size_t)(end - c2 - 1);
+    return 0;
+}
+
+/* A deletion was just stored as seq: tombstones for its targets, and the targets go. */
+static int
+deletion_apply(struct store *st, const struct event *del, sqlite3_int64 seq, struct buf *scratch,
+               char *err, size_t errlen)
+{
+    for (size_t i = 0; i < del->ntags; i++) {
+        const struct event_tag *t = &del->tags[i];
+        if (t->nfields < 2 || t->lens[0] != 1)
+            continue;
+        if (t->fields[0][0] == 'e') {
+            uint8_t target[32];
+            if (hex_decode(t->fields[1], t->lens[1], target, 32, 0) < 0)
+                continue;
+            if (tomb_insert(st, seq, del, target, NULL, err, errlen) < 0 ||
+                delete_by_id(st, del, target, err, errlen) < 0)
+                return -1;
+        } else if (t->fields[0][0] == 'a') {
+            struct address a;
+            if (address_parse(t->fields[1], t->lens[1], &a) < 0 ||
+                memcmp(a.pubkey, del->pubkey, 32) != 0)
+                continue;
+            address_format(&a, scratch);
+            if (tomb_insert(st, seq, del, NULL, scratch, err, errlen) < 0 ||
+                address_remove(st, &a, 1, del->created_at, 1, err, errlen) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+static int
+insert_one(struct store *st, const struct event *ev, struct store_result *res,
+           struct buf *scratch, char *err, size_t errlen)
+{
+    struct address addr, *a = NULL;
+    sqlite3_int64 seq;
+    int deleted = 0, removed = 0, rc;
+
+    res->reason = NULL;
+    if (event_kind_is_ephemeral(ev->kind)) {
+        res->outcome = STORE_REJECTED;
+        res->reason = "ephemeral";
+        return 0;
+    }
+    if ((rc = store_has_id(st, ev->id, err, errlen)) < 0)
+        return -1;
+    if (rc == 1) {
+        res->outcome = STORE_DUPLICATE;
+        return 0;
+    }
+    if (kind_is_addressed(ev->kind)) {
+        event_address(ev, &addr);
+        a = &addr;
+    }
+    if (ev->kind != KIND_DELETION &&
+        (deleted = tombstone_covers(st, ev, a, scratch, err, errlen)) < 0)
+        return -1;
+
+    if (a != NULL) {
+        if ((rc = address_beaten(st, ev, a, err, errlen)) < 0)
+            return -1;
+        if (rc == 1) {
+            res->outcome = STORE_REJECTED;
+            res->reason = "replaced by newer version";
+            return 0;
+        }
+        /* ev is the best version ever seen here: older ones go even if ev itself is deleted. */
+        if ((removed = address_remove(st, a, 0, 0, 0, err, errlen)) < 0)
+            return -1;
+        if (deleted) {
+            if (head_put(st, a, ev->created_at, ev->id, err, errlen) < 0)
+                return -1;
+        }
+    }
+    if (deleted) {
+        res->outcome = STORE_DELETED;
+        res->reason = "deleted by a stored kind-5 event";
+        return 0;
+    }
+    if (event_row_insert(st, ev, a, &seq, err, errlen) < 0)
+        return -1;
+    res->outcome = removed > 0 ? STORE_REPLACED : STORE_INSERTED;
+    if (ev->kind == KIND_DELETION && deletion_apply(st, ev, seq, scratch, err, errlen) < 0)
+        return -1;
+    return 0;
+}
+
+int
+store_insert_batch(struct store *st, struct event *const *evs, size_t n,
+                   struct store_result *results, char *err, size_t errlen)
+{
+    struct buf scratch = {0};
+    sqlite3_stmt *s;
+
+    if (n == 0)
+        return 0;
+    if ((s = stmt_get(st, ST_BEGIN, err, errlen)) == NULL ||
+        stmt_run(st, s, err, errlen, "begin") < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (insert_one(st, evs[i], &results[i], &scratch, err, errlen) < 0)
+            goto fail;
+    }
+    buf_free(&scratch);
+    if ((s = stmt_get(st, ST_COMMIT, err, errlen)) == NULL ||
+        stmt_run(st, s, err, errlen, "commit") < 0)
+        goto fail_nobuf;
+    return 0;
+fail:
+    buf_free(&scratch);
+fail_nobuf:
+    /* Plain exec: the ROLLBACK must run even if preparing it is what failed. */
+    sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+}
+
+/* ---- queries ---- */
+
+enum query_shape {
+    Q_JSON,     /* the event bodies, in an order */
+    Q_COUNT,
+    Q_IDS,      /* (created_at, id), ascending */
+};
+
+/*
+ * Builds the SQL for a query over f; *limit_param gets the number of the
+ * first parameter after the filter's (for LIMIT). Caller frees.
+ */
+static char *
+query_sql(const struct filter *f, enum query_shape shape, enum store_order order, int *limit_param,
+          char *err, size_t errlen)
+{
+    struct buf b = {0};
+    char *where = NULL;
+    int next = 1, use_limit = shape == Q_JSON && f != NULL && f->has_limit;
+    char tail[64];
+
+    if (f != NULL) {
+        if (filter_sql_where(f, &where, &next) < 0) {
+            set_err(err, errlen, "filter cannot be expressed in SQL");
+            free(where);
+            return NULL;
+        }
+    }
+    if (where == NULL || where[0] == '\0') {
+        free(where);
+        where = xstrdup("1");
+    }
+    *limit_param = next;
+
+#define APPEND(s) buf_append(&b, (s), strlen(s))
+    switch (shape) {
+    case Q_COUNT:
+        APPEND("SELECT count(*) FROM events e WHERE (");
+        APPEND(where);
+        APPEND(")");
+        break;
+    case Q_IDS:
+        APPEND("SELECT e.created_at, e.id FROM events e WHERE (");
+        APPEND(where);
+        APPEND(") ORDER BY e.created_at, e.id");
+        break;
+    case Q_JSON:
+        if (order == STORE_NEWEST_FIRST || !use_limit) {
+            APPEND("SELECT e.json FROM events e WHERE (");
+            APPEND(where);
+            APPEND(order == STORE_NEWEST_FIRST ? ") ORDER BY e.created_at DESC, e.id"
+                                               : ") ORDER BY e.created_at, e.id");
+            if (use_limit) {
+                snprintf(tail, sizeof tail, " LIMIT ?%d", next);
+                APPEND(tail);
+            }
+        } else {
+            /* The limit picks the newest, as for a REQ; then deliver them oldest first. */
+            APPEND("SELECT json FROM (SELECT e.json, e.created_at, e.id FROM events e WHERE (");
+            APPEND(where);
+            snprintf(tail, sizeof tail, ") ORDER BY e.created_at DESC, e.id LIMIT ?%d)", next);
+            APPEND(tail);
+            APPEND(" ORDER BY created_at, id");
+        }
+        break;
+    }
+#undef APPEND
+    buf_push(&b, '\0');
+    free(where);
+    return (char *)b.data;
+}
+
+static sqlite3_stmt *
+query_prepare(struct store *st, const struct filter *f, enum query_shape shape,
+              enum store_order order, char *err, size_t errlen)
+{
+    sqlite3_stmt *s = NULL;
+    int limit_param;
+    char *sql = query_sql(f, shape, order, &limit_param, err, errlen);
+
+    if (sql == NULL)
+        return NULL;
+    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) {
+        db_err(st, err, errlen, "prepare query");
+        free(sql);
+        return NULL;
+    }
+    free(sql);
+    if (f != NULL && filter_sql_bind(f, s, 1) < 0) {
+        set_err(err, errlen, "cannot bind filter parameters");
+        sqlite3_finalize(s);
+        return NULL;
+    }
+    if (shape == Q_JSON && f != NULL && f->has_limit) {
+        uint64_t lim = f->limit > INT64_MAX ? INT64_MAX : f->limit;
+        sqlite3_bind_int64(s, limit_param, (sqlite3_int64)lim);
+    }
+    return s;
+}
+
+int
+store_query(struct store *st, const struct filter *f, enum store_order order, store_json_cb cb,
+            void *ctx, char *err, size_t errlen)
+{
+    sqlite3_stmt *s = query_prepare(st, f, Q_JSON, order, err, errlen);
+    int rc, stopped = 0;
+
+    if (s == NULL)
+        return -1;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *json = (const char *)sqlite3_column_text(s, 0);
+        size_t len = (size_t)sqlite3_column_bytes(s, 0);
+        if (cb(ctx, json != NULL ? json : "", len) != 0) {
+            stopped = 1;
+            break;
+        }
+    }
+    if (!stopped && rc != SQLITE_DONE) {
+        db_err(st, err, errlen, "query");
+        sqlite3_finalize(s);
+        return -1;
+    }
+    sqlite3_finalize(s);
+    return stopped;
+}
+
+int
+store_count(struct store *st, const struct filter *f, uint64_t *count, char *err, size_t errlen)
+{
+    sqlite3_stmt *s = query_prepare(st, f, Q_COUNT, STORE_OLDEST_FIRST, err, errlen);
+    int rc;
+
+    if (s == NULL)
+        return -1;
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *count = (uint64_t)sqlite3_column_int64(s, 0);
+    else
+        db_err(st, err, errlen, "count");
+    sqlite3_finalize(s);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+int
+store_list_ids(struct store *st, const struct filter *f, store_id_cb cb, void *ctx, char *err,
+               size_t errlen)
+{
+    sqlite3_stmt *s = query_prepare(st, f, Q_IDS, STORE_OLDEST_FIRST, err, errlen);
+    int rc, stopped = 0;
+
+    if (s == NULL)
+        return -1;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const uint8_t *id = sqlite3_column_blob(s, 1);
+        if (id == NULL || sqlite3_column_bytes(s, 1) != 32) {
+            set_err(err, errlen, "%s: corrupt event id in the database", st->path);
+            sqlite3_finalize(s);
+            return -1;
+        }
+        if (cb(ctx, (uint64_t)sqlite3_column_int64(s, 0), id) != 0) {
+            stopped = 1;
+            break;
+        }
+    }
+    if (!stopped && rc != SQLITE_DONE) {
+        db_err(st, err, errlen, "list ids");
+        sqlite3_finalize(s);
+        return -1;
+    }
+    sqlite3_finalize(s);
+    return stopped;
+}
+
+int
+store_query_plan(struct store *st, enum store_plan which, const struct filter *f, char *out,
+                 size_t outlen, char *err, size_t errlen)
+{
+    static const struct {
+        enum query_shape shape;
+        enum store_order order;
+    } map[] = {
+        [STORE_PLAN_LIST_IDS] = {Q_IDS, STORE_OLDEST_FIRST},
+        [STORE_PLAN_QUERY_NEWEST] = {Q_JSON, STORE_NEWEST_FIRST},
+        [STORE_PLAN_QUERY_OLDEST] = {Q_JSON, STORE_OLDEST_FIRST},
+        [STORE_PLAN_COUNT] = {Q_COUNT, STORE_OLDEST_FIRST},
+    };
+    struct buf b = {0};
+    sqlite3_stmt *s = NULL;
+    int limit_param, rc;
+    char *sql = query_sql(f, map[which].shape, map[which].order, &limit_param, err, errlen);
+
+    if (sql == NULL)
+        return -1;
+    buf_append(&b, "EXPLAIN QUERY PLAN ", strlen("EXPLAIN QUERY PLAN "));
+    buf_append(&b, sql, strlen(sql) + 1);
+    free(sql);
+    rc = sqlite3_prepare_v2(st->db, (const char *)b.data, -1, &s, NULL);
+    buf_free(&b);
+    if (rc != SQLITE_OK)
+        return db_err(st, err, errlen, "explain");
+    if (outlen > 0)
+        out[0] = '\0';
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *detail = (const char *)sqlite3_column_text(s, 3);
+        size_t used = strlen(out);
+        if (detail != NULL && used + 1 < outlen)
+            snprintf(out + used, outlen - used, "%s%s", used > 0 ? "\n" : "", detail);
+    }
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE)
+        return db_err(st, err, errlen, "explain");
+    return 0;
+}
+
+int
+store_has_id(struct store *st, const uint8_t id[32], char *err, size_t errlen)
+{
+    sqlite3_stmt *s = stmt_get(st, ST_HAS_ID, err, errlen);
+    int rc;
+
+    if (s == NULL)
+        return -1;
+    sqlite3_bind_blob(s, 1, id, 32, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc == SQLITE_DONE)
+        return 0;
+    return db_err(st, err, errlen, "look up id");
+}
+
+int
+store_get_json(struct store *st, const uint8_t id[32], char **json, size_t *len, char *err,
+               size_t errlen)
+{
+    sqlite3_stmt *s = stmt_get(st, ST_GET_JSON, err, errlen);
+    int rc;
+
+    if (s == NULL)
+        return -1;
+    sqlite3_bind_blob(s, 1, id, 32, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        size_t n = (size_t)sqlite3_column_bytes(s, 0);
+        const unsigned char *text = sqlite3_column_text(s, 0);
+        *json = xmalloc(n + 1);
+        if (n > 0)
+            memcpy(*json, text, n);
+        (*json)[n] = '\0';
+        if (len != NULL)
+            *len = n;
+        sqlite3_reset(s);
+        return 1;
+    }
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE)
+        return 0;
+    return db_err(st, err, errlen, "get event");
+}
+
+int
+store_check(struct store *st, char *err, size_t errlen)
+{
+    sqlite3_stmt *s;
+    int rc, bad = 0;
+
+    if (sqlite3_prepare_v2(st->db, "PRAGMA integrity_check", -1, &s, NULL) != SQLITE_OK)
+        return db_err(st, err, errlen, "integrity check");
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *line = (const char *)sqlite3_column_text(s, 0);
+        if (line != NULL && strcmp(line, "ok") != 0 && !bad) {
+            set_err(err, errlen, "%s: integrity check: %s", st->path, line);
+            bad = 1;
+        }
+    }
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE)
+        return db_err(st, err, errlen, "integrity check");
+    if (bad)
+        return -1;
+
+    if (sqlite3_prepare_v2(st->db, "PRAGMA foreign_key_check", -1, &s, NULL) != SQLITE_OK)
+        return db_err(st, err, errlen, "foreign key check");
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        set_err(err, errlen, "%s: foreign key check: dangling row in %s", st->path,
+                (const char *)sqlite3_column_text(s, 0));
+        bad = 1;
+    } else if (rc != SQLITE_DONE) {
+        db_err(st, err, errlen, "foreign key check");
+        bad = 1;
+    }
+    sqlite3_finalize(s);
+    return bad ? -1 : 0;
+}

@@ -1,0 +1,127 @@
+/*
+ * store: the SQLite event store. Schema and forward migrations, batched
+ * inserts with relay semantics (replaceable, addressable, ephemeral kinds and
+ * NIP-09 deletions), queries by filter, and the (created_at, id) listing the
+ * negentropy sessions are built from.
+ *
+ * One struct store is one connection. It is not shared between threads: each
+ * worker opens its own with store_open, and every connection is configured
+ * the same way (WAL, synchronous=NORMAL, foreign keys, busy timeout), so
+ * several readers and one writer run at once without "database is locked"
+ * reaching the user.
+ */
+#ifndef NEGSYNC_STORE_H
+#define NEGSYNC_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "event.h"
+#include "filter.h"
+
+#define STORE_ERRLEN 256
+
+struct store;
+
+/*
+ * Opens (creating if needed) the database at path and brings its schema up
+ * to date. Returns NULL with a reason in err. Close with store_close.
+ */
+struct store *store_open(const char *path, char *err, size_t errlen);
+void store_close(struct store *st);
+
+/*
+ * The default database path, $XDG_DATA_HOME/negsync/negsync.db (or
+ * ~/.local/share/negsync/negsync.db), creating the directory. Caller frees;
+ * NULL with a reason in err.
+ */
+char *store_default_path(char *err, size_t errlen);
+
+/* What happened to one event handed to store_insert_batch. */
+enum store_outcome {
+    STORE_INSERTED,     /* stored */
+    STORE_DUPLICATE,    /* already stored, nothing changed */
+    STORE_REPLACED,     /* stored, and an older version of it was removed */
+    STORE_REJECTED,     /* not stored; reason says why */
+    STORE_DELETED,      /* not stored: a stored deletion (kind 5) covers it */
+};
+
+struct store_result {
+    enum store_outcome outcome;
+    const char *reason;     /* static text for REJECTED and DELETED, else NULL */
+};
+
+/* "inserted", "duplicate", ... for summaries and logs. */
+const char *store_outcome_name(enum store_outcome o);
+
+/*
+ * Stores n events, which the caller has parsed and verified, in one
+ * transaction, in array order; results[i] says what happened to evs[i].
+ * Returns 0, or -1 with a reason in err, in which case nothing of the batch
+ * was stored.
+ */
+int store_insert_batch(struct store *st, struct event *const *evs, size_t n,
+                       struct store_result *results, char *err, size_t errlen);
+
+/* Callback for stored events as compact JSON (len bytes, NUL-terminated). Non-zero stops. */
+typedef int (*store_json_cb)(void *ctx, const char *json, size_t len);
+/* Callback for the negentropy listing. Non-zero stops. */
+typedef int (*store_id_cb)(void *ctx, uint64_t created_at, const uint8_t id[32]);
+
+enum store_order {
+    STORE_NEWEST_FIRST, /* created_at descending, then id ascending (REQ order) */
+    STORE_OLDEST_FIRST, /* created_at ascending, then id ascending (export order) */
+};
+
+/*
+ * Calls cb for every stored event matching f (NULL = everything), in the
+ * given order. A filter limit keeps the newest `limit` events, whatever the
+ * order they are then delivered in. Returns 0, 1 if cb stopped the
+ * iteration, or -1 with a reason in err.
+ */
+int store_query(struct store *st, const struct filter *f, enum store_order order,
+                store_json_cb cb, void *ctx, char *err, size_t errlen);
+
+/* Number of stored events matching f (NULL = all; limit ignored). 0, or -1. */
+int store_count(struct store *st, const struct filter *f, uint64_t *count, char *err,
+                size_t errlen);
+
+/*
+ * (created_at, id) of every stored event matching f (NULL = all; limit
+ * ignored), ascending, without reading event bodies. For negentropy.
+ * Returns 0, 1 if cb stopped the iteration, or -1 with a reason in err.
+ */
+int store_list_ids(struct store *st, const struct filter *f, store_id_cb cb, void *ctx,
+                   char *err, size_t errlen);
+
+/* 1 if an event with this id is stored, 0 if not, -1 with a reason in err. */
+int store_has_id(struct store *st, const uint8_t id[32], char *err, size_t errlen);
+
+/*
+ * The stored JSON of the event with this id: 1 and *json (caller frees,
+ * NUL-terminated, *len bytes if len is not NULL), 0 if not stored, or -1.
+ */
+int store_get_json(struct store *st, const uint8_t id[32], char **json, size_t *len, char *err,
+                   size_t errlen);
+
+/*
+ * The query plan (EXPLAIN QUERY PLAN detail lines, newline-separated) of the
+ * statement the function named by which would run for f. For tests and for
+ * anyone wondering why a filter is slow.
+ */
+enum store_plan {
+    STORE_PLAN_LIST_IDS,
+    STORE_PLAN_QUERY_NEWEST,
+    STORE_PLAN_QUERY_OLDEST,
+    STORE_PLAN_COUNT,
+};
+int store_query_plan(struct store *st, enum store_plan which, const struct filter *f, char *out,
+                     size_t outlen, char *err, size_t errlen);
+
+/* PRAGMA integrity_check and foreign_key_check: 0 if both are clean, else -1 and the first problem. */
+int store_check(struct store *st, char *err, size_t errlen);
+
+/* The schema version this build writes (PRAGMA user_version after store_open). */
+int store_schema_version(void);
+
+#endif
