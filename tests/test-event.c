@@ -856,9 +856,10 @@ mode_sign_vectors(void)
     print_signed(ev, sk);
 
     /* 100 KB of mixed content. */
+    static const char chunk[] = "ab\"\\\n\xc3\xa9\xf0\x9f\x8e\x89\x01 ";
     struct buf b = { 0 };
     while (b.len < 100 * 1024)
-        buf_append(&b, "ab\"\\\n\xc3\xa9\xf0\x9f\x8e\x89\x01 ", 15);
+        buf_append(&b, chunk, sizeof chunk - 1);
     ev = event_build((const char *)b.data, b.len);
     ev->kind = 30023;
     print_signed(ev, sk);
