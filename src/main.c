@@ -10,13 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EXIT_USAGE 2
-
-struct globals {
-    const char *config_path;    /* -c */
-    const char *db_path;        /* -d */
-    int verbose;                /* -v: +1, -q: -1 */
-};
+#include "commands.h"
 
 static const char usage_line[] =
     "usage: negsync [-c FILE] [-d FILE] [-v|-q] [COMMAND [ARGS...]]\n";
@@ -30,7 +24,7 @@ print_help(FILE *f)
           "by NIP-77 negentropy where a relay speaks it and REQ where it does not.\n"
           "\n"
           "Commands:\n"
-          "  import FILE|-            import JSON-lines events (verified)\n"
+          "  import [--json] FILE|-   import JSON-lines events (verified)\n"
           "  export [--filter JSON]   write stored events as JSON lines\n"
           "\n"
           "Global options:\n"
@@ -51,6 +45,8 @@ struct command {
 
 static const struct command commands[] = {
     /* [commands] */
+    {"import", cmd_import},
+    {"export", cmd_export},
     {NULL, NULL},
 };
 

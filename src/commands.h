@@ -1,0 +1,29 @@
+/*
+ * commands: what main.c dispatches to. Each command takes the global options
+ * and its own argv (argv[0] is the command name) and returns the process
+ * exit code: 0 ok, 1 I/O, database or sync error, 2 usage or config error.
+ */
+#ifndef NEGSYNC_COMMANDS_H
+#define NEGSYNC_COMMANDS_H
+
+#define EXIT_USAGE 2
+
+struct globals {
+    const char *config_path;    /* -c */
+    const char *db_path;        /* -d */
+    int verbose;                /* -v: +1, -q: -1 */
+};
+
+struct store;
+
+/*
+ * Opens the database every command uses: -d FILE, or the XDG default
+ * (creating its directory). Prints the reason and returns NULL on failure.
+ */
+struct store *cmd_open_store(const struct globals *g);
+
+/* cmd-io.c */
+int cmd_import(struct globals *g, int argc, char **argv);
+int cmd_export(struct globals *g, int argc, char **argv);
+
+#endif

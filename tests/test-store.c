@@ -1,0 +1,857 @@
+/*
+ * test-store: the event store.
+ *
+ *   - relay semantics (replaceable, addressable, ephemeral, NIP-09
+ *     deletions): each scenario is inserted in every order of its events,
+ *     one event per transaction and all in one, and must always end with
+ *     the same set; re-inserting everything must change nothing;
+ *   - the outcome reported for each event in a fixed order;
+ *   - queries: order, limit, count, tags, get by id, and the query plans
+ *     (the full listing is a covering index scan with no sort);
+ *   - migrations: fresh, reopen, a database from a newer negsync;
+ *   - threads: readers with their own connections while two writers write,
+ *     all opening a fresh file at the same moment; no error may surface.
+ */
+#include "config.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "event.h"
+#include "filter.h"
+#include "store.h"
+#include "testutil.h"
+#include "util.h"
+
+#define MAXEV 6
+
+/* ---- building events ---- */
+
+static void
+seckey_of(int who, uint8_t sk[32])
+{
+    memset(sk, 0, 32);
+    sk[30] = 0x42;
+    sk[31] = (uint8_t)(who + 1);
+}
+
+static void
+hex_of(const uint8_t *b, char out[65])
+{
+    hex_encode(b, 32, out);
+}
+
+static void
+pubkey_hex(int who, char out[65])
+{
+    uint8_t sk[32];
+    struct event *ev;
+
+    seckey_of(who, sk);
+    ev = event_sign(sk, 1, 1, NULL, NULL, 0, "");
+    hex_of(ev->pubkey, out);
+    event_free(ev);
+}
+
+/*
+ * A signed event by author `who`. tags: up to 3 (name, value) pairs as
+ * consecutive strings, NULL-terminated; a value of "-" makes a tag with a
+ * name only.
+ */
+static struct event *
+mk(int who, uint64_t at, uint32_t kind, const char *content, const char *const *tv)
+{
+    const char *fields[3][2];
+    const char *const *tags[3];
+    size_t lens[3], n = 0;
+    uint8_t sk[32];
+    struct event *ev;
+
+    for (; tv != NULL && tv[2 * n] != NULL && n < 3; n++) {
+        fields[n][0] = tv[2 * n];
+        fields[n][1] = tv[2 * n + 1];
+        tags[n] = fields[n];
+        lens[n] = strcmp(tv[2 * n + 1], "-") == 0 ? 1 : 2;
+    }
+    seckey_of(who, sk);
+    ev = event_sign(sk, at, kind, n ? tags : NULL, n ? lens : NULL, n, content);
+    if (ev == NULL) {
+        fprintf(stderr, "event_sign failed\n");
+        exit(99);
+    }
+    return ev;
+}
+
+#define TAGS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+/* ---- sets ---- */
+
+struct idset {
+    size_t n;
+    uint8_t ids[64][32];
+};
+
+static int
+collect_id(void *ctx, uint64_t created_at, const uint8_t id[32])
+{
+    struct idset *s = ctx;
+
+    (void)created_at;
+    if (s->n < 64)
+        memcpy(s->ids[s->n], id, 32);
+    s->n++;
+    return 0;
+}
+
+static int
+cmp_id(const void *a, const void *b)
+{
+    return memcmp(a, b, 32);
+}
+
+static void
+idset_sort(struct idset *s)
+{
+    qsort(s->ids, s->n, 32, cmp_id);
+}
+
+static struct store *
+open_mem(void)
+{
+    char err[STORE_ERRLEN];
+    struct store *st = store_open(":memory:", err, sizeof err);
+
+    if (st == NULL) {
+        fprintf(stderr, "store_open: %s\n", err);
+        exit(99);
+    }
+    return st;
+}
+
+static void
+stored_set(struct store *st, struct idset *out)
+{
+    char err[STORE_ERRLEN];
+
+    memset(out, 0, sizeof *out);
+    CHECK_MSG(store_list_ids(st, NULL, collect_id, out, err, sizeof err) == 0, "%s", err);
+    idset_sort(out);
+}
+
+/* ---- every arrival order ---- */
+
+struct scenario {
+    const char *name;
+    size_t n;
+    struct event *ev[MAXEV];
+    unsigned expect;    /* bit i: ev[i] is in the final set */
+};
+
+static int
+insert_all(struct store *st, struct event **evs, size_t n, int one_txn)
+{
+    struct store_result res[MAXEV * 2];
+    char err[STORE_ERRLEN];
+
+    if (one_txn) {
+        if (store_insert_batch(st, evs, n, res, err, sizeof err) < 0) {
+            fprintf(stderr, "insert: %s\n", err);
+            return -1;
+        }
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (store_insert_batch(st, &evs[i], 1, res, err, sizeof err) < 0) {
+            fprintf(stderr, "insert: %s\n", err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void
+run_order(const struct scenario *sc, const size_t *perm, const struct idset *want, int one_txn,
+          int *bad)
+{
+    struct event *order[MAXEV];
+    struct idset got, again;
+    struct store *st = open_mem();
+    char err[STORE_ERRLEN];
+
+    for (size_t i = 0; i < sc->n; i++)
+        order[i] = sc->ev[perm[i]];
+    CHECK(insert_all(st, order, sc->n, one_txn) == 0);
+    stored_set(st, &got);
+    /* Re-delivery of everything, as a second relay would: nothing may change. */
+    CHECK(insert_all(st, order, sc->n, !one_txn) == 0);
+    stored_set(st, &again);
+    CHECK_MSG(store_check(st, err, sizeof err) == 0, "%s", err);
+    store_close(st);
+
+    if (got.n != want->n || memcmp(got.ids, want->ids, 32 * got.n) != 0 || again.n != got.n ||
+        memcmp(again.ids, got.ids, 32 * got.n) != 0) {
+        if ((*bad)++ < 3) {
+            fprintf(stderr, "%s: order", sc->name);
+            for (size_t i = 0; i < sc->n; i++)
+                fprintf(stderr, " %zu", perm[i]);
+            fprintf(stderr, " (%s) keeps", one_txn ? "one transaction" : "one per transaction");
+            for (size_t i = 0; i < sc->n; i++) {
+                for (size_t j = 0; j < got.n; j++) {
+                    if (memcmp(got.ids[j], sc->ev[i]->id, 32) == 0)
+                        fprintf(stderr, " %zu", i);
+                }
+            }
+            fprintf(stderr, " (%zu events, %zu after re-delivery)\n", got.n, again.n);
+        }
+    }
+}
+
+static void
+permute(const struct scenario *sc, size_t *perm, size_t k, const struct idset *want, size_t *count,
+        int *bad)
+{
+    if (k == sc->n) {
+        run_order(sc, perm, want, 0, bad);
+        run_order(sc, perm, want, 1, bad);
+        (*count)++;
+        return;
+    }
+    for (size_t i = k; i < sc->n; i++) {
+        size_t t = perm[k];
+        perm[k] = perm[i];
+        perm[i] = t;
+        permute(sc, perm, k + 1, want, count, bad);
+        perm[i] = perm[k];
+        perm[k] = t;
+    }
+}
+
+static void
+check_scenario(struct scenario *sc)
+{
+    struct idset want = {0};
+    size_t perm[MAXEV], count = 0;
+    int bad = 0;
+
+    for (size_t i = 0; i < sc->n; i++) {
+        perm[i] = i;
+        if (sc->expect & (1u << i))
+            memcpy(want.ids[want.n++], sc->ev[i]->id, 32);
+    }
+    idset_sort(&want);
+    permute(sc, perm, 0, &want, &count, &bad);
+    CHECK_MSG(bad == 0, "%s: %d of %zu orders end in the wrong set", sc->name, bad, count * 2);
+    for (size_t i = 0; i < sc->n; i++)
+        event_free(sc->ev[i]);
+}
+
+/* The lower-id one of two events (the NIP-01 tie-break), as an index. */
+static unsigned
+lower_id(const struct scenario *sc, int a, int b)
+{
+    return memcmp(sc->ev[a]->id, sc->ev[b]->id, 32) < 0 ? (unsigned)a : (unsigned)b;
+}
+
+static void
+test_convergence(void)
+{
+    char pa[65], pb[65], id[65], id2[65], addr[160], addr2[160];
+    struct scenario sc;
+
+    pubkey_hex(0, pa);
+    pubkey_hex(1, pb);
+
+    /* Replaceable: newest per (pubkey, kind); on a tie the lowest id. */
+    sc = (struct scenario){.name = "replaceable", .n = 4};
+    sc.ev[0] = mk(0, 10, 0, "v10", NULL);
+    sc.ev[1] = mk(0, 20, 0, "v20a", NULL);
+    sc.ev[2] = mk(0, 20, 0, "v20b", NULL);
+    sc.ev[3] = mk(1, 5, 0, "other author", NULL);
+    sc.expect = (1u << lower_id(&sc, 1, 2)) | 1u << 3;
+    check_scenario(&sc);
+
+    /* Same for 10000..19999 and kind 3, each kind on its own. */
+    sc = (struct scenario){.name = "replaceable kinds", .n = 4};
+    sc.ev[0] = mk(0, 10, 3, "contacts old", NULL);
+    sc.ev[1] = mk(0, 11, 3, "contacts new", NULL);
+    sc.ev[2] = mk(0, 30, 10002, "relays", NULL);
+    sc.ev[3] = mk(0, 12, 10002, "relays old", NULL);
+    sc.expect = 1u << 1 | 1u << 2;
+    check_scenario(&sc);
+
+    /* Addressable: per (pubkey, kind, d); no d tag and a name-only d tag are d = "". */
+    sc = (struct scenario){.name = "addressable", .n = 5};
+    sc.ev[0] = mk(0, 10, 30023, "x old", TAGS("d", "x"));
+    sc.ev[1] = mk(0, 20, 30023, "x new", TAGS("d", "x"));
+    sc.ev[2] = mk(0, 5, 30023, "y", TAGS("d", "y"));
+    sc.ev[3] = mk(0, 1, 30023, "no d", NULL);
+    sc.ev[4] = mk(0, 2, 30023, "empty d", TAGS("d", "-"));
+    sc.expect = 1u << 1 | 1u << 2 | 1u << 4;
+    check_scenario(&sc);
+
+    /* Ephemeral kinds are never stored. */
+    sc = (struct scenario){.name = "ephemeral", .n = 3};
+    sc.ev[0] = mk(0, 10, 20001, "typing", NULL);
+    sc.ev[1] = mk(0, 11, 1, "note", NULL);
+    sc.ev[2] = mk(0, 12, 29999, "gone", NULL);
+    sc.expect = 1u << 1;
+    check_scenario(&sc);
+
+    /*
+     * Deletion by id: only the deleter's own events; a deletion never
+     * deletes a deletion.
+     */
+    sc = (struct scenario){.name = "delete by e", .n = 4};
+    sc.ev[0] = mk(0, 10, 1, "mine", NULL);
+    sc.ev[1] = mk(1, 10, 1, "someone else's", NULL);
+    hex_of(sc.ev[0]->id, id);
+    hex_of(sc.ev[1]->id, id2);
+    sc.ev[2] = mk(0, 20, 5, "", TAGS("e", id, "e", id2));
+    hex_of(sc.ev[2]->id, id);
+    sc.ev[3] = mk(0, 30, 5, "undelete?", TAGS("e", id));
+    sc.expect = 1u << 1 | 1u << 2 | 1u << 3;
+    check_scenario(&sc);
+
+    /* Deletion by address: versions up to the deletion's created_at only. */
+    sc = (struct scenario){.name = "delete by a", .n = 5};
+    sc.ev[0] = mk(0, 10, 30023, "z old", TAGS("d", "z"));
+    sc.ev[1] = mk(0, 30, 30023, "z newer than the deletion", TAGS("d", "z"));
+    snprintf(addr, sizeof addr, "30023:%s:z", pa);
+    sc.ev[2] = mk(0, 20, 5, "", TAGS("a", addr));
+    sc.ev[3] = mk(0, 15, 0, "profile", NULL);
+    snprintf(addr2, sizeof addr2, "0:%s:", pa);
+    sc.ev[4] = mk(0, 20, 5, "", TAGS("a", addr2));
+    sc.expect = 1u << 1 | 1u << 2 | 1u << 4;
+    check_scenario(&sc);
+
+    /*
+     * The newest version deleted by id: an older one arriving later must not
+     * come back (the address_heads case in store.c).
+     */
+    sc = (struct scenario){.name = "delete newest version by e", .n = 3};
+    sc.ev[0] = mk(0, 10, 3, "old", NULL);
+    sc.ev[1] = mk(0, 20, 3, "new", NULL);
+    hex_of(sc.ev[1]->id, id);
+    sc.ev[2] = mk(0, 30, 5, "", TAGS("e", id));
+    sc.expect = 1u << 2;
+    check_scenario(&sc);
+
+    sc = (struct scenario){.name = "delete older version by e", .n = 3};
+    sc.ev[0] = mk(0, 10, 3, "old", NULL);
+    sc.ev[1] = mk(0, 20, 3, "new", NULL);
+    hex_of(sc.ev[0]->id, id);
+    sc.ev[2] = mk(0, 30, 5, "", TAGS("e", id));
+    sc.expect = 1u << 1 | 1u << 2;
+    check_scenario(&sc);
+
+    sc = (struct scenario){.name = "delete by a and by e", .n = 5};
+    sc.ev[0] = mk(0, 10, 30000, "q1", TAGS("d", "q"));
+    sc.ev[1] = mk(0, 20, 30000, "q2", TAGS("d", "q"));
+    snprintf(addr, sizeof addr, "30000:%s:q", pa);
+    sc.ev[2] = mk(0, 15, 5, "", TAGS("a", addr));
+    hex_of(sc.ev[1]->id, id);
+    sc.ev[3] = mk(0, 25, 5, "", TAGS("e", id));
+    sc.ev[4] = mk(1, 1, 30000, "q by someone else", TAGS("d", "q"));
+    sc.expect = 1u << 2 | 1u << 3 | 1u << 4;
+    check_scenario(&sc);
+
+    /* An address of another pubkey in an a tag is ignored. */
+    sc = (struct scenario){.name = "delete someone else's address", .n = 3};
+    sc.ev[0] = mk(0, 10, 30023, "z", TAGS("d", "z"));
+    snprintf(addr, sizeof addr, "30023:%s:z", pa);
+    sc.ev[1] = mk(1, 20, 5, "", TAGS("a", addr));
+    snprintf(addr2, sizeof addr2, "30023:%s:z", pb);
+    sc.ev[2] = mk(1, 20, 5, "", TAGS("a", addr2));
+    sc.expect = 7;
+    check_scenario(&sc);
+
+    /* created_at equal to the deletion's is covered; one second later is not. */
+    sc = (struct scenario){.name = "delete by a at the same second", .n = 3};
+    sc.ev[0] = mk(0, 10, 30023, "w", TAGS("d", "w"));
+    snprintf(addr, sizeof addr, "30023:%s:w", pa);
+    sc.ev[1] = mk(0, 10, 5, "", TAGS("a", addr));
+    sc.ev[2] = mk(0, 11, 30023, "w later", TAGS("d", "w"));
+    sc.expect = 1u << 1 | 1u << 2;
+    check_scenario(&sc);
+}
+
+/* ---- outcomes in a fixed order ---- */
+
+static void
+test_outcomes(void)
+{
+    struct store *st = open_mem();
+    struct store_result r[8];
+    struct event *ev[8];
+    char err[STORE_ERRLEN], id[65];
+
+    ev[0] = mk(0, 10, 0, "v1", NULL);
+    ev[1] = mk(0, 20, 0, "v2", NULL);
+    ev[2] = mk(0, 5, 0, "v0", NULL);
+    ev[3] = mk(0, 10, 20000, "ephemeral", NULL);
+    ev[4] = mk(0, 10, 1, "note", NULL);
+    hex_of(ev[4]->id, id);
+    ev[5] = mk(0, 11, 5, "", TAGS("e", id));
+    CHECK(store_insert_batch(st, ev, 6, r, err, sizeof err) == 0);
+    CHECK(r[0].outcome == STORE_INSERTED);
+    CHECK(r[1].outcome == STORE_REPLACED);
+    CHECK(r[2].outcome == STORE_REJECTED && strcmp(r[2].reason, "replaced by newer version") == 0);
+    CHECK(r[3].outcome == STORE_REJECTED && strcmp(r[3].reason, "ephemeral") == 0);
+    CHECK(r[4].outcome == STORE_INSERTED);
+    CHECK(r[5].outcome == STORE_INSERTED);
+    /* Again: duplicates, except what is gone. */
+    CHECK(store_insert_batch(st, ev, 6, r, err, sizeof err) == 0);
+    CHECK(r[0].outcome == STORE_REJECTED);
+    CHECK(r[1].outcome == STORE_DUPLICATE);
+    CHECK(r[4].outcome == STORE_DELETED && r[4].reason != NULL);
+    CHECK(r[5].outcome == STORE_DUPLICATE);
+    CHECK(strcmp(store_outcome_name(STORE_REPLACED), "replaced") == 0);
+
+    CHECK(store_has_id(st, ev[1]->id, err, sizeof err) == 1);
+    CHECK(store_has_id(st, ev[0]->id, err, sizeof err) == 0);
+    CHECK(store_has_id(st, ev[4]->id, err, sizeof err) == 0);
+    for (int i = 0; i < 6; i++)
+        event_free(ev[i]);
+    store_close(st);
+}
+
+/* ---- queries ---- */
+
+struct jsons {
+    size_t n;
+    char *v[16];
+};
+
+static int
+collect_json(void *ctx, const char *json, size_t len)
+{
+    struct jsons *j = ctx;
+
+    CHECK(strlen(json) == len);
+    if (j->n < 16)
+        j->v[j->n] = xstrdup(json);
+    j->n++;
+    return 0;
+}
+
+static void
+jsons_free(struct jsons *j)
+{
+    for (size_t i = 0; i < j->n && i < 16; i++)
+        free(j->v[i]);
+    j->n = 0;
+}
+
+static int
+json_is(const char *json, const struct event *ev)
+{
+    size_t len;
+    char *want = event_to_json(ev, &len);
+    int same = strcmp(json, want) == 0;
+
+    free(want);
+    return same;
+}
+
+static struct filter *
+parse_filter(const char *text)
+{
+    char err[FILTER_ERRLEN];
+    struct filter *f = filter_parse(text, err, sizeof err);
+
+    if (f == NULL) {
+        fprintf(stderr, "filter_parse(%s): %s\n", text, err);
+        exit(99);
+    }
+    return f;
+}
+
+static int
+stop_after_two(void *ctx, uint64_t created_at, const uint8_t id[32])
+{
+    (void)created_at;
+    (void)id;
+    return ++*(int *)ctx == 2;
+}
+
+static void
+test_queries(void)
+{
+    struct store *st = open_mem();
+    struct store_result r[8];
+    struct event *ev[8];
+    struct jsons j = {0};
+    struct filter *f;
+    struct idset ids = {0};
+    char err[STORE_ERRLEN], text[512], pa[65], id0[65];
+    uint64_t count = 0;
+    char *json;
+    size_t len;
+    int calls = 0;
+
+    pubkey_hex(0, pa);
+    /* Two at created_at 20 to see the id tie-break. */
+    ev[0] = mk(0, 10, 1, "a", NULL);
+    hex_of(ev[0]->id, id0);
+    ev[1] = mk(0, 20, 1, "b", TAGS("e", id0, "t", "nostr"));
+    ev[2] = mk(0, 20, 1, "c", TAGS("t", "nostr"));
+    ev[3] = mk(1, 30, 7, "+", TAGS("e", id0));
+    ev[4] = mk(0, 40, 30023, "article", TAGS("d", "slug"));
+    CHECK(store_insert_batch(st, ev, 5, r, err, sizeof err) == 0);
+    int lo = memcmp(ev[1]->id, ev[2]->id, 32) < 0 ? 1 : 2, hi = 3 - lo;
+
+    CHECK(store_query(st, NULL, STORE_NEWEST_FIRST, collect_json, &j, err, sizeof err) == 0);
+    CHECK(j.n == 5);
+    if (j.n == 5) {
+        CHECK(json_is(j.v[0], ev[4]) && json_is(j.v[1], ev[3]));
+        CHECK(json_is(j.v[2], ev[lo]) && json_is(j.v[3], ev[hi]) && json_is(j.v[4], ev[0]));
+    }
+    jsons_free(&j);
+
+    CHECK(store_query(st, NULL, STORE_OLDEST_FIRST, collect_json, &j, err, sizeof err) == 0);
+    CHECK(j.n == 5);
+    if (j.n == 5) {
+        CHECK(json_is(j.v[0], ev[0]) && json_is(j.v[1], ev[lo]) && json_is(j.v[2], ev[hi]));
+        CHECK(json_is(j.v[4], ev[4]));
+    }
+    jsons_free(&j);
+
+    /* limit keeps the newest, in either delivery order. */
+    f = parse_filter("{\"kinds\":[1],\"limit\":2}");
+    CHECK(store_query(st, f, STORE_NEWEST_FIRST, collect_json, &j, err, sizeof err) == 0);
+    CHECK(j.n == 2 && json_is(j.v[0], ev[lo]) && json_is(j.v[1], ev[hi]));
+    jsons_free(&j);
+    CHECK(store_query(st, f, STORE_OLDEST_FIRST, collect_json, &j, err, sizeof err) == 0);
+    CHECK(j.n == 2 && json_is(j.v[0], ev[lo]) && json_is(j.v[1], ev[hi]));
+    jsons_free(&j);
+    CHECK(store_count(st, f, &count, err, sizeof err) == 0 && count == 3);
+    filter_free(f);
+
+    snprintf(text, sizeof text, "{\"#e\":[\"%s\"]}", id0);
+    f = parse_filter(text);
+    CHECK(store_count(st, f, &count, err, sizeof err) == 0 && count == 2);
+    CHECK(store_list_ids(st, f, collect_id, &ids, err, sizeof err) == 0 && ids.n == 2);
+    if (ids.n == 2)
+        CHECK(memcmp(ids.ids[0], ev[1]->id, 32) == 0 && memcmp(ids.ids[1], ev[3]->id, 32) == 0);
+    filter_free(f);
+
+    snprintf(text, sizeof text, "{\"authors\":[\"%s\"],\"kinds\":[30023],\"#d\":[\"slug\"]}", pa);
+    f = parse_filter(text);
+    CHECK(store_count(st, f, &count, err, sizeof err) == 0 && count == 1);
+    filter_free(f);
+
+    f = parse_filter("{\"#t\":[\"nostr\"],\"since\":15,\"until\":20}");
+    CHECK(store_count(st, f, &count, err, sizeof err) == 0 && count == 2);
+    filter_free(f);
+
+    /* A callback can stop the listing. */
+    CHECK(store_list_ids(st, NULL, stop_after_two, &calls, err, sizeof err) == 1 && calls == 2);
+
+    CHECK(store_get_json(st, ev[4]->id, &json, &len, err, sizeof err) == 1);
+    CHECK(json_is(json, ev[4]) && strlen(json) == len);
+    free(json);
+    {
+        uint8_t missing[32] = {0};
+        CHECK(store_get_json(st, missing, &json, &len, err, sizeof err) == 0);
+    }
+    for (int i = 0; i < 5; i++)
+        event_free(ev[i]);
+    store_close(st);
+}
+
+/* ---- query plans ---- */
+
+static void
+expect_plan(struct store *st, enum store_plan which, const char *ftext, const char *want,
+            const char *forbid)
+{
+    char plan[2048], err[STORE_ERRLEN];
+    struct filter *f = ftext != NULL ? parse_filter(ftext) : NULL;
+
+    CHECK_MSG(store_query_plan(st, which, f, plan, sizeof plan, err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(strstr(plan, want) != NULL, "plan for %s lacks \"%s\":\n%s",
+              ftext ? ftext : "everything", want, plan);
+    if (forbid != NULL)
+        CHECK_MSG(strstr(plan, forbid) == NULL, "plan for %s has \"%s\":\n%s",
+                  ftext ? ftext : "everything", forbid, plan);
+    filter_free(f);
+}
+
+static void
+test_plans(void)
+{
+    struct store *st = open_mem();
+    char pa[65], text[512];
+
+    pubkey_hex(0, pa);
+    /* The negentropy listing of everything: covering index, already sorted. */
+    expect_plan(st, STORE_PLAN_LIST_IDS, NULL, "SCAN e USING COVERING INDEX events_created",
+                "TEMP B-TREE");
+    expect_plan(st, STORE_PLAN_LIST_IDS, "{}", "SCAN e USING COVERING INDEX events_created",
+                "TEMP B-TREE");
+    /* A time window is a range of the same index. */
+    expect_plan(st, STORE_PLAN_LIST_IDS, "{\"since\":100,\"until\":200}",
+                "SEARCH e USING COVERING INDEX events_created", "TEMP B-TREE");
+    expect_plan(st, STORE_PLAN_QUERY_OLDEST, NULL, "SCAN e USING INDEX events_created",
+                "TEMP B-TREE");
+    expect_plan(st, STORE_PLAN_COUNT, "{\"kinds\":[1,7]}", "USING COVERING INDEX events_kind",
+                NULL);
+    snprintf(text, sizeof text, "{\"authors\":[\"%s\"],\"kinds\":[0]}", pa);
+    expect_plan(st, STORE_PLAN_QUERY_NEWEST, text, "SEARCH e USING INDEX events_pubkey_kind", NULL);
+    snprintf(text, sizeof text, "{\"authors\":[\"%s\"]}", pa);
+    expect_plan(st, STORE_PLAN_LIST_IDS, text, "SEARCH e USING", "SCAN e");
+    expect_plan(st, STORE_PLAN_LIST_IDS, "{\"#t\":[\"nostr\"]}", "tags_name_value", NULL);
+    snprintf(text, sizeof text, "{\"ids\":[\"%s\"]}", pa);
+    expect_plan(st, STORE_PLAN_QUERY_NEWEST, text, "SEARCH e USING INDEX sqlite_autoindex_events",
+                "SCAN e");
+    store_close(st);
+}
+
+/* ---- migrations ---- */
+
+static void
+test_migrations(const char *dir)
+{
+    char path[512], err[STORE_ERRLEN];
+    struct store *st;
+    sqlite3 *db;
+    sqlite3_stmt *s;
+    int version = -1;
+
+    snprintf(path, sizeof path, "%s/migrate.db", dir);
+    st = store_open(path, err, sizeof err);
+    CHECK_MSG(st != NULL, "%s", err);
+    store_close(st);
+    st = store_open(path, err, sizeof err);
+    CHECK_MSG(st != NULL, "reopen: %s", err);
+    store_close(st);
+
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL) == SQLITE_OK);
+    if (sqlite3_step(s) == SQLITE_ROW)
+        version = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    CHECK(version == store_schema_version() && version >= 1);
+    {
+        /* Every table later modules need is there from the first migration. */
+        static const char *const tables[] = {"events", "tags", "deletions", "address_heads",
+                                             "relay_caps", "req_cursors", "sync_runs",
+                                             "relay_settings"};
+        for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+            int found = 0;
+            CHECK(sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+                                     -1, &s, NULL) == SQLITE_OK);
+            sqlite3_bind_text(s, 1, tables[i], -1, SQLITE_STATIC);
+            found = sqlite3_step(s) == SQLITE_ROW;
+            sqlite3_finalize(s);
+            CHECK_MSG(found, "table %s missing", tables[i]);
+        }
+    }
+    CHECK(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL) == SQLITE_OK);
+    CHECK(sqlite3_step(s) == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(s, 0), "wal") == 0);
+    sqlite3_finalize(s);
+    /* A database from a newer negsync is refused, not damaged. */
+    CHECK(sqlite3_exec(db, "PRAGMA user_version = 999", NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    st = store_open(path, err, sizeof err);
+    CHECK(st == NULL && strstr(err, "newer") != NULL);
+    store_close(st);
+}
+
+/* ---- threads ---- */
+
+#define NREADERS 3
+#define NWRITERS 2
+#define PER_WRITER 1500
+#define WBATCH 50
+
+struct shared {
+    const char *path;
+    pthread_barrier_t start;
+    atomic_int writers_left;
+    atomic_int errors;
+    struct event **evs;     /* NWRITERS * PER_WRITER, pre-signed */
+};
+
+struct worker {
+    struct shared *sh;
+    int index;
+    long rounds;
+    char err[STORE_ERRLEN];
+};
+
+static int
+count_cb(void *ctx, uint64_t created_at, const uint8_t id[32])
+{
+    (void)created_at;
+    (void)id;
+    (*(uint64_t *)ctx)++;
+    return 0;
+}
+
+static int
+ignore_json(void *ctx, const char *json, size_t len)
+{
+    (void)ctx;
+    (void)json;
+    (void)len;
+    return 0;
+}
+
+static void *
+writer_main(void *arg)
+{
+    struct worker *w = arg;
+    struct shared *sh = w->sh;
+    struct store_result res[WBATCH];
+    struct store *st;
+
+    pthread_barrier_wait(&sh->start);
+    if ((st = store_open(sh->path, w->err, sizeof w->err)) == NULL) {
+        atomic_fetch_add(&sh->errors, 1);
+        atomic_fetch_sub(&sh->writers_left, 1);
+        return NULL;
+    }
+    for (int i = 0; i < PER_WRITER; i += WBATCH) {
+        struct event **evs = &sh->evs[w->index * PER_WRITER + i];
+        if (store_insert_batch(st, evs, WBATCH, res, w->err, sizeof w->err) < 0) {
+            atomic_fetch_add(&sh->errors, 1);
+            break;
+        }
+        w->rounds++;
+    }
+    store_close(st);
+    atomic_fetch_sub(&sh->writers_left, 1);
+    return NULL;
+}
+
+static void *
+reader_main(void *arg)
+{
+    struct worker *w = arg;
+    struct shared *sh = w->sh;
+    struct filter *f = filter_new();
+    uint64_t last = 0;
+    struct store *st;
+
+    f->has_limit = 1;
+    f->limit = 20;
+    pthread_barrier_wait(&sh->start);
+    if ((st = store_open(sh->path, w->err, sizeof w->err)) == NULL) {
+        atomic_fetch_add(&sh->errors, 1);
+        filter_free(f);
+        return NULL;
+    }
+    /* At least one round after the writers finish, so every reader sees the end state. */
+    for (int done = 0; !done;) {
+        uint64_t count = 0, listed = 0;
+        done = atomic_load(&sh->writers_left) == 0;
+        if (store_count(st, NULL, &count, w->err, sizeof w->err) < 0 ||
+            store_list_ids(st, NULL, count_cb, &listed, w->err, sizeof w->err) < 0 ||
+            store_query(st, f, STORE_NEWEST_FIRST, ignore_json, NULL, w->err, sizeof w->err) < 0) {
+            atomic_fetch_add(&sh->errors, 1);
+            break;
+        }
+        /* Commits are atomic: a reader never sees a set shrink or half a batch. */
+        if (count < last || listed < count || count % WBATCH != 0) {
+            snprintf(w->err, sizeof w->err, "count went %llu -> %llu (listed %llu)",
+                     (unsigned long long)last, (unsigned long long)count,
+                     (unsigned long long)listed);
+            atomic_fetch_add(&sh->errors, 1);
+            break;
+        }
+        last = count;
+        w->rounds++;
+    }
+    if (last != NWRITERS * PER_WRITER && w->err[0] == '\0') {
+        snprintf(w->err, sizeof w->err, "final count %llu", (unsigned long long)last);
+        atomic_fetch_add(&sh->errors, 1);
+    }
+    store_close(st);
+    filter_free(f);
+    return NULL;
+}
+
+static void
+test_threads(const char *dir)
+{
+    char path[512];
+    struct shared sh = {0};
+    struct worker w[NREADERS + NWRITERS];
+    pthread_t t[NREADERS + NWRITERS];
+    size_t n = NWRITERS * PER_WRITER;
+
+    snprintf(path, sizeof path, "%s/threads.db", dir);
+    sh.path = path;
+    sh.evs = xmalloc(n * sizeof *sh.evs);
+    for (size_t i = 0; i < n; i++) {
+        char content[32];
+        snprintf(content, sizeof content, "thread note %zu", i);
+        sh.evs[i] = mk((int)(i % 7), 1000 + i, 1, content, TAGS("t", "load"));
+    }
+    atomic_init(&sh.writers_left, NWRITERS);
+    atomic_init(&sh.errors, 0);
+    pthread_barrier_init(&sh.start, NULL, NREADERS + NWRITERS);
+    for (int i = 0; i < NREADERS + NWRITERS; i++) {
+        w[i] = (struct worker){.sh = &sh, .index = i < NWRITERS ? i : i - NWRITERS};
+        pthread_create(&t[i], NULL, i < NWRITERS ? writer_main : reader_main, &w[i]);
+    }
+    for (int i = 0; i < NREADERS + NWRITERS; i++)
+        pthread_join(t[i], NULL);
+    CHECK(atomic_load(&sh.errors) == 0);
+    for (int i = 0; i < NREADERS + NWRITERS; i++) {
+        if (w[i].err[0] != '\0')
+            fprintf(stderr, "%s %d: %s\n", i < NWRITERS ? "writer" : "reader", w[i].index,
+                    w[i].err);
+    }
+    for (int i = NWRITERS; i < NREADERS + NWRITERS; i++)
+        CHECK(w[i].rounds > 0);
+    printf("threads: %d writers x %d batches, reader rounds %ld %ld %ld\n", NWRITERS,
+           PER_WRITER / WBATCH, w[NWRITERS].rounds, w[NWRITERS + 1].rounds,
+           w[NWRITERS + 2].rounds);
+    pthread_barrier_destroy(&sh.start);
+    for (size_t i = 0; i < n; i++)
+        event_free(sh.evs[i]);
+    free(sh.evs);
+}
+
+static void
+remove_tree(const char *dir)
+{
+    static const char *const names[] = {"migrate.db", "threads.db"};
+    static const char *const sfx[] = {"", "-wal", "-shm"};
+    char p[600];
+
+    for (size_t i = 0; i < 2; i++) {
+        for (size_t k = 0; k < 3; k++) {
+            snprintf(p, sizeof p, "%s/%s%s", dir, names[i], sfx[k]);
+            unlink(p);
+        }
+    }
+    rmdir(dir);
+}
+
+int
+main(void)
+{
+    char dir[] = "/tmp/test-store.XXXXXX";
+
+    if (mkdtemp(dir) == NULL) {
+        perror("mkdtemp");
+        return 99;
+    }
+    test_outcomes();
+    test_convergence();
+    test_queries();
+    test_plans();
+    test_migrations(dir);
+    test_threads(dir);
+    remove_tree(dir);
+    return test_summary("test-store");
+}
