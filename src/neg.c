@@ -26,7 +26,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/sha.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <openssl/evp.h>
 
 #include "neg.h"
 
@@ -51,8 +54,20 @@ struct neg_storage {
     struct sum256 *prefix;
 };
 
+/*
+ * SHA-256 through a fetched digest and a reused context: OpenSSL 3's one-shot
+ * SHA256() looks the algorithm up on every call, which made hashing five times
+ * slower than the hash itself.
+ */
+struct hasher {
+    EVP_MD *md;
+    EVP_MD_CTX *ctx;
+};
+
 struct neg {
     const struct neg_storage *st;
+    struct hasher hasher;
+    uint64_t hash_seed;     /* secret, for the IdList table */
     uint64_t frame_size_limit;
     int initiator;
     uint64_t last_ts_in, last_ts_out;
@@ -435,9 +450,24 @@ prefix_sum(const struct neg_storage *st, size_t x, struct sum256 *out)
         sum_add_id(out, st->items[i].id);
 }
 
-void
-neg_storage_fingerprint(const struct neg_storage *st, size_t lo, size_t hi,
-                        uint8_t out[NEG_FINGERPRINT_SIZE])
+static int
+hasher_init(struct hasher *h)
+{
+    h->md = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+    h->ctx = EVP_MD_CTX_new();
+    return h->md != NULL && h->ctx != NULL ? 0 : -1;
+}
+
+static void
+hasher_free(struct hasher *h)
+{
+    EVP_MD_CTX_free(h->ctx);
+    EVP_MD_free(h->md);
+}
+
+static void
+fingerprint(const struct neg_storage *st, size_t lo, size_t hi, struct hasher *h,
+            uint8_t out[NEG_FINGERPRINT_SIZE])
 {
     struct sum256 s = {{0, 0, 0, 0}};
     if (hi - lo < 2 * NEG_SUM_STRIDE) {
@@ -453,9 +483,22 @@ neg_storage_fingerprint(const struct neg_storage *st, size_t lo, size_t hi,
     for (int i = 0; i < 4; i++)
         store_le64(input + 8 * i, s.w[i]);
     size_t len = 32 + neg_varint_encode(hi - lo, input + 32);
-    uint8_t digest[SHA256_DIGEST_LENGTH];
-    SHA256(input, len, digest);
+    uint8_t digest[EVP_MAX_MD_SIZE];
+    if (EVP_DigestInit_ex2(h->ctx, h->md, NULL) != 1 || EVP_DigestUpdate(h->ctx, input, len) != 1 ||
+        EVP_DigestFinal_ex(h->ctx, digest, NULL) != 1)
+        abort();            /* SHA-256 of 42 bytes cannot fail unless libcrypto is broken */
     memcpy(out, digest, NEG_FINGERPRINT_SIZE);
+}
+
+void
+neg_storage_fingerprint(const struct neg_storage *st, size_t lo, size_t hi,
+                        uint8_t out[NEG_FINGERPRINT_SIZE])
+{
+    struct hasher h;
+    if (hasher_init(&h) < 0)
+        abort();
+    fingerprint(st, lo, hi, &h, out);
+    hasher_free(&h);
 }
 
 /* First index in [first, last) whose item is not below b. */
@@ -505,6 +548,14 @@ neg_new(const struct neg_storage *st, uint64_t frame_size_limit, char *err, size
         return NULL;
     }
     struct neg *n = xcalloc(1, sizeof(*n));
+    if (hasher_init(&n->hasher) < 0) {
+        hasher_free(&n->hasher);
+        free(n);
+        set_err(err, errlen, "SHA-256 is not available from libcrypto");
+        return NULL;
+    }
+    if (getrandom(&n->hash_seed, sizeof(n->hash_seed), 0) != sizeof(n->hash_seed))
+        n->hash_seed = (uint64_t)(uintptr_t)n ^ (uint64_t)time(NULL);
     n->st = st;
     n->frame_size_limit = frame_size_limit;
     return n;
@@ -516,6 +567,7 @@ neg_free(struct neg *n)
     if (n == NULL)
         return;
     buf_free(&n->scratch);
+    hasher_free(&n->hasher);
     free(n);
 }
 
@@ -553,7 +605,7 @@ split_range(struct neg *n, struct buf *o, size_t lower, size_t upper, const stru
     for (size_t i = 0; i < NEG_BUCKETS; i++) {
         size_t size = per_bucket + (i < with_extra ? 1 : 0);
         uint8_t fp[NEG_FINGERPRINT_SIZE];
-        neg_storage_fingerprint(st, curr, curr + size, fp);
+        fingerprint(st, curr, curr + size, &n->hasher, fp);
         curr += size;
 
         struct bound next;
@@ -619,46 +671,59 @@ decode_bound(struct neg *n, const uint8_t **p, const uint8_t *end, struct bound 
     return 0;
 }
 
-static int
-cmp_id_ptr(const void *a, const void *b)
+static uint64_t
+id_hash(const uint8_t id[NEG_ID_SIZE], uint64_t seed)
 {
-    return memcmp(*(const uint8_t *const *)a, *(const uint8_t *const *)b, NEG_ID_SIZE);
+    /* Ids are hashes already, but a peer picks the ones it sends: the secret
+     * seed keeps it from crowding one slot of the table. */
+    uint64_t z = load_le64(id) ^ load_le64(id + 8) ^ seed;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
 }
 
 /*
  * The initiator's side of an IdList range: ours not in theirs are "have",
  * theirs not in ours are "need". ids points into the message (count * 32
- * bytes, already checked to be there).
+ * bytes, already checked to be there). Their ids go into an open-addressing
+ * table, so the comparison is linear in both lists.
  */
 static void
 compare_id_list(struct neg *n, const uint8_t *ids, size_t count, size_t lower, size_t upper,
                 struct neg_ids *have, struct neg_ids *need)
 {
-    const uint8_t **theirs = xreallocarray(NULL, count ? count : 1, sizeof(*theirs));
-    for (size_t i = 0; i < count; i++)
-        theirs[i] = ids + i * NEG_ID_SIZE;
-    qsort(theirs, count, sizeof(*theirs), cmp_id_ptr);
-    /* A peer may repeat an id; it is one element of its set. */
-    size_t m = 0;
-    for (size_t i = 0; i < count; i++)
-        if (m == 0 || memcmp(theirs[m - 1], theirs[i], NEG_ID_SIZE) != 0)
-            theirs[m++] = theirs[i];
-    uint8_t *matched = xcalloc(m ? m : 1, 1);
+    size_t cap = 16;
+    while (cap < 2 * count)
+        cap *= 2;
+    size_t *slots = xcalloc(cap, sizeof(*slots));      /* index + 1; 0 = empty */
+    uint8_t *matched = xcalloc(count ? count : 1, 1);
 
+    for (size_t i = 0; i < count; i++) {
+        const uint8_t *id = ids + i * NEG_ID_SIZE;
+        size_t h = id_hash(id, n->hash_seed) & (cap - 1);
+        while (slots[h] != 0 && memcmp(ids + (slots[h] - 1) * NEG_ID_SIZE, id, NEG_ID_SIZE) != 0)
+            h = (h + 1) & (cap - 1);
+        if (slots[h] == 0)
+            slots[h] = i + 1;
+        else
+            matched[i] = 1;     /* a repeat is the same element of their set */
+    }
     for (size_t i = lower; i < upper; i++) {
         const uint8_t *key = n->st->items[i].id;
-        const uint8_t **hit = m ? bsearch(&key, theirs, m, sizeof(*theirs), cmp_id_ptr) : NULL;
-        if (hit != NULL)
-            matched[hit - theirs] = 1;
+        size_t h = id_hash(key, n->hash_seed) & (cap - 1);
+        while (slots[h] != 0 && memcmp(ids + (slots[h] - 1) * NEG_ID_SIZE, key, NEG_ID_SIZE) != 0)
+            h = (h + 1) & (cap - 1);
+        if (slots[h] != 0)
+            matched[slots[h] - 1] = 1;
         else if (have != NULL)
             ids_push(have, key);
     }
     if (need != NULL)
-        for (size_t i = 0; i < m; i++)
+        for (size_t i = 0; i < count; i++)
             if (!matched[i])
-                ids_push(need, theirs[i]);
+                ids_push(need, ids + i * NEG_ID_SIZE);
     free(matched);
-    free(theirs);
+    free(slots);
 }
 
 int
@@ -712,7 +777,7 @@ neg_reconcile(struct neg *n, const uint8_t *msg, size_t len, struct buf *out,
             if ((size_t)(end - p) < NEG_FINGERPRINT_SIZE)
                 return set_err(err, errlen, "truncated fingerprint");
             uint8_t ours[NEG_FINGERPRINT_SIZE];
-            neg_storage_fingerprint(st, lower, upper, ours);
+            fingerprint(st, lower, upper, &n->hasher, ours);
             if (memcmp(ours, p, NEG_FINGERPRINT_SIZE) != 0) {
                 if (skip) {
                     skip = 0;
@@ -777,7 +842,7 @@ neg_reconcile(struct neg *n, const uint8_t *msg, size_t len, struct buf *out,
             struct bound inf;
             uint8_t fp[NEG_FINGERPRINT_SIZE];
             bound_infinity(&inf);
-            neg_storage_fingerprint(st, upper, storage_size, fp);
+            fingerprint(st, upper, storage_size, &n->hasher, fp);
             encode_bound(n, out, &inf);
             put_varint(out, MODE_FINGERPRINT);
             buf_append(out, fp, NEG_FINGERPRINT_SIZE);
