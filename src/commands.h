@@ -26,4 +26,7 @@ struct store *cmd_open_store(const struct globals *g);
 int cmd_import(struct globals *g, int argc, char **argv);
 int cmd_export(struct globals *g, int argc, char **argv);
 
+/* cmd-config.c */
+int cmd_check_config(struct globals *g, int argc, char **argv);
+
 #endif

@@ -26,6 +26,7 @@ print_help(FILE *f)
           "Commands:\n"
           "  import [--json] FILE|-   import JSON-lines events (verified)\n"
           "  export [--filter JSON]   write stored events as JSON lines\n"
+          "  check-config             validate the configuration, print effective values\n"
           "\n"
           "Global options:\n"
           "  -c, --config FILE   configuration file (default $XDG_CONFIG_HOME/negsync/negsync.ini)\n"
@@ -47,6 +48,7 @@ static const struct command commands[] = {
     /* [commands] */
     {"import", cmd_import},
     {"export", cmd_export},
+    {"check-config", cmd_check_config},
     {NULL, NULL},
 };
 
