@@ -235,10 +235,11 @@ char *relay_url_normalize(const char *url, char *err, size_t errlen);
 
 /*
  * A relay information document. present = 0 means "no NIP-11" (missing,
- * HTTP error, not JSON, not an object, larger than 1 MiB) and reason says
- * why; then only http_status (and raw, if a body came) may be set. Fields
- * with the wrong type are ignored one by one. Integers absent or ignored
- * are -1.
+ * HTTP error, not JSON, not an object, larger than 1 MiB, or an object
+ * without a single NIP-11 field of the right type) and reason says why;
+ * then only http_status (and raw, if a body of at most 1 MiB came) may be
+ * set. Otherwise fields with the wrong type are ignored one by one.
+ * Integers absent or ignored are -1.
  */
 struct relay_nip11 {
     int present;
