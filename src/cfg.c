@@ -570,13 +570,18 @@ config_url_normalize(const char *url, char *err, size_t errlen)
         int n = snprintf(ps, sizeof ps, ":%lu", port);
         buf_append(&b, ps, (size_t)n);
     }
+    /*
+     * "wss://h/", "wss://h" and "wss://h//" name the same relay, as do
+     * "wss://h/nostr/" and "wss://h/nostr": trailing slashes of the path
+     * go, the query stays as written.
+     */
     rest = auth_end;
-    size_t rlen = strlen(rest);
-    /* Without a query, "wss://h/" and "wss://h" name the same relay. */
-    if (strchr(rest, '?') == NULL)
-        while (rlen > 0 && rest[rlen - 1] == '/')
-            rlen--;
-    buf_append(&b, rest, rlen);
+    size_t plen = strcspn(rest, "?");
+    while (plen > 0 && rest[plen - 1] == '/')
+        plen--;
+    buf_append(&b, rest, plen);
+    rest += strcspn(rest, "?");
+    buf_append(&b, rest, strlen(rest));
     buf_push(&b, '\0');
     return (char *)b.data;
 }
@@ -607,6 +612,11 @@ struct cfg_error {
 
 struct cfg_seen {
     char *key;
+    int line;
+};
+
+struct cfg_segment {
+    size_t off;         /* in the pending value */
     int line;
 };
 
@@ -646,6 +656,9 @@ struct cfg_parse {
     char *pkey;
     struct buf pval;
     int pline;
+    /* Where each physical line's part of pval starts, for per-item lines. */
+    struct cfg_segment *psegs;
+    size_t nsegs;
     int pbad;           /* already reported: skip it */
 };
 
@@ -662,6 +675,25 @@ cfg_error(struct cfg_parse *ps, int line, const char *fmt, ...)
     ps->errors[ps->nerrors].msg = cfg_vformat(fmt, ap);
     va_end(ap);
     ps->errors[ps->nerrors++].line = line;
+}
+
+/* The pending value continues from here on the current physical line. */
+static void
+cfg_add_segment(struct cfg_parse *ps)
+{
+    ps->psegs = xreallocarray(ps->psegs, ps->nsegs + 1, sizeof *ps->psegs);
+    ps->psegs[ps->nsegs++] = (struct cfg_segment){.off = ps->pval.len, .line = ps->lineno};
+}
+
+/* The physical line holding byte off of the pending value. */
+static int
+cfg_value_line(const struct cfg_parse *ps, size_t off)
+{
+    int line = ps->pline;
+
+    for (size_t i = 0; i < ps->nsegs && ps->psegs[i].off <= off; i++)
+        line = ps->psegs[i].line;
+    return line;
 }
 
 static const char *const cfg_sync_keys =
@@ -897,14 +929,18 @@ cfg_key_relay(struct cfg_parse *ps, const char *key, const char *v)
  * Splits a comma list into a JSON array (integers for kinds, strings
  * otherwise). A single trailing comma is allowed, since a list continued on
  * indented lines tends to end with one; any other empty item is an error.
+ * *lines gets the physical line of each item (caller frees), so that an
+ * error in a list continued over many lines names the line it is on.
  */
 static json_t *
-cfg_list_to_json(struct cfg_parse *ps, const char *key, const char *v)
+cfg_list_to_json(struct cfg_parse *ps, const char *key, const char *v, int **lines)
 {
     json_t *a = json_array();
     const char *p = v;
     size_t i = 0;
     int kinds = strcmp(key, "kinds") == 0;
+
+    *lines = NULL;
 
     while (*p != '\0') {
         const char *comma = strchr(p, ',');
@@ -920,20 +956,27 @@ cfg_list_to_json(struct cfg_parse *ps, const char *key, const char *v)
             if (comma == NULL)
                 break;
             /* "a,,b" or ",a": a hole, not a trailing comma. */
-            cfg_error(ps, ps->pline, "%s[%zu]: empty item in the list", key, i);
+            cfg_error(ps, cfg_value_line(ps, (size_t)(p - v)), "%s[%zu]: empty item in the list",
+                      key, i);
             json_decref(a);
+            free(*lines);
+            *lines = NULL;
             return NULL;
         }
         item = xmalloc((size_t)(e - s) + 1);
         memcpy(item, s, (size_t)(e - s));
         item[e - s] = '\0';
+        *lines = xreallocarray(*lines, i + 1, sizeof **lines);
+        (*lines)[i] = cfg_value_line(ps, (size_t)(s - v));
         if (kinds) {
             uint64_t k;
             /* Same words as filter_from_json uses for an out-of-range kind. */
             if (cfg_parse_u64(item, &k) < 0 || k > 65535) {
-                cfg_error(ps, ps->pline, "kinds[%zu]: not an integer 0..65535", i);
+                cfg_error(ps, (*lines)[i], "kinds[%zu]: not an integer 0..65535", i);
                 free(item);
                 json_decref(a);
+                free(*lines);
+                *lines = NULL;
                 return NULL;
             }
             json_array_append_new(a, json_integer((json_int_t)k));
@@ -949,6 +992,8 @@ cfg_list_to_json(struct cfg_parse *ps, const char *key, const char *v)
     if (json_array_size(a) == 0) {
         cfg_error(ps, ps->pline, "%s: an empty list never matches", key);
         json_decref(a);
+        free(*lines);
+        *lines = NULL;
         return NULL;
     }
     return a;
@@ -960,6 +1005,7 @@ cfg_key_filter(struct cfg_parse *ps, const char *key, const char *v)
     char err[FILTER_ERRLEN], q[64];
     json_t *jv = NULL, *one;
     struct filter *f;
+    int *lines = NULL, line = ps->pline;
 
     if (strcmp(key, "kinds") == 0 || strcmp(key, "authors") == 0 || strcmp(key, "ids") == 0 ||
         key[0] == '#') {
@@ -968,7 +1014,7 @@ cfg_key_filter(struct cfg_parse *ps, const char *key, const char *v)
             cfg_error(ps, ps->pline, "%s: tag filters take a single letter a-z or A-Z", q);
             return;
         }
-        jv = cfg_list_to_json(ps, key, v);
+        jv = cfg_list_to_json(ps, key, v, &lines);
     } else if (strcmp(key, "since") == 0 || strcmp(key, "until") == 0) {
         int64_t t, age;
         if (config_parse_time(v, ps->now, &t, &age, err, sizeof err) < 0) {
@@ -1015,11 +1061,19 @@ cfg_key_filter(struct cfg_parse *ps, const char *key, const char *v)
     f = filter_from_json(one, err, sizeof err);
     json_decref(one);
     if (f == NULL) {
-        cfg_error(ps, ps->pline, "%s", err);
+        /* "authors[3]: ...": put it on the line item 3 is on. */
+        const char *br = strchr(err, '[');
+        size_t idx;
+        if (lines != NULL && br != NULL && sscanf(br, "[%zu]", &idx) == 1 &&
+            idx < json_array_size(jv))
+            line = lines[idx];
+        cfg_error(ps, line, "%s", err);
         json_decref(jv);
+        free(lines);
         return;
     }
     filter_free(f);
+    free(lines);
     json_object_set_new(ps->fobj, key, jv);
 }
 
@@ -1036,8 +1090,7 @@ cfg_flush_key(struct cfg_parse *ps)
     v = (const char *)ps->pval.data;
     ps->pkey = NULL;
 
-    if (ps->pbad)
-        goto out;
+    /* A duplicate is worth saying even when its value was already refused. */
     for (size_t i = 0; i < ps->nseen; i++) {
         if (strcmp(ps->seen[i].key, key) == 0) {
             cfg_error(ps, ps->pline, "duplicate key '%s' in [%s] (first set at line %d)", key,
@@ -1045,6 +1098,8 @@ cfg_flush_key(struct cfg_parse *ps)
             goto out;
         }
     }
+    if (ps->pbad)
+        goto out;
     ps->seen = xreallocarray(ps->seen, ps->nseen + 1, sizeof *ps->seen);
     ps->seen[ps->nseen].key = xstrdup(key);
     ps->seen[ps->nseen++].line = ps->pline;
@@ -1212,31 +1267,46 @@ cfg_open_section(struct cfg_parse *ps, char *title)
     }
 }
 
+/* Only blanks or a comment from s to the end of the line. */
+static int
+cfg_rest_is_blank(const char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    return *s == '\0' || *s == ';' || *s == '#';
+}
+
 /*
- * A section header as inih reads it: ']' ends it unless an inline comment
- * (';' after whitespace) comes first. Unlike inih we also refuse text after
- * the ']' other than a comment.
+ * A section header. inih ends it at the first ']', but an IPv6 relay URL
+ * ("[relay wss://[::1]:7777]") has one inside, so the header ends at the
+ * first ']' followed by nothing but blanks or a comment; an inline comment
+ * (';' after whitespace) before any such ']' leaves it unclosed. inih's own
+ * idea of the section name is never used (see cfg_handler), and unlike inih
+ * we refuse text after the ']' other than a comment.
  */
 static int
 cfg_read_section(struct cfg_parse *ps, char *start)
 {
-    char *p = start + 1;
+    char *p = start + 1, *first = NULL;
     int was_space = 0;
 
-    while (*p != '\0' && *p != ']' && !(was_space && *p == ';')) {
+    while (*p != '\0' && !(was_space && *p == ';')) {
+        if (*p == ']') {
+            if (first == NULL)
+                first = p;
+            if (cfg_rest_is_blank(p + 1))
+                break;
+        }
         was_space = isspace((unsigned char)*p);
         p++;
     }
-    if (*p != ']') {
+    if (*p != ']' && first == NULL) {
         cfg_error(ps, ps->lineno, "section header without a closing ']'");
         cfg_close_section(ps);
         ps->sec = CFG_SEC_BAD;
         return -1;
     }
-    char *after = p + 1;
-    while (isspace((unsigned char)*after))
-        after++;
-    if (*after != '\0' && *after != ';' && *after != '#') {
+    if (*p != ']') {
         cfg_error(ps, ps->lineno, "unexpected text after ']'");
         cfg_close_section(ps);
         ps->sec = CFG_SEC_BAD;
@@ -1381,6 +1451,7 @@ cfg_handler(void *user, const char *section, const char *name, const char *value
         }
         if (ps->pval.len > 0 && ps->pval.data[ps->pval.len - 1] != ',' && value[0] != ',')
             buf_push(&ps->pval, ',');
+        cfg_add_segment(ps);
         buf_append(&ps->pval, value, strlen(value));
         return 1;
     }
@@ -1403,6 +1474,8 @@ cfg_handler(void *user, const char *section, const char *name, const char *value
     ps->pline = ps->lineno;
     ps->pbad = 0;
     ps->pval.len = 0;
+    ps->nsegs = 0;
+    cfg_add_segment(ps);
     buf_append(&ps->pval, value, strlen(value));
     return 1;
 }
@@ -1498,6 +1571,7 @@ cfg_parse_fp(struct config *cfg, const char *path, FILE *fp, int64_t now,
     free(ps.raw);
     free(ps.pkey);
     buf_free(&ps.pval);
+    free(ps.psegs);
     return ps.nerrors > 0 ? -1 : 0;
 }
 
@@ -1548,9 +1622,11 @@ config_load(const char *path, int64_t now, struct config_errors *errs)
         rc = 0;
     } else if ((fp = cfg_open(def)) == NULL) {
         if (errno == ENOENT) {
-            cfg->notice = cfg_format("no config at %s; copy data/negsync.ini (installed at "
-                                     "%s/negsync.ini) there",
-                                     def, NEGSYNC_DOCDIR);
+            const char *slash = strrchr(def, '/');
+            cfg->notice = cfg_format("no config at %s, starting with an empty one (no relays, "
+                                     "no filters). To create it from the example: "
+                                     "mkdir -p %.*s && cp %s/negsync.ini %s",
+                                     def, (int)(slash - def), def, NEGSYNC_DOCDIR, def);
             rc = 0;
         } else {
             config_errors_add(errs, cfg_format("%s: cannot open: %s", def, strerror(errno)));
