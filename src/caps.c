@@ -1,0 +1,777 @@
+/*
+ * caps: NIP-77 capability detection and its cache (see caps.h for the
+ * policy).
+ *
+ * The handshake is written against struct caps_transport so the tests can
+ * play any relay's behaviour message by message; caps_probe plugs a real
+ * struct relay into it. Every wait is a deadline on the monotonic clock, so a
+ * relay that trickles harmless notices cannot stretch a probe past its
+ * timeout.
+ *
+ * The cache lives in the relay_caps table that store.c's first migration
+ * creates. store.h has no accessor for it yet, so struct caps_cache opens its
+ * own SQLite connection to the same file (configured as store.c configures
+ * its own: WAL is already on, a busy timeout, prepared statements with bound
+ * parameters) and serializes its calls with a mutex so the probe threads can
+ * share it. Once store.c grows store_caps_get / store_caps_put, the three
+ * functions under "the cache" below become thin wrappers around them.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <sqlite3.h>
+
+#include "caps.h"
+#include "neg.h"
+#include "relay.h"
+#include "util.h"
+
+#define CAPS_BUSY_TIMEOUT_MS 30000
+#define CAPS_DEFAULT_TIMEOUT_MS 5000
+#define SECONDS_PER_DAY 86400
+#define LOG_TRUNCATE 160
+
+static void
+seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static int64_t
+mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t
+wall_now(const struct caps_opts *o)
+{
+    if (o->now != NULL)
+        return o->now(o->now_arg);
+    return (int64_t)time(NULL);
+}
+
+/* Compares two optional strings: NULL equals only NULL. */
+static int
+same_text(const char *a, const char *b)
+{
+    if (a == NULL || b == NULL)
+        return a == b;
+    return strcmp(a, b) == 0;
+}
+
+static char *
+dup_or_null(const char *s)
+{
+    return s != NULL ? xstrdup(s) : NULL;
+}
+
+const char *
+caps_verdict_name(enum caps_verdict v)
+{
+    switch (v) {
+    case CAPS_SUPPORTED: return "supported";
+    case CAPS_UNSUPPORTED: return "unsupported";
+    case CAPS_UNREACHABLE: return "unreachable";
+    }
+    return "?";
+}
+
+const char *
+caps_source_name(enum caps_source s)
+{
+    switch (s) {
+    case CAPS_FROM_CACHE: return "cache";
+    case CAPS_CHECK_NEW: return "new";
+    case CAPS_CHECK_EXPIRED: return "expired";
+    case CAPS_CHECK_NIP11_CHANGED: return "nip11-changed";
+    case CAPS_CHECK_FORCED: return "forced";
+    }
+    return "?";
+}
+
+/* ---- NIP-11 ------------------------------------------------------------------ */
+
+void
+caps_nip11_clear(struct caps_nip11 *n)
+{
+    free(n->software);
+    free(n->version);
+    free(n->supported_nips);
+    free(n->raw);
+    memset(n, 0, sizeof *n);
+}
+
+/*
+ * relay.c ignores wrongly typed fields one by one, which is right for the
+ * limits a sync reads; but a document whose software, version or
+ * supported_nips has the wrong type is one caps cannot compare or trust, so
+ * it counts as no NIP-11 at all. Returns NULL when the three fields are
+ * fine, else what is wrong.
+ */
+static const char *
+nip11_type_problem(const char *raw)
+{
+    json_t *doc, *v;
+    const char *problem = NULL;
+    size_t i;
+
+    doc = json_loads(raw, JSON_DECODE_ANY, NULL);
+    if (doc == NULL || !json_is_object(doc)) {
+        json_decref(doc);
+        return "not a JSON object";
+    }
+    if ((v = json_object_get(doc, "software")) != NULL && !json_is_string(v))
+        problem = "software is not a string";
+    else if ((v = json_object_get(doc, "version")) != NULL && !json_is_string(v))
+        problem = "version is not a string";
+    else if ((v = json_object_get(doc, "supported_nips")) != NULL) {
+        if (!json_is_array(v))
+            problem = "supported_nips is not an array";
+        for (i = 0; problem == NULL && i < json_array_size(v); i++) {
+            if (!json_is_integer(json_array_get(v, i)))
+                problem = "supported_nips holds a non-integer";
+        }
+    }
+    json_decref(doc);
+    return problem;
+}
+
+void
+caps_nip11_from_relay(const struct relay_nip11 *n, const char *fetch_err, struct caps_nip11 *out)
+{
+    const char *problem;
+
+    caps_nip11_clear(out);
+    if (n == NULL) {
+        snprintf(out->reason, sizeof out->reason, "not fetched: %s",
+                 fetch_err != NULL ? fetch_err : "unknown error");
+        return;
+    }
+    if (!n->present) {
+        snprintf(out->reason, sizeof out->reason, "%s", n->reason[0] ? n->reason : "absent");
+        return;
+    }
+    if (n->raw == NULL) {
+        snprintf(out->reason, sizeof out->reason, "no document");
+        return;
+    }
+    if ((problem = nip11_type_problem(n->raw)) != NULL) {
+        snprintf(out->reason, sizeof out->reason, "wrong types: %s", problem);
+        return;
+    }
+    out->present = 1;
+    out->software = dup_or_null(n->software);
+    out->version = dup_or_null(n->version);
+    out->has_supported_nips = n->has_supported_nips;
+    if (n->n_supported_nips > 0) {
+        out->n_supported_nips = n->n_supported_nips;
+        out->supported_nips = xreallocarray(NULL, n->n_supported_nips, sizeof(int64_t));
+        memcpy(out->supported_nips, n->supported_nips, n->n_supported_nips * sizeof(int64_t));
+    }
+    out->raw = xstrdup(n->raw);
+}
+
+int
+caps_nip11_lists(const struct caps_nip11 *n, int nip)
+{
+    if (!n->present)
+        return 0;
+    for (size_t i = 0; i < n->n_supported_nips; i++) {
+        if (n->supported_nips[i] == nip)
+            return 1;
+    }
+    return 0;
+}
+
+void
+caps_result_clear(struct caps_result *r)
+{
+    free(r->url);
+    caps_nip11_clear(&r->nip11);
+    memset(r, 0, sizeof *r);
+}
+
+/* ---- classification ---------------------------------------------------------- */
+
+/* Case-insensitive substring search. */
+static int
+contains_ci(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+
+    for (; *hay != '\0'; hay++) {
+        if (strncasecmp(hay, needle, n) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* "NEG" as a word of its own (or the start of NEG-OPEN, NEG-MSG...), upper case as relays write it. */
+static int
+names_neg(const char *text)
+{
+    for (const char *p = strstr(text, "NEG"); p != NULL; p = strstr(p + 1, "NEG")) {
+        int before_ok = p == text || !isalnum((unsigned char)p[-1]);
+        int after_ok = !isalnum((unsigned char)p[3]);
+        if (before_ok && after_ok)
+            return 1;
+    }
+    return 0;
+}
+
+int
+caps_notice_is_refusal(const char *text)
+{
+    static const char *const words[] = {
+        "error", "invalid", "unrecognized", "unrecognised", "unknown", "could not parse",
+        "failed to parse", "bad msg", "bad message", "disabled", "unsupported",
+        "not supported", "not implemented", "negentropy", "neg-open",
+    };
+
+    if (text == NULL)
+        return 0;
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+        if (contains_ci(text, words[i]))
+            return 1;
+    }
+    return names_neg(text);
+}
+
+char *
+caps_neg_open_message(void)
+{
+    char err[NEG_ERRLEN];
+    struct neg_storage *st = neg_storage_new();
+    struct neg *n = NULL;
+    struct buf msg = {0};
+    char *hex, *text;
+    json_t *filter, *arr;
+
+    if (neg_storage_seal(st, err, sizeof err) < 0 || (n = neg_new(st, 0, err, sizeof err)) == NULL ||
+        neg_initiate(n, &msg, err, sizeof err) < 0) {
+        /* An empty set cannot fail to seal or initiate. */
+        fprintf(stderr, "caps: cannot build the probe's negentropy message: %s\n", err);
+        abort();
+    }
+    hex = xmalloc(msg.len * 2 + 1);
+    hex_encode(msg.data, msg.len, hex);
+    filter = json_pack("{s:[i], s:i}", "kinds", CAPS_PROBE_KIND, "limit", 0);
+    arr = json_pack("[s, s, o, s]", "NEG-OPEN", CAPS_PROBE_SUBID, filter, hex);
+    text = json_dumps(arr, JSON_COMPACT);
+    if (text == NULL)
+        abort();
+    json_decref(arr);
+    free(hex);
+    buf_free(&msg);
+    neg_free(n);
+    neg_storage_free(st);
+    return text;
+}
+
+static void
+handshake_log(const struct caps_transport *t, const char *fmt, ...)
+{
+    char line[LOG_TRUNCATE + 64];
+    va_list ap;
+
+    if (t->log == NULL)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    t->log(t->log_arg, t->url != NULL ? t->url : "", line);
+}
+
+static void
+decide(struct caps_result *out, enum caps_verdict v, const char *reason, int64_t started)
+{
+    out->verdict = v;
+    snprintf(out->reason, sizeof out->reason, "%s", reason);
+    out->latency_ms = mono_ms() - started;
+}
+
+/* A send or receive error: what it says about the relay (0), or -1 if nothing. */
+static int
+decide_on_error(struct caps_result *out, int rc, const char *err, int64_t started)
+{
+    switch (rc) {
+    case RELAY_ERR_TIMEOUT:
+        decide(out, CAPS_UNSUPPORTED, "timeout", started);
+        return 0;
+    case RELAY_ERR_CLOSED:
+    case RELAY_ERR_TOO_BIG:
+    case RELAY_ERR_NOT_CONNECTED:
+        decide(out, CAPS_UNSUPPORTED, "connection closed", started);
+        return 0;
+    default:
+        out->verdict = CAPS_UNREACHABLE;
+        snprintf(out->reason, sizeof out->reason, "%s", err[0] ? err : relay_error_name(rc));
+        out->latency_ms = -1;
+        return -1;
+    }
+}
+
+/*
+ * One incoming message: 1 if it decided the probe, 0 if the wait goes on.
+ * Only messages for our subscription id count, except NOTICE, which has none.
+ */
+static int
+classify(const struct caps_transport *t, const struct relay_msg *m, struct caps_result *out,
+         int64_t started)
+{
+    int ours = m->subid != NULL && strcmp(m->subid, CAPS_PROBE_SUBID) == 0;
+
+    switch (m->type) {
+    case RELAY_MSG_NEG_MSG:
+        if (!ours)
+            break;
+        decide(out, CAPS_SUPPORTED, "NEG-MSG", started);
+        return 1;
+    case RELAY_MSG_NEG_ERR:
+        if (!ours)
+            break;
+        decide(out, CAPS_UNSUPPORTED,
+               m->text != NULL && m->text[0] ? m->text : "NEG-ERR without a reason", started);
+        return 1;
+    case RELAY_MSG_CLOSED:
+        if (!ours)
+            break;
+        decide(out, CAPS_UNSUPPORTED,
+               m->text != NULL && m->text[0] ? m->text : "CLOSED without a reason", started);
+        return 1;
+    case RELAY_MSG_NOTICE:
+        if (caps_notice_is_refusal(m->text)) {
+            decide(out, CAPS_UNSUPPORTED, m->text, started);
+            return 1;
+        }
+        handshake_log(t, "probe: ignoring NOTICE \"%.*s\"", LOG_TRUNCATE, m->text);
+        return 0;
+    default:
+        break;
+    }
+    handshake_log(t, "probe: ignoring a message of %zu bytes not about our NEG-OPEN", m->raw_len);
+    return 0;
+}
+
+int
+caps_handshake(const struct caps_transport *t, int timeout_ms, struct caps_result *out)
+{
+    char err[RELAY_ERRLEN] = "";
+    char *open = caps_neg_open_message();
+    int64_t started = mono_ms();
+    int64_t deadline = started + (timeout_ms > 0 ? timeout_ms : CAPS_DEFAULT_TIMEOUT_MS);
+    int rc;
+
+    out->latency_ms = -1;
+    rc = t->send(t->arg, open, strlen(open), err, sizeof err);
+    free(open);
+    if (rc < 0)
+        return decide_on_error(out, rc, err, started);
+
+    for (;;) {
+        struct relay_msg *m = NULL;
+        int64_t left = deadline - mono_ms();
+        int decided;
+
+        if (left <= 0)
+            return decide_on_error(out, RELAY_ERR_TIMEOUT, "", started);
+        err[0] = '\0';
+        rc = t->recv(t->arg, (int)left, &m, err, sizeof err);
+        if (rc < 0)
+            return decide_on_error(out, rc, err, started);
+        decided = classify(t, m, out, started);
+        relay_msg_free(m);
+        if (decided)
+            break;
+    }
+    if (out->verdict == CAPS_SUPPORTED) {
+        static const char close_msg[] = "[\"NEG-CLOSE\",\"" CAPS_PROBE_SUBID "\"]";
+        /* Politeness only: the verdict stands whatever happens to it. */
+        (void)t->send(t->arg, close_msg, sizeof close_msg - 1, err, sizeof err);
+    }
+    return 0;
+}
+
+/* ---- cache policy -------------------------------------------------------------- */
+
+enum caps_source
+caps_recheck_reason(const struct caps_result *cached, const struct caps_nip11 *nip11_now,
+                    int64_t now, unsigned recheck_days, int force)
+{
+    int64_t age;
+
+    if (force)
+        return CAPS_CHECK_FORCED;
+    if (cached == NULL)
+        return CAPS_CHECK_NEW;
+    age = now - cached->checked_at;
+    if (recheck_days == 0 || age < 0 || age >= (int64_t)recheck_days * SECONDS_PER_DAY)
+        return CAPS_CHECK_EXPIRED;
+    if (nip11_now != NULL &&
+        (nip11_now->present != cached->nip11.present ||
+         !same_text(nip11_now->software, cached->nip11.software) ||
+         !same_text(nip11_now->version, cached->nip11.version)))
+        return CAPS_CHECK_NIP11_CHANGED;
+    return CAPS_FROM_CACHE;
+}
+
+/* ---- the cache ------------------------------------------------------------------- */
+
+struct caps_cache {
+    sqlite3 *db;
+    pthread_mutex_t lock;
+    sqlite3_stmt *get, *put;
+};
+
+static const char caps_sql_get[] =
+    "SELECT supported, reason, checked_at, latency_ms, nip11_software, nip11_version,"
+    " nip11_supported_nips, nip11_raw FROM relay_caps WHERE relay = ?1";
+static const char caps_sql_put[] =
+    "INSERT OR REPLACE INTO relay_caps (relay, supported, reason, checked_at, latency_ms,"
+    " nip11_software, nip11_version, nip11_supported_nips, nip11_raw)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+struct caps_cache *
+caps_cache_open(const char *db_path, char *err, size_t errlen)
+{
+    struct caps_cache *c = xcalloc(1, sizeof *c);
+
+    /* No SQLITE_OPEN_CREATE: store_open creates and migrates the database. */
+    if (sqlite3_open_v2(db_path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) !=
+        SQLITE_OK) {
+        seterr(err, errlen, "%s: %s", db_path,
+               c->db != NULL ? sqlite3_errmsg(c->db) : "cannot open the database");
+        goto fail;
+    }
+    sqlite3_busy_timeout(c->db, CAPS_BUSY_TIMEOUT_MS);
+    if (sqlite3_prepare_v2(c->db, caps_sql_get, -1, &c->get, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(c->db, caps_sql_put, -1, &c->put, NULL) != SQLITE_OK) {
+        seterr(err, errlen, "%s: capability cache: %s", db_path, sqlite3_errmsg(c->db));
+        goto fail;
+    }
+    pthread_mutex_init(&c->lock, NULL);
+    return c;
+fail:
+    sqlite3_finalize(c->get);
+    sqlite3_finalize(c->put);
+    sqlite3_close(c->db);
+    free(c);
+    return NULL;
+}
+
+void
+caps_cache_close(struct caps_cache *c)
+{
+    if (c == NULL)
+        return;
+    sqlite3_finalize(c->get);
+    sqlite3_finalize(c->put);
+    sqlite3_close(c->db);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+static char *
+column_text(sqlite3_stmt *s, int col)
+{
+    const unsigned char *t = sqlite3_column_text(s, col);
+    return t != NULL ? xstrdup((const char *)t) : NULL;
+}
+
+/* The supported_nips column, a JSON array of integers; anything else is treated as absent. */
+static void
+nips_from_json(const char *text, struct caps_nip11 *n)
+{
+    json_t *arr = text != NULL ? json_loads(text, 0, NULL) : NULL;
+    size_t i;
+
+    if (json_is_array(arr)) {
+        n->has_supported_nips = 1;
+        if (json_array_size(arr) > 0)
+            n->supported_nips = xreallocarray(NULL, json_array_size(arr), sizeof(int64_t));
+        for (i = 0; i < json_array_size(arr); i++) {
+            json_t *v = json_array_get(arr, i);
+            if (json_is_integer(v))
+                n->supported_nips[n->n_supported_nips++] = json_integer_value(v);
+        }
+    }
+    json_decref(arr);
+}
+
+static char *
+nips_to_json(const struct caps_nip11 *n)
+{
+    json_t *arr;
+    char *text;
+
+    if (!n->present || !n->has_supported_nips)
+        return NULL;
+    arr = json_array();
+    for (size_t i = 0; i < n->n_supported_nips; i++)
+        json_array_append_new(arr, json_integer(n->supported_nips[i]));
+    text = json_dumps(arr, JSON_COMPACT);
+    json_decref(arr);
+    return text;
+}
+
+int
+caps_cache_get(struct caps_cache *c, const char *url, struct caps_result *out, char *err,
+               size_t errlen)
+{
+    sqlite3_stmt *s = c->get;
+    int rc, found = 0;
+
+    caps_result_clear(out);
+    pthread_mutex_lock(&c->lock);
+    sqlite3_bind_text(s, 1, url, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        const unsigned char *reason = sqlite3_column_text(s, 1);
+        char *nips;
+
+        found = 1;
+        out->url = xstrdup(url);
+        out->verdict = sqlite3_column_int(s, 0) ? CAPS_SUPPORTED : CAPS_UNSUPPORTED;
+        snprintf(out->reason, sizeof out->reason, "%s", reason ? (const char *)reason : "");
+        out->checked_at = sqlite3_column_int64(s, 2);
+        out->latency_ms =
+            sqlite3_column_type(s, 3) == SQLITE_NULL ? -1 : sqlite3_column_int64(s, 3);
+        out->nip11.software = column_text(s, 4);
+        out->nip11.version = column_text(s, 5);
+        nips = column_text(s, 6);
+        out->nip11.raw = column_text(s, 7);
+        /* The raw document is kept exactly when there was a usable NIP-11. */
+        out->nip11.present = out->nip11.raw != NULL;
+        if (out->nip11.present)
+            nips_from_json(nips, &out->nip11);
+        else
+            snprintf(out->nip11.reason, sizeof out->nip11.reason, "none when last checked");
+        free(nips);
+        out->cached = 1;
+        out->source = CAPS_FROM_CACHE;
+    } else if (rc != SQLITE_DONE) {
+        seterr(err, errlen, "capability cache: %s", sqlite3_errmsg(c->db));
+        found = -1;
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    pthread_mutex_unlock(&c->lock);
+    return found;
+}
+
+int
+caps_cache_put(struct caps_cache *c, const struct caps_result *r, char *err, size_t errlen)
+{
+    sqlite3_stmt *s = c->put;
+    const struct caps_nip11 *n = &r->nip11;
+    char *nips;
+    int rc;
+
+    if (r->verdict == CAPS_UNREACHABLE || r->url == NULL) {
+        seterr(err, errlen, "capability cache: %s", r->url == NULL ? "no URL" :
+               "an unreachable relay is not cached");
+        return -1;
+    }
+    nips = nips_to_json(n);
+    pthread_mutex_lock(&c->lock);
+    sqlite3_bind_text(s, 1, r->url, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(s, 2, r->verdict == CAPS_SUPPORTED);
+    sqlite3_bind_text(s, 3, r->reason, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 4, r->checked_at);
+    if (r->latency_ms >= 0)
+        sqlite3_bind_int64(s, 5, r->latency_ms);
+    else
+        sqlite3_bind_null(s, 5);
+    if (n->present) {
+        sqlite3_bind_text(s, 6, n->software, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(s, 7, n->version, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(s, 8, nips, -1, SQLITE_TRANSIENT);
+        /* A present document always has a non-NULL raw column: "{}" if it was somehow lost. */
+        sqlite3_bind_text(s, 9, n->raw != NULL ? n->raw : "{}", -1, SQLITE_TRANSIENT);
+    }
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE)
+        seterr(err, errlen, "capability cache: %s", sqlite3_errmsg(c->db));
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    pthread_mutex_unlock(&c->lock);
+    free(nips);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int
+caps_mark_unsupported(struct caps_cache *c, const char *url, const char *reason, int64_t now,
+                      char *err, size_t errlen)
+{
+    struct caps_result r = {0};
+    int rc = caps_cache_get(c, url, &r, err, errlen);
+
+    if (rc < 0)
+        return -1;
+    if (rc == 0) {
+        r.url = xstrdup(url);
+        r.latency_ms = -1;
+        snprintf(r.nip11.reason, sizeof r.nip11.reason, "not fetched");
+    }
+    r.verdict = CAPS_UNSUPPORTED;
+    snprintf(r.reason, sizeof r.reason, "%s", reason != NULL && reason[0] ? reason : "refused");
+    r.checked_at = now;
+    rc = caps_cache_put(c, &r, err, errlen);
+    caps_result_clear(&r);
+    return rc;
+}
+
+/* ---- probing ------------------------------------------------------------------------ */
+
+struct caps_opts
+caps_opts_default(void)
+{
+    struct caps_opts o;
+
+    memset(&o, 0, sizeof o);
+    o.timeout_ms = CAPS_DEFAULT_TIMEOUT_MS;
+    o.recheck_days = 7;
+    o.check_nip11 = 1;
+    o.relay = relay_opts_default();
+    return o;
+}
+
+static int
+relay_transport_send(void *arg, const char *text, size_t len, char *err, size_t errlen)
+{
+    return relay_send(arg, text, len, err, errlen);
+}
+
+static int
+relay_transport_recv(void *arg, int timeout_ms, struct relay_msg **out, char *err, size_t errlen)
+{
+    return relay_recv(arg, timeout_ms, out, err, errlen);
+}
+
+/* Fetches NIP-11 into *n; 1 if the relay answered the HTTP request at all. */
+static int
+fetch_nip11(const char *url, const struct caps_opts *o, struct caps_nip11 *n)
+{
+    struct relay_nip11 *doc = NULL;
+    char err[RELAY_ERRLEN] = "";
+    int rc = relay_fetch_nip11(url, &o->relay, o->timeout_ms, &doc, err, sizeof err);
+
+    caps_nip11_from_relay(rc == 0 ? doc : NULL, err, n);
+    relay_nip11_free(doc);
+    return rc == 0;
+}
+
+/* Connects and runs the handshake; fills verdict, reason, latency. -1 only when interrupted. */
+static int
+probe_connection(const char *url, const struct caps_opts *o, struct caps_result *out)
+{
+    char err[RELAY_ERRLEN] = "";
+    struct relay_opts ro = o->relay;
+    struct relay *r;
+    struct caps_transport t;
+    int rc;
+
+    ro.connect_timeout_ms = o->timeout_ms;
+    ro.send_timeout_ms = o->timeout_ms;
+    r = relay_new(url, &ro, err, sizeof err);
+    if (r == NULL) {
+        out->verdict = CAPS_UNREACHABLE;
+        snprintf(out->reason, sizeof out->reason, "%s", err);
+        out->latency_ms = -1;
+        return 0;
+    }
+    rc = relay_connect(r, o->timeout_ms, err, sizeof err);
+    if (rc < 0) {
+        out->verdict = CAPS_UNREACHABLE;
+        snprintf(out->reason, sizeof out->reason, "%s", err[0] ? err : relay_error_name(rc));
+        out->latency_ms = -1;
+        relay_free(r);
+        return rc == RELAY_ERR_INTERRUPTED ? -1 : 0;
+    }
+    memset(&t, 0, sizeof t);
+    t.send = relay_transport_send;
+    t.recv = relay_transport_recv;
+    t.arg = r;
+    t.log = ro.log;
+    t.log_arg = ro.log_arg;
+    t.url = url;
+    rc = caps_handshake(&t, o->timeout_ms, out);
+    relay_free(r);
+    return rc;
+}
+
+int
+caps_probe(struct caps_cache *cache, const char *url, const struct caps_opts *opts,
+           struct caps_result *out, char *err, size_t errlen)
+{
+    struct caps_opts o = opts != NULL ? *opts : caps_opts_default();
+    struct caps_result cached = {0};
+    struct caps_nip11 nip11 = {0};
+    int have = 0, answered = 0, fetched = 0;
+    char *norm;
+    int64_t now;
+    enum caps_source why;
+
+    caps_result_clear(out);
+    if (o.timeout_ms <= 0)
+        o.timeout_ms = CAPS_DEFAULT_TIMEOUT_MS;
+    if ((norm = relay_url_normalize(url, err, errlen)) == NULL)
+        return -1;
+    if (cache != NULL && !o.force) {
+        have = caps_cache_get(cache, norm, &cached, err, errlen);
+        if (have < 0) {
+            free(norm);
+            return -1;
+        }
+    }
+    now = wall_now(&o);
+    why = caps_recheck_reason(have ? &cached : NULL, NULL, now, o.recheck_days, o.force);
+    if (why == CAPS_FROM_CACHE && o.check_nip11) {
+        /* Fresh: only a changed NIP-11 (software, version) makes it check again. */
+        answered = fetch_nip11(norm, &o, &nip11);
+        fetched = 1;
+        why = caps_recheck_reason(&cached, answered ? &nip11 : NULL, now, o.recheck_days, 0);
+    }
+    if (why == CAPS_FROM_CACHE) {
+        *out = cached;
+        free(norm);
+        caps_nip11_clear(&nip11);
+        return 0;
+    }
+    caps_result_clear(&cached);
+
+    if (!fetched)
+        fetch_nip11(norm, &o, &nip11);
+    out->url = norm;
+    out->source = why;
+    out->nip11 = nip11;
+    if (probe_connection(norm, &o, out) < 0) {
+        seterr(err, errlen, "%s: %s", norm, out->reason);
+        return -1;
+    }
+    /* Stamped when the verdict is in, so a slow probe is not already aged. */
+    out->checked_at = wall_now(&o);
+    if (cache != NULL && out->verdict != CAPS_UNREACHABLE &&
+        caps_cache_put(cache, out, err, errlen) < 0)
+        return -1;
+    return 0;
+}

@@ -1,0 +1,231 @@
+/*
+ * caps: does a relay speak NIP-77, and the cache of the answer.
+ *
+ * The decision is made by a real handshake; NIP-11 is only a hint (relays
+ * list 77 and then refuse it, others answer without listing it). caps_probe
+ * sends NEG-OPEN with a filter object that matches nothing anywhere and the
+ * initial message of an empty negentropy set, then classifies the first reply
+ * that concerns it (see caps_handshake). The verdict is kept per normalized
+ * relay URL in the database's relay_caps table and reused until it is older
+ * than recheck_days, the relay's NIP-11 software or version changes, or the
+ * caller forces a re-check. A relay that cannot be reached at all is
+ * "unreachable", which is never written to the cache: a relay that is down
+ * today has not stopped speaking NIP-77.
+ *
+ * Wall-clock time (checked_at, the cache's age) comes from an injectable
+ * clock so tests can age the cache; latencies use the monotonic clock.
+ */
+#ifndef NEGSYNC_CAPS_H
+#define NEGSYNC_CAPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "relay.h"
+
+#define CAPS_ERRLEN 256
+#define CAPS_REASONLEN 256
+
+/* The subscription id of the probe's NEG-OPEN. */
+#define CAPS_PROBE_SUBID "negsync-probe"
+/*
+ * The kind the probe's filter asks for: in the ephemeral range, which relays
+ * never store, so the set is empty on every relay and any "blocked: too many
+ * results" style answer really means "no".
+ */
+#define CAPS_PROBE_KIND 29999
+
+enum caps_verdict {
+    CAPS_SUPPORTED,     /* the relay answered NEG-MSG */
+    CAPS_UNSUPPORTED,   /* NEG-ERR, CLOSED, a refusal NOTICE, a close, or silence */
+    CAPS_UNREACHABLE,   /* no websocket connection at all; never cached */
+};
+
+/* Why a result is what it is: the cache answered, or why the handshake ran. */
+enum caps_source {
+    CAPS_FROM_CACHE,
+    CAPS_CHECK_NEW,             /* nothing cached */
+    CAPS_CHECK_EXPIRED,         /* cached longer than recheck_days */
+    CAPS_CHECK_NIP11_CHANGED,   /* NIP-11 software or version differs from the cached one */
+    CAPS_CHECK_FORCED,          /* the caller asked (probe --force, the TUI's re-probe key) */
+};
+
+/* "supported", "unsupported", "unreachable". */
+const char *caps_verdict_name(enum caps_verdict v);
+/* "cache", "new", "expired", "nip11-changed", "forced". */
+const char *caps_source_name(enum caps_source s);
+
+/*
+ * What caps keeps of a NIP-11 document. present = 0 is "no NIP-11" and
+ * reason says why: missing, HTTP error, not JSON, larger than 1 MiB, or
+ * wrongly typed (software or version not a string, supported_nips not an
+ * array of integers), or the relay could not be asked.
+ */
+struct caps_nip11 {
+    int present;
+    char reason[160];
+    char *software, *version;   /* NULL when absent */
+    int has_supported_nips;
+    int64_t *supported_nips;
+    size_t n_supported_nips;
+    char *raw;                  /* the document, for the cache; NULL when not present */
+};
+
+/*
+ * Fills out from a fetched document (n may be NULL: not fetched, with why in
+ * fetch_err). out must be zeroed or cleared; caps_nip11_clear frees it.
+ */
+void caps_nip11_from_relay(const struct relay_nip11 *n, const char *fetch_err,
+                           struct caps_nip11 *out);
+/* 1 if present and supported_nips lists nip. */
+int caps_nip11_lists(const struct caps_nip11 *n, int nip);
+void caps_nip11_clear(struct caps_nip11 *n);
+
+/* One relay's answer. Zero it before first use; caps_result_clear frees its members. */
+struct caps_result {
+    char *url;                  /* normalized */
+    enum caps_verdict verdict;
+    /*
+     * The relay's own text (NEG-ERR, CLOSED, NOTICE), "connection closed",
+     * "timeout", the connection error for unreachable, or "NEG-MSG".
+     */
+    char reason[CAPS_REASONLEN];
+    int64_t checked_at;         /* unix seconds, from the injected clock */
+    int64_t latency_ms;         /* NEG-OPEN sent to the deciding reply; -1 when none */
+    struct caps_nip11 nip11;
+    int cached;                 /* 1: this came from the cache, no handshake ran */
+    enum caps_source source;
+};
+
+void caps_result_clear(struct caps_result *r);
+
+/* ---- classification ---------------------------------------------------------- */
+
+/*
+ * 1 if a NOTICE that arrives before any NEG-MSG reads as a refusal of
+ * NEG-OPEN: it contains an error word (error, invalid, unrecognized, unknown,
+ * could not parse, failed to parse, bad msg, bad message, disabled,
+ * unsupported, not supported, not implemented; any case) or names NIP-77
+ * ("NEG", NEG-OPEN, negentropy). A welcome banner is not one.
+ */
+int caps_notice_is_refusal(const char *text);
+
+/*
+ * How the handshake talks to the relay: relay_send / relay_recv on a real
+ * connection (caps_probe), or a script in the tests. recv returns 0 with a
+ * message or a negative enum relay_error, as relay_recv does.
+ */
+struct caps_transport {
+    int (*send)(void *arg, const char *text, size_t len, char *err, size_t errlen);
+    int (*recv)(void *arg, int timeout_ms, struct relay_msg **out, char *err, size_t errlen);
+    void *arg;
+    /* Where ignored notices and messages are reported; NULL: nowhere. */
+    void (*log)(void *log_arg, const char *url, const char *line);
+    void *log_arg;
+    const char *url;            /* for the log */
+};
+
+/*
+ * The NEG-OPEN the probe sends, as compact JSON (caller frees):
+ * ["NEG-OPEN","negsync-probe",{"kinds":[29999],"limit":0},"<hex>"], the hex
+ * being the initial message of an empty negentropy set.
+ */
+char *caps_neg_open_message(void);
+
+/*
+ * Sends the probe's NEG-OPEN and waits at most timeout_ms (a deadline over
+ * the whole wait) for the first reply that concerns it:
+ *   NEG-MSG for our id          -> SUPPORTED, reason "NEG-MSG" (NEG-CLOSE is sent)
+ *   NEG-ERR or CLOSED for our id -> UNSUPPORTED, reason = the relay's text
+ *   a refusal NOTICE            -> UNSUPPORTED, reason = its text
+ *   any other NOTICE or message -> logged, the wait goes on
+ *   the connection closes       -> UNSUPPORTED, "connection closed"
+ *   the deadline passes         -> UNSUPPORTED, "timeout"
+ * Sets out->verdict, reason and latency_ms. Returns 0, or -1 when the wait
+ * was interrupted or failed for a reason that says nothing about the relay
+ * (then reason holds the error).
+ */
+int caps_handshake(const struct caps_transport *t, int timeout_ms, struct caps_result *out);
+
+/* ---- cache policy -------------------------------------------------------------- */
+
+/*
+ * Whether a cached result may be reused. cached NULL: nothing cached.
+ * nip11_now: the document fetched on this connection, or NULL if it was not
+ * fetched or the relay could not be asked (then it does not count as a
+ * change). recheck_days 0 means never reuse. A cached result from the future
+ * (the clock went back) counts as expired. Returns CAPS_FROM_CACHE or why to
+ * check again.
+ */
+enum caps_source caps_recheck_reason(const struct caps_result *cached,
+                                     const struct caps_nip11 *nip11_now, int64_t now,
+                                     unsigned recheck_days, int force);
+
+/* ---- the cache ------------------------------------------------------------------- */
+
+/*
+ * The relay_caps table of one database (created by store_open's migrations,
+ * which must have run). Safe to share between threads: calls are serialized.
+ */
+struct caps_cache;
+
+struct caps_cache *caps_cache_open(const char *db_path, char *err, size_t errlen);
+void caps_cache_close(struct caps_cache *c);
+
+/*
+ * The cached result for url (normalized): 1 with out filled (cached = 1,
+ * source CAPS_FROM_CACHE), 0 when there is none, -1 with a reason in err.
+ * out must be zeroed or cleared.
+ */
+int caps_cache_get(struct caps_cache *c, const char *url, struct caps_result *out, char *err,
+                   size_t errlen);
+
+/*
+ * Stores r (replacing what was cached for r->url). An unreachable result is
+ * refused (-1): it would overwrite a real answer with a network hiccup.
+ */
+int caps_cache_put(struct caps_cache *c, const struct caps_result *r, char *err, size_t errlen);
+
+/*
+ * A sync job got an unsupported-style answer (NEG-ERR, a refusal NOTICE...)
+ * from a relay thought to support NIP-77: mark it unsupported at once with
+ * that reason, keeping the cached NIP-11 facts. url must be normalized.
+ */
+int caps_mark_unsupported(struct caps_cache *c, const char *url, const char *reason, int64_t now,
+                          char *err, size_t errlen);
+
+/* ---- probing ------------------------------------------------------------------------ */
+
+struct caps_opts {
+    /*
+     * Bounds each step: the NIP-11 fetch, the websocket connect and the wait
+     * for an answer to NEG-OPEN (config probe_timeout). Default 5000.
+     */
+    int timeout_ms;
+    unsigned recheck_days;      /* default 7; 0: always check */
+    int force;                  /* check whatever the cache says */
+    /*
+     * 1 (default): when the cache is fresh, fetch NIP-11 anyway and check
+     * again if its software or version changed.
+     */
+    int check_nip11;
+    struct relay_opts relay;    /* tls_verify, compression, log */
+    /* Wall clock in unix seconds; NULL: time(NULL). */
+    int64_t (*now)(void *now_arg);
+    void *now_arg;
+};
+
+struct caps_opts caps_opts_default(void);
+
+/*
+ * The capability of the relay at url, from the cache when it may be reused,
+ * otherwise by fetching NIP-11 and running the handshake; a verdict other
+ * than unreachable is written to the cache. cache may be NULL (no caching).
+ * Returns 0 with out filled (any verdict), or -1 with a reason in err for a
+ * bad URL, a cache error, or an interrupted probe. out must be zeroed or
+ * cleared.
+ */
+int caps_probe(struct caps_cache *cache, const char *url, const struct caps_opts *opts,
+               struct caps_result *out, char *err, size_t errlen);
+
+#endif
