@@ -183,18 +183,27 @@ function makeItems(c) {
     };
     // Long shared prefixes force long minimal bounds; zero tails make bounds
     // whose implicit zero padding equals or just misses an item.
+    // Fingerprints are sums of ids, so ids that differ only in a byte or two
+    // make different sets with equal sums easy to come by: a client-only pair
+    // and a server-only pair from one 31-byte-prefix group, with equal sums of
+    // last bytes, make a range look equal to every implementation, the
+    // reference too, and the truth cannot be learned. Each group therefore
+    // feeds one part only (shared, client-only, server-only): sums across
+    // different random prefixes do not collide.
     const groups = [];
     for (let g = 0; g < 12; g++) groups.push({ prefix: rng.bytes(32), len: rng.pick([31, 31, 30, 28, 24, 16, 8]) });
+    const part = (i) => (i < shared ? 0 : i < c.nC ? 1 : 2);
     const id = () => {
         if (c.ids === 'prefix' && rng.chance(0.9)) {
-            const g = rng.pick(groups);
+            const p = part(items.length);
+            const g = groups[p + 3 * rng.int(4)];
             const b = rng.bytes(32);
             b.set(g.prefix.subarray(0, g.len));
             return b;
         }
         if (c.ids === 'zerotail' && rng.chance(0.9)) {
             const b = new Uint8Array(32);
-            b.set(rng.bytes(rng.range(2, 31)));
+            b.set(rng.bytes(rng.range(4, 31))); /* 4+ random bytes: see 'prefix' above */
             return b;
         }
         return rng.bytes(32);
