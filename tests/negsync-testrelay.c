@@ -1,0 +1,465 @@
+/*
+ * negsync-testrelay — a small but real Nostr relay for negsync's tests,
+ * benchmarks and demo: NIP-01 (EVENT, REQ, CLOSE), NIP-11 over HTTP and a
+ * NIP-77 negentropy responder, on a libwebsockets server bound to 127.0.0.1.
+ * Events live in the project's own store (in memory unless --db is given), so
+ * the relay's semantics are negsync's. Fault flags make it play the many
+ * relays out there: no NIP-77 in its various wordings, NEG-ERR mid-session,
+ * dropped connections, delays, garbage and forged events.
+ *
+ * The first line on stdout is "listening on 127.0.0.1:PORT" (flushed), so a
+ * test can start it with --port 0 and read the port. SIGTERM or SIGINT stop
+ * it cleanly (exit 0). Layout: see testrelay/testrelay.h.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libwebsockets.h>
+
+#include "event.h"
+#include "store.h"
+#include "testrelay/testrelay.h"
+#include "util.h"
+
+static const char usage_text[] =
+    "usage: negsync-testrelay [options]\n"
+    "\n"
+    "A local Nostr relay (NIP-01, NIP-11, NIP-77 responder) for negsync's tests.\n"
+    "Prints \"listening on 127.0.0.1:PORT\" as its first line; SIGTERM/SIGINT stop it.\n"
+    "\n"
+    "  --port N              port on 127.0.0.1 (default 0: the kernel picks one)\n"
+    "  --db FILE             SQLite store (default: in memory)\n"
+    "  --events FILE.jsonl   preload events, one JSON object a line (each is verified)\n"
+    "  --req-limit N         at most N events per REQ, newest first (default 500)\n"
+    "  --max-sync-events N   NEG-OPEN over more matches gets\n"
+    "                        [\"NEG-ERR\",id,\"blocked: too many query results\",N]\n"
+    "                        (default 1000000)\n"
+    "  --tls CERT KEY        serve wss:// and https:// with this certificate and key\n"
+    "  --deflate             offer permessage-deflate (stats count uncompressed bytes)\n"
+    "  --stats-file FILE     after each connection and at exit, write JSON with the\n"
+    "                        payload bytes and messages by type, in and out, per\n"
+    "                        connection and in total\n"
+    "  -v, --verbose         log connections and messages to stderr\n"
+    "  -h, --help            this text\n"
+    "\n"
+    "NIP-11 (HTTP GET with Accept: application/nostr+json; without it, a text page):\n"
+    "  --nip11-nips LIST     supported_nips, comma separated (default 1,11,77)\n"
+    "  --software TEXT       software field (default negsync-testrelay)\n"
+    "  --version TEXT        version field (default 1.0)\n"
+    "  --nip11=MODE          absent (404), invalid (not JSON), wrongtypes (fields of the\n"
+    "                        wrong types), huge (a valid 5 MiB document)\n"
+    "  --nip11-file FILE     serve the bytes of FILE as the document, verbatim\n"
+    "\n"
+    "Fault modes:\n"
+    "  --no-nip77=MODE       answer NEG-OPEN/NEG-MSG/NEG-CLOSE like a relay without NIP-77:\n"
+    "                          notice      [\"NOTICE\",\"ERROR: bad msg: negentropy disabled\"]\n"
+    "                          unknown     [\"NOTICE\",\"ERROR: bad msg: unknown cmd\"]\n"
+    "                          neg-err     [\"NEG-ERR\",id,\"blocked: Negentropy sync is disabled\"]\n"
+    "                          closed      [\"CLOSED\",id,\"error: NEG not supported\"]\n"
+    "                          silent      no answer\n"
+    "                          disconnect  drop the connection\n"
+    "                        (neg-err and closed do not answer NEG-CLOSE)\n"
+    "  --notice-text TEXT    the text (reason) --no-nip77 answers with instead\n"
+    "  --welcome-notice TEXT send [\"NOTICE\",TEXT] right after the connection opens\n"
+    "  --neg-err-after K     answer the (K+1)-th message of each NEG session with\n"
+    "                        [\"NEG-ERR\",id,\"closed: ...\"] (after K rounds)\n"
+    "  --drop-after K        close the connection once it has sent K messages\n"
+    "  --delay-ms N          hold every reply N ms (timers; the relay never sleeps)\n"
+    "  --garbage P           spoil a fraction P of replies, each in one of three ways:\n"
+    "                        preceded by a frame of invalid JSON (the reply follows),\n"
+    "                        replaced by its own first half (the reply is lost), or, for\n"
+    "                        NEG-MSG, its hex payload made to start with \"zz\"\n"
+    "  --bad-events P        a fraction P of the events REQ serves get a wrong id or a\n"
+    "                        wrong signature (the stored events are untouched)\n"
+    "  --seed S              seed for --garbage and --bad-events (default 1)\n";
+
+static volatile sig_atomic_t interrupted;
+static struct lws_context *signal_context;
+
+static void
+on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+    if (signal_context != NULL)
+        lws_cancel_service(signal_context);
+}
+
+static void
+usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "negsync-testrelay: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n(see negsync-testrelay --help)\n");
+    exit(2);
+}
+
+static uint64_t
+parse_u64(const char *opt, const char *s, uint64_t max)
+{
+    char *end;
+    unsigned long long v;
+
+    errno = 0;
+    if (*s == '-' || *s == '\0')
+        usage_error("%s: not a non-negative integer", opt);
+    v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v > max)
+        usage_error("%s: not a non-negative integer in range", opt);
+    return v;
+}
+
+static double
+parse_fraction(const char *opt, const char *s)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !(v >= 0 && v <= 1))
+        usage_error("%s: not a fraction between 0 and 1", opt);
+    return v;
+}
+
+enum {
+    OPT_PORT = 256, OPT_DB, OPT_EVENTS, OPT_REQ_LIMIT, OPT_MAX_SYNC, OPT_TLS, OPT_DEFLATE,
+    OPT_STATS, OPT_NIPS, OPT_SOFTWARE, OPT_VERSION, OPT_NIP11, OPT_NIP11_FILE, OPT_NO_NIP77, OPT_NOTICE_TEXT,
+    OPT_WELCOME, OPT_NEG_ERR_AFTER, OPT_DROP_AFTER, OPT_DELAY, OPT_GARBAGE, OPT_BAD_EVENTS,
+    OPT_SEED,
+};
+
+static const struct option long_options[] = {
+    {"port", required_argument, NULL, OPT_PORT},
+    {"db", required_argument, NULL, OPT_DB},
+    {"events", required_argument, NULL, OPT_EVENTS},
+    {"req-limit", required_argument, NULL, OPT_REQ_LIMIT},
+    {"max-sync-events", required_argument, NULL, OPT_MAX_SYNC},
+    {"tls", required_argument, NULL, OPT_TLS},
+    {"deflate", no_argument, NULL, OPT_DEFLATE},
+    {"stats-file", required_argument, NULL, OPT_STATS},
+    {"nip11-nips", required_argument, NULL, OPT_NIPS},
+    {"software", required_argument, NULL, OPT_SOFTWARE},
+    {"version", required_argument, NULL, OPT_VERSION},
+    {"nip11", required_argument, NULL, OPT_NIP11},
+    {"nip11-file", required_argument, NULL, OPT_NIP11_FILE},
+    {"no-nip77", optional_argument, NULL, OPT_NO_NIP77},
+    {"notice-text", required_argument, NULL, OPT_NOTICE_TEXT},
+    {"welcome-notice", required_argument, NULL, OPT_WELCOME},
+    {"neg-err-after", required_argument, NULL, OPT_NEG_ERR_AFTER},
+    {"drop-after", required_argument, NULL, OPT_DROP_AFTER},
+    {"delay-ms", required_argument, NULL, OPT_DELAY},
+    {"garbage", required_argument, NULL, OPT_GARBAGE},
+    {"bad-events", required_argument, NULL, OPT_BAD_EVENTS},
+    {"seed", required_argument, NULL, OPT_SEED},
+    {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static void
+parse_args(int argc, char **argv, struct tr_config *cfg)
+{
+    int opt;
+
+    memset(cfg, 0, sizeof *cfg);
+    cfg->req_limit = 500;
+    cfg->max_sync_events = 1000000;
+    cfg->nip11_nips = "1,11,77";
+    cfg->software = "negsync-testrelay";
+    cfg->version = "1.0";
+    cfg->neg_err_after = -1;
+    cfg->drop_after = -1;
+    cfg->seed = 1;
+
+    while ((opt = getopt_long(argc, argv, "vh", long_options, NULL)) != -1) {
+        switch (opt) {
+        case OPT_PORT:
+            cfg->port = (int)parse_u64("--port", optarg, 65535);
+            break;
+        case OPT_DB:
+            cfg->db_path = optarg;
+            break;
+        case OPT_EVENTS:
+            cfg->events_path = optarg;
+            break;
+        case OPT_REQ_LIMIT:
+            cfg->req_limit = parse_u64("--req-limit", optarg, INT64_MAX);
+            break;
+        case OPT_MAX_SYNC:
+            cfg->max_sync_events = parse_u64("--max-sync-events", optarg, INT64_MAX);
+            break;
+        case OPT_TLS:
+            /* Two arguments: getopt has the first, the key is the next word. */
+            if (optind >= argc || argv[optind][0] == '-')
+                usage_error("%s: needs a certificate and a key", "--tls");
+            cfg->tls_cert = optarg;
+            cfg->tls_key = argv[optind++];
+            break;
+        case OPT_DEFLATE:
+            cfg->deflate = 1;
+            break;
+        case OPT_STATS:
+            cfg->stats_file = optarg;
+            break;
+        case OPT_NIPS:
+            cfg->nip11_nips = optarg;
+            break;
+        case OPT_SOFTWARE:
+            cfg->software = optarg;
+            break;
+        case OPT_VERSION:
+            cfg->version = optarg;
+            break;
+        case OPT_NIP11:
+            if (strcmp(optarg, "absent") == 0)
+                cfg->nip11 = TR_NIP11_ABSENT;
+            else if (strcmp(optarg, "invalid") == 0)
+                cfg->nip11 = TR_NIP11_INVALID;
+            else if (strcmp(optarg, "wrongtypes") == 0)
+                cfg->nip11 = TR_NIP11_WRONGTYPES;
+            else if (strcmp(optarg, "huge") == 0)
+                cfg->nip11 = TR_NIP11_HUGE;
+            else if (strcmp(optarg, "ok") == 0)
+                cfg->nip11 = TR_NIP11_OK;
+            else
+                usage_error("--nip11: unknown mode '%s'", optarg);
+            break;
+        case OPT_NIP11_FILE:
+            cfg->nip11_file = optarg;
+            break;
+        case OPT_NO_NIP77:
+            if (optarg == NULL || strcmp(optarg, "notice") == 0)
+                cfg->nonip77 = TR_NIP77_NOTICE;
+            else if (strcmp(optarg, "unknown") == 0)
+                cfg->nonip77 = TR_NIP77_UNKNOWN;
+            else if (strcmp(optarg, "neg-err") == 0)
+                cfg->nonip77 = TR_NIP77_NEG_ERR;
+            else if (strcmp(optarg, "closed") == 0)
+                cfg->nonip77 = TR_NIP77_CLOSED;
+            else if (strcmp(optarg, "silent") == 0)
+                cfg->nonip77 = TR_NIP77_SILENT;
+            else if (strcmp(optarg, "disconnect") == 0)
+                cfg->nonip77 = TR_NIP77_DISCONNECT;
+            else
+                usage_error("--no-nip77: unknown mode '%s'", optarg);
+            break;
+        case OPT_NOTICE_TEXT:
+            cfg->notice_text = optarg;
+            break;
+        case OPT_WELCOME:
+            cfg->welcome_notice = optarg;
+            break;
+        case OPT_NEG_ERR_AFTER:
+            cfg->neg_err_after = (int64_t)parse_u64("--neg-err-after", optarg, INT64_MAX);
+            break;
+        case OPT_DROP_AFTER:
+            cfg->drop_after = (int64_t)parse_u64("--drop-after", optarg, INT64_MAX);
+            break;
+        case OPT_DELAY:
+            cfg->delay_ms = (unsigned)parse_u64("--delay-ms", optarg, 3600 * 1000);
+            break;
+        case OPT_GARBAGE:
+            cfg->garbage = parse_fraction("--garbage", optarg);
+            break;
+        case OPT_BAD_EVENTS:
+            cfg->bad_events = parse_fraction("--bad-events", optarg);
+            break;
+        case OPT_SEED:
+            cfg->seed = parse_u64("--seed", optarg, UINT64_MAX);
+            break;
+        case 'v':
+            cfg->verbose = 1;
+            break;
+        case 'h':
+            fputs(usage_text, stdout);
+            exit(0);
+        default:
+            fprintf(stderr, "(see negsync-testrelay --help)\n");
+            exit(2);
+        }
+    }
+    if (optind < argc)
+        usage_error("unexpected argument '%s'", argv[optind]);
+}
+
+/* Stores a batch of verified events; -1 with a reason. */
+static int
+preload_flush(struct store *st, struct event **evs, size_t *n, char *err, size_t errlen)
+{
+    struct store_result *res;
+    int rc;
+
+    if (*n == 0)
+        return 0;
+    res = xcalloc(*n, sizeof *res);
+    rc = store_insert_batch(st, evs, *n, res, err, errlen);
+    for (size_t i = 0; i < *n; i++)
+        event_free(evs[i]);
+    free(res);
+    *n = 0;
+    return rc;
+}
+
+/* Loads FILE.jsonl; every event must parse and verify. -1 with "file:line: why". */
+static int
+preload_events(struct store *st, const char *path, char *err, size_t errlen)
+{
+    enum { BATCH = 1000 };
+    struct event *evs[BATCH];
+    size_t nev = 0, cap = 0, lineno = 0;
+    char *line = NULL, why[EVENT_ERRLEN + STORE_ERRLEN];
+    ssize_t len;
+    FILE *fp = fopen(path, "r");
+    int rc = 0;
+
+    if (fp == NULL) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    while ((len = getline(&line, &cap, fp)) >= 0) {
+        struct event *ev;
+
+        lineno++;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            len--;
+        if (len == 0)
+            continue;
+        ev = event_parse(line, (size_t)len, why, sizeof why);
+        if (ev == NULL || event_verify(ev, why, sizeof why) < 0) {
+            snprintf(err, errlen, "%s:%zu: %s", path, lineno, why);
+            event_free(ev);
+            rc = -1;
+            break;
+        }
+        evs[nev++] = ev;
+        if (nev == BATCH && preload_flush(st, evs, &nev, why, sizeof why) < 0) {
+            snprintf(err, errlen, "%s:%zu: %s", path, lineno, why);
+            rc = -1;
+            break;
+        }
+    }
+    if (rc == 0 && ferror(fp)) {
+        snprintf(err, errlen, "%s: read error", path);
+        rc = -1;
+    }
+    if (preload_flush(st, evs, &nev, why, sizeof why) < 0 && rc == 0) {
+        snprintf(err, errlen, "%s: %s", path, why);
+        rc = -1;
+    }
+    free(line);
+    fclose(fp);
+    return rc;
+}
+
+static const struct lws_extension deflate_extensions[] = {
+    {"permessage-deflate", lws_extension_callback_pm_deflate,
+     "permessage-deflate; client_no_context_takeover; client_max_window_bits"},
+    {NULL, NULL, NULL},
+};
+
+int
+main(int argc, char **argv)
+{
+    struct tr_config cfg;
+    struct tr_server srv;
+    struct lws_context_creation_info info;
+    struct lws_vhost *vh;
+    struct sigaction sa;
+    char err[512];
+    int port, rc = 0;
+
+    parse_args(argc, argv, &cfg);
+    memset(&srv, 0, sizeof srv);
+    srv.cfg = &cfg;
+    srv.rng = cfg.seed;
+
+    srv.store = store_open(cfg.db_path != NULL ? cfg.db_path : ":memory:", err, sizeof err);
+    if (srv.store == NULL) {
+        fprintf(stderr, "negsync-testrelay: %s\n", err);
+        return 1;
+    }
+    if (cfg.events_path != NULL && preload_events(srv.store, cfg.events_path, err, sizeof err) < 0) {
+        fprintf(stderr, "negsync-testrelay: %s\n", err);
+        store_close(srv.store);
+        return 1;
+    }
+    if (tr_nip11_build(&srv, err, sizeof err) < 0) {
+        fprintf(stderr, "negsync-testrelay: %s\n", err);
+        store_close(srv.store);
+        return 2;
+    }
+
+    lws_set_log_level(cfg.verbose ? LLL_ERR | LLL_WARN | LLL_NOTICE : LLL_ERR, NULL);
+    memset(&info, 0, sizeof info);
+    info.port = cfg.port;
+    info.iface = "127.0.0.1";
+    info.protocols = tr_protocols;
+    info.user = &srv;
+    info.vhost_name = "default";
+    /* HTTP/1.1 only: websockets over h2 are not what relays and their clients speak. */
+    info.alpn = "http/1.1";
+    info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
+    if (cfg.deflate)
+        info.extensions = deflate_extensions;
+    if (cfg.tls_cert != NULL) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = cfg.tls_cert;
+        info.ssl_private_key_filepath = cfg.tls_key;
+    }
+    srv.ctx = lws_create_context(&info);
+    if (srv.ctx == NULL) {
+        fprintf(stderr, "negsync-testrelay: cannot start the server on 127.0.0.1:%d\n",
+                cfg.port);
+        rc = 1;
+        goto out;
+    }
+    vh = lws_get_vhost_by_name(srv.ctx, "default");
+    port = vh != NULL ? lws_get_vhost_listen_port(vh) : -1;
+    if (port <= 0) {
+        fprintf(stderr, "negsync-testrelay: the server is not listening\n");
+        rc = 1;
+        goto out;
+    }
+    /* Before the port is announced: a test may send SIGTERM as soon as it reads it. */
+    signal_context = srv.ctx;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    printf("listening on 127.0.0.1:%d\n", port);
+    fflush(stdout);
+
+    while (!interrupted) {
+        if (lws_service(srv.ctx, 0) < 0) {
+            fprintf(stderr, "negsync-testrelay: service loop failed\n");
+            rc = 1;
+            break;
+        }
+    }
+
+out:
+    signal_context = NULL;
+    /* Closes every connection, which records their counters for the stats. */
+    if (srv.ctx != NULL)
+        lws_context_destroy(srv.ctx);
+    if (cfg.stats_file != NULL && tr_stats_write(&srv, err, sizeof err) < 0) {
+        fprintf(stderr, "negsync-testrelay: %s\n", err);
+        rc = 1;
+    }
+    if (cfg.verbose)
+        fprintf(stderr, "negsync-testrelay: stopped\n");
+    store_close(srv.store);
+    free(srv.records);
+    free(srv.nip11_doc);
+    return rc;
+}

@@ -1,0 +1,151 @@
+# tests/relay-lib.sh — start and stop tests/negsync-testrelay from a shell test.
+# Source it after tests/lib.sh:
+#
+#   . "${top_srcdir:-.}/tests/lib.sh"
+#   . "$top_srcdir/tests/relay-lib.sh"
+#   start_relay --no-nip77=notice --welcome-notice hello
+#   ... use $RELAY_URL (ws:// or wss://), $RELAY_HTTP_URL, $RELAY_PORT ...
+#   stop_relay                  # the last one started; or stop_relay PID
+#
+# start_relay ARGS... runs the relay with --port 0 (unless ARGS has a --port)
+# and waits, with a deadline (RELAY_START_TIMEOUT seconds, default 20), for
+# its "listening on 127.0.0.1:PORT" line, failing at once if it exits first.
+# It sets RELAY_PID, RELAY_PORT, RELAY_URL, RELAY_HTTP_URL, RELAY_LOG (its
+# stderr) and RELAY_STATS (a --stats-file path it is given unless ARGS has
+# one). Every relay started is stopped when the test exits, whatever the
+# reason (an EXIT trap, installed by the first start_relay; a test that sets
+# its own EXIT trap calls relay_cleanup from it).
+#
+# stop_relay [PID] sends SIGTERM and waits for the exit (RELAY_STOP_TIMEOUT
+# seconds, default 20, then SIGKILL and a failure); it returns the relay's exit
+# status, which is 0 for a clean shutdown. relay_kill [PID] is SIGKILL, for
+# tests that want a relay to vanish. Waits poll a condition with a deadline;
+# nothing sleeps and hopes.
+
+: "${RELAY_BIN:=$top_builddir/tests/negsync-testrelay}"
+_relay_pids=
+_relay_dir=
+_relay_n=0
+
+# 0 while PID runs; a zombie (exited, not yet waited for) counts as gone.
+_relay_running() {
+    [ -r "/proc/$1/stat" ] || { kill -0 "$1" 2>/dev/null; return; }
+    case $(sed 's/^.*) \(.\).*/\1/' "/proc/$1/stat" 2>/dev/null) in
+    Z | X | '') return 1 ;;
+    *) return 0 ;;
+    esac
+}
+
+_relay_forget() {
+    _relay_left=
+    for _p in $_relay_pids; do
+        [ "$_p" = "$1" ] || _relay_left="$_relay_left $_p"
+    done
+    _relay_pids=$_relay_left
+}
+
+# Kills and reaps every relay still running, and removes their files.
+relay_cleanup() {
+    for _p in $_relay_pids; do
+        kill -TERM "$_p" 2>/dev/null
+    done
+    for _p in $_relay_pids; do
+        _relay_wait_exit "$_p" "${RELAY_STOP_TIMEOUT:-20}" || kill -KILL "$_p" 2>/dev/null
+        wait "$_p" 2>/dev/null
+    done
+    _relay_pids=
+    [ -n "$_relay_dir" ] && rm -rf "$_relay_dir"
+    _relay_dir=
+}
+
+# _relay_wait_exit PID SECONDS: 0 once PID has exited, 1 at the deadline.
+_relay_wait_exit() {
+    _deadline=$(($(date +%s) + $2))
+    while _relay_running "$1"; do
+        [ "$(date +%s)" -lt "$_deadline" ] || return 1
+        sleep 0.02 2>/dev/null || sleep 1
+    done
+    return 0
+}
+
+start_relay() {
+    [ -x "$RELAY_BIN" ] || fail "no $RELAY_BIN: run make first"
+    if [ -z "$_relay_dir" ]; then
+        _relay_dir=$(mktemp -d "${TMPDIR:-/tmp}/testrelay.XXXXXX") || fail "mktemp"
+        trap relay_cleanup EXIT
+    fi
+    _relay_n=$((_relay_n + 1))
+    _out="$_relay_dir/relay$_relay_n.out"
+    RELAY_LOG="$_relay_dir/relay$_relay_n.log"
+    RELAY_STATS="$_relay_dir/relay$_relay_n.stats.json"
+    _want_port=1
+    _want_stats=1
+    _scheme=ws
+    for _a in "$@"; do
+        case $_a in
+        --port | --port=*) _want_port= ;;
+        --stats-file | --stats-file=*) _want_stats= RELAY_STATS= ;;
+        --tls) _scheme=wss ;;
+        esac
+    done
+    [ -n "$_want_stats" ] && set -- --stats-file "$RELAY_STATS" "$@"
+    [ -n "$_want_port" ] && set -- --port 0 "$@"
+    : >"$_out"
+    "$RELAY_BIN" "$@" >"$_out" 2>"$RELAY_LOG" &
+    RELAY_PID=$!
+    _relay_pids="$_relay_pids $RELAY_PID"
+    _deadline=$(($(date +%s) + ${RELAY_START_TIMEOUT:-20}))
+    while :; do
+        _line=$(head -n 1 "$_out")
+        case $_line in
+        "listening on 127.0.0.1:"[0-9]*)
+            # The line is complete once its newline is there: the port is whole.
+            [ "$(wc -l <"$_out")" -ge 1 ] && break
+            ;;
+        esac
+        if ! _relay_running "$RELAY_PID"; then
+            wait "$RELAY_PID"
+            _rc=$?
+            _relay_forget "$RELAY_PID"
+            fail "negsync-testrelay $* exited ($_rc) before listening: $(cat "$RELAY_LOG")"
+        fi
+        if [ "$(date +%s)" -ge "$_deadline" ]; then
+            fail "negsync-testrelay $* did not start within ${RELAY_START_TIMEOUT:-20} s"
+        fi
+        sleep 0.02 2>/dev/null || sleep 1
+    done
+    RELAY_PORT=${_line#listening on 127.0.0.1:}
+    RELAY_URL="$_scheme://127.0.0.1:$RELAY_PORT"
+    if [ "$_scheme" = wss ]; then
+        RELAY_HTTP_URL="https://127.0.0.1:$RELAY_PORT"
+    else
+        RELAY_HTTP_URL="http://127.0.0.1:$RELAY_PORT"
+    fi
+    export RELAY_PID RELAY_PORT RELAY_URL RELAY_HTTP_URL RELAY_LOG RELAY_STATS
+}
+
+# stop_relay [PID]: SIGTERM, wait, return the exit status (0 = clean).
+stop_relay() {
+    _pid=${1:-$RELAY_PID}
+    [ -n "$_pid" ] || fail "stop_relay: no relay"
+    kill -TERM "$_pid" 2>/dev/null
+    if ! _relay_wait_exit "$_pid" "${RELAY_STOP_TIMEOUT:-20}"; then
+        kill -KILL "$_pid" 2>/dev/null
+        wait "$_pid" 2>/dev/null
+        _relay_forget "$_pid"
+        fail "negsync-testrelay (pid $_pid) ignored SIGTERM for ${RELAY_STOP_TIMEOUT:-20} s"
+    fi
+    wait "$_pid"
+    _rc=$?
+    _relay_forget "$_pid"
+    return $_rc
+}
+
+# relay_kill [PID]: SIGKILL and reap, for a relay that must vanish mid-session.
+relay_kill() {
+    _pid=${1:-$RELAY_PID}
+    kill -KILL "$_pid" 2>/dev/null
+    wait "$_pid" 2>/dev/null
+    _relay_forget "$_pid"
+    return 0
+}

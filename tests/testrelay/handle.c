@@ -1,0 +1,617 @@
+/*
+ * handle.c — what one client message means to the test relay.
+ *
+ * NIP-01: EVENT is parsed, verified and stored with the project's store, so
+ * replaceable, addressable, ephemeral kinds and deletions behave exactly as
+ * negsync's own database does; REQ answers from the store, newest first, at
+ * most --req-limit events per REQ (over all its filters), then EOSE; there are
+ * no live subscriptions, so CLOSE has nothing to close.
+ *
+ * NIP-77: the relay is the responder. NEG-OPEN builds a sealed neg storage from
+ * the (created_at, id) of the matching events and answers with NEG-MSG; replies
+ * are capped at strfry's 500 000-byte frame. The wording of errors follows
+ * strfry: a NEG-OPEN whose filter is not an object gets
+ * ["NOTICE","ERROR: bad msg: negentropy query must be an object"], since
+ * without a valid query there is no session to attach a NEG-ERR to.
+ *
+ * Every field of every message is type-checked; bad input gets a NOTICE,
+ * CLOSED, OK false or NEG-ERR, never a crash.
+ */
+#include "config.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "event.h"
+#include "filter.h"
+#include "neg.h"
+#include "store.h"
+#include "testrelay.h"
+#include "util.h"
+
+/* A subscription id as NIP-01 has it: a non-empty string of at most 64 chars, no NUL. */
+static const char *
+msg_subid(json_t *msg, size_t i)
+{
+    json_t *v = json_array_get(msg, i);
+    size_t n;
+
+    if (!json_is_string(v))
+        return NULL;
+    n = json_string_length(v);
+    if (n == 0 || n > TR_MAX_SUBID || strlen(json_string_value(v)) != n)
+        return NULL;
+    return json_string_value(v);
+}
+
+static void
+send_notice_fmt(struct tr_conn *c, const char *fmt, const char *arg)
+{
+    char text[512];
+
+    snprintf(text, sizeof text, fmt, arg);
+    tr_conn_send_notice(c, text);
+}
+
+static void
+send_ok(struct tr_conn *c, const char *id, int ok, const char *reason)
+{
+    tr_conn_send_json(c, json_pack("[s s b s]", "OK", id, ok, reason));
+}
+
+static void
+send_closed(struct tr_conn *c, const char *sub, const char *reason)
+{
+    tr_conn_send_json(c, json_pack("[s s s]", "CLOSED", sub, reason));
+}
+
+static void
+send_neg_err(struct tr_conn *c, const char *sub, const char *reason)
+{
+    tr_conn_send_json(c, json_pack("[s s s]", "NEG-ERR", sub, reason));
+}
+
+/* ---- EVENT ---- */
+
+static void
+handle_event(struct tr_conn *c, json_t *msg)
+{
+    json_t *obj = json_array_get(msg, 1), *idv;
+    const char *id = NULL;
+    char err[EVENT_ERRLEN + STORE_ERRLEN], reason[sizeof err + 32], idhex[65];
+    struct event *ev;
+    struct store_result res;
+
+    if (json_array_size(msg) != 2 || !json_is_object(obj)) {
+        tr_conn_send_notice(c, "ERROR: bad msg: EVENT takes one event object");
+        return;
+    }
+    /* OK must name the event; without a usable id, all we can say is a NOTICE. */
+    idv = json_object_get(obj, "id");
+    if (json_is_string(idv) && json_string_length(idv) <= 64 &&
+        strlen(json_string_value(idv)) == json_string_length(idv))
+        id = json_string_value(idv);
+
+    ev = event_from_json(obj, err, sizeof err);
+    if (ev == NULL) {
+        if (id == NULL) {
+            send_notice_fmt(c, "ERROR: bad msg: invalid event: %s", err);
+        } else {
+            snprintf(reason, sizeof reason, "invalid: %s", err);
+            send_ok(c, id, 0, reason);
+        }
+        return;
+    }
+    hex_encode(ev->id, 32, idhex);
+    if (event_verify(ev, err, sizeof err) < 0) {
+        snprintf(reason, sizeof reason, "invalid: %s", err);
+        send_ok(c, idhex, 0, reason);
+        event_free(ev);
+        return;
+    }
+    if (store_insert_batch(c->srv->store, &ev, 1, &res, err, sizeof err) < 0) {
+        snprintf(reason, sizeof reason, "error: %s", err);
+        send_ok(c, idhex, 0, reason);
+        event_free(ev);
+        return;
+    }
+    switch (res.outcome) {
+    case STORE_INSERTED:
+    case STORE_REPLACED:
+        send_ok(c, idhex, 1, "");
+        break;
+    case STORE_DUPLICATE:
+        send_ok(c, idhex, 1, "duplicate: already have this event");
+        break;
+    case STORE_REJECTED:
+        if (event_kind_is_ephemeral(ev->kind)) {
+            /* Accepted and (had there been live subscriptions) passed on, never stored. */
+            send_ok(c, idhex, 1, "");
+        } else {
+            /* An older version of a replaceable event: the relay's state already
+             * supersedes it, which for the sender is as good as a duplicate. */
+            snprintf(reason, sizeof reason, "duplicate: %s",
+                     res.reason != NULL ? res.reason : "not stored");
+            send_ok(c, idhex, 1, reason);
+        }
+        break;
+    case STORE_DELETED:
+        snprintf(reason, sizeof reason, "blocked: %s",
+                 res.reason != NULL ? res.reason : "deleted");
+        send_ok(c, idhex, 0, reason);
+        break;
+    }
+    event_free(ev);
+}
+
+/* ---- REQ ---- */
+
+struct req_hit {
+    struct event *ev;
+    char *json;
+    size_t len;
+};
+
+struct req_hits {
+    struct req_hit *v;
+    size_t n, cap;
+    int failed;
+};
+
+static int
+req_collect(void *ctx, const char *json, size_t len)
+{
+    struct req_hits *h = ctx;
+    char err[EVENT_ERRLEN];
+    struct event *ev = event_parse(json, len, err, sizeof err);
+
+    if (ev == NULL) {
+        /* The store only holds events event_parse accepted; this is a broken invariant. */
+        fprintf(stderr, "testrelay: stored event does not parse: %s\n", err);
+        h->failed = 1;
+        return 1;
+    }
+    if (h->n == h->cap) {
+        h->cap = h->cap ? h->cap * 2 : 64;
+        h->v = xreallocarray(h->v, h->cap, sizeof *h->v);
+    }
+    h->v[h->n].ev = ev;
+    h->v[h->n].json = xmalloc(len + 1);
+    memcpy(h->v[h->n].json, json, len + 1);
+    h->v[h->n].len = len;
+    h->n++;
+    return 0;
+}
+
+/* NIP-01 order: newest first; ties by id, so every REQ of the same set agrees. */
+static int
+req_hit_cmp(const void *a, const void *b)
+{
+    const struct event *x = ((const struct req_hit *)a)->ev;
+    const struct event *y = ((const struct req_hit *)b)->ev;
+
+    if (x->created_at != y->created_at)
+        return x->created_at > y->created_at ? -1 : 1;
+    return memcmp(x->id, y->id, 32);
+}
+
+/* Sends one event, spoiling its id or its signature for --bad-events. */
+static void
+req_send_event(struct tr_conn *c, const char *subjson, struct req_hit *hit)
+{
+    struct tr_server *srv = c->srv;
+    struct buf out = {0};
+    char *spoilt = NULL;
+    const char *json = hit->json;
+    size_t len = hit->len;
+
+    if (tr_rng_chance(srv, srv->cfg->bad_events)) {
+        if (tr_rng_next(srv) & 1)
+            hit->ev->id[31] ^= 0x01;    /* still 64 lowercase hex chars, now the wrong id */
+        else
+            hit->ev->sig[63] ^= 0x01;   /* a signature that does not verify */
+        spoilt = event_to_json(hit->ev, &len);
+        json = spoilt;
+    }
+    buf_append(&out, "[\"EVENT\",", 9);
+    buf_append(&out, subjson, strlen(subjson));
+    buf_push(&out, ',');
+    buf_append(&out, json, len);
+    buf_push(&out, ']');
+    tr_conn_send_text(c, TR_T_EVENT, (const char *)out.data, out.len);
+    buf_free(&out);
+    free(spoilt);
+}
+
+static void
+handle_req(struct tr_conn *c, json_t *msg)
+{
+    struct tr_server *srv = c->srv;
+    const char *sub = msg_subid(msg, 1);
+    size_t nfilters = json_array_size(msg) >= 2 ? json_array_size(msg) - 2 : 0;
+    struct filter **filters;
+    struct req_hits hits = {0};
+    char err[FILTER_ERRLEN + STORE_ERRLEN], reason[sizeof err + 32];
+    char *subjson;
+    size_t i, n, sent;
+
+    if (sub == NULL) {
+        tr_conn_send_notice(c, "ERROR: bad msg: REQ: subscription id must be a string of "
+                               "1 to 64 characters");
+        return;
+    }
+    if (nfilters == 0) {
+        send_closed(c, sub, "error: REQ needs at least one filter");
+        return;
+    }
+    filters = xcalloc(nfilters, sizeof *filters);
+    for (i = 0; i < nfilters; i++) {
+        json_t *fj = json_array_get(msg, i + 2);
+
+        if (!json_is_object(fj)) {
+            snprintf(reason, sizeof reason, "error: filter %zu is not an object", i + 1);
+            send_closed(c, sub, reason);
+            goto out;
+        }
+        filters[i] = filter_from_json(fj, err, sizeof err);
+        if (filters[i] == NULL) {
+            snprintf(reason, sizeof reason, "error: bad filter: %s", err);
+            send_closed(c, sub, reason);
+            goto out;
+        }
+        /* Per filter, the newest min(limit, --req-limit) are all that can make the cut. */
+        if (!filters[i]->has_limit || filters[i]->limit > srv->cfg->req_limit) {
+            filters[i]->has_limit = 1;
+            filters[i]->limit = srv->cfg->req_limit;
+        }
+        if (store_query(srv->store, filters[i], STORE_NEWEST_FIRST, req_collect, &hits, err,
+                        sizeof err) < 0 ||
+            hits.failed) {
+            snprintf(reason, sizeof reason, "error: query failed: %s",
+                     hits.failed ? "stored event does not parse" : err);
+            send_closed(c, sub, reason);
+            goto out;
+        }
+    }
+
+    qsort(hits.v, hits.n, sizeof *hits.v, req_hit_cmp);
+    subjson = json_dumps(json_array_get(msg, 1), JSON_ENCODE_ANY | JSON_COMPACT);
+    for (i = 0, sent = 0; i < hits.n && sent < srv->cfg->req_limit; i++) {
+        /* Filters may overlap; equal events sort next to each other. */
+        if (i > 0 && memcmp(hits.v[i].ev->id, hits.v[i - 1].ev->id, 32) == 0)
+            continue;
+        req_send_event(c, subjson, &hits.v[i]);
+        sent++;
+    }
+    free(subjson);
+    tr_conn_send_json(c, json_pack("[s s]", "EOSE", sub));
+out:
+    for (n = 0; n < hits.n; n++) {
+        event_free(hits.v[n].ev);
+        free(hits.v[n].json);
+    }
+    free(hits.v);
+    for (i = 0; i < nfilters; i++)
+        filter_free(filters[i]);
+    free(filters);
+}
+
+/* ---- NIP-77 ---- */
+
+static struct tr_neg_session **
+neg_find(struct tr_conn *c, const char *id)
+{
+    struct tr_neg_session **pp;
+
+    for (pp = &c->negs; *pp != NULL; pp = &(*pp)->next) {
+        if (strcmp((*pp)->id, id) == 0)
+            return pp;
+    }
+    return NULL;
+}
+
+static void
+neg_session_free(struct tr_neg_session *s)
+{
+    neg_free(s->neg);
+    neg_storage_free(s->storage);
+    free(s->id);
+    free(s);
+}
+
+static void
+neg_drop(struct tr_conn *c, const char *id)
+{
+    struct tr_neg_session **pp = neg_find(c, id), *s;
+
+    if (pp == NULL)
+        return;
+    s = *pp;
+    *pp = s->next;
+    neg_session_free(s);
+}
+
+void
+tr_neg_sessions_free(struct tr_conn *c)
+{
+    struct tr_neg_session *s, *next;
+
+    for (s = c->negs; s != NULL; s = next) {
+        next = s->next;
+        neg_session_free(s);
+    }
+    c->negs = NULL;
+}
+
+struct neg_fill {
+    struct neg_storage *st;
+    char err[NEG_ERRLEN];
+    int failed;
+};
+
+static int
+neg_fill_item(void *ctx, uint64_t created_at, const uint8_t id[32])
+{
+    struct neg_fill *f = ctx;
+
+    if (neg_storage_insert(f->st, created_at, id, f->err, sizeof f->err) < 0) {
+        f->failed = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/*
+ * Answers one negentropy message of session s (hex, len chars). On any error
+ * the session ends with NEG-ERR, as NIP-77 says.
+ */
+static void
+neg_reply(struct tr_conn *c, struct tr_neg_session *s, const char *hex, size_t len)
+{
+    const struct tr_config *cfg = c->srv->cfg;
+    char err[NEG_ERRLEN], reason[NEG_ERRLEN + 32];
+    uint8_t *bin;
+    struct buf out = {0};
+    char *outhex;
+    char *sub = xstrdup(s->id);
+
+    if (cfg->neg_err_after >= 0 && s->replies >= (uint64_t)cfg->neg_err_after) {
+        snprintf(reason, sizeof reason, "closed: the relay ends sessions after %" PRId64
+                 " rounds", cfg->neg_err_after);
+        send_neg_err(c, sub, reason);
+        neg_drop(c, sub);
+        free(sub);
+        return;
+    }
+    bin = xmalloc(len / 2 + 1);
+    if (len == 0 || hex_decode(hex, len, bin, len / 2, 1) < 0) {
+        send_neg_err(c, sub, "error: message is not lowercase hex");
+        neg_drop(c, sub);
+        goto done;
+    }
+    if (neg_reconcile(s->neg, bin, len / 2, &out, NULL, NULL, err, sizeof err) < 0) {
+        snprintf(reason, sizeof reason, "error: %s", err);
+        send_neg_err(c, sub, reason);
+        neg_drop(c, sub);
+        goto done;
+    }
+    outhex = xmalloc(out.len * 2 + 1);
+    hex_encode(out.data, out.len, outhex);
+    tr_conn_send_json(c, json_pack("[s s s]", "NEG-MSG", sub, outhex));
+    free(outhex);
+    s->replies++;
+done:
+    buf_free(&out);
+    free(bin);
+    free(sub);
+}
+
+static void
+handle_neg_open(struct tr_conn *c, json_t *msg)
+{
+    struct tr_server *srv = c->srv;
+    const char *sub = msg_subid(msg, 1);
+    json_t *fj = json_array_get(msg, 2), *hexj = json_array_get(msg, 3);
+    char err[FILTER_ERRLEN + STORE_ERRLEN], reason[sizeof err + 32];
+    struct filter *f;
+    uint64_t count;
+    struct neg_fill fill = {0};
+    struct tr_neg_session *s;
+
+    if (json_array_size(msg) < 4) {
+        tr_conn_send_notice(c, "ERROR: bad msg: negentropy query missing elements");
+        return;
+    }
+    if (sub == NULL) {
+        tr_conn_send_notice(c, "ERROR: bad msg: NEG-OPEN: subscription id must be a string of "
+                               "1 to 64 characters");
+        return;
+    }
+    if (!json_is_object(fj)) {
+        tr_conn_send_notice(c, "ERROR: bad msg: negentropy query must be an object");
+        return;
+    }
+    /* NIP-77: a NEG-OPEN for an open id first closes the old session. */
+    neg_drop(c, sub);
+    if (!json_is_string(hexj)) {
+        send_neg_err(c, sub, "error: initial message is not a string");
+        return;
+    }
+    f = filter_from_json(fj, err, sizeof err);
+    if (f == NULL) {
+        snprintf(reason, sizeof reason, "error: bad filter: %s", err);
+        send_neg_err(c, sub, reason);
+        return;
+    }
+    if (store_count(srv->store, f, &count, err, sizeof err) < 0) {
+        snprintf(reason, sizeof reason, "error: %s", err);
+        send_neg_err(c, sub, reason);
+        filter_free(f);
+        return;
+    }
+    if (count > srv->cfg->max_sync_events) {
+        tr_conn_send_json(c, json_pack("[s s s I]", "NEG-ERR", sub, "blocked: too many query results",
+                                       (json_int_t)srv->cfg->max_sync_events));
+        filter_free(f);
+        return;
+    }
+    fill.st = neg_storage_new();
+    neg_storage_reserve(fill.st, (size_t)count);
+    if (store_list_ids(srv->store, f, neg_fill_item, &fill, err, sizeof err) < 0 ||
+        fill.failed || neg_storage_seal(fill.st, fill.err, sizeof fill.err) < 0) {
+        snprintf(reason, sizeof reason, "error: %s", fill.failed || fill.err[0] ? fill.err : err);
+        send_neg_err(c, sub, reason);
+        neg_storage_free(fill.st);
+        filter_free(f);
+        return;
+    }
+    filter_free(f);
+
+    s = xcalloc(1, sizeof *s);
+    s->id = xstrdup(sub);
+    s->storage = fill.st;
+    s->neg = neg_new(s->storage, TR_NEG_FRAME_LIMIT, err, sizeof err);
+    if (s->neg == NULL) {
+        snprintf(reason, sizeof reason, "error: %s", err);
+        send_neg_err(c, sub, reason);
+        neg_session_free(s);
+        return;
+    }
+    s->next = c->negs;
+    c->negs = s;
+    neg_reply(c, s, json_string_value(hexj), json_string_length(hexj));
+}
+
+static void
+handle_neg_msg(struct tr_conn *c, json_t *msg)
+{
+    const char *sub = msg_subid(msg, 1);
+    json_t *hexj = json_array_get(msg, 2);
+    struct tr_neg_session **pp;
+
+    if (sub == NULL || json_array_size(msg) < 3) {
+        tr_conn_send_notice(c, "ERROR: bad msg: NEG-MSG needs a subscription id and a message");
+        return;
+    }
+    pp = neg_find(c, sub);
+    if (pp == NULL) {
+        send_neg_err(c, sub, "closed: unknown subscription handle");
+        return;
+    }
+    if (!json_is_string(hexj)) {
+        send_neg_err(c, sub, "error: message is not a string");
+        neg_drop(c, sub);
+        return;
+    }
+    neg_reply(c, *pp, json_string_value(hexj), json_string_length(hexj));
+}
+
+static void
+handle_neg_close(struct tr_conn *c, json_t *msg)
+{
+    const char *sub = msg_subid(msg, 1);
+
+    if (sub == NULL) {
+        tr_conn_send_notice(c, "ERROR: bad msg: NEG-CLOSE needs a subscription id");
+        return;
+    }
+    neg_drop(c, sub);
+}
+
+/* --no-nip77: how relays without NIP-77 answer. -1 drops the connection. */
+static int
+handle_neg_disabled(struct tr_conn *c, enum tr_type type, json_t *msg)
+{
+    const struct tr_config *cfg = c->srv->cfg;
+    json_t *subj = json_array_get(msg, 1);
+    const char *sub = json_is_string(subj) ? json_string_value(subj) : "";
+
+    switch (cfg->nonip77) {
+    case TR_NIP77_ON:
+        break;
+    case TR_NIP77_NOTICE:
+        tr_conn_send_notice(c, cfg->notice_text ? cfg->notice_text
+                                                : "ERROR: bad msg: negentropy disabled");
+        break;
+    case TR_NIP77_UNKNOWN:
+        tr_conn_send_notice(c, cfg->notice_text ? cfg->notice_text
+                                                : "ERROR: bad msg: unknown cmd");
+        break;
+    case TR_NIP77_NEG_ERR:
+        if (type != TR_T_NEG_CLOSE)
+            send_neg_err(c, sub, cfg->notice_text ? cfg->notice_text
+                                                  : "blocked: Negentropy sync is disabled");
+        break;
+    case TR_NIP77_CLOSED:
+        if (type != TR_T_NEG_CLOSE)
+            send_closed(c, sub, cfg->notice_text ? cfg->notice_text : "error: NEG not supported");
+        break;
+    case TR_NIP77_SILENT:
+        break;
+    case TR_NIP77_DISCONNECT:
+        return -1;
+    }
+    return 0;
+}
+
+int
+tr_handle_message(struct tr_conn *c, const char *text, size_t len)
+{
+    json_error_t jerr;
+    json_t *msg, *cmd;
+    enum tr_type type;
+    int rc = 0;
+
+    msg = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    if (msg == NULL) {
+        c->counts.rx[TR_T_INVALID]++;
+        send_notice_fmt(c, "ERROR: bad msg: invalid JSON: %s", jerr.text);
+        return 0;
+    }
+    cmd = json_array_get(msg, 0);
+    if (!json_is_array(msg) || !json_is_string(cmd)) {
+        c->counts.rx[TR_T_INVALID]++;
+        tr_conn_send_notice(c, "ERROR: bad msg: not a JSON array starting with a command");
+        json_decref(msg);
+        return 0;
+    }
+    type = TR_T_OTHER;
+    if (strlen(json_string_value(cmd)) == json_string_length(cmd))
+        type = tr_type_from_name(json_string_value(cmd));
+    c->counts.rx[type]++;
+
+    switch (type) {
+    case TR_T_EVENT:
+        handle_event(c, msg);
+        break;
+    case TR_T_REQ:
+        handle_req(c, msg);
+        break;
+    case TR_T_CLOSE:
+        /* No live subscriptions: a REQ is over at EOSE, so there is nothing to close. */
+        if (msg_subid(msg, 1) == NULL)
+            tr_conn_send_notice(c, "ERROR: bad msg: CLOSE needs a subscription id");
+        break;
+    case TR_T_NEG_OPEN:
+    case TR_T_NEG_MSG:
+    case TR_T_NEG_CLOSE:
+        if (c->srv->cfg->nonip77 != TR_NIP77_ON)
+            rc = handle_neg_disabled(c, type, msg);
+        else if (type == TR_T_NEG_OPEN)
+            handle_neg_open(c, msg);
+        else if (type == TR_T_NEG_MSG)
+            handle_neg_msg(c, msg);
+        else
+            handle_neg_close(c, msg);
+        break;
+    default:
+        tr_conn_send_notice(c, "ERROR: bad msg: unknown cmd");
+        break;
+    }
+    json_decref(msg);
+    return rc;
+}
