@@ -29,6 +29,9 @@ int cmd_export(struct globals *g, int argc, char **argv);
 /* cmd-config.c */
 int cmd_check_config(struct globals *g, int argc, char **argv);
 
+/* cmd-sync.c */
+int cmd_sync(struct globals *g, int argc, char **argv);
+
 /* cmd-probe.c */
 int cmd_probe(struct globals *g, int argc, char **argv);
 

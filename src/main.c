@@ -27,6 +27,8 @@ print_help(FILE *f)
           "  import [--json] FILE|-   import JSON-lines events (verified)\n"
           "  export [--filter JSON]   write stored events as JSON lines\n"
           "  check-config             validate the configuration, print effective values\n"
+          "  sync [--once] [--relay URL]... [--filter NAME]... [--json]\n"
+          "                           sync with the relays (NIP-77 or REQ)\n"
           "  probe [--force] [--json] [URL...]\n"
           "                           check which relays speak NIP-77 (cached)\n"
           "\n"
@@ -51,6 +53,7 @@ static const struct command commands[] = {
     {"import", cmd_import},
     {"export", cmd_export},
     {"check-config", cmd_check_config},
+    {"sync", cmd_sync},
     {"probe", cmd_probe},
     {NULL, NULL},
 };

@@ -1,0 +1,350 @@
+/*
+ * cmd-sync: `negsync sync [--once] [--relay URL]... [--filter NAME]... [--json]`,
+ * the headless face of the sync engine for cron, systemd and scripts.
+ *
+ * One line per finished job on stdout (or one JSON object with --json), the
+ * engine's "[SYNC] ..." decisions on stderr, and with --once a summary table
+ * per relay at the end. Exit 0 when every job ended ok, 1 when some relay
+ * failed, 2 for a usage or configuration error. SIGINT/SIGTERM stop the
+ * engine (jobs store what they received and advance no cursor past it) and
+ * exit 0. Signals are taken by a thread of their own with sigwait, so the
+ * workers never see them.
+ */
+#include "config.h"
+
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cfg.h"
+#include "commands.h"
+#include "store.h"
+#include "sync.h"
+#include "util.h"
+
+struct sum_row {
+    char relay[512];
+    unsigned neg_jobs, req_jobs, failed;
+    uint64_t rounds, sent, recv, est, fetched, stored, invalid;
+    int64_t ms;
+};
+
+struct sync_cmd {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int json, quiet;
+    int interrupted;
+    unsigned jobs, failed;
+    struct sum_row *rows;
+    size_t nrows;
+    struct sync_engine *engine;
+};
+
+static void
+sync_usage(FILE *f)
+{
+    fputs("usage: negsync sync [--once] [--relay URL]... [--filter NAME]... [--json]\n", f);
+}
+
+static void
+fmt_bytes(uint64_t n, char *out, size_t outlen)
+{
+    if (n < 1000)
+        snprintf(out, outlen, "%llu B", (unsigned long long)n);
+    else if (n < 1000 * 1000)
+        snprintf(out, outlen, "%.1f kB", (double)n / 1e3);
+    else if (n < 1000ULL * 1000 * 1000)
+        snprintf(out, outlen, "%.1f MB", (double)n / 1e6);
+    else
+        snprintf(out, outlen, "%.2f GB", (double)n / 1e9);
+}
+
+/* "83%" of est_req_bytes saved, or "-" when there is nothing to compare. */
+static void
+fmt_saved(uint64_t est, uint64_t used, char *out, size_t outlen)
+{
+    if (est == 0)
+        snprintf(out, outlen, "-");
+    else
+        snprintf(out, outlen, "%.0f%%", ((double)est - (double)used) * 100.0 / (double)est);
+}
+
+static void
+on_log(void *arg, const char *line)
+{
+    struct sync_cmd *sc = arg;
+
+    if (sc->quiet)
+        return;
+    pthread_mutex_lock(&sc->mu);
+    fprintf(stderr, "%s\n", line);
+    pthread_mutex_unlock(&sc->mu);
+}
+
+static void
+on_run(void *arg, const struct sync_run *r)
+{
+    struct sync_cmd *sc = arg;
+    struct sum_row *row = NULL;
+    int interrupted;
+
+    pthread_mutex_lock(&sc->mu);
+    interrupted = sc->interrupted && !r->ok;
+    sc->jobs++;
+    if (!r->ok && !interrupted)
+        sc->failed++;
+    if (sc->json) {
+        char *s = sync_run_to_json(r);
+        if (s != NULL)
+            printf("%s\n", s);
+        free(s);
+    } else {
+        char up[32], down[32], saved[16];
+        fmt_bytes(r->bytes_sent, up, sizeof up);
+        fmt_bytes(r->bytes_received, down, sizeof down);
+        if (r->ok) {
+            fmt_saved(r->est_req_bytes, r->bytes_sent + r->bytes_received, saved,
+                      sizeof saved);
+            printf("%s %s: %s, %llu round%s, sent %s, received %s, saved %s, fetched %llu,"
+                   " stored %llu, invalid %llu, %.1f s%s%s\n",
+                   r->relay, r->filter, sync_mode_name(r->mode),
+                   (unsigned long long)r->rounds, r->rounds == 1 ? "" : "s", up, down, saved,
+                   (unsigned long long)r->fetched, (unsigned long long)r->stored,
+                   (unsigned long long)r->invalid, (double)r->duration_ms / 1000.0,
+                   r->error[0] != '\0' ? "; " : "", r->error);
+        } else {
+            printf("%s %s: %s, error: %s\n", r->relay, r->filter, sync_mode_name(r->mode),
+                   r->error);
+        }
+    }
+    fflush(stdout);
+    for (size_t i = 0; i < sc->nrows; i++)
+        if (strcmp(sc->rows[i].relay, r->relay) == 0)
+            row = &sc->rows[i];
+    if (row == NULL) {
+        sc->rows = xreallocarray(sc->rows, sc->nrows + 1, sizeof *sc->rows);
+        row = &sc->rows[sc->nrows++];
+        memset(row, 0, sizeof *row);
+        snprintf(row->relay, sizeof row->relay, "%s", r->relay);
+    }
+    if (r->mode == SYNC_MODE_NEG)
+        row->neg_jobs++;
+    else
+        row->req_jobs++;
+    if (!r->ok)
+        row->failed++;
+    row->rounds += r->rounds;
+    row->sent += r->bytes_sent;
+    row->recv += r->bytes_received;
+    row->est += r->est_req_bytes;
+    row->fetched += r->fetched;
+    row->stored += r->stored;
+    row->invalid += r->invalid;
+    row->ms += r->duration_ms;
+    pthread_mutex_unlock(&sc->mu);
+}
+
+static void
+print_summary(const struct sync_cmd *sc)
+{
+    printf("\n%-40s %-10s %6s %10s %10s %6s %8s %8s %7s %7s %s\n", "RELAY", "MODE", "ROUNDS",
+           "SENT", "RECEIVED", "SAVED", "FETCHED", "STORED", "INVALID", "TIME", "RESULT");
+    for (size_t i = 0; i < sc->nrows; i++) {
+        const struct sum_row *w = &sc->rows[i];
+        char up[32], down[32], saved[16], t[32];
+        const char *mode = w->neg_jobs > 0 && w->req_jobs > 0 ? "mixed"
+                           : w->neg_jobs > 0                  ? "negentropy"
+                                                              : "req";
+        fmt_bytes(w->sent, up, sizeof up);
+        fmt_bytes(w->recv, down, sizeof down);
+        fmt_saved(w->est, w->sent + w->recv, saved, sizeof saved);
+        snprintf(t, sizeof t, "%.1f s", (double)w->ms / 1000.0);
+        printf("%-40s %-10s %6llu %10s %10s %6s %8llu %8llu %7llu %7s %s\n", w->relay, mode,
+               (unsigned long long)w->rounds, up, down, saved, (unsigned long long)w->fetched,
+               (unsigned long long)w->stored, (unsigned long long)w->invalid, t,
+               w->failed > 0 ? "error" : "ok");
+    }
+    fflush(stdout);
+}
+
+struct sig_thread {
+    sigset_t set;
+    struct sync_cmd *sc;
+};
+
+/* Waits for SIGINT/SIGTERM (stop the engine) or SIGUSR2 (our own "quit"). */
+static void *
+sig_main(void *arg)
+{
+    struct sig_thread *st = arg;
+    int sig;
+
+    for (;;) {
+        if (sigwait(&st->set, &sig) != 0)
+            continue;
+        if (sig == SIGUSR2)
+            return NULL;
+        pthread_mutex_lock(&st->sc->mu);
+        st->sc->interrupted = 1;
+        pthread_cond_broadcast(&st->sc->cv);
+        pthread_mutex_unlock(&st->sc->mu);
+        sync_engine_stop(st->sc->engine);
+    }
+}
+
+int
+cmd_sync(struct globals *g, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"once", no_argument, NULL, 'o'},
+        {"relay", required_argument, NULL, 'r'},
+        {"filter", required_argument, NULL, 'f'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char **relays = NULL, **filters = NULL;
+    size_t nrelays = 0, nfilters = 0;
+    int once = 0, c, rc = 0;
+    struct config_errors errs = {0};
+    struct config *cfg = NULL;
+    char *db = NULL, err[CONFIG_ERRLEN];
+    struct sync_engine_opts eo = {0};
+    struct sync_cmd sc = {0};
+    struct sig_thread sth;
+    sigset_t old;
+    pthread_t sig_thr;
+
+    optind = 0;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': once = 1; break;
+        case 'j': sc.json = 1; break;
+        case 'r':
+            relays = xreallocarray(relays, nrelays + 1, sizeof *relays);
+            relays[nrelays++] = optarg;
+            break;
+        case 'f':
+            filters = xreallocarray(filters, nfilters + 1, sizeof *filters);
+            filters[nfilters++] = optarg;
+            break;
+        case 'h':
+            sync_usage(stdout);
+            free(relays);
+            free(filters);
+            return 0;
+        default:
+            sync_usage(stderr);
+            free(relays);
+            free(filters);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind != argc) {
+        sync_usage(stderr);
+        free(relays);
+        free(filters);
+        return EXIT_USAGE;
+    }
+
+    cfg = config_load(g->config_path, (int64_t)time(NULL), &errs);
+    if (cfg == NULL) {
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "%s\n", errs.msgs[i]);
+        fprintf(stderr, "negsync: %zu error%s in the configuration; nothing synced\n", errs.n,
+                errs.n == 1 ? "" : "s");
+        config_errors_free(&errs);
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    if (cfg->notice != NULL)
+        fprintf(stderr, "negsync: %s\n", cfg->notice);
+    if (g->db_path == NULL && cfg->storage_path == NULL)
+        db = store_default_path(err, sizeof err);   /* creates the directory */
+    else
+        db = config_db_path(cfg, g->db_path, err, sizeof err);
+    if (db == NULL) {
+        fprintf(stderr, "negsync: %s\n", err);
+        rc = EXIT_USAGE;
+        goto out;
+    }
+
+    pthread_mutex_init(&sc.mu, NULL);
+    pthread_cond_init(&sc.cv, NULL);
+    sc.quiet = g->verbose < 0;
+    eo.cfg = cfg;
+    eo.db_path = db;
+    eo.relays = relays;
+    eo.nrelays = nrelays;
+    eo.filters = filters;
+    eo.nfilters = nfilters;
+    eo.continuous = !once;
+    eo.on_run = on_run;
+    eo.log = on_log;
+    eo.arg = &sc;
+    eo.verbose = g->verbose;
+    if ((sc.engine = sync_engine_new(&eo, err, sizeof err)) == NULL) {
+        fprintf(stderr, "negsync: %s\n", err);
+        rc = EXIT_USAGE;
+        goto out_sync;
+    }
+
+    /* Every thread from here on inherits the mask: only sig_main takes signals. */
+    sigemptyset(&sth.set);
+    sigaddset(&sth.set, SIGINT);
+    sigaddset(&sth.set, SIGTERM);
+    sigaddset(&sth.set, SIGUSR2);
+    sth.sc = &sc;
+    pthread_sigmask(SIG_BLOCK, &sth.set, &old);
+    if (pthread_create(&sig_thr, NULL, sig_main, &sth) != 0) {
+        fprintf(stderr, "negsync: cannot start the signal thread\n");
+        rc = 1;
+        goto out_mask;
+    }
+    if (sync_engine_start(sc.engine, err, sizeof err) < 0) {
+        fprintf(stderr, "negsync: %s\n", err);
+        rc = 1;
+    } else {
+        sync_engine_sync_all(sc.engine);
+        if (once) {
+            sync_engine_wait_idle(sc.engine, -1);
+        } else {
+            pthread_mutex_lock(&sc.mu);
+            while (!sc.interrupted)
+                pthread_cond_wait(&sc.cv, &sc.mu);
+            pthread_mutex_unlock(&sc.mu);
+        }
+    }
+    /* Joins the workers: each ends its job and closes its connection. */
+    sync_engine_free(sc.engine);
+    sc.engine = NULL;
+    pthread_kill(sig_thr, SIGUSR2);
+    pthread_join(sig_thr, NULL);
+    if (rc == 0) {
+        if (once && !sc.json)
+            print_summary(&sc);
+        if (sc.interrupted)
+            rc = 0;
+        else
+            rc = sc.failed > 0 ? 1 : 0;
+    }
+out_mask:
+    sync_engine_free(sc.engine);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+out_sync:
+    pthread_mutex_destroy(&sc.mu);
+    pthread_cond_destroy(&sc.cv);
+    free(sc.rows);
+out:
+    free(db);
+    config_free(cfg);
+    free(relays);
+    free(filters);
+    if (fflush(stdout) != 0 && rc == 0)
+        rc = 1;
+    return rc;
+}

@@ -1,0 +1,2251 @@
+/*
+ * sync: the sync engine (see sync.h for the shape).
+ *
+ * A worker takes a relay off the schedule, opens one connection and runs the
+ * relay's jobs (one per selected filter) in turn. A job:
+ *
+ *   1. decides the mode: the config (use_negentropy, negentropy_fallback, the
+ *      relay's negentropy key, a persisted override) and what is known about
+ *      the relay's NIP-77 support (job_neg_support: the one place that will
+ *      ask the caps module);
+ *   2. negentropy: builds a storage from the store's (created_at, id) listing,
+ *      NEG-OPEN, answers each NEG-MSG. Every id the relay has and we lack goes
+ *      into a fetch queue that is drained by REQ {"ids":[...]} subscriptions,
+ *      up to fetch_in_flight at once, on the same connection while later
+ *      rounds continue: a single loop (job_recv) receives everything and
+ *      routes it by subscription id. "blocked: too many query results" splits
+ *      the time window in two; a failure mid-session retries once, then falls
+ *      back to REQ when allowed;
+ *   3. REQ: pages newest-first from the (relay, filter) cursor with `until`,
+ *      re-asking the boundary second (inclusive until) so nothing on it is
+ *      skipped; a page made only of one second that still fills the relay's
+ *      cap is split by authors or kinds; the cursor moves after the last EOSE,
+ *      and only to what was stored.
+ *
+ * Every event is parsed, verified (id, signature), checked against the filter
+ * (and, for an ids fetch, against what was asked) and only then stored, in
+ * batches. The database is the store's; cursors, run records and overrides
+ * live in tables the store's schema creates (req_cursors, sync_runs,
+ * relay_settings) but store.h has no functions for yet, so this file reaches
+ * them through a connection of its own (the sdb_ functions), with the same
+ * busy timeout the store uses.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <sqlite3.h>
+
+#include "cfg.h"
+#include "event.h"
+#include "filter.h"
+#include "neg.h"
+#include "relay.h"
+#include "store.h"
+#include "sync.h"
+#include "util.h"
+
+#define SYNC_STORE_BATCH 256        /* events per store transaction */
+#define SYNC_UPLOAD_IN_FLIGHT 64    /* EVENTs awaiting OK */
+#define SYNC_SPLIT_DEPTH 24         /* window halvings after "blocked" */
+#define SYNC_REQ_SPLIT_DEPTH 16     /* author/kind halvings for a crowded second */
+#define SYNC_BUSY_TIMEOUT_MS 30000
+#define SYNC_REQ_SUBID_LEN 12       /* the length of our subscription ids, for est_req_bytes */
+
+/* ---- small helpers ---------------------------------------------------------- */
+
+static int64_t
+mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+const char *
+sync_mode_name(enum sync_mode m)
+{
+    return m == SYNC_MODE_NEG ? "negentropy" : "req";
+}
+
+/* ---- a set of 32-byte ids (open addressing, backward-shift deletion) --------- */
+
+struct idset {
+    uint8_t (*keys)[32];
+    uint8_t *used;
+    size_t cap, n;
+};
+
+static size_t
+idset_slot(const struct idset *s, const uint8_t id[32])
+{
+    uint64_t h;
+
+    /* Ids are hashes, but a relay chooses what it sends: mix before masking. */
+    memcpy(&h, id + 8, sizeof h);
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return (size_t)h & (s->cap - 1);
+}
+
+static void idset_add(struct idset *s, const uint8_t id[32]);
+
+static void
+idset_grow(struct idset *s)
+{
+    struct idset old = *s;
+
+    s->cap = old.cap == 0 ? 64 : old.cap * 2;
+    s->keys = xcalloc(s->cap, sizeof *s->keys);
+    s->used = xcalloc(s->cap, 1);
+    s->n = 0;
+    for (size_t i = 0; i < old.cap; i++)
+        if (old.used[i])
+            idset_add(s, old.keys[i]);
+    free(old.keys);
+    free(old.used);
+}
+
+static int
+idset_has(const struct idset *s, const uint8_t id[32])
+{
+    if (s->n == 0)
+        return 0;
+    for (size_t i = idset_slot(s, id);; i = (i + 1) & (s->cap - 1)) {
+        if (!s->used[i])
+            return 0;
+        if (memcmp(s->keys[i], id, 32) == 0)
+            return 1;
+    }
+}
+
+/* Adds id; 1 if it was new, 0 if already there. */
+static int
+idset_put(struct idset *s, const uint8_t id[32])
+{
+    if (idset_has(s, id))
+        return 0;
+    idset_add(s, id);
+    return 1;
+}
+
+static void
+idset_add(struct idset *s, const uint8_t id[32])
+{
+    size_t i;
+
+    if ((s->n + 1) * 2 > s->cap)
+        idset_grow(s);
+    for (i = idset_slot(s, id); s->used[i]; i = (i + 1) & (s->cap - 1))
+        ;
+    memcpy(s->keys[i], id, 32);
+    s->used[i] = 1;
+    s->n++;
+}
+
+static void
+idset_del(struct idset *s, const uint8_t id[32])
+{
+    size_t i, j;
+
+    if (s->n == 0)
+        return;
+    for (i = idset_slot(s, id);; i = (i + 1) & (s->cap - 1)) {
+        if (!s->used[i])
+            return;
+        if (memcmp(s->keys[i], id, 32) == 0)
+            break;
+    }
+    s->used[i] = 0;
+    s->n--;
+    /* Move later members of the probe run back over the hole. */
+    for (j = (i + 1) & (s->cap - 1); s->used[j]; j = (j + 1) & (s->cap - 1)) {
+        size_t home = idset_slot(s, s->keys[j]);
+        int between = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (between)
+            continue;
+        memcpy(s->keys[i], s->keys[j], 32);
+        s->used[i] = 1;
+        s->used[j] = 0;
+        i = j;
+    }
+}
+
+static void
+idset_clear(struct idset *s)
+{
+    free(s->keys);
+    free(s->used);
+    memset(s, 0, sizeof *s);
+}
+
+/* A FIFO of ids. */
+struct idq {
+    uint8_t (*ids)[32];
+    size_t head, n, cap;
+};
+
+static void
+idq_push(struct idq *q, const uint8_t id[32])
+{
+    if (q->head > 0 && q->head == q->n) {
+        q->head = q->n = 0;
+    }
+    if (q->n == q->cap) {
+        if (q->head > q->cap / 2) {
+            memmove(q->ids, q->ids + q->head, (q->n - q->head) * 32);
+            q->n -= q->head;
+            q->head = 0;
+        } else {
+            q->cap = q->cap == 0 ? 256 : q->cap * 2;
+            q->ids = xreallocarray(q->ids, q->cap, 32);
+        }
+    }
+    memcpy(q->ids[q->n++], id, 32);
+}
+
+static size_t
+idq_len(const struct idq *q)
+{
+    return q->n - q->head;
+}
+
+static const uint8_t *
+idq_pop(struct idq *q)
+{
+    return q->head < q->n ? q->ids[q->head++] : NULL;
+}
+
+static void
+idq_free(struct idq *q)
+{
+    free(q->ids);
+    memset(q, 0, sizeof *q);
+}
+
+/* ---- the tables store.h does not cover yet (see the top of the file) -------- */
+
+static sqlite3 *
+sdb_open(const char *path, char *err, size_t errlen)
+{
+    sqlite3 *db = NULL;
+
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        seterr(err, errlen, "%s: %s", path, db != NULL ? sqlite3_errmsg(db) : "out of memory");
+        sqlite3_close(db);
+        return NULL;
+    }
+    sqlite3_busy_timeout(db, SYNC_BUSY_TIMEOUT_MS);
+    return db;
+}
+
+/* The cursor of (relay, filter) if its stored filter key is key; else 0. */
+static int
+sdb_cursor_get(sqlite3 *db, const char *relay, const char *fname, const char *key,
+               int64_t *cursor, char *err, size_t errlen)
+{
+    sqlite3_stmt *s = NULL;
+    int rc;
+
+    *cursor = 0;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT filter_json, cursor FROM req_cursors"
+                           " WHERE relay = ?1 AND filter_name = ?2",
+                           -1, &s, NULL) != SQLITE_OK)
+        goto fail;
+    sqlite3_bind_text(s, 1, relay, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, fname, -1, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        const char *k = (const char *)sqlite3_column_text(s, 0);
+        /* A filter edited under the same name starts again from 0. */
+        if (k != NULL && strcmp(k, key) == 0)
+            *cursor = sqlite3_column_int64(s, 1);
+    } else if (rc != SQLITE_DONE) {
+        goto fail;
+    }
+    sqlite3_finalize(s);
+    return 0;
+fail:
+    seterr(err, errlen, "cursor: %s", sqlite3_errmsg(db));
+    sqlite3_finalize(s);
+    return -1;
+}
+
+static int
+sdb_cursor_set(sqlite3 *db, const char *relay, const char *fname, const char *key,
+               int64_t cursor, char *err, size_t errlen)
+{
+    sqlite3_stmt *s = NULL;
+
+    if (sqlite3_prepare_v2(db,
+                           "INSERT INTO req_cursors (relay, filter_name, filter_json, cursor)"
+                           " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (relay, filter_name) DO UPDATE"
+                           " SET filter_json = excluded.filter_json, cursor = excluded.cursor",
+                           -1, &s, NULL) != SQLITE_OK)
+        goto fail;
+    sqlite3_bind_text(s, 1, relay, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, fname, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, cursor);
+    if (sqlite3_step(s) != SQLITE_DONE)
+        goto fail;
+    sqlite3_finalize(s);
+    return 0;
+fail:
+    seterr(err, errlen, "cursor: %s", sqlite3_errmsg(db));
+    sqlite3_finalize(s);
+    return -1;
+}
+
+static int
+sdb_run_insert(sqlite3 *db, const struct sync_run *r, char *err, size_t errlen)
+{
+    sqlite3_stmt *s = NULL;
+    int i = 1;
+
+    if (sqlite3_prepare_v2(
+            db,
+            "INSERT INTO sync_runs (relay, filter, mode, fallback_reason, started, duration_ms,"
+            " rounds, bytes_sent, bytes_received, wire_sent, wire_received, est_req_bytes, have,"
+            " need, fetched, stored, duplicates, invalid, uploaded_ok, uploaded_rejected, result,"
+            " error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
+            " ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+            -1, &s, NULL) != SQLITE_OK)
+        goto fail;
+    sqlite3_bind_text(s, i++, r->relay, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, i++, r->filter, -1, SQLITE_STATIC);
+    /* The schema's words: neg | req. */
+    sqlite3_bind_text(s, i++, r->mode == SYNC_MODE_NEG ? "neg" : "req", -1, SQLITE_STATIC);
+    if (r->fallback_reason[0] != '\0')
+        sqlite3_bind_text(s, i++, r->fallback_reason, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, i++);
+    sqlite3_bind_int64(s, i++, r->started);
+    sqlite3_bind_int64(s, i++, r->duration_ms);
+    sqlite3_bind_int64(s, i++, (int64_t)r->rounds);
+    sqlite3_bind_int64(s, i++, (int64_t)r->bytes_sent);
+    sqlite3_bind_int64(s, i++, (int64_t)r->bytes_received);
+    sqlite3_bind_int64(s, i++, (int64_t)r->wire_sent);
+    sqlite3_bind_int64(s, i++, (int64_t)r->wire_received);
+    sqlite3_bind_int64(s, i++, (int64_t)r->est_req_bytes);
+    sqlite3_bind_int64(s, i++, (int64_t)r->have);
+    sqlite3_bind_int64(s, i++, (int64_t)r->need);
+    sqlite3_bind_int64(s, i++, (int64_t)r->fetched);
+    sqlite3_bind_int64(s, i++, (int64_t)r->stored);
+    sqlite3_bind_int64(s, i++, (int64_t)r->duplicates);
+    sqlite3_bind_int64(s, i++, (int64_t)r->invalid);
+    sqlite3_bind_int64(s, i++, (int64_t)r->uploaded_ok);
+    sqlite3_bind_int64(s, i++, (int64_t)r->uploaded_rejected);
+    sqlite3_bind_text(s, i++, r->ok ? "ok" : "error", -1, SQLITE_STATIC);
+    if (r->error[0] != '\0')
+        sqlite3_bind_text(s, i++, r->error, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, i++);
+    if (sqlite3_step(s) != SQLITE_DONE)
+        goto fail;
+    sqlite3_finalize(s);
+    return 0;
+fail:
+    seterr(err, errlen, "sync_runs: %s", sqlite3_errmsg(db));
+    sqlite3_finalize(s);
+    return -1;
+}
+
+/* The persisted override: 0 and *value, 1 when there is none, -1 on error. */
+static int
+sdb_setting_get(sqlite3 *db, const char *relay, enum config_negentropy *value)
+{
+    sqlite3_stmt *s = NULL;
+    int ret = 1;
+
+    if (sqlite3_prepare_v2(db, "SELECT negentropy FROM relay_settings WHERE relay = ?1", -1, &s,
+                           NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(s, 1, relay, -1, SQLITE_STATIC);
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        const char *v = (const char *)sqlite3_column_text(s, 0);
+        if (v != NULL && strcmp(v, "on") == 0) {
+            *value = CONFIG_NEGENTROPY_ON;
+            ret = 0;
+        } else if (v != NULL && strcmp(v, "off") == 0) {
+            *value = CONFIG_NEGENTROPY_OFF;
+            ret = 0;
+        }
+    }
+    sqlite3_finalize(s);
+    return ret;
+}
+
+static int
+sdb_setting_set(sqlite3 *db, const char *relay, enum config_negentropy value, char *err,
+                size_t errlen)
+{
+    sqlite3_stmt *s = NULL;
+
+    if (sqlite3_prepare_v2(db,
+                           "INSERT INTO relay_settings (relay, negentropy) VALUES (?1, ?2)"
+                           " ON CONFLICT (relay) DO UPDATE SET negentropy = excluded.negentropy",
+                           -1, &s, NULL) != SQLITE_OK)
+        goto fail;
+    sqlite3_bind_text(s, 1, relay, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, config_negentropy_name(value), -1, SQLITE_STATIC);
+    if (sqlite3_step(s) != SQLITE_DONE)
+        goto fail;
+    sqlite3_finalize(s);
+    return 0;
+fail:
+    seterr(err, errlen, "relay_settings: %s", sqlite3_errmsg(db));
+    sqlite3_finalize(s);
+    return -1;
+}
+
+/* ---- the engine ------------------------------------------------------------- */
+
+struct sync_relay {
+    char *url;
+    struct config_relay cr;         /* a copy; cr.url aliases url */
+    int override;                   /* -1: none, else enum config_negentropy */
+    int64_t due_ms;                 /* monotonic; -1: not queued */
+    int running;
+    struct relay *conn;             /* while running, for sync_engine_stop */
+    int neg_known;                  /* -1 unknown, 0 refused, 1 works (learned this process) */
+    char neg_reason[SYNC_ERRLEN];
+};
+
+struct sync_engine {
+    struct sync_engine_opts o;
+    const struct config *cfg;
+    char *db_path;
+    struct sync_relay *relays;
+    size_t nrelays;
+    const struct config_filter **filters;
+    size_t nfilters;
+
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv, idle_cv;
+    pthread_t *threads;
+    size_t nthreads;
+    int stopping;
+    size_t nrunning;
+    struct idset claims;            /* ids some job is fetching right now */
+    uint64_t subseq;
+};
+
+static void
+engine_log(struct sync_engine *e, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+
+    if (e->o.log == NULL)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    e->o.log(e->o.arg, line);
+}
+
+/* Claims id for fetching; 0 if another job already fetches it. */
+static int
+engine_claim(struct sync_engine *e, const uint8_t id[32])
+{
+    int ok;
+
+    pthread_mutex_lock(&e->mu);
+    ok = idset_put(&e->claims, id);
+    pthread_mutex_unlock(&e->mu);
+    return ok;
+}
+
+static void
+engine_release(struct sync_engine *e, const uint8_t id[32])
+{
+    pthread_mutex_lock(&e->mu);
+    idset_del(&e->claims, id);
+    pthread_mutex_unlock(&e->mu);
+}
+
+static int
+engine_stopping(struct sync_engine *e)
+{
+    int s;
+
+    pthread_mutex_lock(&e->mu);
+    s = e->stopping;
+    pthread_mutex_unlock(&e->mu);
+    return s;
+}
+
+/* ---- one job ---------------------------------------------------------------- */
+
+/* A REQ {"ids":[...]} in flight. */
+struct fetch_sub {
+    char subid[32];
+    uint8_t (*ids)[32];
+    size_t nids;
+    struct idset asked, got;
+};
+
+struct job {
+    struct sync_engine *e;
+    struct sync_relay *rel;
+    const struct config_filter *cf;
+    struct filter *f;               /* resolved now; no limit */
+    struct relay *r;
+    struct store *st;
+    sqlite3 *db;
+    struct sync_run *run;
+    int64_t timeout_ms;             /* neg_timeout */
+    int down, up;                   /* direction */
+
+    /* fetching what negentropy found */
+    struct idset queued;            /* every id ever queued: dedupe across rounds */
+    struct idset retried;           /* ids asked again after a short reply */
+    struct idq pending, deferred;
+    struct fetch_sub *subs;
+    size_t nsubs;
+    size_t batch;                   /* ids per REQ; shrinks to the relay's cap */
+    uint64_t fetched_bytes;         /* raw EVENT messages of fetched events */
+    uint64_t missing;               /* asked for, never sent */
+    int64_t max_fetched_at;
+
+    /* uploading what the relay lacks */
+    struct idq upq;
+    struct idset up_inflight;
+
+    /* events waiting for the store */
+    struct event *batchv[SYNC_STORE_BATCH];
+    size_t nbatch;
+    int64_t max_stored_at;          /* newest created_at a committed batch held; -1 none */
+
+    /* negentropy bookkeeping */
+    struct idset have, need;
+    int neg_logged;
+    uint64_t est_common;            /* stored JSON + framing of the windows' local events */
+    uint64_t est_have;              /* the same for have ids (not on the relay) */
+    int64_t cursor;
+    char *fkey;                     /* the filter as the cursor row records it */
+    int64_t neg_max_common_at;      /* newest created_at both sides had; -1 none */
+
+    int64_t idle_deadline;
+    char fatal[SYNC_ERRLEN];        /* store failure, interrupted: ends the job */
+    int interrupted;
+};
+
+static void
+job_subid(struct job *j, const char *prefix, char *out, size_t outlen)
+{
+    uint64_t n;
+
+    pthread_mutex_lock(&j->e->mu);
+    n = ++j->e->subseq;
+    pthread_mutex_unlock(&j->e->mu);
+    /* Same length for every kind, so est_req_bytes frames events like our REQ would. */
+    snprintf(out, outlen, "%s-%0*llx", prefix, (int)(SYNC_REQ_SUBID_LEN - strlen(prefix) - 1),
+             (unsigned long long)n);
+}
+
+static int
+job_send_json(struct job *j, json_t *msg, char *err, size_t errlen)
+{
+    char *text = json_dumps(msg, JSON_COMPACT);
+    int rc;
+
+    json_decref(msg);
+    if (text == NULL) {
+        seterr(err, errlen, "cannot serialize a message");
+        return -1;
+    }
+    rc = relay_send(j->r, text, strlen(text), err, errlen);
+    free(text);
+    if (rc == RELAY_ERR_INTERRUPTED)
+        j->interrupted = 1;
+    return rc < 0 ? -1 : 0;
+}
+
+static void
+job_close_sub(struct job *j, const char *subid)
+{
+    char err[RELAY_ERRLEN];
+
+    if (relay_is_connected(j->r))
+        job_send_json(j, json_pack("[ss]", "CLOSE", subid), err, sizeof err);
+}
+
+/* Commits the events waiting for the store. -1 sets j->fatal. */
+static int
+job_flush(struct job *j)
+{
+    struct store_result res[SYNC_STORE_BATCH];
+    char err[STORE_ERRLEN];
+    int rc = 0;
+
+    if (j->nbatch == 0)
+        return 0;
+    if (store_insert_batch(j->st, j->batchv, j->nbatch, res, err, sizeof err) < 0) {
+        seterr(j->fatal, sizeof j->fatal, "store: %s", err);
+        rc = -1;
+    } else {
+        for (size_t i = 0; i < j->nbatch; i++) {
+            switch (res[i].outcome) {
+            case STORE_INSERTED:
+            case STORE_REPLACED: j->run->stored++; break;
+            case STORE_DUPLICATE: j->run->duplicates++; break;
+            case STORE_REJECTED:
+            case STORE_DELETED: j->run->rejected++; break;
+            }
+            if ((int64_t)j->batchv[i]->created_at > j->max_stored_at)
+                j->max_stored_at = (int64_t)j->batchv[i]->created_at;
+        }
+    }
+    for (size_t i = 0; i < j->nbatch; i++)
+        event_free(j->batchv[i]);
+    j->nbatch = 0;
+    return rc;
+}
+
+/*
+ * Checks one EVENT's object: well-formed, authentic, matching f, and in
+ * asked when asked is given. 0 and the event queued for the store (flushed
+ * when the batch is full; -1 only when that fails), or 1 when it was bad
+ * (counted, dropped).
+ */
+static int
+job_take_event(struct job *j, const json_t *obj, const struct filter *f, struct fetch_sub *sub,
+               struct event **evout)
+{
+    char err[EVENT_ERRLEN];
+    struct event *ev = event_from_json(obj, err, sizeof err);
+
+    *evout = NULL;
+    if (ev == NULL || event_verify(ev, err, sizeof err) < 0 || !filter_match(f, ev) ||
+        (sub != NULL && !idset_has(&sub->asked, ev->id))) {
+        if (j->e->o.verbose > 0) {
+            char hex[65] = "?";
+            if (ev != NULL)
+                hex_encode(ev->id, 32, hex);
+            engine_log(j->e, "[SYNC] %s: dropped event %s: %s", j->rel->url, hex,
+                       ev == NULL || err[0] != '\0' ? err : "not what was asked for");
+        }
+        event_free(ev);
+        j->run->invalid++;
+        return 1;
+    }
+    if (sub != NULL && !idset_put(&sub->got, ev->id)) {
+        /* The same id twice in one reply. */
+        event_free(ev);
+        j->run->duplicates++;
+        return 1;
+    }
+    j->run->fetched++;
+    *evout = ev;
+    j->batchv[j->nbatch++] = ev;
+    if (j->nbatch == SYNC_STORE_BATCH)
+        return job_flush(j) < 0 ? -1 : 0;
+    return 0;
+}
+
+/* ---- fetching by id -------------------------------------------------------- */
+
+static void
+fetch_sub_free(struct job *j, struct fetch_sub *s)
+{
+    for (size_t i = 0; i < s->nids; i++)
+        engine_release(j->e, s->ids[i]);
+    free(s->ids);
+    idset_clear(&s->asked);
+    idset_clear(&s->got);
+}
+
+static void
+fetch_queue(struct job *j, const uint8_t id[32])
+{
+    if (idset_put(&j->queued, id))
+        idq_push(&j->pending, id);
+}
+
+/*
+ * Sends REQ {"ids":[...]} while fewer than fetch_in_flight are out and there
+ * are ids: full batches only, unless final (reconciliation is over). Ids
+ * already stored are skipped; ids another job is fetching are deferred.
+ */
+static int
+fetch_pump(struct job *j, int final, char *err, size_t errlen)
+{
+    size_t max_in_flight = j->e->cfg->sync.fetch_in_flight;
+
+    if (max_in_flight == 0)
+        max_in_flight = 1;
+    while (j->nsubs < max_in_flight && idq_len(&j->pending) > 0 &&
+           (final || idq_len(&j->pending) >= j->batch)) {
+        struct fetch_sub s = {0};
+        json_t *ids = json_array(), *flt, *msg;
+        const uint8_t *id;
+        char hex[65], serr[STORE_ERRLEN];
+
+        s.ids = xreallocarray(NULL, j->batch, 32);
+        while (s.nids < j->batch && (id = idq_pop(&j->pending)) != NULL) {
+            int has = store_has_id(j->st, id, serr, sizeof serr);
+            if (has == 1)
+                continue;   /* another worker stored it meanwhile */
+            if (!engine_claim(j->e, id)) {
+                idq_push(&j->deferred, id);
+                continue;
+            }
+            memcpy(s.ids[s.nids++], id, 32);
+            idset_add(&s.asked, id);
+            hex_encode(id, 32, hex);
+            json_array_append_new(ids, json_string(hex));
+        }
+        if (s.nids == 0) {
+            json_decref(ids);
+            fetch_sub_free(j, &s);
+            continue;
+        }
+        job_subid(j, "fetch", s.subid, sizeof s.subid);
+        flt = json_pack("{s:o, s:I}", "ids", ids, "limit", (json_int_t)s.nids);
+        msg = json_pack("[ss o]", "REQ", s.subid, flt);
+        j->subs = xreallocarray(j->subs, j->nsubs + 1, sizeof *j->subs);
+        j->subs[j->nsubs++] = s;
+        if (job_send_json(j, msg, err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static struct fetch_sub *
+fetch_find(struct job *j, const char *subid)
+{
+    for (size_t i = 0; i < j->nsubs; i++)
+        if (strcmp(j->subs[i].subid, subid) == 0)
+            return &j->subs[i];
+    return NULL;
+}
+
+/* A fetch subscription ended (EOSE or CLOSED): what was not sent is retried once. */
+static void
+fetch_done(struct job *j, struct fetch_sub *s, int closed)
+{
+    size_t idx = (size_t)(s - j->subs);
+    size_t got = s->got.n;
+
+    if (!closed)
+        job_close_sub(j, s->subid);
+    if (got > 0 && got < s->nids && got < j->batch)
+        j->batch = got;     /* the relay caps replies below fetch_batch */
+    for (size_t i = 0; i < s->nids; i++) {
+        if (idset_has(&s->got, s->ids[i]))
+            continue;
+        if (idset_put(&j->retried, s->ids[i]))
+            idq_push(&j->pending, s->ids[i]);
+        else
+            j->missing++;
+    }
+    fetch_sub_free(j, s);
+    j->subs[idx] = j->subs[--j->nsubs];
+}
+
+/* The connection is gone: every id in flight goes back to the queue. */
+static void
+fetch_reset(struct job *j)
+{
+    while (j->nsubs > 0) {
+        struct fetch_sub *s = &j->subs[j->nsubs - 1];
+        for (size_t i = 0; i < s->nids; i++)
+            if (!idset_has(&s->got, s->ids[i]))
+                idq_push(&j->pending, s->ids[i]);
+        fetch_sub_free(j, s);
+        j->nsubs--;
+    }
+}
+
+/* ---- uploading (direction up) --------------------------------------------- */
+
+static int
+upload_pump(struct job *j, char *err, size_t errlen)
+{
+    const uint8_t *id;
+
+    while (j->up_inflight.n < SYNC_UPLOAD_IN_FLIGHT && (id = idq_pop(&j->upq)) != NULL) {
+        char *json = NULL, serr[STORE_ERRLEN];
+        size_t len = 0;
+        int rc = store_get_json(j->st, id, &json, &len, serr, sizeof serr);
+        struct buf b = {0};
+
+        if (rc != 1) {
+            free(json);
+            continue;   /* gone meanwhile (replaced, deleted) */
+        }
+        buf_append(&b, "[\"EVENT\",", 9);
+        buf_append(&b, json, len);
+        buf_push(&b, ']');
+        free(json);
+        idset_add(&j->up_inflight, id);
+        rc = relay_send(j->r, (const char *)b.data, b.len, err, errlen);
+        buf_free(&b);
+        if (rc < 0) {
+            if (rc == RELAY_ERR_INTERRUPTED)
+                j->interrupted = 1;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void
+upload_ok(struct job *j, const struct relay_msg *m)
+{
+    uint8_t id[32];
+
+    if (hex_decode(m->ok_id, 64, id, 32, 1) < 0 || !idset_has(&j->up_inflight, id))
+        return;
+    idset_del(&j->up_inflight, id);
+    /* "duplicate:" with true means the relay has it now: as good as accepted. */
+    if (m->ok_accepted) {
+        j->run->uploaded_ok++;
+    } else {
+        j->run->uploaded_rejected++;
+        if (j->e->o.verbose > 0)
+            engine_log(j->e, "[SYNC] %s: upload of %s rejected: %s", j->rel->url, m->ok_id,
+                       m->text != NULL ? m->text : "");
+    }
+}
+
+/* ---- receiving -------------------------------------------------------------- */
+
+/*
+ * Routes a message that is not for the caller's own subscription: fetch
+ * replies, OKs, notices. -1 when storing failed (j->fatal).
+ */
+static int
+job_route(struct job *j, struct relay_msg *m)
+{
+    struct fetch_sub *s;
+    struct event *ev;
+
+    switch (m->type) {
+    case RELAY_MSG_EVENT:
+        if ((s = fetch_find(j, m->subid)) == NULL)
+            return 0;   /* a subscription we already closed */
+        if (job_take_event(j, m->event, j->f, s, &ev) < 0)
+            return -1;
+        if (ev != NULL) {
+            j->fetched_bytes += m->raw_len;
+            if ((int64_t)ev->created_at > j->max_fetched_at)
+                j->max_fetched_at = (int64_t)ev->created_at;
+        }
+        return 0;
+    case RELAY_MSG_EOSE:
+    case RELAY_MSG_CLOSED:
+        if ((s = fetch_find(j, m->subid)) != NULL) {
+            if (m->type == RELAY_MSG_CLOSED)
+                engine_log(j->e, "[SYNC] %s: fetch closed by relay: %s", j->rel->url,
+                           m->text != NULL ? m->text : "");
+            fetch_done(j, s, m->type == RELAY_MSG_CLOSED);
+        }
+        return 0;
+    case RELAY_MSG_OK:
+        upload_ok(j, m);
+        return 0;
+    case RELAY_MSG_NOTICE:
+        if (j->e->o.verbose > 0)
+            engine_log(j->e, "[SYNC] %s: NOTICE %s", j->rel->url, m->text);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/*
+ * The next message, while keeping fetches and uploads moving. 0 with *out;
+ * RELAY_ERR_TIMEOUT when nothing came for neg_timeout; other relay errors.
+ */
+static int
+job_recv(struct job *j, int final, struct relay_msg **out, char *err, size_t errlen)
+{
+    int64_t now;
+    int rc;
+
+    if (j->down && fetch_pump(j, final, err, errlen) < 0)
+        return j->interrupted ? RELAY_ERR_INTERRUPTED : RELAY_ERR_CLOSED;
+    if (j->up && upload_pump(j, err, errlen) < 0)
+        return j->interrupted ? RELAY_ERR_INTERRUPTED : RELAY_ERR_CLOSED;
+    now = mono_ms();
+    if (now >= j->idle_deadline) {
+        seterr(err, errlen, "no reply within %lld s", (long long)(j->timeout_ms / 1000));
+        return RELAY_ERR_TIMEOUT;
+    }
+    rc = relay_recv(j->r, (int)(j->idle_deadline - now), out, err, errlen);
+    if (rc == 0)
+        j->idle_deadline = mono_ms() + j->timeout_ms;
+    else if (rc == RELAY_ERR_TIMEOUT)
+        seterr(err, errlen, "no reply within %lld s", (long long)(j->timeout_ms / 1000));
+    else if (rc == RELAY_ERR_INTERRUPTED)
+        j->interrupted = 1;
+    return rc;
+}
+
+/* Waits for every fetch and upload to end. 0, or -1 with a reason. */
+static int
+job_drain(struct job *j, char *err, size_t errlen)
+{
+    j->idle_deadline = mono_ms() + j->timeout_ms;
+    for (;;) {
+        struct relay_msg *m;
+        int rc;
+
+        if (j->down && j->nsubs == 0 && idq_len(&j->pending) == 0 && idq_len(&j->deferred) > 0) {
+            /* Others were fetching these; whatever they did not store, we fetch. */
+            const uint8_t *id;
+            while ((id = idq_pop(&j->deferred)) != NULL)
+                idq_push(&j->pending, id);
+            j->deferred.head = j->deferred.n = 0;
+        }
+        if ((!j->down || (j->nsubs == 0 && idq_len(&j->pending) == 0)) &&
+            (!j->up || (j->up_inflight.n == 0 && idq_len(&j->upq) == 0)))
+            return 0;
+        rc = job_recv(j, 1, &m, err, errlen);
+        if (rc < 0)
+            return -1;
+        rc = job_route(j, m);
+        relay_msg_free(m);
+        if (rc < 0) {
+            seterr(err, errlen, "%s", j->fatal);
+            return -1;
+        }
+    }
+}
+
+static int
+job_connect(struct job *j, char *err, size_t errlen)
+{
+    int rc;
+
+    if (relay_is_connected(j->r))
+        return 0;
+    rc = relay_connect(j->r, (int)j->timeout_ms, err, errlen);
+    if (rc == RELAY_ERR_INTERRUPTED)
+        j->interrupted = 1;
+    return rc < 0 ? -1 : 0;
+}
+
+/* ---- negentropy ------------------------------------------------------------ */
+
+enum neg_outcome {
+    NEG_OUT_DONE,
+    NEG_OUT_BLOCKED,        /* too many results: split the window */
+    NEG_OUT_UNSUPPORTED,    /* the relay refused NIP-77 itself */
+    NEG_OUT_FAILED,         /* mid-session failure: retry once, then fall back */
+    NEG_OUT_FATAL,          /* store error or interrupted */
+};
+
+/* Texts relays answer an unknown NEG-OPEN with (see DESIGN.md). */
+static int
+notice_is_refusal(const char *t)
+{
+    static const char *const words[] = {
+        "negentropy", "neg-open", "unknown cmd", "unknown envelope", "could not parse",
+        "unrecognized", "not supported", "unsupported", "bad msg", "unknown message",
+        "invalid message", "unknown command",
+    };
+
+    if (t == NULL)
+        return 0;
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (strcasestr(t, words[i]) != NULL)
+            return 1;
+    return 0;
+}
+
+struct window {
+    uint64_t lo, hi;        /* created_at in [lo, hi] */
+    int hi_open;            /* no upper bound (hi is then only for splitting) */
+    int depth;
+};
+
+static struct filter *
+window_filter(const struct filter *f, const struct window *w)
+{
+    struct filter *wf = filter_dup(f);
+
+    wf->has_limit = 0;
+    wf->limit = 0;
+    if (w->lo > 0 || f->has_since) {
+        wf->has_since = 1;
+        wf->since = w->lo;
+    }
+    if (!w->hi_open) {
+        wf->has_until = 1;
+        wf->until = w->hi;
+    }
+    return wf;
+}
+
+static int
+list_cb(void *ctx, uint64_t created_at, const uint8_t id[32])
+{
+    char err[NEG_ERRLEN];
+
+    return neg_storage_insert(ctx, created_at, id, err, sizeof err) < 0 ? 1 : 0;
+}
+
+static int
+est_cb(void *ctx, const char *json, size_t len)
+{
+    (void)json;
+    *(uint64_t *)ctx += len + 13 + SYNC_REQ_SUBID_LEN;  /* ["EVENT","<subid>",...] */
+    return 0;
+}
+
+/*
+ * What a REQ from the cursor would carry for this window of local events:
+ * summed now, before this window's fetches land; the have ids are taken out
+ * when the session ends.
+ */
+static int
+neg_estimate_local(struct job *j, const struct filter *wf, char *err, size_t errlen)
+{
+    struct filter *ef = filter_dup(wf);
+    int rc;
+
+    if (j->cursor > 0 && (!ef->has_since || ef->since < (uint64_t)j->cursor)) {
+        ef->has_since = 1;
+        ef->since = (uint64_t)j->cursor;
+    }
+    rc = store_query(j->st, ef, STORE_NEWEST_FIRST, est_cb, &j->est_common, err, errlen);
+    filter_free(ef);
+    return rc < 0 ? -1 : 0;
+}
+
+static void
+neg_log_using(struct job *j)
+{
+    if (j->neg_logged)
+        return;
+    j->neg_logged = 1;
+    engine_log(j->e, "[SYNC] Using negentropy for %s (filter %s)", j->rel->url, j->cf->name);
+}
+
+/*
+ * One reconciliation over one window. On NEG_OUT_BLOCKED *limit is the
+ * relay's stated limit (or -1).
+ */
+static enum neg_outcome
+neg_session(struct job *j, const struct window *w, int64_t *limit, char *reason, size_t rlen)
+{
+    struct filter *wf = window_filter(j->f, w);
+    struct neg_storage *ns = neg_storage_new();
+    struct neg *n = NULL;
+    struct buf out = {0};
+    struct neg_ids have = {0}, need = {0};
+    char subid[32], err[SYNC_ERRLEN], *hex = NULL;
+    enum neg_outcome res = NEG_OUT_FAILED;
+    int got_reply = 0, rc;
+    json_t *fj;
+
+    *limit = -1;
+    rc = store_list_ids(j->st, wf, list_cb, ns, err, sizeof err);
+    if (rc != 0 || neg_storage_seal(ns, err, sizeof err) < 0) {
+        seterr(j->fatal, sizeof j->fatal, "listing: %s", rc == 1 ? "bad item" : err);
+        res = NEG_OUT_FATAL;
+        goto out;
+    }
+    if (neg_estimate_local(j, wf, err, sizeof err) < 0) {
+        seterr(j->fatal, sizeof j->fatal, "store: %s", err);
+        res = NEG_OUT_FATAL;
+        goto out;
+    }
+    if ((n = neg_new(ns, j->e->cfg->sync.frame_size_limit, err, sizeof err)) == NULL ||
+        neg_initiate(n, &out, err, sizeof err) < 0) {
+        seterr(j->fatal, sizeof j->fatal, "negentropy: %s", err);
+        res = NEG_OUT_FATAL;
+        goto out;
+    }
+    if (job_connect(j, reason, rlen) < 0) {
+        res = j->interrupted ? NEG_OUT_FATAL : NEG_OUT_FAILED;
+        goto out;
+    }
+    job_subid(j, "neg", subid, sizeof subid);
+    hex = xmalloc(out.len * 2 + 1);
+    hex_encode(out.data, out.len, hex);
+    fj = filter_to_json(wf);
+    if (job_send_json(j, json_pack("[ss o s]", "NEG-OPEN", subid, fj, hex), reason, rlen) < 0) {
+        res = j->interrupted ? NEG_OUT_FATAL : NEG_OUT_FAILED;
+        goto out;
+    }
+    j->idle_deadline = mono_ms() + j->timeout_ms;
+
+    for (;;) {
+        struct relay_msg *m = NULL;
+
+        rc = job_recv(j, 0, &m, err, sizeof err);
+        if (rc < 0) {
+            if (j->interrupted) {
+                res = NEG_OUT_FATAL;
+            } else if (!got_reply) {
+                /* Silence or a hang-up on NEG-OPEN: a relay without NIP-77. */
+                res = NEG_OUT_UNSUPPORTED;
+                seterr(reason, rlen, "%s on NEG-OPEN (%s)",
+                       rc == RELAY_ERR_TIMEOUT ? "no answer" : "connection closed", err);
+            } else {
+                seterr(reason, rlen, "negentropy session failed: %s", err);
+            }
+            goto out;
+        }
+        if (m->subid != NULL && strcmp(m->subid, subid) == 0 &&
+            (m->type == RELAY_MSG_NEG_MSG || m->type == RELAY_MSG_NEG_ERR ||
+             m->type == RELAY_MSG_CLOSED)) {
+            if (m->type == RELAY_MSG_NEG_ERR) {
+                const char *t = m->text != NULL ? m->text : "";
+                if (strncmp(t, "blocked:", 8) == 0 && strcasestr(t, "too many") != NULL) {
+                    res = NEG_OUT_BLOCKED;
+                    *limit = m->has_neg_limit ? m->neg_limit : -1;
+                } else if (strncmp(t, "blocked:", 8) == 0 || !got_reply) {
+                    res = NEG_OUT_UNSUPPORTED;
+                } else {
+                    res = NEG_OUT_FAILED;
+                }
+                seterr(reason, rlen, "NEG-ERR: %s", t);
+                relay_msg_free(m);
+                goto out;
+            }
+            if (m->type == RELAY_MSG_CLOSED) {
+                res = got_reply ? NEG_OUT_FAILED : NEG_OUT_UNSUPPORTED;
+                seterr(reason, rlen, "CLOSED: %s", m->text != NULL ? m->text : "");
+                relay_msg_free(m);
+                goto out;
+            }
+            /* NEG-MSG */
+            uint8_t *bin = xmalloc(m->neg_hex_len / 2 + 1);
+            if (hex_decode(m->neg_hex, m->neg_hex_len, bin, m->neg_hex_len / 2, 0) < 0 ||
+                neg_reconcile(n, bin, m->neg_hex_len / 2, &out, &have, &need, err, sizeof err) <
+                    0) {
+                if (err[0] == '\0' || m->neg_hex_len % 2 != 0)
+                    seterr(err, sizeof err, "not hex");
+                seterr(reason, rlen, "bad NEG-MSG: %s", err);
+                free(bin);
+                relay_msg_free(m);
+                res = NEG_OUT_FAILED;
+                goto out;
+            }
+            free(bin);
+            relay_msg_free(m);
+            if (!got_reply) {
+                got_reply = 1;
+                neg_log_using(j);
+                pthread_mutex_lock(&j->e->mu);
+                j->rel->neg_known = 1;
+                pthread_mutex_unlock(&j->e->mu);
+            }
+            j->run->rounds++;
+            for (size_t i = 0; i < need.n; i++) {
+                if (idset_put(&j->need, need.ids[i]))
+                    j->run->need++;
+                if (j->down)
+                    fetch_queue(j, need.ids[i]);
+            }
+            for (size_t i = 0; i < have.n; i++) {
+                if (idset_put(&j->have, have.ids[i])) {
+                    j->run->have++;
+                    if (j->up)
+                        idq_push(&j->upq, have.ids[i]);
+                }
+            }
+            need.n = have.n = 0;
+            if (out.len == 0) {
+                job_send_json(j, json_pack("[ss]", "NEG-CLOSE", subid), err, sizeof err);
+                res = NEG_OUT_DONE;
+                break;
+            }
+            free(hex);
+            hex = xmalloc(out.len * 2 + 1);
+            hex_encode(out.data, out.len, hex);
+            if (job_send_json(j, json_pack("[sss]", "NEG-MSG", subid, hex), reason, rlen) < 0) {
+                res = j->interrupted ? NEG_OUT_FATAL : NEG_OUT_FAILED;
+                goto out;
+            }
+            continue;
+        }
+        if (m->type == RELAY_MSG_NOTICE && !got_reply && notice_is_refusal(m->text)) {
+            seterr(reason, rlen, "NOTICE: %s", m->text);
+            relay_msg_free(m);
+            res = NEG_OUT_UNSUPPORTED;
+            goto out;
+        }
+        rc = job_route(j, m);
+        relay_msg_free(m);
+        if (rc < 0) {
+            res = NEG_OUT_FATAL;
+            goto out;
+        }
+    }
+
+    /* Done: the relay's set in this window is (local - have) + need. */
+    for (size_t i = neg_storage_size(ns); i-- > 0;) {
+        const struct neg_item *it = neg_storage_item(ns, i);
+        if (idset_has(&j->have, it->id))
+            continue;
+        if ((int64_t)it->timestamp > j->neg_max_common_at)
+            j->neg_max_common_at = (int64_t)it->timestamp;
+        break;
+    }
+    for (size_t i = 0; i < neg_storage_size(ns); i++) {
+        const struct neg_item *it = neg_storage_item(ns, i);
+        char *json = NULL;
+        size_t len = 0;
+        if ((int64_t)it->timestamp < j->cursor || !idset_has(&j->have, it->id))
+            continue;
+        if (store_get_json(j->st, it->id, &json, &len, err, sizeof err) == 1)
+            j->est_have += len + 13 + SYNC_REQ_SUBID_LEN;
+        free(json);
+    }
+out:
+    neg_ids_free(&have);
+    neg_ids_free(&need);
+    buf_free(&out);
+    free(hex);
+    neg_free(n);
+    neg_storage_free(ns);
+    filter_free(wf);
+    return res;
+}
+
+enum job_outcome {
+    JOB_OK,
+    JOB_UNSUPPORTED,    /* NIP-77 refused: fall back or, strict, an error */
+    JOB_FAILED,         /* failed twice: fall back or error */
+    JOB_FATAL,          /* store error, interrupted */
+};
+
+/*
+ * The whole negentropy part of a job: every window (the filter's, halved on
+ * "blocked"), then the fetches and uploads still in flight.
+ */
+static enum job_outcome
+neg_job(struct job *j, char *reason, size_t rlen)
+{
+    struct window *stack = xmalloc(sizeof *stack * (2 * SYNC_SPLIT_DEPTH + 2));
+    size_t nstack = 0;
+    int retried = 0, sessions = 0;
+    enum job_outcome res = JOB_OK;
+    uint64_t now = (uint64_t)time(NULL);
+
+    stack[nstack++] = (struct window){
+        .lo = j->f->has_since ? j->f->since : 0,
+        .hi = j->f->has_until ? j->f->until : now + 3600,
+        .hi_open = !j->f->has_until,
+        .depth = 0,
+    };
+    while (nstack > 0) {
+        struct window w = stack[--nstack];
+        int64_t limit;
+        enum neg_outcome o = neg_session(j, &w, &limit, reason, rlen);
+
+        sessions++;
+        switch (o) {
+        case NEG_OUT_DONE:
+            break;
+        case NEG_OUT_BLOCKED:
+            if (w.depth >= SYNC_SPLIT_DEPTH || w.hi <= w.lo) {
+                res = JOB_FAILED;
+                seterr(reason, rlen, "still blocked after %d window splits", w.depth);
+                goto out;
+            }
+            {
+                uint64_t mid = w.lo + (w.hi - w.lo) / 2;
+                engine_log(j->e, "[SYNC] %s (filter %s): too many results for the relay,"
+                           " splitting [%llu, %s%llu] at %llu", j->rel->url, j->cf->name,
+                           (unsigned long long)w.lo, w.hi_open ? ">" : "",
+                           (unsigned long long)w.hi, (unsigned long long)mid);
+                /* Newest half first: it is what users look at. */
+                stack[nstack++] = (struct window){w.lo, mid, 0, w.depth + 1};
+                stack[nstack++] = (struct window){mid + 1, w.hi, w.hi_open, w.depth + 1};
+            }
+            break;
+        case NEG_OUT_UNSUPPORTED:
+            if (sessions == 1 && !j->neg_logged) {
+                res = JOB_UNSUPPORTED;
+                goto out;
+            }
+            /* A relay that worked and now refuses: a failure like any other. */
+            /* fall through */
+        case NEG_OUT_FAILED:
+            if (retried) {
+                res = JOB_FAILED;
+                goto out;
+            }
+            retried = 1;
+            engine_log(j->e, "[SYNC] %s (filter %s): %s; retrying once", j->rel->url,
+                       j->cf->name, reason);
+            if (!relay_is_connected(j->r))
+                fetch_reset(j);
+            stack[nstack++] = w;
+            break;
+        case NEG_OUT_FATAL:
+            res = JOB_FATAL;
+            goto out;
+        }
+    }
+    if (job_drain(j, reason, rlen) < 0) {
+        res = j->interrupted || j->fatal[0] != '\0' ? JOB_FATAL : JOB_FAILED;
+        if (res == JOB_FAILED)
+            seterr(reason, rlen, "fetching: %.200s", reason);
+    }
+out:
+    free(stack);
+    return res;
+}
+
+/* ---- REQ -------------------------------------------------------------------- */
+
+struct req_state {
+    int64_t incomplete_at;      /* oldest second we could not list completely; -1 none */
+    uint64_t page_limit;
+};
+
+static int req_window(struct job *j, const struct filter *base, uint64_t since, int has_until,
+                      uint64_t until, int depth, struct req_state *rs, char *err,
+                      size_t errlen);
+
+/*
+ * A second with more events than the relay returns per REQ: ask again for
+ * just that second with half the authors (or kinds) each time.
+ */
+static int
+req_split_second(struct job *j, const struct filter *base, uint64_t sec, int depth,
+                 struct req_state *rs, char *err, size_t errlen)
+{
+    struct filter *a, *b;
+    int rc;
+
+    if (depth >= SYNC_REQ_SPLIT_DEPTH || (base->nauthors < 2 && base->nkinds < 2)) {
+        if (rs->incomplete_at < 0 || (int64_t)sec < rs->incomplete_at)
+            rs->incomplete_at = (int64_t)sec;
+        engine_log(j->e, "[SYNC] %s (filter %s): more events at created_at %llu than the"
+                   " relay returns per REQ; some may be missing", j->rel->url, j->cf->name,
+                   (unsigned long long)sec);
+        return 0;
+    }
+    a = filter_dup(base);
+    b = filter_dup(base);
+    if (base->nauthors >= 2) {
+        size_t h = base->nauthors / 2;
+        a->nauthors = h;
+        memmove(b->authors, b->authors + h, (base->nauthors - h) * 32);
+        b->nauthors = base->nauthors - h;
+    } else {
+        size_t h = base->nkinds / 2;
+        a->nkinds = h;
+        memmove(b->kinds, b->kinds + h, (base->nkinds - h) * sizeof *b->kinds);
+        b->nkinds = base->nkinds - h;
+    }
+    rc = req_window(j, a, sec, 1, sec, depth + 1, rs, err, errlen);
+    if (rc == 0)
+        rc = req_window(j, b, sec, 1, sec, depth + 1, rs, err, errlen);
+    filter_free(a);
+    filter_free(b);
+    return rc;
+}
+
+/* One page: REQ, EVENTs, EOSE. Fills *n, *oldest, *newest. */
+static int
+req_page(struct job *j, const struct filter *pf, uint64_t *n, uint64_t *oldest,
+         uint64_t *newest, char *err, size_t errlen)
+{
+    char subid[32];
+    int rc;
+
+    *n = 0;
+    *oldest = UINT64_MAX;
+    *newest = 0;
+    job_subid(j, "req", subid, sizeof subid);
+    if (job_send_json(j, json_pack("[ss o]", "REQ", subid, filter_to_json(pf)), err, errlen) <
+        0)
+        return -1;
+    j->idle_deadline = mono_ms() + j->timeout_ms;
+    for (;;) {
+        struct relay_msg *m;
+        struct event *ev;
+
+        if ((rc = job_recv(j, 1, &m, err, errlen)) < 0)
+            return -1;
+        if (m->subid == NULL || strcmp(m->subid, subid) != 0) {
+            rc = job_route(j, m);
+            relay_msg_free(m);
+            if (rc < 0) {
+                seterr(err, errlen, "%s", j->fatal);
+                return -1;
+            }
+            continue;
+        }
+        switch (m->type) {
+        case RELAY_MSG_EVENT:
+            /* Count what the relay sent, valid or not: it is what fills its cap. */
+            (*n)++;
+            if (json_is_object(m->event)) {
+                json_t *ca = json_object_get(m->event, "created_at");
+                if (json_is_integer(ca) && json_integer_value(ca) >= 0) {
+                    uint64_t t = (uint64_t)json_integer_value(ca);
+                    if (t < *oldest)
+                        *oldest = t;
+                    if (t > *newest)
+                        *newest = t;
+                }
+            }
+            rc = job_take_event(j, m->event, pf, NULL, &ev);
+            relay_msg_free(m);
+            if (rc < 0) {
+                seterr(err, errlen, "%s", j->fatal);
+                return -1;
+            }
+            break;
+        case RELAY_MSG_EOSE:
+            relay_msg_free(m);
+            job_close_sub(j, subid);
+            j->run->rounds++;
+            return 0;
+        case RELAY_MSG_CLOSED:
+            /* auth-required:, rate-limited:, error: ... */
+            seterr(err, errlen, "relay closed the subscription: %s",
+                   m->text != NULL ? m->text : "");
+            relay_msg_free(m);
+            return -1;
+        default:
+            relay_msg_free(m);
+            break;
+        }
+    }
+}
+
+/*
+ * Everything in [since, until] for base, newest first. A page is "full" when
+ * it holds as many events as the largest page seen so far (the relay's cap,
+ * which it may not announce); the next page then ends at the oldest second of
+ * this one, inclusive, so events sharing that second are not skipped.
+ */
+static int
+req_window(struct job *j, const struct filter *base, uint64_t since, int has_until,
+           uint64_t until, int depth, struct req_state *rs, char *err, size_t errlen)
+{
+    uint64_t cap = 0;
+    int rc = 0;
+
+    for (;;) {
+        struct filter *pf = filter_dup(base);
+        uint64_t n, oldest, newest;
+
+        if (engine_stopping(j->e)) {
+            j->interrupted = 1;
+            filter_free(pf);
+            return -1;
+        }
+        pf->has_since = since > 0 || base->has_since;
+        pf->since = since;
+        pf->has_until = has_until;
+        pf->until = until;
+        pf->has_limit = 1;
+        pf->limit = rs->page_limit;
+        rc = req_page(j, pf, &n, &oldest, &newest, err, errlen);
+        filter_free(pf);
+        if (rc < 0)
+            return -1;
+        if (n > cap)
+            cap = n;
+        if (n == 0 || n < cap || oldest == UINT64_MAX)
+            return 0;
+        /* Full. */
+        if (has_until && oldest == until && newest == until) {
+            /* The whole page is the second we asked to end at. */
+            if (req_split_second(j, base, until, depth, rs, err, errlen) < 0)
+                return -1;
+            if (until == 0 || until <= since)
+                return 0;
+            until--;
+            continue;
+        }
+        if (oldest < since)
+            return 0;
+        has_until = 1;
+        until = oldest;
+    }
+}
+
+static enum job_outcome
+req_job(struct job *j, char *reason, size_t rlen)
+{
+    struct req_state rs = {.incomplete_at = -1};
+    uint64_t since = j->f->has_since ? j->f->since : 0;
+    int64_t newc;
+    char err[SYNC_ERRLEN];
+
+    rs.page_limit = j->e->cfg->sync.fetch_batch > 0 ? j->e->cfg->sync.fetch_batch : 500;
+    if (j->f->has_limit && j->f->limit < rs.page_limit && j->f->limit > 0)
+        rs.page_limit = j->f->limit;
+    if (!j->down) {
+        seterr(reason, rlen, "direction up needs negentropy; nothing to do by REQ");
+        return JOB_OK;
+    }
+    if (job_connect(j, reason, rlen) < 0)
+        return j->interrupted ? JOB_FATAL : JOB_FAILED;
+    if ((uint64_t)j->cursor > since)
+        since = (uint64_t)j->cursor;
+    j->max_stored_at = -1;
+    if (req_window(j, j->f, since, j->f->has_until, j->f->until, 0, &rs, reason, rlen) < 0) {
+        job_flush(j);
+        return j->interrupted || j->fatal[0] != '\0' ? JOB_FATAL : JOB_FAILED;
+    }
+    if (job_flush(j) < 0)
+        return JOB_FATAL;
+    /* Only to what is stored, and never past a second we could not list. */
+    newc = j->max_stored_at;
+    if (rs.incomplete_at >= 0 && newc > rs.incomplete_at)
+        newc = rs.incomplete_at;
+    if (newc > j->cursor) {
+        if (sdb_cursor_set(j->db, j->rel->url, j->cf->name, j->fkey, newc, err, sizeof err) <
+            0) {
+            seterr(j->fatal, sizeof j->fatal, "%s", err);
+            return JOB_FATAL;
+        }
+    }
+    if (rs.incomplete_at >= 0)
+        seterr(reason, rlen, "incomplete: more events at created_at %lld than the relay"
+               " returns per REQ", (long long)rs.incomplete_at);
+    return JOB_OK;
+}
+
+/* ---- a job from start to end ------------------------------------------------ */
+
+/*
+ * The cursor row's record of the filter: its JSON, with a relative bound
+ * ("30d") written as its age so that the row does not change every round.
+ */
+static char *
+cursor_key(const struct config_filter *cf)
+{
+    struct filter *f = filter_dup(cf->filter);
+    char *s, *key;
+    size_t n;
+
+    if (cf->since_age >= 0)
+        f->has_since = 0;
+    if (cf->until_age >= 0)
+        f->has_until = 0;
+    s = filter_to_string(f);
+    filter_free(f);
+    n = strlen(s) + 64;
+    key = xmalloc(n);
+    if (cf->since_age >= 0 || cf->until_age >= 0)
+        snprintf(key, n, "%s since_age=%lld until_age=%lld", s, (long long)cf->since_age,
+                 (long long)cf->until_age);
+    else
+        snprintf(key, n, "%s", s);
+    free(s);
+    return key;
+}
+
+/*
+ * What the engine knows about the relay's NIP-77 support: 1 works, 0 refused
+ * (reason set), -1 unknown (try NEG-OPEN and see). For now that is what this
+ * process learned; this is the one place to ask the caps module instead.
+ */
+static int
+job_neg_support(struct job *j, char *reason, size_t rlen)
+{
+    int k;
+
+    pthread_mutex_lock(&j->e->mu);
+    k = j->rel->neg_known;
+    if (k == 0)
+        seterr(reason, rlen, "%s", j->rel->neg_reason);
+    pthread_mutex_unlock(&j->e->mu);
+    return k;
+}
+
+static void
+job_neg_refused(struct job *j, const char *reason)
+{
+    pthread_mutex_lock(&j->e->mu);
+    j->rel->neg_known = 0;
+    snprintf(j->rel->neg_reason, sizeof j->rel->neg_reason, "%s", reason);
+    pthread_mutex_unlock(&j->e->mu);
+}
+
+static enum config_neg_mode
+job_neg_mode(struct job *j, char *why, size_t whylen)
+{
+    struct config_relay cr = j->rel->cr;
+    int ov;
+    enum config_neg_mode m;
+
+    pthread_mutex_lock(&j->e->mu);
+    ov = j->rel->override;
+    pthread_mutex_unlock(&j->e->mu);
+    if (ov >= 0)
+        cr.negentropy = (enum config_negentropy)ov;
+    m = config_relay_neg_mode(j->e->cfg, &cr);
+    if (m == CONFIG_NEG_MODE_REQ_ONLY) {
+        if (cr.negentropy == CONFIG_NEGENTROPY_OFF)
+            seterr(why, whylen, "negentropy = off for this relay%s",
+                   ov >= 0 ? " (override)" : "");
+        else
+            seterr(why, whylen, "use_negentropy = false");
+    }
+    return m;
+}
+
+/* Drops the fetch and upload state (before a REQ fallback). */
+static void
+job_reset_transfers(struct job *j)
+{
+    fetch_reset(j);
+    idq_free(&j->pending);
+    idq_free(&j->deferred);
+    idq_free(&j->upq);
+    idset_clear(&j->up_inflight);
+}
+
+static void
+job_free(struct job *j)
+{
+    job_flush(j);
+    job_reset_transfers(j);
+    free(j->subs);
+    idset_clear(&j->queued);
+    idset_clear(&j->retried);
+    idset_clear(&j->have);
+    idset_clear(&j->need);
+    filter_free(j->f);
+    free(j->fkey);
+}
+
+static void
+job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *r, struct store *st,
+        sqlite3 *db, const struct config_filter *cf, struct sync_run *run)
+{
+    struct job j = {0};
+    struct relay_counters c0, c1;
+    char reason[SYNC_ERRLEN] = "", err[SYNC_ERRLEN] = "";
+    enum config_neg_mode mode;
+    enum job_outcome o = JOB_OK;
+    int64_t t0 = mono_ms();
+    int use_req = 0;
+
+    memset(run, 0, sizeof *run);
+    snprintf(run->relay, sizeof run->relay, "%s", rel->url);
+    snprintf(run->filter, sizeof run->filter, "%s", cf->name);
+    run->started = (int64_t)time(NULL);
+    run->mode = SYNC_MODE_NEG;
+    relay_get_counters(r, NULL, &c0);
+
+    j.e = e;
+    j.rel = rel;
+    j.cf = cf;
+    j.r = r;
+    j.st = st;
+    j.db = db;
+    j.run = run;
+    j.timeout_ms = (int64_t)(e->cfg->sync.neg_timeout > 0 ? e->cfg->sync.neg_timeout : 10) * 1000;
+    j.down = rel->cr.direction != CONFIG_DIRECTION_UP;
+    j.up = rel->cr.direction != CONFIG_DIRECTION_DOWN;
+    j.batch = e->cfg->sync.fetch_batch > 0 ? e->cfg->sync.fetch_batch : 500;
+    j.max_stored_at = -1;
+    j.max_fetched_at = -1;
+    j.neg_max_common_at = -1;
+    j.f = config_filter_at(cf, run->started);
+    j.fkey = cursor_key(cf);
+
+    if (st == NULL || db == NULL) {
+        seterr(run->error, sizeof run->error, "database not open");
+        goto done;
+    }
+    if (sdb_cursor_get(db, rel->url, cf->name, j.fkey, &j.cursor, err, sizeof err) < 0) {
+        seterr(run->error, sizeof run->error, "%s", err);
+        goto done;
+    }
+
+    mode = job_neg_mode(&j, reason, sizeof reason);
+    if (mode == CONFIG_NEG_MODE_REQ_ONLY) {
+        use_req = 1;
+    } else {
+        int k = job_neg_support(&j, reason, sizeof reason);
+        if (k == 0) {
+            o = JOB_UNSUPPORTED;
+        } else {
+            if (k == 1)
+                neg_log_using(&j);
+            o = neg_job(&j, reason, sizeof reason);
+            if (o == JOB_UNSUPPORTED)
+                job_neg_refused(&j, reason);
+        }
+        if (o == JOB_FATAL) {
+            seterr(run->error, sizeof run->error, "%s",
+                   j.interrupted ? "interrupted" : j.fatal);
+            goto done;
+        }
+        if (o == JOB_UNSUPPORTED || o == JOB_FAILED) {
+            if (mode == CONFIG_NEG_MODE_NEG_STRICT) {
+                seterr(run->error, sizeof run->error, "%s: %s",
+                       o == JOB_UNSUPPORTED ? "relay does not support NIP-77"
+                                            : "negentropy failed",
+                       reason);
+                engine_log(e, "[SYNC] %s (filter %s): %s; not synced (negentropy_fallback ="
+                           " false)", rel->url, cf->name, run->error);
+                goto done;
+            }
+            use_req = 1;
+            if (o == JOB_FAILED) {
+                char tmp[SYNC_ERRLEN];
+                snprintf(tmp, sizeof tmp, "negentropy failed: %s", reason);
+                snprintf(reason, sizeof reason, "%s", tmp);
+            }
+            job_reset_transfers(&j);
+        }
+    }
+
+    if (use_req) {
+        char note[SYNC_ERRLEN] = "";
+        run->mode = SYNC_MODE_REQ;
+        snprintf(run->fallback_reason, sizeof run->fallback_reason, "%s", reason);
+        engine_log(e, "[SYNC] Using REQ for %s (filter %s): %s", rel->url, cf->name, reason);
+        o = req_job(&j, note, sizeof note);
+        if (o != JOB_OK) {
+            seterr(run->error, sizeof run->error, "%s",
+                   j.interrupted ? "interrupted" : o == JOB_FATAL ? j.fatal : note);
+            goto done;
+        }
+        if (note[0] != '\0')
+            seterr(run->error, sizeof run->error, "%s", note);
+        run->ok = 1;
+        goto done;
+    }
+
+    /* Negentropy finished: the local set for the filter now equals the relay's. */
+    if (job_flush(&j) < 0) {
+        seterr(run->error, sizeof run->error, "%s", j.fatal);
+        goto done;
+    }
+    if (j.down && j.missing == 0) {
+        int64_t newc = j.neg_max_common_at > j.max_fetched_at ? j.neg_max_common_at
+                                                               : j.max_fetched_at;
+        if (newc > j.cursor &&
+            sdb_cursor_set(db, rel->url, cf->name, j.fkey, newc, err, sizeof err) < 0) {
+            seterr(run->error, sizeof run->error, "%s", err);
+            goto done;
+        }
+    }
+    if (j.missing > 0)
+        seterr(run->error, sizeof run->error, "%llu events the relay reported were not sent",
+               (unsigned long long)j.missing);
+    run->ok = 1;
+
+done:
+    job_flush(&j);
+    relay_get_counters(r, NULL, &c1);
+    run->bytes_sent = c1.sent_payload - c0.sent_payload;
+    run->bytes_received = c1.recv_payload - c0.recv_payload;
+    run->wire_sent = c1.sent_wire - c0.sent_wire;
+    run->wire_received = c1.recv_wire - c0.recv_wire;
+    if (run->mode == SYNC_MODE_REQ) {
+        run->est_req_bytes = run->bytes_sent + run->bytes_received;
+    } else {
+        /* The events (common and fetched), one REQ and its EOSE. */
+        char *fs = filter_to_string(j.f != NULL ? j.f : cf->filter);
+        uint64_t est = j.est_common > j.est_have ? j.est_common - j.est_have : 0;
+        est += j.fetched_bytes;
+        est += 11 + SYNC_REQ_SUBID_LEN + (fs != NULL ? strlen(fs) : 2);
+        est += 11 + SYNC_REQ_SUBID_LEN;
+        free(fs);
+        run->est_req_bytes = est;
+    }
+    job_free(&j);
+    run->duration_ms = mono_ms() - t0;
+    if (db != NULL && sdb_run_insert(db, run, err, sizeof err) < 0)
+        engine_log(e, "[SYNC] %s (filter %s): cannot record the run: %s", rel->url, cf->name,
+                   err);
+}
+
+/* ---- workers ---------------------------------------------------------------- */
+
+struct worker {
+    struct sync_engine *e;
+    struct store *st;
+    sqlite3 *db;
+};
+
+static void
+relay_log_cb(void *arg, const char *url, const char *line)
+{
+    struct sync_engine *e = arg;
+
+    if (e->o.verbose > 0)
+        engine_log(e, "[RELAY] %s: %s", url, line);
+}
+
+/* All of one relay's jobs, on one connection. */
+static void
+worker_run_relay(struct worker *w, struct sync_relay *rel)
+{
+    struct sync_engine *e = w->e;
+    struct relay_opts ro = relay_opts_default();
+    struct relay *r;
+    char err[RELAY_ERRLEN];
+
+    ro.tls_verify = rel->cr.tls_verify;
+    ro.compression = rel->cr.compression;
+    ro.connect_timeout_ms = (int)(e->cfg->sync.neg_timeout > 0 ? e->cfg->sync.neg_timeout : 10) *
+                            1000;
+    ro.log = relay_log_cb;
+    ro.log_arg = e;
+    r = relay_new(rel->url, &ro, err, sizeof err);
+
+    if (w->st == NULL) {
+        char serr[STORE_ERRLEN];
+        if ((w->st = store_open(e->db_path, serr, sizeof serr)) == NULL)
+            engine_log(e, "[SYNC] %s", serr);
+    }
+    if (w->db == NULL && (w->db = sdb_open(e->db_path, err, sizeof err)) == NULL)
+        engine_log(e, "[SYNC] %s", err);
+
+    pthread_mutex_lock(&e->mu);
+    rel->conn = r;
+    pthread_mutex_unlock(&e->mu);
+    for (size_t i = 0; i < e->nfilters; i++) {
+        struct sync_run run;
+
+        if (engine_stopping(e))
+            break;
+        if (r == NULL) {
+            memset(&run, 0, sizeof run);
+            snprintf(run.relay, sizeof run.relay, "%s", rel->url);
+            snprintf(run.filter, sizeof run.filter, "%s", e->filters[i]->name);
+            run.started = (int64_t)time(NULL);
+            run.mode = SYNC_MODE_REQ;
+            snprintf(run.error, sizeof run.error, "%s", err);
+        } else {
+            job_run(e, rel, r, w->st, w->db, e->filters[i], &run);
+        }
+        if (e->o.on_run != NULL)
+            e->o.on_run(e->o.arg, &run);
+    }
+    pthread_mutex_lock(&e->mu);
+    rel->conn = NULL;
+    pthread_mutex_unlock(&e->mu);
+    if (r != NULL) {
+        relay_close(r);
+        relay_free(r);
+    }
+}
+
+static void
+abs_deadline(struct timespec *ts, int64_t ms_from_now)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms_from_now / 1000;
+    ts->tv_nsec += (long)(ms_from_now % 1000) * 1000000;
+    if (ts->tv_nsec >= 1000000000) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000;
+    }
+}
+
+static void *
+worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct sync_engine *e = w->e;
+
+    pthread_mutex_lock(&e->mu);
+    while (!e->stopping) {
+        int64_t now = mono_ms(), next = -1;
+        struct sync_relay *pick = NULL;
+
+        for (size_t i = 0; i < e->nrelays; i++) {
+            struct sync_relay *rel = &e->relays[i];
+            if (rel->running || rel->due_ms < 0)
+                continue;
+            if (rel->due_ms <= now && (pick == NULL || rel->due_ms < pick->due_ms))
+                pick = rel;
+            else if (rel->due_ms > now && (next < 0 || rel->due_ms < next))
+                next = rel->due_ms;
+        }
+        if (pick == NULL) {
+            if (e->nrunning == 0)
+                pthread_cond_broadcast(&e->idle_cv);
+            if (next >= 0) {
+                struct timespec ts;
+                abs_deadline(&ts, next - now);
+                pthread_cond_timedwait(&e->work_cv, &e->mu, &ts);
+            } else {
+                pthread_cond_wait(&e->work_cv, &e->mu);
+            }
+            continue;
+        }
+        pick->running = 1;
+        pick->due_ms = -1;
+        e->nrunning++;
+        pthread_mutex_unlock(&e->mu);
+
+        worker_run_relay(w, pick);
+
+        pthread_mutex_lock(&e->mu);
+        pick->running = 0;
+        e->nrunning--;
+        if (e->o.continuous && pick->due_ms < 0 && !e->stopping)
+            pick->due_ms = mono_ms() + (int64_t)e->cfg->sync.interval * 1000;
+        pthread_cond_broadcast(&e->work_cv);
+        pthread_cond_broadcast(&e->idle_cv);
+    }
+    pthread_cond_broadcast(&e->idle_cv);
+    pthread_mutex_unlock(&e->mu);
+    store_close(w->st);
+    sqlite3_close(w->db);
+    free(w);
+    return NULL;
+}
+
+/* ---- the engine's API -------------------------------------------------------- */
+
+static struct sync_relay *
+engine_find(struct sync_engine *e, const char *url)
+{
+    char err[CONFIG_ERRLEN];
+    char *n = config_url_normalize(url, err, sizeof err);
+    struct sync_relay *found = NULL;
+
+    if (n == NULL)
+        return NULL;
+    for (size_t i = 0; i < e->nrelays; i++)
+        if (strcmp(e->relays[i].url, n) == 0)
+            found = &e->relays[i];
+    free(n);
+    return found;
+}
+
+static int
+engine_add_relay(struct sync_engine *e, const char *url, char *err, size_t errlen)
+{
+    char cerr[CONFIG_ERRLEN];
+    char *n = config_url_normalize(url, cerr, sizeof cerr);
+    const struct config_relay *cr;
+    struct sync_relay *rel;
+
+    if (n == NULL) {
+        seterr(err, errlen, "%s: %s", url, cerr);
+        return -1;
+    }
+    for (size_t i = 0; i < e->nrelays; i++) {
+        if (strcmp(e->relays[i].url, n) == 0) {
+            free(n);
+            return 0;
+        }
+    }
+    e->relays = xreallocarray(e->relays, e->nrelays + 1, sizeof *e->relays);
+    rel = &e->relays[e->nrelays++];
+    memset(rel, 0, sizeof *rel);
+    rel->url = n;
+    if ((cr = config_find_relay(e->cfg, n)) != NULL) {
+        rel->cr = *cr;
+    } else {
+        rel->cr.negentropy = CONFIG_NEGENTROPY_AUTO;
+        rel->cr.direction = e->cfg->sync.direction;
+        rel->cr.tls_verify = 1;
+        rel->cr.compression = 1;
+        rel->cr.enabled = 1;
+    }
+    rel->cr.url = rel->url;
+    rel->override = -1;
+    rel->due_ms = -1;
+    rel->neg_known = -1;
+    return 0;
+}
+
+struct sync_engine *
+sync_engine_new(const struct sync_engine_opts *opts, char *err, size_t errlen)
+{
+    struct sync_engine *e = xcalloc(1, sizeof *e);
+    pthread_condattr_t ca;
+    char serr[STORE_ERRLEN];
+    struct store *st;
+    sqlite3 *db;
+
+    e->o = *opts;
+    e->cfg = opts->cfg;
+    e->db_path = xstrdup(opts->db_path);
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&e->work_cv, &ca);
+    pthread_cond_init(&e->idle_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    e->o.relays = NULL;
+    e->o.filters = NULL;
+
+    if (opts->nrelays > 0) {
+        for (size_t i = 0; i < opts->nrelays; i++)
+            if (engine_add_relay(e, opts->relays[i], err, errlen) < 0)
+                goto fail;
+    } else {
+        for (size_t i = 0; i < e->cfg->nrelays; i++)
+            if (e->cfg->relays[i].enabled &&
+                engine_add_relay(e, e->cfg->relays[i].url, err, errlen) < 0)
+                goto fail;
+    }
+    if (e->nrelays == 0) {
+        seterr(err, errlen, "no relays to sync (add a [relay URL] section or use --relay)");
+        goto fail;
+    }
+    if (opts->nfilters > 0) {
+        for (size_t i = 0; i < opts->nfilters; i++) {
+            const struct config_filter *cf = config_find_filter(e->cfg, opts->filters[i]);
+            if (cf == NULL) {
+                seterr(err, errlen, "no filter named '%s' in the configuration",
+                       opts->filters[i]);
+                goto fail;
+            }
+            e->filters = xreallocarray(e->filters, e->nfilters + 1, sizeof *e->filters);
+            e->filters[e->nfilters++] = cf;
+        }
+    } else {
+        for (size_t i = 0; i < e->cfg->nfilters; i++) {
+            e->filters = xreallocarray(e->filters, e->nfilters + 1, sizeof *e->filters);
+            e->filters[e->nfilters++] = &e->cfg->filters[i];
+        }
+    }
+    if (e->nfilters == 0) {
+        seterr(err, errlen, "no filters to sync (add a [filter NAME] section)");
+        goto fail;
+    }
+    /* Creates and migrates the database before any worker needs it. */
+    if ((st = store_open(e->db_path, serr, sizeof serr)) == NULL) {
+        seterr(err, errlen, "%s", serr);
+        goto fail;
+    }
+    store_close(st);
+    if ((db = sdb_open(e->db_path, err, errlen)) == NULL)
+        goto fail;
+    for (size_t i = 0; i < e->nrelays; i++) {
+        enum config_negentropy v;
+        if (sdb_setting_get(db, e->relays[i].url, &v) == 0)
+            e->relays[i].override = (int)v;
+    }
+    sqlite3_close(db);
+    return e;
+fail:
+    sync_engine_free(e);
+    return NULL;
+}
+
+int
+sync_engine_start(struct sync_engine *e, char *err, size_t errlen)
+{
+    size_t n = e->cfg->sync.workers > 0 ? e->cfg->sync.workers : 1;
+
+    e->threads = xcalloc(n, sizeof *e->threads);
+    for (size_t i = 0; i < n; i++) {
+        struct worker *w = xcalloc(1, sizeof *w);
+        int rc;
+
+        w->e = e;
+        if ((rc = pthread_create(&e->threads[i], NULL, worker_main, w)) != 0) {
+            free(w);
+            seterr(err, errlen, "cannot start a worker: %s", strerror(rc));
+            return -1;
+        }
+        e->nthreads++;
+    }
+    return 0;
+}
+
+void
+sync_engine_sync_all(struct sync_engine *e)
+{
+    int64_t now = mono_ms();
+
+    pthread_mutex_lock(&e->mu);
+    for (size_t i = 0; i < e->nrelays; i++)
+        e->relays[i].due_ms = now;
+    pthread_cond_broadcast(&e->work_cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+int
+sync_engine_sync_relay(struct sync_engine *e, const char *url)
+{
+    struct sync_relay *rel = engine_find(e, url);
+
+    if (rel == NULL)
+        return -1;
+    pthread_mutex_lock(&e->mu);
+    rel->due_ms = mono_ms();
+    pthread_cond_broadcast(&e->work_cv);
+    pthread_mutex_unlock(&e->mu);
+    return 0;
+}
+
+int
+sync_engine_reprobe(struct sync_engine *e, const char *url)
+{
+    struct sync_relay *rel = engine_find(e, url);
+
+    if (rel == NULL)
+        return -1;
+    pthread_mutex_lock(&e->mu);
+    rel->neg_known = -1;
+    rel->neg_reason[0] = '\0';
+    pthread_mutex_unlock(&e->mu);
+    return sync_engine_sync_relay(e, url);
+}
+
+int
+sync_engine_set_negentropy(struct sync_engine *e, const char *url,
+                           enum config_negentropy value, char *err, size_t errlen)
+{
+    struct sync_relay *rel = engine_find(e, url);
+    sqlite3 *db;
+    int rc;
+
+    if (rel == NULL) {
+        seterr(err, errlen, "%s: not a relay this engine syncs", url);
+        return -1;
+    }
+    if ((db = sdb_open(e->db_path, err, errlen)) == NULL)
+        return -1;
+    rc = sdb_setting_set(db, rel->url, value, err, errlen);
+    sqlite3_close(db);
+    if (rc < 0)
+        return -1;
+    pthread_mutex_lock(&e->mu);
+    rel->override = value == CONFIG_NEGENTROPY_AUTO ? -1 : (int)value;
+    pthread_mutex_unlock(&e->mu);
+    return 0;
+}
+
+void
+sync_engine_stop(struct sync_engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    e->stopping = 1;
+    for (size_t i = 0; i < e->nrelays; i++)
+        if (e->relays[i].conn != NULL)
+            relay_interrupt(e->relays[i].conn);
+    pthread_cond_broadcast(&e->work_cv);
+    pthread_cond_broadcast(&e->idle_cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+static int
+engine_idle(struct sync_engine *e)
+{
+    int64_t now = mono_ms();
+
+    if (e->nrunning > 0)
+        return 0;
+    if (e->stopping)
+        return 1;
+    for (size_t i = 0; i < e->nrelays; i++)
+        if (e->relays[i].due_ms >= 0 && e->relays[i].due_ms <= now)
+            return 0;
+    return 1;
+}
+
+int
+sync_engine_wait_idle(struct sync_engine *e, int timeout_ms)
+{
+    struct timespec ts;
+    int idle;
+
+    if (timeout_ms >= 0)
+        abs_deadline(&ts, timeout_ms);
+    pthread_mutex_lock(&e->mu);
+    while (!(idle = engine_idle(e))) {
+        if (timeout_ms < 0)
+            pthread_cond_wait(&e->idle_cv, &e->mu);
+        else if (pthread_cond_timedwait(&e->idle_cv, &e->mu, &ts) == ETIMEDOUT)
+            break;
+    }
+    idle = engine_idle(e);
+    pthread_mutex_unlock(&e->mu);
+    return idle;
+}
+
+void
+sync_engine_free(struct sync_engine *e)
+{
+    if (e == NULL)
+        return;
+    sync_engine_stop(e);
+    for (size_t i = 0; i < e->nthreads; i++)
+        pthread_join(e->threads[i], NULL);
+    free(e->threads);
+    for (size_t i = 0; i < e->nrelays; i++)
+        free(e->relays[i].url);
+    free(e->relays);
+    free(e->filters);
+    idset_clear(&e->claims);
+    pthread_cond_destroy(&e->work_cv);
+    pthread_cond_destroy(&e->idle_cv);
+    pthread_mutex_destroy(&e->mu);
+    free(e->db_path);
+    free(e);
+}
+
+char *
+sync_run_to_json(const struct sync_run *r)
+{
+    json_t *o = json_object();
+    char *s;
+
+#define NUM(k, v) json_object_set_new(o, k, json_integer((json_int_t)(v)))
+    json_object_set_new(o, "relay", json_string(r->relay));
+    json_object_set_new(o, "filter", json_string(r->filter));
+    json_object_set_new(o, "mode", json_string(sync_mode_name(r->mode)));
+    json_object_set_new(o, "fallback_reason", r->fallback_reason[0] != '\0'
+                                                  ? json_string(r->fallback_reason)
+                                                  : json_null());
+    NUM("rounds", r->rounds);
+    NUM("bytes_sent", r->bytes_sent);
+    NUM("bytes_received", r->bytes_received);
+    NUM("wire_sent", r->wire_sent);
+    NUM("wire_received", r->wire_received);
+    NUM("est_req_bytes", r->est_req_bytes);
+    NUM("have", r->have);
+    NUM("need", r->need);
+    NUM("fetched", r->fetched);
+    NUM("stored", r->stored);
+    NUM("duplicates", r->duplicates);
+    NUM("rejected", r->rejected);
+    NUM("invalid", r->invalid);
+    NUM("uploaded", r->uploaded_ok);
+    NUM("upload_rejected", r->uploaded_rejected);
+    NUM("duration_ms", r->duration_ms);
+#undef NUM
+    json_object_set_new(o, "result", json_string(r->ok ? "ok" : "error"));
+    json_object_set_new(o, "error", r->error[0] != '\0' ? json_string(r->error) : json_null());
+    s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    return s;
+}

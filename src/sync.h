@@ -1,0 +1,133 @@
+/*
+ * sync: the sync engine. A job is one (relay, filter) pair; a pool of worker
+ * threads runs jobs, and all jobs of one relay run one after another on one
+ * connection, in one worker. Per job the engine decides the mode (config,
+ * per-relay override, what the relay has shown it can do), then either
+ * reconciles by negentropy (NIP-77) and fetches what it lacks with
+ * REQ {"ids":[...]} while later rounds continue, or pages through a classic
+ * REQ from the (relay, filter) cursor kept in the database. Every event is
+ * checked (id, signature, filter, was it asked for) before it is stored.
+ *
+ * Each finished job yields a struct sync_run (metrics, outcome), written to
+ * the database (sync_runs) and handed to the caller's on_run callback, on the
+ * worker's thread. Commands (sync now, sync all, re-probe, override, stop)
+ * may come from any thread.
+ */
+#ifndef NEGSYNC_SYNC_H
+#define NEGSYNC_SYNC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cfg.h"
+
+#define SYNC_ERRLEN 256
+
+enum sync_mode {
+    SYNC_MODE_NEG,
+    SYNC_MODE_REQ,
+};
+
+/* "negentropy" or "req". */
+const char *sync_mode_name(enum sync_mode m);
+
+/* The metrics and outcome of one job. */
+struct sync_run {
+    char relay[512];
+    char filter[128];
+    enum sync_mode mode;            /* the mode that ended the job */
+    char fallback_reason[SYNC_ERRLEN];  /* why REQ was used ("" for negentropy) */
+    int64_t started;                /* unix time */
+    int64_t duration_ms;
+    uint64_t rounds;                /* NEG-MSG replies processed, or REQ pages */
+    uint64_t bytes_sent, bytes_received;    /* payload, all of the job's traffic */
+    uint64_t wire_sent, wire_received;      /* on the TCP connection */
+    /*
+     * What a REQ from this relay's cursor for this filter would have
+     * downloaded: the events the relay has in that window (stored JSON of the
+     * common ones, the fetched ones as received), each with its EVENT framing,
+     * plus the REQ and EOSE. For a REQ job it is the job's own traffic.
+     */
+    uint64_t est_req_bytes;
+    uint64_t have, need;            /* distinct ids negentropy reported */
+    uint64_t fetched;               /* valid events received */
+    uint64_t stored;                /* of those, newly stored */
+    uint64_t duplicates;            /* already stored (or received twice) */
+    uint64_t rejected;              /* valid but refused by the store (older replaceable,
+                                     * deleted, ephemeral) */
+    uint64_t invalid;               /* bad id or signature, not matching, not asked for */
+    uint64_t uploaded_ok, uploaded_rejected;
+    int ok;                         /* 1: result ok */
+    char error[SYNC_ERRLEN];        /* when !ok; a warning may be set when ok */
+};
+
+/*
+ * One JSON object (no newline) with the keys relay, filter, mode,
+ * fallback_reason, rounds, bytes_sent, bytes_received, wire_sent,
+ * wire_received, est_req_bytes, have, need, fetched, stored, duplicates,
+ * rejected, invalid, uploaded, upload_rejected, duration_ms, result, error.
+ * Caller frees.
+ */
+char *sync_run_to_json(const struct sync_run *run);
+
+struct sync_engine;
+
+struct sync_engine_opts {
+    const struct config *cfg;       /* must outlive the engine */
+    const char *db_path;            /* the store every worker opens */
+    /*
+     * Relays to sync (URLs; normalized here), NULL/0 for every enabled relay
+     * of the config. A URL the config does not list is synced with defaults.
+     */
+    const char *const *relays;
+    size_t nrelays;
+    /* Filter names, NULL/0 for all; every name must exist in the config. */
+    const char *const *filters;
+    size_t nfilters;
+    /* 0: each relay is synced when asked; 1: again every cfg->sync.interval s. */
+    int continuous;
+    /* Called on a worker thread after each job; may be NULL. */
+    void (*on_run)(void *arg, const struct sync_run *run);
+    /* "[SYNC] ..." decisions and warnings, one line without newline; may be NULL. */
+    void (*log)(void *arg, const char *line);
+    void *arg;
+    int verbose;                    /* > 0: also log relay connection chatter */
+};
+
+/*
+ * Checks the options, opens (and migrates) the database once, loads the
+ * persisted per-relay overrides. Nothing runs until sync_engine_start.
+ * NULL with a reason in err.
+ */
+struct sync_engine *sync_engine_new(const struct sync_engine_opts *opts, char *err,
+                                    size_t errlen);
+/* Starts cfg->sync.workers threads. 0, or -1 with a reason. */
+int sync_engine_start(struct sync_engine *e, char *err, size_t errlen);
+
+/* Queue every selected relay now (a relay already running is queued again). */
+void sync_engine_sync_all(struct sync_engine *e);
+/* Queue one relay now; -1 if the engine does not sync that URL. */
+int sync_engine_sync_relay(struct sync_engine *e, const char *url);
+/* Forget what the engine learned about the relay's NIP-77 support, then sync it. */
+int sync_engine_reprobe(struct sync_engine *e, const char *url);
+/*
+ * Sets (and persists in relay_settings) the relay's negentropy override;
+ * CONFIG_NEGENTROPY_AUTO follows the config again. 0, or -1 with a reason.
+ */
+int sync_engine_set_negentropy(struct sync_engine *e, const char *url,
+                               enum config_negentropy value, char *err, size_t errlen);
+/*
+ * Asks everything to stop: running jobs store what they have received,
+ * advance no cursor past it, and end (result "interrupted"). Thread-safe,
+ * async-signal-unsafe. Returns at once; sync_engine_free joins.
+ */
+void sync_engine_stop(struct sync_engine *e);
+/*
+ * Waits until no job is queued or running (or the engine stopped), at most
+ * timeout_ms (< 0: forever). 1 when idle, 0 on timeout.
+ */
+int sync_engine_wait_idle(struct sync_engine *e, int timeout_ms);
+/* Stops, joins the workers, frees. NULL is fine. */
+void sync_engine_free(struct sync_engine *e);
+
+#endif
