@@ -44,6 +44,7 @@
 #include <jansson.h>
 #include <sqlite3.h>
 
+#include "caps.h"
 #include "cfg.h"
 #include "event.h"
 #include "filter.h"
@@ -432,8 +433,12 @@ struct sync_relay {
     int64_t due_ms;                 /* monotonic; -1: not queued */
     int running;
     struct relay *conn;             /* while running, for sync_engine_stop */
-    int neg_known;                  /* -1 unknown, 0 refused, 1 works (learned this process) */
+    int neg_known;                  /* -1 unknown, 0 refused, 1 works */
     char neg_reason[SYNC_ERRLEN];
+    int probed;                     /* caps consulted since the last re-probe request */
+    int force_probe;                /* the next job re-checks whatever the cache says */
+    int nip11_done;                 /* NIP-11 read (by caps or directly) */
+    int64_t max_limit;              /* NIP-11 limitation.max_limit; -1 unknown */
 };
 
 struct sync_engine {
@@ -452,6 +457,7 @@ struct sync_engine {
     int stopping;
     size_t nrunning;
     struct idset claims;            /* ids some job is fetching right now */
+    struct caps_cache *caps;        /* the capability cache (thread-safe) */
     uint64_t subseq;
 };
 
@@ -467,6 +473,15 @@ engine_log(struct sync_engine *e, const char *fmt, ...)
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     e->o.log(e->o.arg, line);
+}
+
+static void
+relay_log_cb(void *arg, const char *url, const char *line)
+{
+    struct sync_engine *e = arg;
+
+    if (e->o.verbose > 0)
+        engine_log(e, "[RELAY] %s: %s", url, line);
 }
 
 /* Claims id for fetching; 0 if another job already fetches it. */
@@ -551,6 +566,7 @@ struct job {
     char *fkey;                     /* the filter as the cursor row records it */
     int64_t neg_max_common_at;      /* newest created_at both sides had; -1 none */
 
+    int64_t max_limit;              /* the relay's NIP-11 max_limit, -1 unknown */
     int64_t idle_deadline;
     char fatal[SYNC_ERRLEN];        /* store failure, interrupted: ends the job */
     int interrupted;
@@ -631,17 +647,17 @@ job_flush(struct job *j)
 /*
  * Checks one EVENT's object: well-formed, authentic, matching f, and in
  * asked when asked is given. 0 and the event queued for the store (flushed
- * when the batch is full; -1 only when that fails), or 1 when it was bad
- * (counted, dropped).
+ * when the batch is full; -1 only when that fails), *taken_at its created_at;
+ * or 1 when it was bad (counted, dropped), *taken_at -1.
  */
 static int
 job_take_event(struct job *j, const json_t *obj, const struct filter *f, struct fetch_sub *sub,
-               struct event **evout)
+               int64_t *taken_at)
 {
     char err[EVENT_ERRLEN];
     struct event *ev = event_from_json(obj, err, sizeof err);
 
-    *evout = NULL;
+    *taken_at = -1;
     if (ev == NULL || event_verify(ev, err, sizeof err) < 0 || !filter_match(f, ev) ||
         (sub != NULL && !idset_has(&sub->asked, ev->id))) {
         if (j->e->o.verbose > 0) {
@@ -662,7 +678,7 @@ job_take_event(struct job *j, const json_t *obj, const struct filter *f, struct 
         return 1;
     }
     j->run->fetched++;
-    *evout = ev;
+    *taken_at = (int64_t)ev->created_at;
     j->batchv[j->nbatch++] = ev;
     if (j->nbatch == SYNC_STORE_BATCH)
         return job_flush(j) < 0 ? -1 : 0;
@@ -845,18 +861,18 @@ static int
 job_route(struct job *j, struct relay_msg *m)
 {
     struct fetch_sub *s;
-    struct event *ev;
+    int64_t at;
 
     switch (m->type) {
     case RELAY_MSG_EVENT:
         if ((s = fetch_find(j, m->subid)) == NULL)
             return 0;   /* a subscription we already closed */
-        if (job_take_event(j, m->event, j->f, s, &ev) < 0)
+        if (job_take_event(j, m->event, j->f, s, &at) < 0)
             return -1;
-        if (ev != NULL) {
+        if (at >= 0) {
             j->fetched_bytes += m->raw_len;
-            if ((int64_t)ev->created_at > j->max_fetched_at)
-                j->max_fetched_at = (int64_t)ev->created_at;
+            if (at > j->max_fetched_at)
+                j->max_fetched_at = at;
         }
         return 0;
     case RELAY_MSG_EOSE:
@@ -1325,6 +1341,7 @@ out:
 struct req_state {
     int64_t incomplete_at;      /* oldest second we could not list completely; -1 none */
     uint64_t page_limit;
+    int cap_known;              /* page_limit is within the relay's NIP-11 max_limit */
 };
 
 static int req_window(struct job *j, const struct filter *base, uint64_t since, int has_until,
@@ -1389,7 +1406,7 @@ req_page(struct job *j, const struct filter *pf, uint64_t *n, uint64_t *oldest,
     j->idle_deadline = mono_ms() + j->timeout_ms;
     for (;;) {
         struct relay_msg *m;
-        struct event *ev;
+        int64_t at;
 
         if ((rc = job_recv(j, 1, &m, err, errlen)) < 0)
             return -1;
@@ -1416,7 +1433,7 @@ req_page(struct job *j, const struct filter *pf, uint64_t *n, uint64_t *oldest,
                         *newest = t;
                 }
             }
-            rc = job_take_event(j, m->event, pf, NULL, &ev);
+            rc = job_take_event(j, m->event, pf, NULL, &at);
             relay_msg_free(m);
             if (rc < 0) {
                 seterr(err, errlen, "%s", j->fatal);
@@ -1443,15 +1460,16 @@ req_page(struct job *j, const struct filter *pf, uint64_t *n, uint64_t *oldest,
 
 /*
  * Everything in [since, until] for base, newest first. A page is "full" when
- * it holds as many events as the largest page seen so far (the relay's cap,
- * which it may not announce); the next page then ends at the oldest second of
- * this one, inclusive, so events sharing that second are not skipped.
+ * it holds page_limit events, or, when the relay did not announce its cap
+ * (NIP-11 max_limit), as many as the largest page seen so far; the next page
+ * then ends at the oldest second of this one, inclusive, so events sharing
+ * that second are not skipped.
  */
 static int
 req_window(struct job *j, const struct filter *base, uint64_t since, int has_until,
            uint64_t until, int depth, struct req_state *rs, char *err, size_t errlen)
 {
-    uint64_t cap = 0;
+    uint64_t cap = rs->cap_known ? rs->page_limit : 0;
     int rc = 0;
 
     for (;;) {
@@ -1503,8 +1521,11 @@ req_job(struct job *j, char *reason, size_t rlen)
     char err[SYNC_ERRLEN];
 
     rs.page_limit = j->e->cfg->sync.fetch_batch > 0 ? j->e->cfg->sync.fetch_batch : 500;
-    if (j->f->has_limit && j->f->limit < rs.page_limit && j->f->limit > 0)
-        rs.page_limit = j->f->limit;
+    if (j->max_limit > 0) {
+        rs.cap_known = 1;
+        if ((uint64_t)j->max_limit < rs.page_limit)
+            rs.page_limit = (uint64_t)j->max_limit;
+    }
     if (!j->down) {
         seterr(reason, rlen, "direction up needs negentropy; nothing to do by REQ");
         return JOB_OK;
@@ -1567,31 +1588,130 @@ cursor_key(const struct config_filter *cf)
     return key;
 }
 
+static void
+rel_take_nip11(struct sync_relay *rel, const char *raw, size_t len)
+{
+    struct relay_nip11 *n = relay_nip11_parse(raw, len);
+
+    if (n->present && n->limitation.max_limit > 0)
+        rel->max_limit = n->limitation.max_limit;
+    relay_nip11_free(n);
+}
+
 /*
- * What the engine knows about the relay's NIP-77 support: 1 works, 0 refused
- * (reason set), -1 unknown (try NEG-OPEN and see). For now that is what this
- * process learned; this is the one place to ask the caps module instead.
+ * What is known of the relay's NIP-77 support: 1 works, 0 refused (reason
+ * set), -1 unknown (try NEG-OPEN and see), -2 unreachable (reason set). The
+ * capability cache answers once per relay per engine (caps_probe: the cache
+ * when fresh, else NIP-11 and a NEG-OPEN handshake); what a job learns later
+ * is kept here and, for a refusal, written back to the cache.
  */
 static int
 job_neg_support(struct job *j, char *reason, size_t rlen)
 {
-    int k;
+    struct sync_engine *e = j->e;
+    struct sync_relay *rel = j->rel;
+    int need, force, k;
+
+    pthread_mutex_lock(&e->mu);
+    need = !rel->probed || rel->force_probe;
+    force = rel->force_probe;
+    pthread_mutex_unlock(&e->mu);
+    if (need && e->caps != NULL) {
+        struct caps_opts co = caps_opts_default();
+        struct caps_result res = {0};
+        char err[CAPS_ERRLEN];
+        unsigned pt = e->cfg->sync.probe_timeout;
+
+        co.timeout_ms = (int)(pt > 0 ? pt : 5) * 1000;
+        co.recheck_days = e->cfg->sync.recheck_days;
+        co.force = force;
+        co.relay.tls_verify = rel->cr.tls_verify;
+        co.relay.compression = rel->cr.compression;
+        co.relay.log = relay_log_cb;
+        co.relay.log_arg = e;
+        if (caps_probe(e->caps, rel->url, &co, &res, err, sizeof err) < 0) {
+            if (j->interrupted || engine_stopping(e)) {
+                j->interrupted = 1;
+                caps_result_clear(&res);
+                return -1;
+            }
+            engine_log(e, "[SYNC] %s: capability check failed: %s", rel->url, err);
+        } else {
+            pthread_mutex_lock(&e->mu);
+            rel->probed = 1;
+            rel->force_probe = 0;
+            if (res.verdict == CAPS_SUPPORTED) {
+                rel->neg_known = 1;
+            } else if (res.verdict == CAPS_UNSUPPORTED) {
+                rel->neg_known = 0;
+                snprintf(rel->neg_reason, sizeof rel->neg_reason, "no NIP-77 (%.200s%s)",
+                         res.reason, res.cached ? ", cached" : "");
+            } else {
+                rel->neg_known = -2;
+                snprintf(rel->neg_reason, sizeof rel->neg_reason, "unreachable: %.200s",
+                         res.reason);
+            }
+            if (res.nip11.present && res.nip11.raw != NULL) {
+                rel->nip11_done = 1;
+                rel_take_nip11(rel, res.nip11.raw, strlen(res.nip11.raw));
+            }
+            pthread_mutex_unlock(&e->mu);
+        }
+        caps_result_clear(&res);
+    }
+    pthread_mutex_lock(&e->mu);
+    k = rel->neg_known;
+    if (k == 0 || k == -2)
+        seterr(reason, rlen, "%s", rel->neg_reason);
+    if (k == -2)
+        rel->neg_known = -1;    /* the next job tries again */
+    pthread_mutex_unlock(&e->mu);
+    return k;
+}
+
+/* NIP-11 for a relay caps did not ask (REQ only): max_limit sizes the pages. */
+static void
+job_nip11(struct job *j)
+{
+    struct sync_relay *rel = j->rel;
+    struct relay_opts ro = relay_opts_default();
+    struct relay_nip11 *n = NULL;
+    char err[RELAY_ERRLEN];
+    int done;
+    unsigned pt = j->e->cfg->sync.probe_timeout;
 
     pthread_mutex_lock(&j->e->mu);
-    k = j->rel->neg_known;
-    if (k == 0)
-        seterr(reason, rlen, "%s", j->rel->neg_reason);
+    done = rel->nip11_done;
+    rel->nip11_done = 1;
     pthread_mutex_unlock(&j->e->mu);
-    return k;
+    if (done)
+        return;
+    ro.tls_verify = rel->cr.tls_verify;
+    ro.log = relay_log_cb;
+    ro.log_arg = j->e;
+    if (relay_fetch_nip11(rel->url, &ro, (int)(pt > 0 ? pt : 5) * 1000, &n, err, sizeof err) ==
+            0 &&
+        n->present && n->limitation.max_limit > 0) {
+        pthread_mutex_lock(&j->e->mu);
+        rel->max_limit = n->limitation.max_limit;
+        pthread_mutex_unlock(&j->e->mu);
+    }
+    relay_nip11_free(n);
 }
 
 static void
 job_neg_refused(struct job *j, const char *reason)
 {
+    char err[CAPS_ERRLEN];
+
     pthread_mutex_lock(&j->e->mu);
     j->rel->neg_known = 0;
     snprintf(j->rel->neg_reason, sizeof j->rel->neg_reason, "%s", reason);
     pthread_mutex_unlock(&j->e->mu);
+    if (j->e->caps != NULL &&
+        caps_mark_unsupported(j->e->caps, j->rel->url, reason, (int64_t)time(NULL), err,
+                              sizeof err) < 0)
+        engine_log(j->e, "[SYNC] %s: cannot update the capability cache: %s", j->rel->url, err);
 }
 
 static enum config_neg_mode
@@ -1615,6 +1735,17 @@ job_neg_mode(struct job *j, char *why, size_t whylen)
             seterr(why, whylen, "use_negentropy = false");
     }
     return m;
+}
+
+/* The relay's NIP-11 max_limit (once known) caps the ids per fetch. */
+static void
+job_apply_limit(struct job *j)
+{
+    pthread_mutex_lock(&j->e->mu);
+    j->max_limit = j->rel->max_limit;
+    pthread_mutex_unlock(&j->e->mu);
+    if (j->max_limit > 0 && (uint64_t)j->max_limit < j->batch)
+        j->batch = (size_t)j->max_limit;
 }
 
 /* Drops the fetch and upload state (before a REQ fallback). */
@@ -1672,6 +1803,7 @@ job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *r, struct s
     j.down = rel->cr.direction != CONFIG_DIRECTION_UP;
     j.up = rel->cr.direction != CONFIG_DIRECTION_DOWN;
     j.batch = e->cfg->sync.fetch_batch > 0 ? e->cfg->sync.fetch_batch : 500;
+    j.max_limit = -1;
     j.max_stored_at = -1;
     j.max_fetched_at = -1;
     j.neg_max_common_at = -1;
@@ -1692,6 +1824,15 @@ job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *r, struct s
         use_req = 1;
     } else {
         int k = job_neg_support(&j, reason, sizeof reason);
+        if (j.interrupted) {
+            seterr(run->error, sizeof run->error, "interrupted");
+            goto done;
+        }
+        if (k == -2) {
+            seterr(run->error, sizeof run->error, "%s", reason);
+            goto done;
+        }
+        job_apply_limit(&j);
         if (k == 0) {
             o = JOB_UNSUPPORTED;
         } else {
@@ -1728,6 +1869,8 @@ job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *r, struct s
 
     if (use_req) {
         char note[SYNC_ERRLEN] = "";
+        job_nip11(&j);
+        job_apply_limit(&j);
         run->mode = SYNC_MODE_REQ;
         snprintf(run->fallback_reason, sizeof run->fallback_reason, "%s", reason);
         engine_log(e, "[SYNC] Using REQ for %s (filter %s): %s", rel->url, cf->name, reason);
@@ -1796,14 +1939,6 @@ struct worker {
     sqlite3 *db;
 };
 
-static void
-relay_log_cb(void *arg, const char *url, const char *line)
-{
-    struct sync_engine *e = arg;
-
-    if (e->o.verbose > 0)
-        engine_log(e, "[RELAY] %s: %s", url, line);
-}
 
 /* All of one relay's jobs, on one connection. */
 static void
@@ -1980,6 +2115,7 @@ engine_add_relay(struct sync_engine *e, const char *url, char *err, size_t errle
     rel->override = -1;
     rel->due_ms = -1;
     rel->neg_known = -1;
+    rel->max_limit = -1;
     return 0;
 }
 
@@ -2045,6 +2181,8 @@ sync_engine_new(const struct sync_engine_opts *opts, char *err, size_t errlen)
         goto fail;
     }
     store_close(st);
+    if ((e->caps = caps_cache_open(e->db_path, err, errlen)) == NULL)
+        goto fail;
     if ((db = sdb_open(e->db_path, err, errlen)) == NULL)
         goto fail;
     for (size_t i = 0; i < e->nrelays; i++) {
@@ -2116,6 +2254,7 @@ sync_engine_reprobe(struct sync_engine *e, const char *url)
     pthread_mutex_lock(&e->mu);
     rel->neg_known = -1;
     rel->neg_reason[0] = '\0';
+    rel->force_probe = 1;
     pthread_mutex_unlock(&e->mu);
     return sync_engine_sync_relay(e, url);
 }
@@ -2206,6 +2345,7 @@ sync_engine_free(struct sync_engine *e)
     free(e->relays);
     free(e->filters);
     idset_clear(&e->claims);
+    caps_cache_close(e->caps);
     pthread_cond_destroy(&e->work_cv);
     pthread_cond_destroy(&e->idle_cv);
     pthread_mutex_destroy(&e->mu);
