@@ -70,6 +70,11 @@ static const char usage_text[] =
     "  --neg-err-after K     answer the (K+1)-th message of each NEG session with\n"
     "                        [\"NEG-ERR\",id,\"closed: ...\"] (after K rounds)\n"
     "  --drop-after K        close the connection once it has sent K messages\n"
+    "  --stall-after K       stop reading from a connection once K messages came in\n"
+    "                        (replies already due are still sent): a peer that stops\n"
+    "                        reading, so the client's send buffer fills\n"
+    "  --big-notice BYTES    send a NOTICE of exactly BYTES bytes right after connecting\n"
+    "                        (e.g. over a client's message size cap)\n"
     "  --delay-ms N          hold every reply N ms (timers; the relay never sleeps)\n"
     "  --garbage P           spoil a fraction P of replies, each in one of three ways:\n"
     "                        preceded by a frame of invalid JSON (the reply follows),\n"
@@ -131,7 +136,7 @@ parse_fraction(const char *opt, const char *s)
 enum {
     OPT_PORT = 256, OPT_DB, OPT_EVENTS, OPT_REQ_LIMIT, OPT_MAX_SYNC, OPT_TLS, OPT_DEFLATE,
     OPT_STATS, OPT_NIPS, OPT_SOFTWARE, OPT_VERSION, OPT_NIP11, OPT_NIP11_FILE, OPT_NO_NIP77, OPT_NOTICE_TEXT,
-    OPT_WELCOME, OPT_NEG_ERR_AFTER, OPT_DROP_AFTER, OPT_DELAY, OPT_GARBAGE, OPT_BAD_EVENTS,
+    OPT_WELCOME, OPT_NEG_ERR_AFTER, OPT_DROP_AFTER, OPT_STALL_AFTER, OPT_BIG_NOTICE, OPT_DELAY, OPT_GARBAGE, OPT_BAD_EVENTS,
     OPT_SEED,
 };
 
@@ -154,6 +159,8 @@ static const struct option long_options[] = {
     {"welcome-notice", required_argument, NULL, OPT_WELCOME},
     {"neg-err-after", required_argument, NULL, OPT_NEG_ERR_AFTER},
     {"drop-after", required_argument, NULL, OPT_DROP_AFTER},
+    {"stall-after", required_argument, NULL, OPT_STALL_AFTER},
+    {"big-notice", required_argument, NULL, OPT_BIG_NOTICE},
     {"delay-ms", required_argument, NULL, OPT_DELAY},
     {"garbage", required_argument, NULL, OPT_GARBAGE},
     {"bad-events", required_argument, NULL, OPT_BAD_EVENTS},
@@ -176,6 +183,7 @@ parse_args(int argc, char **argv, struct tr_config *cfg)
     cfg->version = "1.0";
     cfg->neg_err_after = -1;
     cfg->drop_after = -1;
+    cfg->stall_after = -1;
     cfg->seed = 1;
 
     while ((opt = getopt_long(argc, argv, "vh", long_options, NULL)) != -1) {
@@ -261,6 +269,15 @@ parse_args(int argc, char **argv, struct tr_config *cfg)
             break;
         case OPT_DROP_AFTER:
             cfg->drop_after = (int64_t)parse_u64("--drop-after", optarg, INT64_MAX);
+            break;
+        case OPT_STALL_AFTER:
+            cfg->stall_after = (int64_t)parse_u64("--stall-after", optarg, INT64_MAX);
+            break;
+        case OPT_BIG_NOTICE:
+            /* At least ["NOTICE",""]; at most 1 GiB. */
+            cfg->big_notice = (size_t)parse_u64("--big-notice", optarg, 1u << 30);
+            if (cfg->big_notice < 13)
+                usage_error("%s: at least 13 bytes", "--big-notice");
             break;
         case OPT_DELAY:
             cfg->delay_ms = (unsigned)parse_u64("--delay-ms", optarg, 3600 * 1000);

@@ -14,7 +14,9 @@
 # stderr) and RELAY_STATS (a --stats-file path it is given unless ARGS has
 # one). Every relay started is stopped when the test exits, whatever the
 # reason (an EXIT trap, installed by the first start_relay; a test that sets
-# its own EXIT trap calls relay_cleanup from it).
+# its own EXIT trap calls relay_cleanup first thing in it, so that it sees the
+# exit status and shows the relays' stderr when the test fails). A test must
+# not `exec` while relays run: the trap would be lost with the shell.
 #
 # stop_relay [PID] sends SIGTERM and waits for the exit (RELAY_STOP_TIMEOUT
 # seconds, default 20, then SIGKILL and a failure); it returns the relay's exit
@@ -44,8 +46,18 @@ _relay_forget() {
     _relay_pids=$_relay_left
 }
 
-# Kills and reaps every relay still running, and removes their files.
+# Kills and reaps every relay still running, and removes their files. When
+# the test is failing (called from the EXIT trap with a non-zero status), the
+# end of every relay's stderr is shown first.
 relay_cleanup() {
+    _st=$?
+    if [ "$_st" -ne 0 ] && [ -n "$_relay_dir" ]; then
+        for _log in "$_relay_dir"/*.log; do
+            [ -s "$_log" ] || continue
+            echo "--- ${_log##*/} (last 20 lines)" >&2
+            tail -n 20 "$_log" >&2
+        done
+    fi
     for _p in $_relay_pids; do
         kill -TERM "$_p" 2>/dev/null
     done

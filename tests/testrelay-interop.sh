@@ -73,6 +73,9 @@ relay drop-after --drop-after 3
 relay delay --delay-ms 1500
 relay garbage --garbage 1
 relay bad-events --bad-events 1
+relay big-notice --big-notice 1000000
+relay stall --stall-after 1
+stall_stats=$RELAY_STATS
 relay tls --tls "$tmp/cert.pem" "$tmp/key.pem"
 start_relay --events "$TESTRELAY_BIG"
 relays="$relays neg-big=$RELAY_URL"
@@ -86,6 +89,14 @@ for pid in $_relay_pids; do
     stop_relay "$pid" || fail "relay $pid exited $? on SIGTERM"
 done
 
+# --stall-after 1 read one message of the stalled connection, and the whole
+# of the other one.
+node -e '
+const doc = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+const got = doc.connections.map((c) => c.rx_msgs).sort().join();
+if (got !== "1,1") { console.error("messages read per connection: " + got); process.exit(1); }
+' "$stall_stats" || fail "--stall-after 1 read more than one message"
+
 # SIGINT too.
 start_relay
 kill -INT "$RELAY_PID"
@@ -93,12 +104,14 @@ _relay_wait_exit "$RELAY_PID" 20 || fail "the relay ignored SIGINT"
 wait "$RELAY_PID" || fail "the relay exited $? on SIGINT"
 _relay_forget "$RELAY_PID"
 
-# --db FILE: events outlive the relay.
+# --db FILE: events outlive the relay, which comes back on the same port.
 start_relay --db "$tmp/relay.db"
+port=$RELAY_PORT
 node $node_ws "$top_srcdir/tests/js/testrelay-interop.mjs" "$helper" "$tmp/events.jsonl" \
     "db-put=$RELAY_URL" >/dev/null || fail "db-put"
 stop_relay || fail "stop with --db"
-start_relay --db "$tmp/relay.db"
+start_relay --db "$tmp/relay.db" --port "$port"
+[ "$RELAY_PORT" = "$port" ] || fail "restarted on port $RELAY_PORT, not $port"
 node $node_ws "$top_srcdir/tests/js/testrelay-interop.mjs" "$helper" "$tmp/events.jsonl" \
     "db-get=$RELAY_URL" >/dev/null || fail "db-get"
 stop_relay || fail "stop with --db"

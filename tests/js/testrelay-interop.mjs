@@ -788,6 +788,31 @@ scenarios.tls = async (url) => {
     check(res.status === 200 && Array.isArray(JSON.parse(res.body.toString('utf8')).supported_nips), 'NIP-11 over https');
 };
 
+// --big-notice 1000000: the first message is a NOTICE of exactly that many bytes.
+scenarios['big-notice'] = async (url) => {
+    const conn = await Conn.open(url);
+    const m = await conn.next('the big NOTICE');
+    check(byteLen(m.raw) === 1000000 && m.msg?.[0] === 'NOTICE', `--big-notice: ${byteLen(m.raw)} bytes`);
+    const r = await req(conn, 'after', [{ limit: 1 }]);
+    check(r.events.length === 1, '--big-notice: the connection goes on');
+    conn.close();
+};
+
+// --stall-after 1: the first message is answered, the rest are never read
+// (tests/testrelay-interop.sh checks the relay's count once it has stopped).
+scenarios.stall = async (url) => {
+    const conn = await Conn.open(url);
+    const r = await req(conn, 'first', [{ limit: 0 }]);
+    check(!r.closed, '--stall-after: the first REQ is answered');
+    for (let i = 0; i < 8; i++) conn.send(['REQ', `unread-${i}`, { '#t': ['x'.repeat(1 << 20)] }]);
+    conn.send(['REQ', 'last', { limit: 0 }]);
+    // A second connection is served meanwhile: one stalled peer holds up no one.
+    const other = await Conn.open(url);
+    check(!(await req(other, 'other', [{ limit: 0 }])).closed, '--stall-after: another connection is served');
+    other.close();
+    conn.close();
+};
+
 // --db FILE: what one relay stored, the next one started on the file still has.
 const persistKey = new Uint8Array(32).fill(7);
 const persistEvent = finalizeEvent({ kind: 1, created_at: 1720000000, tags: [], content: 'kept on disk' }, persistKey);

@@ -286,6 +286,9 @@ conn_receive(struct tr_conn *c, const void *in, size_t len)
         conn_log(c, "<", (const char *)c->rx.data, c->rx.len);
         rc = tr_handle_message(c, c->rx.len ? (const char *)c->rx.data : "", c->rx.len);
     }
+    /* --stall-after: from now on the client's bytes stay in the socket buffers. */
+    if (c->srv->cfg->stall_after >= 0 && c->counts.rx_msgs >= (uint64_t)c->srv->cfg->stall_after)
+        lws_rx_flow_control(c->wsi, 0);
     c->rx.len = 0;
     c->rx_too_big = 0;
     c->rx_binary = 0;
@@ -369,6 +372,19 @@ conn_http_writeable(struct tr_conn *c, struct lws *wsi)
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
+/* --big-notice: ["NOTICE","xxx…"], exactly n bytes in all (n >= 13). */
+static void
+conn_send_big_notice(struct tr_conn *c, size_t n)
+{
+    char *text = xmalloc(n);
+
+    memcpy(text, "[\"NOTICE\",\"", 11);
+    memset(text + 11, 'x', n - 13);
+    memcpy(text + n - 2, "\"]", 2);
+    conn_enqueue(c, TR_T_NOTICE, text, n, 0);
+    free(text);
+}
+
 static int
 conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
               size_t len)
@@ -388,6 +404,10 @@ conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
             fprintf(stderr, "testrelay: conn %llu open\n", (unsigned long long)c->id);
         if (srv->cfg->welcome_notice != NULL)
             tr_conn_send_notice(c, srv->cfg->welcome_notice);
+        if (srv->cfg->big_notice > 0)
+            conn_send_big_notice(c, srv->cfg->big_notice);
+        if (srv->cfg->stall_after == 0)
+            lws_rx_flow_control(wsi, 0);
         if (srv->cfg->drop_after == 0)
             lws_callback_on_writable(wsi);
         return 0;

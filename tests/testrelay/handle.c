@@ -278,7 +278,8 @@ handle_req(struct tr_conn *c, json_t *msg)
         }
     }
 
-    qsort(hits.v, hits.n, sizeof *hits.v, req_hit_cmp);
+    if (hits.n > 1)
+        qsort(hits.v, hits.n, sizeof *hits.v, req_hit_cmp);
     subjson = json_dumps(json_array_get(msg, 1), JSON_ENCODE_ANY | JSON_COMPACT);
     for (i = 0, sent = 0; i < hits.n && sent < srv->cfg->req_limit; i++) {
         /* Filters may overlap; equal events sort next to each other. */

@@ -64,6 +64,8 @@ struct tr_config {
     const char *welcome_notice;     /* NULL: none */
     int64_t neg_err_after;          /* -1: off */
     int64_t drop_after;             /* -1: off */
+    int64_t stall_after;            /* -1: off; else stop reading after K messages */
+    size_t big_notice;              /* 0: off; else a NOTICE this long on connect */
     unsigned delay_ms;
     double garbage;                 /* fraction of replies garbled */
     double bad_events;              /* fraction of served events altered */

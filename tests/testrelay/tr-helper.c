@@ -166,7 +166,8 @@ match_line(struct event **evs, size_t nev, const char *line, uint64_t req_limit)
             }
             hits[nhits++] = evs[j];
         }
-        qsort(hits + first, nhits - first, sizeof *hits, newest_first);
+        if (nhits - first > 1)
+            qsort(hits + first, nhits - first, sizeof *hits, newest_first);
         take = nhits - first;
         if (f->has_limit && f->limit < take)
             take = (size_t)f->limit;
@@ -175,7 +176,8 @@ match_line(struct event **evs, size_t nev, const char *line, uint64_t req_limit)
         nhits = first + take;
         filter_free(f);
     }
-    qsort(hits, nhits, sizeof *hits, newest_first);
+    if (nhits > 1)
+        qsort(hits, nhits, sizeof *hits, newest_first);
     for (i = 0, sent = 0; i < nhits && sent < req_limit; i++) {
         char hex[65];
 
