@@ -1257,6 +1257,48 @@ enum job_outcome {
     JOB_FATAL,          /* store error, interrupted */
 };
 
+struct ts_list {
+    uint64_t *v;
+    size_t n, cap;
+};
+
+static int
+ts_cb(void *ctx, uint64_t created_at, const uint8_t id[32])
+{
+    struct ts_list *l = ctx;
+
+    (void)id;
+    if (l->n == l->cap) {
+        l->cap = l->cap == 0 ? 1024 : l->cap * 2;
+        l->v = xreallocarray(l->v, l->cap, sizeof *l->v);
+    }
+    l->v[l->n++] = created_at;
+    return 0;
+}
+
+/*
+ * Where to halve a window the relay called too big: at the median of our own
+ * events in it when we have some (relays and we tend to hold similar time
+ * distributions), else at the middle of the time span. Always in [lo, hi).
+ */
+static uint64_t
+window_split_point(struct job *j, const struct window *w)
+{
+    struct filter *wf = window_filter(j->f, w);
+    struct ts_list l = {0};
+    char err[STORE_ERRLEN];
+    uint64_t mid = w->lo + (w->hi - w->lo) / 2;
+
+    if (store_list_ids(j->st, wf, ts_cb, &l, err, sizeof err) == 0 && l.n >= 2) {
+        uint64_t m = l.v[l.n / 2 - 1];  /* ascending listing */
+        if (m >= w->lo && m < w->hi)
+            mid = m;
+    }
+    free(l.v);
+    filter_free(wf);
+    return mid;
+}
+
 /*
  * The whole negentropy part of a job: every window (the filter's, halved on
  * "blocked"), then the fetches and uploads still in flight.
@@ -1292,7 +1334,7 @@ neg_job(struct job *j, char *reason, size_t rlen)
                 goto out;
             }
             {
-                uint64_t mid = w.lo + (w.hi - w.lo) / 2;
+                uint64_t mid = window_split_point(j, &w);
                 engine_log(j->e, "[SYNC] %s (filter %s): too many results for the relay,"
                            " splitting [%llu, %s%llu] at %llu", j->rel->url, j->cf->name,
                            (unsigned long long)w.lo, w.hi_open ? ">" : "",
@@ -1326,10 +1368,29 @@ neg_job(struct job *j, char *reason, size_t rlen)
             goto out;
         }
     }
-    if (job_drain(j, reason, rlen) < 0) {
-        res = j->interrupted || j->fatal[0] != '\0' ? JOB_FATAL : JOB_FAILED;
-        if (res == JOB_FAILED)
-            seterr(reason, rlen, "fetching: %.200s", reason);
+    for (;;) {
+        char err[SYNC_ERRLEN] = "";
+        if (job_drain(j, err, sizeof err) == 0)
+            break;
+        if (j->interrupted || j->fatal[0] != '\0') {
+            res = JOB_FATAL;
+            break;
+        }
+        seterr(reason, rlen, "fetching: %.200s", err);
+        if (retried || relay_is_connected(j->r)) {
+            res = JOB_FAILED;
+            break;
+        }
+        /* The connection went away under the fetches: once more on a new one. */
+        retried = 1;
+        engine_log(j->e, "[SYNC] %s (filter %s): %s; retrying once", j->rel->url, j->cf->name,
+                   reason);
+        fetch_reset(j);
+        if (job_connect(j, err, sizeof err) < 0) {
+            res = j->interrupted ? JOB_FATAL : JOB_FAILED;
+            seterr(reason, rlen, "reconnecting: %.200s", err);
+            break;
+        }
     }
 out:
     free(stack);
