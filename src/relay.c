@@ -1504,15 +1504,14 @@ relay_nip11_parse(const char *text, size_t len)
         n->limitation.payment_required = nip11_bool(lim, "payment_required");
     }
     /*
-     * An object with not one NIP-11 field of the right type ({} or
-     * {"name": 5, "supported_nips": "1,77"}) tells us nothing; calling it
-     * present would only put an empty row in the cache.
+     * What negsync uses a document for is who the relay is and what it
+     * claims: name, software, version, supported_nips, negentropy. An object
+     * with none of those correctly typed ({}, or {"name": 5, "software": 1,
+     * "supported_nips": "1,77", "description": "..."}) tells us nothing and
+     * counts as no NIP-11 rather than an empty row in the cache.
      */
-    static const char *const strings[] = { "description", "pubkey", "contact" };
     int usable = n->name || n->software || n->version || n->has_supported_nips ||
-                 n->negentropy || json_is_object(lim);
-    for (size_t i = 0; !usable && i < sizeof strings / sizeof strings[0]; i++)
-        usable = json_is_string(json_object_get(root, strings[i]));
+                 n->negentropy;
     json_decref(root);
     if (!usable) {
         snprintf(n->reason, sizeof n->reason, "no NIP-11 field of the right type");

@@ -235,8 +235,9 @@ char *relay_url_normalize(const char *url, char *err, size_t errlen);
 
 /*
  * A relay information document. present = 0 means "no NIP-11" (missing,
- * HTTP error, not JSON, not an object, larger than 1 MiB, or an object
- * without a single NIP-11 field of the right type) and reason says why;
+ * HTTP error, not JSON, not an object, larger than 1 MiB, or an object in
+ * which none of name, software, version, supported_nips, negentropy has the
+ * right type) and reason says why;
  * then only http_status (and raw, if a body of at most 1 MiB came) may be
  * set. Otherwise fields with the wrong type are ignored one by one.
  * Integers absent or ignored are -1.

@@ -475,6 +475,7 @@ test_nip11_parse(void)
         "\"relay\"",
         "null",
         "{}",
+        "{\"description\":\"only a description\",\"name\":42,\"version\":[\"1.0\"]}",
         ("{\"name\":5,\"software\":[\"strfry\"],\"version\":1.2,\"supported_nips\":\"1,77\","
          "\"limitation\":\"none\"}"),
     };
@@ -1836,9 +1837,170 @@ test_tls(void)
     rmdir(dir);
 }
 
-int
-main(void)
+/* ---- client modes, driven by tests/relay-*.sh against tests/negsync-testrelay ------------- */
+
+/*
+ * test-relay exchange URL [--no-verify] [--no-compression] [--max BYTES] N
+ *   NIP-11 fetch, connect, N REQs that match nothing, read until N EOSE or
+ *   2 s of silence, clean close; prints what happened, one fact a line.
+ * test-relay stall URL
+ *   connect, one REQ, then 64 MiB to a relay that has stopped reading.
+ * test-relay reconnect URL
+ *   connect, wait for the connection to die, reconnect with backoff until the
+ *   relay is back (30 s), one REQ/EOSE on the new connection.
+ * Exit status 0 when the connection part went as the mode expects.
+ */
+static void
+print_counters(const char *what, const struct relay_counters *c)
 {
+    printf("%s sent_payload=%llu recv_payload=%llu sent_msgs=%llu recv_msgs=%llu "
+           "sent_wire=%llu recv_wire=%llu\n",
+           what, (unsigned long long)c->sent_payload, (unsigned long long)c->recv_payload,
+           (unsigned long long)c->sent_msgs, (unsigned long long)c->recv_msgs,
+           (unsigned long long)c->sent_wire, (unsigned long long)c->recv_wire);
+}
+
+static void
+print_log(void *arg, const char *url, const char *line)
+{
+    (void)arg;
+    (void)url;
+    printf("log %s\n", line);
+}
+
+static int
+send_req(struct relay *r, int i, char *err, size_t errlen)
+{
+    /* Twenty authors: about 1.5 kB, compressible the way real filters are. */
+    char req[2048];
+    int n = snprintf(req, sizeof req, "[\"REQ\",\"s%d\",{\"kinds\":[23456],\"authors\":[", i);
+    for (int a = 0; a < 20; a++)
+        n += snprintf(req + n, sizeof req - (size_t)n, "%s\"%062d%02d\"", a ? "," : "", 0, a);
+    n += snprintf(req + n, sizeof req - (size_t)n, "],\"limit\":1}]");
+    return relay_send(r, req, (size_t)n, err, errlen);
+}
+
+static int
+client_main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: test-relay exchange|stall|reconnect URL [options] [N]\n");
+        return 2;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    const char *mode = argv[1], *url = argv[2];
+    struct relay_opts o = relay_opts_default();
+    o.log = print_log;
+    o.ping_interval_s = 0;
+    o.send_timeout_ms = 2000;
+    int nreq = 1;
+    for (int i = 3; i < argc; i++) {
+        if (strcmp(argv[i], "--no-verify") == 0)
+            o.tls_verify = 0;
+        else if (strcmp(argv[i], "--no-compression") == 0)
+            o.compression = 0;
+        else if (strcmp(argv[i], "--max") == 0 && i + 1 < argc)
+            o.max_message = (size_t)strtoull(argv[++i], NULL, 10);
+        else
+            nreq = atoi(argv[i]);
+    }
+    char err[RELAY_ERRLEN] = "";
+    struct relay *r = relay_new(url, &o, err, sizeof err);
+    if (r == NULL) {
+        printf("new: %s\n", err);
+        return 2;
+    }
+    int status = 1;
+    struct relay_counters cc;
+    if (strcmp(mode, "exchange") == 0) {
+        struct relay_nip11 *n = NULL;
+        int rc = relay_fetch_nip11(url, &o, 5000, &n, err, sizeof err);
+        if (rc != 0)
+            printf("nip11 error=%s: %s\n", relay_error_name(rc), err);
+        else
+            printf("nip11 present=%d lists77=%d reason=%s\n", n->present,
+                   relay_nip11_lists(n, 77), n->reason);
+        relay_nip11_free(n);
+        rc = relay_connect(r, 10000, err, sizeof err);
+        printf("connect %s%s%s\n", relay_error_name(rc), rc ? ": " : "", rc ? err : "");
+        status = 0;     /* the script judges what was printed */
+        if (rc != 0)
+            goto out;
+        for (int i = 0; i < nreq && rc == 0; i++)
+            rc = send_req(r, i, err, sizeof err);
+        int eose = 0;
+        while (rc == 0 && eose < nreq) {
+            struct relay_msg *m = NULL;
+            rc = relay_recv(r, 2000, &m, err, sizeof err);
+            if (rc == 0 && m->type == RELAY_MSG_EOSE)
+                eose++;
+            else if (rc == 0 && m->type == RELAY_MSG_NOTICE)
+                printf("notice bytes=%zu\n", m->raw_len);
+            relay_msg_free(m);
+        }
+        printf("eose %d\n", eose);
+        printf("recv %s%s%s\n", relay_error_name(rc), rc ? ": " : "", rc ? err : "");
+        printf("connected %d\n", relay_is_connected(r));
+        relay_close(r);
+        relay_get_counters(r, &cc, NULL);
+        print_counters("counters", &cc);
+        status = 0;
+    } else if (strcmp(mode, "stall") == 0) {
+        int rc = relay_connect(r, 10000, err, sizeof err);
+        if (rc == 0)
+            rc = send_req(r, 0, err, sizeof err);
+        if (rc == 0) {
+            size_t big = 64 * MIB;
+            char *text = xmalloc(big);
+            memset(text, 'x', big);
+            rc = relay_send(r, text, big, err, sizeof err);
+            free(text);
+            printf("send %s: %s\n", relay_error_name(rc), err);
+            printf("connected %d\n", relay_is_connected(r));
+            status = rc == RELAY_ERR_TIMEOUT && !relay_is_connected(r) ? 0 : 1;
+        } else {
+            printf("connect %s: %s\n", relay_error_name(rc), err);
+        }
+    } else if (strcmp(mode, "reconnect") == 0) {
+        int rc = relay_connect(r, 10000, err, sizeof err);
+        if (rc != 0) {
+            printf("connect %s: %s\n", relay_error_name(rc), err);
+            goto out;
+        }
+        printf("connected\n");
+        struct relay_msg *m = NULL;
+        int64_t dl = now_ms() + 30000;
+        while ((rc = relay_recv(r, 1000, &m, err, sizeof err)) == 0 || rc == RELAY_ERR_TIMEOUT) {
+            relay_msg_free(m);
+            m = NULL;
+            if (now_ms() > dl)
+                break;
+        }
+        printf("lost %s: %s\n", relay_error_name(rc), err);
+        int attempts = 0;
+        do {
+            rc = relay_reconnect(r, 2000, err, sizeof err);
+            attempts++;
+        } while (rc != 0 && now_ms() < dl);
+        printf("reconnect %s after %d attempts, failures now %u\n", relay_error_name(rc),
+               attempts, relay_failures(r));
+        if (rc == 0 && send_req(r, 1, err, sizeof err) == 0 &&
+            relay_recv(r, 5000, &m, err, sizeof err) == 0) {
+            printf("after reconnect: %s\n", m->type == RELAY_MSG_EOSE ? "EOSE" : "other");
+            status = m->type == RELAY_MSG_EOSE ? 0 : 1;
+            relay_msg_free(m);
+        }
+    }
+out:
+    relay_free(r);
+    return status;
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc > 1)
+        return client_main(argc, argv);
     /* The 5 MiB NIP-11 body for the size cases. */
     big_body_len = 5 * MIB;
     big_body = xmalloc(big_body_len);
