@@ -498,8 +498,98 @@ event_to_json(const struct event *ev, size_t *len)
 
 /* ------------------------------------------------------- verify and sign */
 
+/*
+ * The key cache: KEYCACHE_SETS sets of KEYCACHE_WAYS entries, a set picked
+ * by bytes of the key (x coordinates are uniform, and a key that collides on
+ * purpose only costs its author a re-parse). Hits compare all 32 bytes.
+ */
+#define KEYCACHE_SETS 512
+#define KEYCACHE_WAYS 4
+
+struct keycache_entry {
+    uint8_t key[32];
+    secp256k1_xonly_pubkey pk;
+};
+
+struct event_keycache {
+    struct keycache_entry entry[KEYCACHE_SETS][KEYCACHE_WAYS];
+    /* Per set: ways in use, and way numbers from most to least recently used. */
+    uint8_t used[KEYCACHE_SETS];
+    uint8_t order[KEYCACHE_SETS][KEYCACHE_WAYS];
+    uint64_t hits, misses;
+};
+
+struct event_keycache *
+event_keycache_new(void)
+{
+    return xcalloc(1, sizeof(struct event_keycache));
+}
+
+void
+event_keycache_free(struct event_keycache *kc)
+{
+    free(kc);
+}
+
+void
+event_keycache_stats(const struct event_keycache *kc, uint64_t *hits, uint64_t *misses)
+{
+    *hits = kc != NULL ? kc->hits : 0;
+    *misses = kc != NULL ? kc->misses : 0;
+}
+
+/* Moves way w to the front of set s's recency order (position pos now). */
+static void
+keycache_touch(struct event_keycache *kc, unsigned s, unsigned pos)
+{
+    uint8_t w = kc->order[s][pos];
+
+    memmove(&kc->order[s][1], &kc->order[s][0], pos);
+    kc->order[s][0] = w;
+}
+
+/* The parsed form of key, from kc or parsed now (and cached). 0, or -1 if not a valid key. */
+static int
+keycache_get(struct event_keycache *kc, const secp256k1_context *ctx, const uint8_t key[32],
+             secp256k1_xonly_pubkey *out)
+{
+    unsigned s, w;
+
+    if (kc == NULL)
+        return secp256k1_xonly_pubkey_parse(ctx, out, key) ? 0 : -1;
+    s = ((unsigned)key[0] | (unsigned)key[1] << 8) % KEYCACHE_SETS;
+    for (unsigned pos = 0; pos < kc->used[s]; pos++) {
+        struct keycache_entry *e = &kc->entry[s][kc->order[s][pos]];
+        if (memcmp(e->key, key, 32) == 0) {
+            *out = e->pk;
+            keycache_touch(kc, s, pos);
+            kc->hits++;
+            return 0;
+        }
+    }
+    kc->misses++;
+    if (!secp256k1_xonly_pubkey_parse(ctx, out, key))
+        return -1;
+    if (kc->used[s] < KEYCACHE_WAYS) {
+        w = kc->used[s];
+        kc->order[s][w] = (uint8_t)w;
+        kc->used[s]++;
+    } else {
+        w = kc->order[s][KEYCACHE_WAYS - 1];  /* least recently used */
+    }
+    memcpy(kc->entry[s][w].key, key, 32);
+    kc->entry[s][w].pk = *out;
+    for (unsigned pos = 0; pos < kc->used[s]; pos++) {
+        if (kc->order[s][pos] == w) {
+            keycache_touch(kc, s, pos);
+            break;
+        }
+    }
+    return 0;
+}
+
 int
-event_verify(const struct event *ev, char *err, size_t errlen)
+event_verify_cached(const struct event *ev, struct event_keycache *kc, char *err, size_t errlen)
 {
     const secp256k1_context *ctx = event_secp();
     secp256k1_xonly_pubkey pk;
@@ -511,7 +601,7 @@ event_verify(const struct event *ev, char *err, size_t errlen)
         event_seterr(err, errlen, "id mismatch");
         return -1;
     }
-    if (!secp256k1_xonly_pubkey_parse(ctx, &pk, ev->pubkey)) {
+    if (keycache_get(kc, ctx, ev->pubkey, &pk) < 0) {
         event_seterr(err, errlen, "invalid pubkey");
         return -1;
     }
@@ -520,6 +610,12 @@ event_verify(const struct event *ev, char *err, size_t errlen)
         return -1;
     }
     return 0;
+}
+
+int
+event_verify(const struct event *ev, char *err, size_t errlen)
+{
+    return event_verify_cached(ev, NULL, err, errlen);
 }
 
 int

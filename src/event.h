@@ -66,6 +66,26 @@ void event_compute_id(const struct event *ev, uint8_t out[32]);
 int event_verify(const struct event *ev, char *err, size_t errlen);
 
 /*
+ * A cache of parsed public keys. Lifting an x-only key onto the curve
+ * (secp256k1_xonly_pubkey_parse, a field square root) is a noticeable part
+ * of verifying an event, and a sync sees the same few authors again and
+ * again. A cache is plain per-thread state: one per worker or verifier
+ * thread, never shared without a lock. It holds up to a few thousand keys
+ * (about 200 KB) and evicts by set, least recently used first.
+ */
+struct event_keycache;
+struct event_keycache *event_keycache_new(void);   /* caller frees */
+void event_keycache_free(struct event_keycache *kc);
+/* Lookups that found the key parsed already, and those that had to parse it. */
+void event_keycache_stats(const struct event_keycache *kc, uint64_t *hits, uint64_t *misses);
+/*
+ * event_verify with a key cache (kc NULL: none). Same results and reasons;
+ * keys that fail to parse are never cached.
+ */
+int event_verify_cached(const struct event *ev, struct event_keycache *kc, char *err,
+                        size_t errlen);
+
+/*
  * Builds and signs an event with a 32-byte secret key. Tag i has tag_lens[i]
  * fields tags[i][0..]; tags and tag_lens may be NULL when ntags is 0; strings
  * are copied; content NULL means "". Returns NULL on a bad key or bad input

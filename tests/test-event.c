@@ -886,6 +886,89 @@ mode_sign_vectors(void)
     return 0;
 }
 
+/*
+ * The key cache changes speed, never verdicts: same results and reasons as
+ * event_verify, keys compared in full (a key differing in one byte from a
+ * cached one is not taken for it), bad keys never cached, and more keys
+ * than it holds still verify.
+ */
+static void
+test_keycache(void)
+{
+    enum { NKEYS = 3000 };
+    struct event_keycache *kc = event_keycache_new();
+    struct event **evs = xcalloc(NKEYS, sizeof *evs);
+    char err[EVENT_ERRLEN] = "", err2[EVENT_ERRLEN] = "";
+    uint64_t hits, misses, hits2, misses2;
+    uint8_t sk[32];
+    size_t bad = 0;
+
+    for (size_t i = 0; i < NKEYS; i++) {
+        seckey_from(sk, 1000 + (uint32_t)i);
+        evs[i] = event_sign(sk, 1700000000 + i, 1, NULL, NULL, 0, "cached");
+        if (evs[i] == NULL)
+            abort();
+    }
+    /* Twice over more keys than the cache holds: evictions, then hits and misses mixed. */
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < NKEYS; i++)
+            bad += event_verify_cached(evs[i], kc, err, sizeof err) != 0;
+    }
+    CHECK(bad == 0, "%zu events failed with the cache: %s", bad, err);
+    event_keycache_stats(kc, &hits, &misses);
+    CHECK(hits + misses == 2 * NKEYS && misses >= NKEYS && hits > 0,
+          "hits %llu misses %llu", (unsigned long long)hits, (unsigned long long)misses);
+    /* The same key right away is a hit. */
+    CHECK(event_verify_cached(evs[7], kc, err, sizeof err) == 0, "%s", err);
+    CHECK(event_verify_cached(evs[7], kc, err, sizeof err) == 0, "%s", err);
+    event_keycache_stats(kc, &hits2, &misses2);
+    CHECK(hits2 >= hits + 1, "repeat was not a hit");
+
+    /* Tampering: the same reasons with and without the cache. */
+    {
+        struct event *ev = evs[7];
+        ev->sig[5] ^= 1;
+        CHECK(event_verify_cached(ev, kc, err, sizeof err) != 0 &&
+                  event_verify(ev, err2, sizeof err2) != 0 && strcmp(err, err2) == 0 &&
+                  strcmp(err, "bad signature") == 0,
+              "sig: \"%s\" vs \"%s\"", err, err2);
+        ev->sig[5] ^= 1;
+        ev->id[0] ^= 1;
+        CHECK(event_verify_cached(ev, kc, err, sizeof err) != 0 && strcmp(err, "id mismatch") == 0,
+              "id: \"%s\"", err);
+        ev->id[0] ^= 1;
+        /*
+         * A key that differs from the cached one in its last byte only (same
+         * cache set), id recomputed: must be parsed on its own, and the
+         * signature by the other key must fail.
+         */
+        ev->pubkey[31] ^= 1;
+        event_compute_id(ev, ev->id);
+        CHECK(event_verify_cached(ev, kc, err, sizeof err) != 0 &&
+                  event_verify(ev, err2, sizeof err2) != 0 && strcmp(err, err2) == 0,
+              "near key: \"%s\" vs \"%s\"", err, err2);
+        /* An off-curve key is refused every time, never remembered. */
+        memset(ev->pubkey, 0xff, 32);
+        event_compute_id(ev, ev->id);
+        event_keycache_stats(kc, &hits, &misses);
+        for (int i = 0; i < 3; i++)
+            CHECK(event_verify_cached(ev, kc, err, sizeof err) != 0 &&
+                      strcmp(err, "invalid pubkey") == 0,
+                  "off-curve: \"%s\"", err);
+        event_keycache_stats(kc, &hits2, &misses2);
+        CHECK(hits2 == hits && misses2 == misses + 3, "an invalid key was cached");
+    }
+    /* No cache at all is allowed too. */
+    CHECK(event_verify_cached(evs[8], NULL, err, sizeof err) == 0, "%s", err);
+    event_keycache_stats(NULL, &hits, &misses);
+    CHECK(hits == 0 && misses == 0, "NULL cache stats");
+
+    for (size_t i = 0; i < NKEYS; i++)
+        event_free(evs[i]);
+    free(evs);
+    event_keycache_free(kc);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -905,6 +988,7 @@ main(int argc, char **argv)
     test_escaping();
     test_signing();
     test_kinds_and_tags();
+    test_keycache();
     test_threads();
 
     if (failures) {
