@@ -525,8 +525,13 @@ filter_sql_where(const struct filter *f, char **sql, int *next_param)
             buf_push(&b, '0');
             continue;
         }
-        filter_sql_append(&b, "EXISTS (SELECT 1 FROM tags t WHERE t.seq = e.seq AND t.name = ?%d",
-                          p++);
+        /*
+         * "e.seq IN (...)", not a correlated EXISTS: SQLite then drives the
+         * query from the tags_name_value index (an #e or #p filter names a
+         * handful of events out of millions) instead of scanning every
+         * event and probing tags for each.
+         */
+        filter_sql_append(&b, "e.seq IN (SELECT t.seq FROM tags t WHERE t.name = ?%d", p++);
         buf_append(&b, " AND t.value IN (", 17);
         filter_sql_params(&b, &p, t->nvalues);
         buf_append(&b, "))", 2);

@@ -83,8 +83,8 @@ char *filter_to_string(const struct filter *f);
  * (advanced past the last one used), and filter_sql_bind binds the same values
  * from first_param (the *next_param passed before). The empty filter yields
  * "1". The expression uses e.id, e.pubkey (32-byte blobs), e.kind,
- * e.created_at and, for tag conditions, EXISTS over tags t (t.seq, t.name,
- * t.value); limit is not included (the caller orders and limits). Both return
+ * e.created_at, e.seq and, for tag conditions, a subquery over tags t (t.seq,
+ * t.name, t.value); limit is not included (the caller orders and limits). Both return
  * 0, or -1: filter_sql_where when the filter needs more parameters than
  * SQLite's default limit (32766), filter_sql_bind when a bind fails.
  */

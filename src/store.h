@@ -114,6 +114,7 @@ enum store_plan {
     STORE_PLAN_QUERY_NEWEST,
     STORE_PLAN_QUERY_OLDEST,
     STORE_PLAN_COUNT,
+    STORE_PLAN_ADDRESS,     /* the versions at an address, looked up on insert; f ignored */
 };
 int store_query_plan(struct store *st, enum store_plan which, const struct filter *f, char *out,
                      size_t outlen, char *err, size_t errlen);

@@ -305,7 +305,7 @@ test_sql_text(void)
     CHECK(filter_sql_where(f, &sql, &p) == 0, "where");
     const char *want = "SELECT e.seq FROM events e WHERE e.kind <> ?1 AND "
                        "(e.id IN (?2,?3) AND e.pubkey IN (?4) AND e.kind IN (?5,?6) AND "
-                       "EXISTS (SELECT 1 FROM tags t WHERE t.seq = e.seq AND t.name = ?7 AND "
+                       "e.seq IN (SELECT t.seq FROM tags t WHERE t.name = ?7 AND "
                        "t.value IN (?8,?9)) AND 0 AND e.created_at >= ?10 AND "
                        "e.created_at <= ?11)";
     CHECK(strcmp(sql, want) == 0, "SQL:\n got %s\nwant %s", sql, want);

@@ -8,7 +8,8 @@
  *   - the outcome reported for each event in a fixed order;
  *   - queries: order, limit, count, tags, get by id, and the query plans
  *     (the full listing is a covering index scan with no sort);
- *   - migrations: fresh, reopen, a database from a newer negsync;
+ *   - migrations: fresh, reopen, a database from a newer negsync, and a
+ *     database written at schema version 1 (tests/store-v1.sql);
  *   - threads: readers with their own connections while two writers write,
  *     all opening a fresh file at the same moment; no error may surface.
  */
@@ -606,10 +607,18 @@ test_plans(void)
     expect_plan(st, STORE_PLAN_QUERY_NEWEST, text, "SEARCH e USING INDEX events_pubkey_kind", NULL);
     snprintf(text, sizeof text, "{\"authors\":[\"%s\"]}", pa);
     expect_plan(st, STORE_PLAN_LIST_IDS, text, "SEARCH e USING", "SCAN e");
-    expect_plan(st, STORE_PLAN_LIST_IDS, "{\"#t\":[\"nostr\"]}", "tags_name_value", NULL);
+    /* A tag filter starts from the tag index, not from a scan of every event. */
+    expect_plan(st, STORE_PLAN_LIST_IDS, "{\"#t\":[\"nostr\"]}",
+                "SEARCH t USING COVERING INDEX tags_name_value", "SCAN e");
+    snprintf(text, sizeof text, "{\"#e\":[\"%s\"],\"limit\":10}", pa);
+    expect_plan(st, STORE_PLAN_QUERY_NEWEST, text, "SEARCH t USING COVERING INDEX tags_name_value",
+                "SCAN e");
+    expect_plan(st, STORE_PLAN_COUNT, "{\"#x\":[\"y\"]}", "tags_name_value", "SCAN e");
     snprintf(text, sizeof text, "{\"ids\":[\"%s\"]}", pa);
     expect_plan(st, STORE_PLAN_QUERY_NEWEST, text, "SEARCH e USING INDEX sqlite_autoindex_events",
                 "SCAN e");
+    /* Every replaceable or addressable insert looks up its address: the partial index. */
+    expect_plan(st, STORE_PLAN_ADDRESS, NULL, "SEARCH events USING INDEX events_address", "SCAN");
     store_close(st);
 }
 
@@ -661,6 +670,189 @@ test_migrations(const char *dir)
     sqlite3_close(db);
     st = store_open(path, err, sizeof err);
     CHECK(st == NULL && strstr(err, "newer") != NULL);
+    store_close(st);
+}
+
+/* ---- migration from schema version 1 ---- */
+
+static int
+count_filter(struct store *st, const char *ftext)
+{
+    char err[STORE_ERRLEN];
+    struct filter *f = ftext != NULL ? parse_filter(ftext) : NULL;
+    uint64_t n = 0;
+
+    CHECK_MSG(store_count(st, f, &n, err, sizeof err) == 0, "%s", err);
+    filter_free(f);
+    return (int)n;
+}
+
+static char *
+read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    struct buf b = {0};
+    char chunk[4096];
+    size_t n;
+
+    if (f == NULL)
+        return NULL;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        buf_append(&b, chunk, n);
+    fclose(f);
+    buf_push(&b, '\0');
+    return (char *)b.data;
+}
+
+/* One column of one row as text ("NULL" for NULL), straight from SQLite. */
+static void
+sql_text(sqlite3 *db, const char *sql, char *out, size_t outlen)
+{
+    sqlite3_stmt *s;
+
+    snprintf(out, outlen, "(no row)");
+    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK) {
+        snprintf(out, outlen, "(error: %s)", sqlite3_errmsg(db));
+        return;
+    }
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(s, 0);
+        snprintf(out, outlen, "%s", t != NULL ? t : "NULL");
+    }
+    sqlite3_finalize(s);
+}
+
+static struct event *
+sign_with(uint8_t fill, uint64_t at, uint32_t kind, const char *d, const char *content)
+{
+    const char *dtag[2] = {"d", d};
+    const char *const *tags[1] = {dtag};
+    size_t lens[1] = {2};
+    uint8_t sk[32];
+    struct event *ev;
+
+    memset(sk, fill, 32);
+    ev = event_sign(sk, at, kind, d ? tags : NULL, d ? lens : NULL, d ? 1 : 0, content);
+    if (ev == NULL)
+        exit(99);
+    return ev;
+}
+
+/*
+ * tests/store-v1.sql is a database written at schema version 1 (author A's
+ * key is 32 bytes 0x31, B's 0x42) holding 5 events: a note with a repeated
+ * t tag, A's kind-0 profile at 1002 (which replaced one at 1001), A's 30023
+ * "post" at 1003, B's kind 10002 and a note. Opening it must migrate it to the current
+ * schema without losing or changing anything a user can see, and relay
+ * semantics must hold for what arrives next.
+ */
+static void
+test_migrate_v1(const char *dir)
+{
+    const char *src = getenv("top_srcdir");
+    char path[512], fixture[1024], err[STORE_ERRLEN], text[256];
+    char *sql;
+    struct store *st;
+    struct store_result r;
+    struct event *ev;
+    sqlite3 *db;
+
+    snprintf(fixture, sizeof fixture, "%s/tests/store-v1.sql", src != NULL ? src : ".");
+    sql = read_file(fixture);
+    CHECK_MSG(sql != NULL, "cannot read %s (is top_srcdir set?)", fixture);
+    if (sql == NULL)
+        return;
+    snprintf(path, sizeof path, "%s/v1.db", dir);
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK_MSG(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK, "%s", sqlite3_errmsg(db));
+    sqlite3_close(db);
+    free(sql);
+
+    st = store_open(path, err, sizeof err);
+    CHECK_MSG(st != NULL, "migrating v1: %s", err);
+    if (st == NULL)
+        return;
+    CHECK_MSG(store_check(st, err, sizeof err) == 0, "%s", err);
+    CHECK(count_filter(st, NULL) == 5);
+    CHECK(count_filter(st, "{\"#t\":[\"fixture\"]}") == 2);
+    CHECK(count_filter(st, "{\"#d\":[\"post\"]}") == 1);
+    CHECK(count_filter(st, "{\"#p\":[\"4242424242424242424242424242424242424242424242424242424242424242\"]}") == 1);
+    CHECK(count_filter(st, "{\"kinds\":[0],\"since\":1002,\"until\":1002}") == 1);
+    expect_plan(st, STORE_PLAN_ADDRESS, NULL, "USING INDEX events_address", "SCAN");
+    store_close(st);
+
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    sql_text(db, "PRAGMA user_version", text, sizeof text);
+    CHECK_MSG(atoi(text) == store_schema_version(), "user_version %s", text);
+    sql_text(db, "SELECT quote(dtag) FROM events WHERE kind = 0", text, sizeof text);
+    CHECK_MSG(strcmp(text, "''") == 0, "kind 0 dtag %s", text);
+    sql_text(db, "SELECT quote(dtag) FROM events WHERE kind = 10002", text, sizeof text);
+    CHECK_MSG(strcmp(text, "''") == 0, "kind 10002 dtag %s", text);
+    sql_text(db, "SELECT group_concat(quote(dtag)) FROM events WHERE kind = 1", text, sizeof text);
+    CHECK_MSG(strcmp(text, "NULL,NULL") == 0, "kind 1 dtags %s", text);
+    sql_text(db, "SELECT dtag FROM events WHERE kind = 30023", text, sizeof text);
+    CHECK_MSG(strcmp(text, "post") == 0, "kind 30023 dtag %s", text);
+    /* The repeated ["t","fixture"] is kept once; the p tag stays. */
+    sql_text(db, "SELECT count(*) FROM tags t JOIN events e ON e.seq = t.seq WHERE e.kind = 1 "
+                 "AND e.created_at = 1000", text, sizeof text);
+    CHECK_MSG(strcmp(text, "2") == 0, "tags of the note: %s", text);
+    sql_text(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'tags_seq'", text, sizeof text);
+    CHECK_MSG(strcmp(text, "0") == 0, "tags_seq still there: %s", text);
+    sqlite3_close(db);
+
+    /* Relay semantics on the migrated rows. */
+    st = store_open(path, err, sizeof err);
+    CHECK_MSG(st != NULL, "reopen: %s", err);
+    if (st == NULL)
+        return;
+    ev = sign_with(0x31, 1001, 0, NULL, "{\"name\":\"old profile\"}");
+    CHECK(store_insert_batch(st, &ev, 1, &r, err, sizeof err) == 0 &&
+          r.outcome == STORE_REJECTED);
+    event_free(ev);
+    ev = sign_with(0x31, 2000, 0, NULL, "{\"name\":\"profile v2\"}");
+    CHECK(store_insert_batch(st, &ev, 1, &r, err, sizeof err) == 0 &&
+          r.outcome == STORE_REPLACED);
+    event_free(ev);
+    ev = sign_with(0x31, 2000, 30023, "post", "article v2");
+    CHECK(store_insert_batch(st, &ev, 1, &r, err, sizeof err) == 0 &&
+          r.outcome == STORE_REPLACED);
+    event_free(ev);
+    ev = sign_with(0x31, 2000, 30023, "other", "another article");
+    CHECK(store_insert_batch(st, &ev, 1, &r, err, sizeof err) == 0 &&
+          r.outcome == STORE_INSERTED);
+    event_free(ev);
+    ev = sign_with(0x42, 999, 10002, NULL, "older relay list");
+    CHECK(store_insert_batch(st, &ev, 1, &r, err, sizeof err) == 0 &&
+          r.outcome == STORE_REJECTED);
+    event_free(ev);
+    CHECK(count_filter(st, NULL) == 6);
+    CHECK(count_filter(st, "{\"kinds\":[0]}") == 1);
+    CHECK(count_filter(st, "{\"#d\":[\"post\"],\"since\":2000}") == 1);
+    CHECK_MSG(store_check(st, err, sizeof err) == 0, "%s", err);
+    store_close(st);
+}
+
+/* A tag repeated verbatim in one event is stored once and matched once. */
+static void
+test_repeated_tags(void)
+{
+    struct store *st = open_mem();
+    struct store_result r[2];
+    struct event *ev[2];
+    char err[STORE_ERRLEN];
+
+    ev[0] = mk(0, 10, 1, "twice", TAGS("t", "same", "t", "same", "t", "other"));
+    ev[1] = mk(1, 11, 1, "once", TAGS("t", "same"));
+    CHECK(store_insert_batch(st, ev, 2, r, err, sizeof err) == 0);
+    CHECK(r[0].outcome == STORE_INSERTED && r[1].outcome == STORE_INSERTED);
+    CHECK(count_filter(st, "{\"#t\":[\"same\"]}") == 2);
+    CHECK(count_filter(st, "{\"#t\":[\"other\"]}") == 1);
+    CHECK(count_filter(st, "{\"#t\":[\"same\",\"other\"]}") == 2);
+    /* Duplicates come back as duplicates, whatever the kind class. */
+    CHECK(store_insert_batch(st, ev, 2, r, err, sizeof err) == 0);
+    CHECK(r[0].outcome == STORE_DUPLICATE && r[1].outcome == STORE_DUPLICATE);
+    event_free(ev[0]);
+    event_free(ev[1]);
     store_close(st);
 }
 
@@ -824,11 +1016,11 @@ test_threads(const char *dir)
 static void
 remove_tree(const char *dir)
 {
-    static const char *const names[] = {"migrate.db", "threads.db"};
+    static const char *const names[] = {"migrate.db", "threads.db", "v1.db"};
     static const char *const sfx[] = {"", "-wal", "-shm"};
     char p[600];
 
-    for (size_t i = 0; i < 2; i++) {
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         for (size_t k = 0; k < 3; k++) {
             snprintf(p, sizeof p, "%s/%s%s", dir, names[i], sfx[k]);
             unlink(p);
@@ -851,6 +1043,8 @@ main(void)
     test_queries();
     test_plans();
     test_migrations(dir);
+    test_migrate_v1(dir);
+    test_repeated_tags();
     test_threads(dir);
     remove_tree(dir);
     return test_summary("test-store");
