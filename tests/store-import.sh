@@ -3,7 +3,7 @@
 # exact counts for a file of real events with good, bad, duplicate, truncated
 # and blank lines; the same in --json; replaceable, ephemeral and deletion
 # outcomes; stdin; a 200 KB line; export -> import round trips; usage errors
-# and exit codes; the XDG default database path.
+# and exit codes; progress on a terminal only; the XDG default database path.
 . "${top_srcdir:-.}/tests/lib.sh"
 
 negsync="$top_builddir/src/negsync"
@@ -111,6 +111,28 @@ n=$("$negsync" -d "$tmp/s.db" export --filter '{"kinds":[0]}' | wc -l | tr -d ' 
 expect_eq "export kinds 0" "$n" 284
 n=$("$negsync" -d "$tmp/s.db" export --filter '{"kinds":[1],"limit":5}' | wc -l | tr -d ' ')
 expect_eq "export limit 5" "$n" 5
+
+# --- progress: on a terminal for a large input, never otherwise ------------
+"$helper" gen 12000 >"$tmp/prog.jsonl" || fail "store-helper gen"
+"$negsync" -d "$tmp/p1.db" import "$tmp/prog.jsonl" >"$tmp/prog.out" 2>"$tmp/prog.err" ||
+    fail "import of 12000 exited $?"
+expect_eq "summary of 12000" "$(cat "$tmp/prog.out")" \
+    "inserted 12000, duplicates 0, replaced 0, deleted 0, rejected 0"
+[ ! -s "$tmp/prog.err" ] || fail "progress or noise on a stderr that is not a terminal: $(cat "$tmp/prog.err")"
+if command -v script >/dev/null 2>&1; then
+    # script(1) gives the import a terminal; progress shows from line 10 000 on.
+    script -qec "'$negsync' -d '$tmp/p2.db' import '$tmp/prog.jsonl'" "$tmp/typescript" \
+        </dev/null >/dev/null 2>&1 || fail "import under script(1) exited $?"
+    tr '\r' '\n' <"$tmp/typescript" >"$tmp/tty.out"
+    grep -q '^negsync: import: [0-9]* lines ([0-9]*%), [0-9]* lines/s' "$tmp/tty.out" ||
+        fail "no progress on a terminal: $(cat "$tmp/tty.out")"
+    grep -q 'inserted 12000, duplicates 0, replaced 0, deleted 0, rejected 0' "$tmp/tty.out" ||
+        fail "no summary on a terminal: $(cat "$tmp/tty.out")"
+    # The progress line is erased before the summary.
+    grep -q "$(printf '\033')\\[K" "$tmp/typescript" || fail "progress line not cleared"
+else
+    echo "store-import: no script(1), progress on a terminal not checked"
+fi
 
 # --- usage and errors ---------------------------------------------------------
 status() { "$@" >/dev/null 2>&1; echo $?; }
