@@ -452,6 +452,7 @@ struct sync_engine {
 
     pthread_mutex_t mu;
     pthread_cond_t work_cv, idle_cv;
+    pthread_cond_t claim_cv;        /* broadcast whenever claims are released */
     pthread_t *threads;
     size_t nthreads;
     int stopping;
@@ -501,6 +502,32 @@ engine_release(struct sync_engine *e, const uint8_t id[32])
 {
     pthread_mutex_lock(&e->mu);
     idset_del(&e->claims, id);
+    pthread_cond_broadcast(&e->claim_cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+/*
+ * Waits, up to wait_ms, until no id in q is being fetched by another job:
+ * what they stored we then skip, what they could not get we fetch ourselves.
+ * Without the wait a job whose every remaining id was claimed elsewhere would
+ * have nothing to ask for and sit on a silent connection until neg_timeout.
+ */
+static void abs_deadline(struct timespec *ts, int64_t ms_from_now);
+
+static void
+engine_wait_claims(struct sync_engine *e, const struct idq *q, int64_t wait_ms)
+{
+    struct timespec ts;
+
+    abs_deadline(&ts, wait_ms);
+    pthread_mutex_lock(&e->mu);
+    while (!e->stopping) {
+        int busy = 0;
+        for (size_t i = q->head; i < q->n && !busy; i++)
+            busy = idset_has(&e->claims, q->ids[i]);
+        if (!busy || pthread_cond_timedwait(&e->claim_cv, &e->mu, &ts) == ETIMEDOUT)
+            break;
+    }
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -541,6 +568,7 @@ struct job {
     struct idset queued;            /* every id ever queued: dedupe across rounds */
     struct idset retried;           /* ids asked again after a short reply */
     struct idq pending, deferred;
+    int no_defer;                   /* drain: ask for ids even if another job claims them */
     struct fetch_sub *subs;
     size_t nsubs;
     size_t batch;                   /* ids per REQ; shrinks to the relay's cap */
@@ -728,7 +756,7 @@ fetch_pump(struct job *j, int final, char *err, size_t errlen)
             int has = store_has_id(j->st, id, serr, sizeof serr);
             if (has == 1)
                 continue;   /* another worker stored it meanwhile */
-            if (!engine_claim(j->e, id)) {
+            if (!engine_claim(j->e, id) && !j->no_defer) {
                 idq_push(&j->deferred, id);
                 continue;
             }
@@ -934,12 +962,19 @@ job_drain(struct job *j, char *err, size_t errlen)
         struct relay_msg *m;
         int rc;
 
+        /* Pump first: it may defer every pending id, leaving nothing to wait for. */
+        if (j->down && fetch_pump(j, 1, err, errlen) < 0)
+            return -1;
         if (j->down && j->nsubs == 0 && idq_len(&j->pending) == 0 && idq_len(&j->deferred) > 0) {
             /* Others were fetching these; whatever they did not store, we fetch. */
             const uint8_t *id;
+            engine_wait_claims(j->e, &j->deferred, j->timeout_ms);
+            j->idle_deadline = mono_ms() + j->timeout_ms;
+            j->no_defer = 1;    /* still claimed after a whole timeout: ask anyway */
             while ((id = idq_pop(&j->deferred)) != NULL)
                 idq_push(&j->pending, id);
             j->deferred.head = j->deferred.n = 0;
+            continue;
         }
         if ((!j->down || (j->nsubs == 0 && idq_len(&j->pending) == 0)) &&
             (!j->up || (j->up_inflight.n == 0 && idq_len(&j->upq) == 0)))
@@ -1816,6 +1851,7 @@ job_reset_transfers(struct job *j)
     fetch_reset(j);
     idq_free(&j->pending);
     idq_free(&j->deferred);
+    j->no_defer = 0;
     idq_free(&j->upq);
     idset_clear(&j->up_inflight);
 }
@@ -2197,6 +2233,7 @@ sync_engine_new(const struct sync_engine_opts *opts, char *err, size_t errlen)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&e->work_cv, &ca);
     pthread_cond_init(&e->idle_cv, &ca);
+    pthread_cond_init(&e->claim_cv, &ca);
     pthread_condattr_destroy(&ca);
     e->o.relays = NULL;
     e->o.filters = NULL;
@@ -2409,6 +2446,7 @@ sync_engine_free(struct sync_engine *e)
     caps_cache_close(e->caps);
     pthread_cond_destroy(&e->work_cv);
     pthread_cond_destroy(&e->idle_cv);
+    pthread_cond_destroy(&e->claim_cv);
     pthread_mutex_destroy(&e->mu);
     free(e->db_path);
     free(e);
