@@ -73,6 +73,7 @@ relay drop-after --drop-after 3
 relay delay --delay-ms 1500
 relay garbage --garbage 1
 relay bad-events --bad-events 1
+relay deflate --deflate
 relay big-notice --big-notice 1000000
 relay stall --stall-after 1
 stall_stats=$RELAY_STATS

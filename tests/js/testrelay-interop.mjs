@@ -610,6 +610,7 @@ scenarios.nip11 = async (url) => {
     const doc = JSON.parse(res.body.toString('utf8'));
     checkEq([doc.software, doc.version, doc.supported_nips], ['test-software', '9.9.9', [1, 11, 77, 42]], 'NIP-11 fields');
     check(doc.limitation?.max_limit === 500, 'NIP-11 limitation.max_limit is --req-limit');
+    check(doc.negentropy === 1, `NIP-11 negentropy (protocol version) next to 77: ${doc.negentropy}`);
     const plain = await httpGet(httpUrl(url));
     check(plain.status === 200 && !/nostr\+json/.test(plain.headers['content-type'] || ''), 'no NIP-11 without the Accept header');
     // The websocket still works on the same port.
@@ -811,6 +812,21 @@ scenarios.stall = async (url) => {
     check(!(await req(other, 'other', [{ limit: 0 }])).closed, '--stall-after: another connection is served');
     other.close();
     conn.close();
+};
+
+// --deflate: permessage-deflate is negotiated, and the byte counts are of
+// the payload before compression, as the client sees it.
+scenarios.deflate = async (url) => {
+    const conn = await Conn.open(url);
+    check(/permessage-deflate/.test(conn.ws.extensions), `--deflate: extensions "${conn.ws.extensions}"`);
+    const r = await req(conn, 'd', [{ limit: 300 }]);
+    check(r.events.length === 300 && r.events.every((e) => verifyEvent(e)), '--deflate: 300 events');
+    const sent = conn.sentBytes;
+    const received = conn.recvBytes;
+    conn.close();
+    await conn.waitClosed('close');
+    const rec = await waitStats('deflate', (c) => c.rx_bytes === sent, 'record of this connection');
+    checkEq([rec.rx_bytes, rec.tx_bytes], [sent, received], '--deflate: relay byte counts (rx, tx) vs the client');
 };
 
 // --db FILE: what one relay stored, the next one started on the file still has.

@@ -548,6 +548,13 @@ tr_nip11_build(struct tr_server *srv, char *err, size_t errlen)
                     "limitation", "max_limit", (json_int_t)cfg->req_limit,
                     "max_message_length", (json_int_t)TR_MAX_MESSAGE, "max_subid_length",
                     (json_int_t)TR_MAX_SUBID);
+    /* Like strfry: a relay that lists NIP-77 names the negentropy protocol version it speaks. */
+    for (size_t i = 0; doc != NULL && i < json_array_size(nips); i++) {
+        if (json_integer_value(json_array_get(nips, i)) == 77) {
+            json_object_set_new(doc, "negentropy", json_integer(NEG_PROTOCOL_VERSION - 0x60));
+            break;
+        }
+    }
     if (doc != NULL && cfg->nip11 == TR_NIP11_HUGE) {
         /* A valid document of a little over 5 MiB, to test the client's size cap. */
         size_t n = 5u * 1024 * 1024;
