@@ -821,6 +821,10 @@ scenarios.deflate = async (url) => {
     check(/permessage-deflate/.test(conn.ws.extensions), `--deflate: extensions "${conn.ws.extensions}"`);
     const r = await req(conn, 'd', [{ limit: 300 }]);
     check(r.events.length === 300 && r.events.every((e) => verifyEvent(e)), '--deflate: 300 events');
+    const big = finalizeEvent({ kind: 1, created_at: 1710000009, tags: [], content: 'z'.repeat(3 << 20) + randHex(64) }, generateSecretKey());
+    checkEq(await publish(conn, big), ['OK', big.id, true, ''], '--deflate: a 3 MiB event, compressed');
+    const back = await req(conn, 'back', [{ ids: [big.id] }]);
+    check(back.events.length === 1 && back.events[0].content === big.content, '--deflate: the 3 MiB event comes back');
     const sent = conn.sentBytes;
     const received = conn.recvBytes;
     conn.close();
