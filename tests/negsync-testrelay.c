@@ -9,7 +9,8 @@
  *
  * The first line on stdout is "listening on 127.0.0.1:PORT" (flushed), so a
  * test can start it with --port 0 and read the port. SIGTERM or SIGINT stop
- * it cleanly (exit 0). Layout: see testrelay/testrelay.h.
+ * it cleanly (exit 0); SIGUSR1 rewrites --stats-file. Layout: see
+ * testrelay/testrelay.h.
  */
 #include "config.h"
 
@@ -42,9 +43,9 @@ static const char usage_text[] =
     "                        (default 1000000)\n"
     "  --tls CERT KEY        serve wss:// and https:// with this certificate and key\n"
     "  --deflate             offer permessage-deflate (stats count uncompressed bytes)\n"
-    "  --stats-file FILE     after each connection and at exit, write JSON with the\n"
-    "                        payload bytes and messages by type, in and out, per\n"
-    "                        connection and in total\n"
+    "  --stats-file FILE     after each connection, on SIGUSR1 and at exit, write JSON\n"
+    "                        with the payload bytes and messages by type, in and out,\n"
+    "                        per connection (open ones marked \"open\":true) and in total\n"
     "  -v, --verbose         log connections and messages to stderr\n"
     "  -h, --help            this text\n"
     "\n"
@@ -84,14 +85,17 @@ static const char usage_text[] =
     "                        wrong signature (the stored events are untouched)\n"
     "  --seed S              seed for --garbage and --bad-events (default 1)\n";
 
-static volatile sig_atomic_t interrupted;
+static volatile sig_atomic_t interrupted, stats_wanted;
 static struct lws_context *signal_context;
 
+/* lws_cancel_service only writes to the service loop's event pipe: signal-safe. */
 static void
 on_signal(int sig)
 {
-    (void)sig;
-    interrupted = 1;
+    if (sig == SIGUSR1)
+        stats_wanted = 1;
+    else
+        interrupted = 1;
     if (signal_context != NULL)
         lws_cancel_service(signal_context);
 }
@@ -451,6 +455,7 @@ main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     printf("listening on 127.0.0.1:%d\n", port);
@@ -461,6 +466,11 @@ main(int argc, char **argv)
             fprintf(stderr, "negsync-testrelay: service loop failed\n");
             rc = 1;
             break;
+        }
+        if (stats_wanted) {
+            stats_wanted = 0;
+            if (cfg.stats_file != NULL && tr_stats_write(&srv, err, sizeof err) < 0)
+                fprintf(stderr, "negsync-testrelay: %s\n", err);
         }
     }
 

@@ -18,6 +18,9 @@
 # exit status and shows the relays' stderr when the test fails). A test must
 # not `exec` while relays run: the trap would be lost with the shell.
 #
+# relay_stats_snapshot [PID [FILE]] has a relay write its byte counts now
+# (SIGUSR1), see below.
+#
 # stop_relay [PID] sends SIGTERM and waits for the exit (RELAY_STOP_TIMEOUT
 # seconds, default 20, then SIGKILL and a failure); it returns the relay's exit
 # status, which is 0 for a clean shutdown. relay_kill [PID] is SIGKILL, for
@@ -151,6 +154,26 @@ stop_relay() {
     _rc=$?
     _relay_forget "$_pid"
     return $_rc
+}
+
+# relay_stats_snapshot [PID [FILE]]: has the relay (default: the last one
+# started) rewrite its --stats-file (default: $RELAY_STATS) now, open
+# connections included ("open": true), and waits until it is there. The file
+# is JSON: {"connections":[{"id","rx_bytes","tx_bytes","rx_msgs","tx_msgs",
+# "rx":{TYPE:N},"tx":{TYPE:N}[,"open":true]}...],"total":{...},"http_requests":N};
+# bytes are websocket payload bytes (before any compression).
+relay_stats_snapshot() {
+    _pid=${1:-$RELAY_PID}
+    _file=${2:-$RELAY_STATS}
+    [ -n "$_file" ] || fail "relay_stats_snapshot: the relay has no --stats-file"
+    rm -f "$_file"
+    kill -USR1 "$_pid" || fail "relay_stats_snapshot: no relay $_pid"
+    _deadline=$(($(date +%s) + ${RELAY_STOP_TIMEOUT:-20}))
+    until [ -f "$_file" ]; do
+        _relay_running "$_pid" || fail "relay_stats_snapshot: relay $_pid is gone"
+        [ "$(date +%s)" -lt "$_deadline" ] || fail "relay_stats_snapshot: no $_file"
+        sleep 0.02 2>/dev/null || sleep 1
+    done
 }
 
 # relay_kill [PID]: SIGKILL and reap, for a relay that must vanish mid-session.

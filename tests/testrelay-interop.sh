@@ -47,8 +47,9 @@ relay() {
     shift
     start_relay --events "$tmp/events.jsonl" "$@"
     relays="$relays $_name=$RELAY_URL"
-    eval "RELAY_STATS_$(echo "$_name" | tr - _)=\$RELAY_STATS"
-    export "RELAY_STATS_$(echo "$_name" | tr - _)"
+    _var=$(echo "$_name" | tr - _)
+    eval "RELAY_STATS_$_var=\$RELAY_STATS RELAY_PID_$_var=\$RELAY_PID"
+    export "RELAY_STATS_$_var" "RELAY_PID_$_var"
 }
 relays=
 relay neg
@@ -74,6 +75,7 @@ relay delay --delay-ms 1500
 relay garbage --garbage 1
 relay bad-events --bad-events 1
 relay deflate --deflate
+relay usr1
 relay big-notice --big-notice 1000000
 relay stall --stall-after 1
 stall_stats=$RELAY_STATS
@@ -97,6 +99,12 @@ const doc = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
 const got = doc.connections.map((c) => c.rx_msgs).sort().join();
 if (got !== "1,1") { console.error("messages read per connection: " + got); process.exit(1); }
 ' "$stall_stats" || fail "--stall-after 1 read more than one message"
+
+# relay-lib's relay_stats_snapshot: a snapshot with nobody connected.
+start_relay
+relay_stats_snapshot
+grep -q '"connections": \[\]' "$RELAY_STATS" || fail "snapshot: $(cat "$RELAY_STATS")"
+stop_relay || fail "stop after a snapshot"
 
 # SIGINT too.
 start_relay

@@ -12,13 +12,14 @@
 //   TESTRELAY_SEED=N      seed of the random sets (printed; random by default)
 //   TESTRELAY_TIMEOUT=MS  deadline for every single reply (default 20000)
 //   RELAY_STATS_<NAME>    the --stats-file of relay NAME (for the byte counts)
+//   RELAY_PID_<NAME>      its process id (for SIGUSR1)
 //
 // Every wait is for a specific message with a deadline; only the "silent"
 // mode is proved by ordering (a REQ sent after the NEG-OPEN is answered and
 // the NEG-OPEN is not), never by waiting to see nothing happen.
 
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
@@ -831,6 +832,20 @@ scenarios.deflate = async (url) => {
     await conn.waitClosed('close');
     const rec = await waitStats('deflate', (c) => c.rx_bytes === sent, 'record of this connection');
     checkEq([rec.rx_bytes, rec.tx_bytes], [sent, received], '--deflate: relay byte counts (rx, tx) vs the client');
+};
+
+// SIGUSR1 writes the stats with the connections still open.
+scenarios.usr1 = async (url) => {
+    const conn = await Conn.open(url);
+    const r = await req(conn, 'u', [{ limit: 7 }]);
+    check(r.events.length === 7, 'usr1: REQ');
+    const path = process.env.RELAY_STATS_usr1;
+    rmSync(path, { force: true });
+    process.kill(Number(process.env.RELAY_PID_usr1), 'SIGUSR1');
+    const rec = await waitStats('usr1', (c) => c.open === true, 'an open connection after SIGUSR1');
+    checkEq([rec.rx_bytes, rec.tx_bytes, rec.rx_msgs, rec.tx_msgs, rec.tx.EVENT],
+        [conn.sentBytes, conn.recvBytes, 1, 8, 7], 'SIGUSR1: counts of the open connection');
+    conn.close();
 };
 
 // --db FILE: what one relay stored, the next one started on the file still has.

@@ -244,6 +244,12 @@ conn_closed(struct tr_conn *c)
 {
     char err[256];
 
+    for (struct tr_conn **pp = &c->srv->live; *pp != NULL; pp = &(*pp)->next_live) {
+        if (*pp == c) {
+            *pp = c->next_live;
+            break;
+        }
+    }
     conn_queue_free(c);
     tr_neg_sessions_free(c);
     buf_free(&c->rx);
@@ -400,6 +406,8 @@ conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
         c->wsi = wsi;
         c->is_ws = 1;
         c->id = ++srv->next_conn_id;
+        c->next_live = srv->live;
+        srv->live = c;
         if (srv->cfg->verbose)
             fprintf(stderr, "testrelay: conn %llu open\n", (unsigned long long)c->id);
         if (srv->cfg->welcome_notice != NULL)
@@ -603,10 +611,31 @@ stats_counts(const struct tr_counts *k)
                      stats_types(k->tx));
 }
 
+static void
+stats_add(json_t *conns, struct tr_counts *total, uint64_t id, const struct tr_counts *k,
+          int open)
+{
+    json_t *one = stats_counts(k);
+
+    json_object_set_new(one, "id", json_integer((json_int_t)id));
+    if (open)
+        json_object_set_new(one, "open", json_true());
+    json_array_append_new(conns, one);
+    total->rx_bytes += k->rx_bytes;
+    total->tx_bytes += k->tx_bytes;
+    total->rx_msgs += k->rx_msgs;
+    total->tx_msgs += k->tx_msgs;
+    for (int t = 0; t < TR_NTYPES; t++) {
+        total->rx[t] += k->rx[t];
+        total->tx[t] += k->tx[t];
+    }
+}
+
 /*
  * {"connections":[{"id":1,"rx_bytes":..,"tx_bytes":..,"rx_msgs":..,"tx_msgs":..,
  *   "rx":{"REQ":1},"tx":{"EVENT":3,"EOSE":1}}, ...],
  *  "total":{"connections":N, ...same counters...}, "http_requests":N}
+ * Connections still open when it is written (SIGUSR1) come last, with "open":true.
  * Bytes are websocket payload bytes (message bodies without framing, before
  * any compression), counted as lws reads and writes them.
  */
@@ -621,23 +650,12 @@ tr_stats_write(struct tr_server *srv, char *err, size_t errlen)
     int rc = 0;
 
     memset(&total, 0, sizeof total);
-    for (size_t i = 0; i < srv->nrecords; i++) {
-        const struct tr_counts *k = &srv->records[i].counts;
-        json_t *one = stats_counts(k);
-
-        json_object_set_new(one, "id", json_integer((json_int_t)srv->records[i].id));
-        json_array_append_new(conns, one);
-        total.rx_bytes += k->rx_bytes;
-        total.tx_bytes += k->tx_bytes;
-        total.rx_msgs += k->rx_msgs;
-        total.tx_msgs += k->tx_msgs;
-        for (int t = 0; t < TR_NTYPES; t++) {
-            total.rx[t] += k->rx[t];
-            total.tx[t] += k->tx[t];
-        }
-    }
+    for (size_t i = 0; i < srv->nrecords; i++)
+        stats_add(conns, &total, srv->records[i].id, &srv->records[i].counts, 0);
+    for (const struct tr_conn *c = srv->live; c != NULL; c = c->next_live)
+        stats_add(conns, &total, c->id, &c->counts, 1);
     tot = stats_counts(&total);
-    json_object_set_new(tot, "connections", json_integer((json_int_t)srv->nrecords));
+    json_object_set_new(tot, "connections", json_integer((json_int_t)json_array_size(conns)));
     doc = json_pack("{s:o, s:o, s:I}", "connections", conns, "total", tot, "http_requests",
                     (json_int_t)srv->http_requests);
     snprintf(tmp, plen + 8, "%s.tmp", path);

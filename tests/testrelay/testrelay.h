@@ -107,8 +107,9 @@ struct tr_server {
     uint64_t rng;               /* splitmix64 state, from --seed */
     uint64_t next_conn_id;
     uint64_t http_requests;
-    struct tr_conn_record *records;
+    struct tr_conn_record *records;     /* closed connections */
     size_t nrecords, caprecords;
+    struct tr_conn *live;               /* open websocket connections */
     char *nip11_doc;            /* built once at startup */
     size_t nip11_len;
     const char *nip11_type;     /* its content type */
@@ -135,6 +136,7 @@ struct tr_neg_session {
 /* Per-connection state: lws's per_session_data for the one protocol. */
 struct tr_conn {
     struct tr_server *srv;
+    struct tr_conn *next_live;  /* srv->live */
     struct lws *wsi;
     int is_ws;                  /* set on ESTABLISHED; HTTP connections leave it 0 */
     uint64_t id;
@@ -166,7 +168,10 @@ void tr_conn_send_json(struct tr_conn *c, json_t *msg);
 void tr_conn_send_notice(struct tr_conn *c, const char *text);
 /* Builds the NIP-11 document the configuration asks for; -1 with a reason. */
 int tr_nip11_build(struct tr_server *srv, char *err, size_t errlen);
-/* Writes --stats-file (atomically, via a temporary file); -1 with a reason. */
+/*
+ * Writes --stats-file (atomically, via a temporary file): closed connections,
+ * then open ones so far ("open": true); -1 with a reason.
+ */
 int tr_stats_write(struct tr_server *srv, char *err, size_t errlen);
 
 /* handle.c */
