@@ -1084,7 +1084,8 @@ relay_ensure_context(struct relay *r, char *err, size_t errlen)
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.protocols = ws_protocols;
     info.extensions = r->o.compression ? ws_extensions : NULL;
-    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    /* Plain ws:// needs no TLS: no SSL_CTX, no CA store to load (tens of ms). */
+    info.options = r->u.tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0;
     info.user = r;
     info.fd_limit_per_thread = 8;
     info.pt_serv_buf_size = 32 * 1024;
@@ -1683,7 +1684,7 @@ relay_fetch_nip11(const char *url, const struct relay_opts *opts, int timeout_ms
     memset(&info, 0, sizeof info);
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.protocols = nip11_protocols;
-    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.options = u.tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0;
     info.user = &f;
     info.fd_limit_per_thread = 8;
     info.timeout_secs = (unsigned)(timeout_ms / 1000 + 30);
