@@ -19,7 +19,7 @@
 # not `exec` while relays run: the trap would be lost with the shell.
 #
 # relay_stats_snapshot [PID [FILE]] has a relay write its byte counts now
-# (SIGUSR1), see below.
+# (SIGUSR1), and relay_make_cert DIR makes a certificate for --tls; see below.
 #
 # stop_relay [PID] sends SIGTERM and waits for the exit (RELAY_STOP_TIMEOUT
 # seconds, default 20, then SIGKILL and a failure); it returns the relay's exit
@@ -174,6 +174,19 @@ relay_stats_snapshot() {
         [ "$(date +%s)" -lt "$_deadline" ] || fail "relay_stats_snapshot: no $_file"
         sleep 0.02 2>/dev/null || sleep 1
     done
+}
+
+# relay_make_cert DIR: a self-signed certificate for 127.0.0.1 (CN and
+# subjectAltName) in DIR/cert.pem and DIR/key.pem, for start_relay --tls
+# "$RELAY_CERT" "$RELAY_KEY". Skips the test when there is no openssl command.
+relay_make_cert() {
+    command -v openssl >/dev/null || skip "no openssl command to make a test certificate"
+    RELAY_CERT="$1/cert.pem"
+    RELAY_KEY="$1/key.pem"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+        -keyout "$RELAY_KEY" -out "$RELAY_CERT" 2>"$1/openssl.log" ||
+        fail "openssl: $(cat "$1/openssl.log")"
 }
 
 # relay_kill [PID]: SIGKILL and reap, for a relay that must vanish mid-session.

@@ -15,7 +15,6 @@ need_node
 
 helper="$top_builddir/tests/testrelay/tr-helper"
 [ -x "$helper" ] || fail "no $helper: run make check"
-command -v openssl >/dev/null || skip "no openssl command for the TLS certificate"
 
 # node 20 has a WebSocket client only behind a flag; node 22 has it by default.
 node_ws=
@@ -36,9 +35,7 @@ trap 'relay_cleanup; rm -rf "$tmp"' EXIT
 TESTRELAY_BIG="$tmp/big.jsonl"
 export TESTRELAY_BIG
 printf '{"name": "from a file", "supported_nips": "77"}\n' >"$tmp/nip11.json"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj /CN=127.0.0.1 -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>"$tmp/openssl.log" ||
-    fail "openssl: $(cat "$tmp/openssl.log")"
+relay_make_cert "$tmp"
 
 set --
 # relay NAME ARGS...: starts a relay preloaded with the events for scenario NAME.
@@ -79,7 +76,7 @@ relay usr1
 relay big-notice --big-notice 1000000
 relay stall --stall-after 1
 stall_stats=$RELAY_STATS
-relay tls --tls "$tmp/cert.pem" "$tmp/key.pem"
+relay tls --tls "$RELAY_CERT" "$RELAY_KEY"
 start_relay --events "$TESTRELAY_BIG"
 relays="$relays neg-big=$RELAY_URL"
 

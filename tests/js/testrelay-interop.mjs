@@ -282,11 +282,11 @@ async function negSync(conn, sub, filter, items, frameSizeLimit = 0) {
     return { have, need, rounds, maxFrame };
 }
 
-function httpGet(url, headers = {}) {
+function httpGet(url, headers = {}, verify = false) {
     const u = new URL(url);
     const get = u.protocol === 'https:' ? httpsRequest : httpRequest;
     return new Promise((resolve, reject) => {
-        const r = get(u, { headers, rejectUnauthorized: false, timeout: TIMEOUT }, (res) => {
+        const r = get(u, { headers, rejectUnauthorized: verify, timeout: TIMEOUT }, (res) => {
             const chunks = [];
             res.on('data', (c) => chunks.push(c));
             res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
@@ -779,6 +779,8 @@ scenarios['bad-events'] = async (url) => {
 // --tls: wss and https with a self-signed certificate (not verified here).
 scenarios.tls = async (url) => {
     check(url.startsWith('wss://'), 'tls relay URL');
+    const refused = await httpGet(url.replace(/^wss/, 'https'), NOSTR_JSON, true).then(() => null, (e) => e);
+    check(refused && /self[- ]signed/i.test(refused.code + ' ' + refused.message), `a verifying client refuses the certificate: ${refused?.code}`);
     // The certificate is self-signed: this client does not verify it (negsync's own
     // tests check that negsync refuses it by default).
     process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
