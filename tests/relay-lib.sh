@@ -13,10 +13,11 @@
 # It sets RELAY_PID, RELAY_PORT, RELAY_URL, RELAY_HTTP_URL, RELAY_LOG (its
 # stderr) and RELAY_STATS (a --stats-file path it is given unless ARGS has
 # one). Every relay started is stopped when the test exits, whatever the
-# reason (an EXIT trap, installed by the first start_relay; a test that sets
-# its own EXIT trap calls relay_cleanup first thing in it, so that it sees the
-# exit status and shows the relays' stderr when the test fails). A test must
-# not `exec` while relays run: the trap would be lost with the shell.
+# reason: sourcing this file sets an EXIT trap that calls relay_cleanup. A
+# test that wants its own EXIT trap sets it after sourcing this file and calls
+# relay_cleanup first thing in it (so that it sees the exit status, and shows
+# the relays' stderr when the test fails). A test must not `exec` while relays
+# run: the trap would be lost with the shell.
 #
 # relay_stats_snapshot [PID [FILE]] has a relay write its byte counts now
 # (SIGUSR1), and relay_make_cert DIR makes a certificate for --tls; see below.
@@ -31,6 +32,7 @@
 _relay_pids=
 _relay_dir=
 _relay_n=0
+trap relay_cleanup EXIT
 
 # 0 while PID runs; a zombie (exited, not yet waited for) counts as gone.
 _relay_running() {
@@ -87,7 +89,6 @@ start_relay() {
     [ -x "$RELAY_BIN" ] || fail "no $RELAY_BIN: run make first"
     if [ -z "$_relay_dir" ]; then
         _relay_dir=$(mktemp -d "${TMPDIR:-/tmp}/testrelay.XXXXXX") || fail "mktemp"
-        trap relay_cleanup EXIT
     fi
     _relay_n=$((_relay_n + 1))
     _out="$_relay_dir/relay$_relay_n.out"
