@@ -4,11 +4,15 @@
  * times come from a seeded splitmix64), so a test can make a relay's set and
  * a local subset of it from one seed.
  *
- *   gen-events [-n N] [-k KEYS] [-t BASE] [-s SPAN] [-K KIND[,KIND...]] [-S SEED] [-p]
+ *   gen-events [-n N] [-k KEYS] [-t BASE] [-s SPAN] [-K KIND[,KIND...]] [-S SEED]
+ *              [-D M] [-p]
  *
  * N events (default 100) by KEYS authors (default 4), created_at spread over
  * [BASE, BASE+SPAN) (default 1700000000, 1000), kinds taken in turn from the
- * list (default 1). -p prints the authors' public keys instead, one a line.
+ * list (default 1). -D M follows every M-th event with a NIP-09 deletion of
+ * it (kind 5, same author, one second later, an "e" tag), on a line of its
+ * own: a store that holds the deletion refuses the event (tests of OK false).
+ * -p prints the authors' public keys instead, one a line.
  */
 #include "config.h"
 
@@ -33,7 +37,8 @@ splitmix64(uint64_t *s)
 static void
 usage(void)
 {
-    fputs("usage: gen-events [-n N] [-k KEYS] [-t BASE] [-s SPAN] [-K KIND,...] [-S SEED] [-p]\n",
+    fputs("usage: gen-events [-n N] [-k KEYS] [-t BASE] [-s SPAN] [-K KIND,...] [-S SEED]"
+          " [-D M] [-p]\n",
           stderr);
     exit(2);
 }
@@ -49,22 +54,47 @@ num(const char *s)
     return v;
 }
 
+/* A kind-5 deletion of ev by its author, a second after it, as one JSON line. */
+static int
+print_deletion(const uint8_t key[32], const struct event *ev)
+{
+    char hex[65], *json;
+    const char *tag[2] = {"e", hex};
+    const char *const *tags[1] = {tag};
+    size_t tag_len[1] = {2}, len;
+    struct event *del;
+
+    hex_encode(ev->id, 32, hex);
+    del = event_sign(key, ev->created_at + 1, 5, tags, tag_len, 1, "gen-events deletion");
+    if (del == NULL) {
+        fprintf(stderr, "gen-events: cannot sign a deletion\n");
+        return -1;
+    }
+    json = event_to_json(del, &len);
+    fwrite(json, 1, len, stdout);
+    putchar('\n');
+    free(json);
+    event_free(del);
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
-    uint64_t n = 100, nkeys = 4, base = 1700000000, span = 1000, seed = 1, rng;
+    uint64_t n = 100, nkeys = 4, base = 1700000000, span = 1000, seed = 1, del_every = 0, rng;
     uint32_t kinds[64] = {1};
     size_t nkinds = 1;
     int pubkeys = 0, c;
     uint8_t (*keys)[32];
 
-    while ((c = getopt(argc, argv, "n:k:t:s:K:S:p")) != -1) {
+    while ((c = getopt(argc, argv, "n:k:t:s:K:S:D:p")) != -1) {
         switch (c) {
         case 'n': n = num(optarg); break;
         case 'k': nkeys = num(optarg); break;
         case 't': base = num(optarg); break;
         case 's': span = num(optarg); break;
         case 'S': seed = num(optarg); break;
+        case 'D': del_every = num(optarg); break;
         case 'p': pubkeys = 1; break;
         case 'K': {
             char *save = NULL, *tok, *list = xstrdup(optarg);
@@ -118,6 +148,10 @@ main(int argc, char **argv)
             fwrite(json, 1, len, stdout);
             putchar('\n');
             free(json);
+            if (del_every > 0 && (i + 1) % del_every == 0 && print_deletion(keys[k], ev) < 0) {
+                event_free(ev);
+                return 1;
+            }
         }
         event_free(ev);
     }
