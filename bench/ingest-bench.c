@@ -128,6 +128,27 @@ rand_bytes(uint64_t *state, uint8_t *out, size_t n)
     }
 }
 
+/* The scratch directory and its databases, removed on every exit. */
+static char bench_dir[4096];
+
+static void
+remove_scratch(void)
+{
+    static const char *const names[] = {"single.db", "pool.db"};
+    static const char *const sfx[] = {"", "-wal", "-shm"};
+    char p[4200];
+
+    if (bench_dir[0] == '\0')
+        return;
+    for (size_t i = 0; i < 2; i++) {
+        for (size_t k = 0; k < 3; k++) {
+            snprintf(p, sizeof p, "%s/%s%s", bench_dir, names[i], sfx[k]);
+            unlink(p);
+        }
+    }
+    rmdir(bench_dir);
+}
+
 static void
 die(const char *what, const char *why)
 {
@@ -582,6 +603,8 @@ main(int argc, char **argv)
     snprintf(tmpl, sizeof tmpl, "%s/ingest-bench.XXXXXX", o.dir);
     if ((dir = mkdtemp(tmpl)) == NULL)
         die(tmpl, strerror(errno));
+    snprintf(bench_dir, sizeof bench_dir, "%s", dir);
+    atexit(remove_scratch);
     snprintf(db1, sizeof db1, "%s/single.db", dir);
     snprintf(db2, sizeof db2, "%s/pool.db", dir);
 
@@ -622,7 +645,6 @@ main(int argc, char **argv)
         l_big = l_small;
     }
     remove_db(db2);
-    rmdir(dir);
     printf("peak RSS   %ld kB (%ld kB after generating the events)\n", peak_rss_kb(), rss_gen);
 
     /*
