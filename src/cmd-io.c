@@ -27,6 +27,7 @@
 
 #include <jansson.h>
 
+#include "cfg.h"
 #include "commands.h"
 #include "event.h"
 #include "filter.h"
@@ -81,19 +82,43 @@ struct import_state {
 };
 
 struct store *
-cmd_open_store(const struct globals *g)
+cmd_open_store(const struct globals *g, int *exit_code)
 {
     char err[STORE_ERRLEN];
     char *path = NULL;
     struct store *st;
 
-    if (g->db_path == NULL && (path = store_default_path(err, sizeof err)) == NULL) {
-        fprintf(stderr, "negsync: %s\n", err);
-        return NULL;
+    *exit_code = 1;
+    if (g->db_path != NULL) {
+        path = xstrdup(g->db_path);
+    } else {
+        /* The database is where the configuration says ([storage] path). */
+        struct config_errors errs = {0};
+        struct config *cfg = config_load(g->config_path, (int64_t)time(NULL), &errs);
+        if (cfg == NULL) {
+            for (size_t i = 0; i < errs.n; i++)
+                fprintf(stderr, "%s\n", errs.msgs[i]);
+            fprintf(stderr, "negsync: %zu error%s in the configuration\n", errs.n,
+                    errs.n == 1 ? "" : "s");
+            config_errors_free(&errs);
+            *exit_code = 2;
+            return NULL;
+        }
+        if (cfg->storage_path == NULL)
+            path = store_default_path(err, sizeof err); /* creates the directory */
+        else
+            path = config_db_path(cfg, NULL, err, sizeof err);
+        config_free(cfg);
+        if (path == NULL) {
+            fprintf(stderr, "negsync: %s\n", err);
+            return NULL;
+        }
     }
-    st = store_open(g->db_path != NULL ? g->db_path : path, err, sizeof err);
+    st = store_open(path, err, sizeof err);
     if (st == NULL)
         fprintf(stderr, "negsync: %s\n", err);
+    else
+        *exit_code = 0;
     free(path);
     return st;
 }
@@ -265,11 +290,11 @@ cmd_import(struct globals *g, int argc, char **argv)
         size = sb.st_size;
 
     is = xcalloc(1, sizeof *is);
-    if ((is->st = cmd_open_store(g)) == NULL) {
+    if ((is->st = cmd_open_store(g, &rc)) == NULL) {
         if (in != stdin)
             fclose(in);
         free(is);
-        return 1;
+        return rc;
     }
 
     /* No SA_RESTART: a Ctrl-C must also get us out of a getline blocked on a pipe. */
@@ -418,9 +443,9 @@ cmd_export(struct globals *g, int argc, char **argv)
         filter_free(f);
         return EXIT_USAGE;
     }
-    if ((st = cmd_open_store(g)) == NULL) {
+    if ((st = cmd_open_store(g, &rc)) == NULL) {
         filter_free(f);
-        return 1;
+        return rc;
     }
     rc = store_query(st, f, STORE_OLDEST_FIRST, export_line, stdout, err, sizeof err);
     if (rc < 0) {

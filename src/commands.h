@@ -20,7 +20,8 @@ struct store;
  * Opens the database every command uses: -d FILE, or the XDG default
  * (creating its directory). Prints the reason and returns NULL on failure.
  */
-struct store *cmd_open_store(const struct globals *g);
+/* The database -d or the configuration names; NULL (and the exit code) on failure. */
+struct store *cmd_open_store(const struct globals *g, int *exit_code);
 
 /* cmd-io.c */
 int cmd_import(struct globals *g, int argc, char **argv);

@@ -156,4 +156,16 @@ out=$(env -u XDG_DATA_HOME HOME="$tmp/home" "$negsync" import "$tmp/big.jsonl") 
 expect_eq "default db export" \
     "$(env -u XDG_DATA_HOME HOME="$tmp/home" "$negsync" export | wc -l | tr -d ' ')" 1
 
+# --- the database the configuration names ------------------------------------
+mkdir -p "$tmp/cfg"
+printf '[storage]\npath = events.db\n' >"$tmp/cfg/negsync.ini"
+"$negsync" -c "$tmp/cfg/negsync.ini" import "$tmp/big.jsonl" >/dev/null || fail "import with -c"
+[ -f "$tmp/cfg/events.db" ] || fail "import ignored [storage] path (relative to the config file)"
+expect_eq "export from the configured database" \
+    "$("$negsync" -c "$tmp/cfg/negsync.ini" export | wc -l | tr -d ' ')" 1
+printf '[storage]\nbogus = 1\n' >"$tmp/cfg/bad.ini"
+expect_eq "import with a bad config" \
+    "$(status "$negsync" -c "$tmp/cfg/bad.ini" import "$tmp/big.jsonl")" 2
+expect_eq "export with a bad config" "$(status "$negsync" -c "$tmp/cfg/bad.ini" export)" 2
+
 echo "store-import: ok"
