@@ -17,10 +17,11 @@ struct globals {
 struct store;
 
 /*
- * Opens the database every command uses: -d FILE, or the XDG default
- * (creating its directory). Prints the reason and returns NULL on failure.
+ * Opens the database every command uses: -d FILE, else the configuration's
+ * [storage] path, else the XDG default (creating its directory). Prints the
+ * reason and returns NULL on failure, with *exit_code 2 for a bad
+ * configuration and 1 otherwise; 0 on success.
  */
-/* The database -d or the configuration names; NULL (and the exit code) on failure. */
 struct store *cmd_open_store(const struct globals *g, int *exit_code);
 
 /* cmd-io.c */
