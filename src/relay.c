@@ -47,6 +47,7 @@
 #include <time.h>
 
 #include <libwebsockets.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 
@@ -1074,6 +1075,94 @@ conn_drop(struct relay *r)
         r->state = CONN_CLOSED;
 }
 
+/*
+ * TLS and threads. lws 4.1 acquires new OpenSSL ex_data indexes (where it
+ * finds the wsi behind an SSL, and the vhost behind an SSL_CTX) every time a
+ * context is created with LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT, and keeps
+ * them in unlocked globals. With a context per relay and several workers, a
+ * context created on one thread moved the indexes under another thread's
+ * live connections: certificate checks lost their wsi ("TLS failed: connect
+ * SSL err 1") and vhost teardown lost track of its client SSL_CTX (leaked, as
+ * LeakSanitizer showed with two wss relays on two workers, never with one).
+ *
+ * So the global init happens exactly once, in an anchor context that lives
+ * as long as the process, and every relay context is created without it:
+ * its vhost is created explicitly, asking for client TLS on the vhost only,
+ * with one SSL_CTX of ours (system CA store loaded once, shared read-only by
+ * all connections; OpenSSL allows SSL_new from one SSL_CTX on many threads).
+ * lws never frees a provided SSL_CTX; this one and the anchor stay reachable
+ * until exit. Plain ws:// contexts get no TLS at all.
+ */
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+static struct lws_context *tls_anchor;
+static SSL_CTX *tls_client_ctx;
+
+static int
+anchor_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                size_t len)
+{
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+static const struct lws_protocols anchor_protocols[] = {
+    {"negsync-tls-anchor", anchor_callback, 0, 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static void
+tls_global_init(void)
+{
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.protocols = anchor_protocols;
+    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    tls_anchor = lws_create_context(&info);
+    tls_client_ctx = SSL_CTX_new(TLS_client_method());
+    if (tls_client_ctx != NULL && SSL_CTX_set_default_verify_paths(tls_client_ctx) != 1) {
+        SSL_CTX_free(tls_client_ctx);
+        tls_client_ctx = NULL;
+    }
+}
+
+/*
+ * A context with one vhost made from info; client TLS on it when tls is set.
+ * NULL with a reason on failure.
+ */
+static struct lws_context *
+ctx_create(const struct lws_context_creation_info *info, int tls, char *err, size_t errlen)
+{
+    if (tls) {
+        pthread_once(&tls_once, tls_global_init);
+        if (tls_anchor == NULL || tls_client_ctx == NULL) {
+            seterr(err, errlen, "cannot set up TLS (OpenSSL or the system CA store)");
+            return NULL;
+        }
+    }
+    struct lws_context_creation_info ci = *info;
+    ci.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    struct lws_context *ctx = lws_create_context(&ci);
+    if (ctx == NULL) {
+        seterr(err, errlen, "cannot create a libwebsockets context");
+        return NULL;
+    }
+    struct lws_context_creation_info vi = *info;
+    vi.options = tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0;
+    vi.provided_client_ssl_ctx = tls ? tls_client_ctx : NULL;
+    if (lws_create_vhost(ctx, &vi) == NULL) {
+        lws_context_destroy(ctx);
+        seterr(err, errlen, "cannot create a libwebsockets vhost");
+        return NULL;
+    }
+    return ctx;
+}
+
+static void
+ctx_destroy(struct lws_context *ctx)
+{
+    lws_context_destroy(ctx);
+}
+
 static int
 relay_ensure_context(struct relay *r, char *err, size_t errlen)
 {
@@ -1084,18 +1173,14 @@ relay_ensure_context(struct relay *r, char *err, size_t errlen)
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.protocols = ws_protocols;
     info.extensions = r->o.compression ? ws_extensions : NULL;
-    /* Plain ws:// needs no TLS: no SSL_CTX, no CA store to load (tens of ms). */
-    info.options = r->u.tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0;
     info.user = r;
     info.fd_limit_per_thread = 8;
     info.pt_serv_buf_size = 32 * 1024;
     /* lws's own handshake timeouts must never beat ours. */
     info.timeout_secs = (unsigned)(r->o.connect_timeout_ms / 1000 + 30);
-    r->ctx = lws_create_context(&info);
-    if (r->ctx == NULL) {
-        seterr(err, errlen, "cannot create a libwebsockets context");
+    r->ctx = ctx_create(&info, r->u.tls, err, errlen);
+    if (r->ctx == NULL)
         return -1;
-    }
     return 0;
 }
 
@@ -1387,7 +1472,7 @@ relay_free(struct relay *r)
         return;
     relay_close(r);
     if (r->ctx != NULL)
-        lws_context_destroy(r->ctx);
+        ctx_destroy(r->ctx);
     queue_clear(r);
     buf_free(&r->rx);
     url_clear(&r->u);
@@ -1684,14 +1769,12 @@ relay_fetch_nip11(const char *url, const struct relay_opts *opts, int timeout_ms
     memset(&info, 0, sizeof info);
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.protocols = nip11_protocols;
-    info.options = u.tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0;
     info.user = &f;
     info.fd_limit_per_thread = 8;
     info.timeout_secs = (unsigned)(timeout_ms / 1000 + 30);
-    struct lws_context *ctx = lws_create_context(&info);
+    struct lws_context *ctx = ctx_create(&info, u.tls, err, errlen);
     if (ctx == NULL) {
         url_clear(&u);
-        seterr(err, errlen, "cannot create a libwebsockets context");
         return RELAY_ERR_INTERNAL;
     }
 
@@ -1722,7 +1805,7 @@ relay_fetch_nip11(const char *url, const struct relay_opts *opts, int timeout_ms
         f.done = 1;
     }
     rc = nip11_service(ctx, &f, deadline);
-    lws_context_destroy(ctx);
+    ctx_destroy(ctx);
 
     if (rc == RELAY_ERR_TIMEOUT && f.http_status == 0) {
         seterr(err, errlen, "no NIP-11 answer from %s within %d ms", hosthdr, timeout_ms);
