@@ -91,4 +91,17 @@ char *filter_to_string(const struct filter *f);
 int filter_sql_where(const struct filter *f, char **sql, int *next_param);
 int filter_sql_bind(const struct filter *f, sqlite3_stmt *stmt, int first_param);
 
+/*
+ * Binds a tag value (len bytes) in the form the store's tags table keeps it:
+ * exactly 64 lowercase hex chars (the event ids and pubkeys of e and p tags,
+ * and any other value that looks like one) as the 32 raw bytes, everything
+ * else as text. A blob never equals a text, so the mapping is exact, and it
+ * halves the largest index of the store. The store's inserts and
+ * filter_sql_bind both go through here so they can never disagree. 0, or -1
+ * if the bind fails.
+ */
+int filter_sql_bind_tag_value(sqlite3_stmt *stmt, int param, const char *value, size_t len);
+/* The test behind it: 1 with the 32 bytes in raw if value is kept as a blob, else 0. */
+int filter_tag_value_blob(const char *value, size_t len, uint8_t raw[32]);
+
 #endif

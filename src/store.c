@@ -6,8 +6,10 @@
  * event, '' if it has none; '' for replaceable kinds; NULL for every other
  * kind, which keeps those rows out of the partial events_address index) and
  * the compact JSON we export and serve. `tags` indexes the first value of
- * every single-letter tag for `#x` filters. filter_sql_where (filter.c) writes WHERE expressions
- * over exactly these names with the alias `e`; do not rename them.
+ * every single-letter tag for `#x` filters, keyed (name, value, seq), a value
+ * of 64 lowercase hex chars as its 32 bytes (filter_sql_bind_tag_value).
+ * filter_sql_where (filter.c) writes WHERE expressions over exactly these
+ * names with the alias `e`; do not rename them.
  *
  * Relay semantics. So that our set converges with a relay's set whatever
  * order events arrive in, inserts follow NIP-01 and NIP-09:
@@ -210,9 +212,34 @@ static const char migration_2[] =
     "ALTER TABLE tags_new RENAME TO tags;"
     "CREATE INDEX tags_name_value ON tags(name, value);";
 
+/*
+ * Cheaper inserts again, same data. Every tag was two b-tree entries, a
+ * (seq, name, value) row and a (name, value) index entry, and the index is
+ * random-keyed: a batch dirties most of its pages, and each dirty page is
+ * written to the WAL at commit. Now tags is one b-tree clustered by (name,
+ * value, seq), which is what #x filters search; and a value of 64 lowercase
+ * hex chars (every e and p tag) is kept as its 32 raw bytes (see
+ * filter_sql_bind_tag_value), which halves it. Without a seq index there is
+ * no ON DELETE CASCADE: deleting an event deletes its tags explicitly, found
+ * from its JSON (event_row_delete). negsync_tag_value is the same mapping as
+ * filter_sql_bind_tag_value, registered on every connection by store_open.
+ */
+static const char migration_3[] =
+    "CREATE TABLE tags_new ("
+    "  name TEXT NOT NULL,"
+    "  value NOT NULL,"                 /* text, or a 32-byte blob for 64 lowercase hex */
+    "  seq INTEGER NOT NULL,"
+    "  PRIMARY KEY (name, value, seq)"
+    ") WITHOUT ROWID;"
+    "INSERT OR IGNORE INTO tags_new (name, value, seq) "
+    "  SELECT name, negsync_tag_value(value), seq FROM tags;"
+    "DROP TABLE tags;"
+    "ALTER TABLE tags_new RENAME TO tags;";
+
 static const char *const migrations[] = {
     migration_1,
     migration_2,
+    migration_3,
 };
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -227,7 +254,10 @@ enum stmt_id {
     ST_HAS_ID,
     ST_GET_JSON,
     ST_INSERT_EVENT,
-    ST_INSERT_TAG,
+    ST_ANY_TOMB,
+    ST_DELETE_TAG,
+    ST_DELETE_TAGS_SCAN,
+    ST_JSON_BY_SEQ,
     ST_TOMB_BY_ID,
     ST_TOMB_BY_ADDR,
     ST_ADDR_ROWS,
@@ -249,7 +279,11 @@ static const char *const stmt_sql[ST_COUNT] = {
     /* A duplicate id is not an error: insert_one reads sqlite3_changes() to tell. */
     [ST_INSERT_EVENT] = "INSERT INTO events (id, pubkey, created_at, kind, dtag, json) "
                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
-    [ST_INSERT_TAG] = "INSERT OR IGNORE INTO tags (seq, name, value) VALUES (?1, ?2, ?3)",
+    [ST_ANY_TOMB] = "SELECT 1 FROM deletions LIMIT 1",
+    [ST_DELETE_TAG] = "DELETE FROM tags WHERE name = ?1 AND value = ?2 AND seq = ?3",
+    /* Only for a stored JSON that does not parse: a scan of every tag. */
+    [ST_DELETE_TAGS_SCAN] = "DELETE FROM tags WHERE seq = ?1",
+    [ST_JSON_BY_SEQ] = "SELECT json FROM events WHERE seq = ?1",
     [ST_TOMB_BY_ID] = "SELECT 1 FROM deletions WHERE target_id = ?1 AND pubkey = ?2 LIMIT 1",
     [ST_TOMB_BY_ADDR] = "SELECT 1 FROM deletions WHERE target_addr = ?1 AND created_at >= ?2 "
                         "LIMIT 1",
@@ -273,10 +307,19 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_EVENT_BY_ID] = "SELECT seq, pubkey, kind, dtag, created_at FROM events WHERE id = ?1",
 };
 
+/* Tag rows per INSERT statement: one statement for the tags of a typical event. */
+#define TAG_ROWS 8
+
 struct store {
     sqlite3 *db;
     char *path;
     sqlite3_stmt *stmts[ST_COUNT];
+    sqlite3_stmt *tag_stmts[TAG_ROWS];  /* [k]: INSERT of k + 1 tag rows */
+    /*
+     * Set for the batch in progress while the deletions table is empty, as
+     * it is in most databases: no event needs a tombstone lookup then.
+     */
+    int no_tombstones;
 };
 
 /* The address of a replaceable or addressable event. */
@@ -369,6 +412,21 @@ pragma_int(struct store *st, const char *sql, int *out, char *err, size_t errlen
     if (rc != SQLITE_ROW)
         return db_err(st, err, errlen, sql);
     return 0;
+}
+
+/* SQL negsync_tag_value(v): v in the form the tags table keeps it (filter_tag_value_blob). */
+static void
+sql_tag_value(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    uint8_t raw[32];
+
+    (void)argc;
+    if (sqlite3_value_type(argv[0]) == SQLITE_TEXT &&
+        filter_tag_value_blob((const char *)sqlite3_value_text(argv[0]),
+                              (size_t)sqlite3_value_bytes(argv[0]), raw))
+        sqlite3_result_blob(ctx, raw, sizeof raw, SQLITE_TRANSIENT);
+    else
+        sqlite3_result_value(ctx, argv[0]);
 }
 
 static int
@@ -471,6 +529,12 @@ store_open(const char *path, char *err, size_t errlen)
                  "PRAGMA journal_size_limit = " STORE_WAL_LIMIT ";",
                  err, errlen, "configure") < 0)
         goto fail;
+    if (sqlite3_create_function_v2(st->db, "negsync_tag_value", 1,
+                                   SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL,
+                                   sql_tag_value, NULL, NULL, NULL) != SQLITE_OK) {
+        db_err(st, err, errlen, "register functions");
+        goto fail;
+    }
     if (store_migrate(st, err, errlen) < 0)
         goto fail;
     return st;
@@ -487,6 +551,8 @@ store_close(struct store *st)
         return;
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(st->stmts[i]);
+    for (int i = 0; i < TAG_ROWS; i++)
+        sqlite3_finalize(st->tag_stmts[i]);
     /* close_v2: a statement a caller leaked must not leave the file open forever. */
     sqlite3_close_v2(st->db);
     free(st->path);
@@ -628,6 +694,78 @@ version_beats(uint64_t c1, const uint8_t *id1, uint64_t c2, const uint8_t *id2)
     return memcmp(id1, id2, 32) < 0;
 }
 
+static int
+is_tag_letter(const struct event_tag *t)
+{
+    char c;
+
+    if (t->nfields < 2 || t->lens[0] != 1)
+        return 0;
+    c = t->fields[0][0];
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/*
+ * Deletes the event stored as seq with its tag entries. tags has no seq
+ * index (migration 3), so they are found from the stored JSON: deletions
+ * (replaced versions, NIP-09) are rare next to inserts, and an index on seq
+ * would cost every insert a b-tree entry per tag. A JSON that does not
+ * parse, which only a database written by something else could hold, falls
+ * back to a scan of every tag.
+ */
+static int
+event_row_delete(struct store *st, sqlite3_int64 seq, char *err, size_t errlen)
+{
+    sqlite3_stmt *s;
+    struct event *ev = NULL;
+    char perr[EVENT_ERRLEN];
+    int rc;
+
+    if ((s = stmt_get(st, ST_JSON_BY_SEQ, err, errlen)) == NULL)
+        return -1;
+    sqlite3_bind_int64(s, 1, seq);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) == SQLITE_TEXT)
+        ev = event_parse((const char *)sqlite3_column_text(s, 0),
+                         (size_t)sqlite3_column_bytes(s, 0), perr, sizeof perr);
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE)
+        return 0;
+    if (rc != SQLITE_ROW)
+        return db_err(st, err, errlen, "read event to delete");
+
+    rc = 0;
+    if (ev == NULL) {
+        if ((s = stmt_get(st, ST_DELETE_TAGS_SCAN, err, errlen)) == NULL)
+            return -1;
+        sqlite3_bind_int64(s, 1, seq);
+        rc = stmt_run(st, s, err, errlen, "delete tags");
+    }
+    for (size_t i = 0; ev != NULL && i < ev->ntags && rc == 0; i++) {
+        const struct event_tag *t = &ev->tags[i];
+        if (!is_tag_letter(t))
+            continue;
+        if ((s = stmt_get(st, ST_DELETE_TAG, err, errlen)) == NULL) {
+            rc = -1;
+            break;
+        }
+        sqlite3_bind_text(s, 1, t->fields[0], 1, SQLITE_STATIC);
+        if (filter_sql_bind_tag_value(s, 2, t->fields[1], t->lens[1]) < 0) {
+            rc = db_err(st, err, errlen, "bind tag");
+            break;
+        }
+        sqlite3_bind_int64(s, 3, seq);
+        rc = stmt_run(st, s, err, errlen, "delete tag");
+    }
+    event_free(ev);
+    if (rc < 0)
+        return -1;
+    if ((s = stmt_get(st, ST_DELETE_SEQ, err, errlen)) == NULL)
+        return -1;
+    sqlite3_bind_int64(s, 1, seq);
+    return stmt_run(st, s, err, errlen, "delete event");
+}
+
 /* Records (created_at, id) as a deleted version at a; keeps the best one. */
 static int
 head_put(struct store *st, const struct address *a, uint64_t created_at, const uint8_t *id,
@@ -735,11 +873,7 @@ address_remove(struct store *st, const struct address *a, int has_until, uint64_
         if (got == 0)
             break;
         for (int i = 0; i < got; i++) {
-            sqlite3_stmt *d = stmt_get(st, ST_DELETE_SEQ, err, errlen);
-            if (d == NULL)
-                return -1;
-            sqlite3_bind_int64(d, 1, seqs[i]);
-            if (stmt_run(st, d, err, errlen, "delete event") < 0)
+            if (event_row_delete(st, seqs[i], err, errlen) < 0)
                 return -1;
             n++;
         }
@@ -784,15 +918,37 @@ tombstone_covers(struct store *st, const struct event *ev, const struct address 
     return 0;
 }
 
+/* Inserts the k (1..TAG_ROWS) tag entries rows of the event stored as seq, in one statement. */
 static int
-is_tag_letter(const struct event_tag *t)
+tags_insert(struct store *st, sqlite3_int64 seq, const struct event_tag *const *rows, int k,
+            char *err, size_t errlen)
 {
-    char c;
+    sqlite3_stmt *s = st->tag_stmts[k - 1];
 
-    if (t->nfields < 2 || t->lens[0] != 1)
-        return 0;
-    c = t->fields[0][0];
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    if (s == NULL) {
+        struct buf sql = {0};
+        static const char head[] = "INSERT OR IGNORE INTO tags (name, value, seq) VALUES ";
+        int rc;
+        buf_append(&sql, head, sizeof head - 1);
+        for (int j = 0; j < k; j++)
+            buf_append(&sql, j > 0 ? ",(?,?,?)" : "(?,?,?)", j > 0 ? 8 : 7);
+        buf_push(&sql, '\0');
+        rc = sqlite3_prepare_v3(st->db, (const char *)sql.data, -1, SQLITE_PREPARE_PERSISTENT,
+                                &s, NULL);
+        buf_free(&sql);
+        if (rc != SQLITE_OK)
+            return db_err(st, err, errlen, "prepare");
+        st->tag_stmts[k - 1] = s;
+    }
+    for (int j = 0; j < k; j++) {
+        sqlite3_bind_text(s, 3 * j + 1, rows[j]->fields[0], 1, SQLITE_STATIC);
+        if (filter_sql_bind_tag_value(s, 3 * j + 2, rows[j]->fields[1], rows[j]->lens[1]) < 0) {
+            sqlite3_clear_bindings(s);
+            return db_err(st, err, errlen, "bind tag");
+        }
+        sqlite3_bind_int64(s, 3 * j + 3, seq);
+    }
+    return stmt_run(st, s, err, errlen, "insert tags");
 }
 
 /*
@@ -832,16 +988,14 @@ event_row_insert(struct store *st, const struct event *ev, const struct address 
         return 1;
     *seq = sqlite3_last_insert_rowid(st->db);
 
-    for (size_t i = 0; i < ev->ntags; i++) {
-        const struct event_tag *t = &ev->tags[i];
-        if (!is_tag_letter(t))
-            continue;
-        if ((s = stmt_get(st, ST_INSERT_TAG, err, errlen)) == NULL)
-            return -1;
-        sqlite3_bind_int64(s, 1, *seq);
-        sqlite3_bind_text(s, 2, t->fields[0], 1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 3, t->fields[1], (int)t->lens[1], SQLITE_STATIC);
-        if (stmt_run(st, s, err, errlen, "insert tag") < 0)
+    for (size_t i = 0; i < ev->ntags;) {
+        const struct event_tag *rows[TAG_ROWS];
+        int k = 0;
+        for (; i < ev->ntags && k < TAG_ROWS; i++) {
+            if (is_tag_letter(&ev->tags[i]))
+                rows[k++] = &ev->tags[i];
+        }
+        if (k > 0 && tags_insert(st, *seq, rows, k, err, errlen) < 0)
             return -1;
     }
     return 0;
@@ -855,6 +1009,7 @@ tomb_insert(struct store *st, sqlite3_int64 seq, const struct event *del, const 
 
     if (s == NULL)
         return -1;
+    st->no_tombstones = 0;
     sqlite3_bind_int64(s, 1, seq);
     sqlite3_bind_blob(s, 2, del->pubkey, 32, SQLITE_STATIC);
     sqlite3_bind_int64(s, 3, (sqlite3_int64)del->created_at);
@@ -915,12 +1070,8 @@ delete_by_id(struct store *st, const struct event *del, const uint8_t target[32]
     rc = 0;
     if (kind_is_addressed(a.kind))
         rc = head_put(st, &a, created_at, target, err, errlen);
-    if (rc == 0 && (s = stmt_get(st, ST_DELETE_SEQ, err, errlen)) == NULL)
-        rc = -1;
-    if (rc == 0) {
-        sqlite3_bind_int64(s, 1, seq);
-        rc = stmt_run(st, s, err, errlen, "delete event");
-    }
+    if (rc == 0)
+        rc = event_row_delete(st, seq, err, errlen);
     free(dcopy);
     return rc;
 }
@@ -1016,7 +1167,7 @@ insert_one(struct store *st, const struct event *ev, struct store_result *res,
         event_address(ev, &addr);
         a = &addr;
     }
-    if (ev->kind != KIND_DELETION &&
+    if (ev->kind != KIND_DELETION && !st->no_tombstones &&
         (deleted = tombstone_covers(st, ev, a, scratch, err, errlen)) < 0)
         return -1;
 
@@ -1059,23 +1210,35 @@ store_insert_batch(struct store *st, struct event *const *evs, size_t n,
 {
     struct buf scratch = {0};
     sqlite3_stmt *s;
+    int rc;
 
     if (n == 0)
         return 0;
     if ((s = stmt_get(st, ST_BEGIN, err, errlen)) == NULL ||
         stmt_run(st, s, err, errlen, "begin") < 0)
         return -1;
+    if ((s = stmt_get(st, ST_ANY_TOMB, err, errlen)) == NULL)
+        goto fail;
+    rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        db_err(st, err, errlen, "look up deletions");
+        goto fail;
+    }
+    st->no_tombstones = rc == SQLITE_DONE;
     for (size_t i = 0; i < n; i++) {
         if (insert_one(st, evs[i], &results[i], &scratch, err, errlen) < 0)
             goto fail;
     }
     buf_free(&scratch);
+    st->no_tombstones = 0;
     if ((s = stmt_get(st, ST_COMMIT, err, errlen)) == NULL ||
         stmt_run(st, s, err, errlen, "commit") < 0)
         goto fail_nobuf;
     return 0;
 fail:
     buf_free(&scratch);
+    st->no_tombstones = 0;
 fail_nobuf:
     /* Plain exec: the ROLLBACK must run even if preparing it is what failed. */
     sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
@@ -1381,6 +1544,25 @@ store_check(struct store *st, char *err, size_t errlen)
         bad = 1;
     } else if (rc != SQLITE_DONE) {
         db_err(st, err, errlen, "foreign key check");
+        bad = 1;
+    }
+    sqlite3_finalize(s);
+    if (bad)
+        return -1;
+
+    /* tags has no foreign key (migration 3): the same check by hand. */
+    if (sqlite3_prepare_v2(st->db,
+                           "SELECT t.seq FROM tags t WHERE NOT EXISTS "
+                           "(SELECT 1 FROM events e WHERE e.seq = t.seq) LIMIT 1",
+                           -1, &s, NULL) != SQLITE_OK)
+        return db_err(st, err, errlen, "tag check");
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        set_err(err, errlen, "%s: tag check: tags of a missing event (seq %lld)", st->path,
+                (long long)sqlite3_column_int64(s, 0));
+        bad = 1;
+    } else if (rc != SQLITE_DONE) {
+        db_err(st, err, errlen, "tag check");
         bad = 1;
     }
     sqlite3_finalize(s);

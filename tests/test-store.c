@@ -609,11 +609,11 @@ test_plans(void)
     expect_plan(st, STORE_PLAN_LIST_IDS, text, "SEARCH e USING", "SCAN e");
     /* A tag filter starts from the tag index, not from a scan of every event. */
     expect_plan(st, STORE_PLAN_LIST_IDS, "{\"#t\":[\"nostr\"]}",
-                "SEARCH t USING COVERING INDEX tags_name_value", "SCAN e");
+                "SEARCH t USING PRIMARY KEY (name=? AND value=?)", "SCAN e");
     snprintf(text, sizeof text, "{\"#e\":[\"%s\"],\"limit\":10}", pa);
-    expect_plan(st, STORE_PLAN_QUERY_NEWEST, text, "SEARCH t USING COVERING INDEX tags_name_value",
+    expect_plan(st, STORE_PLAN_QUERY_NEWEST, text, "SEARCH t USING PRIMARY KEY (name=? AND value=?)",
                 "SCAN e");
-    expect_plan(st, STORE_PLAN_COUNT, "{\"#x\":[\"y\"]}", "tags_name_value", "SCAN e");
+    expect_plan(st, STORE_PLAN_COUNT, "{\"#x\":[\"y\"]}", "SEARCH t USING PRIMARY KEY", "SCAN e");
     snprintf(text, sizeof text, "{\"ids\":[\"%s\"]}", pa);
     expect_plan(st, STORE_PLAN_QUERY_NEWEST, text, "SEARCH e USING INDEX sqlite_autoindex_events",
                 "SCAN e");
@@ -798,6 +798,18 @@ test_migrate_v1(const char *dir)
     CHECK_MSG(strcmp(text, "2") == 0, "tags of the note: %s", text);
     sql_text(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'tags_seq'", text, sizeof text);
     CHECK_MSG(strcmp(text, "0") == 0, "tags_seq still there: %s", text);
+    /* Migration 3: a 64-hex value became its 32 bytes, other values stayed text. */
+    sql_text(db, "SELECT typeof(value) || ':' || hex(value) FROM tags WHERE name = 'p'", text,
+             sizeof text);
+    CHECK_MSG(strcmp(text, "blob:4242424242424242424242424242424242424242424242424242424242424242") ==
+                  0,
+              "p tag value %s", text);
+    sql_text(db, "SELECT group_concat(DISTINCT typeof(value)) FROM tags WHERE name <> 'p'", text,
+             sizeof text);
+    CHECK_MSG(strcmp(text, "text") == 0, "other tag values %s", text);
+    sql_text(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'tags_name_value'", text,
+             sizeof text);
+    CHECK_MSG(strcmp(text, "0") == 0, "tags_name_value still there: %s", text);
     sqlite3_close(db);
 
     /* Relay semantics on the migrated rows. */
