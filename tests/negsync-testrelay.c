@@ -70,6 +70,9 @@ static const char usage_text[] =
     "  --welcome-notice TEXT send [\"NOTICE\",TEXT] right after the connection opens\n"
     "  --neg-err-after K     answer the (K+1)-th message of each NEG session with\n"
     "                        [\"NEG-ERR\",id,\"closed: ...\"] (after K rounds)\n"
+    "  --neg-close-after K   the same with [\"NEG-CLOSE\",id], as khatru ends sessions\n"
+    "  --req-closed TEXT     answer every REQ with [\"CLOSED\",sub,TEXT] (e.g.\n"
+    "                        \"auth-required: ...\", \"rate-limited: ...\")\n"
     "  --drop-after K        close the connection once it has sent K messages\n"
     "  --stall-after K       stop reading from a connection once K messages came in\n"
     "                        (replies already due are still sent): a peer that stops\n"
@@ -140,7 +143,7 @@ parse_fraction(const char *opt, const char *s)
 enum {
     OPT_PORT = 256, OPT_DB, OPT_EVENTS, OPT_REQ_LIMIT, OPT_MAX_SYNC, OPT_TLS, OPT_DEFLATE,
     OPT_STATS, OPT_NIPS, OPT_SOFTWARE, OPT_VERSION, OPT_NIP11, OPT_NIP11_FILE, OPT_NO_NIP77, OPT_NOTICE_TEXT,
-    OPT_WELCOME, OPT_NEG_ERR_AFTER, OPT_DROP_AFTER, OPT_STALL_AFTER, OPT_BIG_NOTICE, OPT_DELAY, OPT_GARBAGE, OPT_BAD_EVENTS,
+    OPT_WELCOME, OPT_NEG_ERR_AFTER, OPT_NEG_CLOSE_AFTER, OPT_REQ_CLOSED, OPT_DROP_AFTER, OPT_STALL_AFTER, OPT_BIG_NOTICE, OPT_DELAY, OPT_GARBAGE, OPT_BAD_EVENTS,
     OPT_SEED,
 };
 
@@ -162,6 +165,8 @@ static const struct option long_options[] = {
     {"notice-text", required_argument, NULL, OPT_NOTICE_TEXT},
     {"welcome-notice", required_argument, NULL, OPT_WELCOME},
     {"neg-err-after", required_argument, NULL, OPT_NEG_ERR_AFTER},
+    {"neg-close-after", required_argument, NULL, OPT_NEG_CLOSE_AFTER},
+    {"req-closed", required_argument, NULL, OPT_REQ_CLOSED},
     {"drop-after", required_argument, NULL, OPT_DROP_AFTER},
     {"stall-after", required_argument, NULL, OPT_STALL_AFTER},
     {"big-notice", required_argument, NULL, OPT_BIG_NOTICE},
@@ -186,6 +191,7 @@ parse_args(int argc, char **argv, struct tr_config *cfg)
     cfg->software = "negsync-testrelay";
     cfg->version = "1.0";
     cfg->neg_err_after = -1;
+    cfg->neg_close_after = -1;
     cfg->drop_after = -1;
     cfg->stall_after = -1;
     cfg->seed = 1;
@@ -270,6 +276,12 @@ parse_args(int argc, char **argv, struct tr_config *cfg)
             break;
         case OPT_NEG_ERR_AFTER:
             cfg->neg_err_after = (int64_t)parse_u64("--neg-err-after", optarg, INT64_MAX);
+            break;
+        case OPT_NEG_CLOSE_AFTER:
+            cfg->neg_close_after = (int64_t)parse_u64("--neg-close-after", optarg, INT64_MAX);
+            break;
+        case OPT_REQ_CLOSED:
+            cfg->req_closed = optarg;
             break;
         case OPT_DROP_AFTER:
             cfg->drop_after = (int64_t)parse_u64("--drop-after", optarg, INT64_MAX);

@@ -175,6 +175,8 @@ conn_queue_free(struct tr_conn *c)
         free(m);
     }
     c->qhead = c->qtail = NULL;
+    free(c->held);
+    c->held = NULL;
 }
 
 static void
@@ -196,6 +198,8 @@ conn_writeable(struct tr_conn *c)
         conn_close_reason(c, "drop-after");
         return -1;
     }
+    free(c->held);
+    c->held = NULL;
     m = c->qhead;
     if (m == NULL)
         return c->closing ? -1 : 0;
@@ -218,7 +222,7 @@ conn_writeable(struct tr_conn *c)
     c->qhead = m->next;
     if (c->qhead == NULL)
         c->qtail = NULL;
-    free(m);
+    c->held = m;
     if (c->qhead != NULL || c->closing ||
         (cfg->drop_after >= 0 && c->sent >= (uint64_t)cfg->drop_after))
         lws_callback_on_writable(c->wsi);

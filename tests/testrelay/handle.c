@@ -248,6 +248,10 @@ handle_req(struct tr_conn *c, json_t *msg)
         send_closed(c, sub, "error: REQ needs at least one filter");
         return;
     }
+    if (srv->cfg->req_closed != NULL) {
+        send_closed(c, sub, srv->cfg->req_closed);
+        return;
+    }
     filters = xcalloc(nfilters, sizeof *filters);
     for (i = 0; i < nfilters; i++) {
         json_t *fj = json_array_get(msg, i + 2);
@@ -384,6 +388,12 @@ neg_reply(struct tr_conn *c, struct tr_neg_session *s, const char *hex, size_t l
         snprintf(reason, sizeof reason, "closed: the relay ends sessions after %" PRId64
                  " rounds", cfg->neg_err_after);
         send_neg_err(c, sub, reason);
+        neg_drop(c, sub);
+        free(sub);
+        return;
+    }
+    if (cfg->neg_close_after >= 0 && s->replies >= (uint64_t)cfg->neg_close_after) {
+        tr_conn_send_json(c, json_pack("[s s]", "NEG-CLOSE", sub));
         neg_drop(c, sub);
         free(sub);
         return;

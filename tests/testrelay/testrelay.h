@@ -63,6 +63,8 @@ struct tr_config {
     const char *notice_text;        /* overrides the NOTICE text of notice/unknown */
     const char *welcome_notice;     /* NULL: none */
     int64_t neg_err_after;          /* -1: off */
+    int64_t neg_close_after;        /* -1: off */
+    const char *req_closed;         /* NULL: off; else every REQ gets CLOSED with it */
     int64_t drop_after;             /* -1: off */
     int64_t stall_after;            /* -1: off; else stop reading after K messages */
     size_t big_notice;              /* 0: off; else a NOTICE this long on connect */
@@ -144,6 +146,12 @@ struct tr_conn {
     int rx_too_big;             /* the current message exceeded TR_MAX_MESSAGE */
     int rx_binary;
     struct tr_msg *qhead, *qtail;
+    /*
+     * The message lws_write last took: with permessage-deflate lws may go on
+     * compressing it from our buffer after lws_write returns, so it is freed
+     * at the next WRITEABLE (lws drains the extension first) or at close.
+     */
+    struct tr_msg *held;
     uint64_t sent;              /* messages written, for --drop-after */
     int closing;                /* stop reading; close once the queue is empty */
     struct tr_counts counts;
