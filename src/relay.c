@@ -510,6 +510,13 @@ msg_fill(const char *type, const json_t *a, struct relay_msg *m, char *err, size
             m->has_neg_limit = 1;
             m->neg_limit = (int64_t)json_integer_value(lim);
         }
+    } else if (strcmp(type, "NEG-CLOSE") == 0) {
+        m->type = RELAY_MSG_NEG_CLOSE;
+        if (n < 2) {
+            seterr(err, errlen, "NEG-CLOSE: no subscription id");
+            return -1;
+        }
+        return take_subid(type, json_array_get(a, 1), m, err, errlen);
     } else if (strcmp(type, "AUTH") == 0) {
         m->type = RELAY_MSG_AUTH;
         return take_text(type, a, 1, 1, m, err, errlen);

@@ -83,6 +83,11 @@ enum relay_msg_type {
     RELAY_MSG_CLOSED,   /* ["CLOSED", subid, reason] (reason may be missing: "") */
     RELAY_MSG_NEG_MSG,  /* ["NEG-MSG", subid, hex] */
     RELAY_MSG_NEG_ERR,  /* ["NEG-ERR", subid, reason (, limit)] (reason may be missing: "") */
+    /*
+     * ["NEG-CLOSE", subid]: a relay ending a session itself (khatru, once it
+     * has nothing more to say). Extra elements are ignored.
+     */
+    RELAY_MSG_NEG_CLOSE,
     RELAY_MSG_AUTH,     /* ["AUTH", challenge] */
     RELAY_MSG_COUNT,    /* ["COUNT", subid, {"count": n, ...}] */
 };
@@ -96,7 +101,7 @@ enum relay_msg_type {
 struct relay_msg {
     enum relay_msg_type type;
     size_t raw_len;     /* bytes of the message text, framing included ("saved bytes" maths) */
-    char *subid;        /* EVENT, EOSE, CLOSED, NEG-MSG, NEG-ERR, COUNT */
+    char *subid;        /* EVENT, EOSE, CLOSED, NEG-MSG, NEG-ERR, NEG-CLOSE, COUNT */
     json_t *event;      /* EVENT: the event object, shape not yet checked (event_from_json
                          * does that); the caller may take it: set to NULL after taking */
     char ok_id[65];     /* OK: the event id, 64 lowercase hex */

@@ -194,6 +194,18 @@ test_parse(void)
         CHECK(m->has_neg_limit == 0);   /* advisory field of the wrong type: ignored */
         relay_msg_free(m);
     }
+    /* A relay ending a session itself (khatru); what follows the subid is ignored. */
+    m = parse_ok("[\"NEG-CLOSE\",\"n1\"]");
+    if (m) {
+        CHECK(m->type == RELAY_MSG_NEG_CLOSE && strcmp(m->subid, "n1") == 0);
+        CHECK(m->text == NULL && m->neg_hex == NULL);
+        relay_msg_free(m);
+    }
+    m = parse_ok("[\"NEG-CLOSE\",\"n1\",\"done\"]");
+    if (m) {
+        CHECK(m->type == RELAY_MSG_NEG_CLOSE && strcmp(m->subid, "n1") == 0);
+        relay_msg_free(m);
+    }
     m = parse_ok("[\"AUTH\",\"challenge-123\"]");
     if (m) {
         CHECK(m->type == RELAY_MSG_AUTH && strcmp(m->text, "challenge-123") == 0);
@@ -258,6 +270,8 @@ test_parse(void)
     parse_bad("[\"NEG-MSG\",5,\"61\"]", "NEG-MSG: subscription id is not a string");
     parse_bad("[\"NEG-ERR\"]", "NEG-ERR: no subscription id");
     parse_bad("[\"NEG-ERR\",\"n\",false]", "NEG-ERR: element 2 is not a string");
+    parse_bad("[\"NEG-CLOSE\"]", "NEG-CLOSE: no subscription id");
+    parse_bad("[\"NEG-CLOSE\",7]", "NEG-CLOSE: subscription id is not a string");
     parse_bad("[\"AUTH\"]", "AUTH: element 1 missing");
     parse_bad("[\"AUTH\",{}]", "AUTH: element 1 is not a string");
     parse_bad("[\"COUNT\",\"c\",{\"count\":-1}]", "COUNT");
@@ -719,6 +733,8 @@ srv_read_frame(struct srv *s, int fd, int *fin, int *opcode, struct buf *out, in
     if (srv_read(s, fd, mask, 4, timeout_ms) < 0 || n > 256 * MIB)
         return -1;
     size_t at = out->len;
+    if (n == 0)
+        return 0;   /* an empty frame: nothing to read (and out->data may be NULL) */
     buf_reserve(out, (size_t)n);
     if (srv_read(s, fd, out->data + at, (size_t)n, timeout_ms) < 0)
         return -1;
