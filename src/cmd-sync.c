@@ -4,7 +4,9 @@
  *
  * One line per finished job on stdout (or one JSON object with --json), the
  * engine's "[SYNC] ..." decisions on stderr, and with --once a summary table
- * per relay at the end. Exit 0 when every job ended ok, 1 when some relay
+ * per relay at the end. When stderr is a terminal, a progress line there
+ * (relay, filter, phase, round, events fetched / known missing), redrawn in
+ * place and cleared before anything else is printed. Exit 0 when every job ended ok, 1 when some relay
  * failed, 2 for a usage or configuration error. SIGINT/SIGTERM stop the
  * engine (jobs store what they received and advance no cursor past it) and
  * exit 0. Signals are taken by a thread of their own with sigwait, so the
@@ -18,7 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cfg.h"
 #include "commands.h"
@@ -37,6 +41,8 @@ struct sync_cmd {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int json, quiet;
+    int progress;           /* stderr is a terminal: draw progress */
+    int progress_shown;     /* a progress line is on the screen */
     int interrupted;
     unsigned jobs, failed;
     struct sum_row *rows;
@@ -73,6 +79,42 @@ fmt_saved(uint64_t est, uint64_t used, char *out, size_t outlen)
         snprintf(out, outlen, "%.0f%%", ((double)est - (double)used) * 100.0 / (double)est);
 }
 
+/* Erases the progress line, if one is showing; called with sc->mu held. */
+static void
+progress_clear(struct sync_cmd *sc)
+{
+    if (!sc->progress_shown)
+        return;
+    fputs("\r\033[K", stderr);
+    fflush(stderr);
+    sc->progress_shown = 0;
+}
+
+static void
+on_progress(void *arg, const struct sync_progress *p)
+{
+    struct sync_cmd *sc = arg;
+    struct winsize ws;
+    char line[600];
+    size_t width = 80;
+
+    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1)
+        width = ws.ws_col;
+    if (width > sizeof line)
+        width = sizeof line;
+    /* One column short of the width, so the cursor never wraps to a new line. */
+    sync_progress_format(p, line, width);
+    pthread_mutex_lock(&sc->mu);
+    if (p->done) {
+        progress_clear(sc);
+    } else {
+        fprintf(stderr, "\r\033[K%s", line);
+        fflush(stderr);
+        sc->progress_shown = 1;
+    }
+    pthread_mutex_unlock(&sc->mu);
+}
+
 static void
 on_log(void *arg, const char *line)
 {
@@ -81,6 +123,7 @@ on_log(void *arg, const char *line)
     if (sc->quiet)
         return;
     pthread_mutex_lock(&sc->mu);
+    progress_clear(sc);
     fprintf(stderr, "%s\n", line);
     pthread_mutex_unlock(&sc->mu);
 }
@@ -93,6 +136,7 @@ on_run(void *arg, const struct sync_run *r)
     int interrupted;
 
     pthread_mutex_lock(&sc->mu);
+    progress_clear(sc);
     interrupted = sc->interrupted && !r->ok;
     sc->jobs++;
     if (!r->ok && !interrupted)
@@ -276,6 +320,7 @@ cmd_sync(struct globals *g, int argc, char **argv)
     pthread_mutex_init(&sc.mu, NULL);
     pthread_cond_init(&sc.cv, NULL);
     sc.quiet = g->verbose < 0;
+    sc.progress = !sc.quiet && isatty(STDERR_FILENO);
     eo.cfg = cfg;
     eo.db_path = db;
     eo.relays = relays;
@@ -285,6 +330,7 @@ cmd_sync(struct globals *g, int argc, char **argv)
     eo.continuous = !once;
     eo.on_run = on_run;
     eo.log = on_log;
+    eo.on_progress = sc.progress ? on_progress : NULL;
     eo.arg = &sc;
     eo.verbose = g->verbose;
     if ((sc.engine = sync_engine_new(&eo, err, sizeof err)) == NULL) {

@@ -8,8 +8,12 @@
  *      relay's negentropy key, a persisted override) and what is known about
  *      the relay's NIP-77 support (job_neg_support: the one place that will
  *      ask the caps module);
- *   2. negentropy: builds a storage from the store's (created_at, id) listing,
- *      NEG-OPEN, answers each NEG-MSG. Every id the relay has and we lack goes
+ *   2. negentropy: cuts the filter's span into time windows (one up to the
+ *      REQ cursor, then about SYNC_NEG_WINDOW local events each) and per
+ *      window builds a storage from the store's (created_at, id) listing,
+ *      NEG-OPEN, answers each NEG-MSG. What is newer than every local event
+ *      (the tail) is fetched by a paged REQ instead, by one job per filter at
+ *      a time (see neg_job). Every id the relay has and we lack goes
  *      into a fetch queue that is drained by REQ {"ids":[...]} subscriptions,
  *      up to fetch_in_flight at once, on the same connection while later
  *      rounds continue: a single loop (job_recv) receives everything and
@@ -21,6 +25,13 @@
  *      skipped; a page made only of one second that still fills the relay's
  *      cap is split by authors or kinds; the cursor moves after the last EOSE,
  *      and only to what was stored.
+ *
+ * A filter's `limit` plays no part: a sync keeps the filter's whole set, so
+ * both modes converge on the same events (REQ pages carry limits of their
+ * own). A relay ending a session itself (NEG-CLOSE) while we wait for its
+ * reply is a mid-session failure; a relay closing our REQ (CLOSED
+ * "rate-limited:", "auth-required:", "error:" ...) fails the job and makes
+ * the relay's next run wait a growing backoff (worker_main).
  *
  * Every event is parsed, verified (id, signature), checked against the filter
  * (and, for an ids fetch, against what was asked) and only then stored, in
@@ -60,6 +71,16 @@
 #define SYNC_REQ_SPLIT_DEPTH 16     /* author/kind halvings for a crowded second */
 #define SYNC_BUSY_TIMEOUT_MS 30000
 #define SYNC_REQ_SUBID_LEN 12       /* the length of our subscription ids, for est_req_bytes */
+/*
+ * Local events per negentropy session. The reference splits a range into 16
+ * by count, and a side holding fewer than 32 items in a range sends their
+ * ids instead; with 8192..16383 local items in a session our second split
+ * lands on ranges of 32..63 of them, whose 16 fingerprints cover 2..4 events
+ * each, so where a few events are missing the relay answers with the ids of
+ * small ranges only. Bigger sets are cut into time windows of about this
+ * many local events (see neg_job).
+ */
+#define SYNC_NEG_WINDOW 12000
 
 /* ---- small helpers ---------------------------------------------------------- */
 
@@ -88,6 +109,27 @@ const char *
 sync_mode_name(enum sync_mode m)
 {
     return m == SYNC_MODE_NEG ? "negentropy" : "req";
+}
+
+size_t
+sync_progress_format(const struct sync_progress *p, char *buf, size_t len)
+{
+    int n;
+
+    if (len == 0)
+        return 0;
+    if (p->total > 0)
+        n = snprintf(buf, len, "%s %s: %s, round %llu, fetched %llu/%llu", p->relay, p->filter,
+                     p->phase, (unsigned long long)p->rounds, (unsigned long long)p->fetched,
+                     (unsigned long long)p->total);
+    else
+        n = snprintf(buf, len, "%s %s: %s, round %llu, fetched %llu", p->relay, p->filter,
+                     p->phase, (unsigned long long)p->rounds, (unsigned long long)p->fetched);
+    if (n < 0) {
+        buf[0] = '\0';
+        return 0;
+    }
+    return (size_t)n < len ? (size_t)n : len - 1;
 }
 
 /* ---- a set of 32-byte ids (open addressing, backward-shift deletion) --------- */
@@ -439,6 +481,15 @@ struct sync_relay {
     int force_probe;                /* the next job re-checks whatever the cache says */
     int nip11_done;                 /* NIP-11 read (by caps or directly) */
     int64_t max_limit;              /* NIP-11 limitation.max_limit; -1 unknown */
+    /*
+     * Runs in a row in which the relay closed one of our subscriptions
+     * (CLOSED "auth-required:", "rate-limited:", "error:", ...) and a job
+     * failed for it; the relay's next run waits until not_before_ms
+     * (monotonic), relay_backoff_delay_ms of that count.
+     */
+    unsigned refusals;
+    int64_t not_before_ms;
+    uint64_t rng;
 };
 
 struct sync_engine {
@@ -458,6 +509,8 @@ struct sync_engine {
     int stopping;
     size_t nrunning;
     struct idset claims;            /* ids some job is fetching right now */
+    const struct config_filter **tails; /* filters whose tail some job is fetching */
+    size_t ntails;
     struct caps_cache *caps;        /* the capability cache (thread-safe) */
     uint64_t subseq;
 };
@@ -531,6 +584,45 @@ engine_wait_claims(struct sync_engine *e, const struct idq *q, int64_t wait_ms)
     pthread_mutex_unlock(&e->mu);
 }
 
+/*
+ * The tail of a filter (what is newer than every local event) is fetched by
+ * one job at a time: the others wait, then reconcile what it stored by
+ * negentropy, so N relays holding the same new events send them once, not N
+ * times. 1 when claimed; 0 after waiting for another job's claim to end.
+ */
+static int
+engine_tail_claim(struct sync_engine *e, const struct config_filter *cf)
+{
+    int busy = 0;
+
+    pthread_mutex_lock(&e->mu);
+    for (size_t i = 0; i < e->ntails && !busy; i++)
+        busy = e->tails[i] == cf;
+    if (!busy) {
+        e->tails = xreallocarray(e->tails, e->ntails + 1, sizeof *e->tails);
+        e->tails[e->ntails++] = cf;
+    } else if (!e->stopping) {
+        /* Woken by any claim's release; the caller looks again either way. */
+        pthread_cond_wait(&e->claim_cv, &e->mu);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return !busy;
+}
+
+static void
+engine_tail_release(struct sync_engine *e, const struct config_filter *cf)
+{
+    pthread_mutex_lock(&e->mu);
+    for (size_t i = 0; i < e->ntails; i++) {
+        if (e->tails[i] == cf) {
+            e->tails[i] = e->tails[--e->ntails];
+            break;
+        }
+    }
+    pthread_cond_broadcast(&e->claim_cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
 static int
 engine_stopping(struct sync_engine *e)
 {
@@ -593,6 +685,11 @@ struct job {
     int64_t cursor;
     char *fkey;                     /* the filter as the cursor row records it */
     int64_t neg_max_common_at;      /* newest created_at both sides had; -1 none */
+
+    int in_tail;                    /* req_page serves the tail (see neg_job) */
+    const char *phase;              /* for progress reports */
+    int64_t progress_at;            /* monotonic ms of the last report */
+    char closed[SYNC_ERRLEN];       /* the first CLOSED reason on a REQ of ours, or "" */
 
     int64_t max_limit;              /* the relay's NIP-11 max_limit, -1 unknown */
     int64_t idle_deadline;
@@ -906,9 +1003,12 @@ job_route(struct job *j, struct relay_msg *m)
     case RELAY_MSG_EOSE:
     case RELAY_MSG_CLOSED:
         if ((s = fetch_find(j, m->subid)) != NULL) {
-            if (m->type == RELAY_MSG_CLOSED)
+            if (m->type == RELAY_MSG_CLOSED) {
                 engine_log(j->e, "[SYNC] %s: fetch closed by relay: %s", j->rel->url,
                            m->text != NULL ? m->text : "");
+                if (j->closed[0] == '\0')
+                    seterr(j->closed, sizeof j->closed, "%s", m->text != NULL ? m->text : "");
+            }
             fetch_done(j, s, m->type == RELAY_MSG_CLOSED);
         }
         return 0;
@@ -924,6 +1024,28 @@ job_route(struct job *j, struct relay_msg *m)
     }
 }
 
+static void
+job_progress(struct job *j, int done)
+{
+    struct sync_progress p;
+    int64_t now;
+
+    if (j->e->o.on_progress == NULL)
+        return;
+    now = mono_ms();
+    if (!done && now - j->progress_at < SYNC_PROGRESS_MS)
+        return;
+    j->progress_at = now;
+    p.relay = j->rel->url;
+    p.filter = j->cf->name;
+    p.phase = done ? "done" : j->phase != NULL ? j->phase : "starting";
+    p.rounds = j->run->rounds;
+    p.fetched = j->run->fetched;
+    p.total = j->run->mode == SYNC_MODE_NEG && !j->in_tail ? j->run->need : 0;
+    p.done = done;
+    j->e->o.on_progress(j->e->o.arg, &p);
+}
+
 /*
  * The next message, while keeping fetches and uploads moving. 0 with *out;
  * RELAY_ERR_TIMEOUT when nothing came for neg_timeout; other relay errors.
@@ -934,6 +1056,7 @@ job_recv(struct job *j, int final, struct relay_msg **out, char *err, size_t err
     int64_t now;
     int rc;
 
+    job_progress(j, 0);
     if (j->down && fetch_pump(j, final, err, errlen) < 0)
         return j->interrupted ? RELAY_ERR_INTERRUPTED : RELAY_ERR_CLOSED;
     if (j->up && upload_pump(j, err, errlen) < 0)
@@ -958,6 +1081,7 @@ static int
 job_drain(struct job *j, char *err, size_t errlen)
 {
     j->idle_deadline = mono_ms() + j->timeout_ms;
+    j->phase = j->down ? "fetching" : "uploading";
     for (;;) {
         struct relay_msg *m;
         int rc;
@@ -1116,6 +1240,7 @@ neg_session(struct job *j, const struct window *w, int64_t *limit, char *reason,
     char subid[32], err[SYNC_ERRLEN], *hex = NULL;
     enum neg_outcome res = NEG_OUT_FAILED;
     int got_reply = 0, rc;
+    uint64_t rounds = 0;
     json_t *fj;
 
     *limit = -1;
@@ -1149,6 +1274,7 @@ neg_session(struct job *j, const struct window *w, int64_t *limit, char *reason,
         goto out;
     }
     j->idle_deadline = mono_ms() + j->timeout_ms;
+    j->phase = "reconciling";
 
     for (;;) {
         struct relay_msg *m = NULL;
@@ -1169,7 +1295,20 @@ neg_session(struct job *j, const struct window *w, int64_t *limit, char *reason,
         }
         if (m->subid != NULL && strcmp(m->subid, subid) == 0 &&
             (m->type == RELAY_MSG_NEG_MSG || m->type == RELAY_MSG_NEG_ERR ||
-             m->type == RELAY_MSG_CLOSED)) {
+             m->type == RELAY_MSG_CLOSED || m->type == RELAY_MSG_NEG_CLOSE)) {
+            if (m->type == RELAY_MSG_NEG_CLOSE) {
+                /*
+                 * The relay ended the session while we still wait for its
+                 * reply (khatru drops idle sessions so). After our last round
+                 * we have left this loop already, and a late NEG-CLOSE is
+                 * ignored as any message for a closed subscription is.
+                 */
+                seterr(reason, rlen, "relay closed the session (NEG-CLOSE) after %llu round%s",
+                       (unsigned long long)rounds, rounds == 1 ? "" : "s");
+                relay_msg_free(m);
+                res = NEG_OUT_FAILED;
+                goto out;
+            }
             if (m->type == RELAY_MSG_NEG_ERR) {
                 const char *t = m->text != NULL ? m->text : "";
                 if (strncmp(t, "blocked:", 8) == 0 && strcasestr(t, "too many") != NULL) {
@@ -1213,6 +1352,7 @@ neg_session(struct job *j, const struct window *w, int64_t *limit, char *reason,
                 pthread_mutex_unlock(&j->e->mu);
             }
             j->run->rounds++;
+            rounds++;
             for (size_t i = 0; i < need.n; i++) {
                 if (idset_put(&j->need, need.ids[i]))
                     j->run->need++;
@@ -1334,74 +1474,237 @@ window_split_point(struct job *j, const struct window *w)
     return mid;
 }
 
+struct req_state {
+    int64_t incomplete_at;      /* oldest second we could not list completely; -1 none */
+    uint64_t page_limit;
+    int cap_known;              /* page_limit is within the relay's NIP-11 max_limit */
+};
+
+static int req_window(struct job *j, const struct filter *base, uint64_t since, int has_until,
+                      uint64_t until, int depth, struct req_state *rs, char *err,
+                      size_t errlen);
+
+struct wstack {
+    struct window *v;
+    size_t n, cap;
+};
+
+static void
+wstack_push(struct wstack *st, struct window w)
+{
+    if (st->n == st->cap) {
+        st->cap = st->cap == 0 ? 16 : st->cap * 2;
+        st->v = xreallocarray(st->v, st->cap, sizeof *st->v);
+    }
+    st->v[st->n++] = w;
+}
+
 /*
- * The whole negentropy part of a job: every window (the filter's, halved on
- * "blocked"), then the fetches and uploads still in flight.
+ * The local events' created_at in [lo, hi] (hi_open: no upper bound) for the
+ * job's filter, ascending. -1 sets j->fatal.
+ */
+static int
+neg_local_times(struct job *j, uint64_t lo, uint64_t hi, int hi_open, struct ts_list *l)
+{
+    struct window w = {lo, hi, hi_open, 0};
+    struct filter *wf = window_filter(j->f, &w);
+    char err[STORE_ERRLEN];
+    int rc = store_list_ids(j->st, wf, ts_cb, l, err, sizeof err);
+
+    filter_free(wf);
+    if (rc != 0) {
+        seterr(j->fatal, sizeof j->fatal, "listing: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * Cuts the local events' span [lo, l->v[n-1]] into windows and pushes them
+ * oldest first (so the newest is reconciled first). Up to the REQ cursor
+ * (this relay was synced to there) few differences are expected, and one
+ * session settles a matching span with a round of fingerprints, whatever its
+ * size; after it, windows of about SYNC_NEG_WINDOW local events each. A
+ * window never splits a second.
+ */
+static void
+neg_push_windows(struct wstack *st, uint64_t lo, const struct ts_list *l, int64_t cursor)
+{
+    size_t k = 0, m;
+    uint64_t start = lo;
+
+    if (cursor > 0 && (uint64_t)cursor >= lo) {
+        while (k < l->n && l->v[k] <= (uint64_t)cursor)
+            k++;
+        if (k > 0) {
+            uint64_t end = k == l->n ? l->v[l->n - 1] : (uint64_t)cursor;
+            wstack_push(st, (struct window){start, end, 0, 0});
+            start = end + 1;
+        }
+    }
+    if (k == l->n)
+        return;
+    m = (l->n - k + SYNC_NEG_WINDOW / 2) / SYNC_NEG_WINDOW;
+    if (m == 0)
+        m = 1;
+    for (size_t i = 0; i < m; i++) {
+        uint64_t end = l->v[k + (i + 1) * (l->n - k) / m - 1];
+        if (i + 1 == m)
+            end = l->v[l->n - 1];
+        if (end < start)
+            continue;
+        wstack_push(st, (struct window){start, end, 0, 0});
+        start = end + 1;
+    }
+}
+
+/*
+ * The tail, [since, until] or [since, ...): newer than every local event, so
+ * the relay's events there are all missing and negentropy would only add
+ * their ids, twice (the relay's list, our fetch). A paged REQ downloads
+ * exactly them, as the REQ mode would; they count as need and fetched.
+ */
+static int
+neg_tail(struct job *j, uint64_t since, uint64_t until, int hi_open, char *err, size_t errlen)
+{
+    struct req_state rs = {.incomplete_at = -1};
+    int rc;
+
+    rs.page_limit = j->e->cfg->sync.fetch_batch > 0 ? j->e->cfg->sync.fetch_batch : 500;
+    if (j->max_limit > 0) {
+        rs.cap_known = 1;
+        if ((uint64_t)j->max_limit < rs.page_limit)
+            rs.page_limit = (uint64_t)j->max_limit;
+    }
+    if (job_connect(j, err, errlen) < 0)
+        return -1;
+    j->in_tail = 1;
+    j->phase = "fetching the newest";
+    rc = req_window(j, j->f, since, !hi_open, until, 0, &rs, err, errlen);
+    j->in_tail = 0;
+    if (rc == 0 && rs.incomplete_at >= 0)
+        j->missing++;   /* no cursor past what we could not list */
+    return rc;
+}
+
+/*
+ * The whole negentropy part of a job. The local events of the filter's
+ * window are cut into time windows (neg_push_windows), each reconciled by a
+ * session of its own (halved again on "blocked"); what is newer than the
+ * newest local event is the tail, fetched by neg_tail by one job per filter
+ * at a time: a job that finds another relay's job on it waits, then
+ * reconciles what that job stored and looks at the tail again. Then the
+ * fetches and uploads still in flight.
  */
 static enum job_outcome
 neg_job(struct job *j, char *reason, size_t rlen)
 {
-    struct window *stack = xmalloc(sizeof *stack * (2 * SYNC_SPLIT_DEPTH + 2));
-    size_t nstack = 0;
+    struct wstack stack = {0};
     int retried = 0, sessions = 0;
     enum job_outcome res = JOB_OK;
     uint64_t now = (uint64_t)time(NULL);
+    uint64_t cur = j->f->has_since ? j->f->since : 0;
+    uint64_t hi = j->f->has_until ? j->f->until : now + 3600;
+    int hi_open = !j->f->has_until;
 
-    stack[nstack++] = (struct window){
-        .lo = j->f->has_since ? j->f->since : 0,
-        .hi = j->f->has_until ? j->f->until : now + 3600,
-        .hi_open = !j->f->has_until,
-        .depth = 0,
-    };
-    while (nstack > 0) {
-        struct window w = stack[--nstack];
-        int64_t limit;
-        enum neg_outcome o = neg_session(j, &w, &limit, reason, rlen);
+    for (;;) {
+        struct ts_list l = {0};
 
-        sessions++;
-        switch (o) {
-        case NEG_OUT_DONE:
+        if (neg_local_times(j, cur, hi, hi_open, &l) < 0) {
+            free(l.v);
+            res = JOB_FATAL;
+            goto out;
+        }
+        if (l.n > 0) {
+            uint64_t last = l.v[l.n - 1];
+            neg_push_windows(&stack, cur, &l, j->cursor);
+            cur = last + 1;
+        }
+        free(l.v);
+        while (stack.n > 0) {
+            struct window w = stack.v[--stack.n];
+            int64_t limit;
+            enum neg_outcome o = neg_session(j, &w, &limit, reason, rlen);
+
+            sessions++;
+            switch (o) {
+            case NEG_OUT_DONE:
+                break;
+            case NEG_OUT_BLOCKED:
+                if (w.depth >= SYNC_SPLIT_DEPTH || w.hi <= w.lo) {
+                    res = JOB_FAILED;
+                    seterr(reason, rlen, "still blocked after %d window splits", w.depth);
+                    goto out;
+                }
+                {
+                    uint64_t mid = window_split_point(j, &w);
+                    engine_log(j->e, "[SYNC] %s (filter %s): too many results for the relay,"
+                               " splitting [%llu, %s%llu] at %llu", j->rel->url, j->cf->name,
+                               (unsigned long long)w.lo, w.hi_open ? ">" : "",
+                               (unsigned long long)w.hi, (unsigned long long)mid);
+                    /* Newest half first: it is what users look at. */
+                    wstack_push(&stack, (struct window){w.lo, mid, 0, w.depth + 1});
+                    wstack_push(&stack, (struct window){mid + 1, w.hi, w.hi_open, w.depth + 1});
+                }
+                break;
+            case NEG_OUT_UNSUPPORTED:
+                if (sessions == 1 && !j->neg_logged) {
+                    res = JOB_UNSUPPORTED;
+                    goto out;
+                }
+                /* A relay that worked and now refuses: a failure like any other. */
+                /* fall through */
+            case NEG_OUT_FAILED:
+                if (retried) {
+                    res = JOB_FAILED;
+                    goto out;
+                }
+                retried = 1;
+                engine_log(j->e, "[SYNC] %s (filter %s): %s; retrying once", j->rel->url,
+                           j->cf->name, reason);
+                if (!relay_is_connected(j->r))
+                    fetch_reset(j);
+                wstack_push(&stack, w);
+                break;
+            case NEG_OUT_FATAL:
+                res = JOB_FATAL;
+                goto out;
+            }
+        }
+        if (!hi_open && cur > hi)
             break;
-        case NEG_OUT_BLOCKED:
-            if (w.depth >= SYNC_SPLIT_DEPTH || w.hi <= w.lo) {
-                res = JOB_FAILED;
-                seterr(reason, rlen, "still blocked after %d window splits", w.depth);
+        if (engine_stopping(j->e)) {
+            j->interrupted = 1;
+            res = JOB_FATAL;
+            goto out;
+        }
+        if (engine_tail_claim(j->e, j->cf)) {
+            char err[SYNC_ERRLEN] = "";
+            int rc = neg_tail(j, cur, hi, hi_open, err, sizeof err);
+            engine_tail_release(j->e, j->cf);
+            if (rc == 0)
+                break;
+            if (j->interrupted || j->fatal[0] != '\0') {
+                res = JOB_FATAL;
                 goto out;
             }
-            {
-                uint64_t mid = window_split_point(j, &w);
-                engine_log(j->e, "[SYNC] %s (filter %s): too many results for the relay,"
-                           " splitting [%llu, %s%llu] at %llu", j->rel->url, j->cf->name,
-                           (unsigned long long)w.lo, w.hi_open ? ">" : "",
-                           (unsigned long long)w.hi, (unsigned long long)mid);
-                /* Newest half first: it is what users look at. */
-                stack[nstack++] = (struct window){w.lo, mid, 0, w.depth + 1};
-                stack[nstack++] = (struct window){mid + 1, w.hi, w.hi_open, w.depth + 1};
-            }
-            break;
-        case NEG_OUT_UNSUPPORTED:
-            if (sessions == 1 && !j->neg_logged) {
-                res = JOB_UNSUPPORTED;
+            seterr(reason, rlen, "fetching the newest events: %.200s", err);
+            if (retried || job_flush(j) < 0) {
+                res = j->fatal[0] != '\0' ? JOB_FATAL : JOB_FAILED;
                 goto out;
             }
-            /* A relay that worked and now refuses: a failure like any other. */
-            /* fall through */
-        case NEG_OUT_FAILED:
-            if (retried) {
-                res = JOB_FAILED;
-                goto out;
-            }
+            /*
+             * Once more: what arrived is stored now, so the next pass
+             * reconciles it and asks only for what is still newer.
+             */
             retried = 1;
             engine_log(j->e, "[SYNC] %s (filter %s): %s; retrying once", j->rel->url,
                        j->cf->name, reason);
             if (!relay_is_connected(j->r))
                 fetch_reset(j);
-            stack[nstack++] = w;
-            break;
-        case NEG_OUT_FATAL:
-            res = JOB_FATAL;
-            goto out;
+            continue;
         }
+        /* Another job fetched the tail meanwhile: reconcile what it stored, then look again. */
     }
     for (;;) {
         char err[SYNC_ERRLEN] = "";
@@ -1428,21 +1731,12 @@ neg_job(struct job *j, char *reason, size_t rlen)
         }
     }
 out:
-    free(stack);
+    free(stack.v);
     return res;
 }
 
 /* ---- REQ -------------------------------------------------------------------- */
 
-struct req_state {
-    int64_t incomplete_at;      /* oldest second we could not list completely; -1 none */
-    uint64_t page_limit;
-    int cap_known;              /* page_limit is within the relay's NIP-11 max_limit */
-};
-
-static int req_window(struct job *j, const struct filter *base, uint64_t since, int has_until,
-                      uint64_t until, int depth, struct req_state *rs, char *err,
-                      size_t errlen);
 
 /*
  * A second with more events than the relay returns per REQ: ask again for
@@ -1530,6 +1824,17 @@ req_page(struct job *j, const struct filter *pf, uint64_t *n, uint64_t *oldest,
                 }
             }
             rc = job_take_event(j, m->event, pf, NULL, &at);
+            if (rc == 0 && at >= 0 && j->in_tail) {
+                /* The tail of a negentropy job: these are fetched events. */
+                const char *hex = json_string_value(json_object_get(m->event, "id"));
+                uint8_t id[32];
+                j->fetched_bytes += m->raw_len;
+                if (at > j->max_fetched_at)
+                    j->max_fetched_at = at;
+                if (hex != NULL && hex_decode(hex, strlen(hex), id, 32, 1) == 0 &&
+                    idset_put(&j->need, id))
+                    j->run->need++;
+            }
             relay_msg_free(m);
             if (rc < 0) {
                 seterr(err, errlen, "%s", j->fatal);
@@ -1545,6 +1850,8 @@ req_page(struct job *j, const struct filter *pf, uint64_t *n, uint64_t *oldest,
             /* auth-required:, rate-limited:, error: ... */
             seterr(err, errlen, "relay closed the subscription: %s",
                    m->text != NULL ? m->text : "");
+            if (j->closed[0] == '\0')
+                seterr(j->closed, sizeof j->closed, "%s", m->text != NULL ? m->text : "");
             relay_msg_free(m);
             return -1;
         default:
@@ -1631,6 +1938,7 @@ req_job(struct job *j, char *reason, size_t rlen)
     if ((uint64_t)j->cursor > since)
         since = (uint64_t)j->cursor;
     j->max_stored_at = -1;
+    j->phase = "REQ";
     if (req_window(j, j->f, since, j->f->has_until, j->f->until, 0, &rs, reason, rlen) < 0) {
         job_flush(j);
         return j->interrupted || j->fatal[0] != '\0' ? JOB_FATAL : JOB_FAILED;
@@ -1870,7 +2178,8 @@ job_free(struct job *j)
     free(j->fkey);
 }
 
-static void
+/* One job; 1 when it failed and the relay had closed a subscription of ours (a refusal). */
+static int
 job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *r, struct store *st,
         sqlite3 *db, const struct config_filter *cf, struct sync_run *run)
 {
@@ -1880,7 +2189,7 @@ job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *r, struct s
     enum config_neg_mode mode;
     enum job_outcome o = JOB_OK;
     int64_t t0 = mono_ms();
-    int use_req = 0;
+    int use_req = 0, refused;
 
     memset(run, 0, sizeof *run);
     snprintf(run->relay, sizeof run->relay, "%s", rel->url);
@@ -2009,7 +2318,9 @@ done:
     run->bytes_received = c1.recv_payload - c0.recv_payload;
     run->wire_sent = c1.sent_wire - c0.sent_wire;
     run->wire_received = c1.recv_wire - c0.recv_wire;
-    if (run->mode == SYNC_MODE_REQ) {
+    if (!run->ok) {
+        run->est_req_bytes = 0;     /* nothing to compare a failed job with */
+    } else if (run->mode == SYNC_MODE_REQ) {
         run->est_req_bytes = run->bytes_sent + run->bytes_received;
     } else {
         /* The events (common and fetched), one REQ and its EOSE. */
@@ -2021,11 +2332,29 @@ done:
         free(fs);
         run->est_req_bytes = est;
     }
+    refused = !run->ok && j.closed[0] != '\0' && !j.interrupted;
+    job_progress(&j, 1);
     job_free(&j);
     run->duration_ms = mono_ms() - t0;
+    if (refused) {
+        /* The backoff this refusal sets for the relay: counted, and said, per relay run. */
+        pthread_mutex_lock(&e->mu);
+        if (rel->not_before_ms <= t0) {
+            rel->refusals++;
+            rel->rng = rel->rng * 6364136223846793005ULL + 1442695040888963407ULL;
+            rel->not_before_ms = mono_ms() + relay_backoff_delay_ms(rel->refusals, rel->rng);
+        }
+        {
+            size_t n = strlen(run->error);
+            snprintf(run->error + n, sizeof run->error - n, "; backoff %.1f s",
+                     (double)(rel->not_before_ms - mono_ms()) / 1000.0);
+        }
+        pthread_mutex_unlock(&e->mu);
+    }
     if (db != NULL && sdb_run_insert(db, run, err, sizeof err) < 0)
         engine_log(e, "[SYNC] %s (filter %s): cannot record the run: %s", rel->url, cf->name,
                    err);
+    return refused;
 }
 
 /* ---- workers ---------------------------------------------------------------- */
@@ -2045,6 +2374,7 @@ worker_run_relay(struct worker *w, struct sync_relay *rel)
     struct relay_opts ro = relay_opts_default();
     struct relay *r;
     char err[RELAY_ERRLEN];
+    int refused = 0;
 
     ro.tls_verify = rel->cr.tls_verify;
     ro.compression = rel->cr.compression;
@@ -2078,13 +2408,17 @@ worker_run_relay(struct worker *w, struct sync_relay *rel)
             run.mode = SYNC_MODE_REQ;
             snprintf(run.error, sizeof run.error, "%s", err);
         } else {
-            job_run(e, rel, r, w->st, w->db, e->filters[i], &run);
+            refused |= job_run(e, rel, r, w->st, w->db, e->filters[i], &run);
         }
         if (e->o.on_run != NULL)
             e->o.on_run(e->o.arg, &run);
     }
     pthread_mutex_lock(&e->mu);
     rel->conn = NULL;
+    if (!refused) {
+        rel->refusals = 0;
+        rel->not_before_ms = 0;
+    }
     pthread_mutex_unlock(&e->mu);
     if (r != NULL) {
         relay_close(r);
@@ -2117,12 +2451,15 @@ worker_main(void *arg)
 
         for (size_t i = 0; i < e->nrelays; i++) {
             struct sync_relay *rel = &e->relays[i];
+            int64_t due;
             if (rel->running || rel->due_ms < 0)
                 continue;
-            if (rel->due_ms <= now && (pick == NULL || rel->due_ms < pick->due_ms))
+            /* A relay backing off runs when both its turn and its backoff have come. */
+            due = rel->due_ms > rel->not_before_ms ? rel->due_ms : rel->not_before_ms;
+            if (due <= now && (pick == NULL || rel->due_ms < pick->due_ms))
                 pick = rel;
-            else if (rel->due_ms > now && (next < 0 || rel->due_ms < next))
-                next = rel->due_ms;
+            else if (due > now && (next < 0 || due < next))
+                next = due;
         }
         if (pick == NULL) {
             if (e->nrunning == 0)
@@ -2213,6 +2550,7 @@ engine_add_relay(struct sync_engine *e, const char *url, char *err, size_t errle
     rel->due_ms = -1;
     rel->neg_known = -1;
     rel->max_limit = -1;
+    rel->rng = (uint64_t)mono_ms() ^ ((uint64_t)e->nrelays << 32) ^ 0x9e3779b97f4a7c15ULL;
     return 0;
 }
 
@@ -2443,6 +2781,7 @@ sync_engine_free(struct sync_engine *e)
     free(e->relays);
     free(e->filters);
     idset_clear(&e->claims);
+    free(e->tails);
     caps_cache_close(e->caps);
     pthread_cond_destroy(&e->work_cv);
     pthread_cond_destroy(&e->idle_cv);

@@ -46,7 +46,11 @@ struct sync_run {
      * What a REQ from this relay's cursor for this filter would have
      * downloaded: the events the relay has in that window (stored JSON of the
      * common ones, the fetched ones as received), each with its EVENT framing,
-     * plus the REQ and EOSE. For a REQ job it is the job's own traffic.
+     * plus the REQ and EOSE. For a REQ job it is the job's own traffic; for
+     * a failed job 0. bytes_* count this job's connection only: the
+     * capability probe (NIP-11 and a NEG-OPEN handshake on a connection of
+     * its own, once per relay per recheck_days, shared by all its filters) is
+     * not part of any job.
      */
     uint64_t est_req_bytes;
     uint64_t have, need;            /* distinct ids negentropy reported */
@@ -70,6 +74,28 @@ struct sync_run {
  */
 char *sync_run_to_json(const struct sync_run *run);
 
+/*
+ * Where a running job is, for a progress display: reported by the worker at
+ * most every SYNC_PROGRESS_MS per job while it works, and once when it ends
+ * (done set). Strings belong to the engine and last only for the call.
+ */
+struct sync_progress {
+    const char *relay, *filter;
+    const char *phase;      /* "reconciling", "fetching", "uploading", "REQ", "done" */
+    uint64_t rounds;
+    uint64_t fetched;       /* valid events received so far */
+    uint64_t total;         /* events known to be missing so far; 0 when not known (REQ) */
+    int done;
+};
+#define SYNC_PROGRESS_MS 250
+
+/*
+ * One line, no newline: "<relay> <filter>: <phase>, round R, fetched F/T"
+ * ("fetched F" when the total is not known), cut to fit len (at least 1).
+ * Returns the length written.
+ */
+size_t sync_progress_format(const struct sync_progress *p, char *buf, size_t len);
+
 struct sync_engine;
 
 struct sync_engine_opts {
@@ -88,6 +114,8 @@ struct sync_engine_opts {
     int continuous;
     /* Called on a worker thread after each job; may be NULL. */
     void (*on_run)(void *arg, const struct sync_run *run);
+    /* Progress of running jobs (see struct sync_progress), on a worker thread; may be NULL. */
+    void (*on_progress)(void *arg, const struct sync_progress *p);
     /* "[SYNC] ..." decisions and warnings, one line without newline; may be NULL. */
     void (*log)(void *arg, const char *line);
     void *arg;
