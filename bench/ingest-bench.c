@@ -13,7 +13,7 @@
  *   verify        event_verify_cached (id hash + cached key + signature),
  *                 one thread, then two: exactly the checking an ingest does
  *   ingest-1      verify + store_insert_batch into a fresh database, one
- *                 thread, BATCH events per transaction (default 5 000, what
+ *                 thread, BATCH events per transaction (default 20 000, what
  *                 `negsync import` uses)
  *   ingest-2      the same with verification spread over a pool of 2
  *                 threads that hand verified batches, in order, to the one
@@ -573,7 +573,7 @@ parse_size(const char *s, const char *what)
 int
 main(int argc, char **argv)
 {
-    struct opts o = {.n = 200000, .list_n = 1000000, .authors = 1000, .batch = 5000};
+    struct opts o = {.n = 200000, .list_n = 1000000, .authors = 1000, .batch = 20000};
     char tmpl[4096], db1[4200], db2[4200];
     const char *tmp = getenv("TMPDIR");
     char *dir;

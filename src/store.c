@@ -77,6 +77,17 @@
  * after one, in bytes.
  */
 #define STORE_CACHE_KB "32768"
+/*
+ * The page cache of a connection once it writes a batch of at least
+ * STORE_BULK_BATCH events (an import, a benchmark; sync writes a few hundred
+ * at a time). A bulk batch touches a page of every random-keyed index (id,
+ * author, e/p tag values) per event; once those indexes outgrow the cache,
+ * each batch reads them back from the OS: at 200 000 events (about 30 MB of
+ * such indexes) 128 MB instead of 32 MB saves about 1.2 us of the writer's
+ * 13 us per event.
+ */
+#define STORE_BULK_CACHE_KB "131072"
+#define STORE_BULK_BATCH 1000
 #define STORE_CHECKPOINT_PAGES "10000"
 #define STORE_WAL_LIMIT "67108864"
 
@@ -320,6 +331,7 @@ struct store {
      * it is in most databases: no event needs a tombstone lookup then.
      */
     int no_tombstones;
+    int bulk_cache;     /* STORE_BULK_CACHE_KB is set */
 };
 
 /* The address of a replaceable or addressable event. */
@@ -1214,6 +1226,12 @@ store_insert_batch(struct store *st, struct event *const *evs, size_t n,
 
     if (n == 0)
         return 0;
+    if (n >= STORE_BULK_BATCH && !st->bulk_cache) {
+        if (exec_sql(st, "PRAGMA cache_size = -" STORE_BULK_CACHE_KB, err, errlen,
+                     "configure") < 0)
+            return -1;
+        st->bulk_cache = 1;
+    }
     if ((s = stmt_get(st, ST_BEGIN, err, errlen)) == NULL ||
         stmt_run(st, s, err, errlen, "begin") < 0)
         return -1;

@@ -59,8 +59,9 @@ const char *store_outcome_name(enum store_outcome o);
  * transaction, in array order; results[i] says what happened to evs[i].
  * Returns 0, or -1 with a reason in err, in which case nothing of the batch
  * was stored. Larger batches cost much less per event (each transaction
- * rewrites the index pages it touches): a few thousand events per batch is
- * what `negsync import` uses; bench/ingest-bench measures it.
+ * rewrites the index pages it touches): `negsync import` writes 20 000 per
+ * batch, and a connection that writes batches of 1 000 or more gets a larger
+ * page cache; bench/ingest-bench measures it.
  */
 int store_insert_batch(struct store *st, struct event *const *evs, size_t n,
                        struct store_result *results, char *err, size_t errlen);

@@ -1,7 +1,7 @@
 #!/bin/sh
 # store-kill.sh — an import killed half-way leaves a sound database.
 #
-# 40 000 signed events are imported (5 000 per transaction); once the
+# 60 000 signed events are imported (20 000 per transaction); once the
 # database shows committed rows the import is killed with SIGKILL. The
 # database must then pass integrity and foreign-key checks and hold exactly
 # the first K events of the file, K a multiple of the batch size; importing
@@ -17,8 +17,8 @@ helper="$top_builddir/tests/store-helper"
 [ -x "$negsync" ] || fail "no $negsync: run make first"
 [ -x "$helper" ] || fail "no $helper: run make check"
 
-N=40000
-BATCH=5000
+N=60000
+BATCH=20000
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/store-kill.XXXXXX") || fail "mktemp"
 pid=
 trap '[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT INT TERM
