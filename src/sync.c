@@ -588,10 +588,11 @@ engine_wait_claims(struct sync_engine *e, const struct idq *q, int64_t wait_ms)
  * The tail of a filter (what is newer than every local event) is fetched by
  * one job at a time: the others wait, then reconcile what it stored by
  * negentropy, so N relays holding the same new events send them once, not N
- * times. 1 when claimed; 0 after waiting for another job's claim to end.
+ * times. 1 when claimed; 0 when another job holds it (with wait set, after
+ * waiting for a release).
  */
 static int
-engine_tail_claim(struct sync_engine *e, const struct config_filter *cf)
+engine_tail_claim(struct sync_engine *e, const struct config_filter *cf, int wait)
 {
     int busy = 0;
 
@@ -601,7 +602,7 @@ engine_tail_claim(struct sync_engine *e, const struct config_filter *cf)
     if (!busy) {
         e->tails = xreallocarray(e->tails, e->ntails + 1, sizeof *e->tails);
         e->tails[e->ntails++] = cf;
-    } else if (!e->stopping) {
+    } else if (wait && !e->stopping) {
         /* Woken by any claim's release; the caller looks again either way. */
         pthread_cond_wait(&e->claim_cv, &e->mu);
     }
@@ -1588,13 +1589,50 @@ neg_tail(struct job *j, uint64_t since, uint64_t until, int hi_open, char *err, 
 }
 
 /*
+ * The tail, with the claim held (released here). 1 when done; 0 when it
+ * failed and may be tried once more (*retried set: the caller reconciles
+ * what arrived and asks again); -1 with *res set when the job cannot go on.
+ */
+static int
+neg_job_tail(struct job *j, uint64_t since, uint64_t hi, int hi_open, int *retried,
+             enum job_outcome *res, char *reason, size_t rlen)
+{
+    char err[SYNC_ERRLEN] = "";
+    int rc = neg_tail(j, since, hi, hi_open, err, sizeof err);
+
+    /* What the others will reconcile against must be in the store first. */
+    if (job_flush(j) < 0)
+        rc = -1;
+    engine_tail_release(j->e, j->cf);
+    if (rc == 0)
+        return 1;
+    if (j->interrupted || j->fatal[0] != '\0') {
+        *res = JOB_FATAL;
+        return -1;
+    }
+    seterr(reason, rlen, "fetching the newest events: %.200s", err);
+    if (*retried || job_flush(j) < 0) {
+        *res = j->fatal[0] != '\0' ? JOB_FATAL : JOB_FAILED;
+        return -1;
+    }
+    *retried = 1;
+    engine_log(j->e, "[SYNC] %s (filter %s): %s; retrying once", j->rel->url, j->cf->name,
+               reason);
+    if (!relay_is_connected(j->r))
+        fetch_reset(j);
+    return 0;
+}
+
+/*
  * The whole negentropy part of a job. The local events of the filter's
  * window are cut into time windows (neg_push_windows), each reconciled by a
  * session of its own (halved again on "blocked"); what is newer than the
  * newest local event is the tail, fetched by neg_tail by one job per filter
- * at a time: a job that finds another relay's job on it waits, then
- * reconciles what that job stored and looks at the tail again. Then the
- * fetches and uploads still in flight.
+ * at a time, first when no other job has it (it is what a user waits for,
+ * and the other relays' jobs reconcile meanwhile); a job that finds another
+ * relay's job on it reconciles its windows, waits, then reconciles what that
+ * job stored and looks at the tail again. Then the fetches and uploads still
+ * in flight.
  */
 static enum job_outcome
 neg_job(struct job *j, char *reason, size_t rlen)
@@ -1609,6 +1647,7 @@ neg_job(struct job *j, char *reason, size_t rlen)
 
     for (;;) {
         struct ts_list l = {0};
+        int tail_done = 0, want_tail, rc;
 
         if (neg_local_times(j, cur, hi, hi_open, &l) < 0) {
             free(l.v);
@@ -1621,6 +1660,12 @@ neg_job(struct job *j, char *reason, size_t rlen)
             cur = last + 1;
         }
         free(l.v);
+        want_tail = hi_open || cur <= hi;
+        if (want_tail && engine_tail_claim(j->e, j->cf, 0)) {
+            if ((rc = neg_job_tail(j, cur, hi, hi_open, &retried, &res, reason, rlen)) < 0)
+                goto out;
+            tail_done = rc == 1;
+        }
         while (stack.n > 0) {
             struct window w = stack.v[--stack.n];
             int64_t limit;
@@ -1671,38 +1716,19 @@ neg_job(struct job *j, char *reason, size_t rlen)
                 goto out;
             }
         }
-        if (!hi_open && cur > hi)
+        if (!want_tail || tail_done)
             break;
         if (engine_stopping(j->e)) {
             j->interrupted = 1;
             res = JOB_FATAL;
             goto out;
         }
-        if (engine_tail_claim(j->e, j->cf)) {
-            char err[SYNC_ERRLEN] = "";
-            int rc = neg_tail(j, cur, hi, hi_open, err, sizeof err);
-            engine_tail_release(j->e, j->cf);
-            if (rc == 0)
+        if (engine_tail_claim(j->e, j->cf, 1)) {
+            if ((rc = neg_job_tail(j, cur, hi, hi_open, &retried, &res, reason, rlen)) < 0)
+                goto out;
+            if (rc == 1)
                 break;
-            if (j->interrupted || j->fatal[0] != '\0') {
-                res = JOB_FATAL;
-                goto out;
-            }
-            seterr(reason, rlen, "fetching the newest events: %.200s", err);
-            if (retried || job_flush(j) < 0) {
-                res = j->fatal[0] != '\0' ? JOB_FATAL : JOB_FAILED;
-                goto out;
-            }
-            /*
-             * Once more: what arrived is stored now, so the next pass
-             * reconciles it and asks only for what is still newer.
-             */
-            retried = 1;
-            engine_log(j->e, "[SYNC] %s (filter %s): %s; retrying once", j->rel->url,
-                       j->cf->name, reason);
-            if (!relay_is_connected(j->r))
-                fetch_reset(j);
-            continue;
+            continue;   /* reconcile what arrived, then the rest of the tail */
         }
         /* Another job fetched the tail meanwhile: reconcile what it stored, then look again. */
     }
