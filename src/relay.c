@@ -719,7 +719,7 @@ wire_read_fd(int fd, uint64_t *sent, uint64_t *recvd)
 /*
  * Takes a wire sample of the connection's socket. lws may try several
  * addresses, each with its own socket; what earlier sockets carried is kept
- * in the base. A counter that goes backwards means a new socket that
+ * in the base; a received count that goes backwards means a new socket that
  * happened to get the same descriptor number.
  */
 static void
@@ -733,13 +733,27 @@ wire_sample(struct relay *r, struct lws *wsi)
     uint64_t s, v;
     if (wire_read_fd(fd, &s, &v) < 0)
         return;
-    if (fd != r->wire_fd || s < r->wire_cur_sent || v < r->wire_cur_recv) {
+    /*
+     * The sent count may step back on the same socket: an ACK arriving
+     * between the TCP_INFO read and SIOCOUTQ moves bytes out of the queue
+     * that bytes_acked did not show yet (and a FIN correction takes one
+     * byte). So a sample never lowers it, and only the received count, which
+     * just grows (but for the FIN byte), tells a new socket on the same
+     * descriptor. Taking every dip in the sent count for a new socket had
+     * counted some connections' bytes up to twice.
+     */
+    if (fd != r->wire_fd || v + 1 < r->wire_cur_recv) {
         r->wire_base_sent += r->wire_cur_sent;
         r->wire_base_recv += r->wire_cur_recv;
         r->wire_fd = fd;
+        r->wire_cur_sent = r->wire_cur_recv = 0;
     }
-    r->wire_cur_sent = s;
-    r->wire_cur_recv = v;
+    if (s > r->wire_cur_sent)
+        r->wire_cur_sent = s;
+    if (v > r->wire_cur_recv)
+        r->wire_cur_recv = v;
+    s = r->wire_cur_sent;
+    v = r->wire_cur_recv;
     r->conn.sent_wire = r->wire_base_sent + s;
     r->conn.recv_wire = r->wire_base_recv + v;
 }
