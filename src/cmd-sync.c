@@ -48,7 +48,20 @@ struct sync_cmd {
     struct sum_row *rows;
     size_t nrows;
     struct sync_engine *engine;
+    const struct config *cfg;
 };
+
+/* " (TLS unverified)" for a relay the configuration marks tls_verify = false. */
+static const char *
+tls_mark(const struct sync_cmd *sc, const char *url)
+{
+    if (sc->cfg == NULL)
+        return "";
+    for (size_t i = 0; i < sc->cfg->nrelays; i++)
+        if (!sc->cfg->relays[i].tls_verify && strcmp(sc->cfg->relays[i].url, url) == 0)
+            return " (TLS unverified)";
+    return "";
+}
 
 static void
 sync_usage(FILE *f)
@@ -153,16 +166,16 @@ on_run(void *arg, const struct sync_run *r)
         if (r->ok) {
             fmt_saved(r->est_req_bytes, r->bytes_sent + r->bytes_received, saved,
                       sizeof saved);
-            printf("%s %s: %s, %llu round%s, sent %s, received %s, saved %s, fetched %llu,"
+            printf("%s%s %s: %s, %llu round%s, sent %s, received %s, saved %s, fetched %llu,"
                    " stored %llu, invalid %llu, %.1f s%s%s\n",
-                   r->relay, r->filter, sync_mode_name(r->mode),
+                   r->relay, tls_mark(sc, r->relay), r->filter, sync_mode_name(r->mode),
                    (unsigned long long)r->rounds, r->rounds == 1 ? "" : "s", up, down, saved,
                    (unsigned long long)r->fetched, (unsigned long long)r->stored,
                    (unsigned long long)r->invalid, (double)r->duration_ms / 1000.0,
                    r->error[0] != '\0' ? "; " : "", r->error);
         } else {
-            printf("%s %s: %s, error: %s\n", r->relay, r->filter, sync_mode_name(r->mode),
-                   r->error);
+            printf("%s%s %s: %s, error: %s\n", r->relay, tls_mark(sc, r->relay), r->filter,
+                   sync_mode_name(r->mode), r->error);
         }
     }
     fflush(stdout);
@@ -307,6 +320,10 @@ cmd_sync(struct globals *g, int argc, char **argv)
     }
     if (cfg->notice != NULL)
         fprintf(stderr, "negsync: %s\n", cfg->notice);
+    for (size_t i = 0; i < cfg->nrelays; i++)
+        if (cfg->relays[i].enabled && !cfg->relays[i].tls_verify)
+            fprintf(stderr, "negsync: warning: %s: TLS certificates are not verified "
+                    "(tls_verify = false)\n", cfg->relays[i].url);
     if (g->db_path == NULL && cfg->storage_path == NULL)
         db = store_default_path(err, sizeof err);   /* creates the directory */
     else
@@ -320,6 +337,7 @@ cmd_sync(struct globals *g, int argc, char **argv)
     pthread_mutex_init(&sc.mu, NULL);
     pthread_cond_init(&sc.cv, NULL);
     sc.quiet = g->verbose < 0;
+    sc.cfg = cfg;
     sc.progress = !sc.quiet && isatty(STDERR_FILENO);
     eo.cfg = cfg;
     eo.db_path = db;

@@ -7,7 +7,8 @@
 # client SSL_CTX at teardown (LeakSanitizer, in the sanitizer build CI runs).
 # relay.c now does that init once. Two self-signed wss relays (tls_verify =
 # false), two workers, a few times over: every job must succeed by
-# negentropy, and negsync must exit 0 (under ASan, leaks make it fail).
+# negentropy, and negsync must exit 0 (under ASan, leaks make it fail). The
+# unverified TLS is shown on every job line and warned about.
 . "${top_srcdir:-.}/tests/lib.sh"
 . "$top_srcdir/tests/relay-lib.sh"
 
@@ -52,4 +53,11 @@ for round in 1 2 3; do
     "$negsync" -c "$work/c.ini" -d "$work/db" probe --force >"$work/probe.out" 2>&1 ||
         fail "round $round: probe failed: $(cat "$work/probe.out")"
 done
+# tls_verify = false is shown wherever the relay is: the job lines and a warning.
+"$negsync" -c "$work/c.ini" -d "$work/db" sync --once >"$work/human.out" 2>"$work/human.err" ||
+    fail "human-readable sync failed: $(cat "$work/human.out" "$work/human.err")"
+grep -q "^$r1 (TLS unverified) notes: negentropy" "$work/human.out" ||
+    fail "job line does not say TLS is unverified: $(cat "$work/human.out")"
+grep -q "warning: $r2: TLS certificates are not verified" "$work/human.err" ||
+    fail "no tls_verify warning: $(cat "$work/human.err")"
 echo "relay-tls-workers: 2 wss relays x 2 workers, 3 rounds, all by negentropy"
