@@ -54,15 +54,14 @@
 #include "util.h"
 
 #define BASE_TIME 1700000000ULL
-#define LOOKAHEAD 8         /* verified batches the pool may run ahead of the writer */
+#define LOOKAHEAD 8 /* verified batches the pool may run ahead of the writer */
 
 struct opts {
     size_t n, list_n, authors, batch;
     const char *dir;
 };
 
-static double
-now_s(void)
+static double now_s(void)
 {
     struct timespec ts;
 
@@ -71,8 +70,7 @@ now_s(void)
 }
 
 /* CPU seconds of the whole process (all threads) or of the calling thread. */
-static double
-cpu_s(clockid_t which)
+static double cpu_s(clockid_t which)
 {
     struct timespec ts;
 
@@ -85,24 +83,21 @@ struct timing {
     double wall, cpu, writer_cpu;
 };
 
-static void
-timing_start(struct timing *t)
+static void timing_start(struct timing *t)
 {
     t->wall = now_s();
     t->cpu = cpu_s(CLOCK_PROCESS_CPUTIME_ID);
     t->writer_cpu = cpu_s(CLOCK_THREAD_CPUTIME_ID);
 }
 
-static void
-timing_stop(struct timing *t)
+static void timing_stop(struct timing *t)
 {
     t->wall = now_s() - t->wall;
     t->cpu = cpu_s(CLOCK_PROCESS_CPUTIME_ID) - t->cpu;
     t->writer_cpu = cpu_s(CLOCK_THREAD_CPUTIME_ID) - t->writer_cpu;
 }
 
-static long
-peak_rss_kb(void)
+static long peak_rss_kb(void)
 {
     struct rusage ru;
 
@@ -110,8 +105,7 @@ peak_rss_kb(void)
     return ru.ru_maxrss;
 }
 
-static uint64_t
-splitmix64(uint64_t *state)
+static uint64_t splitmix64(uint64_t *state)
 {
     uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -119,8 +113,7 @@ splitmix64(uint64_t *state)
     return z ^ (z >> 31);
 }
 
-static void
-rand_bytes(uint64_t *state, uint8_t *out, size_t n)
+static void rand_bytes(uint64_t *state, uint8_t *out, size_t n)
 {
     for (size_t i = 0; i < n; i += 8) {
         uint64_t r = splitmix64(state);
@@ -131,8 +124,7 @@ rand_bytes(uint64_t *state, uint8_t *out, size_t n)
 /* The scratch directory and its databases, removed on every exit. */
 static char bench_dir[4096];
 
-static void
-remove_scratch(void)
+static void remove_scratch(void)
 {
     static const char *const names[] = {"single.db", "pool.db"};
     static const char *const sfx[] = {"", "-wal", "-shm"};
@@ -149,8 +141,7 @@ remove_scratch(void)
     rmdir(bench_dir);
 }
 
-static void
-die(const char *what, const char *why)
+static void die(const char *what, const char *why)
 {
     fprintf(stderr, "ingest-bench: %s: %s\n", what, why);
     exit(1);
@@ -164,17 +155,15 @@ struct gen_job {
     size_t from, to;
 };
 
-static void
-author_key(size_t who, uint8_t sk[32])
+static void author_key(size_t who, uint8_t sk[32])
 {
     uint64_t st = 0xa11ce000ULL + who;
 
     rand_bytes(&st, sk, 32);
-    sk[0] = 0x7f;       /* below the group order, never zero */
+    sk[0] = 0x7f; /* below the group order, never zero */
 }
 
-static void *
-gen_main(void *arg)
+static void *gen_main(void *arg)
 {
     struct gen_job *j = arg;
     uint64_t rng = 0xbe7c4ULL ^ (uint64_t)j->from;
@@ -214,16 +203,15 @@ gen_main(void *arg)
     return NULL;
 }
 
-static struct event **
-generate(const struct opts *o)
+static struct event **generate(const struct opts *o)
 {
     struct event **evs = xcalloc(o->n, sizeof *evs);
     struct gen_job jobs[2];
     pthread_t t[2];
 
     for (int k = 0; k < 2; k++) {
-        jobs[k] = (struct gen_job){.o = o, .evs = evs, .from = o->n * (size_t)k / 2,
-                                   .to = o->n * (size_t)(k + 1) / 2};
+        jobs[k] = (struct gen_job){
+            .o = o, .evs = evs, .from = o->n * (size_t)k / 2, .to = o->n * (size_t)(k + 1) / 2};
         if (pthread_create(&t[k], NULL, gen_main, &jobs[k]) != 0)
             die("pthread_create", strerror(errno));
     }
@@ -234,8 +222,7 @@ generate(const struct opts *o)
 
 /* ---- verification alone ---- */
 
-static void
-sig_only(struct event **evs, size_t n, struct timing *t)
+static void sig_only(struct event **evs, size_t n, struct timing *t)
 {
     secp256k1_context *ctx = secp256k1_context_create(SECP256K1_CONTEXT_NONE);
     secp256k1_xonly_pubkey *pks = xmalloc(n * sizeof *pks);
@@ -260,8 +247,7 @@ struct verify_job {
     size_t from, to, bad;
 };
 
-static void *
-verify_main(void *arg)
+static void *verify_main(void *arg)
 {
     struct verify_job *j = arg;
     struct event_keycache *kc = event_keycache_new();
@@ -273,8 +259,7 @@ verify_main(void *arg)
     return NULL;
 }
 
-static void
-verify_phase(struct event **evs, size_t n, int nthreads, struct timing *tm)
+static void verify_phase(struct event **evs, size_t n, int nthreads, struct timing *tm)
 {
     struct verify_job jobs[2];
     pthread_t t[2];
@@ -282,7 +267,8 @@ verify_phase(struct event **evs, size_t n, int nthreads, struct timing *tm)
     timing_start(tm);
 
     for (int k = 0; k < nthreads; k++) {
-        jobs[k] = (struct verify_job){.evs = evs, .from = n * (size_t)k / (size_t)nthreads,
+        jobs[k] = (struct verify_job){.evs = evs,
+                                      .from = n * (size_t)k / (size_t)nthreads,
                                       .to = n * (size_t)(k + 1) / (size_t)nthreads};
         if (pthread_create(&t[k], NULL, verify_main, &jobs[k]) != 0)
             die("pthread_create", strerror(errno));
@@ -298,9 +284,8 @@ verify_phase(struct event **evs, size_t n, int nthreads, struct timing *tm)
 /* ---- ingest ---- */
 
 /* Inserts the events of one batch that verified (ok[i]); checks none was refused. */
-static void
-insert_verified(struct store *st, struct event **evs, const unsigned char *ok, size_t k,
-                struct event **keep, struct store_result *res)
+static void insert_verified(struct store *st, struct event **evs, const unsigned char *ok, size_t k,
+                            struct event **keep, struct store_result *res)
 {
     char err[STORE_ERRLEN];
     size_t m = 0;
@@ -319,8 +304,8 @@ insert_verified(struct store *st, struct event **evs, const unsigned char *ok, s
     }
 }
 
-static void
-ingest_single(const struct opts *o, struct event **evs, const char *path, struct timing *t)
+static void ingest_single(const struct opts *o, struct event **evs, const char *path,
+                          struct timing *t)
 {
     char err[STORE_ERRLEN];
     struct event_keycache *kc = event_keycache_new();
@@ -355,15 +340,14 @@ struct pool {
     const struct opts *o;
     struct event **evs;
     size_t nbatches;
-    unsigned char *ok;      /* per event */
-    unsigned char *done;    /* per batch */
+    unsigned char *ok;   /* per event */
+    unsigned char *done; /* per batch */
     size_t next, written;
     pthread_mutex_t mu;
     pthread_cond_t cv;
 };
 
-static void *
-pool_verifier(void *arg)
+static void *pool_verifier(void *arg)
 {
     struct pool *p = arg;
     struct event_keycache *kc = event_keycache_new();
@@ -391,9 +375,8 @@ pool_verifier(void *arg)
     return NULL;
 }
 
-static void
-ingest_pool(const struct opts *o, struct event **evs, const char *path, int nverifiers,
-            struct timing *t)
+static void ingest_pool(const struct opts *o, struct event **evs, const char *path, int nverifiers,
+                        struct timing *t)
 {
     char err[STORE_ERRLEN];
     struct pool p = {.o = o, .evs = evs};
@@ -447,13 +430,12 @@ struct listing {
     int unordered;
 };
 
-static int
-on_id(void *ctx, uint64_t created_at, const uint8_t id[32])
+static int on_id(void *ctx, uint64_t created_at, const uint8_t id[32])
 {
     struct listing *l = ctx;
 
-    if (l->n > 0 && (created_at < l->last_at ||
-                     (created_at == l->last_at && memcmp(id, l->last_id, 32) <= 0)))
+    if (l->n > 0 &&
+        (created_at < l->last_at || (created_at == l->last_at && memcmp(id, l->last_id, 32) <= 0)))
         l->unordered = 1;
     l->last_at = created_at;
     memcpy(l->last_id, id, 32);
@@ -462,8 +444,7 @@ on_id(void *ctx, uint64_t created_at, const uint8_t id[32])
 }
 
 /* Lists everything in a freshly opened connection; ms, and checks count and order. */
-static double
-list_ms(const char *path, size_t want)
+static double list_ms(const char *path, size_t want)
 {
     char err[STORE_ERRLEN];
     struct listing l = {0};
@@ -486,8 +467,7 @@ list_ms(const char *path, size_t want)
 }
 
 /* Adds `more` unsigned synthetic kind-1 rows, created_at spread over the same range. */
-static void
-top_up(const char *path, size_t more, size_t authors, uint64_t span)
+static void top_up(const char *path, size_t more, size_t authors, uint64_t span)
 {
     enum { CHUNK = 10000 };
     char err[STORE_ERRLEN];
@@ -495,7 +475,7 @@ top_up(const char *path, size_t more, size_t authors, uint64_t span)
     struct event *evs = xcalloc(CHUNK, sizeof *evs);
     struct event **ptrs = xmalloc(CHUNK * sizeof *ptrs);
     struct store_result *res = xmalloc(CHUNK * sizeof *res);
-    uint8_t (*pks)[32] = xmalloc(authors * sizeof *pks);
+    uint8_t(*pks)[32] = xmalloc(authors * sizeof *pks);
     uint64_t rng = 0x5eed1ULL;
     struct store *st = store_open(path, err, sizeof err);
 
@@ -529,8 +509,7 @@ top_up(const char *path, size_t more, size_t authors, uint64_t span)
 
 /* ---- files ---- */
 
-static void
-remove_db(const char *path)
+static void remove_db(const char *path)
 {
     static const char *const sfx[] = {"", "-wal", "-shm"};
     char p[4200];
@@ -541,21 +520,17 @@ remove_db(const char *path)
     }
 }
 
-static void
-report(const char *name, size_t n, const struct timing *t, const char *what)
+static void report(const char *name, size_t n, const struct timing *t, const char *what)
 {
-    printf("%-10s %12.0f %14.1f   %s\n", name, (double)n / t->wall, t->cpu * 1e6 / (double)n,
-           what);
+    printf("%-10s %12.0f %14.1f   %s\n", name, (double)n / t->wall, t->cpu * 1e6 / (double)n, what);
 }
 
-static void
-usage(FILE *f)
+static void usage(FILE *f)
 {
     fputs("usage: ingest-bench [-n N] [-l LIST_N] [-a AUTHORS] [-b BATCH] [-d DIR]\n", f);
 }
 
-static size_t
-parse_size(const char *s, const char *what)
+static size_t parse_size(const char *s, const char *what)
 {
     char *end;
     unsigned long long v;
@@ -570,8 +545,7 @@ parse_size(const char *s, const char *what)
     return (size_t)v;
 }
 
-int
-main(int argc, char **argv)
+int main(int argc, char **argv)
 {
     struct opts o = {.n = 200000, .list_n = 1000000, .authors = 1000, .batch = 20000};
     char tmpl[4096], db1[4200], db2[4200];
@@ -613,7 +587,8 @@ main(int argc, char **argv)
     gen_s = now_s() - t0;
     rss_gen = peak_rss_kb();
     printf("events     %zu signed in memory (%zu authors, %zu per transaction), generated in "
-           "%.1f s, untimed\n", o.n, o.authors, o.batch, gen_s);
+           "%.1f s, untimed\n",
+           o.n, o.authors, o.batch, gen_s);
     printf("%-10s %12s %14s   %s\n", "phase", "events/s", "cpu us/event", "what");
 
     sig_only(evs, o.n, &sig);
@@ -640,7 +615,8 @@ main(int argc, char **argv)
         top_up(db2, o.list_n - o.n, o.authors, o.n / 4 + 1);
         l_big = list_ms(db2, o.list_n);
         printf("list       %zu ids in %.1f ms (%zu signed + %zu unsigned synthetic rows inserted "
-               "directly)\n", o.list_n, l_big, o.n, o.list_n - o.n);
+               "directly)\n",
+               o.list_n, l_big, o.n, o.list_n - o.n);
     } else {
         l_big = l_small;
     }
@@ -658,10 +634,11 @@ main(int argc, char **argv)
         double wcpu = in2.writer_cpu / (double)o.n;
         double ideal2 = cpu1 / (cpu2 / 2 > wcpu ? cpu2 / 2 : wcpu);
         printf("goals      wall: ingest-1/verify-1 %.2f (>= 0.75), ingest-2/ingest-1 %.2f "
-               "(>= 1.6), list %zu %.0f ms (< 1000)\n", v1.wall / in1.wall, in1.wall / in2.wall,
-               o.list_n, l_big);
+               "(>= 1.6), list %zu %.0f ms (< 1000)\n",
+               v1.wall / in1.wall, in1.wall / in2.wall, o.list_n, l_big);
         printf("goals      cpu:  ingest-1/verify-1 %.2f, ingest-2/ingest-1 on 2 idle cores "
-               "%.2f\n", v1.cpu / in1.cpu, ideal2);
+               "%.2f\n",
+               v1.cpu / in1.cpu, ideal2);
     }
     return 0;
 }

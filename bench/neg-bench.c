@@ -30,10 +30,9 @@
 #include "util.h"
 
 #define YEAR_SECONDS 31536000ULL
-#define BASE_TIME 1700000000ULL
+#define BASE_TIME    1700000000ULL
 
-static uint64_t
-splitmix64(uint64_t *state)
+static uint64_t splitmix64(uint64_t *state)
 {
     uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -44,8 +43,7 @@ splitmix64(uint64_t *state)
 enum side { BOTH, SERVER_ONLY, CLIENT_ONLY };
 
 /* The i-th item of the fixed random sequence: its side, timestamp and id. */
-static enum side
-next_item(uint64_t *state, double diff, uint64_t *ts, uint8_t id[32])
+static enum side next_item(uint64_t *state, double diff, uint64_t *ts, uint8_t id[32])
 {
     for (int k = 0; k < 4; k++) {
         uint64_t r = splitmix64(state);
@@ -60,8 +58,7 @@ next_item(uint64_t *state, double diff, uint64_t *ts, uint8_t id[32])
     return BOTH;
 }
 
-static int
-cmp_id(const void *a, const void *b)
+static int cmp_id(const void *a, const void *b)
 {
     return memcmp(a, b, NEG_ID_SIZE);
 }
@@ -70,8 +67,7 @@ cmp_id(const void *a, const void *b)
  * With a frame size limit the protocol may report an id in two rounds (the
  * reference does the same); a caller keeps a set, so count distinct ids.
  */
-static size_t
-count_distinct(struct neg_ids *ids)
+static size_t count_distinct(struct neg_ids *ids)
 {
     if (ids->n == 0)
         return 0;
@@ -82,23 +78,20 @@ count_distinct(struct neg_ids *ids)
     return m;
 }
 
-static double
-now_ms(void)
+static double now_ms(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
 }
 
-static void
-fail(const char *what, const char *err)
+static void fail(const char *what, const char *err)
 {
     fprintf(stderr, "neg-bench: %s: %s\n", what, err);
     exit(1);
 }
 
-int
-main(int argc, char **argv)
+int main(int argc, char **argv)
 {
     char err[NEG_ERRLEN];
     if (argc != 4) {
@@ -141,7 +134,8 @@ main(int argc, char **argv)
         if (s != CLIENT_ONLY && neg_storage_insert(server, ts, id, err, sizeof(err)) < 0)
             fail("insert", err);
     }
-    if (neg_storage_seal(client, err, sizeof(err)) < 0 || neg_storage_seal(server, err, sizeof(err)) < 0)
+    if (neg_storage_seal(client, err, sizeof(err)) < 0 ||
+        neg_storage_seal(server, err, sizeof(err)) < 0)
         fail("seal", err);
     double t1 = now_ms();
 
@@ -174,7 +168,8 @@ main(int argc, char **argv)
 
     int ok = nhave == true_have && nneed == true_need;
     if (!ok)
-        fprintf(stderr, "neg-bench: wrong result: have %zu (expected %zu), need %zu (expected %zu)\n",
+        fprintf(stderr,
+                "neg-bench: wrong result: have %zu (expected %zu), need %zu (expected %zu)\n",
                 nhave, true_have, nneed, true_need);
     buf_free(&msg);
     buf_free(&reply);

@@ -34,13 +34,12 @@
 #include "store.h"
 #include "util.h"
 
-#define BATCH 10000
-#define NPUBKEYS 1000
-#define BASE_TIME 1700000000ULL
+#define BATCH        10000
+#define NPUBKEYS     1000
+#define BASE_TIME    1700000000ULL
 #define YEAR_SECONDS 31536000ULL
 
-static uint64_t
-splitmix64(uint64_t *state)
+static uint64_t splitmix64(uint64_t *state)
 {
     uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -48,8 +47,7 @@ splitmix64(uint64_t *state)
     return z ^ (z >> 31);
 }
 
-static void
-rand_bytes(uint64_t *state, uint8_t *out, size_t n)
+static void rand_bytes(uint64_t *state, uint8_t *out, size_t n)
 {
     for (size_t i = 0; i < n; i += 8) {
         uint64_t r = splitmix64(state);
@@ -57,8 +55,7 @@ rand_bytes(uint64_t *state, uint8_t *out, size_t n)
     }
 }
 
-static double
-now_ms(void)
+static double now_ms(void)
 {
     struct timespec ts;
 
@@ -72,13 +69,12 @@ struct listing {
     int unordered;
 };
 
-static int
-on_id(void *ctx, uint64_t created_at, const uint8_t id[32])
+static int on_id(void *ctx, uint64_t created_at, const uint8_t id[32])
 {
     struct listing *l = ctx;
 
-    if (l->n > 0 && (created_at < l->last_at ||
-                     (created_at == l->last_at && memcmp(id, l->last_id, 32) <= 0)))
+    if (l->n > 0 &&
+        (created_at < l->last_at || (created_at == l->last_at && memcmp(id, l->last_id, 32) <= 0)))
         l->unordered = 1;
     l->last_at = created_at;
     memcpy(l->last_id, id, 32);
@@ -86,8 +82,7 @@ on_id(void *ctx, uint64_t created_at, const uint8_t id[32])
     return 0;
 }
 
-static int
-on_json(void *ctx, const char *json, size_t len)
+static int on_json(void *ctx, const char *json, size_t len)
 {
     (void)json;
     (void)len;
@@ -95,15 +90,14 @@ on_json(void *ctx, const char *json, size_t len)
     return 0;
 }
 
-int
-main(int argc, char **argv)
+int main(int argc, char **argv)
 {
     uint64_t n = argc > 1 ? strtoull(argv[1], NULL, 10) : 1000000;
     char tmpl[4096], dbfile[4200], err[STORE_ERRLEN];
     const char *path;
     char *tmpdir = NULL;
     uint64_t seed = 0x5eedULL, got = 0, count = 0;
-    uint8_t (*pubkeys)[32] = xmalloc(NPUBKEYS * sizeof *pubkeys);
+    uint8_t(*pubkeys)[32] = xmalloc(NPUBKEYS * sizeof *pubkeys);
     struct event *evs = xcalloc(BATCH, sizeof *evs);
     struct event **ptrs = xmalloc(BATCH * sizeof *ptrs);
     struct store_result *res = xmalloc(BATCH * sizeof *res);
@@ -196,8 +190,8 @@ main(int argc, char **argv)
         sb.st_size = 0;
     printf("n=%llu insert_s=%.1f insert_rate=%.0f/s list_ms=%.0f count_ms=%.0f newest500_ms=%.1f "
            "db_mb=%.0f peak_rss_kb=%ld\n",
-           (unsigned long long)n, insert_ms / 1e3, (double)n / (insert_ms / 1e3), list_ms,
-           count_ms, query_ms, (double)sb.st_size / (1 << 20), ru.ru_maxrss);
+           (unsigned long long)n, insert_ms / 1e3, (double)n / (insert_ms / 1e3), list_ms, count_ms,
+           query_ms, (double)sb.st_size / (1 << 20), ru.ru_maxrss);
 
     if (tmpdir != NULL) {
         char p[sizeof dbfile + 8];

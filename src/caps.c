@@ -35,13 +35,12 @@
 #include "relay.h"
 #include "util.h"
 
-#define CAPS_BUSY_TIMEOUT_MS 30000
+#define CAPS_BUSY_TIMEOUT_MS    30000
 #define CAPS_DEFAULT_TIMEOUT_MS 5000
-#define SECONDS_PER_DAY 86400
-#define LOG_TRUNCATE 160
+#define SECONDS_PER_DAY         86400
+#define LOG_TRUNCATE            160
 
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
 
@@ -52,8 +51,7 @@ seterr(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-static int64_t
-mono_ms(void)
+static int64_t mono_ms(void)
 {
     struct timespec ts;
 
@@ -61,8 +59,7 @@ mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int64_t
-wall_now(const struct caps_opts *o)
+static int64_t wall_now(const struct caps_opts *o)
 {
     if (o->now != NULL)
         return o->now(o->now_arg);
@@ -70,22 +67,19 @@ wall_now(const struct caps_opts *o)
 }
 
 /* Compares two optional strings: NULL equals only NULL. */
-static int
-same_text(const char *a, const char *b)
+static int same_text(const char *a, const char *b)
 {
     if (a == NULL || b == NULL)
         return a == b;
     return strcmp(a, b) == 0;
 }
 
-static char *
-dup_or_null(const char *s)
+static char *dup_or_null(const char *s)
 {
     return s != NULL ? xstrdup(s) : NULL;
 }
 
-const char *
-caps_verdict_name(enum caps_verdict v)
+const char *caps_verdict_name(enum caps_verdict v)
 {
     switch (v) {
     case CAPS_SUPPORTED: return "supported";
@@ -95,8 +89,7 @@ caps_verdict_name(enum caps_verdict v)
     return "?";
 }
 
-const char *
-caps_source_name(enum caps_source s)
+const char *caps_source_name(enum caps_source s)
 {
     switch (s) {
     case CAPS_FROM_CACHE: return "cache";
@@ -110,8 +103,7 @@ caps_source_name(enum caps_source s)
 
 /* ---- NIP-11 ------------------------------------------------------------------ */
 
-void
-caps_nip11_clear(struct caps_nip11 *n)
+void caps_nip11_clear(struct caps_nip11 *n)
 {
     free(n->software);
     free(n->version);
@@ -127,8 +119,7 @@ caps_nip11_clear(struct caps_nip11 *n)
  * it counts as no NIP-11 at all. Returns NULL when the three fields are
  * fine, else what is wrong.
  */
-static const char *
-nip11_type_problem(const char *raw)
+static const char *nip11_type_problem(const char *raw)
 {
     json_t *doc, *v;
     const char *problem = NULL;
@@ -155,8 +146,8 @@ nip11_type_problem(const char *raw)
     return problem;
 }
 
-void
-caps_nip11_from_relay(const struct relay_nip11 *n, const char *fetch_err, struct caps_nip11 *out)
+void caps_nip11_from_relay(const struct relay_nip11 *n, const char *fetch_err,
+                           struct caps_nip11 *out)
 {
     const char *problem;
 
@@ -190,8 +181,7 @@ caps_nip11_from_relay(const struct relay_nip11 *n, const char *fetch_err, struct
     out->raw = xstrdup(n->raw);
 }
 
-int
-caps_nip11_lists(const struct caps_nip11 *n, int nip)
+int caps_nip11_lists(const struct caps_nip11 *n, int nip)
 {
     if (!n->present)
         return 0;
@@ -202,8 +192,7 @@ caps_nip11_lists(const struct caps_nip11 *n, int nip)
     return 0;
 }
 
-void
-caps_result_clear(struct caps_result *r)
+void caps_result_clear(struct caps_result *r)
 {
     free(r->url);
     caps_nip11_clear(&r->nip11);
@@ -213,8 +202,7 @@ caps_result_clear(struct caps_result *r)
 /* ---- classification ---------------------------------------------------------- */
 
 /* Case-insensitive substring search. */
-static int
-contains_ci(const char *hay, const char *needle)
+static int contains_ci(const char *hay, const char *needle)
 {
     size_t n = strlen(needle);
 
@@ -226,8 +214,7 @@ contains_ci(const char *hay, const char *needle)
 }
 
 /* "NEG" as a word of its own (or the start of NEG-OPEN, NEG-MSG...), upper case as relays write it. */
-static int
-names_neg(const char *text)
+static int names_neg(const char *text)
 {
     for (const char *p = strstr(text, "NEG"); p != NULL; p = strstr(p + 1, "NEG")) {
         int before_ok = p == text || !isalnum((unsigned char)p[-1]);
@@ -238,13 +225,12 @@ names_neg(const char *text)
     return 0;
 }
 
-int
-caps_notice_is_refusal(const char *text)
+int caps_notice_is_refusal(const char *text)
 {
     static const char *const words[] = {
-        "error", "invalid", "unrecognized", "unrecognised", "unknown", "could not parse",
-        "failed to parse", "bad msg", "bad message", "disabled", "unsupported",
-        "not supported", "not implemented", "negentropy", "neg-open",
+        "error",           "invalid",         "unrecognized",    "unrecognised", "unknown",
+        "could not parse", "failed to parse", "bad msg",         "bad message",  "disabled",
+        "unsupported",     "not supported",   "not implemented", "negentropy",   "neg-open",
     };
 
     if (text == NULL)
@@ -256,8 +242,7 @@ caps_notice_is_refusal(const char *text)
     return names_neg(text);
 }
 
-char *
-caps_neg_open_message(void)
+char *caps_neg_open_message(void)
 {
     char err[NEG_ERRLEN];
     struct neg_storage *st = neg_storage_new();
@@ -266,7 +251,8 @@ caps_neg_open_message(void)
     char *hex, *text;
     json_t *filter, *arr;
 
-    if (neg_storage_seal(st, err, sizeof err) < 0 || (n = neg_new(st, 0, err, sizeof err)) == NULL ||
+    if (neg_storage_seal(st, err, sizeof err) < 0 ||
+        (n = neg_new(st, 0, err, sizeof err)) == NULL ||
         neg_initiate(n, &msg, err, sizeof err) < 0) {
         /* An empty set cannot fail to seal or initiate. */
         fprintf(stderr, "caps: cannot build the probe's negentropy message: %s\n", err);
@@ -287,8 +273,7 @@ caps_neg_open_message(void)
     return text;
 }
 
-static void
-handshake_log(const struct caps_transport *t, const char *fmt, ...)
+static void handshake_log(const struct caps_transport *t, const char *fmt, ...)
 {
     char line[LOG_TRUNCATE + 64];
     va_list ap;
@@ -301,8 +286,8 @@ handshake_log(const struct caps_transport *t, const char *fmt, ...)
     t->log(t->log_arg, t->url != NULL ? t->url : "", line);
 }
 
-static void
-decide(struct caps_result *out, enum caps_verdict v, const char *reason, int64_t started)
+static void decide(struct caps_result *out, enum caps_verdict v, const char *reason,
+                   int64_t started)
 {
     out->verdict = v;
     snprintf(out->reason, sizeof out->reason, "%s", reason);
@@ -310,13 +295,10 @@ decide(struct caps_result *out, enum caps_verdict v, const char *reason, int64_t
 }
 
 /* A send or receive error: what it says about the relay (0), or -1 if nothing. */
-static int
-decide_on_error(struct caps_result *out, int rc, const char *err, int64_t started)
+static int decide_on_error(struct caps_result *out, int rc, const char *err, int64_t started)
 {
     switch (rc) {
-    case RELAY_ERR_TIMEOUT:
-        decide(out, CAPS_UNSUPPORTED, "timeout", started);
-        return 0;
+    case RELAY_ERR_TIMEOUT: decide(out, CAPS_UNSUPPORTED, "timeout", started); return 0;
     case RELAY_ERR_CLOSED:
     case RELAY_ERR_TOO_BIG:
     case RELAY_ERR_NOT_CONNECTED:
@@ -334,9 +316,8 @@ decide_on_error(struct caps_result *out, int rc, const char *err, int64_t starte
  * One incoming message: 1 if it decided the probe, 0 if the wait goes on.
  * Only messages for our subscription id count, except NOTICE, which has none.
  */
-static int
-classify(const struct caps_transport *t, const struct relay_msg *m, struct caps_result *out,
-         int64_t started)
+static int classify(const struct caps_transport *t, const struct relay_msg *m,
+                    struct caps_result *out, int64_t started)
 {
     int ours = m->subid != NULL && strcmp(m->subid, CAPS_PROBE_SUBID) == 0;
 
@@ -365,15 +346,13 @@ classify(const struct caps_transport *t, const struct relay_msg *m, struct caps_
         }
         handshake_log(t, "probe: ignoring NOTICE \"%.*s\"", LOG_TRUNCATE, m->text);
         return 0;
-    default:
-        break;
+    default: break;
     }
     handshake_log(t, "probe: ignoring a message of %zu bytes not about our NEG-OPEN", m->raw_len);
     return 0;
 }
 
-int
-caps_handshake(const struct caps_transport *t, int timeout_ms, struct caps_result *out)
+int caps_handshake(const struct caps_transport *t, int timeout_ms, struct caps_result *out)
 {
     char err[RELAY_ERRLEN] = "";
     char *open = caps_neg_open_message();
@@ -413,9 +392,9 @@ caps_handshake(const struct caps_transport *t, int timeout_ms, struct caps_resul
 
 /* ---- cache policy -------------------------------------------------------------- */
 
-enum caps_source
-caps_recheck_reason(const struct caps_result *cached, const struct caps_nip11 *nip11_now,
-                    int64_t now, unsigned recheck_days, int force)
+enum caps_source caps_recheck_reason(const struct caps_result *cached,
+                                     const struct caps_nip11 *nip11_now, int64_t now,
+                                     unsigned recheck_days, int force)
 {
     int64_t age;
 
@@ -426,10 +405,9 @@ caps_recheck_reason(const struct caps_result *cached, const struct caps_nip11 *n
     age = now - cached->checked_at;
     if (recheck_days == 0 || age < 0 || age >= (int64_t)recheck_days * SECONDS_PER_DAY)
         return CAPS_CHECK_EXPIRED;
-    if (nip11_now != NULL &&
-        (nip11_now->present != cached->nip11.present ||
-         !same_text(nip11_now->software, cached->nip11.software) ||
-         !same_text(nip11_now->version, cached->nip11.version)))
+    if (nip11_now != NULL && (nip11_now->present != cached->nip11.present ||
+                              !same_text(nip11_now->software, cached->nip11.software) ||
+                              !same_text(nip11_now->version, cached->nip11.version)))
         return CAPS_CHECK_NIP11_CHANGED;
     return CAPS_FROM_CACHE;
 }
@@ -450,8 +428,7 @@ static const char caps_sql_put[] =
     " nip11_software, nip11_version, nip11_supported_nips, nip11_raw)"
     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 
-struct caps_cache *
-caps_cache_open(const char *db_path, char *err, size_t errlen)
+struct caps_cache *caps_cache_open(const char *db_path, char *err, size_t errlen)
 {
     struct caps_cache *c = xcalloc(1, sizeof *c);
 
@@ -478,8 +455,7 @@ fail:
     return NULL;
 }
 
-void
-caps_cache_close(struct caps_cache *c)
+void caps_cache_close(struct caps_cache *c)
 {
     if (c == NULL)
         return;
@@ -490,16 +466,14 @@ caps_cache_close(struct caps_cache *c)
     free(c);
 }
 
-static char *
-column_text(sqlite3_stmt *s, int col)
+static char *column_text(sqlite3_stmt *s, int col)
 {
     const unsigned char *t = sqlite3_column_text(s, col);
     return t != NULL ? xstrdup((const char *)t) : NULL;
 }
 
 /* The supported_nips column, a JSON array of integers; anything else is treated as absent. */
-static void
-nips_from_json(const char *text, struct caps_nip11 *n)
+static void nips_from_json(const char *text, struct caps_nip11 *n)
 {
     json_t *arr = text != NULL ? json_loads(text, 0, NULL) : NULL;
     size_t i;
@@ -517,8 +491,7 @@ nips_from_json(const char *text, struct caps_nip11 *n)
     json_decref(arr);
 }
 
-static char *
-nips_to_json(const struct caps_nip11 *n)
+static char *nips_to_json(const struct caps_nip11 *n)
 {
     json_t *arr;
     char *text;
@@ -533,9 +506,8 @@ nips_to_json(const struct caps_nip11 *n)
     return text;
 }
 
-int
-caps_cache_get(struct caps_cache *c, const char *url, struct caps_result *out, char *err,
-               size_t errlen)
+int caps_cache_get(struct caps_cache *c, const char *url, struct caps_result *out, char *err,
+                   size_t errlen)
 {
     sqlite3_stmt *s = c->get;
     int rc, found = 0;
@@ -578,8 +550,7 @@ caps_cache_get(struct caps_cache *c, const char *url, struct caps_result *out, c
     return found;
 }
 
-int
-caps_cache_put(struct caps_cache *c, const struct caps_result *r, char *err, size_t errlen)
+int caps_cache_put(struct caps_cache *c, const struct caps_result *r, char *err, size_t errlen)
 {
     sqlite3_stmt *s = c->put;
     const struct caps_nip11 *n = &r->nip11;
@@ -587,8 +558,8 @@ caps_cache_put(struct caps_cache *c, const struct caps_result *r, char *err, siz
     int rc;
 
     if (r->verdict == CAPS_UNREACHABLE || r->url == NULL) {
-        seterr(err, errlen, "capability cache: %s", r->url == NULL ? "no URL" :
-               "an unreachable relay is not cached");
+        seterr(err, errlen, "capability cache: %s",
+               r->url == NULL ? "no URL" : "an unreachable relay is not cached");
         return -1;
     }
     nips = nips_to_json(n);
@@ -618,9 +589,8 @@ caps_cache_put(struct caps_cache *c, const struct caps_result *r, char *err, siz
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-int
-caps_mark_unsupported(struct caps_cache *c, const char *url, const char *reason, int64_t now,
-                      char *err, size_t errlen)
+int caps_mark_unsupported(struct caps_cache *c, const char *url, const char *reason, int64_t now,
+                          char *err, size_t errlen)
 {
     struct caps_result r = {0};
     int rc = caps_cache_get(c, url, &r, err, errlen);
@@ -642,8 +612,7 @@ caps_mark_unsupported(struct caps_cache *c, const char *url, const char *reason,
 
 /* ---- probing ------------------------------------------------------------------------ */
 
-struct caps_opts
-caps_opts_default(void)
+struct caps_opts caps_opts_default(void)
 {
     struct caps_opts o;
 
@@ -655,21 +624,19 @@ caps_opts_default(void)
     return o;
 }
 
-static int
-relay_transport_send(void *arg, const char *text, size_t len, char *err, size_t errlen)
+static int relay_transport_send(void *arg, const char *text, size_t len, char *err, size_t errlen)
 {
     return relay_send(arg, text, len, err, errlen);
 }
 
-static int
-relay_transport_recv(void *arg, int timeout_ms, struct relay_msg **out, char *err, size_t errlen)
+static int relay_transport_recv(void *arg, int timeout_ms, struct relay_msg **out, char *err,
+                                size_t errlen)
 {
     return relay_recv(arg, timeout_ms, out, err, errlen);
 }
 
 /* Fetches NIP-11 into *n; 1 if the relay answered the HTTP request at all. */
-static int
-fetch_nip11(const char *url, const struct caps_opts *o, struct caps_nip11 *n)
+static int fetch_nip11(const char *url, const struct caps_opts *o, struct caps_nip11 *n)
 {
     struct relay_nip11 *doc = NULL;
     char err[RELAY_ERRLEN] = "";
@@ -681,8 +648,7 @@ fetch_nip11(const char *url, const struct caps_opts *o, struct caps_nip11 *n)
 }
 
 /* Connects and runs the handshake; fills verdict, reason, latency. -1 only when interrupted. */
-static int
-probe_connection(const char *url, const struct caps_opts *o, struct caps_result *out)
+static int probe_connection(const char *url, const struct caps_opts *o, struct caps_result *out)
 {
     char err[RELAY_ERRLEN] = "";
     struct relay_opts ro = o->relay;
@@ -719,9 +685,8 @@ probe_connection(const char *url, const struct caps_opts *o, struct caps_result 
     return rc;
 }
 
-int
-caps_probe(struct caps_cache *cache, const char *url, const struct caps_opts *opts,
-           struct caps_result *out, char *err, size_t errlen)
+int caps_probe(struct caps_cache *cache, const char *url, const struct caps_opts *opts,
+               struct caps_result *out, char *err, size_t errlen)
 {
     struct caps_opts o = opts != NULL ? *opts : caps_opts_default();
     struct caps_result cached = {0};

@@ -23,7 +23,7 @@
 
 #include "relay.h"
 
-#define CAPS_ERRLEN 256
+#define CAPS_ERRLEN    256
 #define CAPS_REASONLEN 256
 
 /* The subscription id of the probe's NEG-OPEN. */
@@ -36,18 +36,18 @@
 #define CAPS_PROBE_KIND 29999
 
 enum caps_verdict {
-    CAPS_SUPPORTED,     /* the relay answered NEG-MSG */
-    CAPS_UNSUPPORTED,   /* NEG-ERR, CLOSED, a refusal NOTICE, a close, or silence */
-    CAPS_UNREACHABLE,   /* no websocket connection at all; never cached */
+    CAPS_SUPPORTED,   /* the relay answered NEG-MSG */
+    CAPS_UNSUPPORTED, /* NEG-ERR, CLOSED, a refusal NOTICE, a close, or silence */
+    CAPS_UNREACHABLE, /* no websocket connection at all; never cached */
 };
 
 /* Why a result is what it is: the cache answered, or why the handshake ran. */
 enum caps_source {
     CAPS_FROM_CACHE,
-    CAPS_CHECK_NEW,             /* nothing cached */
-    CAPS_CHECK_EXPIRED,         /* cached longer than recheck_days */
-    CAPS_CHECK_NIP11_CHANGED,   /* NIP-11 software or version differs from the cached one */
-    CAPS_CHECK_FORCED,          /* the caller asked (probe --force, the TUI's re-probe key) */
+    CAPS_CHECK_NEW,           /* nothing cached */
+    CAPS_CHECK_EXPIRED,       /* cached longer than recheck_days */
+    CAPS_CHECK_NIP11_CHANGED, /* NIP-11 software or version differs from the cached one */
+    CAPS_CHECK_FORCED,        /* the caller asked (probe --force, the TUI's re-probe key) */
 };
 
 /* "supported", "unsupported", "unreachable". */
@@ -64,11 +64,11 @@ const char *caps_source_name(enum caps_source s);
 struct caps_nip11 {
     int present;
     char reason[160];
-    char *software, *version;   /* NULL when absent */
+    char *software, *version; /* NULL when absent */
     int has_supported_nips;
     int64_t *supported_nips;
     size_t n_supported_nips;
-    char *raw;                  /* the document, for the cache; NULL when not present */
+    char *raw; /* the document, for the cache; NULL when not present */
 };
 
 /*
@@ -83,17 +83,17 @@ void caps_nip11_clear(struct caps_nip11 *n);
 
 /* One relay's answer. Zero it before first use; caps_result_clear frees its members. */
 struct caps_result {
-    char *url;                  /* normalized */
+    char *url; /* normalized */
     enum caps_verdict verdict;
     /*
      * The relay's own text (NEG-ERR, CLOSED, NOTICE), "connection closed",
      * "timeout", the connection error for unreachable, or "NEG-MSG".
      */
     char reason[CAPS_REASONLEN];
-    int64_t checked_at;         /* unix seconds, from the injected clock */
-    int64_t latency_ms;         /* NEG-OPEN sent to the deciding reply; -1 when none */
+    int64_t checked_at; /* unix seconds, from the injected clock */
+    int64_t latency_ms; /* NEG-OPEN sent to the deciding reply; -1 when none */
     struct caps_nip11 nip11;
-    int cached;                 /* 1: this came from the cache, no handshake ran */
+    int cached; /* 1: this came from the cache, no handshake ran */
     enum caps_source source;
 };
 
@@ -122,7 +122,7 @@ struct caps_transport {
     /* Where ignored notices and messages are reported; NULL: nowhere. */
     void (*log)(void *log_arg, const char *url, const char *line);
     void *log_arg;
-    const char *url;            /* for the log */
+    const char *url; /* for the log */
 };
 
 /*
@@ -202,14 +202,14 @@ struct caps_opts {
      * for an answer to NEG-OPEN (config probe_timeout). Default 5000.
      */
     int timeout_ms;
-    unsigned recheck_days;      /* default 7; 0: always check */
-    int force;                  /* check whatever the cache says */
+    unsigned recheck_days; /* default 7; 0: always check */
+    int force;             /* check whatever the cache says */
     /*
      * 1 (default): when the cache is fresh, fetch NIP-11 anyway and check
      * again if its software or version changed.
      */
     int check_nip11;
-    struct relay_opts relay;    /* tls_verify, compression, log */
+    struct relay_opts relay; /* tls_verify, compression, log */
     /* Wall clock in unix seconds; NULL: time(NULL). */
     int64_t (*now)(void *now_arg);
     void *now_arg;

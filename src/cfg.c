@@ -64,8 +64,7 @@ extern int ini_max_line;
 
 /* ------------------------------------------------------------------ errors */
 
-void
-config_errors_free(struct config_errors *errs)
+void config_errors_free(struct config_errors *errs)
 {
     for (size_t i = 0; i < errs->n; i++)
         free(errs->msgs[i]);
@@ -74,15 +73,13 @@ config_errors_free(struct config_errors *errs)
     errs->n = 0;
 }
 
-static void
-config_errors_add(struct config_errors *errs, char *msg)
+static void config_errors_add(struct config_errors *errs, char *msg)
 {
     errs->msgs = xreallocarray(errs->msgs, errs->n + 1, sizeof *errs->msgs);
     errs->msgs[errs->n++] = msg;
 }
 
-static char *
-cfg_vformat(const char *fmt, va_list ap)
+static char *cfg_vformat(const char *fmt, va_list ap)
 {
     va_list ap2;
     int n;
@@ -100,8 +97,7 @@ cfg_vformat(const char *fmt, va_list ap)
 
 static char *cfg_format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-static char *
-cfg_format(const char *fmt, ...)
+static char *cfg_format(const char *fmt, ...)
 {
     va_list ap;
     char *s;
@@ -115,8 +111,7 @@ cfg_format(const char *fmt, ...)
 static void cfg_seterr(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void
-cfg_seterr(char *err, size_t errlen, const char *fmt, ...)
+static void cfg_seterr(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
 
@@ -128,8 +123,7 @@ cfg_seterr(char *err, size_t errlen, const char *fmt, ...)
 }
 
 /* A value fit to quote in a message: printable ASCII, cut at 60 bytes. */
-static void
-cfg_quote(const char *s, char *out, size_t outlen)
+static void cfg_quote(const char *s, char *out, size_t outlen)
 {
     size_t i, max = outlen - 4;
 
@@ -161,8 +155,7 @@ static const struct config_sync cfg_sync_defaults = {
     .max_sync_events = 1000000,
 };
 
-struct config *
-config_new(void)
+struct config *config_new(void)
 {
     struct config *cfg = xcalloc(1, sizeof *cfg);
 
@@ -170,8 +163,7 @@ config_new(void)
     return cfg;
 }
 
-void
-config_free(struct config *cfg)
+void config_free(struct config *cfg)
 {
     if (cfg == NULL)
         return;
@@ -189,8 +181,7 @@ config_free(struct config *cfg)
     free(cfg);
 }
 
-const struct config_relay *
-config_find_relay(const struct config *cfg, const char *url)
+const struct config_relay *config_find_relay(const struct config *cfg, const char *url)
 {
     for (size_t i = 0; i < cfg->nrelays; i++)
         if (strcmp(cfg->relays[i].url, url) == 0)
@@ -198,8 +189,7 @@ config_find_relay(const struct config *cfg, const char *url)
     return NULL;
 }
 
-const struct config_filter *
-config_find_filter(const struct config *cfg, const char *name)
+const struct config_filter *config_find_filter(const struct config *cfg, const char *name)
 {
     for (size_t i = 0; i < cfg->nfilters; i++)
         if (strcmp(cfg->filters[i].name, name) == 0)
@@ -207,8 +197,7 @@ config_find_filter(const struct config *cfg, const char *name)
     return NULL;
 }
 
-enum config_neg_mode
-config_relay_neg_mode(const struct config *cfg, const struct config_relay *r)
+enum config_neg_mode config_relay_neg_mode(const struct config *cfg, const struct config_relay *r)
 {
     int use = cfg->sync.use_negentropy;
 
@@ -222,8 +211,7 @@ config_relay_neg_mode(const struct config *cfg, const struct config_relay *r)
                                          : CONFIG_NEG_MODE_NEG_STRICT;
 }
 
-const char *
-config_direction_name(enum config_direction d)
+const char *config_direction_name(enum config_direction d)
 {
     switch (d) {
     case CONFIG_DIRECTION_DOWN: return "down";
@@ -233,8 +221,7 @@ config_direction_name(enum config_direction d)
     return "?";
 }
 
-const char *
-config_negentropy_name(enum config_negentropy n)
+const char *config_negentropy_name(enum config_negentropy n)
 {
     switch (n) {
     case CONFIG_NEGENTROPY_AUTO: return "auto";
@@ -244,8 +231,7 @@ config_negentropy_name(enum config_negentropy n)
     return "?";
 }
 
-const char *
-config_neg_mode_name(enum config_neg_mode m)
+const char *config_neg_mode_name(enum config_neg_mode m)
 {
     switch (m) {
     case CONFIG_NEG_MODE_REQ_ONLY: return "req-only";
@@ -255,8 +241,7 @@ config_neg_mode_name(enum config_neg_mode m)
     return "?";
 }
 
-struct filter *
-config_filter_at(const struct config_filter *cf, int64_t now)
+struct filter *config_filter_at(const struct config_filter *cf, int64_t now)
 {
     struct filter *f = filter_dup(cf->filter);
 
@@ -270,8 +255,7 @@ config_filter_at(const struct config_filter *cf, int64_t now)
 /* ------------------------------------------------------------------- paths */
 
 /* $VAR/rest when VAR is an absolute path, else $HOME/home_rest; NULL if neither. */
-static char *
-cfg_xdg_path(const char *var, const char *home_rest, const char *rest)
+static char *cfg_xdg_path(const char *var, const char *home_rest, const char *rest)
 {
     const char *xdg = getenv(var);
     const char *home = getenv("HOME");
@@ -284,14 +268,12 @@ cfg_xdg_path(const char *var, const char *home_rest, const char *rest)
     return NULL;
 }
 
-char *
-config_default_path(void)
+char *config_default_path(void)
 {
     return cfg_xdg_path("XDG_CONFIG_HOME", ".config", "negsync/negsync.ini");
 }
 
-char *
-config_db_path(const struct config *cfg, const char *cli_override, char *err, size_t errlen)
+char *config_db_path(const struct config *cfg, const char *cli_override, char *err, size_t errlen)
 {
     char *path;
 
@@ -307,8 +289,7 @@ config_db_path(const struct config *cfg, const char *cli_override, char *err, si
 
 /* ----------------------------------------------------------- value parsers */
 
-static int
-cfg_parse_bool(const char *s, int *out)
+static int cfg_parse_bool(const char *s, int *out)
 {
     static const char *const yes[] = {"true", "yes", "on", "1"};
     static const char *const no[] = {"false", "no", "off", "0"};
@@ -327,8 +308,7 @@ cfg_parse_bool(const char *s, int *out)
 }
 
 /* Decimal digits only (no sign, no spaces), no overflow. */
-static int
-cfg_parse_u64(const char *s, uint64_t *out)
+static int cfg_parse_u64(const char *s, uint64_t *out)
 {
     uint64_t x = 0;
 
@@ -346,8 +326,7 @@ cfg_parse_u64(const char *s, uint64_t *out)
 }
 
 /* Seconds for one unit letter of a duration or age; 0 if not a unit. */
-static uint64_t
-cfg_unit_seconds(char c)
+static uint64_t cfg_unit_seconds(char c)
 {
     switch (c) {
     case 's': return 1;
@@ -360,8 +339,7 @@ cfg_unit_seconds(char c)
 }
 
 /* "N" or "N" + s|m|h|d|w, as seconds. */
-static int
-cfg_parse_duration(const char *s, uint64_t *out)
+static int cfg_parse_duration(const char *s, uint64_t *out)
 {
     size_t len = strlen(s);
     uint64_t mult = 1, n;
@@ -382,8 +360,7 @@ cfg_parse_duration(const char *s, uint64_t *out)
 }
 
 /* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm). */
-static int64_t
-cfg_days_from_civil(int64_t y, unsigned m, unsigned d)
+static int64_t cfg_days_from_civil(int64_t y, unsigned m, unsigned d)
 {
     y -= m <= 2;
     int64_t era = (y >= 0 ? y : y - 399) / 400;
@@ -394,8 +371,7 @@ cfg_days_from_civil(int64_t y, unsigned m, unsigned d)
 }
 
 /* n digits at s as a number, or -1. */
-static int
-cfg_digits(const char *s, int n)
+static int cfg_digits(const char *s, int n)
 {
     int x = 0;
 
@@ -407,8 +383,7 @@ cfg_digits(const char *s, int n)
     return x;
 }
 
-static int
-cfg_parse_iso(const char *s, int64_t *out)
+static int cfg_parse_iso(const char *s, int64_t *out)
 {
     static const unsigned mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     size_t len = strlen(s);
@@ -428,8 +403,8 @@ cfg_parse_iso(const char *s, int64_t *out)
         mi = cfg_digits(s + 14, 2);
         sec = cfg_digits(s + 17, 2);
     }
-    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 || mi > 59 ||
-        sec < 0 || sec > 59)
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 ||
+        sec > 59)
         return -1;
     unsigned dim = mdays[mo - 1];
     if (mo == 2 && (y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)))
@@ -440,9 +415,8 @@ cfg_parse_iso(const char *s, int64_t *out)
     return 0;
 }
 
-int
-config_parse_time(const char *s, int64_t now, int64_t *out, int64_t *age, char *err,
-                  size_t errlen)
+int config_parse_time(const char *s, int64_t now, int64_t *out, int64_t *age, char *err,
+                      size_t errlen)
 {
     uint64_t n;
     char q[64];
@@ -477,14 +451,12 @@ bad:
     return -1;
 }
 
-static int
-cfg_host_char(char c)
+static int cfg_host_char(char c)
 {
     return isalnum((unsigned char)c) || c == '-' || c == '.' || c == '_';
 }
 
-char *
-config_url_normalize(const char *url, char *err, size_t errlen)
+char *config_url_normalize(const char *url, char *err, size_t errlen)
 {
     const char *p, *auth, *auth_end, *host_end, *rest;
     unsigned long port = 0, default_port;
@@ -523,8 +495,8 @@ config_url_normalize(const char *url, char *err, size_t errlen)
     if (*auth == '[') {
         /* An IPv6 literal: hex digits, ':' and '.' (for a mapped IPv4 tail). */
         host_end = auth + 1;
-        while (host_end < auth_end && (isxdigit((unsigned char)*host_end) || *host_end == ':' ||
-                                       *host_end == '.'))
+        while (host_end < auth_end &&
+               (isxdigit((unsigned char)*host_end) || *host_end == ':' || *host_end == '.'))
             host_end++;
         if (host_end >= auth_end || *host_end != ']' || host_end == auth + 1) {
             cfg_seterr(err, errlen, "relay URL '%s': bad IPv6 address", q);
@@ -589,20 +561,20 @@ config_url_normalize(const char *url, char *err, size_t errlen)
 /* -------------------------------------------------------------- the parser */
 
 enum cfg_section {
-    CFG_SEC_NONE,       /* before the first header */
+    CFG_SEC_NONE, /* before the first header */
     CFG_SEC_STORAGE,
     CFG_SEC_SYNC,
     CFG_SEC_RELAY,
     CFG_SEC_FILTER,
-    CFG_SEC_BAD,        /* a header already reported; its keys are skipped */
+    CFG_SEC_BAD, /* a header already reported; its keys are skipped */
 };
 
 /* How inih will treat the physical line the reader just handed it. */
 enum cfg_raw {
-    CFG_RAW_BLANK,      /* blank or comment */
+    CFG_RAW_BLANK, /* blank or comment */
     CFG_RAW_SECTION,
-    CFG_RAW_KEY,        /* should be "key = value"; a handler call is due */
-    CFG_RAW_CONT,       /* indented: continues the previous key's value */
+    CFG_RAW_KEY,  /* should be "key = value"; a handler call is due */
+    CFG_RAW_CONT, /* indented: continues the previous key's value */
 };
 
 struct cfg_error {
@@ -616,7 +588,7 @@ struct cfg_seen {
 };
 
 struct cfg_segment {
-    size_t off;         /* in the pending value */
+    size_t off; /* in the pending value */
     int line;
 };
 
@@ -634,15 +606,15 @@ struct cfg_parse {
     int lineno;
     size_t max_line;
     enum cfg_raw kind;
-    int handled;        /* inih called the handler for this line */
-    int prev_key;       /* mirrors inih's prev_name: indented lines continue it */
-    int skip_cont;      /* the key line before was dropped: ignore its continuations */
-    int is_tag;         /* a "#x = ..." line whose '#' inih was not shown */
+    int handled;   /* inih called the handler for this line */
+    int prev_key;  /* mirrors inih's prev_name: indented lines continue it */
+    int skip_cont; /* the key line before was dropped: ignore its continuations */
+    int is_tag;    /* a "#x = ..." line whose '#' inih was not shown */
 
     /* The section being read. */
     enum cfg_section sec;
     int sec_line;
-    char *sec_title;    /* "sync", "relay wss://...", for messages */
+    char *sec_title; /* "sync", "relay wss://...", for messages */
     struct cfg_seen *seen;
     size_t nseen;
     int storage_line, sync_line;
@@ -659,14 +631,13 @@ struct cfg_parse {
     /* Where each physical line's part of pval starts, for per-item lines. */
     struct cfg_segment *psegs;
     size_t nsegs;
-    int pbad;           /* already reported: skip it */
+    int pbad; /* already reported: skip it */
 };
 
 static void cfg_error(struct cfg_parse *ps, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void
-cfg_error(struct cfg_parse *ps, int line, const char *fmt, ...)
+static void cfg_error(struct cfg_parse *ps, int line, const char *fmt, ...)
 {
     va_list ap;
 
@@ -678,16 +649,14 @@ cfg_error(struct cfg_parse *ps, int line, const char *fmt, ...)
 }
 
 /* The pending value continues from here on the current physical line. */
-static void
-cfg_add_segment(struct cfg_parse *ps)
+static void cfg_add_segment(struct cfg_parse *ps)
 {
     ps->psegs = xreallocarray(ps->psegs, ps->nsegs + 1, sizeof *ps->psegs);
     ps->psegs[ps->nsegs++] = (struct cfg_segment){.off = ps->pval.len, .line = ps->lineno};
 }
 
 /* The physical line holding byte off of the pending value. */
-static int
-cfg_value_line(const struct cfg_parse *ps, size_t off)
+static int cfg_value_line(const struct cfg_parse *ps, size_t off)
 {
     int line = ps->pline;
 
@@ -705,8 +674,7 @@ static const char *const cfg_sync_keys =
  * "name =" or "#x =" at the start of s (also with inih's hidden '#'): a key,
  * where a list item cannot be one. ':' is not checked, URLs have one.
  */
-static int
-cfg_looks_like_key(const char *s)
+static int cfg_looks_like_key(const char *s)
 {
     const char *p = s;
 
@@ -726,18 +694,15 @@ cfg_looks_like_key(const char *s)
     return *p == '=' || (p > s && (s[0] == '#' || s[0] == '\x01') && *p == ':');
 }
 
-static int
-cfg_is_list_key(enum cfg_section sec, const char *key)
+static int cfg_is_list_key(enum cfg_section sec, const char *key)
 {
-    return sec == CFG_SEC_FILTER &&
-           (strcmp(key, "kinds") == 0 || strcmp(key, "authors") == 0 ||
-            strcmp(key, "ids") == 0 || key[0] == '#');
+    return sec == CFG_SEC_FILTER && (strcmp(key, "kinds") == 0 || strcmp(key, "authors") == 0 ||
+                                     strcmp(key, "ids") == 0 || key[0] == '#');
 }
 
 /* An unsigned key in [lo, hi]; 0 on success. */
-static int
-cfg_value_uint(struct cfg_parse *ps, const char *key, const char *v, uint64_t lo, uint64_t hi,
-               uint64_t *out)
+static int cfg_value_uint(struct cfg_parse *ps, const char *key, const char *v, uint64_t lo,
+                          uint64_t hi, uint64_t *out)
 {
     char q[64];
 
@@ -750,9 +715,8 @@ cfg_value_uint(struct cfg_parse *ps, const char *key, const char *v, uint64_t lo
 }
 
 /* A duration in [lo, hi] seconds; 0 on success. */
-static int
-cfg_value_duration(struct cfg_parse *ps, const char *key, const char *v, uint64_t lo,
-                   uint64_t hi, unsigned *out)
+static int cfg_value_duration(struct cfg_parse *ps, const char *key, const char *v, uint64_t lo,
+                              uint64_t hi, unsigned *out)
 {
     uint64_t x;
     char q[64];
@@ -763,26 +727,24 @@ cfg_value_duration(struct cfg_parse *ps, const char *key, const char *v, uint64_
     }
     cfg_quote(v, q, sizeof q);
     cfg_error(ps, ps->pline,
-              "%s: expected seconds %llu..%llu (a number, or with s, m, h, d or w), got '%s'",
-              key, (unsigned long long)lo, (unsigned long long)hi, q);
+              "%s: expected seconds %llu..%llu (a number, or with s, m, h, d or w), got '%s'", key,
+              (unsigned long long)lo, (unsigned long long)hi, q);
     return -1;
 }
 
-static int
-cfg_value_bool(struct cfg_parse *ps, const char *key, const char *v, int *out)
+static int cfg_value_bool(struct cfg_parse *ps, const char *key, const char *v, int *out)
 {
     char q[64];
 
     if (cfg_parse_bool(v, out) == 0)
         return 0;
     cfg_quote(v, q, sizeof q);
-    cfg_error(ps, ps->pline, "%s: expected true or false (or yes/no, on/off, 1/0), got '%s'",
-              key, q);
+    cfg_error(ps, ps->pline, "%s: expected true or false (or yes/no, on/off, 1/0), got '%s'", key,
+              q);
     return -1;
 }
 
-static int
-cfg_value_direction(struct cfg_parse *ps, const char *v, enum config_direction *out)
+static int cfg_value_direction(struct cfg_parse *ps, const char *v, enum config_direction *out)
 {
     char q[64];
 
@@ -800,8 +762,7 @@ cfg_value_direction(struct cfg_parse *ps, const char *v, enum config_direction *
     return 0;
 }
 
-static void
-cfg_key_storage(struct cfg_parse *ps, const char *key, const char *v)
+static void cfg_key_storage(struct cfg_parse *ps, const char *key, const char *v)
 {
     const char *home = getenv("HOME");
     char *path;
@@ -841,8 +802,7 @@ cfg_key_storage(struct cfg_parse *ps, const char *key, const char *v)
     ps->cfg->storage_path = path;
 }
 
-static void
-cfg_key_sync(struct cfg_parse *ps, const char *key, const char *v)
+static void cfg_key_sync(struct cfg_parse *ps, const char *key, const char *v)
 {
     struct config_sync *s = &ps->cfg->sync;
     uint64_t x;
@@ -891,8 +851,7 @@ cfg_key_sync(struct cfg_parse *ps, const char *key, const char *v)
     }
 }
 
-static void
-cfg_key_relay(struct cfg_parse *ps, const char *key, const char *v)
+static void cfg_key_relay(struct cfg_parse *ps, const char *key, const char *v)
 {
     struct config_relay *r = &ps->cfg->relays[ps->cfg->nrelays - 1];
     char q[64];
@@ -932,8 +891,7 @@ cfg_key_relay(struct cfg_parse *ps, const char *key, const char *v)
  * *lines gets the physical line of each item (caller frees), so that an
  * error in a list continued over many lines names the line it is on.
  */
-static json_t *
-cfg_list_to_json(struct cfg_parse *ps, const char *key, const char *v, int **lines)
+static json_t *cfg_list_to_json(struct cfg_parse *ps, const char *key, const char *v, int **lines)
 {
     json_t *a = json_array();
     const char *p = v;
@@ -999,8 +957,7 @@ cfg_list_to_json(struct cfg_parse *ps, const char *key, const char *v, int **lin
     return a;
 }
 
-static void
-cfg_key_filter(struct cfg_parse *ps, const char *key, const char *v)
+static void cfg_key_filter(struct cfg_parse *ps, const char *key, const char *v)
 {
     char err[FILTER_ERRLEN], q[64];
     json_t *jv = NULL, *one;
@@ -1078,8 +1035,7 @@ cfg_key_filter(struct cfg_parse *ps, const char *key, const char *v)
 }
 
 /* Handles the pending key now that its value is complete. */
-static void
-cfg_flush_key(struct cfg_parse *ps)
+static void cfg_flush_key(struct cfg_parse *ps)
 {
     char *key = ps->pkey;
     const char *v;
@@ -1119,8 +1075,7 @@ out:
 }
 
 /* Ends the current section: a filter section becomes a config_filter. */
-static void
-cfg_close_section(struct cfg_parse *ps)
+static void cfg_close_section(struct cfg_parse *ps)
 {
     cfg_flush_key(ps);
     for (size_t i = 0; i < ps->nseen; i++)
@@ -1155,8 +1110,7 @@ cfg_close_section(struct cfg_parse *ps)
     ps->sec = CFG_SEC_NONE;
 }
 
-static int
-cfg_filter_name_ok(const char *s)
+static int cfg_filter_name_ok(const char *s)
 {
     size_t n = strlen(s);
 
@@ -1169,8 +1123,7 @@ cfg_filter_name_ok(const char *s)
 }
 
 /* Opens the section named by the text between '[' and ']'. */
-static void
-cfg_open_section(struct cfg_parse *ps, char *title)
+static void cfg_open_section(struct cfg_parse *ps, char *title)
 {
     struct config *cfg = ps->cfg;
     char *arg, *end, err[CONFIG_ERRLEN], q[64];
@@ -1239,8 +1192,8 @@ cfg_open_section(struct cfg_parse *ps, char *title)
         }
         if (!cfg_filter_name_ok(arg)) {
             cfg_quote(arg, q, sizeof q);
-            cfg_error(ps, line,
-                      "filter name '%s': use up to 64 letters, digits, '_', '-' and '.'", q);
+            cfg_error(ps, line, "filter name '%s': use up to 64 letters, digits, '_', '-' and '.'",
+                      q);
             return;
         }
         if ((dup = config_find_filter(cfg, arg)) != NULL) {
@@ -1268,8 +1221,7 @@ cfg_open_section(struct cfg_parse *ps, char *title)
 }
 
 /* Only blanks or a comment from s to the end of the line. */
-static int
-cfg_rest_is_blank(const char *s)
+static int cfg_rest_is_blank(const char *s)
 {
     while (isspace((unsigned char)*s))
         s++;
@@ -1284,8 +1236,7 @@ cfg_rest_is_blank(const char *s)
  * idea of the section name is never used (see cfg_handler), and unlike inih
  * we refuse text after the ']' other than a comment.
  */
-static int
-cfg_read_section(struct cfg_parse *ps, char *start)
+static int cfg_read_section(struct cfg_parse *ps, char *start)
 {
     char *p = start + 1, *first = NULL;
     int was_space = 0;
@@ -1321,8 +1272,7 @@ cfg_read_section(struct cfg_parse *ps, char *start)
 }
 
 /* Called before each new physical line and at the end: was the last one understood? */
-static void
-cfg_finish_line(struct cfg_parse *ps)
+static void cfg_finish_line(struct cfg_parse *ps)
 {
     if (ps->kind == CFG_RAW_KEY && !ps->handled)
         cfg_error(ps, ps->lineno, "expected 'key = value'");
@@ -1330,8 +1280,7 @@ cfg_finish_line(struct cfg_parse *ps)
 }
 
 /* Reads the next physical line and works out what inih will make of it. */
-static int
-cfg_next_line(struct cfg_parse *ps)
+static int cfg_next_line(struct cfg_parse *ps)
 {
     ssize_t n;
     char *start, *end;
@@ -1406,8 +1355,7 @@ cfg_next_line(struct cfg_parse *ps)
 }
 
 /* inih's fgets: hands out the current physical line, in pieces if asked. */
-static char *
-cfg_reader(char *str, int num, void *stream)
+static char *cfg_reader(char *str, int num, void *stream)
 {
     struct cfg_parse *ps = stream;
     size_t n;
@@ -1425,8 +1373,7 @@ cfg_reader(char *str, int num, void *stream)
     return str;
 }
 
-static int
-cfg_handler(void *user, const char *section, const char *name, const char *value)
+static int cfg_handler(void *user, const char *section, const char *name, const char *value)
 {
     struct cfg_parse *ps = user;
 
@@ -1480,8 +1427,7 @@ cfg_handler(void *user, const char *section, const char *name, const char *value
     return 1;
 }
 
-static int
-cfg_error_cmp(const void *a, const void *b)
+static int cfg_error_cmp(const void *a, const void *b)
 {
     const struct cfg_error *x = a, *y = b;
 
@@ -1492,9 +1438,8 @@ cfg_error_cmp(const void *a, const void *b)
 }
 
 /* Parses an open file; see config_parse_file. */
-static int
-cfg_parse_fp(struct config *cfg, const char *path, FILE *fp, int64_t now,
-             struct config_errors *errs)
+static int cfg_parse_fp(struct config *cfg, const char *path, FILE *fp, int64_t now,
+                        struct config_errors *errs)
 {
     struct cfg_parse ps = {
         .cfg = cfg,
@@ -1561,8 +1506,8 @@ cfg_parse_fp(struct config *cfg, const char *path, FILE *fp, int64_t now,
     }
     for (size_t i = 0; i < ps.nerrors; i++) {
         if (ps.errors[i].line > 0)
-            config_errors_add(errs, cfg_format("%s:%d: %s", path, ps.errors[i].line,
-                                               ps.errors[i].msg));
+            config_errors_add(errs,
+                              cfg_format("%s:%d: %s", path, ps.errors[i].line, ps.errors[i].msg));
         else
             config_errors_add(errs, cfg_format("%s: %s", path, ps.errors[i].msg));
         free(ps.errors[i].msg);
@@ -1575,8 +1520,7 @@ cfg_parse_fp(struct config *cfg, const char *path, FILE *fp, int64_t now,
     return ps.nerrors > 0 ? -1 : 0;
 }
 
-static FILE *
-cfg_open(const char *path)
+static FILE *cfg_open(const char *path)
 {
     FILE *fp = fopen(path, "r");
     struct stat st;
@@ -1591,8 +1535,7 @@ cfg_open(const char *path)
     return fp;
 }
 
-int
-config_parse_file(struct config *cfg, const char *path, int64_t now, struct config_errors *errs)
+int config_parse_file(struct config *cfg, const char *path, int64_t now, struct config_errors *errs)
 {
     FILE *fp = cfg_open(path);
     int rc;
@@ -1606,8 +1549,7 @@ config_parse_file(struct config *cfg, const char *path, int64_t now, struct conf
     return rc;
 }
 
-struct config *
-config_load(const char *path, int64_t now, struct config_errors *errs)
+struct config *config_load(const char *path, int64_t now, struct config_errors *errs)
 {
     struct config *cfg = config_new();
     char *def;

@@ -19,57 +19,57 @@
 #define CONFIG_ERRLEN 512
 
 enum config_direction {
-    CONFIG_DIRECTION_DOWN,      /* fetch from the relay */
-    CONFIG_DIRECTION_UP,        /* send local events the relay lacks */
+    CONFIG_DIRECTION_DOWN, /* fetch from the relay */
+    CONFIG_DIRECTION_UP,   /* send local events the relay lacks */
     CONFIG_DIRECTION_BOTH,
 };
 
 /* A relay's "negentropy" key. */
 enum config_negentropy {
-    CONFIG_NEGENTROPY_AUTO,     /* follow [sync] use_negentropy */
-    CONFIG_NEGENTROPY_ON,       /* try NIP-77 even when use_negentropy = false */
-    CONFIG_NEGENTROPY_OFF,      /* never NIP-77 on this relay */
+    CONFIG_NEGENTROPY_AUTO, /* follow [sync] use_negentropy */
+    CONFIG_NEGENTROPY_ON,   /* try NIP-77 even when use_negentropy = false */
+    CONFIG_NEGENTROPY_OFF,  /* never NIP-77 on this relay */
 };
 
 /*
  * What a sync job does about NIP-77 on one relay; see config_relay_neg_mode.
  */
 enum config_neg_mode {
-    CONFIG_NEG_MODE_REQ_ONLY,       /* REQ from a cursor, never NEG-OPEN */
-    CONFIG_NEG_MODE_NEG_FALLBACK,   /* NEG where the relay has it, else REQ */
-    CONFIG_NEG_MODE_NEG_STRICT,     /* NEG or nothing: no NIP-77 is an error */
+    CONFIG_NEG_MODE_REQ_ONLY,     /* REQ from a cursor, never NEG-OPEN */
+    CONFIG_NEG_MODE_NEG_FALLBACK, /* NEG where the relay has it, else REQ */
+    CONFIG_NEG_MODE_NEG_STRICT,   /* NEG or nothing: no NIP-77 is an error */
 };
 
 struct config_sync {
-    unsigned workers;               /* relays synced at once, 1..256 */
-    int use_negentropy;             /* bool */
-    int negentropy_fallback;        /* bool */
+    unsigned workers;        /* relays synced at once, 1..256 */
+    int use_negentropy;      /* bool */
+    int negentropy_fallback; /* bool */
     enum config_direction direction;
-    unsigned interval;              /* seconds between rounds */
-    unsigned recheck_days;          /* capability cache lifetime; 0 = always probe */
-    unsigned neg_timeout;           /* seconds */
-    unsigned probe_timeout;         /* seconds */
-    uint64_t frame_size_limit;      /* 0 (none) or >= 4096, as neg_new takes it */
-    unsigned fetch_batch;           /* ids per REQ when fetching what NEG found */
-    unsigned fetch_in_flight;       /* such REQs outstanding at once */
-    uint64_t max_sync_events;       /* larger sets are split by time window */
+    unsigned interval;         /* seconds between rounds */
+    unsigned recheck_days;     /* capability cache lifetime; 0 = always probe */
+    unsigned neg_timeout;      /* seconds */
+    unsigned probe_timeout;    /* seconds */
+    uint64_t frame_size_limit; /* 0 (none) or >= 4096, as neg_new takes it */
+    unsigned fetch_batch;      /* ids per REQ when fetching what NEG found */
+    unsigned fetch_in_flight;  /* such REQs outstanding at once */
+    uint64_t max_sync_events;  /* larger sets are split by time window */
 };
 
 struct config_relay {
-    char *url;                      /* normalized (config_url_normalize) */
-    int line;                       /* of its [relay URL] header */
+    char *url; /* normalized (config_url_normalize) */
+    int line;  /* of its [relay URL] header */
     enum config_negentropy negentropy;
-    enum config_direction direction;    /* effective: its own or [sync]'s */
-    int direction_set;              /* 1 if the section set direction */
-    int tls_verify;                 /* bool, default 1 */
-    int compression;                /* bool (permessage-deflate), default 1 */
-    int enabled;                    /* bool, default 1 */
+    enum config_direction direction; /* effective: its own or [sync]'s */
+    int direction_set;               /* 1 if the section set direction */
+    int tls_verify;                  /* bool, default 1 */
+    int compression;                 /* bool (permessage-deflate), default 1 */
+    int enabled;                     /* bool, default 1 */
 };
 
 struct config_filter {
     char *name;
-    int line;                       /* of its [filter NAME] header */
-    struct filter *filter;          /* resolved against the "now" of loading */
+    int line;              /* of its [filter NAME] header */
+    struct filter *filter; /* resolved against the "now" of loading */
     /*
      * A relative since/until ("30d") is kept as an age in seconds so that a
      * long-running sync can re-resolve it each round (config_filter_at);
@@ -79,8 +79,8 @@ struct config_filter {
 };
 
 struct config {
-    char *path;                     /* the file read; NULL when none was */
-    char *storage_path;             /* [storage] path, expanded; NULL if unset */
+    char *path;         /* the file read; NULL when none was */
+    char *storage_path; /* [storage] path, expanded; NULL if unset */
     struct config_sync sync;
     struct config_relay *relays;
     size_t nrelays;
@@ -96,7 +96,7 @@ struct config {
 /* Every message from one load, in file order. */
 struct config_errors {
     size_t n;
-    char **msgs;                    /* "file:line: message" */
+    char **msgs; /* "file:line: message" */
 };
 
 void config_errors_free(struct config_errors *errs);
@@ -134,8 +134,7 @@ char *config_default_path(void);
  * cfg may be NULL. Creates no directory. Caller frees; NULL with a reason in
  * err when no path can be made.
  */
-char *config_db_path(const struct config *cfg, const char *cli_override, char *err,
-                     size_t errlen);
+char *config_db_path(const struct config *cfg, const char *cli_override, char *err, size_t errlen);
 
 /*
  * Whether a job on relay r uses negentropy, and whether it may fall back:
@@ -152,8 +151,7 @@ char *config_db_path(const struct config *cfg, const char *cli_override, char *e
  * rest use REQ, and fallback stays the global policy. In NEG_STRICT a relay
  * without NIP-77 is reported as an error and not synced.
  */
-enum config_neg_mode config_relay_neg_mode(const struct config *cfg,
-                                           const struct config_relay *r);
+enum config_neg_mode config_relay_neg_mode(const struct config *cfg, const struct config_relay *r);
 
 /*
  * cf's filter with relative since/until recomputed against now. Caller

@@ -17,14 +17,12 @@
 #include "commands.h"
 #include "filter.h"
 
-static const char *
-cmd_config_bool(int b)
+static const char *cmd_config_bool(int b)
 {
     return b ? "true" : "false";
 }
 
-static const char *
-cmd_config_mode_text(enum config_neg_mode m)
+static const char *cmd_config_mode_text(enum config_neg_mode m)
 {
     switch (m) {
     case CONFIG_NEG_MODE_REQ_ONLY: return "REQ only";
@@ -35,8 +33,7 @@ cmd_config_mode_text(enum config_neg_mode m)
 }
 
 /* "30d"-style text for an age in seconds, in the largest unit that divides it. */
-static void
-cmd_config_age(int64_t age, char *out, size_t outlen)
+static void cmd_config_age(int64_t age, char *out, size_t outlen)
 {
     static const struct {
         int64_t secs;
@@ -52,8 +49,8 @@ cmd_config_age(int64_t age, char *out, size_t outlen)
     snprintf(out, outlen, "%llds", (long long)age);
 }
 
-static void
-cmd_config_print(FILE *f, const struct config *cfg, const char *db_path, const char *db_from)
+static void cmd_config_print(FILE *f, const struct config *cfg, const char *db_path,
+                             const char *db_from)
 {
     const struct config_sync *s = &cfg->sync;
 
@@ -115,8 +112,7 @@ cmd_config_print(FILE *f, const struct config *cfg, const char *db_path, const c
         fprintf(f, "; no filters: add [filter NAME] sections to say what to sync\n");
 }
 
-int
-cmd_check_config(struct globals *g, int argc, char **argv)
+int cmd_check_config(struct globals *g, int argc, char **argv)
 {
     struct config_errors errs = {0};
     struct config *cfg;

@@ -53,13 +53,12 @@
  * PROGRESS_AFTER_S, whichever comes first; then every PROGRESS_EVERY_S.
  */
 #define PROGRESS_MIN_LINES 10000
-#define PROGRESS_AFTER_S 1.0
-#define PROGRESS_EVERY_S 0.5
+#define PROGRESS_AFTER_S   1.0
+#define PROGRESS_EVERY_S   0.5
 
 static volatile sig_atomic_t import_interrupted;
 
-static void
-import_on_signal(int sig)
+static void import_on_signal(int sig)
 {
     (void)sig;
     import_interrupted = 1;
@@ -83,8 +82,7 @@ struct import_state {
     size_t nbatch, batch_bytes;
 };
 
-struct store *
-cmd_open_store(const struct globals *g, int *exit_code)
+struct store *cmd_open_store(const struct globals *g, int *exit_code)
 {
     char err[STORE_ERRLEN];
     char *path = NULL;
@@ -125,8 +123,7 @@ cmd_open_store(const struct globals *g, int *exit_code)
     return st;
 }
 
-static double
-now_seconds(void)
+static double now_seconds(void)
 {
     struct timespec ts;
 
@@ -134,8 +131,7 @@ now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void
-import_reject(struct import_state *is, uint64_t line, const char *reason)
+static void import_reject(struct import_state *is, uint64_t line, const char *reason)
 {
     is->rejected++;
     if (is->nerrors < IMPORT_MAX_ERRORS) {
@@ -146,8 +142,7 @@ import_reject(struct import_state *is, uint64_t line, const char *reason)
 }
 
 /* Stores the pending batch. 0, or -1 with the reason printed. */
-static int
-import_flush(struct import_state *is)
+static int import_flush(struct import_state *is)
 {
     char err[STORE_ERRLEN];
     int rc;
@@ -179,8 +174,7 @@ import_flush(struct import_state *is)
     return rc;
 }
 
-static int
-line_is_blank(const char *s, size_t n)
+static int line_is_blank(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
@@ -189,8 +183,7 @@ line_is_blank(const char *s, size_t n)
     return 1;
 }
 
-static void
-import_print_summary(const struct import_state *is, int as_json)
+static void import_print_summary(const struct import_state *is, int as_json)
 {
     if (as_json) {
         json_t *errors = json_array();
@@ -198,9 +191,9 @@ import_print_summary(const struct import_state *is, int as_json)
         char *text;
 
         for (size_t i = 0; i < is->nerrors; i++) {
-            json_array_append_new(errors, json_pack("{s:I, s:s}", "line",
-                                                    (json_int_t)is->errors[i].line, "reason",
-                                                    is->errors[i].reason));
+            json_array_append_new(errors,
+                                  json_pack("{s:I, s:s}", "line", (json_int_t)is->errors[i].line,
+                                            "reason", is->errors[i].reason));
         }
         o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:o}", "inserted", (json_int_t)is->inserted,
                       "duplicates", (json_int_t)is->duplicates, "replaced",
@@ -227,8 +220,7 @@ import_print_summary(const struct import_state *is, int as_json)
  * "negsync: import: 120000 lines (35%), 9800 lines/s" on one line of stderr,
  * rewritten in place. The percentage only when the input is a regular file.
  */
-static void
-import_progress(FILE *in, off_t size, uint64_t lineno, double elapsed)
+static void import_progress(FILE *in, off_t size, uint64_t lineno, double elapsed)
 {
     off_t pos = size > 0 ? ftello(in) : -1;
 
@@ -239,14 +231,12 @@ import_progress(FILE *in, off_t size, uint64_t lineno, double elapsed)
     fflush(stderr);
 }
 
-static void
-import_usage(FILE *f)
+static void import_usage(FILE *f)
 {
     fputs("usage: negsync import [--json] FILE|-\n", f);
 }
 
-int
-cmd_import(struct globals *g, int argc, char **argv)
+int cmd_import(struct globals *g, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"json", no_argument, NULL, 'j'},
@@ -267,7 +257,7 @@ cmd_import(struct globals *g, int argc, char **argv)
     off_t size = 0;
     struct stat sb;
 
-    optind = 0;     /* GNU: reinitialize; main stopped at the command name */
+    optind = 0; /* GNU: reinitialize; main stopped at the command name */
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'j': as_json = 1; break;
@@ -373,8 +363,10 @@ cmd_import(struct globals *g, int argc, char **argv)
         rc = 1;
     } else if (import_interrupted && rc == 0) {
         /* Not "ok": the file was not imported to the end (exit codes: 0, 1, 2). */
-        fprintf(stderr, "negsync: import interrupted after line %llu; everything up to it is "
-                        "stored\n", (unsigned long long)lineno);
+        fprintf(stderr,
+                "negsync: import interrupted after line %llu; everything up to it is "
+                "stored\n",
+                (unsigned long long)lineno);
         rc = 1;
     }
     if (fflush(stdout) != 0 && rc == 0)
@@ -391,8 +383,7 @@ cmd_import(struct globals *g, int argc, char **argv)
     return rc;
 }
 
-static int
-export_line(void *ctx, const char *json, size_t len)
+static int export_line(void *ctx, const char *json, size_t len)
 {
     FILE *out = ctx;
 
@@ -401,14 +392,12 @@ export_line(void *ctx, const char *json, size_t len)
     return 0;
 }
 
-static void
-export_usage(FILE *f)
+static void export_usage(FILE *f)
 {
     fputs("usage: negsync export [--filter JSON]\n", f);
 }
 
-int
-cmd_export(struct globals *g, int argc, char **argv)
+int cmd_export(struct globals *g, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"filter", required_argument, NULL, 'f'},

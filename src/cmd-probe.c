@@ -33,13 +33,14 @@
 
 #define PROBE_MAX_THREADS 16
 
-static const char probe_usage[] = "usage: negsync [-c FILE] [-d FILE] probe [--force] [--json] [URL...]\n";
+static const char probe_usage[] =
+    "usage: negsync [-c FILE] [-d FILE] probe [--force] [--json] [URL...]\n";
 
 struct probe_target {
-    char *url;                  /* normalized */
+    char *url; /* normalized */
     int tls_verify, compression;
     struct caps_result result;
-    int failed;                 /* caps_probe returned -1 */
+    int failed; /* caps_probe returned -1 */
     char err[CAPS_ERRLEN];
 };
 
@@ -52,8 +53,7 @@ struct probe_run {
     int verbose;
 };
 
-static void
-probe_log(void *arg, const char *url, const char *line)
+static void probe_log(void *arg, const char *url, const char *line)
 {
     const struct probe_run *run = arg;
 
@@ -61,8 +61,7 @@ probe_log(void *arg, const char *url, const char *line)
         fprintf(stderr, "negsync: %s: %s\n", url, line);
 }
 
-static void *
-probe_worker(void *arg)
+static void *probe_worker(void *arg)
 {
     struct probe_run *run = arg;
 
@@ -84,8 +83,7 @@ probe_worker(void *arg)
 }
 
 /* "45s", "12m", "3h", "2d": an age at a glance. */
-static void
-format_age(int64_t secs, char *out, size_t outlen)
+static void format_age(int64_t secs, char *out, size_t outlen)
 {
     if (secs < 0)
         snprintf(out, outlen, "in the future");
@@ -99,8 +97,7 @@ format_age(int64_t secs, char *out, size_t outlen)
         snprintf(out, outlen, "%" PRId64 "d", secs / 86400);
 }
 
-static void
-print_json(const struct probe_target *t, int64_t now)
+static void print_json(const struct probe_target *t, int64_t now)
 {
     const struct caps_result *r = &t->result;
     json_t *o = json_object(), *nip11 = json_null();
@@ -123,11 +120,11 @@ print_json(const struct probe_target *t, int64_t now)
                 for (size_t i = 0; i < r->nip11.n_supported_nips; i++)
                     json_array_append_new(nips, json_integer(r->nip11.supported_nips[i]));
             }
-            nip11 = json_pack("{s:o, s:o, s:o}", "software",
-                              r->nip11.software ? json_string(r->nip11.software) : json_null(),
-                              "version",
-                              r->nip11.version ? json_string(r->nip11.version) : json_null(),
-                              "supported_nips", nips);
+            nip11 =
+                json_pack("{s:o, s:o, s:o}", "software",
+                          r->nip11.software ? json_string(r->nip11.software) : json_null(),
+                          "version", r->nip11.version ? json_string(r->nip11.version) : json_null(),
+                          "supported_nips", nips);
         }
         json_object_set_new(o, "negentropy", json_string(caps_verdict_name(r->verdict)));
         json_object_set_new(o, "reason", json_string(r->reason));
@@ -151,8 +148,8 @@ print_json(const struct probe_target *t, int64_t now)
 
 enum { COL_URL, COL_NIP11, COL_77, COL_RESULT, COL_LATENCY, COL_SOURCE, COL_REASON, NCOLS };
 
-static void
-table_row(const struct probe_target *t, int64_t now, char cells[NCOLS][CAPS_REASONLEN + 64])
+static void table_row(const struct probe_target *t, int64_t now,
+                      char cells[NCOLS][CAPS_REASONLEN + 64])
 {
     const struct caps_result *r = &t->result;
     char age[32];
@@ -175,7 +172,9 @@ table_row(const struct probe_target *t, int64_t now, char cells[NCOLS][CAPS_REAS
     else
         snprintf(cells[COL_NIP11], sizeof cells[0], "no NIP-11");
     snprintf(cells[COL_77], sizeof cells[0], "%s",
-             !r->nip11.present ? "-" : caps_nip11_lists(&r->nip11, 77) ? "yes" : "no");
+             !r->nip11.present                 ? "-"
+             : caps_nip11_lists(&r->nip11, 77) ? "yes"
+                                               : "no");
     snprintf(cells[COL_RESULT], sizeof cells[0], "%s", caps_verdict_name(r->verdict));
     if (r->latency_ms >= 0)
         snprintf(cells[COL_LATENCY], sizeof cells[0], "%" PRId64 " ms", r->latency_ms);
@@ -190,8 +189,7 @@ table_row(const struct probe_target *t, int64_t now, char cells[NCOLS][CAPS_REAS
     snprintf(cells[COL_REASON], sizeof cells[0], "%s", r->reason);
 }
 
-static void
-print_table(const struct probe_target *targets, size_t n, int64_t now)
+static void print_table(const struct probe_target *targets, size_t n, int64_t now)
 {
     static const char *const heads[NCOLS] = {"URL",     "NIP-11", "77",    "RESULT",
                                              "LATENCY", "SOURCE", "REASON"};
@@ -219,9 +217,8 @@ print_table(const struct probe_target *targets, size_t n, int64_t now)
 }
 
 /* Adds url (normalized) unless it is already there. */
-static void
-add_target(struct probe_target **targets, size_t *n, const char *url, int tls_verify,
-           int compression)
+static void add_target(struct probe_target **targets, size_t *n, const char *url, int tls_verify,
+                       int compression)
 {
     for (size_t i = 0; i < *n; i++) {
         if (strcmp((*targets)[i].url, url) == 0)
@@ -239,8 +236,7 @@ add_target(struct probe_target **targets, size_t *n, const char *url, int tls_ve
  * The cache: the database the other commands use (-d, [storage] path, or the
  * XDG default, whose directory is created), migrated by store_open.
  */
-static struct caps_cache *
-open_cache(const struct globals *g, const struct config *cfg)
+static struct caps_cache *open_cache(const struct globals *g, const struct config *cfg)
 {
     char err[STORE_ERRLEN];
     struct caps_cache *cache = NULL;
@@ -269,8 +265,7 @@ open_cache(const struct globals *g, const struct config *cfg)
     return cache;
 }
 
-int
-cmd_probe(struct globals *g, int argc, char **argv)
+int cmd_probe(struct globals *g, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"force", no_argument, NULL, 'f'},

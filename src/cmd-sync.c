@@ -41,8 +41,8 @@ struct sync_cmd {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int json, quiet;
-    int progress;           /* stderr is a terminal: draw progress */
-    int progress_shown;     /* a progress line is on the screen */
+    int progress;       /* stderr is a terminal: draw progress */
+    int progress_shown; /* a progress line is on the screen */
     int interrupted;
     unsigned jobs, failed;
     struct sum_row *rows;
@@ -52,8 +52,7 @@ struct sync_cmd {
 };
 
 /* " (TLS unverified)" for a relay the configuration marks tls_verify = false. */
-static const char *
-tls_mark(const struct sync_cmd *sc, const char *url)
+static const char *tls_mark(const struct sync_cmd *sc, const char *url)
 {
     if (sc->cfg == NULL)
         return "";
@@ -63,14 +62,12 @@ tls_mark(const struct sync_cmd *sc, const char *url)
     return "";
 }
 
-static void
-sync_usage(FILE *f)
+static void sync_usage(FILE *f)
 {
     fputs("usage: negsync sync [--once] [--relay URL]... [--filter NAME]... [--json]\n", f);
 }
 
-static void
-fmt_bytes(uint64_t n, char *out, size_t outlen)
+static void fmt_bytes(uint64_t n, char *out, size_t outlen)
 {
     if (n < 1000)
         snprintf(out, outlen, "%llu B", (unsigned long long)n);
@@ -83,8 +80,7 @@ fmt_bytes(uint64_t n, char *out, size_t outlen)
 }
 
 /* "83%" of est_req_bytes saved, or "-" when there is nothing to compare. */
-static void
-fmt_saved(uint64_t est, uint64_t used, char *out, size_t outlen)
+static void fmt_saved(uint64_t est, uint64_t used, char *out, size_t outlen)
 {
     if (est == 0)
         snprintf(out, outlen, "-");
@@ -93,8 +89,7 @@ fmt_saved(uint64_t est, uint64_t used, char *out, size_t outlen)
 }
 
 /* Erases the progress line, if one is showing; called with sc->mu held. */
-static void
-progress_clear(struct sync_cmd *sc)
+static void progress_clear(struct sync_cmd *sc)
 {
     if (!sc->progress_shown)
         return;
@@ -103,8 +98,7 @@ progress_clear(struct sync_cmd *sc)
     sc->progress_shown = 0;
 }
 
-static void
-on_progress(void *arg, const struct sync_progress *p)
+static void on_progress(void *arg, const struct sync_progress *p)
 {
     struct sync_cmd *sc = arg;
     struct winsize ws;
@@ -128,8 +122,7 @@ on_progress(void *arg, const struct sync_progress *p)
     pthread_mutex_unlock(&sc->mu);
 }
 
-static void
-on_log(void *arg, const char *line)
+static void on_log(void *arg, const char *line)
 {
     struct sync_cmd *sc = arg;
 
@@ -141,8 +134,7 @@ on_log(void *arg, const char *line)
     pthread_mutex_unlock(&sc->mu);
 }
 
-static void
-on_run(void *arg, const struct sync_run *r)
+static void on_run(void *arg, const struct sync_run *r)
 {
     struct sync_cmd *sc = arg;
     struct sum_row *row = NULL;
@@ -164,8 +156,7 @@ on_run(void *arg, const struct sync_run *r)
         fmt_bytes(r->bytes_sent, up, sizeof up);
         fmt_bytes(r->bytes_received, down, sizeof down);
         if (r->ok) {
-            fmt_saved(r->est_req_bytes, r->bytes_sent + r->bytes_received, saved,
-                      sizeof saved);
+            fmt_saved(r->est_req_bytes, r->bytes_sent + r->bytes_received, saved, sizeof saved);
             printf("%s%s %s: %s, %llu round%s, sent %s, received %s, saved %s, fetched %llu,"
                    " stored %llu, invalid %llu, %.1f s%s%s\n",
                    r->relay, tls_mark(sc, r->relay), r->filter, sync_mode_name(r->mode),
@@ -205,8 +196,7 @@ on_run(void *arg, const struct sync_run *r)
     pthread_mutex_unlock(&sc->mu);
 }
 
-static void
-print_summary(const struct sync_cmd *sc)
+static void print_summary(const struct sync_cmd *sc)
 {
     printf("\n%-40s %-10s %6s %10s %10s %6s %8s %8s %7s %7s %s\n", "RELAY", "MODE", "ROUNDS",
            "SENT", "RECEIVED", "SAVED", "FETCHED", "STORED", "INVALID", "TIME", "RESULT");
@@ -234,8 +224,7 @@ struct sig_thread {
 };
 
 /* Waits for SIGINT/SIGTERM (stop the engine) or SIGUSR2 (our own "quit"). */
-static void *
-sig_main(void *arg)
+static void *sig_main(void *arg)
 {
     struct sig_thread *st = arg;
     int sig;
@@ -253,16 +242,12 @@ sig_main(void *arg)
     }
 }
 
-int
-cmd_sync(struct globals *g, int argc, char **argv)
+int cmd_sync(struct globals *g, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"once", no_argument, NULL, 'o'},
-        {"relay", required_argument, NULL, 'r'},
-        {"filter", required_argument, NULL, 'f'},
-        {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"once", no_argument, NULL, 'o'},         {"relay", required_argument, NULL, 'r'},
+        {"filter", required_argument, NULL, 'f'}, {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     const char **relays = NULL, **filters = NULL;
     size_t nrelays = 0, nfilters = 0;
@@ -322,10 +307,12 @@ cmd_sync(struct globals *g, int argc, char **argv)
         fprintf(stderr, "negsync: %s\n", cfg->notice);
     for (size_t i = 0; i < cfg->nrelays; i++)
         if (cfg->relays[i].enabled && !cfg->relays[i].tls_verify)
-            fprintf(stderr, "negsync: warning: %s: TLS certificates are not verified "
-                    "(tls_verify = false)\n", cfg->relays[i].url);
+            fprintf(stderr,
+                    "negsync: warning: %s: TLS certificates are not verified "
+                    "(tls_verify = false)\n",
+                    cfg->relays[i].url);
     if (g->db_path == NULL && cfg->storage_path == NULL)
-        db = store_default_path(err, sizeof err);   /* creates the directory */
+        db = store_default_path(err, sizeof err); /* creates the directory */
     else
         db = config_db_path(cfg, g->db_path, err, sizeof err);
     if (db == NULL) {

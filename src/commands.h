@@ -9,9 +9,9 @@
 #define EXIT_USAGE 2
 
 struct globals {
-    const char *config_path;    /* -c */
-    const char *db_path;        /* -d */
-    int verbose;                /* -v: +1, -q: -1 */
+    const char *config_path; /* -c */
+    const char *db_path;     /* -d */
+    int verbose;             /* -v: +1, -q: -1 */
 };
 
 struct store;

@@ -46,8 +46,7 @@ static pthread_once_t event_secp_once = PTHREAD_ONCE_INIT;
 
 static int event_random_bytes(uint8_t *out, size_t n);
 
-static void
-event_secp_init(void)
+static void event_secp_init(void)
 {
     uint8_t seed[32];
 
@@ -64,8 +63,7 @@ event_secp_init(void)
     memset(seed, 0, sizeof seed);
 }
 
-static const secp256k1_context *
-event_secp(void)
+static const secp256k1_context *event_secp(void)
 {
     if (pthread_once(&event_secp_once, event_secp_init) != 0)
         abort();
@@ -73,8 +71,7 @@ event_secp(void)
 }
 
 /* /dev/urandom; 0 on success. */
-static int
-event_random_bytes(uint8_t *out, size_t n)
+static int event_random_bytes(uint8_t *out, size_t n)
 {
     int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -99,8 +96,7 @@ event_random_bytes(uint8_t *out, size_t n)
 static void event_seterr(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void
-event_seterr(char *err, size_t errlen, const char *fmt, ...)
+static void event_seterr(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
 
@@ -119,8 +115,7 @@ event_seterr(char *err, size_t errlen, const char *fmt, ...)
  * objects built by hand (json_stringn_nocheck) and strings given to
  * event_sign.
  */
-static int
-event_utf8_valid(const char *s, size_t len)
+static int event_utf8_valid(const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
@@ -158,9 +153,8 @@ event_utf8_valid(const char *s, size_t len)
 
 /* ------------------------------------------------------------------ parsing */
 
-static int
-event_get_hex(const json_t *obj, const char *name, uint8_t *out, size_t n, char *err,
-              size_t errlen)
+static int event_get_hex(const json_t *obj, const char *name, uint8_t *out, size_t n, char *err,
+                         size_t errlen)
 {
     const json_t *v = json_object_get(obj, name);
 
@@ -180,9 +174,8 @@ event_get_hex(const json_t *obj, const char *name, uint8_t *out, size_t n, char 
     return 0;
 }
 
-static int
-event_get_uint(const json_t *obj, const char *name, uint64_t max, uint64_t *out, char *err,
-               size_t errlen)
+static int event_get_uint(const json_t *obj, const char *name, uint64_t max, uint64_t *out,
+                          char *err, size_t errlen)
 {
     const json_t *v = json_object_get(obj, name);
 
@@ -206,8 +199,7 @@ event_get_uint(const json_t *obj, const char *name, uint64_t max, uint64_t *out,
 }
 
 /* Copies a JSON string into a NUL-terminated buffer; the length counts inner NULs. */
-static char *
-event_copy_string(const json_t *v, size_t *len)
+static char *event_copy_string(const json_t *v, size_t *len)
 {
     size_t n = json_string_length(v);
     char *s = xmalloc(n + 1);
@@ -218,8 +210,7 @@ event_copy_string(const json_t *v, size_t *len)
     return s;
 }
 
-void
-event_free(struct event *ev)
+void event_free(struct event *ev)
 {
     if (ev == NULL)
         return;
@@ -235,8 +226,7 @@ event_free(struct event *ev)
     free(ev);
 }
 
-static int
-event_parse_tags(struct event *ev, const json_t *tags, char *err, size_t errlen)
+static int event_parse_tags(struct event *ev, const json_t *tags, char *err, size_t errlen)
 {
     if (tags == NULL) {
         event_seterr(err, errlen, "missing field: tags");
@@ -282,8 +272,7 @@ event_parse_tags(struct event *ev, const json_t *tags, char *err, size_t errlen)
     return 0;
 }
 
-struct event *
-event_from_json(const json_t *obj, char *err, size_t errlen)
+struct event *event_from_json(const json_t *obj, char *err, size_t errlen)
 {
     struct event *ev;
     uint64_t kind;
@@ -326,8 +315,7 @@ fail:
     return NULL;
 }
 
-struct event *
-event_parse(const char *text, size_t len, char *err, size_t errlen)
+struct event *event_parse(const char *text, size_t len, char *err, size_t errlen)
 {
     json_error_t jerr;
     json_t *obj;
@@ -351,8 +339,7 @@ event_parse(const char *text, size_t len, char *err, size_t errlen)
 /* ----------------------------------------------------------- serialization */
 
 /* JSON.stringify's escaping of a string of len bytes (valid UTF-8), quotes included. */
-static void
-event_put_string(struct buf *b, const char *s, size_t len)
+static void event_put_string(struct buf *b, const char *s, size_t len)
 {
     static const char hexd[] = "0123456789abcdef";
     size_t run = 0;
@@ -382,7 +369,7 @@ event_put_string(struct buf *b, const char *s, size_t len)
             buf_push(b, '\\');
             buf_push(b, (uint8_t)esc);
         } else {
-            char u[6] = { '\\', 'u', '0', '0', hexd[c >> 4], hexd[c & 15] };
+            char u[6] = {'\\', 'u', '0', '0', hexd[c >> 4], hexd[c & 15]};
             buf_append(b, u, sizeof u);
         }
     }
@@ -390,22 +377,19 @@ event_put_string(struct buf *b, const char *s, size_t len)
     buf_push(b, '"');
 }
 
-static void
-event_put_cstr(struct buf *b, const char *s)
+static void event_put_cstr(struct buf *b, const char *s)
 {
     buf_append(b, s, strlen(s));
 }
 
-static void
-event_put_uint(struct buf *b, uint64_t x)
+static void event_put_uint(struct buf *b, uint64_t x)
 {
     char tmp[24];
     int n = snprintf(tmp, sizeof tmp, "%llu", (unsigned long long)x);
     buf_append(b, tmp, (size_t)n);
 }
 
-static void
-event_put_hex(struct buf *b, const uint8_t *p, size_t n)
+static void event_put_hex(struct buf *b, const uint8_t *p, size_t n)
 {
     char tmp[129];
 
@@ -415,8 +399,7 @@ event_put_hex(struct buf *b, const uint8_t *p, size_t n)
     buf_push(b, '"');
 }
 
-static void
-event_put_tags(struct buf *b, const struct event *ev)
+static void event_put_tags(struct buf *b, const struct event *ev)
 {
     buf_push(b, '[');
     for (size_t i = 0; i < ev->ntags; i++) {
@@ -435,8 +418,7 @@ event_put_tags(struct buf *b, const struct event *ev)
 }
 
 /* Hands the buffer's bytes to the caller as a NUL-terminated string. */
-static char *
-event_buf_finish(struct buf *b, size_t *len)
+static char *event_buf_finish(struct buf *b, size_t *len)
 {
     buf_push(b, '\0');
     if (len != NULL)
@@ -444,10 +426,9 @@ event_buf_finish(struct buf *b, size_t *len)
     return (char *)b->data;
 }
 
-char *
-event_serialize_canonical(const struct event *ev, size_t *len)
+char *event_serialize_canonical(const struct event *ev, size_t *len)
 {
-    struct buf b = { 0 };
+    struct buf b = {0};
 
     event_put_cstr(&b, "[0,");
     event_put_hex(&b, ev->pubkey, 32);
@@ -463,8 +444,7 @@ event_serialize_canonical(const struct event *ev, size_t *len)
     return event_buf_finish(&b, len);
 }
 
-void
-event_compute_id(const struct event *ev, uint8_t out[32])
+void event_compute_id(const struct event *ev, uint8_t out[32])
 {
     size_t len;
     char *s = event_serialize_canonical(ev, &len);
@@ -473,10 +453,9 @@ event_compute_id(const struct event *ev, uint8_t out[32])
     free(s);
 }
 
-char *
-event_to_json(const struct event *ev, size_t *len)
+char *event_to_json(const struct event *ev, size_t *len)
 {
-    struct buf b = { 0 };
+    struct buf b = {0};
 
     event_put_cstr(&b, "{\"id\":");
     event_put_hex(&b, ev->id, 32);
@@ -519,28 +498,24 @@ struct event_keycache {
     uint64_t hits, misses;
 };
 
-struct event_keycache *
-event_keycache_new(void)
+struct event_keycache *event_keycache_new(void)
 {
     return xcalloc(1, sizeof(struct event_keycache));
 }
 
-void
-event_keycache_free(struct event_keycache *kc)
+void event_keycache_free(struct event_keycache *kc)
 {
     free(kc);
 }
 
-void
-event_keycache_stats(const struct event_keycache *kc, uint64_t *hits, uint64_t *misses)
+void event_keycache_stats(const struct event_keycache *kc, uint64_t *hits, uint64_t *misses)
 {
     *hits = kc != NULL ? kc->hits : 0;
     *misses = kc != NULL ? kc->misses : 0;
 }
 
 /* Moves way w to the front of set s's recency order (position pos now). */
-static void
-keycache_touch(struct event_keycache *kc, unsigned s, unsigned pos)
+static void keycache_touch(struct event_keycache *kc, unsigned s, unsigned pos)
 {
     uint8_t w = kc->order[s][pos];
 
@@ -549,9 +524,8 @@ keycache_touch(struct event_keycache *kc, unsigned s, unsigned pos)
 }
 
 /* The parsed form of key, from kc or parsed now (and cached). 0, or -1 if not a valid key. */
-static int
-keycache_get(struct event_keycache *kc, const secp256k1_context *ctx, const uint8_t key[32],
-             secp256k1_xonly_pubkey *out)
+static int keycache_get(struct event_keycache *kc, const secp256k1_context *ctx,
+                        const uint8_t key[32], secp256k1_xonly_pubkey *out)
 {
     unsigned s, w;
 
@@ -575,7 +549,7 @@ keycache_get(struct event_keycache *kc, const secp256k1_context *ctx, const uint
         kc->order[s][w] = (uint8_t)w;
         kc->used[s]++;
     } else {
-        w = kc->order[s][KEYCACHE_WAYS - 1];  /* least recently used */
+        w = kc->order[s][KEYCACHE_WAYS - 1]; /* least recently used */
     }
     memcpy(kc->entry[s][w].key, key, 32);
     kc->entry[s][w].pk = *out;
@@ -588,8 +562,7 @@ keycache_get(struct event_keycache *kc, const secp256k1_context *ctx, const uint
     return 0;
 }
 
-int
-event_verify_cached(const struct event *ev, struct event_keycache *kc, char *err, size_t errlen)
+int event_verify_cached(const struct event *ev, struct event_keycache *kc, char *err, size_t errlen)
 {
     const secp256k1_context *ctx = event_secp();
     secp256k1_xonly_pubkey pk;
@@ -612,14 +585,12 @@ event_verify_cached(const struct event *ev, struct event_keycache *kc, char *err
     return 0;
 }
 
-int
-event_verify(const struct event *ev, char *err, size_t errlen)
+int event_verify(const struct event *ev, char *err, size_t errlen)
 {
     return event_verify_cached(ev, NULL, err, errlen);
 }
 
-int
-event_finalize(struct event *ev, const uint8_t seckey[32])
+int event_finalize(struct event *ev, const uint8_t seckey[32])
 {
     const secp256k1_context *ctx = event_secp();
     secp256k1_keypair kp;
@@ -654,10 +625,9 @@ out:
     return rc;
 }
 
-struct event *
-event_sign(const uint8_t seckey[32], uint64_t created_at, uint32_t kind,
-           const char *const *const *tags, const size_t *tag_lens, size_t ntags,
-           const char *content)
+struct event *event_sign(const uint8_t seckey[32], uint64_t created_at, uint32_t kind,
+                         const char *const *const *tags, const size_t *tag_lens, size_t ntags,
+                         const char *content)
 {
     struct event *ev = xcalloc(1, sizeof *ev);
 
@@ -687,8 +657,7 @@ event_sign(const uint8_t seckey[32], uint64_t created_at, uint32_t kind,
 
 /* ------------------------------------------------------------------ queries */
 
-const char *
-event_tag_value(const struct event *ev, const char *name)
+const char *event_tag_value(const struct event *ev, const char *name)
 {
     size_t n = strlen(name);
 
@@ -700,20 +669,17 @@ event_tag_value(const struct event *ev, const char *name)
     return NULL;
 }
 
-int
-event_kind_is_replaceable(uint32_t kind)
+int event_kind_is_replaceable(uint32_t kind)
 {
     return kind == 0 || kind == 3 || (kind >= 10000 && kind < 20000);
 }
 
-int
-event_kind_is_ephemeral(uint32_t kind)
+int event_kind_is_ephemeral(uint32_t kind)
 {
     return kind >= 20000 && kind < 30000;
 }
 
-int
-event_kind_is_addressable(uint32_t kind)
+int event_kind_is_addressable(uint32_t kind)
 {
     return kind >= 30000 && kind < 40000;
 }

@@ -23,20 +23,20 @@
  * storing, comparing).
  */
 struct event_tag {
-    size_t nfields;     /* >= 1 */
-    char **fields;      /* UTF-8, NUL-terminated */
-    size_t *lens;       /* byte lengths of fields */
+    size_t nfields; /* >= 1 */
+    char **fields;  /* UTF-8, NUL-terminated */
+    size_t *lens;   /* byte lengths of fields */
 };
 
 struct event {
     uint8_t id[32];
     uint8_t pubkey[32];
     uint8_t sig[64];
-    uint64_t created_at;    /* 0..INT64_MAX (fits SQLite's signed integer) */
-    uint32_t kind;          /* 0..65535 */
+    uint64_t created_at; /* 0..INT64_MAX (fits SQLite's signed integer) */
+    uint32_t kind;       /* 0..65535 */
     size_t ntags;
     struct event_tag *tags;
-    char *content;          /* UTF-8 */
+    char *content; /* UTF-8 */
     size_t content_len;
 };
 
@@ -74,7 +74,7 @@ int event_verify(const struct event *ev, char *err, size_t errlen);
  * (about 200 KB) and evicts by set, least recently used first.
  */
 struct event_keycache;
-struct event_keycache *event_keycache_new(void);   /* caller frees */
+struct event_keycache *event_keycache_new(void); /* caller frees */
 void event_keycache_free(struct event_keycache *kc);
 /* Lookups that found the key parsed already, and those that had to parse it. */
 void event_keycache_stats(const struct event_keycache *kc, uint64_t *hits, uint64_t *misses);
@@ -113,8 +113,8 @@ char *event_to_json(const struct event *ev, size_t *len);
 const char *event_tag_value(const struct event *ev, const char *name);
 
 /* Kind classes (NIP-01). */
-int event_kind_is_replaceable(uint32_t kind);   /* 0, 3, 10000..19999 */
-int event_kind_is_ephemeral(uint32_t kind);     /* 20000..29999 */
-int event_kind_is_addressable(uint32_t kind);   /* 30000..39999 */
+int event_kind_is_replaceable(uint32_t kind); /* 0, 3, 10000..19999 */
+int event_kind_is_ephemeral(uint32_t kind);   /* 20000..29999 */
+int event_kind_is_addressable(uint32_t kind); /* 30000..39999 */
 
 #endif

@@ -31,8 +31,7 @@
 static void filter_seterr(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void
-filter_seterr(char *err, size_t errlen, const char *fmt, ...)
+static void filter_seterr(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
 
@@ -43,22 +42,19 @@ filter_seterr(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-struct filter *
-filter_new(void)
+struct filter *filter_new(void)
 {
     return xcalloc(1, sizeof(struct filter));
 }
 
-static void
-filter_tag_clear(struct filter_tag *t)
+static void filter_tag_clear(struct filter_tag *t)
 {
     for (size_t i = 0; i < t->nvalues; i++)
         free(t->values[i]);
     free(t->values);
 }
 
-void
-filter_free(struct filter *f)
+void filter_free(struct filter *f)
 {
     if (f == NULL)
         return;
@@ -72,8 +68,7 @@ filter_free(struct filter *f)
 }
 
 /* A copy of n items (p may be NULL when n is 0). */
-static void *
-filter_dup_array(const void *p, size_t n, size_t size)
+static void *filter_dup_array(const void *p, size_t n, size_t size)
 {
     void *q = xreallocarray(NULL, n, size);
 
@@ -82,8 +77,7 @@ filter_dup_array(const void *p, size_t n, size_t size)
     return q;
 }
 
-struct filter *
-filter_dup(const struct filter *f)
+struct filter *filter_dup(const struct filter *f)
 {
     struct filter *d = filter_new();
 
@@ -107,8 +101,7 @@ filter_dup(const struct filter *f)
 /* ------------------------------------------------------------------ parsing */
 
 /* A key fit to quote in an error: printable ASCII, cut short. */
-static void
-filter_quote_key(const char *key, char *out, size_t outlen)
+static void filter_quote_key(const char *key, char *out, size_t outlen)
 {
     size_t i, max = outlen - 4;
 
@@ -121,23 +114,22 @@ filter_quote_key(const char *key, char *out, size_t outlen)
     out[i] = '\0';
 }
 
-static int
-filter_parse_hex_list(const json_t *v, const char *key, const char *what, uint8_t (**out)[32],
-                      size_t *n, char *err, size_t errlen)
+static int filter_parse_hex_list(const json_t *v, const char *key, const char *what,
+                                 uint8_t (**out)[32], size_t *n, char *err, size_t errlen)
 {
     if (!json_is_array(v)) {
         filter_seterr(err, errlen, "%s: not an array", key);
         return -1;
     }
     size_t m = json_array_size(v);
-    uint8_t (*arr)[32] = xreallocarray(NULL, m, sizeof *arr);
+    uint8_t(*arr)[32] = xreallocarray(NULL, m, sizeof *arr);
     for (size_t i = 0; i < m; i++) {
         const json_t *s = json_array_get(v, i);
         if (!json_is_string(s) ||
             hex_decode(json_string_value(s), json_string_length(s), arr[i], 32, 1) != 0) {
             filter_seterr(err, errlen,
-                          "%s[%zu]: not 64 lowercase hex chars (full %s only, no prefixes)", key,
-                          i, what);
+                          "%s[%zu]: not 64 lowercase hex chars (full %s only, no prefixes)", key, i,
+                          what);
             free(arr);
             return -1;
         }
@@ -147,8 +139,7 @@ filter_parse_hex_list(const json_t *v, const char *key, const char *what, uint8_
     return 0;
 }
 
-static int
-filter_parse_kinds(struct filter *f, const json_t *v, char *err, size_t errlen)
+static int filter_parse_kinds(struct filter *f, const json_t *v, char *err, size_t errlen)
 {
     if (!json_is_array(v)) {
         filter_seterr(err, errlen, "kinds: not an array");
@@ -168,8 +159,7 @@ filter_parse_kinds(struct filter *f, const json_t *v, char *err, size_t errlen)
     return 0;
 }
 
-static int
-filter_parse_tag(struct filter *f, char name, const json_t *v, char *err, size_t errlen)
+static int filter_parse_tag(struct filter *f, char name, const json_t *v, char *err, size_t errlen)
 {
     /*
      * NIP-01: #e and #p lists MUST hold 64-char lowercase hex. Relays such as
@@ -210,9 +200,8 @@ filter_parse_tag(struct filter *f, char name, const json_t *v, char *err, size_t
     return 0;
 }
 
-static int
-filter_parse_uint(const json_t *v, const char *key, uint64_t *out, int *has, char *err,
-                  size_t errlen)
+static int filter_parse_uint(const json_t *v, const char *key, uint64_t *out, int *has, char *err,
+                             size_t errlen)
 {
     if (!json_is_integer(v) || json_integer_value(v) < 0) {
         filter_seterr(err, errlen, "%s: not a non-negative integer", key);
@@ -223,14 +212,12 @@ filter_parse_uint(const json_t *v, const char *key, uint64_t *out, int *has, cha
     return 0;
 }
 
-static int
-filter_is_letter(char c)
+static int filter_is_letter(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
-struct filter *
-filter_from_json(const json_t *obj, char *err, size_t errlen)
+struct filter *filter_from_json(const json_t *obj, char *err, size_t errlen)
 {
     const char *key;
     json_t *v;
@@ -243,7 +230,8 @@ filter_from_json(const json_t *obj, char *err, size_t errlen)
     }
     f = filter_new();
     /* jansson's iteration API is not const-qualified; nothing here modifies obj. */
-    json_object_foreach ((json_t *)obj, key, v) {
+    json_object_foreach((json_t *)obj, key, v)
+    {
         char q[48];
 
         if (json_object_iter_key_len(json_object_key_to_iter(key)) != strlen(key)) {
@@ -254,8 +242,7 @@ filter_from_json(const json_t *obj, char *err, size_t errlen)
             rc = filter_parse_hex_list(v, key, "event ids", &f->ids, &f->nids, err, errlen);
         } else if (strcmp(key, "authors") == 0) {
             f->has_authors = 1;
-            rc = filter_parse_hex_list(v, key, "pubkeys", &f->authors, &f->nauthors, err,
-                                       errlen);
+            rc = filter_parse_hex_list(v, key, "pubkeys", &f->authors, &f->nauthors, err, errlen);
         } else if (strcmp(key, "kinds") == 0) {
             f->has_kinds = 1;
             rc = filter_parse_kinds(f, v, err, errlen);
@@ -287,8 +274,7 @@ filter_from_json(const json_t *obj, char *err, size_t errlen)
     return f;
 }
 
-struct filter *
-filter_parse(const char *text, char *err, size_t errlen)
+struct filter *filter_parse(const char *text, char *err, size_t errlen)
 {
     json_error_t jerr;
     json_t *obj;
@@ -306,8 +292,7 @@ filter_parse(const char *text, char *err, size_t errlen)
 
 /* ----------------------------------------------------------------- matching */
 
-static int
-filter_match_tag(const struct filter_tag *ft, const struct event *ev)
+static int filter_match_tag(const struct filter_tag *ft, const struct event *ev)
 {
     for (size_t i = 0; i < ev->ntags; i++) {
         const struct event_tag *t = &ev->tags[i];
@@ -322,8 +307,7 @@ filter_match_tag(const struct filter_tag *ft, const struct event *ev)
     return 0;
 }
 
-static int
-filter_match_hex(const uint8_t (*list)[32], size_t n, const uint8_t x[32])
+static int filter_match_hex(const uint8_t (*list)[32], size_t n, const uint8_t x[32])
 {
     for (size_t i = 0; i < n; i++)
         if (memcmp(list[i], x, 32) == 0)
@@ -331,14 +315,12 @@ filter_match_hex(const uint8_t (*list)[32], size_t n, const uint8_t x[32])
     return 0;
 }
 
-int
-filter_match(const struct filter *f, const struct event *ev)
+int filter_match(const struct filter *f, const struct event *ev)
 {
-    if ((f->has_ids || f->nids) && !filter_match_hex((const uint8_t (*)[32])f->ids, f->nids,
-                                                     ev->id))
+    if ((f->has_ids || f->nids) && !filter_match_hex((const uint8_t(*)[32])f->ids, f->nids, ev->id))
         return 0;
     if ((f->has_authors || f->nauthors) &&
-        !filter_match_hex((const uint8_t (*)[32])f->authors, f->nauthors, ev->pubkey))
+        !filter_match_hex((const uint8_t(*)[32])f->authors, f->nauthors, ev->pubkey))
         return 0;
     if (f->has_kinds || f->nkinds) {
         size_t i;
@@ -360,8 +342,7 @@ filter_match(const struct filter *f, const struct event *ev)
 
 /* -------------------------------------------------------------- JSON output */
 
-static json_t *
-filter_hex_array(const uint8_t (*list)[32], size_t n)
+static json_t *filter_hex_array(const uint8_t (*list)[32], size_t n)
 {
     json_t *a = json_array();
     char hex[65];
@@ -374,22 +355,20 @@ filter_hex_array(const uint8_t (*list)[32], size_t n)
 }
 
 /* JSON integers are signed 64-bit here; a hand-set value above that is clamped. */
-static json_t *
-filter_json_uint(uint64_t x)
+static json_t *filter_json_uint(uint64_t x)
 {
     return json_integer(x > INT64_MAX ? INT64_MAX : (json_int_t)x);
 }
 
-json_t *
-filter_to_json(const struct filter *f)
+json_t *filter_to_json(const struct filter *f)
 {
     json_t *o = json_object();
 
     if (f->has_ids || f->nids)
-        json_object_set_new(o, "ids", filter_hex_array((const uint8_t (*)[32])f->ids, f->nids));
+        json_object_set_new(o, "ids", filter_hex_array((const uint8_t(*)[32])f->ids, f->nids));
     if (f->has_authors || f->nauthors)
         json_object_set_new(o, "authors",
-                            filter_hex_array((const uint8_t (*)[32])f->authors, f->nauthors));
+                            filter_hex_array((const uint8_t(*)[32])f->authors, f->nauthors));
     if (f->has_kinds || f->nkinds) {
         json_t *a = json_array();
         for (size_t i = 0; i < f->nkinds; i++)
@@ -397,7 +376,7 @@ filter_to_json(const struct filter *f)
         json_object_set_new(o, "kinds", a);
     }
     for (size_t i = 0; i < f->ntags; i++) {
-        char key[3] = { '#', f->tags[i].name, '\0' };
+        char key[3] = {'#', f->tags[i].name, '\0'};
         json_t *a = json_object_get(o, key);
         /* Two entries for one letter (built by hand) cannot both be keys; merge. */
         if (a == NULL) {
@@ -416,25 +395,23 @@ filter_to_json(const struct filter *f)
     return o;
 }
 
-char *
-filter_to_string(const struct filter *f)
+char *filter_to_string(const struct filter *f)
 {
     json_t *o = filter_to_json(f);
     char *s = json_dumps(o, JSON_COMPACT);
 
     json_decref(o);
     if (s == NULL)
-        abort();    /* only fails when out of memory */
+        abort(); /* only fails when out of memory */
     return s;
 }
 
 /* --------------------------------------------------------------------- SQL */
 
-static void
-filter_sql_append(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void filter_sql_append(struct buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
-static void
-filter_sql_append(struct buf *b, const char *fmt, ...)
+static void filter_sql_append(struct buf *b, const char *fmt, ...)
 {
     va_list ap;
     char tmp[128];
@@ -444,28 +421,25 @@ filter_sql_append(struct buf *b, const char *fmt, ...)
     n = vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
     if (n < 0 || (size_t)n >= sizeof tmp)
-        abort();    /* all our fragments are short */
+        abort(); /* all our fragments are short */
     buf_append(b, tmp, (size_t)n);
 }
 
 /* "?N,?N+1,..." for n placeholders. */
-static void
-filter_sql_params(struct buf *b, int *p, size_t n)
+static void filter_sql_params(struct buf *b, int *p, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         filter_sql_append(b, i ? ",?%d" : "?%d", (*p)++);
 }
 
 /* Starts the next condition: "(" before the first, " AND " before the others. */
-static void
-filter_sql_and(struct buf *b, int *nconds)
+static void filter_sql_and(struct buf *b, int *nconds)
 {
     buf_append(b, *nconds ? " AND " : "(", *nconds ? 5 : 1);
     (*nconds)++;
 }
 
-static size_t
-filter_sql_count_params(const struct filter *f)
+static size_t filter_sql_count_params(const struct filter *f)
 {
     size_t n = f->nids + f->nauthors + f->nkinds;
 
@@ -475,10 +449,9 @@ filter_sql_count_params(const struct filter *f)
     return n + (f->has_since != 0) + (f->has_until != 0);
 }
 
-int
-filter_sql_where(const struct filter *f, char **sql, int *next_param)
+int filter_sql_where(const struct filter *f, char **sql, int *next_param)
 {
-    struct buf b = { 0 };
+    struct buf b = {0};
     int p = *next_param;
     int nconds = 0;
 
@@ -564,14 +537,12 @@ filter_sql_where(const struct filter *f, char **sql, int *next_param)
     return 0;
 }
 
-static sqlite3_int64
-filter_sql_clamp(uint64_t x)
+static sqlite3_int64 filter_sql_clamp(uint64_t x)
 {
     return x > INT64_MAX ? INT64_MAX : (sqlite3_int64)x;
 }
 
-int
-filter_sql_bind(const struct filter *f, sqlite3_stmt *stmt, int first_param)
+int filter_sql_bind(const struct filter *f, sqlite3_stmt *stmt, int first_param)
 {
     int p = first_param;
     int rc = SQLITE_OK;
@@ -606,12 +577,11 @@ filter_sql_bind(const struct filter *f, sqlite3_stmt *stmt, int first_param)
  * random digits the branches of a plain decoder mispredict half the time.
  */
 static const uint8_t filter_hex_digit[256] = {
-    ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7, ['7'] = 8,
+    ['0'] = 1, ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
     ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
 };
 
-int
-filter_tag_value_blob(const char *value, size_t len, uint8_t raw[32])
+int filter_tag_value_blob(const char *value, size_t len, uint8_t raw[32])
 {
     const unsigned char *v = (const unsigned char *)value;
     unsigned bad = 0;
@@ -626,8 +596,7 @@ filter_tag_value_blob(const char *value, size_t len, uint8_t raw[32])
     return !bad;
 }
 
-int
-filter_sql_bind_tag_value(sqlite3_stmt *stmt, int param, const char *value, size_t len)
+int filter_sql_bind_tag_value(sqlite3_stmt *stmt, int param, const char *value, size_t len)
 {
     uint8_t raw[32];
     int rc;

@@ -22,9 +22,9 @@
 #define FILTER_ERRLEN 160
 
 struct filter_tag {
-    char name;          /* the single letter after '#' (a-z, A-Z) */
-    size_t nvalues;     /* 0: an explicitly empty list, matches nothing */
-    char **values;      /* UTF-8, no NUL bytes inside */
+    char name;      /* the single letter after '#' (a-z, A-Z) */
+    size_t nvalues; /* 0: an explicitly empty list, matches nothing */
+    char **values;  /* UTF-8, no NUL bytes inside */
 };
 
 /*
@@ -57,7 +57,7 @@ struct filter {
 struct filter *filter_from_json(const json_t *obj, char *err, size_t errlen);
 /* Same, from NUL-terminated JSON text; duplicate keys are refused. */
 struct filter *filter_parse(const char *text, char *err, size_t errlen);
-struct filter *filter_new(void);            /* empty: matches everything */
+struct filter *filter_new(void); /* empty: matches everything */
 struct filter *filter_dup(const struct filter *f);
 void filter_free(struct filter *f);
 

@@ -12,35 +12,35 @@
 
 #include "commands.h"
 
-static const char usage_line[] =
-    "usage: negsync [-c FILE] [-d FILE] [-v|-q] [COMMAND [ARGS...]]\n";
+static const char usage_line[] = "usage: negsync [-c FILE] [-d FILE] [-v|-q] [COMMAND [ARGS...]]\n";
 
-static void
-print_help(FILE *f)
+static void print_help(FILE *f)
 {
     fputs(usage_line, f);
-    fputs("\n"
-          "Keep a local SQLite copy of Nostr events in sync with many relays,\n"
-          "by NIP-77 negentropy where a relay speaks it and REQ where it does not.\n"
-          "\n"
-          "Commands:\n"
-          "  import [--json] FILE|-   import JSON-lines events (verified)\n"
-          "  export [--filter JSON]   write stored events as JSON lines\n"
-          "  check-config             validate the configuration, print effective values\n"
-          "  sync [--once] [--relay URL]... [--filter NAME]... [--json]\n"
-          "                           sync with the relays (NIP-77 or REQ)\n"
-          "  probe [--force] [--json] [URL...]\n"
-          "                           check which relays speak NIP-77 (cached)\n"
-          "\n"
-          "Global options:\n"
-          "  -c, --config FILE   configuration file (default $XDG_CONFIG_HOME/negsync/negsync.ini)\n"
-          "  -d, --db FILE       database (default $XDG_DATA_HOME/negsync/negsync.db)\n"
-          "  -v, --verbose       more log output\n"
-          "  -q, --quiet         less log output\n"
-          "  -h, --help          this help\n"
-          "  -V, --version       print the version\n"
-          "\n"
-          "Exit codes: 0 ok, 1 sync or I/O errors, 2 usage or configuration error.\n", f);
+    fputs(
+        "\n"
+        "Keep a local SQLite copy of Nostr events in sync with many relays,\n"
+        "by NIP-77 negentropy where a relay speaks it and REQ where it does not.\n"
+        "\n"
+        "Commands:\n"
+        "  import [--json] FILE|-   import JSON-lines events (verified)\n"
+        "  export [--filter JSON]   write stored events as JSON lines\n"
+        "  check-config             validate the configuration, print effective values\n"
+        "  sync [--once] [--relay URL]... [--filter NAME]... [--json]\n"
+        "                           sync with the relays (NIP-77 or REQ)\n"
+        "  probe [--force] [--json] [URL...]\n"
+        "                           check which relays speak NIP-77 (cached)\n"
+        "\n"
+        "Global options:\n"
+        "  -c, --config FILE   configuration file (default $XDG_CONFIG_HOME/negsync/negsync.ini)\n"
+        "  -d, --db FILE       database (default $XDG_DATA_HOME/negsync/negsync.db)\n"
+        "  -v, --verbose       more log output\n"
+        "  -q, --quiet         less log output\n"
+        "  -h, --help          this help\n"
+        "  -V, --version       print the version\n"
+        "\n"
+        "Exit codes: 0 ok, 1 sync or I/O errors, 2 usage or configuration error.\n",
+        f);
 }
 
 struct command {
@@ -50,16 +50,11 @@ struct command {
 
 static const struct command commands[] = {
     /* [commands] */
-    {"import", cmd_import},
-    {"export", cmd_export},
-    {"check-config", cmd_check_config},
-    {"sync", cmd_sync},
-    {"probe", cmd_probe},
-    {NULL, NULL},
+    {"import", cmd_import}, {"export", cmd_export}, {"check-config", cmd_check_config},
+    {"sync", cmd_sync},     {"probe", cmd_probe},   {NULL, NULL},
 };
 
-int
-main(int argc, char **argv)
+int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},

@@ -34,8 +34,8 @@
 #include "neg.h"
 
 #define NEG_SUM_STRIDE 8
-#define NEG_BUCKETS 16
-#define NEG_MAX_U64 UINT64_MAX
+#define NEG_BUCKETS    16
+#define NEG_MAX_U64    UINT64_MAX
 /* The reference stops adding ranges this many bytes short of the limit. */
 #define NEG_FRAME_HEADROOM 200
 
@@ -67,11 +67,11 @@ struct hasher {
 struct neg {
     const struct neg_storage *st;
     struct hasher hasher;
-    uint64_t hash_seed;     /* secret, for the IdList table */
+    uint64_t hash_seed; /* secret, for the IdList table */
     uint64_t frame_size_limit;
     int initiator;
     uint64_t last_ts_in, last_ts_out;
-    struct buf scratch;     /* one range's output, reused between ranges */
+    struct buf scratch; /* one range's output, reused between ranges */
 };
 
 /* An upper bound: a timestamp and an id prefix, zero-padded to 32 bytes. */
@@ -81,8 +81,7 @@ struct bound {
     size_t idlen;
 };
 
-static int
-set_err(char *err, size_t errlen, const char *fmt, ...)
+static int set_err(char *err, size_t errlen, const char *fmt, ...)
 {
     if (err != NULL && errlen > 0) {
         va_list ap;
@@ -95,8 +94,7 @@ set_err(char *err, size_t errlen, const char *fmt, ...)
 
 /* ---- 256-bit sums ------------------------------------------------------- */
 
-static uint64_t
-load_le64(const uint8_t *p)
+static uint64_t load_le64(const uint8_t *p)
 {
     uint64_t v;
     memcpy(&v, p, 8);
@@ -106,8 +104,7 @@ load_le64(const uint8_t *p)
     return v;
 }
 
-static void
-store_le64(uint8_t *p, uint64_t v)
+static void store_le64(uint8_t *p, uint64_t v)
 {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
     v = __builtin_bswap64(v);
@@ -115,8 +112,7 @@ store_le64(uint8_t *p, uint64_t v)
     memcpy(p, &v, 8);
 }
 
-static void
-sum_add(struct sum256 *s, const struct sum256 *a)
+static void sum_add(struct sum256 *s, const struct sum256 *a)
 {
     unsigned carry = 0;
     for (int i = 0; i < 4; i++) {
@@ -129,8 +125,7 @@ sum_add(struct sum256 *s, const struct sum256 *a)
     }
 }
 
-static void
-sum_sub(struct sum256 *s, const struct sum256 *a)
+static void sum_sub(struct sum256 *s, const struct sum256 *a)
 {
     unsigned borrow = 0;
     for (int i = 0; i < 4; i++) {
@@ -143,8 +138,7 @@ sum_sub(struct sum256 *s, const struct sum256 *a)
     }
 }
 
-static void
-sum_add_id(struct sum256 *s, const uint8_t id[NEG_ID_SIZE])
+static void sum_add_id(struct sum256 *s, const uint8_t id[NEG_ID_SIZE])
 {
     struct sum256 a;
     for (int i = 0; i < 4; i++)
@@ -154,8 +148,7 @@ sum_add_id(struct sum256 *s, const uint8_t id[NEG_ID_SIZE])
 
 /* ---- varints and bounds ------------------------------------------------- */
 
-size_t
-neg_varint_encode(uint64_t v, uint8_t out[10])
+size_t neg_varint_encode(uint64_t v, uint8_t out[10])
 {
     uint8_t tmp[10];
     size_t n = 0;
@@ -168,8 +161,7 @@ neg_varint_encode(uint64_t v, uint8_t out[10])
     return n;
 }
 
-int
-neg_varint_decode(const uint8_t **p, const uint8_t *end, uint64_t *out)
+int neg_varint_decode(const uint8_t **p, const uint8_t *end, uint64_t *out)
 {
     uint64_t v = 0;
     const uint8_t *q = *p;
@@ -190,46 +182,40 @@ neg_varint_decode(const uint8_t **p, const uint8_t *end, uint64_t *out)
     return 0;
 }
 
-static void
-put_varint(struct buf *b, uint64_t v)
+static void put_varint(struct buf *b, uint64_t v)
 {
     uint8_t tmp[10];
     buf_append(b, tmp, neg_varint_encode(v, tmp));
 }
 
-static int
-item_cmp(const struct neg_item *a, const struct neg_item *b)
+static int item_cmp(const struct neg_item *a, const struct neg_item *b)
 {
     if (a->timestamp != b->timestamp)
         return a->timestamp < b->timestamp ? -1 : 1;
     return memcmp(a->id, b->id, NEG_ID_SIZE);
 }
 
-static int
-bound_cmp(const struct bound *a, const struct bound *b)
+static int bound_cmp(const struct bound *a, const struct bound *b)
 {
     if (a->timestamp != b->timestamp)
         return a->timestamp < b->timestamp ? -1 : 1;
     return memcmp(a->id, b->id, NEG_ID_SIZE);
 }
 
-static int
-item_before_bound(const struct neg_item *it, const struct bound *b)
+static int item_before_bound(const struct neg_item *it, const struct bound *b)
 {
     if (it->timestamp != b->timestamp)
         return it->timestamp < b->timestamp;
     return memcmp(it->id, b->id, NEG_ID_SIZE) < 0;
 }
 
-static void
-bound_infinity(struct bound *b)
+static void bound_infinity(struct bound *b)
 {
     memset(b, 0, sizeof(*b));
     b->timestamp = NEG_MAX_U64;
 }
 
-static void
-encode_timestamp_out(struct neg *n, struct buf *b, uint64_t ts)
+static void encode_timestamp_out(struct neg *n, struct buf *b, uint64_t ts)
 {
     if (ts == NEG_MAX_U64) {
         n->last_ts_out = NEG_MAX_U64;
@@ -241,8 +227,7 @@ encode_timestamp_out(struct neg *n, struct buf *b, uint64_t ts)
     put_varint(b, delta + 1);
 }
 
-static void
-encode_bound(struct neg *n, struct buf *b, const struct bound *bd)
+static void encode_bound(struct neg *n, struct buf *b, const struct bound *bd)
 {
     encode_timestamp_out(n, b, bd->timestamp);
     put_varint(b, bd->idlen);
@@ -250,8 +235,8 @@ encode_bound(struct neg *n, struct buf *b, const struct bound *bd)
 }
 
 /* The shortest bound that separates prev (below) from curr (at or above). */
-static void
-minimal_bound(const struct neg_item *prev, const struct neg_item *curr, struct bound *out)
+static void minimal_bound(const struct neg_item *prev, const struct neg_item *curr,
+                          struct bound *out)
 {
     memset(out, 0, sizeof(*out));
     out->timestamp = curr->timestamp;
@@ -267,14 +252,12 @@ minimal_bound(const struct neg_item *prev, const struct neg_item *curr, struct b
 
 /* ---- storage ------------------------------------------------------------ */
 
-struct neg_storage *
-neg_storage_new(void)
+struct neg_storage *neg_storage_new(void)
 {
     return xcalloc(1, sizeof(struct neg_storage));
 }
 
-void
-neg_storage_free(struct neg_storage *st)
+void neg_storage_free(struct neg_storage *st)
 {
     if (st == NULL)
         return;
@@ -283,8 +266,7 @@ neg_storage_free(struct neg_storage *st)
     free(st);
 }
 
-void
-neg_storage_reserve(struct neg_storage *st, size_t n)
+void neg_storage_reserve(struct neg_storage *st, size_t n)
 {
     if (n <= st->cap)
         return;
@@ -292,9 +274,8 @@ neg_storage_reserve(struct neg_storage *st, size_t n)
     st->cap = n;
 }
 
-int
-neg_storage_insert(struct neg_storage *st, uint64_t timestamp, const uint8_t id[NEG_ID_SIZE],
-                   char *err, size_t errlen)
+int neg_storage_insert(struct neg_storage *st, uint64_t timestamp, const uint8_t id[NEG_ID_SIZE],
+                       char *err, size_t errlen)
 {
     if (st->sealed)
         return set_err(err, errlen, "storage already sealed");
@@ -308,16 +289,14 @@ neg_storage_insert(struct neg_storage *st, uint64_t timestamp, const uint8_t id[
     return 0;
 }
 
-static void
-item_swap(struct neg_item *a, struct neg_item *b)
+static void item_swap(struct neg_item *a, struct neg_item *b)
 {
     struct neg_item t = *a;
     *a = *b;
     *b = t;
 }
 
-static void
-heap_sift(struct neg_item *v, size_t root, size_t n)
+static void heap_sift(struct neg_item *v, size_t root, size_t n)
 {
     for (;;) {
         size_t child = 2 * root + 1;
@@ -332,8 +311,7 @@ heap_sift(struct neg_item *v, size_t root, size_t n)
     }
 }
 
-static void
-heap_sort(struct neg_item *v, size_t n)
+static void heap_sort(struct neg_item *v, size_t n)
 {
     for (size_t i = n / 2; i-- > 0;)
         heap_sift(v, i, n);
@@ -347,8 +325,7 @@ heap_sort(struct neg_item *v, size_t n)
  * In-place introsort. qsort() would do, but glibc's merges through a copy of
  * the whole array, which doubles peak memory while sealing a large storage.
  */
-static void
-intro_sort(struct neg_item *v, size_t n, int depth)
+static void intro_sort(struct neg_item *v, size_t n, int depth)
 {
     while (n > 16) {
         if (depth-- == 0) {
@@ -397,8 +374,7 @@ intro_sort(struct neg_item *v, size_t n, int depth)
     }
 }
 
-int
-neg_storage_seal(struct neg_storage *st, char *err, size_t errlen)
+int neg_storage_seal(struct neg_storage *st, char *err, size_t errlen)
 {
     if (st->sealed)
         return set_err(err, errlen, "storage already sealed");
@@ -428,21 +404,18 @@ neg_storage_seal(struct neg_storage *st, char *err, size_t errlen)
     return 0;
 }
 
-size_t
-neg_storage_size(const struct neg_storage *st)
+size_t neg_storage_size(const struct neg_storage *st)
 {
     return st->n;
 }
 
-const struct neg_item *
-neg_storage_item(const struct neg_storage *st, size_t i)
+const struct neg_item *neg_storage_item(const struct neg_storage *st, size_t i)
 {
     return i < st->n ? &st->items[i] : NULL;
 }
 
 /* Sum of the ids of items[0 .. x). */
-static void
-prefix_sum(const struct neg_storage *st, size_t x, struct sum256 *out)
+static void prefix_sum(const struct neg_storage *st, size_t x, struct sum256 *out)
 {
     size_t k = x / NEG_SUM_STRIDE;
     *out = st->prefix[k];
@@ -450,24 +423,21 @@ prefix_sum(const struct neg_storage *st, size_t x, struct sum256 *out)
         sum_add_id(out, st->items[i].id);
 }
 
-static int
-hasher_init(struct hasher *h)
+static int hasher_init(struct hasher *h)
 {
     h->md = EVP_MD_fetch(NULL, "SHA2-256", NULL);
     h->ctx = EVP_MD_CTX_new();
     return h->md != NULL && h->ctx != NULL ? 0 : -1;
 }
 
-static void
-hasher_free(struct hasher *h)
+static void hasher_free(struct hasher *h)
 {
     EVP_MD_CTX_free(h->ctx);
     EVP_MD_free(h->md);
 }
 
-static void
-fingerprint(const struct neg_storage *st, size_t lo, size_t hi, struct hasher *h,
-            uint8_t out[NEG_FINGERPRINT_SIZE])
+static void fingerprint(const struct neg_storage *st, size_t lo, size_t hi, struct hasher *h,
+                        uint8_t out[NEG_FINGERPRINT_SIZE])
 {
     struct sum256 s = {{0, 0, 0, 0}};
     if (hi - lo < 2 * NEG_SUM_STRIDE) {
@@ -486,13 +456,12 @@ fingerprint(const struct neg_storage *st, size_t lo, size_t hi, struct hasher *h
     uint8_t digest[EVP_MAX_MD_SIZE];
     if (EVP_DigestInit_ex2(h->ctx, h->md, NULL) != 1 || EVP_DigestUpdate(h->ctx, input, len) != 1 ||
         EVP_DigestFinal_ex(h->ctx, digest, NULL) != 1)
-        abort();            /* SHA-256 of 42 bytes cannot fail unless libcrypto is broken */
+        abort(); /* SHA-256 of 42 bytes cannot fail unless libcrypto is broken */
     memcpy(out, digest, NEG_FINGERPRINT_SIZE);
 }
 
-void
-neg_storage_fingerprint(const struct neg_storage *st, size_t lo, size_t hi,
-                        uint8_t out[NEG_FINGERPRINT_SIZE])
+void neg_storage_fingerprint(const struct neg_storage *st, size_t lo, size_t hi,
+                             uint8_t out[NEG_FINGERPRINT_SIZE])
 {
     struct hasher h;
     if (hasher_init(&h) < 0)
@@ -508,8 +477,8 @@ neg_storage_fingerprint(const struct neg_storage *st, size_t lo, size_t hi,
  * O(log k) probes near the current position instead of a bisection of the
  * whole remaining vector, which at a million items was a cache miss per probe.
  */
-static size_t
-storage_lower_bound(const struct neg_storage *st, size_t first, size_t last, const struct bound *b)
+static size_t storage_lower_bound(const struct neg_storage *st, size_t first, size_t last,
+                                  const struct bound *b)
 {
     if (first == last || !item_before_bound(&st->items[first], b))
         return first;
@@ -534,16 +503,14 @@ storage_lower_bound(const struct neg_storage *st, size_t first, size_t last, con
     return first;
 }
 
-void
-neg_ids_free(struct neg_ids *ids)
+void neg_ids_free(struct neg_ids *ids)
 {
     free(ids->ids);
     ids->ids = NULL;
     ids->n = ids->cap = 0;
 }
 
-static void
-ids_push(struct neg_ids *ids, const uint8_t id[NEG_ID_SIZE])
+static void ids_push(struct neg_ids *ids, const uint8_t id[NEG_ID_SIZE])
 {
     if (ids->n == ids->cap) {
         ids->cap = ids->cap ? 2 * ids->cap : 64;
@@ -554,8 +521,8 @@ ids_push(struct neg_ids *ids, const uint8_t id[NEG_ID_SIZE])
 
 /* ---- sessions ----------------------------------------------------------- */
 
-struct neg *
-neg_new(const struct neg_storage *st, uint64_t frame_size_limit, char *err, size_t errlen)
+struct neg *neg_new(const struct neg_storage *st, uint64_t frame_size_limit, char *err,
+                    size_t errlen)
 {
     if (!st->sealed) {
         set_err(err, errlen, "storage not sealed");
@@ -580,8 +547,7 @@ neg_new(const struct neg_storage *st, uint64_t frame_size_limit, char *err, size
     return n;
 }
 
-void
-neg_free(struct neg *n)
+void neg_free(struct neg *n)
 {
     if (n == NULL)
         return;
@@ -590,21 +556,19 @@ neg_free(struct neg *n)
     free(n);
 }
 
-int
-neg_is_initiator(const struct neg *n)
+int neg_is_initiator(const struct neg *n)
 {
     return n->initiator;
 }
 
-static int
-exceeded_frame_size(const struct neg *n, size_t size)
+static int exceeded_frame_size(const struct neg *n, size_t size)
 {
     return n->frame_size_limit != 0 && size > n->frame_size_limit - NEG_FRAME_HEADROOM;
 }
 
 /* Describes items [lower, upper) as an IdList, or as 16 fingerprinted buckets. */
-static void
-split_range(struct neg *n, struct buf *o, size_t lower, size_t upper, const struct bound *upper_bound)
+static void split_range(struct neg *n, struct buf *o, size_t lower, size_t upper,
+                        const struct bound *upper_bound)
 {
     const struct neg_storage *st = n->st;
     size_t num = upper - lower;
@@ -638,8 +602,7 @@ split_range(struct neg *n, struct buf *o, size_t lower, size_t upper, const stru
     }
 }
 
-int
-neg_initiate(struct neg *n, struct buf *out, char *err, size_t errlen)
+int neg_initiate(struct neg *n, struct buf *out, char *err, size_t errlen)
 {
     if (n->initiator)
         return set_err(err, errlen, "already initiated");
@@ -654,8 +617,7 @@ neg_initiate(struct neg *n, struct buf *out, char *err, size_t errlen)
 }
 
 /* Timestamps arrive as deltas; a sum past 2^64-1 saturates to infinity, as in the reference. */
-static int
-decode_timestamp_in(struct neg *n, const uint8_t **p, const uint8_t *end, uint64_t *out)
+static int decode_timestamp_in(struct neg *n, const uint8_t **p, const uint8_t *end, uint64_t *out)
 {
     uint64_t v;
     if (neg_varint_decode(p, end, &v) < 0)
@@ -669,9 +631,8 @@ decode_timestamp_in(struct neg *n, const uint8_t **p, const uint8_t *end, uint64
     return 0;
 }
 
-static int
-decode_bound(struct neg *n, const uint8_t **p, const uint8_t *end, struct bound *b, char *err,
-             size_t errlen)
+static int decode_bound(struct neg *n, const uint8_t **p, const uint8_t *end, struct bound *b,
+                        char *err, size_t errlen)
 {
     if (decode_timestamp_in(n, p, end, &b->timestamp) < 0)
         return set_err(err, errlen, "truncated or oversized varint in bound timestamp");
@@ -690,8 +651,7 @@ decode_bound(struct neg *n, const uint8_t **p, const uint8_t *end, struct bound 
     return 0;
 }
 
-static uint64_t
-id_hash(const uint8_t id[NEG_ID_SIZE], uint64_t seed)
+static uint64_t id_hash(const uint8_t id[NEG_ID_SIZE], uint64_t seed)
 {
     /* Ids are hashes already, but a peer picks the ones it sends: the secret
      * seed keeps it from crowding one slot of the table. */
@@ -707,14 +667,13 @@ id_hash(const uint8_t id[NEG_ID_SIZE], uint64_t seed)
  * bytes, already checked to be there). Their ids go into an open-addressing
  * table, so the comparison is linear in both lists.
  */
-static void
-compare_id_list(struct neg *n, const uint8_t *ids, size_t count, size_t lower, size_t upper,
-                struct neg_ids *have, struct neg_ids *need)
+static void compare_id_list(struct neg *n, const uint8_t *ids, size_t count, size_t lower,
+                            size_t upper, struct neg_ids *have, struct neg_ids *need)
 {
     size_t cap = 16;
     while (cap < 2 * count)
         cap *= 2;
-    size_t *slots = xcalloc(cap, sizeof(*slots));      /* index + 1; 0 = empty */
+    size_t *slots = xcalloc(cap, sizeof(*slots)); /* index + 1; 0 = empty */
     uint8_t *matched = xcalloc(count ? count : 1, 1);
 
     for (size_t i = 0; i < count; i++) {
@@ -725,7 +684,7 @@ compare_id_list(struct neg *n, const uint8_t *ids, size_t count, size_t lower, s
         if (slots[h] == 0)
             slots[h] = i + 1;
         else
-            matched[i] = 1;     /* a repeat is the same element of their set */
+            matched[i] = 1; /* a repeat is the same element of their set */
     }
     for (size_t i = lower; i < upper; i++) {
         const uint8_t *key = n->st->items[i].id;
@@ -745,9 +704,8 @@ compare_id_list(struct neg *n, const uint8_t *ids, size_t count, size_t lower, s
     free(slots);
 }
 
-int
-neg_reconcile(struct neg *n, const uint8_t *msg, size_t len, struct buf *out,
-              struct neg_ids *have, struct neg_ids *need, char *err, size_t errlen)
+int neg_reconcile(struct neg *n, const uint8_t *msg, size_t len, struct buf *out,
+                  struct neg_ids *have, struct neg_ids *need, char *err, size_t errlen)
 {
     const struct neg_storage *st = n->st;
     const uint8_t *p = msg, *end = msg + len;
@@ -766,7 +724,7 @@ neg_reconcile(struct neg *n, const uint8_t *msg, size_t len, struct buf *out,
         if (n->initiator)
             return set_err(err, errlen, "peer asks for unsupported negentropy protocol version %d",
                            version - 0x60);
-        return 0;           /* reply with the version we speak */
+        return 0; /* reply with the version we speak */
     }
 
     size_t storage_size = st->n;
@@ -873,6 +831,6 @@ neg_reconcile(struct neg *n, const uint8_t *msg, size_t len, struct buf *out,
     }
 
     if (n->initiator && out->len == 1)
-        out->len = 0;       /* nothing left to ask: done */
+        out->len = 0; /* nothing left to ask: done */
     return 0;
 }

@@ -19,10 +19,10 @@
 
 #include "util.h"
 
-#define NEG_PROTOCOL_VERSION 0x61
-#define NEG_ID_SIZE 32
-#define NEG_FINGERPRINT_SIZE 16
-#define NEG_ERRLEN 128
+#define NEG_PROTOCOL_VERSION     0x61
+#define NEG_ID_SIZE              32
+#define NEG_FINGERPRINT_SIZE     16
+#define NEG_ERRLEN               128
 #define NEG_MIN_FRAME_SIZE_LIMIT 4096
 
 struct neg_item {

@@ -60,18 +60,17 @@
 #include "relay.h"
 #include "util.h"
 
-#define MIB (1024 * 1024)
-#define TX_CHUNK (16 * 1024)
-#define RX_CHUNK (64 * 1024)
-#define LOG_TRUNCATE 200
-#define SUBID_MAX 1024
-#define NIP11_MAX MIB
+#define MIB           (1024 * 1024)
+#define TX_CHUNK      (16 * 1024)
+#define RX_CHUNK      (64 * 1024)
+#define LOG_TRUNCATE  200
+#define SUBID_MAX     1024
+#define NIP11_MAX     MIB
 #define CLOSE_WAIT_MS 1000
 
 /* ---- small helpers -------------------------------------------------------- */
 
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
 {
     if (err == NULL || errlen == 0)
         return;
@@ -81,8 +80,7 @@ seterr(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-static int64_t
-now_ms(void)
+static int64_t now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -93,8 +91,7 @@ now_ms(void)
  * A printable, truncated copy of untrusted text for a log line: control
  * bytes become '?', and at most LOG_TRUNCATE bytes are shown.
  */
-static void
-log_excerpt(const char *text, size_t len, char *out, size_t outlen)
+static void log_excerpt(const char *text, size_t len, char *out, size_t outlen)
 {
     size_t n = len < LOG_TRUNCATE ? len : LOG_TRUNCATE;
     if (n > outlen - 1)
@@ -115,15 +112,13 @@ log_excerpt(const char *text, size_t len, char *out, size_t outlen)
  */
 static pthread_once_t lws_log_once = PTHREAD_ONCE_INIT;
 
-static void
-lws_log_init(void)
+static void lws_log_init(void)
 {
     const char *s = getenv("NEGSYNC_LWS_LOG");
     lws_set_log_level(s != NULL ? atoi(s) : 0, NULL);
 }
 
-const char *
-relay_error_name(int code)
+const char *relay_error_name(int code)
 {
     switch (code) {
     case RELAY_OK: return "ok";
@@ -142,8 +137,7 @@ relay_error_name(int code)
     return "unknown";
 }
 
-struct relay_opts
-relay_opts_default(void)
+struct relay_opts relay_opts_default(void)
 {
     struct relay_opts o;
     memset(&o, 0, sizeof o);
@@ -157,8 +151,7 @@ relay_opts_default(void)
 }
 
 /* "16 MiB" when the cap is a whole number of MiB, else "N bytes". */
-static void
-format_size(size_t n, char *out, size_t outlen)
+static void format_size(size_t n, char *out, size_t outlen)
 {
     if (n >= MIB && n % MIB == 0)
         snprintf(out, outlen, "%zu MiB", n / MIB);
@@ -170,15 +163,14 @@ format_size(size_t n, char *out, size_t outlen)
 
 struct relay_url {
     int tls;
-    char host[256];     /* lowercase; an IPv6 literal without brackets */
+    char host[256]; /* lowercase; an IPv6 literal without brackets */
     int ipv6;
-    int port;           /* always set: the default when the URL has none */
+    int port; /* always set: the default when the URL has none */
     int port_given;
-    char *path;         /* starts with '/'; may carry a query */
+    char *path; /* starts with '/'; may carry a query */
 };
 
-static void
-url_clear(struct relay_url *u)
+static void url_clear(struct relay_url *u)
 {
     free(u->path);
     u->path = NULL;
@@ -189,8 +181,7 @@ url_clear(struct relay_url *u)
  * HTTP request line and headers, so any byte at or below space, DEL, or a
  * non-ASCII byte is refused rather than escaped.
  */
-static int
-url_parse(const char *url, struct relay_url *u, char *err, size_t errlen)
+static int url_parse(const char *url, struct relay_url *u, char *err, size_t errlen)
 {
     memset(u, 0, sizeof *u);
     if (url == NULL) {
@@ -306,8 +297,7 @@ url_parse(const char *url, struct relay_url *u, char *err, size_t errlen)
 }
 
 /* The Host header value: brackets for IPv6, the port when not the default. */
-static void
-url_host_header(const struct relay_url *u, char *out, size_t outlen)
+static void url_host_header(const struct relay_url *u, char *out, size_t outlen)
 {
     int dflt = u->port == (u->tls ? 443 : 80);
     if (u->ipv6)
@@ -316,8 +306,7 @@ url_host_header(const struct relay_url *u, char *out, size_t outlen)
         snprintf(out, outlen, dflt ? "%s" : "%s:%d", u->host, u->port);
 }
 
-char *
-relay_url_normalize(const char *url, char *err, size_t errlen)
+char *relay_url_normalize(const char *url, char *err, size_t errlen)
 {
     struct relay_url u;
     if (url_parse(url, &u, err, errlen) < 0)
@@ -340,8 +329,7 @@ relay_url_normalize(const char *url, char *err, size_t errlen)
 
 /* ---- message parsing -------------------------------------------------------- */
 
-static char *
-dup_json_string(const json_t *s)
+static char *dup_json_string(const json_t *s)
 {
     size_t n = json_string_length(s);
     char *out = xmalloc(n + 1);
@@ -351,8 +339,8 @@ dup_json_string(const json_t *s)
 }
 
 /* A subscription id: a string without NUL bytes, at most SUBID_MAX bytes. */
-static int
-take_subid(const char *type, const json_t *v, struct relay_msg *m, char *err, size_t errlen)
+static int take_subid(const char *type, const json_t *v, struct relay_msg *m, char *err,
+                      size_t errlen)
 {
     if (!json_is_string(v)) {
         seterr(err, errlen, "%s: subscription id is not a string", type);
@@ -368,9 +356,8 @@ take_subid(const char *type, const json_t *v, struct relay_msg *m, char *err, si
 }
 
 /* An optional reason at index i: absent is "", anything but a string is an error. */
-static int
-take_text(const char *type, const json_t *arr, size_t i, int required, struct relay_msg *m,
-          char *err, size_t errlen)
+static int take_text(const char *type, const json_t *arr, size_t i, int required,
+                     struct relay_msg *m, char *err, size_t errlen)
 {
     const json_t *v = json_array_get(arr, i);
     if (v == NULL) {
@@ -389,8 +376,7 @@ take_text(const char *type, const json_t *arr, size_t i, int required, struct re
     return 0;
 }
 
-static int
-is_hex(const char *s, size_t n, int lower_only)
+static int is_hex(const char *s, size_t n, int lower_only)
 {
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
@@ -401,8 +387,7 @@ is_hex(const char *s, size_t n, int lower_only)
     return 1;
 }
 
-void
-relay_msg_free(struct relay_msg *m)
+void relay_msg_free(struct relay_msg *m)
 {
     if (m == NULL)
         return;
@@ -413,8 +398,8 @@ relay_msg_free(struct relay_msg *m)
     free(m);
 }
 
-static int
-msg_fill(const char *type, const json_t *a, struct relay_msg *m, char *err, size_t errlen)
+static int msg_fill(const char *type, const json_t *a, struct relay_msg *m, char *err,
+                    size_t errlen)
 {
     size_t n = json_array_size(a);
     if (strcmp(type, "EVENT") == 0) {
@@ -543,8 +528,7 @@ msg_fill(const char *type, const json_t *a, struct relay_msg *m, char *err, size
     return 0;
 }
 
-int
-relay_msg_parse(const char *text, size_t len, struct relay_msg **out, char *err, size_t errlen)
+int relay_msg_parse(const char *text, size_t len, struct relay_msg **out, char *err, size_t errlen)
 {
     *out = NULL;
     json_error_t jerr;
@@ -553,8 +537,8 @@ relay_msg_parse(const char *text, size_t len, struct relay_msg **out, char *err,
      * keeps exact lengths); duplicate keys are refused because an event
      * with two "content" keys has no single canonical form.
      */
-    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_ANY,
-                          &jerr);
+    json_t *root =
+        json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_ANY, &jerr);
     if (root == NULL) {
         seterr(err, errlen, "invalid JSON: %s", jerr.text);
         return -1;
@@ -589,8 +573,7 @@ relay_msg_parse(const char *text, size_t len, struct relay_msg **out, char *err,
 
 /* ---- backoff -------------------------------------------------------------- */
 
-int64_t
-relay_backoff_delay_ms(unsigned failures, uint64_t rnd)
+int64_t relay_backoff_delay_ms(unsigned failures, uint64_t rnd)
 {
     if (failures == 0)
         return 0;
@@ -609,10 +592,10 @@ relay_backoff_delay_ms(unsigned failures, uint64_t rnd)
 /* ---- the connection ---------------------------------------------------------- */
 
 enum conn_state {
-    CONN_IDLE,          /* never connected, or cleanly gone */
+    CONN_IDLE, /* never connected, or cleanly gone */
     CONN_CONNECTING,
     CONN_OPEN,
-    CONN_CLOSED,        /* gone; err_code / err_msg say why */
+    CONN_CLOSED, /* gone; err_code / err_msg say why */
 };
 
 struct msg_node {
@@ -630,35 +613,34 @@ struct relay {
     struct lws_context *ctx;
     struct lws *wsi;
     enum conn_state state;
-    int err_code;               /* why the connection failed or ended */
+    int err_code; /* why the connection failed or ended */
     char err_msg[RELAY_ERRLEN];
-    char tls_verify_err[160];   /* from the certificate callback during connect */
+    char tls_verify_err[160]; /* from the certificate callback during connect */
     int peer_close_code;
     char peer_close_reason[124];
-    int want_close;             /* relay_close asked for a close frame */
+    int want_close; /* relay_close asked for a close frame */
 
-    struct buf rx;              /* the message being reassembled */
+    struct buf rx; /* the message being reassembled */
     struct msg_node *qhead, *qtail;
 
-    const char *tx;             /* the message relay_send is writing */
+    const char *tx; /* the message relay_send is writing */
     size_t tx_len, tx_off;
     int tx_active, tx_flushing;
-    uint8_t *txbuf;             /* LWS_PRE + TX_CHUNK */
+    uint8_t *txbuf; /* LWS_PRE + TX_CHUNK */
 
     lws_sorted_usec_list_t sul; /* deadline wake-up */
     atomic_int interrupted;
 
-    struct relay_counters conn, done;   /* done: all previous connections */
+    struct relay_counters conn, done; /* done: all previous connections */
     int wire_fd;
-    uint64_t wire_base_sent, wire_base_recv;    /* from earlier sockets of this connection */
-    uint64_t wire_cur_sent, wire_cur_recv;      /* last sample of the current socket */
+    uint64_t wire_base_sent, wire_base_recv; /* from earlier sockets of this connection */
+    uint64_t wire_cur_sent, wire_cur_recv;   /* last sample of the current socket */
 
     unsigned failures;
     uint64_t rng;
 };
 
-static void
-relay_log(struct relay *r, const char *fmt, ...)
+static void relay_log(struct relay *r, const char *fmt, ...)
 {
     char line[512];
     va_list ap;
@@ -676,8 +658,7 @@ relay_log(struct relay *r, const char *fmt, ...)
  * that arrived. Linux counts our SYN in bytes_acked and a FIN in either
  * direction as one sequence byte; SIOCOUTQ covers written but unacked data.
  */
-static int
-wire_read_fd(int fd, uint64_t *sent, uint64_t *recvd)
+static int wire_read_fd(int fd, uint64_t *sent, uint64_t *recvd)
 {
 #if defined(__linux__)
     struct tcp_info ti;
@@ -690,16 +671,22 @@ wire_read_fd(int fd, uint64_t *sent, uint64_t *recvd)
     if (ioctl(fd, SIOCOUTQ, &outq) < 0 || outq < 0)
         outq = 0;
     /* Linux TCP states (include/net/tcp_states.h). */
-    enum { ST_SYN_SENT = 2, ST_FIN_WAIT1 = 4, ST_FIN_WAIT2 = 5, ST_TIME_WAIT = 6,
-           ST_CLOSE_WAIT = 8, ST_LAST_ACK = 9, ST_CLOSING = 11 };
+    enum {
+        ST_SYN_SENT = 2,
+        ST_FIN_WAIT1 = 4,
+        ST_FIN_WAIT2 = 5,
+        ST_TIME_WAIT = 6,
+        ST_CLOSE_WAIT = 8,
+        ST_LAST_ACK = 9,
+        ST_CLOSING = 11
+    };
     unsigned st = ti.tcpi_state;
     int fin_out = st == ST_FIN_WAIT1 || st == ST_FIN_WAIT2 || st == ST_CLOSING ||
                   st == ST_LAST_ACK || st == ST_TIME_WAIT;
-    int fin_in = st == ST_CLOSE_WAIT || st == ST_LAST_ACK || st == ST_CLOSING ||
-                 st == ST_TIME_WAIT;
+    int fin_in = st == ST_CLOSE_WAIT || st == ST_LAST_ACK || st == ST_CLOSING || st == ST_TIME_WAIT;
     uint64_t s = ti.tcpi_bytes_acked + (uint64_t)outq;
     if (st != ST_SYN_SENT && s > 0)
-        s--;                                    /* our SYN */
+        s--; /* our SYN */
     if (fin_out && s > 0)
         s--;
     uint64_t rv = ti.tcpi_bytes_received;
@@ -722,8 +709,7 @@ wire_read_fd(int fd, uint64_t *sent, uint64_t *recvd)
  * in the base; a received count that goes backwards means a new socket that
  * happened to get the same descriptor number.
  */
-static void
-wire_sample(struct relay *r, struct lws *wsi)
+static void wire_sample(struct relay *r, struct lws *wsi)
 {
     if (wsi == NULL)
         return;
@@ -758,8 +744,7 @@ wire_sample(struct relay *r, struct lws *wsi)
     r->conn.recv_wire = r->wire_base_recv + v;
 }
 
-static void
-queue_push(struct relay *r, struct relay_msg *m)
+static void queue_push(struct relay *r, struct relay_msg *m)
 {
     struct msg_node *n = xmalloc(sizeof *n);
     n->m = m;
@@ -771,8 +756,7 @@ queue_push(struct relay *r, struct relay_msg *m)
     r->qtail = n;
 }
 
-static struct relay_msg *
-queue_pop(struct relay *r)
+static struct relay_msg *queue_pop(struct relay *r)
 {
     struct msg_node *n = r->qhead;
     if (n == NULL)
@@ -785,8 +769,7 @@ queue_pop(struct relay *r)
     return m;
 }
 
-static void
-queue_clear(struct relay *r)
+static void queue_clear(struct relay *r)
 {
     struct relay_msg *m;
     while ((m = queue_pop(r)) != NULL)
@@ -794,8 +777,7 @@ queue_clear(struct relay *r)
 }
 
 /* Records why the connection ended, unless an earlier, more precise reason exists. */
-static void
-conn_fail(struct relay *r, int code, const char *fmt, ...)
+static void conn_fail(struct relay *r, int code, const char *fmt, ...)
 {
     if (r->err_code != 0)
         return;
@@ -811,8 +793,7 @@ conn_fail(struct relay *r, int code, const char *fmt, ...)
  * classes. The certificate case is recognised from our own verify callback,
  * not from the string, which only says "SSL" something.
  */
-static void
-classify_connect_error(struct relay *r, const char *why)
+static void classify_connect_error(struct relay *r, const char *why)
 {
     if (why == NULL || !*why)
         why = "connection failed";
@@ -836,8 +817,8 @@ classify_connect_error(struct relay *r, const char *why)
  * as what it is, and with tls_verify = 0 it accepts anything (lws itself
  * only waives self-signed, expired and unknown-issuer errors).
  */
-static int
-tls_verify_cb(char *verr, size_t verrlen, int tls_verify, void *x509_ctx, size_t preverify_ok)
+static int tls_verify_cb(char *verr, size_t verrlen, int tls_verify, void *x509_ctx,
+                         size_t preverify_ok)
 {
     if (preverify_ok)
         return 0;
@@ -855,8 +836,7 @@ tls_verify_cb(char *verr, size_t verrlen, int tls_verify, void *x509_ctx, size_t
     return 0;
 }
 
-static void
-rx_message_done(struct relay *r, struct lws *wsi)
+static void rx_message_done(struct relay *r, struct lws *wsi)
 {
     r->conn.recv_msgs++;
     r->conn.recv_payload += r->rx.len;
@@ -875,8 +855,7 @@ rx_message_done(struct relay *r, struct lws *wsi)
     r->rx.len = 0;
 }
 
-static int
-ws_writeable(struct relay *r, struct lws *wsi)
+static int ws_writeable(struct relay *r, struct lws *wsi)
 {
     if (r->want_close) {
         lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, (unsigned char *)"bye", 3);
@@ -914,8 +893,8 @@ ws_writeable(struct relay *r, struct lws *wsi)
     return 0;
 }
 
-static int
-ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                       size_t len)
 {
     struct lws_context *cx = lws_get_context(wsi);
     struct relay *r = cx ? lws_context_user(cx) : NULL;
@@ -935,9 +914,7 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void 
         r->state = CONN_CLOSED;
         r->wsi = NULL;
         break;
-    case LWS_CALLBACK_CLIENT_ESTABLISHED:
-        r->state = CONN_OPEN;
-        break;
+    case LWS_CALLBACK_CLIENT_ESTABLISHED: r->state = CONN_OPEN; break;
     case LWS_CALLBACK_CLIENT_RECEIVE:
         if (r->rx.len + len > r->o.max_message) {
             char sz[32];
@@ -953,8 +930,7 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void 
         if (lws_is_final_fragment(wsi))
             rx_message_done(r, wsi);
         break;
-    case LWS_CALLBACK_CLIENT_WRITEABLE:
-        return ws_writeable(r, wsi);
+    case LWS_CALLBACK_CLIENT_WRITEABLE: return ws_writeable(r, wsi);
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         if (len >= 2 && in != NULL) {
             const unsigned char *p = in;
@@ -977,15 +953,14 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void 
         r->state = CONN_CLOSED;
         r->wsi = NULL;
         break;
-    default:
-        break;
+    default: break;
     }
     return 0;
 }
 
 static const struct lws_protocols ws_protocols[] = {
-    { "negsync-relay", ws_callback, 0, RX_CHUNK, 0, NULL, 0 },
-    { NULL, NULL, 0, 0, 0, NULL, 0 },
+    {"negsync-relay", ws_callback, 0, RX_CHUNK, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
 /*
@@ -994,15 +969,14 @@ static const struct lws_protocols ws_protocols[] = {
  * while the relay's larger EVENT stream may keep its own.
  */
 static const struct lws_extension ws_extensions[] = {
-    { "permessage-deflate", lws_extension_callback_pm_deflate,
-      "permessage-deflate; client_no_context_takeover; client_max_window_bits" },
-    { NULL, NULL, NULL },
+    {"permessage-deflate", lws_extension_callback_pm_deflate,
+     "permessage-deflate; client_no_context_takeover; client_max_window_bits"},
+    {NULL, NULL, NULL},
 };
 
-static void
-sul_wake(lws_sorted_usec_list_t *sul)
+static void sul_wake(lws_sorted_usec_list_t *sul)
 {
-    (void)sul;  /* only here so the poll returns at the deadline */
+    (void)sul; /* only here so the poll returns at the deadline */
 }
 
 /*
@@ -1010,9 +984,8 @@ sul_wake(lws_sorted_usec_list_t *sul)
  * relay_interrupt is called. With a deadline already due it still makes
  * one non-blocking pass so "timeout 0" picks up what is readable now.
  */
-static int
-service_until(struct relay *r, struct lws_context *ctx, int64_t deadline,
-              int (*done)(const struct relay *))
+static int service_until(struct relay *r, struct lws_context *ctx, int64_t deadline,
+                         int (*done)(const struct relay *))
 {
     int rc = 0, last_pass = 0;
     for (;;) {
@@ -1050,40 +1023,34 @@ service_until(struct relay *r, struct lws_context *ctx, int64_t deadline,
     return rc;
 }
 
-static int
-done_connecting(const struct relay *r)
+static int done_connecting(const struct relay *r)
 {
     return r->state != CONN_CONNECTING;
 }
 
-static int
-done_sending(const struct relay *r)
+static int done_sending(const struct relay *r)
 {
     return !r->tx_active || r->state != CONN_OPEN;
 }
 
-static int
-done_receiving(const struct relay *r)
+static int done_receiving(const struct relay *r)
 {
     return r->qhead != NULL || r->state != CONN_OPEN;
 }
 
-static int
-done_closing(const struct relay *r)
+static int done_closing(const struct relay *r)
 {
     return r->wsi == NULL;
 }
 
-static int
-done_never(const struct relay *r)
+static int done_never(const struct relay *r)
 {
     (void)r;
     return 0;
 }
 
 /* Tears the connection down at once, without a close handshake. */
-static void
-conn_drop(struct relay *r)
+static void conn_drop(struct relay *r)
 {
     struct lws *w = r->wsi;
     if (w != NULL) {
@@ -1118,9 +1085,8 @@ static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 static struct lws_context *tls_anchor;
 static SSL_CTX *tls_client_ctx;
 
-static int
-anchor_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                size_t len)
+static int anchor_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                           size_t len)
 {
     return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
@@ -1130,8 +1096,7 @@ static const struct lws_protocols anchor_protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
-static void
-tls_global_init(void)
+static void tls_global_init(void)
 {
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
@@ -1150,8 +1115,8 @@ tls_global_init(void)
  * A context with one vhost made from info; client TLS on it when tls is set.
  * NULL with a reason on failure.
  */
-static struct lws_context *
-ctx_create(const struct lws_context_creation_info *info, int tls, char *err, size_t errlen)
+static struct lws_context *ctx_create(const struct lws_context_creation_info *info, int tls,
+                                      char *err, size_t errlen)
 {
     if (tls) {
         pthread_once(&tls_once, tls_global_init);
@@ -1178,14 +1143,12 @@ ctx_create(const struct lws_context_creation_info *info, int tls, char *err, siz
     return ctx;
 }
 
-static void
-ctx_destroy(struct lws_context *ctx)
+static void ctx_destroy(struct lws_context *ctx)
 {
     lws_context_destroy(ctx);
 }
 
-static int
-relay_ensure_context(struct relay *r, char *err, size_t errlen)
+static int relay_ensure_context(struct relay *r, char *err, size_t errlen)
 {
     if (r->ctx != NULL)
         return 0;
@@ -1205,8 +1168,7 @@ relay_ensure_context(struct relay *r, char *err, size_t errlen)
     return 0;
 }
 
-struct relay *
-relay_new(const char *url, const struct relay_opts *opts, char *err, size_t errlen)
+struct relay *relay_new(const char *url, const struct relay_opts *opts, char *err, size_t errlen)
 {
     pthread_once(&lws_log_once, lws_log_init);
     struct relay *r = xcalloc(1, sizeof *r);
@@ -1238,26 +1200,22 @@ relay_new(const char *url, const struct relay_opts *opts, char *err, size_t errl
     return r;
 }
 
-const char *
-relay_url(const struct relay *r)
+const char *relay_url(const struct relay *r)
 {
     return r->url;
 }
 
-int
-relay_is_connected(const struct relay *r)
+int relay_is_connected(const struct relay *r)
 {
     return r->state == CONN_OPEN && r->wsi != NULL;
 }
 
-unsigned
-relay_failures(const struct relay *r)
+unsigned relay_failures(const struct relay *r)
 {
     return r->failures;
 }
 
-int64_t
-relay_backoff_ms(struct relay *r)
+int64_t relay_backoff_ms(struct relay *r)
 {
     /* splitmix64 */
     uint64_t z = (r->rng += 0x9e3779b97f4a7c15ULL);
@@ -1266,17 +1224,15 @@ relay_backoff_ms(struct relay *r)
     return relay_backoff_delay_ms(r->failures, z ^ (z >> 31));
 }
 
-void
-relay_interrupt(struct relay *r)
+void relay_interrupt(struct relay *r)
 {
     atomic_store(&r->interrupted, 1);
     if (r->ctx != NULL)
         lws_cancel_service(r->ctx);
 }
 
-void
-relay_get_counters(const struct relay *r, struct relay_counters *conn,
-                   struct relay_counters *total)
+void relay_get_counters(const struct relay *r, struct relay_counters *conn,
+                        struct relay_counters *total)
 {
     if (conn != NULL)
         *conn = r->conn;
@@ -1291,8 +1247,7 @@ relay_get_counters(const struct relay *r, struct relay_counters *conn,
 }
 
 /* Moves the current connection's counters into the totals and starts afresh. */
-static void
-counters_rollover(struct relay *r)
+static void counters_rollover(struct relay *r)
 {
     r->done.sent_payload += r->conn.sent_payload;
     r->done.recv_payload += r->conn.recv_payload;
@@ -1306,15 +1261,14 @@ counters_rollover(struct relay *r)
     r->wire_cur_sent = r->wire_cur_recv = 0;
 }
 
-void
-relay_close(struct relay *r)
+void relay_close(struct relay *r)
 {
     if (r->wsi != NULL && r->state == CONN_OPEN && r->ctx != NULL) {
         r->want_close = 1;
         lws_callback_on_writable(r->wsi);
         int rc = service_until(r, r->ctx, now_ms() + CLOSE_WAIT_MS, done_closing);
         if (rc == RELAY_ERR_INTERRUPTED)
-            atomic_store(&r->interrupted, 1);  /* still owed to the next blocking call */
+            atomic_store(&r->interrupted, 1); /* still owed to the next blocking call */
     }
     conn_drop(r);
     conn_fail(r, RELAY_ERR_CLOSED, "connection closed");
@@ -1324,8 +1278,7 @@ relay_close(struct relay *r)
     queue_clear(r);
 }
 
-int
-relay_connect(struct relay *r, int timeout_ms, char *err, size_t errlen)
+int relay_connect(struct relay *r, int timeout_ms, char *err, size_t errlen)
 {
     if (r->wsi != NULL)
         relay_close(r);
@@ -1400,8 +1353,7 @@ relay_connect(struct relay *r, int timeout_ms, char *err, size_t errlen)
     return rc;
 }
 
-int
-relay_reconnect(struct relay *r, int timeout_ms, char *err, size_t errlen)
+int relay_reconnect(struct relay *r, int timeout_ms, char *err, size_t errlen)
 {
     int64_t d = relay_backoff_ms(r);
     if (d > 0) {
@@ -1417,8 +1369,7 @@ relay_reconnect(struct relay *r, int timeout_ms, char *err, size_t errlen)
 }
 
 /* The error for a call on a connection that is not open. */
-static int
-not_open(struct relay *r, char *err, size_t errlen)
+static int not_open(struct relay *r, char *err, size_t errlen)
 {
     if (r->state == CONN_CLOSED && r->err_code != 0) {
         seterr(err, errlen, "%s", r->err_msg);
@@ -1428,8 +1379,7 @@ not_open(struct relay *r, char *err, size_t errlen)
     return RELAY_ERR_NOT_CONNECTED;
 }
 
-int
-relay_send(struct relay *r, const char *text, size_t len, char *err, size_t errlen)
+int relay_send(struct relay *r, const char *text, size_t len, char *err, size_t errlen)
 {
     if (text == NULL && len > 0) {
         seterr(err, errlen, "no text");
@@ -1457,7 +1407,8 @@ relay_send(struct relay *r, const char *text, size_t len, char *err, size_t errl
                   r->o.send_timeout_ms);
         seterr(err, errlen, "%s", r->err_msg);
     } else {
-        conn_fail(r, rc, rc == RELAY_ERR_INTERRUPTED ? "interrupted while sending" : "service failed");
+        conn_fail(r, rc,
+                  rc == RELAY_ERR_INTERRUPTED ? "interrupted while sending" : "service failed");
         seterr(err, errlen, "%s", rc == RELAY_ERR_INTERRUPTED ? "interrupted" : r->err_msg);
     }
     if (was_active)
@@ -1465,18 +1416,19 @@ relay_send(struct relay *r, const char *text, size_t len, char *err, size_t errl
     return rc;
 }
 
-int
-relay_recv(struct relay *r, int timeout_ms, struct relay_msg **out, char *err, size_t errlen)
+int relay_recv(struct relay *r, int timeout_ms, struct relay_msg **out, char *err, size_t errlen)
 {
     *out = NULL;
     if (r->qhead == NULL) {
         if (r->state != CONN_OPEN || r->wsi == NULL || r->ctx == NULL)
             return not_open(r, err, errlen);
-        int rc = service_until(r, r->ctx, now_ms() + (timeout_ms > 0 ? timeout_ms : 0),
-                               done_receiving);
+        int rc =
+            service_until(r, r->ctx, now_ms() + (timeout_ms > 0 ? timeout_ms : 0), done_receiving);
         if (rc == RELAY_ERR_TIMEOUT || rc == RELAY_ERR_INTERRUPTED || rc == RELAY_ERR_INTERNAL) {
-            seterr(err, errlen, "%s", rc == RELAY_ERR_TIMEOUT ? "no message within the timeout" :
-                                      rc == RELAY_ERR_INTERRUPTED ? "interrupted" : "service failed");
+            seterr(err, errlen, "%s",
+                   rc == RELAY_ERR_TIMEOUT       ? "no message within the timeout"
+                   : rc == RELAY_ERR_INTERRUPTED ? "interrupted"
+                                                 : "service failed");
             return rc;
         }
         if (r->qhead == NULL)
@@ -1486,8 +1438,7 @@ relay_recv(struct relay *r, int timeout_ms, struct relay_msg **out, char *err, s
     return 0;
 }
 
-void
-relay_free(struct relay *r)
+void relay_free(struct relay *r)
 {
     if (r == NULL)
         return;
@@ -1504,8 +1455,7 @@ relay_free(struct relay *r)
 
 /* ---- NIP-11 ---------------------------------------------------------------- */
 
-void
-relay_nip11_free(struct relay_nip11 *n)
+void relay_nip11_free(struct relay_nip11 *n)
 {
     if (n == NULL)
         return;
@@ -1518,8 +1468,7 @@ relay_nip11_free(struct relay_nip11 *n)
     free(n);
 }
 
-static struct relay_nip11 *
-nip11_empty(void)
+static struct relay_nip11 *nip11_empty(void)
 {
     struct relay_nip11 *n = xcalloc(1, sizeof *n);
     n->limitation.max_message_length = -1;
@@ -1531,29 +1480,25 @@ nip11_empty(void)
     return n;
 }
 
-static char *
-nip11_string(const json_t *obj, const char *key)
+static char *nip11_string(const json_t *obj, const char *key)
 {
     const json_t *v = json_object_get(obj, key);
     return json_is_string(v) ? dup_json_string(v) : NULL;
 }
 
-static int64_t
-nip11_int(const json_t *obj, const char *key)
+static int64_t nip11_int(const json_t *obj, const char *key)
 {
     const json_t *v = json_object_get(obj, key);
     return json_is_integer(v) ? (int64_t)json_integer_value(v) : -1;
 }
 
-static int
-nip11_bool(const json_t *obj, const char *key)
+static int nip11_bool(const json_t *obj, const char *key)
 {
     const json_t *v = json_object_get(obj, key);
     return json_is_boolean(v) ? json_is_true(v) : -1;
 }
 
-struct relay_nip11 *
-relay_nip11_parse(const char *text, size_t len)
+struct relay_nip11 *relay_nip11_parse(const char *text, size_t len)
 {
     struct relay_nip11 *n = nip11_empty();
     if (text == NULL) {
@@ -1617,8 +1562,7 @@ relay_nip11_parse(const char *text, size_t len)
      * "supported_nips": "1,77", "description": "..."}) tells us nothing and
      * counts as no NIP-11 rather than an empty row in the cache.
      */
-    int usable = n->name || n->software || n->version || n->has_supported_nips ||
-                 n->negentropy;
+    int usable = n->name || n->software || n->version || n->has_supported_nips || n->negentropy;
     json_decref(root);
     if (!usable) {
         snprintf(n->reason, sizeof n->reason, "no NIP-11 field of the right type");
@@ -1637,8 +1581,7 @@ relay_nip11_parse(const char *text, size_t len)
     return n;
 }
 
-int
-relay_nip11_lists(const struct relay_nip11 *n, int nip)
+int relay_nip11_lists(const struct relay_nip11 *n, int nip)
 {
     if (n == NULL || !n->present)
         return 0;
@@ -1651,8 +1594,8 @@ relay_nip11_lists(const struct relay_nip11 *n, int nip)
 struct nip11_fetch {
     const struct relay_opts *o;
     struct lws *wsi;
-    int done;           /* the exchange ended, one way or another */
-    int completed;      /* the whole body arrived */
+    int done;      /* the exchange ended, one way or another */
+    int completed; /* the whole body arrived */
     int http_status;
     int too_big;
     int err_code;
@@ -1663,9 +1606,8 @@ struct nip11_fetch {
     int port;
 };
 
-static int
-nip11_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-               size_t len)
+static int nip11_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                          size_t len)
 {
     struct lws_context *cx = lws_get_context(wsi);
     struct nip11_fetch *f = cx ? lws_context_user(cx) : NULL;
@@ -1701,8 +1643,7 @@ nip11_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
         unsigned char **p = (unsigned char **)in, *end = (*p) + len;
         static const char accept[] = "application/nostr+json";
         if (lws_add_http_header_by_name(wsi, (const unsigned char *)"accept:",
-                                        (const unsigned char *)accept, (int)strlen(accept), p,
-                                        end))
+                                        (const unsigned char *)accept, (int)strlen(accept), p, end))
             return -1;
         break;
     }
@@ -1733,19 +1674,17 @@ nip11_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
         f->done = 1;
         f->wsi = NULL;
         break;
-    default:
-        break;
+    default: break;
     }
     return 0;
 }
 
 static const struct lws_protocols nip11_protocols[] = {
-    { "negsync-nip11", nip11_callback, 0, 0, 0, NULL, 0 },
-    { NULL, NULL, 0, 0, 0, NULL, 0 },
+    {"negsync-nip11", nip11_callback, 0, 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
-static int
-nip11_service(struct lws_context *ctx, struct nip11_fetch *f, int64_t deadline)
+static int nip11_service(struct lws_context *ctx, struct nip11_fetch *f, int64_t deadline)
 {
     lws_sorted_usec_list_t sul;
     memset(&sul, 0, sizeof sul);
@@ -1765,9 +1704,8 @@ nip11_service(struct lws_context *ctx, struct nip11_fetch *f, int64_t deadline)
     return 0;
 }
 
-int
-relay_fetch_nip11(const char *url, const struct relay_opts *opts, int timeout_ms,
-                  struct relay_nip11 **out, char *err, size_t errlen)
+int relay_fetch_nip11(const char *url, const struct relay_opts *opts, int timeout_ms,
+                      struct relay_nip11 **out, char *err, size_t errlen)
 {
     pthread_once(&lws_log_once, lws_log_init);
     *out = NULL;
@@ -1821,8 +1759,10 @@ relay_fetch_nip11(const char *url, const struct relay_opts *opts, int timeout_ms
     int rc = 0;
     if (lws_client_connect_via_info(&i) == NULL && !f.done) {
         f.err_code = RELAY_ERR_UNREACHABLE;
-        seterr(f.err_msg, sizeof f.err_msg, "cannot connect to %s port %d: name lookup or "
-                 "socket setup failed", u.host, u.port);
+        seterr(f.err_msg, sizeof f.err_msg,
+               "cannot connect to %s port %d: name lookup or "
+               "socket setup failed",
+               u.host, u.port);
         f.done = 1;
     }
     rc = nip11_service(ctx, &f, deadline);
@@ -1846,8 +1786,8 @@ relay_fetch_nip11(const char *url, const struct relay_opts *opts, int timeout_ms
             if (f.http_status)
                 snprintf(n->reason, sizeof n->reason, "HTTP status %d", f.http_status);
             else
-                seterr(n->reason, sizeof n->reason, "%s", f.err_msg[0] ? f.err_msg :
-                         "no HTTP answer");
+                seterr(n->reason, sizeof n->reason, "%s",
+                       f.err_msg[0] ? f.err_msg : "no HTTP answer");
             if (f.body.len) {
                 n->raw = xmalloc(f.body.len + 1);
                 memcpy(n->raw, f.body.data, f.body.len);
@@ -1856,8 +1796,7 @@ relay_fetch_nip11(const char *url, const struct relay_opts *opts, int timeout_ms
             }
         } else if (!f.completed && rc == RELAY_ERR_TIMEOUT) {
             n = nip11_empty();
-            snprintf(n->reason, sizeof n->reason, "document not complete within %d ms",
-                     timeout_ms);
+            snprintf(n->reason, sizeof n->reason, "document not complete within %d ms", timeout_ms);
         } else {
             n = relay_nip11_parse((const char *)f.body.data, f.body.len);
             if (f.body.data == NULL)

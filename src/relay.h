@@ -35,14 +35,15 @@
 /* Results: 0 for success, one of these (all negative) otherwise. */
 enum relay_error {
     RELAY_OK = 0,
-    RELAY_ERR_INVALID = -1,        /* bad URL or argument; nothing was tried */
-    RELAY_ERR_UNREACHABLE = -2,    /* DNS failure, connection refused or reset, no route */
-    RELAY_ERR_TLS_CERT = -3,       /* "TLS certificate verification failed: ..." */
-    RELAY_ERR_TLS = -4,            /* any other TLS failure (protocol, handshake) */
-    RELAY_ERR_HANDSHAKE = -5,      /* HTTP answered but not with a websocket upgrade */
-    RELAY_ERR_CLOSED = -6,         /* the connection is closed (by the peer, or after an error) */
-    RELAY_ERR_TOO_BIG = -7,        /* an incoming message exceeded max_message; connection closed */
-    RELAY_ERR_TIMEOUT = -8,        /* the deadline passed; for connect and send the connection is dropped */
+    RELAY_ERR_INVALID = -1,     /* bad URL or argument; nothing was tried */
+    RELAY_ERR_UNREACHABLE = -2, /* DNS failure, connection refused or reset, no route */
+    RELAY_ERR_TLS_CERT = -3,    /* "TLS certificate verification failed: ..." */
+    RELAY_ERR_TLS = -4,         /* any other TLS failure (protocol, handshake) */
+    RELAY_ERR_HANDSHAKE = -5,   /* HTTP answered but not with a websocket upgrade */
+    RELAY_ERR_CLOSED = -6,      /* the connection is closed (by the peer, or after an error) */
+    RELAY_ERR_TOO_BIG = -7,     /* an incoming message exceeded max_message; connection closed */
+    RELAY_ERR_TIMEOUT =
+        -8, /* the deadline passed; for connect and send the connection is dropped */
     RELAY_ERR_INTERRUPTED = -9,    /* relay_interrupt was called */
     RELAY_ERR_NOT_CONNECTED = -10, /* send/recv without an open connection */
     RELAY_ERR_INTERNAL = -11,      /* libwebsockets refused to create a context or connection */
@@ -76,20 +77,20 @@ struct relay_opts relay_opts_default(void);
 /* ---- messages from the relay ---------------------------------------------- */
 
 enum relay_msg_type {
-    RELAY_MSG_EVENT,    /* ["EVENT", subid, {event}] */
-    RELAY_MSG_EOSE,     /* ["EOSE", subid] */
-    RELAY_MSG_OK,       /* ["OK", id, true|false, reason] */
-    RELAY_MSG_NOTICE,   /* ["NOTICE", text] */
-    RELAY_MSG_CLOSED,   /* ["CLOSED", subid, reason] (reason may be missing: "") */
-    RELAY_MSG_NEG_MSG,  /* ["NEG-MSG", subid, hex] */
-    RELAY_MSG_NEG_ERR,  /* ["NEG-ERR", subid, reason (, limit)] (reason may be missing: "") */
+    RELAY_MSG_EVENT,   /* ["EVENT", subid, {event}] */
+    RELAY_MSG_EOSE,    /* ["EOSE", subid] */
+    RELAY_MSG_OK,      /* ["OK", id, true|false, reason] */
+    RELAY_MSG_NOTICE,  /* ["NOTICE", text] */
+    RELAY_MSG_CLOSED,  /* ["CLOSED", subid, reason] (reason may be missing: "") */
+    RELAY_MSG_NEG_MSG, /* ["NEG-MSG", subid, hex] */
+    RELAY_MSG_NEG_ERR, /* ["NEG-ERR", subid, reason (, limit)] (reason may be missing: "") */
     /*
      * ["NEG-CLOSE", subid]: a relay ending a session itself (khatru, once it
      * has nothing more to say). Extra elements are ignored.
      */
     RELAY_MSG_NEG_CLOSE,
-    RELAY_MSG_AUTH,     /* ["AUTH", challenge] */
-    RELAY_MSG_COUNT,    /* ["COUNT", subid, {"count": n, ...}] */
+    RELAY_MSG_AUTH,  /* ["AUTH", challenge] */
+    RELAY_MSG_COUNT, /* ["COUNT", subid, {"count": n, ...}] */
 };
 
 /*
@@ -100,18 +101,18 @@ enum relay_msg_type {
  */
 struct relay_msg {
     enum relay_msg_type type;
-    size_t raw_len;     /* bytes of the message text, framing included ("saved bytes" maths) */
-    char *subid;        /* EVENT, EOSE, CLOSED, NEG-MSG, NEG-ERR, NEG-CLOSE, COUNT */
-    json_t *event;      /* EVENT: the event object, shape not yet checked (event_from_json
+    size_t raw_len;  /* bytes of the message text, framing included ("saved bytes" maths) */
+    char *subid;     /* EVENT, EOSE, CLOSED, NEG-MSG, NEG-ERR, NEG-CLOSE, COUNT */
+    json_t *event;   /* EVENT: the event object, shape not yet checked (event_from_json
                          * does that); the caller may take it: set to NULL after taking */
-    char ok_id[65];     /* OK: the event id, 64 lowercase hex */
-    int ok_accepted;    /* OK: 1 for true, 0 for false */
-    char *text;         /* OK reason, NOTICE text, CLOSED / NEG-ERR reason, AUTH challenge */
-    char *neg_hex;      /* NEG-MSG: hex of even length (case not normalized) */
+    char ok_id[65];  /* OK: the event id, 64 lowercase hex */
+    int ok_accepted; /* OK: 1 for true, 0 for false */
+    char *text;      /* OK reason, NOTICE text, CLOSED / NEG-ERR reason, AUTH challenge */
+    char *neg_hex;   /* NEG-MSG: hex of even length (case not normalized) */
     size_t neg_hex_len;
-    int has_neg_limit;  /* NEG-ERR: a 4th element was present (strfry: the max record count) */
+    int has_neg_limit; /* NEG-ERR: a 4th element was present (strfry: the max record count) */
     int64_t neg_limit;
-    uint64_t count;     /* COUNT */
+    uint64_t count; /* COUNT */
 };
 
 /*
@@ -120,8 +121,7 @@ struct relay_msg {
  * "EVENT: element 2 is not an object", "invalid JSON: ..."). Never reads past
  * len; text need not be NUL-terminated.
  */
-int relay_msg_parse(const char *text, size_t len, struct relay_msg **out, char *err,
-                    size_t errlen);
+int relay_msg_parse(const char *text, size_t len, struct relay_msg **out, char *err, size_t errlen);
 void relay_msg_free(struct relay_msg *m);
 
 /* ---- connections ------------------------------------------------------------ */
@@ -172,8 +172,7 @@ int relay_send(struct relay *r, const char *text, size_t len, char *err, size_t 
  * ping timeout...); RELAY_ERR_TOO_BIG ("message larger than 16 MiB"; the
  * connection has been closed); RELAY_ERR_INTERRUPTED.
  */
-int relay_recv(struct relay *r, int timeout_ms, struct relay_msg **out, char *err,
-               size_t errlen);
+int relay_recv(struct relay *r, int timeout_ms, struct relay_msg **out, char *err, size_t errlen);
 
 /*
  * Clean close: sends a websocket close (1000) and waits up to a second for
@@ -193,12 +192,12 @@ void relay_interrupt(struct relay *r);
 /* ---- counters ------------------------------------------------------------------ */
 
 struct relay_counters {
-    uint64_t sent_payload;  /* text bytes of messages handed to relay_send and fully written */
-    uint64_t recv_payload;  /* text bytes of every complete message received, skipped ones too */
-    uint64_t sent_wire;     /* bytes written to the TCP connection (see top of file) */
-    uint64_t recv_wire;     /* bytes read from the TCP connection */
+    uint64_t sent_payload; /* text bytes of messages handed to relay_send and fully written */
+    uint64_t recv_payload; /* text bytes of every complete message received, skipped ones too */
+    uint64_t sent_wire;    /* bytes written to the TCP connection (see top of file) */
+    uint64_t recv_wire;    /* bytes read from the TCP connection */
     uint64_t sent_msgs;
-    uint64_t recv_msgs;     /* complete messages received, skipped ones too */
+    uint64_t recv_msgs; /* complete messages received, skipped ones too */
 };
 
 /*
@@ -250,18 +249,18 @@ char *relay_url_normalize(const char *url, char *err, size_t errlen);
 struct relay_nip11 {
     int present;
     char reason[160];
-    int http_status;        /* 0 when parsed from text */
-    char *raw;              /* the body as received (NUL-terminated), for the cache; may be NULL */
+    int http_status; /* 0 when parsed from text */
+    char *raw;       /* the body as received (NUL-terminated), for the cache; may be NULL */
     size_t raw_len;
-    char *name, *software, *version;    /* NULL when absent */
+    char *name, *software, *version; /* NULL when absent */
     int has_supported_nips;
-    int64_t *supported_nips;            /* the integer entries, in document order */
+    int64_t *supported_nips; /* the integer entries, in document order */
     size_t n_supported_nips;
-    char *negentropy;       /* the "negentropy" field as text: an integer is rendered in
+    char *negentropy; /* the "negentropy" field as text: an integer is rendered in
                              * decimal, a string kept as is; NULL when absent */
     struct {
         int64_t max_message_length, max_subscriptions, max_limit, max_filters;
-        int auth_required, payment_required;    /* 1, 0, or -1 when absent */
+        int auth_required, payment_required; /* 1, 0, or -1 when absent */
     } limitation;
 };
 

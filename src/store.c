@@ -86,10 +86,10 @@
  * such indexes) 128 MB instead of 32 MB saves about 1.2 us of the writer's
  * 13 us per event.
  */
-#define STORE_BULK_CACHE_KB "131072"
-#define STORE_BULK_BATCH 1000
+#define STORE_BULK_CACHE_KB    "131072"
+#define STORE_BULK_BATCH       1000
 #define STORE_CHECKPOINT_PAGES "10000"
-#define STORE_WAL_LIMIT "67108864"
+#define STORE_WAL_LIMIT        "67108864"
 
 static const char migration_1[] =
     /* Events and their single-letter tags (see the top of this file). */
@@ -149,13 +149,13 @@ static const char migration_1[] =
     /* Relay capability cache (caps): NIP-11 facts and the NEG-OPEN verdict. */
     "CREATE TABLE relay_caps ("
     "  relay TEXT PRIMARY KEY,"
-    "  supported INTEGER NOT NULL,"     /* 1 NIP-77 works, 0 it does not */
+    "  supported INTEGER NOT NULL," /* 1 NIP-77 works, 0 it does not */
     "  reason TEXT,"
-    "  checked_at INTEGER NOT NULL,"    /* unix time */
+    "  checked_at INTEGER NOT NULL," /* unix time */
     "  latency_ms INTEGER,"
     "  nip11_software TEXT,"
     "  nip11_version TEXT,"
-    "  nip11_supported_nips TEXT,"      /* JSON array */
+    "  nip11_supported_nips TEXT," /* JSON array */
     "  nip11_raw TEXT"
     ");"
     /* REQ fallback cursors; filter_json detects a filter edited under its name. */
@@ -171,9 +171,9 @@ static const char migration_1[] =
     "  run INTEGER PRIMARY KEY,"
     "  relay TEXT NOT NULL,"
     "  filter TEXT NOT NULL,"
-    "  mode TEXT NOT NULL,"             /* neg | req */
+    "  mode TEXT NOT NULL," /* neg | req */
     "  fallback_reason TEXT,"
-    "  started INTEGER NOT NULL,"       /* unix time */
+    "  started INTEGER NOT NULL," /* unix time */
     "  duration_ms INTEGER NOT NULL DEFAULT 0,"
     "  rounds INTEGER NOT NULL DEFAULT 0,"
     "  bytes_sent INTEGER NOT NULL DEFAULT 0,"
@@ -189,7 +189,7 @@ static const char migration_1[] =
     "  invalid INTEGER NOT NULL DEFAULT 0,"
     "  uploaded_ok INTEGER NOT NULL DEFAULT 0,"
     "  uploaded_rejected INTEGER NOT NULL DEFAULT 0,"
-    "  result TEXT,"                    /* ok | error | ... */
+    "  result TEXT," /* ok | error | ... */
     "  error TEXT"
     ");"
     "CREATE INDEX sync_runs_relay ON sync_runs(relay, started);"
@@ -238,7 +238,7 @@ static const char migration_2[] =
 static const char migration_3[] =
     "CREATE TABLE tags_new ("
     "  name TEXT NOT NULL,"
-    "  value NOT NULL,"                 /* text, or a 32-byte blob for 64 lowercase hex */
+    "  value NOT NULL," /* text, or a 32-byte blob for 64 lowercase hex */
     "  seq INTEGER NOT NULL,"
     "  PRIMARY KEY (name, value, seq)"
     ") WITHOUT ROWID;"
@@ -325,26 +325,25 @@ struct store {
     sqlite3 *db;
     char *path;
     sqlite3_stmt *stmts[ST_COUNT];
-    sqlite3_stmt *tag_stmts[TAG_ROWS];  /* [k]: INSERT of k + 1 tag rows */
+    sqlite3_stmt *tag_stmts[TAG_ROWS]; /* [k]: INSERT of k + 1 tag rows */
     /*
      * Set for the batch in progress while the deletions table is empty, as
      * it is in most databases: no event needs a tombstone lookup then.
      */
     int no_tombstones;
-    int bulk_cache;     /* STORE_BULK_CACHE_KB is set */
+    int bulk_cache; /* STORE_BULK_CACHE_KB is set */
 };
 
 /* The address of a replaceable or addressable event. */
 struct address {
     uint8_t pubkey[32];
     uint32_t kind;
-    int has_d;          /* addressable: d below is the dtag column; replaceable: dtag '' */
+    int has_d; /* addressable: d below is the dtag column; replaceable: dtag '' */
     const char *d;
     size_t dlen;
 };
 
-static void
-set_err(char *err, size_t errlen, const char *fmt, ...)
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
 
@@ -355,15 +354,13 @@ set_err(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-static int
-db_err(struct store *st, char *err, size_t errlen, const char *what)
+static int db_err(struct store *st, char *err, size_t errlen, const char *what)
 {
     set_err(err, errlen, "%s: %s: %s", st->path, what, sqlite3_errmsg(st->db));
     return -1;
 }
 
-static sqlite3_stmt *
-stmt_get(struct store *st, enum stmt_id which, char *err, size_t errlen)
+static sqlite3_stmt *stmt_get(struct store *st, enum stmt_id which, char *err, size_t errlen)
 {
     sqlite3_stmt *s = st->stmts[which];
 
@@ -382,8 +379,7 @@ stmt_get(struct store *st, enum stmt_id which, char *err, size_t errlen)
 }
 
 /* Runs a statement that returns no rows (or whose rows we ignore). */
-static int
-stmt_run(struct store *st, sqlite3_stmt *s, char *err, size_t errlen, const char *what)
+static int stmt_run(struct store *st, sqlite3_stmt *s, char *err, size_t errlen, const char *what)
 {
     int rc;
 
@@ -395,8 +391,7 @@ stmt_run(struct store *st, sqlite3_stmt *s, char *err, size_t errlen, const char
     return 0;
 }
 
-static int
-exec_sql(struct store *st, const char *sql, char *err, size_t errlen, const char *what)
+static int exec_sql(struct store *st, const char *sql, char *err, size_t errlen, const char *what)
 {
     char *msg = NULL;
 
@@ -409,8 +404,7 @@ exec_sql(struct store *st, const char *sql, char *err, size_t errlen, const char
     return 0;
 }
 
-static int
-pragma_int(struct store *st, const char *sql, int *out, char *err, size_t errlen)
+static int pragma_int(struct store *st, const char *sql, int *out, char *err, size_t errlen)
 {
     sqlite3_stmt *s;
     int rc;
@@ -427,8 +421,7 @@ pragma_int(struct store *st, const char *sql, int *out, char *err, size_t errlen
 }
 
 /* SQL negsync_tag_value(v): v in the form the tags table keeps it (filter_tag_value_blob). */
-static void
-sql_tag_value(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+static void sql_tag_value(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
     uint8_t raw[32];
 
@@ -441,8 +434,7 @@ sql_tag_value(sqlite3_context *ctx, int argc, sqlite3_value **argv)
         sqlite3_result_value(ctx, argv[0]);
 }
 
-static int
-store_migrate(struct store *st, char *err, size_t errlen)
+static int store_migrate(struct store *st, char *err, size_t errlen)
 {
     char sql[64];
     int version;
@@ -480,14 +472,12 @@ fail:
     return -1;
 }
 
-int
-store_schema_version(void)
+int store_schema_version(void)
 {
     return NMIGRATIONS;
 }
 
-struct store *
-store_open(const char *path, char *err, size_t errlen)
+struct store *store_open(const char *path, char *err, size_t errlen)
 {
     struct store *st = xcalloc(1, sizeof *st);
     sqlite3_stmt *s = NULL;
@@ -556,8 +546,7 @@ fail:
     return NULL;
 }
 
-void
-store_close(struct store *st)
+void store_close(struct store *st)
 {
     if (st == NULL)
         return;
@@ -572,8 +561,7 @@ store_close(struct store *st)
 }
 
 /* mkdir -p for the directory part of path (everything before the last '/'). */
-static int
-make_parent_dirs(char *path, char *err, size_t errlen)
+static int make_parent_dirs(char *path, char *err, size_t errlen)
 {
     char *slash = strrchr(path, '/');
 
@@ -601,8 +589,7 @@ make_parent_dirs(char *path, char *err, size_t errlen)
     return 0;
 }
 
-char *
-store_default_path(char *err, size_t errlen)
+char *store_default_path(char *err, size_t errlen)
 {
     const char *xdg = getenv("XDG_DATA_HOME");
     const char *home = getenv("HOME");
@@ -629,8 +616,7 @@ store_default_path(char *err, size_t errlen)
     return path;
 }
 
-const char *
-store_outcome_name(enum store_outcome o)
+const char *store_outcome_name(enum store_outcome o)
 {
     switch (o) {
     case STORE_INSERTED: return "inserted";
@@ -644,8 +630,7 @@ store_outcome_name(enum store_outcome o)
 
 /* ---- inserts ---- */
 
-static int
-kind_is_addressed(uint32_t kind)
+static int kind_is_addressed(uint32_t kind)
 {
     return event_kind_is_replaceable(kind) || event_kind_is_addressable(kind);
 }
@@ -654,8 +639,7 @@ kind_is_addressed(uint32_t kind)
  * The address of ev. The d value is that of the first d tag that has a value
  * (as event_tag_value and strfry pick it), "" when there is none.
  */
-static void
-event_address(const struct event *ev, struct address *a)
+static void event_address(const struct event *ev, struct address *a)
 {
     memcpy(a->pubkey, ev->pubkey, 32);
     a->kind = ev->kind;
@@ -675,8 +659,7 @@ event_address(const struct event *ev, struct address *a)
 }
 
 /* "kind:pubkeyhex:d", the form tombstones store; caller frees the buffer. */
-static void
-address_format(const struct address *a, struct buf *out)
+static void address_format(const struct address *a, struct buf *out)
 {
     char head[16 + 65 + 2];
     char hex[65];
@@ -689,8 +672,7 @@ address_format(const struct address *a, struct buf *out)
         buf_append(out, a->d, a->dlen);
 }
 
-static void
-bind_address(sqlite3_stmt *s, const struct address *a)
+static void bind_address(sqlite3_stmt *s, const struct address *a)
 {
     sqlite3_bind_blob(s, 1, a->pubkey, 32, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, a->kind);
@@ -698,16 +680,14 @@ bind_address(sqlite3_stmt *s, const struct address *a)
 }
 
 /* Does version (c1, id1) win over (c2, id2)? Newer wins; on a tie, the lower id. */
-static int
-version_beats(uint64_t c1, const uint8_t *id1, uint64_t c2, const uint8_t *id2)
+static int version_beats(uint64_t c1, const uint8_t *id1, uint64_t c2, const uint8_t *id2)
 {
     if (c1 != c2)
         return c1 > c2;
     return memcmp(id1, id2, 32) < 0;
 }
 
-static int
-is_tag_letter(const struct event_tag *t)
+static int is_tag_letter(const struct event_tag *t)
 {
     char c;
 
@@ -725,8 +705,7 @@ is_tag_letter(const struct event_tag *t)
  * parse, which only a database written by something else could hold, falls
  * back to a scan of every tag.
  */
-static int
-event_row_delete(struct store *st, sqlite3_int64 seq, char *err, size_t errlen)
+static int event_row_delete(struct store *st, sqlite3_int64 seq, char *err, size_t errlen)
 {
     sqlite3_stmt *s;
     struct event *ev = NULL;
@@ -779,9 +758,8 @@ event_row_delete(struct store *st, sqlite3_int64 seq, char *err, size_t errlen)
 }
 
 /* Records (created_at, id) as a deleted version at a; keeps the best one. */
-static int
-head_put(struct store *st, const struct address *a, uint64_t created_at, const uint8_t *id,
-         char *err, size_t errlen)
+static int head_put(struct store *st, const struct address *a, uint64_t created_at,
+                    const uint8_t *id, char *err, size_t errlen)
 {
     sqlite3_stmt *s = stmt_get(st, ST_HEAD_PUT, err, errlen);
 
@@ -799,9 +777,8 @@ head_put(struct store *st, const struct address *a, uint64_t created_at, const u
  * Is ev beaten by a stored version at its address or by a deleted one we
  * remember? 1 yes, 0 no, -1 error.
  */
-static int
-address_beaten(struct store *st, const struct event *ev, const struct address *a, char *err,
-               size_t errlen)
+static int address_beaten(struct store *st, const struct event *ev, const struct address *a,
+                          char *err, size_t errlen)
 {
     sqlite3_stmt *s;
     int rc, beaten = 0;
@@ -845,9 +822,8 @@ address_beaten(struct store *st, const struct event *ev, const struct address *a
  * has_until), remembering the best of them in address_heads when
  * mark_head is set. Returns the number removed, or -1.
  */
-static int
-address_remove(struct store *st, const struct address *a, int has_until, uint64_t until,
-               int mark_head, char *err, size_t errlen)
+static int address_remove(struct store *st, const struct address *a, int has_until, uint64_t until,
+                          int mark_head, char *err, size_t errlen)
 {
     sqlite3_stmt *s;
     sqlite3_int64 seqs[8];
@@ -896,9 +872,8 @@ address_remove(struct store *st, const struct address *a, int has_until, uint64_
 }
 
 /* 1 if a stored deletion covers ev, 0 if not, -1 on error. */
-static int
-tombstone_covers(struct store *st, const struct event *ev, const struct address *a,
-                 struct buf *scratch, char *err, size_t errlen)
+static int tombstone_covers(struct store *st, const struct event *ev, const struct address *a,
+                            struct buf *scratch, char *err, size_t errlen)
 {
     sqlite3_stmt *s;
     int rc;
@@ -931,9 +906,8 @@ tombstone_covers(struct store *st, const struct event *ev, const struct address 
 }
 
 /* Inserts the k (1..TAG_ROWS) tag entries rows of the event stored as seq, in one statement. */
-static int
-tags_insert(struct store *st, sqlite3_int64 seq, const struct event_tag *const *rows, int k,
-            char *err, size_t errlen)
+static int tags_insert(struct store *st, sqlite3_int64 seq, const struct event_tag *const *rows,
+                       int k, char *err, size_t errlen)
 {
     sqlite3_stmt *s = st->tag_stmts[k - 1];
 
@@ -945,8 +919,8 @@ tags_insert(struct store *st, sqlite3_int64 seq, const struct event_tag *const *
         for (int j = 0; j < k; j++)
             buf_append(&sql, j > 0 ? ",(?,?,?)" : "(?,?,?)", j > 0 ? 8 : 7);
         buf_push(&sql, '\0');
-        rc = sqlite3_prepare_v3(st->db, (const char *)sql.data, -1, SQLITE_PREPARE_PERSISTENT,
-                                &s, NULL);
+        rc = sqlite3_prepare_v3(st->db, (const char *)sql.data, -1, SQLITE_PREPARE_PERSISTENT, &s,
+                                NULL);
         buf_free(&sql);
         if (rc != SQLITE_OK)
             return db_err(st, err, errlen, "prepare");
@@ -967,9 +941,8 @@ tags_insert(struct store *st, sqlite3_int64 seq, const struct event_tag *const *
  * Inserts the row and its tag index entries; *seq gets the new rowid.
  * 0, 1 if an event with this id is stored already (nothing done), or -1.
  */
-static int
-event_row_insert(struct store *st, const struct event *ev, const struct address *a,
-                 sqlite3_int64 *seq, char *err, size_t errlen)
+static int event_row_insert(struct store *st, const struct event *ev, const struct address *a,
+                            sqlite3_int64 *seq, char *err, size_t errlen)
 {
     sqlite3_stmt *s;
     size_t jlen;
@@ -988,8 +961,7 @@ event_row_insert(struct store *st, const struct event *ev, const struct address 
     sqlite3_bind_int64(s, 3, (sqlite3_int64)ev->created_at);
     sqlite3_bind_int64(s, 4, ev->kind);
     if (a != NULL)
-        sqlite3_bind_text(s, 5, a->has_d ? a->d : "", (int)(a->has_d ? a->dlen : 0),
-                          SQLITE_STATIC);
+        sqlite3_bind_text(s, 5, a->has_d ? a->d : "", (int)(a->has_d ? a->dlen : 0), SQLITE_STATIC);
     else
         sqlite3_bind_null(s, 5);
     sqlite3_bind_text64(s, 6, json, jlen, free, SQLITE_UTF8);
@@ -1013,9 +985,9 @@ event_row_insert(struct store *st, const struct event *ev, const struct address 
     return 0;
 }
 
-static int
-tomb_insert(struct store *st, sqlite3_int64 seq, const struct event *del, const uint8_t *target_id,
-            const struct buf *target_addr, char *err, size_t errlen)
+static int tomb_insert(struct store *st, sqlite3_int64 seq, const struct event *del,
+                       const uint8_t *target_id, const struct buf *target_addr, char *err,
+                       size_t errlen)
 {
     sqlite3_stmt *s = stmt_get(st, ST_INSERT_TOMB, err, errlen);
 
@@ -1034,9 +1006,8 @@ tomb_insert(struct store *st, sqlite3_int64 seq, const struct event *del, const 
 }
 
 /* The deletion's `e` target: remove it if it is stored, is the deleter's, and is not a deletion. */
-static int
-delete_by_id(struct store *st, const struct event *del, const uint8_t target[32], char *err,
-             size_t errlen)
+static int delete_by_id(struct store *st, const struct event *del, const uint8_t target[32],
+                        char *err, size_t errlen)
 {
     sqlite3_stmt *s = stmt_get(st, ST_EVENT_BY_ID, err, errlen);
     struct address a;
@@ -1092,8 +1063,7 @@ delete_by_id(struct store *st, const struct event *del, const uint8_t target[32]
  * Parses an `a` tag value "kind:pubkeyhex:d". Only addresses of replaceable
  * or addressable kinds mean anything; returns 0 and fills a, or -1.
  */
-static int
-address_parse(const char *v, size_t len, struct address *a)
+static int address_parse(const char *v, size_t len, struct address *a)
 {
     const char *end = v + len, *p = v, *c1, *c2;
     unsigned long kind = 0;
@@ -1119,9 +1089,8 @@ address_parse(const char *v, size_t len, struct address *a)
 }
 
 /* A deletion was just stored as seq: tombstones for its targets, and the targets go. */
-static int
-deletion_apply(struct store *st, const struct event *del, sqlite3_int64 seq, struct buf *scratch,
-               char *err, size_t errlen)
+static int deletion_apply(struct store *st, const struct event *del, sqlite3_int64 seq,
+                          struct buf *scratch, char *err, size_t errlen)
 {
     for (size_t i = 0; i < del->ntags; i++) {
         const struct event_tag *t = &del->tags[i];
@@ -1148,9 +1117,8 @@ deletion_apply(struct store *st, const struct event *del, sqlite3_int64 seq, str
     return 0;
 }
 
-static int
-insert_one(struct store *st, const struct event *ev, struct store_result *res,
-           struct buf *scratch, char *err, size_t errlen)
+static int insert_one(struct store *st, const struct event *ev, struct store_result *res,
+                      struct buf *scratch, char *err, size_t errlen)
 {
     struct address addr, *a = NULL;
     sqlite3_int64 seq;
@@ -1216,9 +1184,8 @@ insert_one(struct store *st, const struct event *ev, struct store_result *res,
     return 0;
 }
 
-int
-store_insert_batch(struct store *st, struct event *const *evs, size_t n,
-                   struct store_result *results, char *err, size_t errlen)
+int store_insert_batch(struct store *st, struct event *const *evs, size_t n,
+                       struct store_result *results, char *err, size_t errlen)
 {
     struct buf scratch = {0};
     sqlite3_stmt *s;
@@ -1227,8 +1194,7 @@ store_insert_batch(struct store *st, struct event *const *evs, size_t n,
     if (n == 0)
         return 0;
     if (n >= STORE_BULK_BATCH && !st->bulk_cache) {
-        if (exec_sql(st, "PRAGMA cache_size = -" STORE_BULK_CACHE_KB, err, errlen,
-                     "configure") < 0)
+        if (exec_sql(st, "PRAGMA cache_size = -" STORE_BULK_CACHE_KB, err, errlen, "configure") < 0)
             return -1;
         st->bulk_cache = 1;
     }
@@ -1266,18 +1232,17 @@ fail_nobuf:
 /* ---- queries ---- */
 
 enum query_shape {
-    Q_JSON,     /* the event bodies, in an order */
+    Q_JSON, /* the event bodies, in an order */
     Q_COUNT,
-    Q_IDS,      /* (created_at, id), ascending */
+    Q_IDS, /* (created_at, id), ascending */
 };
 
 /*
  * Builds the SQL for a query over f; *limit_param gets the number of the
  * first parameter after the filter's (for LIMIT). Caller frees.
  */
-static char *
-query_sql(const struct filter *f, enum query_shape shape, enum store_order order, int *limit_param,
-          char *err, size_t errlen)
+static char *query_sql(const struct filter *f, enum query_shape shape, enum store_order order,
+                       int *limit_param, char *err, size_t errlen)
 {
     struct buf b = {0};
     char *where = NULL;
@@ -1335,9 +1300,8 @@ query_sql(const struct filter *f, enum query_shape shape, enum store_order order
     return (char *)b.data;
 }
 
-static sqlite3_stmt *
-query_prepare(struct store *st, const struct filter *f, enum query_shape shape,
-              enum store_order order, char *err, size_t errlen)
+static sqlite3_stmt *query_prepare(struct store *st, const struct filter *f, enum query_shape shape,
+                                   enum store_order order, char *err, size_t errlen)
 {
     sqlite3_stmt *s = NULL;
     int limit_param;
@@ -1363,9 +1327,8 @@ query_prepare(struct store *st, const struct filter *f, enum query_shape shape,
     return s;
 }
 
-int
-store_query(struct store *st, const struct filter *f, enum store_order order, store_json_cb cb,
-            void *ctx, char *err, size_t errlen)
+int store_query(struct store *st, const struct filter *f, enum store_order order, store_json_cb cb,
+                void *ctx, char *err, size_t errlen)
 {
     sqlite3_stmt *s = query_prepare(st, f, Q_JSON, order, err, errlen);
     int rc, stopped = 0;
@@ -1389,8 +1352,7 @@ store_query(struct store *st, const struct filter *f, enum store_order order, st
     return stopped;
 }
 
-int
-store_count(struct store *st, const struct filter *f, uint64_t *count, char *err, size_t errlen)
+int store_count(struct store *st, const struct filter *f, uint64_t *count, char *err, size_t errlen)
 {
     sqlite3_stmt *s = query_prepare(st, f, Q_COUNT, STORE_OLDEST_FIRST, err, errlen);
     int rc;
@@ -1406,9 +1368,8 @@ store_count(struct store *st, const struct filter *f, uint64_t *count, char *err
     return rc == SQLITE_ROW ? 0 : -1;
 }
 
-int
-store_list_ids(struct store *st, const struct filter *f, store_id_cb cb, void *ctx, char *err,
-               size_t errlen)
+int store_list_ids(struct store *st, const struct filter *f, store_id_cb cb, void *ctx, char *err,
+                   size_t errlen)
 {
     sqlite3_stmt *s = query_prepare(st, f, Q_IDS, STORE_OLDEST_FIRST, err, errlen);
     int rc, stopped = 0;
@@ -1436,9 +1397,8 @@ store_list_ids(struct store *st, const struct filter *f, store_id_cb cb, void *c
     return stopped;
 }
 
-int
-store_query_plan(struct store *st, enum store_plan which, const struct filter *f, char *out,
-                 size_t outlen, char *err, size_t errlen)
+int store_query_plan(struct store *st, enum store_plan which, const struct filter *f, char *out,
+                     size_t outlen, char *err, size_t errlen)
 {
     static const struct {
         enum query_shape shape;
@@ -1485,8 +1445,7 @@ store_query_plan(struct store *st, enum store_plan which, const struct filter *f
     return 0;
 }
 
-int
-store_has_id(struct store *st, const uint8_t id[32], char *err, size_t errlen)
+int store_has_id(struct store *st, const uint8_t id[32], char *err, size_t errlen)
 {
     sqlite3_stmt *s = stmt_get(st, ST_HAS_ID, err, errlen);
     int rc;
@@ -1503,9 +1462,8 @@ store_has_id(struct store *st, const uint8_t id[32], char *err, size_t errlen)
     return db_err(st, err, errlen, "look up id");
 }
 
-int
-store_get_json(struct store *st, const uint8_t id[32], char **json, size_t *len, char *err,
-               size_t errlen)
+int store_get_json(struct store *st, const uint8_t id[32], char **json, size_t *len, char *err,
+                   size_t errlen)
 {
     sqlite3_stmt *s = stmt_get(st, ST_GET_JSON, err, errlen);
     int rc;
@@ -1532,8 +1490,7 @@ store_get_json(struct store *st, const uint8_t id[32], char **json, size_t *len,
     return db_err(st, err, errlen, "get event");
 }
 
-int
-store_check(struct store *st, char *err, size_t errlen)
+int store_check(struct store *st, char *err, size_t errlen)
 {
     sqlite3_stmt *s;
     int rc, bad = 0;

@@ -39,16 +39,16 @@ char *store_default_path(char *err, size_t errlen);
 
 /* What happened to one event handed to store_insert_batch. */
 enum store_outcome {
-    STORE_INSERTED,     /* stored */
-    STORE_DUPLICATE,    /* already stored, nothing changed */
-    STORE_REPLACED,     /* stored, and an older version of it was removed */
-    STORE_REJECTED,     /* not stored; reason says why */
-    STORE_DELETED,      /* not stored: a stored deletion (kind 5) covers it */
+    STORE_INSERTED,  /* stored */
+    STORE_DUPLICATE, /* already stored, nothing changed */
+    STORE_REPLACED,  /* stored, and an older version of it was removed */
+    STORE_REJECTED,  /* not stored; reason says why */
+    STORE_DELETED,   /* not stored: a stored deletion (kind 5) covers it */
 };
 
 struct store_result {
     enum store_outcome outcome;
-    const char *reason;     /* static text for REJECTED and DELETED, else NULL */
+    const char *reason; /* static text for REJECTED and DELETED, else NULL */
 };
 
 /* "inserted", "duplicate", ... for summaries and logs. */
@@ -82,8 +82,8 @@ enum store_order {
  * order they are then delivered in. Returns 0, 1 if cb stopped the
  * iteration, or -1 with a reason in err.
  */
-int store_query(struct store *st, const struct filter *f, enum store_order order,
-                store_json_cb cb, void *ctx, char *err, size_t errlen);
+int store_query(struct store *st, const struct filter *f, enum store_order order, store_json_cb cb,
+                void *ctx, char *err, size_t errlen);
 
 /* Number of stored events matching f (NULL = all; limit ignored). 0, or -1. */
 int store_count(struct store *st, const struct filter *f, uint64_t *count, char *err,
@@ -94,8 +94,8 @@ int store_count(struct store *st, const struct filter *f, uint64_t *count, char 
  * ignored), ascending, without reading event bodies. For negentropy.
  * Returns 0, 1 if cb stopped the iteration, or -1 with a reason in err.
  */
-int store_list_ids(struct store *st, const struct filter *f, store_id_cb cb, void *ctx,
-                   char *err, size_t errlen);
+int store_list_ids(struct store *st, const struct filter *f, store_id_cb cb, void *ctx, char *err,
+                   size_t errlen);
 
 /* 1 if an event with this id is stored, 0 if not, -1 with a reason in err. */
 int store_has_id(struct store *st, const uint8_t id[32], char *err, size_t errlen);
@@ -117,7 +117,7 @@ enum store_plan {
     STORE_PLAN_QUERY_NEWEST,
     STORE_PLAN_QUERY_OLDEST,
     STORE_PLAN_COUNT,
-    STORE_PLAN_ADDRESS,     /* the versions at an address, looked up on insert; f ignored */
+    STORE_PLAN_ADDRESS, /* the versions at an address, looked up on insert; f ignored */
 };
 int store_query_plan(struct store *st, enum store_plan which, const struct filter *f, char *out,
                      size_t outlen, char *err, size_t errlen);

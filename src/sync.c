@@ -65,12 +65,12 @@
 #include "sync.h"
 #include "util.h"
 
-#define SYNC_STORE_BATCH 256        /* events per store transaction */
-#define SYNC_UPLOAD_IN_FLIGHT 64    /* EVENTs awaiting OK */
-#define SYNC_SPLIT_DEPTH 24         /* window halvings after "blocked" */
-#define SYNC_REQ_SPLIT_DEPTH 16     /* author/kind halvings for a crowded second */
-#define SYNC_BUSY_TIMEOUT_MS 30000
-#define SYNC_REQ_SUBID_LEN 12       /* the length of our subscription ids, for est_req_bytes */
+#define SYNC_STORE_BATCH      256 /* events per store transaction */
+#define SYNC_UPLOAD_IN_FLIGHT 64  /* EVENTs awaiting OK */
+#define SYNC_SPLIT_DEPTH      24  /* window halvings after "blocked" */
+#define SYNC_REQ_SPLIT_DEPTH  16  /* author/kind halvings for a crowded second */
+#define SYNC_BUSY_TIMEOUT_MS  30000
+#define SYNC_REQ_SUBID_LEN    12 /* the length of our subscription ids, for est_req_bytes */
 /*
  * Local events per negentropy session. The reference splits a range into 16
  * by count, and a side holding fewer than 32 items in a range sends their
@@ -84,8 +84,7 @@
 
 /* ---- small helpers ---------------------------------------------------------- */
 
-static int64_t
-mono_ms(void)
+static int64_t mono_ms(void)
 {
     struct timespec ts;
 
@@ -93,8 +92,7 @@ mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
 
@@ -105,14 +103,12 @@ seterr(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-const char *
-sync_mode_name(enum sync_mode m)
+const char *sync_mode_name(enum sync_mode m)
 {
     return m == SYNC_MODE_NEG ? "negentropy" : "req";
 }
 
-size_t
-sync_progress_format(const struct sync_progress *p, char *buf, size_t len)
+size_t sync_progress_format(const struct sync_progress *p, char *buf, size_t len)
 {
     int n;
 
@@ -123,8 +119,8 @@ sync_progress_format(const struct sync_progress *p, char *buf, size_t len)
                      p->phase, (unsigned long long)p->rounds, (unsigned long long)p->fetched,
                      (unsigned long long)p->total);
     else
-        n = snprintf(buf, len, "%s %s: %s, round %llu, fetched %llu", p->relay, p->filter,
-                     p->phase, (unsigned long long)p->rounds, (unsigned long long)p->fetched);
+        n = snprintf(buf, len, "%s %s: %s, round %llu, fetched %llu", p->relay, p->filter, p->phase,
+                     (unsigned long long)p->rounds, (unsigned long long)p->fetched);
     if (n < 0) {
         buf[0] = '\0';
         return 0;
@@ -140,8 +136,7 @@ struct idset {
     size_t cap, n;
 };
 
-static size_t
-idset_slot(const struct idset *s, const uint8_t id[32])
+static size_t idset_slot(const struct idset *s, const uint8_t id[32])
 {
     uint64_t h;
 
@@ -155,8 +150,7 @@ idset_slot(const struct idset *s, const uint8_t id[32])
 
 static void idset_add(struct idset *s, const uint8_t id[32]);
 
-static void
-idset_grow(struct idset *s)
+static void idset_grow(struct idset *s)
 {
     struct idset old = *s;
 
@@ -171,8 +165,7 @@ idset_grow(struct idset *s)
     free(old.used);
 }
 
-static int
-idset_has(const struct idset *s, const uint8_t id[32])
+static int idset_has(const struct idset *s, const uint8_t id[32])
 {
     if (s->n == 0)
         return 0;
@@ -185,8 +178,7 @@ idset_has(const struct idset *s, const uint8_t id[32])
 }
 
 /* Adds id; 1 if it was new, 0 if already there. */
-static int
-idset_put(struct idset *s, const uint8_t id[32])
+static int idset_put(struct idset *s, const uint8_t id[32])
 {
     if (idset_has(s, id))
         return 0;
@@ -194,8 +186,7 @@ idset_put(struct idset *s, const uint8_t id[32])
     return 1;
 }
 
-static void
-idset_add(struct idset *s, const uint8_t id[32])
+static void idset_add(struct idset *s, const uint8_t id[32])
 {
     size_t i;
 
@@ -208,8 +199,7 @@ idset_add(struct idset *s, const uint8_t id[32])
     s->n++;
 }
 
-static void
-idset_del(struct idset *s, const uint8_t id[32])
+static void idset_del(struct idset *s, const uint8_t id[32])
 {
     size_t i, j;
 
@@ -236,8 +226,7 @@ idset_del(struct idset *s, const uint8_t id[32])
     }
 }
 
-static void
-idset_clear(struct idset *s)
+static void idset_clear(struct idset *s)
 {
     free(s->keys);
     free(s->used);
@@ -250,8 +239,7 @@ struct idq {
     size_t head, n, cap;
 };
 
-static void
-idq_push(struct idq *q, const uint8_t id[32])
+static void idq_push(struct idq *q, const uint8_t id[32])
 {
     if (q->head > 0 && q->head == q->n) {
         q->head = q->n = 0;
@@ -269,20 +257,17 @@ idq_push(struct idq *q, const uint8_t id[32])
     memcpy(q->ids[q->n++], id, 32);
 }
 
-static size_t
-idq_len(const struct idq *q)
+static size_t idq_len(const struct idq *q)
 {
     return q->n - q->head;
 }
 
-static const uint8_t *
-idq_pop(struct idq *q)
+static const uint8_t *idq_pop(struct idq *q)
 {
     return q->head < q->n ? q->ids[q->head++] : NULL;
 }
 
-static void
-idq_free(struct idq *q)
+static void idq_free(struct idq *q)
 {
     free(q->ids);
     memset(q, 0, sizeof *q);
@@ -290,8 +275,7 @@ idq_free(struct idq *q)
 
 /* ---- the tables store.h does not cover yet (see the top of the file) -------- */
 
-static sqlite3 *
-sdb_open(const char *path, char *err, size_t errlen)
+static sqlite3 *sdb_open(const char *path, char *err, size_t errlen)
 {
     sqlite3 *db = NULL;
 
@@ -306,9 +290,8 @@ sdb_open(const char *path, char *err, size_t errlen)
 }
 
 /* The cursor of (relay, filter) if its stored filter key is key; else 0. */
-static int
-sdb_cursor_get(sqlite3 *db, const char *relay, const char *fname, const char *key,
-               int64_t *cursor, char *err, size_t errlen)
+static int sdb_cursor_get(sqlite3 *db, const char *relay, const char *fname, const char *key,
+                          int64_t *cursor, char *err, size_t errlen)
 {
     sqlite3_stmt *s = NULL;
     int rc;
@@ -338,9 +321,8 @@ fail:
     return -1;
 }
 
-static int
-sdb_cursor_set(sqlite3 *db, const char *relay, const char *fname, const char *key,
-               int64_t cursor, char *err, size_t errlen)
+static int sdb_cursor_set(sqlite3 *db, const char *relay, const char *fname, const char *key,
+                          int64_t cursor, char *err, size_t errlen)
 {
     sqlite3_stmt *s = NULL;
 
@@ -364,8 +346,7 @@ fail:
     return -1;
 }
 
-static int
-sdb_run_insert(sqlite3 *db, const struct sync_run *r, char *err, size_t errlen)
+static int sdb_run_insert(sqlite3 *db, const struct sync_run *r, char *err, size_t errlen)
 {
     sqlite3_stmt *s = NULL;
     int i = 1;
@@ -419,8 +400,7 @@ fail:
 }
 
 /* The persisted override: 0 and *value, 1 when there is none, -1 on error. */
-static int
-sdb_setting_get(sqlite3 *db, const char *relay, enum config_negentropy *value)
+static int sdb_setting_get(sqlite3 *db, const char *relay, enum config_negentropy *value)
 {
     sqlite3_stmt *s = NULL;
     int ret = 1;
@@ -443,9 +423,8 @@ sdb_setting_get(sqlite3 *db, const char *relay, enum config_negentropy *value)
     return ret;
 }
 
-static int
-sdb_setting_set(sqlite3 *db, const char *relay, enum config_negentropy value, char *err,
-                size_t errlen)
+static int sdb_setting_set(sqlite3 *db, const char *relay, enum config_negentropy value, char *err,
+                           size_t errlen)
 {
     sqlite3_stmt *s = NULL;
 
@@ -470,17 +449,17 @@ fail:
 
 struct sync_relay {
     char *url;
-    struct config_relay cr;         /* a copy; cr.url aliases url */
-    int override;                   /* -1: none, else enum config_negentropy */
-    int64_t due_ms;                 /* monotonic; -1: not queued */
+    struct config_relay cr; /* a copy; cr.url aliases url */
+    int override;           /* -1: none, else enum config_negentropy */
+    int64_t due_ms;         /* monotonic; -1: not queued */
     int running;
-    struct relay *conn;             /* while running, for sync_engine_stop */
-    int neg_known;                  /* -1 unknown, 0 refused, 1 works */
+    struct relay *conn; /* while running, for sync_engine_stop */
+    int neg_known;      /* -1 unknown, 0 refused, 1 works */
     char neg_reason[SYNC_ERRLEN];
-    int probed;                     /* caps consulted since the last re-probe request */
-    int force_probe;                /* the next job re-checks whatever the cache says */
-    int nip11_done;                 /* NIP-11 read (by caps or directly) */
-    int64_t max_limit;              /* NIP-11 limitation.max_limit; -1 unknown */
+    int probed;        /* caps consulted since the last re-probe request */
+    int force_probe;   /* the next job re-checks whatever the cache says */
+    int nip11_done;    /* NIP-11 read (by caps or directly) */
+    int64_t max_limit; /* NIP-11 limitation.max_limit; -1 unknown */
     /*
      * Runs in a row in which the relay closed one of our subscriptions
      * (CLOSED "auth-required:", "rate-limited:", "error:", ...) and a job
@@ -503,20 +482,19 @@ struct sync_engine {
 
     pthread_mutex_t mu;
     pthread_cond_t work_cv, idle_cv;
-    pthread_cond_t claim_cv;        /* broadcast whenever claims are released */
+    pthread_cond_t claim_cv; /* broadcast whenever claims are released */
     pthread_t *threads;
     size_t nthreads;
     int stopping;
     size_t nrunning;
-    struct idset claims;            /* ids some job is fetching right now */
+    struct idset claims;                /* ids some job is fetching right now */
     const struct config_filter **tails; /* filters whose tail some job is fetching */
     size_t ntails;
-    struct caps_cache *caps;        /* the capability cache (thread-safe) */
+    struct caps_cache *caps; /* the capability cache (thread-safe) */
     uint64_t subseq;
 };
 
-static void
-engine_log(struct sync_engine *e, const char *fmt, ...)
+static void engine_log(struct sync_engine *e, const char *fmt, ...)
 {
     char line[1024];
     va_list ap;
@@ -529,8 +507,7 @@ engine_log(struct sync_engine *e, const char *fmt, ...)
     e->o.log(e->o.arg, line);
 }
 
-static void
-relay_log_cb(void *arg, const char *url, const char *line)
+static void relay_log_cb(void *arg, const char *url, const char *line)
 {
     struct sync_engine *e = arg;
 
@@ -539,8 +516,7 @@ relay_log_cb(void *arg, const char *url, const char *line)
 }
 
 /* Claims id for fetching; 0 if another job already fetches it. */
-static int
-engine_claim(struct sync_engine *e, const uint8_t id[32])
+static int engine_claim(struct sync_engine *e, const uint8_t id[32])
 {
     int ok;
 
@@ -550,8 +526,7 @@ engine_claim(struct sync_engine *e, const uint8_t id[32])
     return ok;
 }
 
-static void
-engine_release(struct sync_engine *e, const uint8_t id[32])
+static void engine_release(struct sync_engine *e, const uint8_t id[32])
 {
     pthread_mutex_lock(&e->mu);
     idset_del(&e->claims, id);
@@ -567,8 +542,7 @@ engine_release(struct sync_engine *e, const uint8_t id[32])
  */
 static void abs_deadline(struct timespec *ts, int64_t ms_from_now);
 
-static void
-engine_wait_claims(struct sync_engine *e, const struct idq *q, int64_t wait_ms)
+static void engine_wait_claims(struct sync_engine *e, const struct idq *q, int64_t wait_ms)
 {
     struct timespec ts;
 
@@ -591,8 +565,7 @@ engine_wait_claims(struct sync_engine *e, const struct idq *q, int64_t wait_ms)
  * times. 1 when claimed; 0 when another job holds it (with wait set, after
  * waiting for a release).
  */
-static int
-engine_tail_claim(struct sync_engine *e, const struct config_filter *cf, int wait)
+static int engine_tail_claim(struct sync_engine *e, const struct config_filter *cf, int wait)
 {
     int busy = 0;
 
@@ -610,8 +583,7 @@ engine_tail_claim(struct sync_engine *e, const struct config_filter *cf, int wai
     return !busy;
 }
 
-static void
-engine_tail_release(struct sync_engine *e, const struct config_filter *cf)
+static void engine_tail_release(struct sync_engine *e, const struct config_filter *cf)
 {
     pthread_mutex_lock(&e->mu);
     for (size_t i = 0; i < e->ntails; i++) {
@@ -624,8 +596,7 @@ engine_tail_release(struct sync_engine *e, const struct config_filter *cf)
     pthread_mutex_unlock(&e->mu);
 }
 
-static int
-engine_stopping(struct sync_engine *e)
+static int engine_stopping(struct sync_engine *e)
 {
     int s;
 
@@ -649,24 +620,24 @@ struct job {
     struct sync_engine *e;
     struct sync_relay *rel;
     const struct config_filter *cf;
-    struct filter *f;               /* resolved now; no limit */
+    struct filter *f; /* resolved now; no limit */
     struct relay *r;
     struct store *st;
     sqlite3 *db;
     struct sync_run *run;
-    int64_t timeout_ms;             /* neg_timeout */
-    int down, up;                   /* direction */
+    int64_t timeout_ms; /* neg_timeout */
+    int down, up;       /* direction */
 
     /* fetching what negentropy found */
-    struct idset queued;            /* every id ever queued: dedupe across rounds */
-    struct idset retried;           /* ids asked again after a short reply */
+    struct idset queued;  /* every id ever queued: dedupe across rounds */
+    struct idset retried; /* ids asked again after a short reply */
     struct idq pending, deferred;
-    int no_defer;                   /* drain: ask for ids even if another job claims them */
+    int no_defer; /* drain: ask for ids even if another job claims them */
     struct fetch_sub *subs;
     size_t nsubs;
-    size_t batch;                   /* ids per REQ; shrinks to the relay's cap */
-    uint64_t fetched_bytes;         /* raw EVENT messages of fetched events */
-    uint64_t missing;               /* asked for, never sent */
+    size_t batch;           /* ids per REQ; shrinks to the relay's cap */
+    uint64_t fetched_bytes; /* raw EVENT messages of fetched events */
+    uint64_t missing;       /* asked for, never sent */
     int64_t max_fetched_at;
 
     /* uploading what the relay lacks */
@@ -676,30 +647,29 @@ struct job {
     /* events waiting for the store */
     struct event *batchv[SYNC_STORE_BATCH];
     size_t nbatch;
-    int64_t max_stored_at;          /* newest created_at a committed batch held; -1 none */
+    int64_t max_stored_at; /* newest created_at a committed batch held; -1 none */
 
     /* negentropy bookkeeping */
     struct idset have, need;
     int neg_logged;
-    uint64_t est_common;            /* stored JSON + framing of the windows' local events */
-    uint64_t est_have;              /* the same for have ids (not on the relay) */
+    uint64_t est_common; /* stored JSON + framing of the windows' local events */
+    uint64_t est_have;   /* the same for have ids (not on the relay) */
     int64_t cursor;
-    char *fkey;                     /* the filter as the cursor row records it */
-    int64_t neg_max_common_at;      /* newest created_at both sides had; -1 none */
+    char *fkey;                /* the filter as the cursor row records it */
+    int64_t neg_max_common_at; /* newest created_at both sides had; -1 none */
 
-    int in_tail;                    /* req_page serves the tail (see neg_job) */
-    const char *phase;              /* for progress reports */
-    int64_t progress_at;            /* monotonic ms of the last report */
-    char closed[SYNC_ERRLEN];       /* the first CLOSED reason on a REQ of ours, or "" */
+    int in_tail;              /* req_page serves the tail (see neg_job) */
+    const char *phase;        /* for progress reports */
+    int64_t progress_at;      /* monotonic ms of the last report */
+    char closed[SYNC_ERRLEN]; /* the first CLOSED reason on a REQ of ours, or "" */
 
-    int64_t max_limit;              /* the relay's NIP-11 max_limit, -1 unknown */
+    int64_t max_limit; /* the relay's NIP-11 max_limit, -1 unknown */
     int64_t idle_deadline;
-    char fatal[SYNC_ERRLEN];        /* store failure, interrupted: ends the job */
+    char fatal[SYNC_ERRLEN]; /* store failure, interrupted: ends the job */
     int interrupted;
 };
 
-static void
-job_subid(struct job *j, const char *prefix, char *out, size_t outlen)
+static void job_subid(struct job *j, const char *prefix, char *out, size_t outlen)
 {
     uint64_t n;
 
@@ -711,8 +681,7 @@ job_subid(struct job *j, const char *prefix, char *out, size_t outlen)
              (unsigned long long)n);
 }
 
-static int
-job_send_json(struct job *j, json_t *msg, char *err, size_t errlen)
+static int job_send_json(struct job *j, json_t *msg, char *err, size_t errlen)
 {
     char *text = json_dumps(msg, JSON_COMPACT);
     int rc;
@@ -729,8 +698,7 @@ job_send_json(struct job *j, json_t *msg, char *err, size_t errlen)
     return rc < 0 ? -1 : 0;
 }
 
-static void
-job_close_sub(struct job *j, const char *subid)
+static void job_close_sub(struct job *j, const char *subid)
 {
     char err[RELAY_ERRLEN];
 
@@ -739,8 +707,7 @@ job_close_sub(struct job *j, const char *subid)
 }
 
 /* Commits the events waiting for the store. -1 sets j->fatal. */
-static int
-job_flush(struct job *j)
+static int job_flush(struct job *j)
 {
     struct store_result res[SYNC_STORE_BATCH];
     char err[STORE_ERRLEN];
@@ -776,9 +743,8 @@ job_flush(struct job *j)
  * when the batch is full; -1 only when that fails), *taken_at its created_at;
  * or 1 when it was bad (counted, dropped), *taken_at -1.
  */
-static int
-job_take_event(struct job *j, const json_t *obj, const struct filter *f, struct fetch_sub *sub,
-               int64_t *taken_at)
+static int job_take_event(struct job *j, const json_t *obj, const struct filter *f,
+                          struct fetch_sub *sub, int64_t *taken_at)
 {
     char err[EVENT_ERRLEN];
     struct event *ev = event_from_json(obj, err, sizeof err);
@@ -813,8 +779,7 @@ job_take_event(struct job *j, const json_t *obj, const struct filter *f, struct 
 
 /* ---- fetching by id -------------------------------------------------------- */
 
-static void
-fetch_sub_free(struct job *j, struct fetch_sub *s)
+static void fetch_sub_free(struct job *j, struct fetch_sub *s)
 {
     for (size_t i = 0; i < s->nids; i++)
         engine_release(j->e, s->ids[i]);
@@ -823,8 +788,7 @@ fetch_sub_free(struct job *j, struct fetch_sub *s)
     idset_clear(&s->got);
 }
 
-static void
-fetch_queue(struct job *j, const uint8_t id[32])
+static void fetch_queue(struct job *j, const uint8_t id[32])
 {
     if (idset_put(&j->queued, id))
         idq_push(&j->pending, id);
@@ -835,8 +799,7 @@ fetch_queue(struct job *j, const uint8_t id[32])
  * are ids: full batches only, unless final (reconciliation is over). Ids
  * already stored are skipped; ids another job is fetching are deferred.
  */
-static int
-fetch_pump(struct job *j, int final, char *err, size_t errlen)
+static int fetch_pump(struct job *j, int final, char *err, size_t errlen)
 {
     size_t max_in_flight = j->e->cfg->sync.fetch_in_flight;
 
@@ -853,7 +816,7 @@ fetch_pump(struct job *j, int final, char *err, size_t errlen)
         while (s.nids < j->batch && (id = idq_pop(&j->pending)) != NULL) {
             int has = store_has_id(j->st, id, serr, sizeof serr);
             if (has == 1)
-                continue;   /* another worker stored it meanwhile */
+                continue; /* another worker stored it meanwhile */
             if (!engine_claim(j->e, id) && !j->no_defer) {
                 idq_push(&j->deferred, id);
                 continue;
@@ -879,8 +842,7 @@ fetch_pump(struct job *j, int final, char *err, size_t errlen)
     return 0;
 }
 
-static struct fetch_sub *
-fetch_find(struct job *j, const char *subid)
+static struct fetch_sub *fetch_find(struct job *j, const char *subid)
 {
     for (size_t i = 0; i < j->nsubs; i++)
         if (strcmp(j->subs[i].subid, subid) == 0)
@@ -889,8 +851,7 @@ fetch_find(struct job *j, const char *subid)
 }
 
 /* A fetch subscription ended (EOSE or CLOSED): what was not sent is retried once. */
-static void
-fetch_done(struct job *j, struct fetch_sub *s, int closed)
+static void fetch_done(struct job *j, struct fetch_sub *s, int closed)
 {
     size_t idx = (size_t)(s - j->subs);
     size_t got = s->got.n;
@@ -898,7 +859,7 @@ fetch_done(struct job *j, struct fetch_sub *s, int closed)
     if (!closed)
         job_close_sub(j, s->subid);
     if (got > 0 && got < s->nids && got < j->batch)
-        j->batch = got;     /* the relay caps replies below fetch_batch */
+        j->batch = got; /* the relay caps replies below fetch_batch */
     for (size_t i = 0; i < s->nids; i++) {
         if (idset_has(&s->got, s->ids[i]))
             continue;
@@ -912,8 +873,7 @@ fetch_done(struct job *j, struct fetch_sub *s, int closed)
 }
 
 /* The connection is gone: every id in flight goes back to the queue. */
-static void
-fetch_reset(struct job *j)
+static void fetch_reset(struct job *j)
 {
     while (j->nsubs > 0) {
         struct fetch_sub *s = &j->subs[j->nsubs - 1];
@@ -927,8 +887,7 @@ fetch_reset(struct job *j)
 
 /* ---- uploading (direction up) --------------------------------------------- */
 
-static int
-upload_pump(struct job *j, char *err, size_t errlen)
+static int upload_pump(struct job *j, char *err, size_t errlen)
 {
     const uint8_t *id;
 
@@ -940,7 +899,7 @@ upload_pump(struct job *j, char *err, size_t errlen)
 
         if (rc != 1) {
             free(json);
-            continue;   /* gone meanwhile (replaced, deleted) */
+            continue; /* gone meanwhile (replaced, deleted) */
         }
         buf_append(&b, "[\"EVENT\",", 9);
         buf_append(&b, json, len);
@@ -958,8 +917,7 @@ upload_pump(struct job *j, char *err, size_t errlen)
     return 0;
 }
 
-static void
-upload_ok(struct job *j, const struct relay_msg *m)
+static void upload_ok(struct job *j, const struct relay_msg *m)
 {
     uint8_t id[32];
 
@@ -983,8 +941,7 @@ upload_ok(struct job *j, const struct relay_msg *m)
  * Routes a message that is not for the caller's own subscription: fetch
  * replies, OKs, notices. -1 when storing failed (j->fatal).
  */
-static int
-job_route(struct job *j, struct relay_msg *m)
+static int job_route(struct job *j, struct relay_msg *m)
 {
     struct fetch_sub *s;
     int64_t at;
@@ -992,7 +949,7 @@ job_route(struct job *j, struct relay_msg *m)
     switch (m->type) {
     case RELAY_MSG_EVENT:
         if ((s = fetch_find(j, m->subid)) == NULL)
-            return 0;   /* a subscription we already closed */
+            return 0; /* a subscription we already closed */
         if (job_take_event(j, m->event, j->f, s, &at) < 0)
             return -1;
         if (at >= 0) {
@@ -1013,20 +970,16 @@ job_route(struct job *j, struct relay_msg *m)
             fetch_done(j, s, m->type == RELAY_MSG_CLOSED);
         }
         return 0;
-    case RELAY_MSG_OK:
-        upload_ok(j, m);
-        return 0;
+    case RELAY_MSG_OK: upload_ok(j, m); return 0;
     case RELAY_MSG_NOTICE:
         if (j->e->o.verbose > 0)
             engine_log(j->e, "[SYNC] %s: NOTICE %s", j->rel->url, m->text);
         return 0;
-    default:
-        return 0;
+    default: return 0;
     }
 }
 
-static void
-job_progress(struct job *j, int done)
+static void job_progress(struct job *j, int done)
 {
     struct sync_progress p;
     int64_t now;
@@ -1051,8 +1004,7 @@ job_progress(struct job *j, int done)
  * The next message, while keeping fetches and uploads moving. 0 with *out;
  * RELAY_ERR_TIMEOUT when nothing came for neg_timeout; other relay errors.
  */
-static int
-job_recv(struct job *j, int final, struct relay_msg **out, char *err, size_t errlen)
+static int job_recv(struct job *j, int final, struct relay_msg **out, char *err, size_t errlen)
 {
     int64_t now;
     int rc;
@@ -1078,8 +1030,7 @@ job_recv(struct job *j, int final, struct relay_msg **out, char *err, size_t err
 }
 
 /* Waits for every fetch and upload to end. 0, or -1 with a reason. */
-static int
-job_drain(struct job *j, char *err, size_t errlen)
+static int job_drain(struct job *j, char *err, size_t errlen)
 {
     j->idle_deadline = mono_ms() + j->timeout_ms;
     j->phase = j->down ? "fetching" : "uploading";
@@ -1095,7 +1046,7 @@ job_drain(struct job *j, char *err, size_t errlen)
             const uint8_t *id;
             engine_wait_claims(j->e, &j->deferred, j->timeout_ms);
             j->idle_deadline = mono_ms() + j->timeout_ms;
-            j->no_defer = 1;    /* still claimed after a whole timeout: ask anyway */
+            j->no_defer = 1; /* still claimed after a whole timeout: ask anyway */
             while ((id = idq_pop(&j->deferred)) != NULL)
                 idq_push(&j->pending, id);
             j->deferred.head = j->deferred.n = 0;
@@ -1116,8 +1067,7 @@ job_drain(struct job *j, char *err, size_t errlen)
     }
 }
 
-static int
-job_connect(struct job *j, char *err, size_t errlen)
+static int job_connect(struct job *j, char *err, size_t errlen)
 {
     int rc;
 
@@ -1133,20 +1083,19 @@ job_connect(struct job *j, char *err, size_t errlen)
 
 enum neg_outcome {
     NEG_OUT_DONE,
-    NEG_OUT_BLOCKED,        /* too many results: split the window */
-    NEG_OUT_UNSUPPORTED,    /* the relay refused NIP-77 itself */
-    NEG_OUT_FAILED,         /* mid-session failure: retry once, then fall back */
-    NEG_OUT_FATAL,          /* store error or interrupted */
+    NEG_OUT_BLOCKED,     /* too many results: split the window */
+    NEG_OUT_UNSUPPORTED, /* the relay refused NIP-77 itself */
+    NEG_OUT_FAILED,      /* mid-session failure: retry once, then fall back */
+    NEG_OUT_FATAL,       /* store error or interrupted */
 };
 
 /* Texts relays answer an unknown NEG-OPEN with (see DESIGN.md). */
-static int
-notice_is_refusal(const char *t)
+static int notice_is_refusal(const char *t)
 {
     static const char *const words[] = {
-        "negentropy", "neg-open", "unknown cmd", "unknown envelope", "could not parse",
-        "unrecognized", "not supported", "unsupported", "bad msg", "unknown message",
-        "invalid message", "unknown command",
+        "negentropy",      "neg-open",        "unknown cmd",     "unknown envelope",
+        "could not parse", "unrecognized",    "not supported",   "unsupported",
+        "bad msg",         "unknown message", "invalid message", "unknown command",
     };
 
     if (t == NULL)
@@ -1158,13 +1107,12 @@ notice_is_refusal(const char *t)
 }
 
 struct window {
-    uint64_t lo, hi;        /* created_at in [lo, hi] */
-    int hi_open;            /* no upper bound (hi is then only for splitting) */
+    uint64_t lo, hi; /* created_at in [lo, hi] */
+    int hi_open;     /* no upper bound (hi is then only for splitting) */
     int depth;
 };
 
-static struct filter *
-window_filter(const struct filter *f, const struct window *w)
+static struct filter *window_filter(const struct filter *f, const struct window *w)
 {
     struct filter *wf = filter_dup(f);
 
@@ -1181,19 +1129,17 @@ window_filter(const struct filter *f, const struct window *w)
     return wf;
 }
 
-static int
-list_cb(void *ctx, uint64_t created_at, const uint8_t id[32])
+static int list_cb(void *ctx, uint64_t created_at, const uint8_t id[32])
 {
     char err[NEG_ERRLEN];
 
     return neg_storage_insert(ctx, created_at, id, err, sizeof err) < 0 ? 1 : 0;
 }
 
-static int
-est_cb(void *ctx, const char *json, size_t len)
+static int est_cb(void *ctx, const char *json, size_t len)
 {
     (void)json;
-    *(uint64_t *)ctx += len + 13 + SYNC_REQ_SUBID_LEN;  /* ["EVENT","<subid>",...] */
+    *(uint64_t *)ctx += len + 13 + SYNC_REQ_SUBID_LEN; /* ["EVENT","<subid>",...] */
     return 0;
 }
 
@@ -1202,8 +1148,7 @@ est_cb(void *ctx, const char *json, size_t len)
  * summed now, before this window's fetches land; the have ids are taken out
  * when the session ends.
  */
-static int
-neg_estimate_local(struct job *j, const struct filter *wf, char *err, size_t errlen)
+static int neg_estimate_local(struct job *j, const struct filter *wf, char *err, size_t errlen)
 {
     struct filter *ef = filter_dup(wf);
     int rc;
@@ -1217,8 +1162,7 @@ neg_estimate_local(struct job *j, const struct filter *wf, char *err, size_t err
     return rc < 0 ? -1 : 0;
 }
 
-static void
-neg_log_using(struct job *j)
+static void neg_log_using(struct job *j)
 {
     if (j->neg_logged)
         return;
@@ -1230,8 +1174,8 @@ neg_log_using(struct job *j)
  * One reconciliation over one window. On NEG_OUT_BLOCKED *limit is the
  * relay's stated limit (or -1).
  */
-static enum neg_outcome
-neg_session(struct job *j, const struct window *w, int64_t *limit, char *reason, size_t rlen)
+static enum neg_outcome neg_session(struct job *j, const struct window *w, int64_t *limit,
+                                    char *reason, size_t rlen)
 {
     struct filter *wf = window_filter(j->f, w);
     struct neg_storage *ns = neg_storage_new();
@@ -1428,9 +1372,9 @@ out:
 
 enum job_outcome {
     JOB_OK,
-    JOB_UNSUPPORTED,    /* NIP-77 refused: fall back or, strict, an error */
-    JOB_FAILED,         /* failed twice: fall back or error */
-    JOB_FATAL,          /* store error, interrupted */
+    JOB_UNSUPPORTED, /* NIP-77 refused: fall back or, strict, an error */
+    JOB_FAILED,      /* failed twice: fall back or error */
+    JOB_FATAL,       /* store error, interrupted */
 };
 
 struct ts_list {
@@ -1438,8 +1382,7 @@ struct ts_list {
     size_t n, cap;
 };
 
-static int
-ts_cb(void *ctx, uint64_t created_at, const uint8_t id[32])
+static int ts_cb(void *ctx, uint64_t created_at, const uint8_t id[32])
 {
     struct ts_list *l = ctx;
 
@@ -1457,8 +1400,7 @@ ts_cb(void *ctx, uint64_t created_at, const uint8_t id[32])
  * events in it when we have some (relays and we tend to hold similar time
  * distributions), else at the middle of the time span. Always in [lo, hi).
  */
-static uint64_t
-window_split_point(struct job *j, const struct window *w)
+static uint64_t window_split_point(struct job *j, const struct window *w)
 {
     struct filter *wf = window_filter(j->f, w);
     struct ts_list l = {0};
@@ -1466,7 +1408,7 @@ window_split_point(struct job *j, const struct window *w)
     uint64_t mid = w->lo + (w->hi - w->lo) / 2;
 
     if (store_list_ids(j->st, wf, ts_cb, &l, err, sizeof err) == 0 && l.n >= 2) {
-        uint64_t m = l.v[l.n / 2 - 1];  /* ascending listing */
+        uint64_t m = l.v[l.n / 2 - 1]; /* ascending listing */
         if (m >= w->lo && m < w->hi)
             mid = m;
     }
@@ -1476,22 +1418,20 @@ window_split_point(struct job *j, const struct window *w)
 }
 
 struct req_state {
-    int64_t incomplete_at;      /* oldest second we could not list completely; -1 none */
+    int64_t incomplete_at; /* oldest second we could not list completely; -1 none */
     uint64_t page_limit;
-    int cap_known;              /* page_limit is within the relay's NIP-11 max_limit */
+    int cap_known; /* page_limit is within the relay's NIP-11 max_limit */
 };
 
 static int req_window(struct job *j, const struct filter *base, uint64_t since, int has_until,
-                      uint64_t until, int depth, struct req_state *rs, char *err,
-                      size_t errlen);
+                      uint64_t until, int depth, struct req_state *rs, char *err, size_t errlen);
 
 struct wstack {
     struct window *v;
     size_t n, cap;
 };
 
-static void
-wstack_push(struct wstack *st, struct window w)
+static void wstack_push(struct wstack *st, struct window w)
 {
     if (st->n == st->cap) {
         st->cap = st->cap == 0 ? 16 : st->cap * 2;
@@ -1504,8 +1444,7 @@ wstack_push(struct wstack *st, struct window w)
  * The local events' created_at in [lo, hi] (hi_open: no upper bound) for the
  * job's filter, ascending. -1 sets j->fatal.
  */
-static int
-neg_local_times(struct job *j, uint64_t lo, uint64_t hi, int hi_open, struct ts_list *l)
+static int neg_local_times(struct job *j, uint64_t lo, uint64_t hi, int hi_open, struct ts_list *l)
 {
     struct window w = {lo, hi, hi_open, 0};
     struct filter *wf = window_filter(j->f, &w);
@@ -1528,8 +1467,8 @@ neg_local_times(struct job *j, uint64_t lo, uint64_t hi, int hi_open, struct ts_
  * size; after it, windows of about SYNC_NEG_WINDOW local events each. A
  * window never splits a second.
  */
-static void
-neg_push_windows(struct wstack *st, uint64_t lo, const struct ts_list *l, int64_t cursor)
+static void neg_push_windows(struct wstack *st, uint64_t lo, const struct ts_list *l,
+                             int64_t cursor)
 {
     size_t k = 0, m;
     uint64_t start = lo;
@@ -1565,8 +1504,8 @@ neg_push_windows(struct wstack *st, uint64_t lo, const struct ts_list *l, int64_
  * their ids, twice (the relay's list, our fetch). A paged REQ downloads
  * exactly them, as the REQ mode would; they count as need and fetched.
  */
-static int
-neg_tail(struct job *j, uint64_t since, uint64_t until, int hi_open, char *err, size_t errlen)
+static int neg_tail(struct job *j, uint64_t since, uint64_t until, int hi_open, char *err,
+                    size_t errlen)
 {
     struct req_state rs = {.incomplete_at = -1};
     int rc;
@@ -1584,7 +1523,7 @@ neg_tail(struct job *j, uint64_t since, uint64_t until, int hi_open, char *err, 
     rc = req_window(j, j->f, since, !hi_open, until, 0, &rs, err, errlen);
     j->in_tail = 0;
     if (rc == 0 && rs.incomplete_at >= 0)
-        j->missing++;   /* no cursor past what we could not list */
+        j->missing++; /* no cursor past what we could not list */
     return rc;
 }
 
@@ -1593,9 +1532,8 @@ neg_tail(struct job *j, uint64_t since, uint64_t until, int hi_open, char *err, 
  * failed and may be tried once more (*retried set: the caller reconciles
  * what arrived and asks again); -1 with *res set when the job cannot go on.
  */
-static int
-neg_job_tail(struct job *j, uint64_t since, uint64_t hi, int hi_open, int *retried,
-             enum job_outcome *res, char *reason, size_t rlen)
+static int neg_job_tail(struct job *j, uint64_t since, uint64_t hi, int hi_open, int *retried,
+                        enum job_outcome *res, char *reason, size_t rlen)
 {
     char err[SYNC_ERRLEN] = "";
     int rc = neg_tail(j, since, hi, hi_open, err, sizeof err);
@@ -1616,8 +1554,7 @@ neg_job_tail(struct job *j, uint64_t since, uint64_t hi, int hi_open, int *retri
         return -1;
     }
     *retried = 1;
-    engine_log(j->e, "[SYNC] %s (filter %s): %s; retrying once", j->rel->url, j->cf->name,
-               reason);
+    engine_log(j->e, "[SYNC] %s (filter %s): %s; retrying once", j->rel->url, j->cf->name, reason);
     if (!relay_is_connected(j->r))
         fetch_reset(j);
     return 0;
@@ -1634,8 +1571,7 @@ neg_job_tail(struct job *j, uint64_t since, uint64_t hi, int hi_open, int *retri
  * job stored and looks at the tail again. Then the fetches and uploads still
  * in flight.
  */
-static enum job_outcome
-neg_job(struct job *j, char *reason, size_t rlen)
+static enum job_outcome neg_job(struct job *j, char *reason, size_t rlen)
 {
     struct wstack stack = {0};
     int retried = 0, sessions = 0;
@@ -1673,8 +1609,7 @@ neg_job(struct job *j, char *reason, size_t rlen)
 
             sessions++;
             switch (o) {
-            case NEG_OUT_DONE:
-                break;
+            case NEG_OUT_DONE: break;
             case NEG_OUT_BLOCKED:
                 if (w.depth >= SYNC_SPLIT_DEPTH || w.hi <= w.lo) {
                     res = JOB_FAILED;
@@ -1683,10 +1618,12 @@ neg_job(struct job *j, char *reason, size_t rlen)
                 }
                 {
                     uint64_t mid = window_split_point(j, &w);
-                    engine_log(j->e, "[SYNC] %s (filter %s): too many results for the relay,"
-                               " splitting [%llu, %s%llu] at %llu", j->rel->url, j->cf->name,
-                               (unsigned long long)w.lo, w.hi_open ? ">" : "",
-                               (unsigned long long)w.hi, (unsigned long long)mid);
+                    engine_log(j->e,
+                               "[SYNC] %s (filter %s): too many results for the relay,"
+                               " splitting [%llu, %s%llu] at %llu",
+                               j->rel->url, j->cf->name, (unsigned long long)w.lo,
+                               w.hi_open ? ">" : "", (unsigned long long)w.hi,
+                               (unsigned long long)mid);
                     /* Newest half first: it is what users look at. */
                     wstack_push(&stack, (struct window){w.lo, mid, 0, w.depth + 1});
                     wstack_push(&stack, (struct window){mid + 1, w.hi, w.hi_open, w.depth + 1});
@@ -1711,9 +1648,7 @@ neg_job(struct job *j, char *reason, size_t rlen)
                     fetch_reset(j);
                 wstack_push(&stack, w);
                 break;
-            case NEG_OUT_FATAL:
-                res = JOB_FATAL;
-                goto out;
+            case NEG_OUT_FATAL: res = JOB_FATAL; goto out;
             }
         }
         if (!want_tail || tail_done)
@@ -1728,7 +1663,7 @@ neg_job(struct job *j, char *reason, size_t rlen)
                 goto out;
             if (rc == 1)
                 break;
-            continue;   /* reconcile what arrived, then the rest of the tail */
+            continue; /* reconcile what arrived, then the rest of the tail */
         }
         /* Another job fetched the tail meanwhile: reconcile what it stored, then look again. */
     }
@@ -1763,14 +1698,12 @@ out:
 
 /* ---- REQ -------------------------------------------------------------------- */
 
-
 /*
  * A second with more events than the relay returns per REQ: ask again for
  * just that second with half the authors (or kinds) each time.
  */
-static int
-req_split_second(struct job *j, const struct filter *base, uint64_t sec, int depth,
-                 struct req_state *rs, char *err, size_t errlen)
+static int req_split_second(struct job *j, const struct filter *base, uint64_t sec, int depth,
+                            struct req_state *rs, char *err, size_t errlen)
 {
     struct filter *a, *b;
     int rc;
@@ -1778,9 +1711,10 @@ req_split_second(struct job *j, const struct filter *base, uint64_t sec, int dep
     if (depth >= SYNC_REQ_SPLIT_DEPTH || (base->nauthors < 2 && base->nkinds < 2)) {
         if (rs->incomplete_at < 0 || (int64_t)sec < rs->incomplete_at)
             rs->incomplete_at = (int64_t)sec;
-        engine_log(j->e, "[SYNC] %s (filter %s): more events at created_at %llu than the"
-                   " relay returns per REQ; some may be missing", j->rel->url, j->cf->name,
-                   (unsigned long long)sec);
+        engine_log(j->e,
+                   "[SYNC] %s (filter %s): more events at created_at %llu than the"
+                   " relay returns per REQ; some may be missing",
+                   j->rel->url, j->cf->name, (unsigned long long)sec);
         return 0;
     }
     a = filter_dup(base);
@@ -1805,9 +1739,8 @@ req_split_second(struct job *j, const struct filter *base, uint64_t sec, int dep
 }
 
 /* One page: REQ, EVENTs, EOSE. Fills *n, *oldest, *newest. */
-static int
-req_page(struct job *j, const struct filter *pf, uint64_t *n, uint64_t *oldest,
-         uint64_t *newest, char *err, size_t errlen)
+static int req_page(struct job *j, const struct filter *pf, uint64_t *n, uint64_t *oldest,
+                    uint64_t *newest, char *err, size_t errlen)
 {
     char subid[32];
     int rc;
@@ -1816,8 +1749,7 @@ req_page(struct job *j, const struct filter *pf, uint64_t *n, uint64_t *oldest,
     *oldest = UINT64_MAX;
     *newest = 0;
     job_subid(j, "req", subid, sizeof subid);
-    if (job_send_json(j, json_pack("[ss o]", "REQ", subid, filter_to_json(pf)), err, errlen) <
-        0)
+    if (job_send_json(j, json_pack("[ss o]", "REQ", subid, filter_to_json(pf)), err, errlen) < 0)
         return -1;
     j->idle_deadline = mono_ms() + j->timeout_ms;
     for (;;) {
@@ -1880,9 +1812,7 @@ req_page(struct job *j, const struct filter *pf, uint64_t *n, uint64_t *oldest,
                 seterr(j->closed, sizeof j->closed, "%s", m->text != NULL ? m->text : "");
             relay_msg_free(m);
             return -1;
-        default:
-            relay_msg_free(m);
-            break;
+        default: relay_msg_free(m); break;
         }
     }
 }
@@ -1894,9 +1824,8 @@ req_page(struct job *j, const struct filter *pf, uint64_t *n, uint64_t *oldest,
  * then ends at the oldest second of this one, inclusive, so events sharing
  * that second are not skipped.
  */
-static int
-req_window(struct job *j, const struct filter *base, uint64_t since, int has_until,
-           uint64_t until, int depth, struct req_state *rs, char *err, size_t errlen)
+static int req_window(struct job *j, const struct filter *base, uint64_t since, int has_until,
+                      uint64_t until, int depth, struct req_state *rs, char *err, size_t errlen)
 {
     uint64_t cap = rs->cap_known ? rs->page_limit : 0;
     int rc = 0;
@@ -1941,8 +1870,7 @@ req_window(struct job *j, const struct filter *base, uint64_t since, int has_unt
     }
 }
 
-static enum job_outcome
-req_job(struct job *j, char *reason, size_t rlen)
+static enum job_outcome req_job(struct job *j, char *reason, size_t rlen)
 {
     struct req_state rs = {.incomplete_at = -1};
     uint64_t since = j->f->has_since ? j->f->since : 0;
@@ -1976,15 +1904,16 @@ req_job(struct job *j, char *reason, size_t rlen)
     if (rs.incomplete_at >= 0 && newc > rs.incomplete_at)
         newc = rs.incomplete_at;
     if (newc > j->cursor) {
-        if (sdb_cursor_set(j->db, j->rel->url, j->cf->name, j->fkey, newc, err, sizeof err) <
-            0) {
+        if (sdb_cursor_set(j->db, j->rel->url, j->cf->name, j->fkey, newc, err, sizeof err) < 0) {
             seterr(j->fatal, sizeof j->fatal, "%s", err);
             return JOB_FATAL;
         }
     }
     if (rs.incomplete_at >= 0)
-        seterr(reason, rlen, "incomplete: more events at created_at %lld than the relay"
-               " returns per REQ", (long long)rs.incomplete_at);
+        seterr(reason, rlen,
+               "incomplete: more events at created_at %lld than the relay"
+               " returns per REQ",
+               (long long)rs.incomplete_at);
     return JOB_OK;
 }
 
@@ -1994,8 +1923,7 @@ req_job(struct job *j, char *reason, size_t rlen)
  * The cursor row's record of the filter: its JSON, with a relative bound
  * ("30d") written as its age so that the row does not change every round.
  */
-static char *
-cursor_key(const struct config_filter *cf)
+static char *cursor_key(const struct config_filter *cf)
 {
     struct filter *f = filter_dup(cf->filter);
     char *s, *key;
@@ -2018,8 +1946,7 @@ cursor_key(const struct config_filter *cf)
     return key;
 }
 
-static void
-rel_take_nip11(struct sync_relay *rel, const char *raw, size_t len)
+static void rel_take_nip11(struct sync_relay *rel, const char *raw, size_t len)
 {
     struct relay_nip11 *n = relay_nip11_parse(raw, len);
 
@@ -2035,8 +1962,7 @@ rel_take_nip11(struct sync_relay *rel, const char *raw, size_t len)
  * when fresh, else NIP-11 and a NEG-OPEN handshake); what a job learns later
  * is kept here and, for a refusal, written back to the cache.
  */
-static int
-job_neg_support(struct job *j, char *reason, size_t rlen)
+static int job_neg_support(struct job *j, char *reason, size_t rlen)
 {
     struct sync_engine *e = j->e;
     struct sync_relay *rel = j->rel;
@@ -2094,14 +2020,13 @@ job_neg_support(struct job *j, char *reason, size_t rlen)
     if (k == 0 || k == -2)
         seterr(reason, rlen, "%s", rel->neg_reason);
     if (k == -2)
-        rel->neg_known = -1;    /* the next job tries again */
+        rel->neg_known = -1; /* the next job tries again */
     pthread_mutex_unlock(&e->mu);
     return k;
 }
 
 /* NIP-11 for a relay caps did not ask (REQ only): max_limit sizes the pages. */
-static void
-job_nip11(struct job *j)
+static void job_nip11(struct job *j)
 {
     struct sync_relay *rel = j->rel;
     struct relay_opts ro = relay_opts_default();
@@ -2119,8 +2044,7 @@ job_nip11(struct job *j)
     ro.tls_verify = rel->cr.tls_verify;
     ro.log = relay_log_cb;
     ro.log_arg = j->e;
-    if (relay_fetch_nip11(rel->url, &ro, (int)(pt > 0 ? pt : 5) * 1000, &n, err, sizeof err) ==
-            0 &&
+    if (relay_fetch_nip11(rel->url, &ro, (int)(pt > 0 ? pt : 5) * 1000, &n, err, sizeof err) == 0 &&
         n->present && n->limitation.max_limit > 0) {
         pthread_mutex_lock(&j->e->mu);
         rel->max_limit = n->limitation.max_limit;
@@ -2129,8 +2053,7 @@ job_nip11(struct job *j)
     relay_nip11_free(n);
 }
 
-static void
-job_neg_refused(struct job *j, const char *reason)
+static void job_neg_refused(struct job *j, const char *reason)
 {
     char err[CAPS_ERRLEN];
 
@@ -2138,14 +2061,12 @@ job_neg_refused(struct job *j, const char *reason)
     j->rel->neg_known = 0;
     snprintf(j->rel->neg_reason, sizeof j->rel->neg_reason, "%s", reason);
     pthread_mutex_unlock(&j->e->mu);
-    if (j->e->caps != NULL &&
-        caps_mark_unsupported(j->e->caps, j->rel->url, reason, (int64_t)time(NULL), err,
-                              sizeof err) < 0)
+    if (j->e->caps != NULL && caps_mark_unsupported(j->e->caps, j->rel->url, reason,
+                                                    (int64_t)time(NULL), err, sizeof err) < 0)
         engine_log(j->e, "[SYNC] %s: cannot update the capability cache: %s", j->rel->url, err);
 }
 
-static enum config_neg_mode
-job_neg_mode(struct job *j, char *why, size_t whylen)
+static enum config_neg_mode job_neg_mode(struct job *j, char *why, size_t whylen)
 {
     struct config_relay cr = j->rel->cr;
     int ov;
@@ -2159,8 +2080,7 @@ job_neg_mode(struct job *j, char *why, size_t whylen)
     m = config_relay_neg_mode(j->e->cfg, &cr);
     if (m == CONFIG_NEG_MODE_REQ_ONLY) {
         if (cr.negentropy == CONFIG_NEGENTROPY_OFF)
-            seterr(why, whylen, "negentropy = off for this relay%s",
-                   ov >= 0 ? " (override)" : "");
+            seterr(why, whylen, "negentropy = off for this relay%s", ov >= 0 ? " (override)" : "");
         else
             seterr(why, whylen, "use_negentropy = false");
     }
@@ -2168,8 +2088,7 @@ job_neg_mode(struct job *j, char *why, size_t whylen)
 }
 
 /* The relay's NIP-11 max_limit (once known) caps the ids per fetch. */
-static void
-job_apply_limit(struct job *j)
+static void job_apply_limit(struct job *j)
 {
     pthread_mutex_lock(&j->e->mu);
     j->max_limit = j->rel->max_limit;
@@ -2179,8 +2098,7 @@ job_apply_limit(struct job *j)
 }
 
 /* Drops the fetch and upload state (before a REQ fallback). */
-static void
-job_reset_transfers(struct job *j)
+static void job_reset_transfers(struct job *j)
 {
     fetch_reset(j);
     idq_free(&j->pending);
@@ -2190,8 +2108,7 @@ job_reset_transfers(struct job *j)
     idset_clear(&j->up_inflight);
 }
 
-static void
-job_free(struct job *j)
+static void job_free(struct job *j)
 {
     job_flush(j);
     job_reset_transfers(j);
@@ -2205,9 +2122,8 @@ job_free(struct job *j)
 }
 
 /* One job; 1 when it failed and the relay had closed a subscription of ours (a refusal). */
-static int
-job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *r, struct store *st,
-        sqlite3 *db, const struct config_filter *cf, struct sync_run *run)
+static int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *r, struct store *st,
+                   sqlite3 *db, const struct config_filter *cf, struct sync_run *run)
 {
     struct job j = {0};
     struct relay_counters c0, c1;
@@ -2275,18 +2191,18 @@ job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *r, struct s
                 job_neg_refused(&j, reason);
         }
         if (o == JOB_FATAL) {
-            seterr(run->error, sizeof run->error, "%s",
-                   j.interrupted ? "interrupted" : j.fatal);
+            seterr(run->error, sizeof run->error, "%s", j.interrupted ? "interrupted" : j.fatal);
             goto done;
         }
         if (o == JOB_UNSUPPORTED || o == JOB_FAILED) {
             if (mode == CONFIG_NEG_MODE_NEG_STRICT) {
                 seterr(run->error, sizeof run->error, "%s: %s",
-                       o == JOB_UNSUPPORTED ? "relay does not support NIP-77"
-                                            : "negentropy failed",
+                       o == JOB_UNSUPPORTED ? "relay does not support NIP-77" : "negentropy failed",
                        reason);
-                engine_log(e, "[SYNC] %s (filter %s): %s; not synced (negentropy_fallback ="
-                           " false)", rel->url, cf->name, run->error);
+                engine_log(e,
+                           "[SYNC] %s (filter %s): %s; not synced (negentropy_fallback ="
+                           " false)",
+                           rel->url, cf->name, run->error);
                 goto done;
             }
             use_req = 1;
@@ -2309,7 +2225,9 @@ job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *r, struct s
         o = req_job(&j, note, sizeof note);
         if (o != JOB_OK) {
             seterr(run->error, sizeof run->error, "%s",
-                   j.interrupted ? "interrupted" : o == JOB_FATAL ? j.fatal : note);
+                   j.interrupted    ? "interrupted"
+                   : o == JOB_FATAL ? j.fatal
+                                    : note);
             goto done;
         }
         if (note[0] != '\0')
@@ -2324,8 +2242,8 @@ job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *r, struct s
         goto done;
     }
     if (j.down && j.missing == 0) {
-        int64_t newc = j.neg_max_common_at > j.max_fetched_at ? j.neg_max_common_at
-                                                               : j.max_fetched_at;
+        int64_t newc =
+            j.neg_max_common_at > j.max_fetched_at ? j.neg_max_common_at : j.max_fetched_at;
         if (newc > j.cursor &&
             sdb_cursor_set(db, rel->url, cf->name, j.fkey, newc, err, sizeof err) < 0) {
             seterr(run->error, sizeof run->error, "%s", err);
@@ -2345,7 +2263,7 @@ done:
     run->wire_sent = c1.sent_wire - c0.sent_wire;
     run->wire_received = c1.recv_wire - c0.recv_wire;
     if (!run->ok) {
-        run->est_req_bytes = 0;     /* nothing to compare a failed job with */
+        run->est_req_bytes = 0; /* nothing to compare a failed job with */
     } else if (run->mode == SYNC_MODE_REQ) {
         run->est_req_bytes = run->bytes_sent + run->bytes_received;
     } else {
@@ -2378,8 +2296,7 @@ done:
         pthread_mutex_unlock(&e->mu);
     }
     if (db != NULL && sdb_run_insert(db, run, err, sizeof err) < 0)
-        engine_log(e, "[SYNC] %s (filter %s): cannot record the run: %s", rel->url, cf->name,
-                   err);
+        engine_log(e, "[SYNC] %s (filter %s): cannot record the run: %s", rel->url, cf->name, err);
     return refused;
 }
 
@@ -2391,10 +2308,8 @@ struct worker {
     sqlite3 *db;
 };
 
-
 /* All of one relay's jobs, on one connection. */
-static void
-worker_run_relay(struct worker *w, struct sync_relay *rel)
+static void worker_run_relay(struct worker *w, struct sync_relay *rel)
 {
     struct sync_engine *e = w->e;
     struct relay_opts ro = relay_opts_default();
@@ -2404,8 +2319,8 @@ worker_run_relay(struct worker *w, struct sync_relay *rel)
 
     ro.tls_verify = rel->cr.tls_verify;
     ro.compression = rel->cr.compression;
-    ro.connect_timeout_ms = (int)(e->cfg->sync.neg_timeout > 0 ? e->cfg->sync.neg_timeout : 10) *
-                            1000;
+    ro.connect_timeout_ms =
+        (int)(e->cfg->sync.neg_timeout > 0 ? e->cfg->sync.neg_timeout : 10) * 1000;
     ro.log = relay_log_cb;
     ro.log_arg = e;
     r = relay_new(rel->url, &ro, err, sizeof err);
@@ -2452,8 +2367,7 @@ worker_run_relay(struct worker *w, struct sync_relay *rel)
     }
 }
 
-static void
-abs_deadline(struct timespec *ts, int64_t ms_from_now)
+static void abs_deadline(struct timespec *ts, int64_t ms_from_now)
 {
     clock_gettime(CLOCK_MONOTONIC, ts);
     ts->tv_sec += ms_from_now / 1000;
@@ -2464,8 +2378,7 @@ abs_deadline(struct timespec *ts, int64_t ms_from_now)
     }
 }
 
-static void *
-worker_main(void *arg)
+static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     struct sync_engine *e = w->e;
@@ -2524,8 +2437,7 @@ worker_main(void *arg)
 
 /* ---- the engine's API -------------------------------------------------------- */
 
-static struct sync_relay *
-engine_find(struct sync_engine *e, const char *url)
+static struct sync_relay *engine_find(struct sync_engine *e, const char *url)
 {
     char err[CONFIG_ERRLEN];
     char *n = config_url_normalize(url, err, sizeof err);
@@ -2540,8 +2452,7 @@ engine_find(struct sync_engine *e, const char *url)
     return found;
 }
 
-static int
-engine_add_relay(struct sync_engine *e, const char *url, char *err, size_t errlen)
+static int engine_add_relay(struct sync_engine *e, const char *url, char *err, size_t errlen)
 {
     char cerr[CONFIG_ERRLEN];
     char *n = config_url_normalize(url, cerr, sizeof cerr);
@@ -2580,8 +2491,7 @@ engine_add_relay(struct sync_engine *e, const char *url, char *err, size_t errle
     return 0;
 }
 
-struct sync_engine *
-sync_engine_new(const struct sync_engine_opts *opts, char *err, size_t errlen)
+struct sync_engine *sync_engine_new(const struct sync_engine_opts *opts, char *err, size_t errlen)
 {
     struct sync_engine *e = xcalloc(1, sizeof *e);
     pthread_condattr_t ca;
@@ -2620,8 +2530,7 @@ sync_engine_new(const struct sync_engine_opts *opts, char *err, size_t errlen)
         for (size_t i = 0; i < opts->nfilters; i++) {
             const struct config_filter *cf = config_find_filter(e->cfg, opts->filters[i]);
             if (cf == NULL) {
-                seterr(err, errlen, "no filter named '%s' in the configuration",
-                       opts->filters[i]);
+                seterr(err, errlen, "no filter named '%s' in the configuration", opts->filters[i]);
                 goto fail;
             }
             e->filters = xreallocarray(e->filters, e->nfilters + 1, sizeof *e->filters);
@@ -2659,8 +2568,7 @@ fail:
     return NULL;
 }
 
-int
-sync_engine_start(struct sync_engine *e, char *err, size_t errlen)
+int sync_engine_start(struct sync_engine *e, char *err, size_t errlen)
 {
     size_t n = e->cfg->sync.workers > 0 ? e->cfg->sync.workers : 1;
 
@@ -2680,8 +2588,7 @@ sync_engine_start(struct sync_engine *e, char *err, size_t errlen)
     return 0;
 }
 
-void
-sync_engine_sync_all(struct sync_engine *e)
+void sync_engine_sync_all(struct sync_engine *e)
 {
     int64_t now = mono_ms();
 
@@ -2692,8 +2599,7 @@ sync_engine_sync_all(struct sync_engine *e)
     pthread_mutex_unlock(&e->mu);
 }
 
-int
-sync_engine_sync_relay(struct sync_engine *e, const char *url)
+int sync_engine_sync_relay(struct sync_engine *e, const char *url)
 {
     struct sync_relay *rel = engine_find(e, url);
 
@@ -2706,8 +2612,7 @@ sync_engine_sync_relay(struct sync_engine *e, const char *url)
     return 0;
 }
 
-int
-sync_engine_reprobe(struct sync_engine *e, const char *url)
+int sync_engine_reprobe(struct sync_engine *e, const char *url)
 {
     struct sync_relay *rel = engine_find(e, url);
 
@@ -2721,9 +2626,8 @@ sync_engine_reprobe(struct sync_engine *e, const char *url)
     return sync_engine_sync_relay(e, url);
 }
 
-int
-sync_engine_set_negentropy(struct sync_engine *e, const char *url,
-                           enum config_negentropy value, char *err, size_t errlen)
+int sync_engine_set_negentropy(struct sync_engine *e, const char *url, enum config_negentropy value,
+                               char *err, size_t errlen)
 {
     struct sync_relay *rel = engine_find(e, url);
     sqlite3 *db;
@@ -2745,8 +2649,7 @@ sync_engine_set_negentropy(struct sync_engine *e, const char *url,
     return 0;
 }
 
-void
-sync_engine_stop(struct sync_engine *e)
+void sync_engine_stop(struct sync_engine *e)
 {
     pthread_mutex_lock(&e->mu);
     e->stopping = 1;
@@ -2758,8 +2661,7 @@ sync_engine_stop(struct sync_engine *e)
     pthread_mutex_unlock(&e->mu);
 }
 
-static int
-engine_idle(struct sync_engine *e)
+static int engine_idle(struct sync_engine *e)
 {
     int64_t now = mono_ms();
 
@@ -2773,8 +2675,7 @@ engine_idle(struct sync_engine *e)
     return 1;
 }
 
-int
-sync_engine_wait_idle(struct sync_engine *e, int timeout_ms)
+int sync_engine_wait_idle(struct sync_engine *e, int timeout_ms)
 {
     struct timespec ts;
     int idle;
@@ -2793,8 +2694,7 @@ sync_engine_wait_idle(struct sync_engine *e, int timeout_ms)
     return idle;
 }
 
-void
-sync_engine_free(struct sync_engine *e)
+void sync_engine_free(struct sync_engine *e)
 {
     if (e == NULL)
         return;
@@ -2817,8 +2717,7 @@ sync_engine_free(struct sync_engine *e)
     free(e);
 }
 
-char *
-sync_run_to_json(const struct sync_run *r)
+char *sync_run_to_json(const struct sync_run *r)
 {
     json_t *o = json_object();
     char *s;
@@ -2827,9 +2726,9 @@ sync_run_to_json(const struct sync_run *r)
     json_object_set_new(o, "relay", json_string(r->relay));
     json_object_set_new(o, "filter", json_string(r->filter));
     json_object_set_new(o, "mode", json_string(sync_mode_name(r->mode)));
-    json_object_set_new(o, "fallback_reason", r->fallback_reason[0] != '\0'
-                                                  ? json_string(r->fallback_reason)
-                                                  : json_null());
+    json_object_set_new(o, "fallback_reason",
+                        r->fallback_reason[0] != '\0' ? json_string(r->fallback_reason)
+                                                      : json_null());
     NUM("rounds", r->rounds);
     NUM("bytes_sent", r->bytes_sent);
     NUM("bytes_received", r->bytes_received);

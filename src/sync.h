@@ -35,13 +35,13 @@ const char *sync_mode_name(enum sync_mode m);
 struct sync_run {
     char relay[512];
     char filter[128];
-    enum sync_mode mode;            /* the mode that ended the job */
-    char fallback_reason[SYNC_ERRLEN];  /* why REQ was used ("" for negentropy) */
-    int64_t started;                /* unix time */
+    enum sync_mode mode;               /* the mode that ended the job */
+    char fallback_reason[SYNC_ERRLEN]; /* why REQ was used ("" for negentropy) */
+    int64_t started;                   /* unix time */
     int64_t duration_ms;
-    uint64_t rounds;                /* NEG-MSG replies processed, or REQ pages */
-    uint64_t bytes_sent, bytes_received;    /* payload, all of the job's traffic */
-    uint64_t wire_sent, wire_received;      /* on the TCP connection */
+    uint64_t rounds;                     /* NEG-MSG replies processed, or REQ pages */
+    uint64_t bytes_sent, bytes_received; /* payload, all of the job's traffic */
+    uint64_t wire_sent, wire_received;   /* on the TCP connection */
     /*
      * What a REQ from this relay's cursor for this filter would have
      * downloaded: the events the relay has in that window (stored JSON of the
@@ -53,16 +53,16 @@ struct sync_run {
      * not part of any job.
      */
     uint64_t est_req_bytes;
-    uint64_t have, need;            /* distinct ids negentropy reported */
-    uint64_t fetched;               /* valid events received */
-    uint64_t stored;                /* of those, newly stored */
-    uint64_t duplicates;            /* already stored (or received twice) */
-    uint64_t rejected;              /* valid but refused by the store (older replaceable,
+    uint64_t have, need; /* distinct ids negentropy reported */
+    uint64_t fetched;    /* valid events received */
+    uint64_t stored;     /* of those, newly stored */
+    uint64_t duplicates; /* already stored (or received twice) */
+    uint64_t rejected;   /* valid but refused by the store (older replaceable,
                                      * deleted, ephemeral) */
-    uint64_t invalid;               /* bad id or signature, not matching, not asked for */
+    uint64_t invalid;    /* bad id or signature, not matching, not asked for */
     uint64_t uploaded_ok, uploaded_rejected;
-    int ok;                         /* 1: result ok */
-    char error[SYNC_ERRLEN];        /* when !ok; a warning may be set when ok */
+    int ok;                  /* 1: result ok */
+    char error[SYNC_ERRLEN]; /* when !ok; a warning may be set when ok */
 };
 
 /*
@@ -81,10 +81,10 @@ char *sync_run_to_json(const struct sync_run *run);
  */
 struct sync_progress {
     const char *relay, *filter;
-    const char *phase;      /* "reconciling", "fetching", "uploading", "REQ", "done" */
+    const char *phase; /* "reconciling", "fetching", "uploading", "REQ", "done" */
     uint64_t rounds;
-    uint64_t fetched;       /* valid events received so far */
-    uint64_t total;         /* events known to be missing so far; 0 when not known (REQ) */
+    uint64_t fetched; /* valid events received so far */
+    uint64_t total;   /* events known to be missing so far; 0 when not known (REQ) */
     int done;
 };
 #define SYNC_PROGRESS_MS 250
@@ -99,8 +99,8 @@ size_t sync_progress_format(const struct sync_progress *p, char *buf, size_t len
 struct sync_engine;
 
 struct sync_engine_opts {
-    const struct config *cfg;       /* must outlive the engine */
-    const char *db_path;            /* the store every worker opens */
+    const struct config *cfg; /* must outlive the engine */
+    const char *db_path;      /* the store every worker opens */
     /*
      * Relays to sync (URLs; normalized here), NULL/0 for every enabled relay
      * of the config. A URL the config does not list is synced with defaults.
@@ -119,7 +119,7 @@ struct sync_engine_opts {
     /* "[SYNC] ..." decisions and warnings, one line without newline; may be NULL. */
     void (*log)(void *arg, const char *line);
     void *arg;
-    int verbose;                    /* > 0: also log relay connection chatter */
+    int verbose; /* > 0: also log relay connection chatter */
 };
 
 /*
@@ -127,8 +127,7 @@ struct sync_engine_opts {
  * persisted per-relay overrides. Nothing runs until sync_engine_start.
  * NULL with a reason in err.
  */
-struct sync_engine *sync_engine_new(const struct sync_engine_opts *opts, char *err,
-                                    size_t errlen);
+struct sync_engine *sync_engine_new(const struct sync_engine_opts *opts, char *err, size_t errlen);
 /* Starts cfg->sync.workers threads. 0, or -1 with a reason. */
 int sync_engine_start(struct sync_engine *e, char *err, size_t errlen);
 
@@ -142,8 +141,8 @@ int sync_engine_reprobe(struct sync_engine *e, const char *url);
  * Sets (and persists in relay_settings) the relay's negentropy override;
  * CONFIG_NEGENTROPY_AUTO follows the config again. 0, or -1 with a reason.
  */
-int sync_engine_set_negentropy(struct sync_engine *e, const char *url,
-                               enum config_negentropy value, char *err, size_t errlen);
+int sync_engine_set_negentropy(struct sync_engine *e, const char *url, enum config_negentropy value,
+                               char *err, size_t errlen);
 /*
  * Asks everything to stop: running jobs store what they have received,
  * advance no cursor past it, and end (result "interrupted"). Thread-safe,

@@ -7,15 +7,13 @@
 
 #include "util.h"
 
-static void
-oom(size_t n)
+static void oom(size_t n)
 {
     fprintf(stderr, "negsync: out of memory allocating %zu bytes\n", n);
     abort();
 }
 
-void *
-xmalloc(size_t n)
+void *xmalloc(size_t n)
 {
     void *p = malloc(n ? n : 1);
     if (p == NULL)
@@ -23,8 +21,7 @@ xmalloc(size_t n)
     return p;
 }
 
-void *
-xcalloc(size_t n, size_t size)
+void *xcalloc(size_t n, size_t size)
 {
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (p == NULL)
@@ -32,8 +29,7 @@ xcalloc(size_t n, size_t size)
     return p;
 }
 
-void *
-xrealloc(void *p, size_t n)
+void *xrealloc(void *p, size_t n)
 {
     void *q = realloc(p, n ? n : 1);
     if (q == NULL)
@@ -41,16 +37,14 @@ xrealloc(void *p, size_t n)
     return q;
 }
 
-void *
-xreallocarray(void *p, size_t nmemb, size_t size)
+void *xreallocarray(void *p, size_t nmemb, size_t size)
 {
     if (size != 0 && nmemb > SIZE_MAX / size)
         oom(SIZE_MAX);
     return xrealloc(p, nmemb * size);
 }
 
-char *
-xstrdup(const char *s)
+char *xstrdup(const char *s)
 {
     size_t n = strlen(s) + 1;
     char *p = xmalloc(n);
@@ -58,8 +52,7 @@ xstrdup(const char *s)
     return p;
 }
 
-void
-hex_encode(const uint8_t *in, size_t n, char *out)
+void hex_encode(const uint8_t *in, size_t n, char *out)
 {
     static const char digits[] = "0123456789abcdef";
     for (size_t i = 0; i < n; i++) {
@@ -69,8 +62,7 @@ hex_encode(const uint8_t *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-static int
-hex_digit(char c, int strict_lower)
+static int hex_digit(char c, int strict_lower)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -81,8 +73,7 @@ hex_digit(char c, int strict_lower)
     return -1;
 }
 
-int
-hex_decode(const char *in, size_t len, uint8_t *out, size_t n, int strict_lower)
+int hex_decode(const char *in, size_t len, uint8_t *out, size_t n, int strict_lower)
 {
     if (len != 2 * n)
         return -1;
@@ -96,8 +87,7 @@ hex_decode(const char *in, size_t len, uint8_t *out, size_t n, int strict_lower)
     return 0;
 }
 
-void
-buf_reserve(struct buf *b, size_t extra)
+void buf_reserve(struct buf *b, size_t extra)
 {
     if (b->cap - b->len >= extra)
         return;
@@ -111,8 +101,7 @@ buf_reserve(struct buf *b, size_t extra)
     b->cap = cap;
 }
 
-void
-buf_append(struct buf *b, const void *p, size_t n)
+void buf_append(struct buf *b, const void *p, size_t n)
 {
     if (n == 0)
         return;
@@ -121,15 +110,13 @@ buf_append(struct buf *b, const void *p, size_t n)
     b->len += n;
 }
 
-void
-buf_push(struct buf *b, uint8_t c)
+void buf_push(struct buf *b, uint8_t c)
 {
     buf_reserve(b, 1);
     b->data[b->len++] = c;
 }
 
-void
-buf_free(struct buf *b)
+void buf_free(struct buf *b)
 {
     free(b->data);
     b->data = NULL;

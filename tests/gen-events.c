@@ -24,8 +24,7 @@
 #include "event.h"
 #include "util.h"
 
-static uint64_t
-splitmix64(uint64_t *s)
+static uint64_t splitmix64(uint64_t *s)
 {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
 
@@ -34,8 +33,7 @@ splitmix64(uint64_t *s)
     return z ^ (z >> 31);
 }
 
-static void
-usage(void)
+static void usage(void)
 {
     fputs("usage: gen-events [-n N] [-k KEYS] [-t BASE] [-s SPAN] [-K KIND,...] [-S SEED]"
           " [-D M] [-p]\n",
@@ -43,8 +41,7 @@ usage(void)
     exit(2);
 }
 
-static uint64_t
-num(const char *s)
+static uint64_t num(const char *s)
 {
     char *end;
     unsigned long long v = strtoull(s, &end, 10);
@@ -55,8 +52,7 @@ num(const char *s)
 }
 
 /* A kind-5 deletion of ev by its author, a second after it, as one JSON line. */
-static int
-print_deletion(const uint8_t key[32], const struct event *ev)
+static int print_deletion(const uint8_t key[32], const struct event *ev)
 {
     char hex[65], *json;
     const char *tag[2] = {"e", hex};
@@ -78,14 +74,13 @@ print_deletion(const uint8_t key[32], const struct event *ev)
     return 0;
 }
 
-int
-main(int argc, char **argv)
+int main(int argc, char **argv)
 {
     uint64_t n = 100, nkeys = 4, base = 1700000000, span = 1000, seed = 1, del_every = 0, rng;
     uint32_t kinds[64] = {1};
     size_t nkinds = 1;
     int pubkeys = 0, c;
-    uint8_t (*keys)[32];
+    uint8_t(*keys)[32];
 
     while ((c = getopt(argc, argv, "n:k:t:s:K:S:D:p")) != -1) {
         switch (c) {
@@ -120,8 +115,8 @@ main(int argc, char **argv)
             uint64_t v = splitmix64(&rng);
             memcpy(keys[k] + 8 * i, &v, 8);
         }
-        keys[k][0] &= 0x7f;     /* below the curve order */
-        keys[k][31] |= 1;       /* not zero */
+        keys[k][0] &= 0x7f; /* below the curve order */
+        keys[k][31] |= 1;   /* not zero */
     }
     for (uint64_t i = 0; i < n || (pubkeys && i < nkeys); i++) {
         char content[96], *json;

@@ -24,8 +24,7 @@ static struct neg_storage *storage;
 static struct neg *session;
 static uint64_t frame_size_limit;
 
-static void
-die(const char *fmt, const char *arg)
+static void die(const char *fmt, const char *arg)
 {
     fprintf(stderr, "neg-harness: ");
     fprintf(stderr, fmt, arg);
@@ -33,8 +32,7 @@ die(const char *fmt, const char *arg)
     exit(1);
 }
 
-static void
-print_hex(const char *prefix, const uint8_t *data, size_t len)
+static void print_hex(const char *prefix, const uint8_t *data, size_t len)
 {
     char *hex = xmalloc(2 * len + 1);
     hex_encode(data, len, hex);
@@ -42,8 +40,7 @@ print_hex(const char *prefix, const uint8_t *data, size_t len)
     free(hex);
 }
 
-static uint64_t
-parse_u64(const char *s, const char *what)
+static uint64_t parse_u64(const char *s, const char *what)
 {
     char *end;
     errno = 0;
@@ -53,8 +50,7 @@ parse_u64(const char *s, const char *what)
     return v;
 }
 
-static void
-ensure_session(void)
+static void ensure_session(void)
 {
     char err[NEG_ERRLEN];
     if (session != NULL)
@@ -64,15 +60,13 @@ ensure_session(void)
         die("%s", err);
 }
 
-static void
-check_frame(const struct buf *msg)
+static void check_frame(const struct buf *msg)
 {
     if (frame_size_limit != 0 && msg->len > frame_size_limit)
         die("%s", "frame size limit exceeded");
 }
 
-static void
-handle_msg(const char *hex)
+static void handle_msg(const char *hex)
 {
     char err[NEG_ERRLEN];
     size_t hexlen = strlen(hex);
@@ -111,8 +105,7 @@ handle_msg(const char *hex)
     buf_free(&out);
 }
 
-int
-main(void)
+int main(void)
 {
     char err[NEG_ERRLEN];
     const char *fsl = getenv("FRAMESIZELIMIT");

@@ -92,8 +92,7 @@ static volatile sig_atomic_t interrupted, stats_wanted;
 static struct lws_context *signal_context;
 
 /* lws_cancel_service only writes to the service loop's event pipe: signal-safe. */
-static void
-on_signal(int sig)
+static void on_signal(int sig)
 {
     if (sig == SIGUSR1)
         stats_wanted = 1;
@@ -103,8 +102,7 @@ on_signal(int sig)
         lws_cancel_service(signal_context);
 }
 
-static void
-usage_error(const char *fmt, const char *arg)
+static void usage_error(const char *fmt, const char *arg)
 {
     fprintf(stderr, "negsync-testrelay: ");
     fprintf(stderr, fmt, arg);
@@ -112,8 +110,7 @@ usage_error(const char *fmt, const char *arg)
     exit(2);
 }
 
-static uint64_t
-parse_u64(const char *opt, const char *s, uint64_t max)
+static uint64_t parse_u64(const char *opt, const char *s, uint64_t max)
 {
     char *end;
     unsigned long long v;
@@ -127,8 +124,7 @@ parse_u64(const char *opt, const char *s, uint64_t max)
     return v;
 }
 
-static double
-parse_fraction(const char *opt, const char *s)
+static double parse_fraction(const char *opt, const char *s)
 {
     char *end;
     double v;
@@ -141,9 +137,31 @@ parse_fraction(const char *opt, const char *s)
 }
 
 enum {
-    OPT_PORT = 256, OPT_DB, OPT_EVENTS, OPT_REQ_LIMIT, OPT_MAX_SYNC, OPT_TLS, OPT_DEFLATE,
-    OPT_STATS, OPT_NIPS, OPT_SOFTWARE, OPT_VERSION, OPT_NIP11, OPT_NIP11_FILE, OPT_NO_NIP77, OPT_NOTICE_TEXT,
-    OPT_WELCOME, OPT_NEG_ERR_AFTER, OPT_NEG_CLOSE_AFTER, OPT_REQ_CLOSED, OPT_DROP_AFTER, OPT_STALL_AFTER, OPT_BIG_NOTICE, OPT_DELAY, OPT_GARBAGE, OPT_BAD_EVENTS,
+    OPT_PORT = 256,
+    OPT_DB,
+    OPT_EVENTS,
+    OPT_REQ_LIMIT,
+    OPT_MAX_SYNC,
+    OPT_TLS,
+    OPT_DEFLATE,
+    OPT_STATS,
+    OPT_NIPS,
+    OPT_SOFTWARE,
+    OPT_VERSION,
+    OPT_NIP11,
+    OPT_NIP11_FILE,
+    OPT_NO_NIP77,
+    OPT_NOTICE_TEXT,
+    OPT_WELCOME,
+    OPT_NEG_ERR_AFTER,
+    OPT_NEG_CLOSE_AFTER,
+    OPT_REQ_CLOSED,
+    OPT_DROP_AFTER,
+    OPT_STALL_AFTER,
+    OPT_BIG_NOTICE,
+    OPT_DELAY,
+    OPT_GARBAGE,
+    OPT_BAD_EVENTS,
     OPT_SEED,
 };
 
@@ -179,8 +197,7 @@ static const struct option long_options[] = {
     {NULL, 0, NULL, 0},
 };
 
-static void
-parse_args(int argc, char **argv, struct tr_config *cfg)
+static void parse_args(int argc, char **argv, struct tr_config *cfg)
 {
     int opt;
 
@@ -198,18 +215,10 @@ parse_args(int argc, char **argv, struct tr_config *cfg)
 
     while ((opt = getopt_long(argc, argv, "vh", long_options, NULL)) != -1) {
         switch (opt) {
-        case OPT_PORT:
-            cfg->port = (int)parse_u64("--port", optarg, 65535);
-            break;
-        case OPT_DB:
-            cfg->db_path = optarg;
-            break;
-        case OPT_EVENTS:
-            cfg->events_path = optarg;
-            break;
-        case OPT_REQ_LIMIT:
-            cfg->req_limit = parse_u64("--req-limit", optarg, INT64_MAX);
-            break;
+        case OPT_PORT: cfg->port = (int)parse_u64("--port", optarg, 65535); break;
+        case OPT_DB: cfg->db_path = optarg; break;
+        case OPT_EVENTS: cfg->events_path = optarg; break;
+        case OPT_REQ_LIMIT: cfg->req_limit = parse_u64("--req-limit", optarg, INT64_MAX); break;
         case OPT_MAX_SYNC:
             cfg->max_sync_events = parse_u64("--max-sync-events", optarg, INT64_MAX);
             break;
@@ -220,21 +229,11 @@ parse_args(int argc, char **argv, struct tr_config *cfg)
             cfg->tls_cert = optarg;
             cfg->tls_key = argv[optind++];
             break;
-        case OPT_DEFLATE:
-            cfg->deflate = 1;
-            break;
-        case OPT_STATS:
-            cfg->stats_file = optarg;
-            break;
-        case OPT_NIPS:
-            cfg->nip11_nips = optarg;
-            break;
-        case OPT_SOFTWARE:
-            cfg->software = optarg;
-            break;
-        case OPT_VERSION:
-            cfg->version = optarg;
-            break;
+        case OPT_DEFLATE: cfg->deflate = 1; break;
+        case OPT_STATS: cfg->stats_file = optarg; break;
+        case OPT_NIPS: cfg->nip11_nips = optarg; break;
+        case OPT_SOFTWARE: cfg->software = optarg; break;
+        case OPT_VERSION: cfg->version = optarg; break;
         case OPT_NIP11:
             if (strcmp(optarg, "absent") == 0)
                 cfg->nip11 = TR_NIP11_ABSENT;
@@ -249,9 +248,7 @@ parse_args(int argc, char **argv, struct tr_config *cfg)
             else
                 usage_error("--nip11: unknown mode '%s'", optarg);
             break;
-        case OPT_NIP11_FILE:
-            cfg->nip11_file = optarg;
-            break;
+        case OPT_NIP11_FILE: cfg->nip11_file = optarg; break;
         case OPT_NO_NIP77:
             if (optarg == NULL || strcmp(optarg, "notice") == 0)
                 cfg->nonip77 = TR_NIP77_NOTICE;
@@ -268,21 +265,15 @@ parse_args(int argc, char **argv, struct tr_config *cfg)
             else
                 usage_error("--no-nip77: unknown mode '%s'", optarg);
             break;
-        case OPT_NOTICE_TEXT:
-            cfg->notice_text = optarg;
-            break;
-        case OPT_WELCOME:
-            cfg->welcome_notice = optarg;
-            break;
+        case OPT_NOTICE_TEXT: cfg->notice_text = optarg; break;
+        case OPT_WELCOME: cfg->welcome_notice = optarg; break;
         case OPT_NEG_ERR_AFTER:
             cfg->neg_err_after = (int64_t)parse_u64("--neg-err-after", optarg, INT64_MAX);
             break;
         case OPT_NEG_CLOSE_AFTER:
             cfg->neg_close_after = (int64_t)parse_u64("--neg-close-after", optarg, INT64_MAX);
             break;
-        case OPT_REQ_CLOSED:
-            cfg->req_closed = optarg;
-            break;
+        case OPT_REQ_CLOSED: cfg->req_closed = optarg; break;
         case OPT_DROP_AFTER:
             cfg->drop_after = (int64_t)parse_u64("--drop-after", optarg, INT64_MAX);
             break;
@@ -298,24 +289,12 @@ parse_args(int argc, char **argv, struct tr_config *cfg)
         case OPT_DELAY:
             cfg->delay_ms = (unsigned)parse_u64("--delay-ms", optarg, 3600 * 1000);
             break;
-        case OPT_GARBAGE:
-            cfg->garbage = parse_fraction("--garbage", optarg);
-            break;
-        case OPT_BAD_EVENTS:
-            cfg->bad_events = parse_fraction("--bad-events", optarg);
-            break;
-        case OPT_SEED:
-            cfg->seed = parse_u64("--seed", optarg, UINT64_MAX);
-            break;
-        case 'v':
-            cfg->verbose = 1;
-            break;
-        case 'h':
-            fputs(usage_text, stdout);
-            exit(0);
-        default:
-            fprintf(stderr, "(see negsync-testrelay --help)\n");
-            exit(2);
+        case OPT_GARBAGE: cfg->garbage = parse_fraction("--garbage", optarg); break;
+        case OPT_BAD_EVENTS: cfg->bad_events = parse_fraction("--bad-events", optarg); break;
+        case OPT_SEED: cfg->seed = parse_u64("--seed", optarg, UINT64_MAX); break;
+        case 'v': cfg->verbose = 1; break;
+        case 'h': fputs(usage_text, stdout); exit(0);
+        default: fprintf(stderr, "(see negsync-testrelay --help)\n"); exit(2);
         }
     }
     if (optind < argc)
@@ -323,8 +302,7 @@ parse_args(int argc, char **argv, struct tr_config *cfg)
 }
 
 /* Stores a batch of verified events; -1 with a reason. */
-static int
-preload_flush(struct store *st, struct event **evs, size_t *n, char *err, size_t errlen)
+static int preload_flush(struct store *st, struct event **evs, size_t *n, char *err, size_t errlen)
 {
     struct store_result *res;
     int rc;
@@ -341,8 +319,7 @@ preload_flush(struct store *st, struct event **evs, size_t *n, char *err, size_t
 }
 
 /* Loads FILE.jsonl; every event must parse and verify. -1 with "file:line: why". */
-static int
-preload_events(struct store *st, const char *path, char *err, size_t errlen)
+static int preload_events(struct store *st, const char *path, char *err, size_t errlen)
 {
     enum { BATCH = 1000 };
     struct event *evs[BATCH];
@@ -397,8 +374,7 @@ static const struct lws_extension deflate_extensions[] = {
     {NULL, NULL, NULL},
 };
 
-int
-main(int argc, char **argv)
+int main(int argc, char **argv)
 {
     struct tr_config cfg;
     struct tr_server srv;
@@ -418,7 +394,8 @@ main(int argc, char **argv)
         fprintf(stderr, "negsync-testrelay: %s\n", err);
         return 1;
     }
-    if (cfg.events_path != NULL && preload_events(srv.store, cfg.events_path, err, sizeof err) < 0) {
+    if (cfg.events_path != NULL &&
+        preload_events(srv.store, cfg.events_path, err, sizeof err) < 0) {
         fprintf(stderr, "negsync-testrelay: %s\n", err);
         store_close(srv.store);
         return 1;
@@ -448,8 +425,7 @@ main(int argc, char **argv)
     }
     srv.ctx = lws_create_context(&info);
     if (srv.ctx == NULL) {
-        fprintf(stderr, "negsync-testrelay: cannot start the server on 127.0.0.1:%d\n",
-                cfg.port);
+        fprintf(stderr, "negsync-testrelay: cannot start the server on 127.0.0.1:%d\n", cfg.port);
         rc = 1;
         goto out;
     }

@@ -25,18 +25,16 @@
 #include "store.h"
 #include "util.h"
 
-static void
-seckey_of(uint64_t who, uint8_t sk[32])
+static void seckey_of(uint64_t who, uint8_t sk[32])
 {
     memset(sk, 0, 32);
     sk[0] = 0x11;
     for (int i = 0; i < 8; i++)
         sk[24 + i] = (uint8_t)(who >> (8 * (7 - i)));
-    sk[31] |= 1;    /* never zero */
+    sk[31] |= 1; /* never zero */
 }
 
-static void
-print_event(const struct event *ev)
+static void print_event(const struct event *ev)
 {
     size_t len;
     char *json = event_to_json(ev, &len);
@@ -46,9 +44,8 @@ print_event(const struct event *ev)
     free(json);
 }
 
-static struct event *
-sign1(uint64_t who, uint64_t at, uint32_t kind, const char *content, const char *tname,
-      const char *tval)
+static struct event *sign1(uint64_t who, uint64_t at, uint32_t kind, const char *content,
+                           const char *tname, const char *tval)
 {
     const char *fields[2] = {tname, tval};
     const char *const *tags[1] = {fields};
@@ -57,8 +54,7 @@ sign1(uint64_t who, uint64_t at, uint32_t kind, const char *content, const char 
     struct event *ev;
 
     seckey_of(who, sk);
-    ev = event_sign(sk, at, kind, tname ? tags : NULL, tname ? lens : NULL, tname ? 1 : 0,
-                    content);
+    ev = event_sign(sk, at, kind, tname ? tags : NULL, tname ? lens : NULL, tname ? 1 : 0, content);
     if (ev == NULL) {
         fprintf(stderr, "store-helper: event_sign failed\n");
         exit(1);
@@ -66,8 +62,7 @@ sign1(uint64_t who, uint64_t at, uint32_t kind, const char *content, const char 
     return ev;
 }
 
-static int
-gen(uint64_t n, uint64_t seed)
+static int gen(uint64_t n, uint64_t seed)
 {
     char content[96];
 
@@ -82,8 +77,7 @@ gen(uint64_t n, uint64_t seed)
     return fflush(stdout) == 0 ? 0 : 1;
 }
 
-static int
-big(size_t bytes)
+static int big(size_t bytes)
 {
     char *content = xmalloc(bytes + 1);
     struct event *ev;
@@ -112,8 +106,7 @@ big(size_t bytes)
  *  10 article d=a v1 (t=100)      inserted
  *  11 article d=a v2 (t=300)      replaced
  */
-static int
-mixed(void)
+static int mixed(void)
 {
     struct event *ev[11];
     char idx[65];
@@ -138,8 +131,7 @@ mixed(void)
     return fflush(stdout) == 0 ? 0 : 1;
 }
 
-static int
-print_id(void *ctx, uint64_t created_at, const uint8_t id[32])
+static int print_id(void *ctx, uint64_t created_at, const uint8_t id[32])
 {
     char hex[65];
 
@@ -150,8 +142,7 @@ print_id(void *ctx, uint64_t created_at, const uint8_t id[32])
     return 0;
 }
 
-int
-main(int argc, char **argv)
+int main(int argc, char **argv)
 {
     char err[STORE_ERRLEN];
     struct store *st;
@@ -164,7 +155,8 @@ main(int argc, char **argv)
     if (argc == 2 && strcmp(argv[1], "mixed") == 0)
         return mixed();
     if (argc != 3) {
-        fprintf(stderr, "usage: store-helper gen N [SEED] | big BYTES | mixed | count|check|ids DB\n");
+        fprintf(stderr,
+                "usage: store-helper gen N [SEED] | big BYTES | mixed | count|check|ids DB\n");
         return 2;
     }
     if ((st = store_open(argv[2], err, sizeof err)) == NULL) {

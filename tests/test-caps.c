@@ -42,16 +42,15 @@
 
 /* ---- notices ------------------------------------------------------------------ */
 
-static void
-test_notices(void)
+static void test_notices(void)
 {
     /* What relays out there answer to a NEG-OPEN they do not understand. */
     static const char *const refusals[] = {
-        "ERROR: bad msg: negentropy disabled",                      /* strfry */
-        "ERROR: bad msg: unknown cmd",                              /* strfry */
-        "failed to parse envelope: unknown envelope label",        /* khatru */
-        "could not parse command",                                  /* nostr-rs-relay */
-        "Command unrecognized",                                     /* chorus */
+        "ERROR: bad msg: negentropy disabled",                        /* strfry */
+        "ERROR: bad msg: unknown cmd",                                /* strfry */
+        "failed to parse envelope: unknown envelope label",           /* khatru */
+        "could not parse command",                                    /* nostr-rs-relay */
+        "Command unrecognized",                                       /* chorus */
         "invalid: \"value\" does not match any of the allowed types", /* nostream */
         "NEG-OPEN is not supported here",
         "NEG not enabled",
@@ -61,10 +60,8 @@ test_notices(void)
         "not implemented",
     };
     static const char *const harmless[] = {
-        "Welcome to my relay! Be nice.",
-        "Hello from relay.example.com, powered by love",
-        "rate limited: slow down",
-        "",
+        "Welcome to my relay! Be nice.", "Hello from relay.example.com, powered by love",
+        "rate limited: slow down",       "",
         "NEGATIVE feedback welcome", /* "NEG" inside a word names nothing */
     };
 
@@ -78,8 +75,7 @@ test_notices(void)
 /* ---- the NEG-OPEN message ------------------------------------------------------- */
 
 /* The hex of the initial message of an empty set, computed here independently of caps. */
-static char *
-empty_set_hex(void)
+static char *empty_set_hex(void)
 {
     char err[NEG_ERRLEN];
     struct neg_storage *st = neg_storage_new();
@@ -98,8 +94,7 @@ empty_set_hex(void)
     return hex;
 }
 
-static void
-test_neg_open_message(void)
+static void test_neg_open_message(void)
 {
     char *text = caps_neg_open_message();
     char *hex = empty_set_hex();
@@ -140,22 +135,21 @@ enum step_kind { STEP_MSG, STEP_ERR, STEP_FOREVER };
 
 struct step {
     enum step_kind kind;
-    const char *text;   /* STEP_MSG, STEP_FOREVER: the message */
-    int rc;             /* STEP_ERR */
+    const char *text; /* STEP_MSG, STEP_FOREVER: the message */
+    int rc;           /* STEP_ERR */
 };
 
 struct script {
     const struct step *steps;
     size_t n, pos;
-    int send_rc;                /* what send returns (0 normally) */
+    int send_rc; /* what send returns (0 normally) */
     char *sent[4];
     size_t nsent;
     int last_timeout, timeouts_grew, nrecv;
     int nlogged;
 };
 
-static int
-script_send(void *arg, const char *text, size_t len, char *err, size_t errlen)
+static int script_send(void *arg, const char *text, size_t len, char *err, size_t errlen)
 {
     struct script *s = arg;
 
@@ -170,8 +164,7 @@ script_send(void *arg, const char *text, size_t len, char *err, size_t errlen)
     return s->send_rc;
 }
 
-static int
-script_recv(void *arg, int timeout_ms, struct relay_msg **out, char *err, size_t errlen)
+static int script_recv(void *arg, int timeout_ms, struct relay_msg **out, char *err, size_t errlen)
 {
     struct script *s = arg;
     const struct step *st;
@@ -181,7 +174,7 @@ script_recv(void *arg, int timeout_ms, struct relay_msg **out, char *err, size_t
     s->last_timeout = timeout_ms;
     if (s->pos >= s->n) {
         snprintf(err, errlen, "no message within the timeout");
-        return RELAY_ERR_TIMEOUT;   /* silence, as relay_recv reports it */
+        return RELAY_ERR_TIMEOUT; /* silence, as relay_recv reports it */
     }
     st = &s->steps[s->pos];
     if (st->kind != STEP_FOREVER)
@@ -190,11 +183,11 @@ script_recv(void *arg, int timeout_ms, struct relay_msg **out, char *err, size_t
         snprintf(err, errlen, "scripted %s", relay_error_name(st->rc));
         return st->rc;
     }
-    return relay_msg_parse(st->text, strlen(st->text), out, err, errlen) == 0 ? 0 : RELAY_ERR_INTERNAL;
+    return relay_msg_parse(st->text, strlen(st->text), out, err, errlen) == 0 ? 0
+                                                                              : RELAY_ERR_INTERNAL;
 }
 
-static void
-script_log(void *arg, const char *url, const char *line)
+static void script_log(void *arg, const char *url, const char *line)
 {
     (void)url;
     (void)line;
@@ -202,9 +195,8 @@ script_log(void *arg, const char *url, const char *line)
 }
 
 /* Runs the handshake over steps; the caller checks the result and frees via script_free. */
-static int
-run_script(struct script *s, const struct step *steps, size_t n, int timeout_ms,
-           struct caps_result *r)
+static int run_script(struct script *s, const struct step *steps, size_t n, int timeout_ms,
+                      struct caps_result *r)
 {
     struct caps_transport t = {script_send, script_recv, s, script_log, s, "ws://script"};
 
@@ -214,8 +206,7 @@ run_script(struct script *s, const struct step *steps, size_t n, int timeout_ms,
     return caps_handshake(&t, timeout_ms, r);
 }
 
-static void
-script_free(struct script *s)
+static void script_free(struct script *s)
 {
     for (size_t i = 0; i < s->nsent; i++)
         free(s->sent[i]);
@@ -223,9 +214,8 @@ script_free(struct script *s)
 
 #define NSTEPS(a) (sizeof(a) / sizeof((a)[0]))
 
-static void
-expect_script(const char *what, const struct step *steps, size_t n, enum caps_verdict verdict,
-              const char *reason)
+static void expect_script(const char *what, const struct step *steps, size_t n,
+                          enum caps_verdict verdict, const char *reason)
 {
     struct script s = {0};
     struct caps_result r;
@@ -245,15 +235,15 @@ expect_script(const char *what, const struct step *steps, size_t n, enum caps_ve
     script_free(&s);
 }
 
-static void
-test_handshake(void)
+static void test_handshake(void)
 {
     const struct step neg_msg[] = {{STEP_MSG, "[\"NEG-MSG\",\"negsync-probe\",\"6100000200\"]", 0}};
     const struct step neg_err[] = {
         {STEP_MSG, "[\"NEG-ERR\",\"negsync-probe\",\"blocked: Negentropy sync is disabled\"]", 0}};
     const struct step neg_err_empty[] = {{STEP_MSG, "[\"NEG-ERR\",\"negsync-probe\"]", 0}};
     const struct step neg_err_limit[] = {
-        {STEP_MSG, "[\"NEG-ERR\",\"negsync-probe\",\"blocked: too many query results\",1000000]", 0}};
+        {STEP_MSG, "[\"NEG-ERR\",\"negsync-probe\",\"blocked: too many query results\",1000000]",
+         0}};
     const struct step closed[] = {
         {STEP_MSG, "[\"CLOSED\",\"negsync-probe\",\"error: NEG not supported\"]", 0}};
     const struct step notice[] = {
@@ -280,8 +270,8 @@ test_handshake(void)
     expect_script("NEG-MSG", neg_msg, NSTEPS(neg_msg), CAPS_SUPPORTED, "NEG-MSG");
     expect_script("NEG-ERR", neg_err, NSTEPS(neg_err), CAPS_UNSUPPORTED,
                   "blocked: Negentropy sync is disabled");
-    expect_script("NEG-ERR without reason", neg_err_empty, NSTEPS(neg_err_empty),
-                  CAPS_UNSUPPORTED, "NEG-ERR without a reason");
+    expect_script("NEG-ERR without reason", neg_err_empty, NSTEPS(neg_err_empty), CAPS_UNSUPPORTED,
+                  "NEG-ERR without a reason");
     expect_script("NEG-ERR blocked on an empty query", neg_err_limit, NSTEPS(neg_err_limit),
                   CAPS_UNSUPPORTED, "blocked: too many query results");
     expect_script("CLOSED", closed, NSTEPS(closed), CAPS_UNSUPPORTED, "error: NEG not supported");
@@ -293,8 +283,8 @@ test_handshake(void)
                   CAPS_UNSUPPORTED, "Command unrecognized");
     expect_script("welcome then silence", welcome_then_silence, NSTEPS(welcome_then_silence),
                   CAPS_UNSUPPORTED, "timeout");
-    expect_script("other subscriptions, then close", others_then_closed,
-                  NSTEPS(others_then_closed), CAPS_UNSUPPORTED, "connection closed");
+    expect_script("other subscriptions, then close", others_then_closed, NSTEPS(others_then_closed),
+                  CAPS_UNSUPPORTED, "connection closed");
     expect_script("connection closed", closed_conn, NSTEPS(closed_conn), CAPS_UNSUPPORTED,
                   "connection closed");
     expect_script("oversize message", too_big, NSTEPS(too_big), CAPS_UNSUPPORTED,
@@ -352,21 +342,24 @@ test_handshake(void)
 
 /* ---- NIP-11 ------------------------------------------------------------------------ */
 
-static void
-nip11_of(const char *doc, struct caps_nip11 *out)
+static void nip11_of(const char *doc, struct caps_nip11 *out)
 {
     struct relay_nip11 *n = relay_nip11_parse(doc, strlen(doc));
     caps_nip11_from_relay(n, NULL, out);
     relay_nip11_free(n);
 }
 
-static void
-test_nip11(void)
+static void test_nip11(void)
 {
     struct caps_nip11 n = {0};
     static const char *const no_nip11[] = {
-        "", "not json", "[1,2,3]", "\"a string\"", "{\"software\":12345,\"version\":\"1.0\"}",
-        "{\"software\":\"x\",\"version\":2}", "{\"supported_nips\":\"1,11,77\"}",
+        "",
+        "not json",
+        "[1,2,3]",
+        "\"a string\"",
+        "{\"software\":12345,\"version\":\"1.0\"}",
+        "{\"software\":\"x\",\"version\":2}",
+        "{\"supported_nips\":\"1,11,77\"}",
         "{\"supported_nips\":[1,\"77\"]}",
     };
 
@@ -403,8 +396,7 @@ test_nip11(void)
 
 /* ---- recheck policy ------------------------------------------------------------------ */
 
-static void
-test_recheck(void)
+static void test_recheck(void)
 {
     struct caps_result c = {0};
     struct caps_nip11 same = {0}, newer = {0}, none = {0};
@@ -453,8 +445,7 @@ test_recheck(void)
 
 static char tmpdir[] = "/tmp/test-caps.XXXXXX";
 
-static struct caps_cache *
-open_test_cache(const char *name)
+static struct caps_cache *open_test_cache(const char *name)
 {
     char path[256], err[STORE_ERRLEN];
     struct store *st;
@@ -469,8 +460,7 @@ open_test_cache(const char *name)
     return c;
 }
 
-static void
-test_cache_table(void)
+static void test_cache_table(void)
 {
     char err[CAPS_ERRLEN];
     struct caps_cache *c = open_test_cache("table.db");
@@ -522,8 +512,8 @@ test_cache_table(void)
     CHECK(got.verdict == CAPS_UNSUPPORTED && got.checked_at == 1700000500);
     CHECK(strcmp(got.reason, "ERROR: bad msg: negentropy disabled") == 0);
     CHECK(got.nip11.present && strcmp(got.nip11.software, "strfry") == 0);
-    CHECK(caps_mark_unsupported(c, "wss://new.example", "NEG-ERR", 1700000600, err,
-                                sizeof err) == 0);
+    CHECK(caps_mark_unsupported(c, "wss://new.example", "NEG-ERR", 1700000600, err, sizeof err) ==
+          0);
     CHECK(caps_cache_get(c, "wss://new.example", &got, err, sizeof err) == 1);
     CHECK(got.verdict == CAPS_UNSUPPORTED && !got.nip11.present);
 
@@ -555,8 +545,7 @@ struct test_relay {
 };
 
 /* Starts tests/negsync-testrelay with args; waits (deadline 20 s) for its port. */
-static int
-relay_start(struct test_relay *tr, const char *const *args)
+static int relay_start(struct test_relay *tr, const char *const *args)
 {
     const char *builddir = getenv("top_builddir");
     char bin[1024], line[128];
@@ -610,8 +599,7 @@ relay_start(struct test_relay *tr, const char *const *args)
     return 0;
 }
 
-static void
-relay_stop(struct test_relay *tr)
+static void relay_stop(struct test_relay *tr)
 {
     int status;
 
@@ -624,22 +612,19 @@ struct fake_clock {
     int64_t now;
 };
 
-static int64_t
-fake_now(void *arg)
+static int64_t fake_now(void *arg)
 {
     return ((struct fake_clock *)arg)->now;
 }
 
-static void
-quiet_log(void *arg, const char *url, const char *line)
+static void quiet_log(void *arg, const char *url, const char *line)
 {
     (void)arg;
     (void)url;
     (void)line;
 }
 
-static int
-probe(struct caps_cache *c, const char *url, struct caps_opts *o, struct caps_result *r)
+static int probe(struct caps_cache *c, const char *url, struct caps_opts *o, struct caps_result *r)
 {
     char err[CAPS_ERRLEN] = "";
     int rc = caps_probe(c, url, o, r, err, sizeof err);
@@ -647,8 +632,7 @@ probe(struct caps_cache *c, const char *url, struct caps_opts *o, struct caps_re
     return rc;
 }
 
-static void
-test_probe_cache(void)
+static void test_probe_cache(void)
 {
     static const char *const v1[] = {"--version", "1.0", NULL};
     struct test_relay tr;
@@ -690,8 +674,7 @@ test_probe_cache(void)
     clock.now = t0 + 7 * DAY;
     probe(c, tr.url, &o, &r);
     CHECK(!r.cached && r.source == CAPS_CHECK_EXPIRED && r.checked_at == t0 + 7 * DAY);
-    CHECK(caps_cache_get(c, tr.url, &got, err, sizeof err) == 1 &&
-          got.checked_at == t0 + 7 * DAY);
+    CHECK(caps_cache_get(c, tr.url, &got, err, sizeof err) == 1 && got.checked_at == t0 + 7 * DAY);
 
     /* Forced: checked although fresh. */
     clock.now += 60;
@@ -733,16 +716,14 @@ test_probe_cache(void)
     probe(c, tr.url, &o, &r);
     CHECK(!r.cached && r.verdict == CAPS_UNREACHABLE && r.reason[0] != '\0');
     CHECK(r.latency_ms == -1);
-    CHECK(caps_cache_get(c, tr.url, &got, err, sizeof err) == 1 &&
-          got.verdict == CAPS_SUPPORTED);
+    CHECK(caps_cache_get(c, tr.url, &got, err, sizeof err) == 1 && got.verdict == CAPS_SUPPORTED);
     o.force = 0;
 
     /* Down, expired: unreachable, still not cached as anything. */
     clock.now += 30 * DAY;
     probe(c, tr.url, &o, &r);
     CHECK(r.verdict == CAPS_UNREACHABLE && r.source == CAPS_CHECK_EXPIRED);
-    CHECK(caps_cache_get(c, tr.url, &got, err, sizeof err) == 1 &&
-          got.verdict == CAPS_SUPPORTED);
+    CHECK(caps_cache_get(c, tr.url, &got, err, sizeof err) == 1 && got.verdict == CAPS_SUPPORTED);
 
     /* Never seen and down: nothing cached at all. */
     probe(c, "ws://127.0.0.1:1", &o, &r);
@@ -759,8 +740,7 @@ test_probe_cache(void)
 
 /* ---- helper for the shell tests -------------------------------------------------------- */
 
-static int
-json_field(const char *key)
+static int json_field(const char *key)
 {
     char *line = NULL;
     size_t cap = 0;
@@ -788,8 +768,7 @@ json_field(const char *key)
     return status;
 }
 
-int
-main(int argc, char **argv)
+int main(int argc, char **argv)
 {
     char cmd[64];
 

@@ -38,8 +38,7 @@
 
 static char tmpdir[256];
 
-static char *
-tmp_path(const char *name)
+static char *tmp_path(const char *name)
 {
     size_t n = strlen(tmpdir) + strlen(name) + 2;
     char *p = xmalloc(n);
@@ -48,8 +47,7 @@ tmp_path(const char *name)
     return p;
 }
 
-static void
-write_file(const char *path, const char *text)
+static void write_file(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
 
@@ -60,8 +58,7 @@ write_file(const char *path, const char *text)
 }
 
 /* Parses text as the file "t.ini"; returns the config (NULL on errors). */
-static struct config *
-load_text(const char *text, struct config_errors *errs)
+static struct config *load_text(const char *text, struct config_errors *errs)
 {
     char *path = tmp_path("t.ini");
     struct config *cfg;
@@ -73,14 +70,13 @@ load_text(const char *text, struct config_errors *errs)
 }
 
 /* A config that must load without a single message. */
-static struct config *
-load_ok(const char *text, int line)
+static struct config *load_ok(const char *text, int line)
 {
     struct config_errors errs = {0};
     struct config *cfg = load_text(text, &errs);
 
-    CHECK_MSG(cfg != NULL && errs.n == 0, "test-config.c:%d: %zu errors, first: %s", line,
-              errs.n, errs.n > 0 ? errs.msgs[0] : "(none)");
+    CHECK_MSG(cfg != NULL && errs.n == 0, "test-config.c:%d: %zu errors, first: %s", line, errs.n,
+              errs.n > 0 ? errs.msgs[0] : "(none)");
     config_errors_free(&errs);
     if (cfg == NULL)
         cfg = config_new();
@@ -92,8 +88,7 @@ load_ok(const char *text, int line)
  * The messages from loading text, without the "<tmpdir>/t.ini:" prefix
  * (checked here), joined by '\n'. Caller frees.
  */
-static char *
-load_errors(const char *text, int line)
+static char *load_errors(const char *text, int line)
 {
     struct config_errors errs = {0};
     struct config *cfg = load_text(text, &errs);
@@ -118,20 +113,17 @@ load_errors(const char *text, int line)
 }
 
 /* text must fail with exactly want ("LINE: message", several joined by '\n'). */
-static void
-expect_errors(const char *text, const char *want, int line)
+static void expect_errors(const char *text, const char *want, int line)
 {
     char *got = load_errors(text, line);
 
-    CHECK_MSG(strcmp(got, want) == 0, "test-config.c:%d:\n  got:  %s\n  want: %s", line, got,
-              want);
+    CHECK_MSG(strcmp(got, want) == 0, "test-config.c:%d:\n  got:  %s\n  want: %s", line, got, want);
     free(got);
 }
 #define EXPECT_ERR(text, want) expect_errors(text, want, __LINE__)
 
 /* The filter named name as JSON; caller frees. */
-static char *
-filter_json(const struct config *cfg, const char *name)
+static char *filter_json(const struct config *cfg, const char *name)
 {
     const struct config_filter *cf = config_find_filter(cfg, name);
 
@@ -140,20 +132,18 @@ filter_json(const struct config *cfg, const char *name)
     return filter_to_string(cf->filter);
 }
 
-static void
-check_json(const struct config *cfg, const char *name, const char *want, int line)
+static void check_json(const struct config *cfg, const char *name, const char *want, int line)
 {
     char *got = filter_json(cfg, name);
 
-    CHECK_MSG(strcmp(got, want) == 0, "test-config.c:%d: filter %s: got %s, want %s", line,
-              name, got, want);
+    CHECK_MSG(strcmp(got, want) == 0, "test-config.c:%d: filter %s: got %s, want %s", line, name,
+              got, want);
     free(got);
 }
 #define CHECK_JSON(cfg, name, want) check_json(cfg, name, want, __LINE__)
 
 /* Puts back an environment variable saved with xstrdup (or NULL), and frees it. */
-static void
-restore_env(const char *name, char *saved)
+static void restore_env(const char *name, char *saved)
 {
     if (saved != NULL)
         setenv(name, saved, 1);
@@ -164,8 +154,7 @@ restore_env(const char *name, char *saved)
 
 /* ------------------------------------------------------------------ tests */
 
-static void
-check_defaults(const struct config *cfg)
+static void check_defaults(const struct config *cfg)
 {
     const struct config_sync *s = &cfg->sync;
 
@@ -186,8 +175,7 @@ check_defaults(const struct config *cfg)
     CHECK(cfg->nfilters == 0);
 }
 
-static void
-test_defaults(void)
+static void test_defaults(void)
 {
     struct config *cfg = config_new();
 
@@ -222,36 +210,34 @@ test_defaults(void)
     config_free(cfg);
 }
 
-static void
-test_every_key(void)
+static void test_every_key(void)
 {
-    struct config *cfg = LOAD_OK(
-        "[storage]\n"
-        "path = /var/lib/negsync/x.db\n"
-        "[sync]\n"
-        "workers = 16\n"
-        "use_negentropy = false\n"
-        "negentropy_fallback = no\n"
-        "direction = both\n"
-        "interval = 1h\n"
-        "recheck_days = 0\n"
-        "neg_timeout = 2m\n"
-        "probe_timeout = 30\n"
-        "frame_size_limit = 0\n"
-        "fetch_batch = 100\n"
-        "fetch_in_flight = 8\n"
-        "max_sync_events = 250000\n"
-        "[relay wss://one.example]\n"
-        "negentropy = on\n"
-        "direction = up\n"
-        "tls_verify = false\n"
-        "compression = off\n"
-        "enabled = 0\n"
-        "[relay wss://two.example]\n"
-        "negentropy = off\n"
-        "[relay wss://three.example]\n"
-        "negentropy = auto\n"
-        "direction = down\n");
+    struct config *cfg = LOAD_OK("[storage]\n"
+                                 "path = /var/lib/negsync/x.db\n"
+                                 "[sync]\n"
+                                 "workers = 16\n"
+                                 "use_negentropy = false\n"
+                                 "negentropy_fallback = no\n"
+                                 "direction = both\n"
+                                 "interval = 1h\n"
+                                 "recheck_days = 0\n"
+                                 "neg_timeout = 2m\n"
+                                 "probe_timeout = 30\n"
+                                 "frame_size_limit = 0\n"
+                                 "fetch_batch = 100\n"
+                                 "fetch_in_flight = 8\n"
+                                 "max_sync_events = 250000\n"
+                                 "[relay wss://one.example]\n"
+                                 "negentropy = on\n"
+                                 "direction = up\n"
+                                 "tls_verify = false\n"
+                                 "compression = off\n"
+                                 "enabled = 0\n"
+                                 "[relay wss://two.example]\n"
+                                 "negentropy = off\n"
+                                 "[relay wss://three.example]\n"
+                                 "negentropy = auto\n"
+                                 "direction = down\n");
     const struct config_sync *s = &cfg->sync;
 
     CHECK(cfg->storage_path != NULL && strcmp(cfg->storage_path, "/var/lib/negsync/x.db") == 0);
@@ -329,8 +315,7 @@ test_every_key(void)
     config_free(cfg);
 }
 
-static void
-test_storage_path(void)
+static void test_storage_path(void)
 {
     char *old_home = getenv("HOME") ? xstrdup(getenv("HOME")) : NULL;
     char want[512];
@@ -351,34 +336,32 @@ test_storage_path(void)
     restore_env("HOME", old_home);
 }
 
-static void
-test_filters(void)
+static void test_filters(void)
 {
-    struct config *cfg = LOAD_OK(
-        "[filter notes]\n"
-        "kinds = 1, 6,7\n"
-        "authors = " HEXA "," HEXB "\n"
-        "since = 2025-01-01\n"
-        "until = 1750000000\n"
-        "limit = 500\n"
-        "[filter tagged]\n"
-        "#e = " HEX0 "\n"
-        "#t = nostr, Bitcoin\n"
-        "#P = anything\n"
-        "ids = " HEX1 "\n"
-        "since = 30d\n"
-        "until = 1h\n"
-        "[filter long]\n"
-        "kinds = 0,\n"
-        "   3,\n"
-        "   10002,\n"
-        "authors =\n"
-        "    " HEXA ",\n"
-        "    " HEXB "\n"
-        "# a comment between keys\n"
-        "; and another\n"
-        "[filter old-style.names_ok]\n"
-        "since = 2024-02-29T23:59:59Z\n");
+    struct config *cfg = LOAD_OK("[filter notes]\n"
+                                 "kinds = 1, 6,7\n"
+                                 "authors = " HEXA "," HEXB "\n"
+                                 "since = 2025-01-01\n"
+                                 "until = 1750000000\n"
+                                 "limit = 500\n"
+                                 "[filter tagged]\n"
+                                 "#e = " HEX0 "\n"
+                                 "#t = nostr, Bitcoin\n"
+                                 "#P = anything\n"
+                                 "ids = " HEX1 "\n"
+                                 "since = 30d\n"
+                                 "until = 1h\n"
+                                 "[filter long]\n"
+                                 "kinds = 0,\n"
+                                 "   3,\n"
+                                 "   10002,\n"
+                                 "authors =\n"
+                                 "    " HEXA ",\n"
+                                 "    " HEXB "\n"
+                                 "# a comment between keys\n"
+                                 "; and another\n"
+                                 "[filter old-style.names_ok]\n"
+                                 "since = 2024-02-29T23:59:59Z\n");
 
     CHECK(cfg->nfilters == 4);
     CHECK_JSON(cfg, "notes",
@@ -390,8 +373,7 @@ test_filters(void)
              "\"#P\":[\"anything\"],\"since\":%lld,\"until\":%lld}",
              (long long)(NOW - 30 * 86400), (long long)(NOW - 3600));
     CHECK_JSON(cfg, "tagged", want);
-    CHECK_JSON(cfg, "long",
-               "{\"authors\":[\"" HEXA "\",\"" HEXB "\"],\"kinds\":[0,3,10002]}");
+    CHECK_JSON(cfg, "long", "{\"authors\":[\"" HEXA "\",\"" HEXB "\"],\"kinds\":[0,3,10002]}");
     CHECK_JSON(cfg, "old-style.names_ok", "{\"since\":1709251199}");
     CHECK(config_find_filter(cfg, "nope") == NULL);
 
@@ -438,8 +420,7 @@ test_filters(void)
     config_free(cfg);
 }
 
-static void
-check_time(const char *s, int64_t want, int64_t want_age, int line)
+static void check_time(const char *s, int64_t want, int64_t want_age, int line)
 {
     char err[CONFIG_ERRLEN] = "";
     int64_t t = -2, age = -2;
@@ -450,8 +431,7 @@ check_time(const char *s, int64_t want, int64_t want_age, int line)
               rc, (long long)t, (long long)age, (long long)want, (long long)want_age, err);
 }
 
-static void
-check_bad_time(const char *s, const char *want, int line)
+static void check_bad_time(const char *s, const char *want, int line)
 {
     char err[CONFIG_ERRLEN] = "";
     int64_t t, age;
@@ -461,8 +441,7 @@ check_bad_time(const char *s, const char *want, int line)
               rc, err);
 }
 
-static void
-test_times(void)
+static void test_times(void)
 {
     static const char bad_fmt[] =
         "expected a unix time, YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ (UTC) or an age like 30d (s, "
@@ -485,10 +464,28 @@ test_times(void)
     check_time("0d", NOW, 0, __LINE__);
 
     static const char *const bad[] = {
-        "", "-1", "1.5", "30x", "1y", "d", "30 d", " 30d", "2025-1-01", "2025-02-29",
-        "1900-02-29", "2023-04-31", "2025-13-01", "2025-00-10", "1969-12-31",
-        "2025-01-01T00:00:00", "2025-01-01 00:00:00Z", "2025-01-01T24:00:00Z",
-        "2025-01-01T23:60:00Z", "2025-01-01t00:00:00z", "99999999999999999999", "yesterday",
+        "",
+        "-1",
+        "1.5",
+        "30x",
+        "1y",
+        "d",
+        "30 d",
+        " 30d",
+        "2025-1-01",
+        "2025-02-29",
+        "1900-02-29",
+        "2023-04-31",
+        "2025-13-01",
+        "2025-00-10",
+        "1969-12-31",
+        "2025-01-01T00:00:00",
+        "2025-01-01 00:00:00Z",
+        "2025-01-01T24:00:00Z",
+        "2025-01-01T23:60:00Z",
+        "2025-01-01t00:00:00z",
+        "99999999999999999999",
+        "yesterday",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(want, sizeof want, bad_fmt, bad[i]);
@@ -501,8 +498,7 @@ test_times(void)
     check_time("2893w", NOW - INT64_C(2893) * 7 * 86400, INT64_C(2893) * 7 * 86400, __LINE__);
 }
 
-static void
-check_url(const char *in, const char *want, int line)
+static void check_url(const char *in, const char *want, int line)
 {
     char err[CONFIG_ERRLEN] = "";
     char *got = config_url_normalize(in, err, sizeof err);
@@ -512,8 +508,7 @@ check_url(const char *in, const char *want, int line)
     free(got);
 }
 
-static void
-check_bad_url(const char *in, const char *want, int line)
+static void check_bad_url(const char *in, const char *want, int line)
 {
     char err[CONFIG_ERRLEN] = "";
     char *got = config_url_normalize(in, err, sizeof err);
@@ -523,8 +518,7 @@ check_bad_url(const char *in, const char *want, int line)
     free(got);
 }
 
-static void
-test_urls(void)
+static void test_urls(void)
 {
     check_url("wss://relay.example.com", "wss://relay.example.com", __LINE__);
     check_url("wss://relay.example.com/", "wss://relay.example.com", __LINE__);
@@ -572,7 +566,9 @@ test_urls(void)
 
     /* Spelled differently, the same relay: a duplicate, reported with both lines. */
     static const char *const same[] = {
-        "wss://relay.example.com/", "WSS://RELAY.example.com", "wss://relay.example.com:443",
+        "wss://relay.example.com/",
+        "WSS://RELAY.example.com",
+        "wss://relay.example.com:443",
         "wss://Relay.Example.Com:443/",
     };
     for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
@@ -596,29 +592,21 @@ test_urls(void)
  * Every combination of [sync] use_negentropy, negentropy_fallback and a
  * relay's negentropy key, loaded from a file like a user writes it.
  */
-static void
-test_neg_mode(void)
+static void test_neg_mode(void)
 {
     static const struct {
         const char *relay;
         int use, fallback;
         enum config_neg_mode want;
     } table[] = {
-        {"auto", 1, 1, CONFIG_NEG_MODE_NEG_FALLBACK},
-        {"auto", 1, 0, CONFIG_NEG_MODE_NEG_STRICT},
-        {"auto", 0, 1, CONFIG_NEG_MODE_REQ_ONLY},
-        {"auto", 0, 0, CONFIG_NEG_MODE_REQ_ONLY},
-        {"on", 1, 1, CONFIG_NEG_MODE_NEG_FALLBACK},
-        {"on", 1, 0, CONFIG_NEG_MODE_NEG_STRICT},
-        {"on", 0, 1, CONFIG_NEG_MODE_NEG_FALLBACK},
-        {"on", 0, 0, CONFIG_NEG_MODE_NEG_STRICT},
-        {"off", 1, 1, CONFIG_NEG_MODE_REQ_ONLY},
-        {"off", 1, 0, CONFIG_NEG_MODE_REQ_ONLY},
-        {"off", 0, 1, CONFIG_NEG_MODE_REQ_ONLY},
-        {"off", 0, 0, CONFIG_NEG_MODE_REQ_ONLY},
-        {NULL, 1, 1, CONFIG_NEG_MODE_NEG_FALLBACK},     /* key left out: auto */
-        {NULL, 1, 0, CONFIG_NEG_MODE_NEG_STRICT},
-        {NULL, 0, 1, CONFIG_NEG_MODE_REQ_ONLY},
+        {"auto", 1, 1, CONFIG_NEG_MODE_NEG_FALLBACK}, {"auto", 1, 0, CONFIG_NEG_MODE_NEG_STRICT},
+        {"auto", 0, 1, CONFIG_NEG_MODE_REQ_ONLY},     {"auto", 0, 0, CONFIG_NEG_MODE_REQ_ONLY},
+        {"on", 1, 1, CONFIG_NEG_MODE_NEG_FALLBACK},   {"on", 1, 0, CONFIG_NEG_MODE_NEG_STRICT},
+        {"on", 0, 1, CONFIG_NEG_MODE_NEG_FALLBACK},   {"on", 0, 0, CONFIG_NEG_MODE_NEG_STRICT},
+        {"off", 1, 1, CONFIG_NEG_MODE_REQ_ONLY},      {"off", 1, 0, CONFIG_NEG_MODE_REQ_ONLY},
+        {"off", 0, 1, CONFIG_NEG_MODE_REQ_ONLY},      {"off", 0, 0, CONFIG_NEG_MODE_REQ_ONLY},
+        {NULL, 1, 1, CONFIG_NEG_MODE_NEG_FALLBACK}, /* key left out: auto */
+        {NULL, 1, 0, CONFIG_NEG_MODE_NEG_STRICT},     {NULL, 0, 1, CONFIG_NEG_MODE_REQ_ONLY},
         {NULL, 0, 0, CONFIG_NEG_MODE_REQ_ONLY},
     };
 
@@ -655,8 +643,7 @@ test_neg_mode(void)
     CHECK(strcmp(config_direction_name(CONFIG_DIRECTION_BOTH), "both") == 0);
 }
 
-static void
-test_errors(void)
+static void test_errors(void)
 {
     /* Sections. */
     EXPECT_ERR("[sink]\nx = 1\n",
@@ -792,7 +779,8 @@ test_errors(void)
     EXPECT_ERR("[filter f]\nids =\n", "2: ids: an empty list never matches");
     EXPECT_ERR("[filter f]\nauthors = abcd\n",
                "2: authors[0]: not 64 lowercase hex chars (full pubkeys only, no prefixes)");
-    EXPECT_ERR("[filter f]\nauthors = " HEXA ",AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    EXPECT_ERR("[filter f]\nauthors = " HEXA
+               ",AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
                "AAAAAAAAAAA\n",
                "2: authors[1]: not 64 lowercase hex chars (full pubkeys only, no prefixes)");
     EXPECT_ERR("[filter f]\nids = " HEXA "0\n",
@@ -812,8 +800,7 @@ test_errors(void)
                "4: since (1735689600) is after until (1704067200); the filter never matches");
     /* Relative bounds the wrong way round: "since a day ago until a week ago". */
     char msg[256];
-    snprintf(msg, sizeof msg,
-             "3: since (%lld) is after until (%lld); the filter never matches",
+    snprintf(msg, sizeof msg, "3: since (%lld) is after until (%lld); the filter never matches",
              (long long)(NOW - 86400), (long long)(NOW - 7 * 86400));
     EXPECT_ERR("[filter f]\nsince = 1d\nuntil = 1w\n", msg);
     EXPECT_ERR("[filter f]\nlimit = 0\n",
@@ -873,8 +860,7 @@ test_errors(void)
 }
 
 /* -c FILE, the XDG default, and what happens when files are missing. */
-static void
-test_sources(void)
+static void test_sources(void)
 {
     struct config_errors errs = {0};
     struct config *cfg;
@@ -1012,8 +998,7 @@ test_sources(void)
 }
 
 /* The example shipped with negsync loads, and says what DESIGN.md says. */
-static void
-test_example(void)
+static void test_example(void)
 {
     const char *srcdir = getenv("top_srcdir");
     char path[1024];
@@ -1031,8 +1016,7 @@ test_example(void)
     config_free(cfg);
 }
 
-static void
-rm_tree(const char *dir)
+static void rm_tree(const char *dir)
 {
     char cmd[600];
 
@@ -1041,8 +1025,7 @@ rm_tree(const char *dir)
         fprintf(stderr, "could not remove %s\n", dir);
 }
 
-int
-main(void)
+int main(void)
 {
     const char *t = getenv("TMPDIR");
 

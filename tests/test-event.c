@@ -22,14 +22,14 @@
 
 static int failures;
 
-#define CHECK(cond, ...)                                                                   \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            failures++;                                                                    \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                \
-            fprintf(stderr, __VA_ARGS__);                                                  \
-            fputc('\n', stderr);                                                           \
-        }                                                                                  \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            failures++;                                                                            \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                        \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+        }                                                                                          \
     } while (0)
 
 /* ------------------------------------------------------------------ helpers */
@@ -40,8 +40,7 @@ struct lines {
     size_t n;
 };
 
-static int
-lines_read(const char *path, struct lines *out)
+static int lines_read(const char *path, struct lines *out)
 {
     FILE *f = fopen(path, "r");
     char *line = NULL;
@@ -67,8 +66,7 @@ lines_read(const char *path, struct lines *out)
     return 0;
 }
 
-static void
-lines_free(struct lines *l)
+static void lines_free(struct lines *l)
 {
     for (size_t i = 0; i < l->n; i++)
         free(l->v[i]);
@@ -76,8 +74,7 @@ lines_free(struct lines *l)
     free(l->len);
 }
 
-static const char *
-real_events_path(void)
+static const char *real_events_path(void)
 {
     static char path[4096];
     const char *shared = getenv("NEGSYNC_SHARED");
@@ -88,8 +85,7 @@ real_events_path(void)
     return path;
 }
 
-static void
-seckey_from(uint8_t sk[32], unsigned n)
+static void seckey_from(uint8_t sk[32], unsigned n)
 {
     memset(sk, 0, 32);
     sk[28] = (uint8_t)(n >> 24);
@@ -99,8 +95,7 @@ seckey_from(uint8_t sk[32], unsigned n)
 }
 
 /* A fresh hand-built event with the given content bytes (may hold NUL); caller frees. */
-static struct event *
-event_build(const char *content, size_t len)
+static struct event *event_build(const char *content, size_t len)
 {
     struct event *ev = xcalloc(1, sizeof *ev);
 
@@ -113,8 +108,7 @@ event_build(const char *content, size_t len)
     return ev;
 }
 
-static void
-event_add_tag(struct event *ev, size_t n, const char *const *fields, const size_t *lens)
+static void event_add_tag(struct event *ev, size_t n, const char *const *fields, const size_t *lens)
 {
     ev->tags = xreallocarray(ev->tags, ev->ntags + 1, sizeof *ev->tags);
     struct event_tag *t = &ev->tags[ev->ntags++];
@@ -132,8 +126,7 @@ event_add_tag(struct event *ev, size_t n, const char *const *fields, const size_
 /* --------------------------------------------------------------- real events */
 
 /* Serializes ev, re-parses it and returns the verify result and reason. */
-static int
-reparse_verify(const struct event *ev, char *err, size_t errlen)
+static int reparse_verify(const struct event *ev, char *err, size_t errlen)
 {
     size_t len;
     char *json = event_to_json(ev, &len);
@@ -149,8 +142,7 @@ reparse_verify(const struct event *ev, char *err, size_t errlen)
 }
 
 /* Index of the first ASCII letter in s, or len. */
-static size_t
-first_ascii_letter(const char *s, size_t len)
+static size_t first_ascii_letter(const char *s, size_t len)
 {
     size_t i;
     for (i = 0; i < len; i++)
@@ -159,8 +151,7 @@ first_ascii_letter(const char *s, size_t len)
     return i;
 }
 
-static void
-tamper_expect(const char *what, size_t line, struct event *ev, const char *reason)
+static void tamper_expect(const char *what, size_t line, struct event *ev, const char *reason)
 {
     char err[EVENT_ERRLEN] = "";
 
@@ -172,11 +163,10 @@ tamper_expect(const char *what, size_t line, struct event *ev, const char *reaso
           "line %zu: tampered %s via JSON: got \"%s\", want \"%s\"", line, what, err, reason);
 }
 
-static void
-test_real_events(void)
+static void test_real_events(void)
 {
     struct lines l;
-    size_t ok = 0, kinds_seen[3] = { 0 }, identical = 0;
+    size_t ok = 0, kinds_seen[3] = {0}, identical = 0;
 
     if (lines_read(real_events_path(), &l) != 0) {
         CHECK(0, "cannot read %s (is NEGSYNC_SHARED set?)", real_events_path());
@@ -210,8 +200,7 @@ test_real_events(void)
             char *json2 = event_to_json(back, &len2);
             CHECK(len == len2 && memcmp(json, json2, len) == 0, "line %zu: round trip differs",
                   i + 1);
-            CHECK(event_verify(back, err, sizeof err) == 0, "line %zu: re-verify: %s", i + 1,
-                  err);
+            CHECK(event_verify(back, err, sizeof err) == 0, "line %zu: re-verify: %s", i + 1, err);
             free(json2);
             event_free(back);
         }
@@ -230,7 +219,7 @@ test_real_events(void)
 
         size_t k = first_ascii_letter(ev->content, ev->content_len);
         if (k < ev->content_len) {
-            ev->content[k] ^= 0x20;     /* swaps case, stays ASCII */
+            ev->content[k] ^= 0x20; /* swaps case, stays ASCII */
             tamper_expect("content", i + 1, ev, "id mismatch");
             ev->content[k] ^= 0x20;
         }
@@ -255,8 +244,7 @@ test_real_events(void)
         tamper_expect("pubkey", i + 1, ev, "id mismatch");
         ev->pubkey[5] ^= 4;
 
-        CHECK(event_verify(ev, err, sizeof err) == 0, "line %zu: untampered again: %s", i + 1,
-              err);
+        CHECK(event_verify(ev, err, sizeof err) == 0, "line %zu: untampered again: %s", i + 1, err);
         event_free(ev);
     }
     printf("real events: %zu of %zu parse and verify (kind 0: %zu, 1: %zu, other: %zu); "
@@ -269,16 +257,15 @@ test_real_events(void)
 /* --------------------------------------------------------------- rejections */
 
 /* A valid signed event as a jansson object, to break one field at a time. */
-static json_t *
-base_event_json(void)
+static json_t *base_event_json(void)
 {
     uint8_t sk[32];
-    const char *t0[] = { "e", "5c83da77af1dec6d7289834998ad7aafbd9e2191396d75ec3cc27f5a77226f36" };
-    const char *t1[] = { "p", "f7234bd4c1394dda46d09f35bd384dd30cc552ad5541990f98844fb06676e9ca" };
-    const char *t2[] = { "t", "nostr" };
-    const char *t3[] = { "alt", "reply", "x" };
-    const char *const *tags[] = { t0, t1, t2, t3 };
-    const size_t lens[] = { 2, 2, 2, 3 };
+    const char *t0[] = {"e", "5c83da77af1dec6d7289834998ad7aafbd9e2191396d75ec3cc27f5a77226f36"};
+    const char *t1[] = {"p", "f7234bd4c1394dda46d09f35bd384dd30cc552ad5541990f98844fb06676e9ca"};
+    const char *t2[] = {"t", "nostr"};
+    const char *t3[] = {"alt", "reply", "x"};
+    const char *const *tags[] = {t0, t1, t2, t3};
+    const size_t lens[] = {2, 2, 2, 3};
     json_error_t jerr;
 
     seckey_from(sk, 7);
@@ -293,8 +280,7 @@ base_event_json(void)
     return o;
 }
 
-static void
-expect_obj_reject(json_t *o, const char *reason, const char *what)
+static void expect_obj_reject(json_t *o, const char *reason, const char *what)
 {
     char err[EVENT_ERRLEN] = "";
     struct event *ev = event_from_json(o, err, sizeof err);
@@ -306,8 +292,7 @@ expect_obj_reject(json_t *o, const char *reason, const char *what)
 }
 
 /* Replaces field name of the base event with v (NULL removes it) and expects reason. */
-static void
-expect_field_reject(const char *name, json_t *v, const char *reason)
+static void expect_field_reject(const char *name, json_t *v, const char *reason)
 {
     json_t *o = base_event_json();
     char what[96];
@@ -320,8 +305,7 @@ expect_field_reject(const char *name, json_t *v, const char *reason)
     expect_obj_reject(o, reason, what);
 }
 
-static void
-expect_text_reject(const char *text, const char *reason_prefix)
+static void expect_text_reject(const char *text, const char *reason_prefix)
 {
     char err[EVENT_ERRLEN] = "";
     struct event *ev = event_parse(text, strlen(text), err, sizeof err);
@@ -333,8 +317,7 @@ expect_text_reject(const char *text, const char *reason_prefix)
 }
 
 /* The base event's JSON text with its content replaced by raw JSON text c. */
-static char *
-base_with_content(const char *c)
+static char *base_with_content(const char *c)
 {
     json_t *o = base_event_json();
     json_object_set_new(o, "content", json_string("@@@"));
@@ -348,10 +331,9 @@ base_with_content(const char *c)
     return out;
 }
 
-static void
-test_rejections(void)
+static void test_rejections(void)
 {
-    const char *fields[] = { "id", "pubkey", "created_at", "kind", "tags", "content", "sig" };
+    const char *fields[] = {"id", "pubkey", "created_at", "kind", "tags", "content", "sig"};
     char want[64];
     char hex63[64], hex127[128], upper[65];
 
@@ -417,9 +399,9 @@ test_rejections(void)
     /* Objects built by hand can smuggle invalid UTF-8 past jansson's loader. */
     expect_field_reject("content", json_stringn_nocheck("\xff", 1), "content: invalid UTF-8");
     expect_field_reject("content", json_stringn_nocheck("\xed\xa0\x80", 3),
-                        "content: invalid UTF-8");       /* U+D800 encoded directly */
+                        "content: invalid UTF-8"); /* U+D800 encoded directly */
     expect_field_reject("content", json_stringn_nocheck("\xc0\xaf", 2),
-                        "content: invalid UTF-8");       /* overlong '/' */
+                        "content: invalid UTF-8"); /* overlong '/' */
     {
         json_t *tags = json_array(), *tag = json_array();
         json_array_append_new(tag, json_string("t"));
@@ -433,25 +415,25 @@ test_rejections(void)
     expect_text_reject("", "invalid JSON");
     expect_text_reject("{\"id\":", "invalid JSON");
     char *s = base_with_content("\"\\ud800\"");
-    expect_text_reject(s, "invalid JSON");          /* lone high surrogate */
+    expect_text_reject(s, "invalid JSON"); /* lone high surrogate */
     free(s);
     s = base_with_content("\"\\udc00x\"");
-    expect_text_reject(s, "invalid JSON");          /* lone low surrogate */
+    expect_text_reject(s, "invalid JSON"); /* lone low surrogate */
     free(s);
     s = base_with_content("\"\\ud83dA\"");
-    expect_text_reject(s, "invalid JSON");          /* high surrogate, no low */
+    expect_text_reject(s, "invalid JSON"); /* high surrogate, no low */
     free(s);
     s = base_with_content("\"\xff\"");
-    expect_text_reject(s, "invalid JSON");          /* raw invalid UTF-8 */
+    expect_text_reject(s, "invalid JSON"); /* raw invalid UTF-8 */
     free(s);
     s = base_with_content("\"\xed\xa0\x80\"");
-    expect_text_reject(s, "invalid JSON");          /* raw CESU surrogate */
+    expect_text_reject(s, "invalid JSON"); /* raw CESU surrogate */
     free(s);
     s = base_with_content("\"a\",\"content\":\"b\"");
-    expect_text_reject(s, "invalid JSON");          /* duplicate key */
+    expect_text_reject(s, "invalid JSON"); /* duplicate key */
     free(s);
     s = base_with_content("\"a\"} x");
-    expect_text_reject(s, "invalid JSON");          /* trailing garbage */
+    expect_text_reject(s, "invalid JSON"); /* trailing garbage */
     free(s);
     /* The kind as a number too big for 64 bits. */
     {
@@ -473,7 +455,9 @@ test_rejections(void)
         uint8_t sk[32];
         char err[EVENT_ERRLEN] = "";
         seckey_from(sk, 9);
-        struct event *ev = event_build("\xf0\x9f\x98\x80" "a\0b/", 8);
+        struct event *ev = event_build("\xf0\x9f\x98\x80"
+                                       "a\0b/",
+                                       8);
         CHECK(event_finalize(ev, sk) == 0, "finalize");
         char idhex[65], pkhex[65], sighex[129];
         hex_encode(ev->id, 32, idhex);
@@ -492,7 +476,8 @@ test_rejections(void)
             CHECK(event_verify(back, err, sizeof err) == 0, "escaped content verify: %s", err);
             size_t len;
             char *json = event_to_json(back, &len);
-            CHECK(strstr(json, "\"content\":\"\xf0\x9f\x98\x80" "a\\u0000b/\"") != NULL,
+            CHECK(strstr(json, "\"content\":\"\xf0\x9f\x98\x80"
+                               "a\\u0000b/\"") != NULL,
                   "re-serialized: %s", json);
             free(json);
         }
@@ -503,15 +488,14 @@ test_rejections(void)
 
 /* ------------------------------------------------------------------ escaping */
 
-static void
-test_escaping(void)
+static void test_escaping(void)
 {
     static const char *const short_esc[32] = {
         [0x08] = "\\b", [0x09] = "\\t", [0x0a] = "\\n", [0x0c] = "\\f", [0x0d] = "\\r",
     };
 
     for (int c = 0; c < 0x20; c++) {
-        char content[3] = { 'x', (char)c, 'y' };
+        char content[3] = {'x', (char)c, 'y'};
         char want[16];
         struct event *ev = event_build(content, 3);
         size_t len;
@@ -532,14 +516,13 @@ test_escaping(void)
     const char verbatim[] = "/\x7f\xc2\x80\xe2\x80\xa8\xe2\x80\xa9\xef\xbb\xbf\xf0\x9f\x8e\x89"
                             "\xf4\x8f\xbf\xbf<>&'";
     struct event *ev = event_build(verbatim, sizeof verbatim - 1);
-    const char *t0[] = { "q\"\\", "\t" };
+    const char *t0[] = {"q\"\\", "\t"};
     event_add_tag(ev, 2, t0, NULL);
     memset(ev->pubkey, 0xab, 32);
     size_t len;
     char *s = event_serialize_canonical(ev, &len);
     char want[256];
-    snprintf(want, sizeof want,
-             "[0,\"%s\",1700000000,1,[[\"q\\\"\\\\\",\"\\t\"]],\"%s\"]",
+    snprintf(want, sizeof want, "[0,\"%s\",1700000000,1,[[\"q\\\"\\\\\",\"\\t\"]],\"%s\"]",
              "abababababababababababababababababababababababababababababababab", verbatim);
     CHECK(strcmp(s, want) == 0, "canonical form:\n got %s\nwant %s", s, want);
     free(s);
@@ -558,8 +541,7 @@ test_escaping(void)
 
 /* ------------------------------------------------------------------ signing */
 
-static void
-test_signing(void)
+static void test_signing(void)
 {
     uint8_t sk[32];
     char err[EVENT_ERRLEN] = "";
@@ -600,7 +582,7 @@ test_signing(void)
     event_free(ev);
 
     /* Bad keys and bad input. */
-    uint8_t zero[32] = { 0 }, order[32];
+    uint8_t zero[32] = {0}, order[32];
     hex_decode("fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141", 64, order, 32,
                1);
     CHECK(event_sign(zero, 0, 1, NULL, NULL, 0, "x") == NULL, "zero key accepted");
@@ -610,8 +592,8 @@ test_signing(void)
     CHECK(event_sign(sk, (uint64_t)INT64_MAX + 1, 1, NULL, NULL, 0, "x") == NULL,
           "created_at 2^63 accepted");
     CHECK(event_sign(sk, 0, 1, NULL, NULL, 0, "\xc3") == NULL, "invalid UTF-8 accepted");
-    const char *empty_tag[1] = { NULL };
-    const char *const *tags[] = { empty_tag };
+    const char *empty_tag[1] = {NULL};
+    const char *const *tags[] = {empty_tag};
     size_t zero_len = 0;
     CHECK(event_sign(sk, 0, 1, tags, &zero_len, 1, "x") == NULL, "empty tag accepted");
 
@@ -624,8 +606,7 @@ test_signing(void)
         struct event *back = event_parse(json, len, err, sizeof err);
         CHECK(back != NULL && back->created_at == INT64_MAX && back->kind == 65535,
               "extremes round trip: %s", err);
-        CHECK(back != NULL && event_verify(back, err, sizeof err) == 0, "extremes verify: %s",
-              err);
+        CHECK(back != NULL && event_verify(back, err, sizeof err) == 0, "extremes verify: %s", err);
         event_free(back);
         free(json);
     }
@@ -633,8 +614,8 @@ test_signing(void)
 
     /* NUL bytes in content and tags sign, serialize and verify. */
     ev = event_build("a\0b", 3);
-    const char *t0[] = { "x", "1\0002" };
-    const size_t l0[] = { 1, 3 };
+    const char *t0[] = {"x", "1\0002"};
+    const size_t l0[] = {1, 3};
     event_add_tag(ev, 2, t0, l0);
     CHECK(event_finalize(ev, sk) == 0, "finalize with NULs");
     size_t len;
@@ -653,17 +634,15 @@ test_signing(void)
 
 /* ----------------------------------------------------------- kinds and tags */
 
-static void
-test_kinds_and_tags(void)
+static void test_kinds_and_tags(void)
 {
     static const struct {
         uint32_t kind;
         int repl, eph, addr;
     } k[] = {
-        { 0, 1, 0, 0 },     { 1, 0, 0, 0 },     { 2, 0, 0, 0 },     { 3, 1, 0, 0 },
-        { 4, 0, 0, 0 },     { 9999, 0, 0, 0 },  { 10000, 1, 0, 0 }, { 19999, 1, 0, 0 },
-        { 20000, 0, 1, 0 }, { 29999, 0, 1, 0 }, { 30000, 0, 0, 1 }, { 39999, 0, 0, 1 },
-        { 40000, 0, 0, 0 }, { 65535, 0, 0, 0 },
+        {0, 1, 0, 0},     {1, 0, 0, 0},     {2, 0, 0, 0},     {3, 1, 0, 0},     {4, 0, 0, 0},
+        {9999, 0, 0, 0},  {10000, 1, 0, 0}, {19999, 1, 0, 0}, {20000, 0, 1, 0}, {29999, 0, 1, 0},
+        {30000, 0, 0, 1}, {39999, 0, 0, 1}, {40000, 0, 0, 0}, {65535, 0, 0, 0},
     };
     for (size_t i = 0; i < sizeof k / sizeof *k; i++) {
         CHECK(!!event_kind_is_replaceable(k[i].kind) == k[i].repl, "replaceable(%u)", k[i].kind);
@@ -672,8 +651,8 @@ test_kinds_and_tags(void)
     }
 
     struct event *ev = event_build("", 0);
-    const char *t0[] = { "d" }, *t1[] = { "dd", "no" }, *t2[] = { "d", "first" },
-               *t3[] = { "d", "second" }, *t4[] = { "e", "" };
+    const char *t0[] = {"d"}, *t1[] = {"dd", "no"}, *t2[] = {"d", "first"}, *t3[] = {"d", "second"},
+               *t4[] = {"e", ""};
     event_add_tag(ev, 1, t0, NULL);
     event_add_tag(ev, 2, t1, NULL);
     event_add_tag(ev, 2, t2, NULL);
@@ -696,8 +675,7 @@ struct verify_job {
     int bad;
 };
 
-static void *
-verify_thread(void *arg)
+static void *verify_thread(void *arg)
 {
     struct verify_job *j = arg;
 
@@ -712,8 +690,7 @@ verify_thread(void *arg)
 }
 
 /* The shared context is created once, whichever thread gets there first. */
-static void
-test_threads(void)
+static void test_threads(void)
 {
     struct lines l;
     pthread_t th[4];
@@ -722,7 +699,7 @@ test_threads(void)
     if (lines_read(real_events_path(), &l) != 0)
         return;
     for (int i = 0; i < 4; i++) {
-        jobs[i] = (struct verify_job){ &l, (size_t)i, 0 };
+        jobs[i] = (struct verify_job){&l, (size_t)i, 0};
         if (pthread_create(&th[i], NULL, verify_thread, &jobs[i]) != 0)
             abort();
     }
@@ -735,8 +712,7 @@ test_threads(void)
 
 /* ------------------------------------------------------- vector modes */
 
-static int
-mode_vectors(const char *path)
+static int mode_vectors(const char *path)
 {
     struct lines l;
     size_t ok = 0;
@@ -763,8 +739,8 @@ mode_vectors(const char *path)
             size_t k = 0;
             while (k < len && k < l.len[i] && json[k] == l.v[i][k])
                 k++;
-            fprintf(stderr, "FAIL %s:%zu: our JSON differs from JSON.stringify at byte %zu\n",
-                    path, i + 1, k);
+            fprintf(stderr, "FAIL %s:%zu: our JSON differs from JSON.stringify at byte %zu\n", path,
+                    i + 1, k);
         } else {
             ok++;
         }
@@ -776,8 +752,7 @@ mode_vectors(const char *path)
     return ok == l.n ? 0 : 1;
 }
 
-static int
-mode_reject(const char *path)
+static int mode_reject(const char *path)
 {
     struct lines l;
     size_t refused = 0;
@@ -793,8 +768,7 @@ mode_reject(const char *path)
             printf("refused as expected: line %zu: %s\n", i + 1, err);
             refused++;
         } else {
-            fprintf(stderr, "FAIL %s:%zu: accepted an event that must be refused\n", path,
-                    i + 1);
+            fprintf(stderr, "FAIL %s:%zu: accepted an event that must be refused\n", path, i + 1);
         }
         event_free(ev);
     }
@@ -802,8 +776,7 @@ mode_reject(const char *path)
     return refused == l.n ? 0 : 1;
 }
 
-static void
-print_signed(struct event *ev, const uint8_t sk[32])
+static void print_signed(struct event *ev, const uint8_t sk[32])
 {
     if (event_finalize(ev, sk) != 0) {
         fprintf(stderr, "FAIL: cannot sign a vector\n");
@@ -818,8 +791,7 @@ print_signed(struct event *ev, const uint8_t sk[32])
 }
 
 /* Events negsync signs with content that is hard to serialize, for nostr-tools to check. */
-static int
-mode_sign_vectors(void)
+static int mode_sign_vectors(void)
 {
     uint8_t sk[32];
     char all_controls[32];
@@ -843,21 +815,21 @@ mode_sign_vectors(void)
         struct event *ev = event_build(hard[i], strlen(hard[i]));
         ev->kind = (uint32_t)i;
         if (i > 0) {
-            const char *t[] = { "t", hard[i], hard[(i + 1) % (sizeof hard / sizeof *hard)] };
+            const char *t[] = {"t", hard[i], hard[(i + 1) % (sizeof hard / sizeof *hard)]};
             event_add_tag(ev, 3, t, NULL);
         }
         print_signed(ev, sk);
     }
     /* Every control character, NUL included, in content and in a tag. */
     struct event *ev = event_build(all_controls, 32);
-    const char *t0[] = { "c", all_controls };
-    const size_t l0[] = { 1, 32 };
+    const char *t0[] = {"c", all_controls};
+    const size_t l0[] = {1, 32};
     event_add_tag(ev, 2, t0, l0);
     print_signed(ev, sk);
 
     /* 100 KB of mixed content. */
     static const char chunk[] = "ab\"\\\n\xc3\xa9\xf0\x9f\x8e\x89\x01 ";
-    struct buf b = { 0 };
+    struct buf b = {0};
     while (b.len < 100 * 1024)
         buf_append(&b, chunk, sizeof chunk - 1);
     ev = event_build((const char *)b.data, b.len);
@@ -870,7 +842,7 @@ mode_sign_vectors(void)
     for (int i = 0; i < 2000; i++) {
         char v[32];
         snprintf(v, sizeof v, "value-%d\t\xc3\xbc", i);
-        const char *t[] = { i % 2 ? "p" : "t", v };
+        const char *t[] = {i % 2 ? "p" : "t", v};
         event_add_tag(ev, 2, t, NULL);
     }
     print_signed(ev, sk);
@@ -881,7 +853,7 @@ mode_sign_vectors(void)
     ev->kind = 65535;
     print_signed(ev, sk);
     ev = event_build("y", 1);
-    ev->created_at = 9007199254740991ULL;   /* the largest integer JS represents exactly */
+    ev->created_at = 9007199254740991ULL; /* the largest integer JS represents exactly */
     print_signed(ev, sk);
     return 0;
 }
@@ -892,8 +864,7 @@ mode_sign_vectors(void)
  * cached one is not taken for it), bad keys never cached, and more keys
  * than it holds still verify.
  */
-static void
-test_keycache(void)
+static void test_keycache(void)
 {
     enum { NKEYS = 3000 };
     struct event_keycache *kc = event_keycache_new();
@@ -916,8 +887,8 @@ test_keycache(void)
     }
     CHECK(bad == 0, "%zu events failed with the cache: %s", bad, err);
     event_keycache_stats(kc, &hits, &misses);
-    CHECK(hits + misses == 2 * NKEYS && misses >= NKEYS && hits > 0,
-          "hits %llu misses %llu", (unsigned long long)hits, (unsigned long long)misses);
+    CHECK(hits + misses == 2 * NKEYS && misses >= NKEYS && hits > 0, "hits %llu misses %llu",
+          (unsigned long long)hits, (unsigned long long)misses);
     /* The same key right away is a hit. */
     CHECK(event_verify_cached(evs[7], kc, err, sizeof err) == 0, "%s", err);
     CHECK(event_verify_cached(evs[7], kc, err, sizeof err) == 0, "%s", err);
@@ -969,8 +940,7 @@ test_keycache(void)
     event_keycache_free(kc);
 }
 
-int
-main(int argc, char **argv)
+int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--vectors") == 0)
         return mode_vectors(argv[2]);

@@ -22,14 +22,14 @@
 
 static int failures;
 
-#define CHECK(cond, ...)                                                                   \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            failures++;                                                                    \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                \
-            fprintf(stderr, __VA_ARGS__);                                                  \
-            fputc('\n', stderr);                                                           \
-        }                                                                                  \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            failures++;                                                                            \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                        \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+        }                                                                                          \
     } while (0)
 
 static const char ID1[] = "5c83da77af1dec6d7289834998ad7aafbd9e2191396d75ec3cc27f5a77226f36";
@@ -37,19 +37,17 @@ static const char PK1[] = "f7234bd4c1394dda46d09f35bd384dd30cc552ad5541990f98844
 
 /* ---------------------------------------------------------------- parsing */
 
-static void
-expect_parse_error(const char *text, const char *want)
+static void expect_parse_error(const char *text, const char *want)
 {
     char err[FILTER_ERRLEN] = "";
     struct filter *f = filter_parse(text, err, sizeof err);
 
-    CHECK(f == NULL && strncmp(err, want, strlen(want)) == 0,
-          "%s: got %s \"%s\", want \"%s\"", text, f ? "accepted" : "rejected", err, want);
+    CHECK(f == NULL && strncmp(err, want, strlen(want)) == 0, "%s: got %s \"%s\", want \"%s\"",
+          text, f ? "accepted" : "rejected", err, want);
     filter_free(f);
 }
 
-static void
-expect_roundtrip(const char *text)
+static void expect_roundtrip(const char *text)
 {
     char err[FILTER_ERRLEN] = "";
     struct filter *f = filter_parse(text, err, sizeof err);
@@ -68,8 +66,7 @@ expect_roundtrip(const char *text)
     filter_free(f);
 }
 
-static void
-test_parse(void)
+static void test_parse(void)
 {
     char text[512];
 
@@ -77,9 +74,8 @@ test_parse(void)
     expect_parse_error("{\"kinds\":[1]", "invalid JSON");
     expect_parse_error("{\"kinds\":[1],\"kinds\":[2]}", "invalid JSON");
     expect_parse_error("{\"ids\":\"abc\"}", "ids: not an array");
-    expect_parse_error(
-        "{\"ids\":[\"abcd\"]}",
-        "ids[0]: not 64 lowercase hex chars (full event ids only, no prefixes)");
+    expect_parse_error("{\"ids\":[\"abcd\"]}",
+                       "ids[0]: not 64 lowercase hex chars (full event ids only, no prefixes)");
     snprintf(text, sizeof text, "{\"authors\":[\"%s\",\"%.63sA\"]}", PK1, PK1);
     expect_parse_error(text, "authors[1]: not 64 lowercase hex chars (full pubkeys only, "
                              "no prefixes)");
@@ -115,8 +111,7 @@ test_parse(void)
         char err[FILTER_ERRLEN] = "";
         json_t *o = json_pack("{s:[s#]}", "#t", "a\0b", (size_t)3);
         struct filter *f = filter_from_json(o, err, sizeof err);
-        CHECK(f == NULL && strcmp(err, "#t[0]: contains U+0000") == 0, "NUL tag value: %s",
-              err);
+        CHECK(f == NULL && strcmp(err, "#t[0]: contains U+0000") == 0, "NUL tag value: %s", err);
         filter_free(f);
         json_decref(o);
         o = json_array();
@@ -160,8 +155,7 @@ test_parse(void)
         f->has_until = 1;
         f->until = UINT64_MAX;
         s = filter_to_string(f);
-        CHECK(strcmp(s, "{\"kinds\":[1],\"until\":9223372036854775807}") == 0, "hand-built: %s",
-              s);
+        CHECK(strcmp(s, "{\"kinds\":[1],\"until\":9223372036854775807}") == 0, "hand-built: %s", s);
         free(s);
         filter_free(f);
     }
@@ -169,11 +163,10 @@ test_parse(void)
 
 /* ---------------------------------------------------------------- matching */
 
-static struct event *
-sign(unsigned key, uint64_t created_at, uint32_t kind, size_t ntags,
-     const char *const *const *tags, const size_t *lens, const char *content)
+static struct event *sign(unsigned key, uint64_t created_at, uint32_t kind, size_t ntags,
+                          const char *const *const *tags, const size_t *lens, const char *content)
 {
-    uint8_t sk[32] = { 0 };
+    uint8_t sk[32] = {0};
 
     sk[30] = (uint8_t)(key >> 8);
     sk[31] = (uint8_t)key;
@@ -183,8 +176,7 @@ sign(unsigned key, uint64_t created_at, uint32_t kind, size_t ntags,
     return ev;
 }
 
-static int
-match(const char *text, const struct event *ev)
+static int match(const char *text, const struct event *ev)
 {
     char err[FILTER_ERRLEN] = "";
     struct filter *f = filter_parse(text, err, sizeof err);
@@ -198,16 +190,15 @@ match(const char *text, const struct event *ev)
     return m;
 }
 
-static void
-test_match(void)
+static void test_match(void)
 {
-    const char *t0[] = { "e", ID1, "wss://relay" };
-    const char *t1[] = { "t", "nostr" };
-    const char *t2[] = { "t" };                 /* no value: never matches #t */
-    const char *t3[] = { "tt", "bitcoin" };     /* not a single-letter name */
-    const char *t4[] = { "T", "Upper" };
-    const char *const *tags[] = { t0, t1, t2, t3, t4 };
-    const size_t lens[] = { 3, 2, 1, 2, 2 };
+    const char *t0[] = {"e", ID1, "wss://relay"};
+    const char *t1[] = {"t", "nostr"};
+    const char *t2[] = {"t"};             /* no value: never matches #t */
+    const char *t3[] = {"tt", "bitcoin"}; /* not a single-letter name */
+    const char *t4[] = {"T", "Upper"};
+    const char *const *tags[] = {t0, t1, t2, t3, t4};
+    const size_t lens[] = {3, 2, 1, 2, 2};
     struct event *ev = sign(1, 1000, 1, 5, tags, lens, "hi");
     char idhex[65], pkhex[65], text[512];
 
@@ -243,17 +234,15 @@ test_match(void)
     CHECK(match("{\"since\":1001}", ev) == 0, "since excludes older");
     CHECK(match("{\"until\":999}", ev) == 0, "until excludes newer");
     CHECK(match("{\"since\":1001,\"until\":999}", ev) == 0, "empty window");
-    snprintf(text, sizeof text, "{\"authors\":[\"%s\"],\"kinds\":[1],\"#t\":[\"nostr\"]}",
-             pkhex);
+    snprintf(text, sizeof text, "{\"authors\":[\"%s\"],\"kinds\":[1],\"#t\":[\"nostr\"]}", pkhex);
     CHECK(match(text, ev) == 1, "all conditions");
-    snprintf(text, sizeof text, "{\"authors\":[\"%s\"],\"kinds\":[2],\"#t\":[\"nostr\"]}",
-             pkhex);
+    snprintf(text, sizeof text, "{\"authors\":[\"%s\"],\"kinds\":[2],\"#t\":[\"nostr\"]}", pkhex);
     CHECK(match(text, ev) == 0, "one condition fails");
 
     /* Tag values with a NUL byte never equal a filter value (which has none). */
-    const char *n0[] = { "t", "a\0b" };
-    const char *const *ntags[] = { n0 };
-    const size_t nlens[] = { 2 };
+    const char *n0[] = {"t", "a\0b"};
+    const char *const *ntags[] = {n0};
+    const size_t nlens[] = {2};
     struct event *nev = sign(2, 5, 1, 1, ntags, nlens, "");
     /* event_sign copies C strings; put the real bytes back (matching ignores the sig). */
     free(nev->tags[0].fields[1]);
@@ -278,8 +267,7 @@ test_match(void)
 
 /* --------------------------------------------------------------------- SQL */
 
-static void
-test_sql_text(void)
+static void test_sql_text(void)
 {
     char err[FILTER_ERRLEN] = "";
     char text[512];
@@ -287,8 +275,8 @@ test_sql_text(void)
     int p = 1;
     struct filter *f = filter_new();
 
-    CHECK(filter_sql_where(f, &sql, &p) == 0 && strcmp(sql, "1") == 0 && p == 1,
-          "empty filter: %s", sql);
+    CHECK(filter_sql_where(f, &sql, &p) == 0 && strcmp(sql, "1") == 0 && p == 1, "empty filter: %s",
+          sql);
     free(sql);
     filter_free(f);
 
@@ -336,8 +324,7 @@ static const char schema[] =
     "CREATE TABLE tags (name TEXT NOT NULL, value NOT NULL, seq INTEGER NOT NULL,"
     " PRIMARY KEY (name, value, seq)) WITHOUT ROWID;";
 
-static void
-db_exec(sqlite3 *db, const char *sql)
+static void db_exec(sqlite3 *db, const char *sql)
 {
     char *msg = NULL;
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
@@ -347,8 +334,8 @@ db_exec(sqlite3 *db, const char *sql)
 }
 
 /* Inserts ev as store.c would: the row, then one tags row per single-letter tag with a value. */
-static void
-db_insert(sqlite3 *db, sqlite3_stmt *ins_ev, sqlite3_stmt *ins_tag, const struct event *ev)
+static void db_insert(sqlite3 *db, sqlite3_stmt *ins_ev, sqlite3_stmt *ins_tag,
+                      const struct event *ev)
 {
     size_t len;
     char *json = event_to_json(ev, &len);
@@ -391,8 +378,7 @@ db_insert(sqlite3 *db, sqlite3_stmt *ins_ev, sqlite3_stmt *ins_tag, const struct
 
 static uint64_t rng_state;
 
-static uint64_t
-rng(void)
+static uint64_t rng(void)
 {
     /* xorshift64*: deterministic for a seed, good enough to pick test cases. */
     rng_state ^= rng_state >> 12;
@@ -401,14 +387,13 @@ rng(void)
     return rng_state * 2685821657736338717ULL;
 }
 
-static size_t
-pick(size_t n)
+static size_t pick(size_t n)
 {
     return (size_t)(rng() % n);
 }
 
-#define NKEYS 6
-#define NEVENTS 300
+#define NKEYS    6
+#define NEVENTS  300
 #define NFILTERS 1500
 
 /*
@@ -417,18 +402,22 @@ pick(size_t n)
  * text on both sides.
  */
 static const char *const pool_t[] = {
-    "nostr", "bitcoin", "Nostr", "", "\xc3\xbc", "x y",
-    "00000000000000000000000000000000000000000000000000000000000000ab",    /* 64 hex */
-    "00000000000000000000000000000000000000000000000000000000000000AB",    /* uppercase */
-    "0000000000000000000000000000000000000000000000000000000000000ab",     /* 63 chars */
-    "00000000000000000000000000000000000000000000000000000000000000ag",    /* not hex */
+    "nostr",
+    "bitcoin",
+    "Nostr",
+    "",
+    "\xc3\xbc",
+    "x y",
+    "00000000000000000000000000000000000000000000000000000000000000ab", /* 64 hex */
+    "00000000000000000000000000000000000000000000000000000000000000AB", /* uppercase */
+    "0000000000000000000000000000000000000000000000000000000000000ab",  /* 63 chars */
+    "00000000000000000000000000000000000000000000000000000000000000ag", /* not hex */
 };
-static const uint32_t pool_kinds[] = { 0, 1, 3, 7, 1984, 30023, 20001, 4 };
+static const uint32_t pool_kinds[] = {0, 1, 3, 7, 1984, 30023, 20001, 4};
 #define NREFS 8
-static char pool_ref[NREFS][65];    /* random event ids for #e */
+static char pool_ref[NREFS][65]; /* random event ids for #e */
 
-static uint64_t
-random_time(void)
+static uint64_t random_time(void)
 {
     switch (pick(12)) {
     case 0: return 0;
@@ -437,20 +426,20 @@ random_time(void)
     }
 }
 
-static struct event *
-random_event(const char (*pks)[65], size_t n)
+static struct event *random_event(const char (*pks)[65], size_t n)
 {
     char content[32];
-    uint8_t sk[32] = { 0 };
+    uint8_t sk[32] = {0};
     size_t ntags = pick(6);
     const char *fields[64][3];
     const char *const *tags[64];
     size_t lens[64];
 
     for (size_t i = 0; i < ntags; i++) {
-        lens[i] = 2 + pick(2);      /* sometimes with a relay hint as third field */
+        lens[i] = 2 + pick(2); /* sometimes with a relay hint as third field */
         switch (pick(7)) {
-        case 0: case 1:
+        case 0:
+        case 1:
             fields[i][0] = "e";
             fields[i][1] = pool_ref[pick(NREFS)];
             break;
@@ -458,35 +447,35 @@ random_event(const char (*pks)[65], size_t n)
             fields[i][0] = "p";
             fields[i][1] = pks[pick(NKEYS)];
             break;
-        case 3: case 4:
+        case 3:
+        case 4:
             fields[i][0] = pick(4) ? "t" : "T";
             fields[i][1] = pool_t[pick(sizeof pool_t / sizeof *pool_t)];
             break;
         case 5:
-            fields[i][0] = "tt";    /* not a single letter: never indexed */
+            fields[i][0] = "tt"; /* not a single letter: never indexed */
             fields[i][1] = "nostr";
             break;
         default:
             fields[i][0] = pick(2) ? "t" : "e";
-            lens[i] = 1;            /* a name with no value */
+            lens[i] = 1; /* a name with no value */
             break;
         }
         fields[i][2] = "wss://relay.example";
         tags[i] = fields[i];
     }
     sk[31] = (uint8_t)(1 + pick(NKEYS));
-    snprintf(content, sizeof content, "random %zu", n);     /* ids stay unique */
-    struct event *ev = event_sign(sk, random_time(), pool_kinds[pick(8)], tags, lens, ntags,
-                                  content);
+    snprintf(content, sizeof content, "random %zu", n); /* ids stay unique */
+    struct event *ev =
+        event_sign(sk, random_time(), pool_kinds[pick(8)], tags, lens, ntags, content);
     if (ev == NULL)
         abort();
     return ev;
 }
 
 /* A random list of up to 3 values (sometimes empty) from a pool of hex strings. */
-static void
-random_hex_list(uint8_t (**out)[32], size_t *n, int *has, struct event **evs, size_t nevs,
-                int which, const char (*pks)[65])
+static void random_hex_list(uint8_t (**out)[32], size_t *n, int *has, struct event **evs,
+                            size_t nevs, int which, const char (*pks)[65])
 {
     size_t m = pick(5) == 0 ? 0 : 1 + pick(3);
     *has = 1;
@@ -494,7 +483,7 @@ random_hex_list(uint8_t (**out)[32], size_t *n, int *has, struct event **evs, si
     *out = xreallocarray(NULL, m, 32);
     for (size_t i = 0; i < m; i++) {
         if (pick(5) == 0)
-            hex_decode(ID1, 64, (*out)[i], 32, 1);          /* matches nothing */
+            hex_decode(ID1, 64, (*out)[i], 32, 1); /* matches nothing */
         else if (which == 0)
             memcpy((*out)[i], evs[pick(nevs)]->id, 32);
         else
@@ -502,8 +491,7 @@ random_hex_list(uint8_t (**out)[32], size_t *n, int *has, struct event **evs, si
     }
 }
 
-static void
-random_tag(struct filter *f, char name, const char (*pks)[65])
+static void random_tag(struct filter *f, char name, const char (*pks)[65])
 {
     f->tags = xreallocarray(f->tags, f->ntags + 1, sizeof *f->tags);
     struct filter_tag *t = &f->tags[f->ntags++];
@@ -523,20 +511,18 @@ random_tag(struct filter *f, char name, const char (*pks)[65])
     }
 }
 
-static uint64_t
-random_bound(void)
+static uint64_t random_bound(void)
 {
     switch (pick(10)) {
     case 0: return 0;
     case 1: return INT64_MAX;
-    case 2: return (uint64_t)INT64_MAX + 1 + pick(1000);   /* only settable by hand */
+    case 2: return (uint64_t)INT64_MAX + 1 + pick(1000); /* only settable by hand */
     case 3: return UINT64_MAX;
     default: return 1000 + pick(100);
     }
 }
 
-static struct filter *
-random_filter(struct event **evs, size_t nevs, const char (*pks)[65])
+static struct filter *random_filter(struct event **evs, size_t nevs, const char (*pks)[65])
 {
     struct filter *f = filter_new();
 
@@ -575,8 +561,7 @@ random_filter(struct event **evs, size_t nevs, const char (*pks)[65])
     return f;
 }
 
-static void
-test_sql_agrees(uint64_t seed)
+static void test_sql_agrees(uint64_t seed)
 {
     sqlite3 *db;
     sqlite3_stmt *ins_ev, *ins_tag;
@@ -588,7 +573,7 @@ test_sql_agrees(uint64_t seed)
 
     rng_state = seed ? seed : 1;
     for (int k = 0; k < NKEYS; k++) {
-        uint8_t sk[32] = { 0 };
+        uint8_t sk[32] = {0};
         sk[31] = (uint8_t)(k + 1);
         struct event *ev = event_sign(sk, 0, 1, NULL, NULL, 0, "");
         hex_encode(ev->pubkey, 32, pks[k]);
@@ -614,7 +599,7 @@ test_sql_agrees(uint64_t seed)
 
     for (size_t i = 0; i < NEVENTS; i++) {
         evs = xreallocarray(evs, nevs + 1, sizeof *evs);
-        evs[nevs++] = random_event((const char (*)[65])pks, i);
+        evs[nevs++] = random_event((const char(*)[65])pks, i);
     }
     /* The real events too: many tags, real-world values. */
     {
@@ -645,7 +630,7 @@ test_sql_agrees(uint64_t seed)
 
     unsigned char *selected = xcalloc(nevs, 1);
     for (int round = 0; round < NFILTERS; round++) {
-        struct filter *f = random_filter(evs, nevs, (const char (*)[65])pks);
+        struct filter *f = random_filter(evs, nevs, (const char(*)[65])pks);
         if (round % 10 == 0 && nevs > NEVENTS) {
             /* Sometimes aim at a real event's own tag values. */
             const struct event *r = evs[NEVENTS + pick(nevs - NEVENTS)];
@@ -668,8 +653,8 @@ test_sql_agrees(uint64_t seed)
         if (filter_sql_where(f, &sql, &p) != 0 ||
             sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK ||
             filter_sql_bind(f, st, 1) != 0) {
-            CHECK(0, "seed %llu round %d: SQL failed: %s: %s", (unsigned long long)seed, round,
-                  sql, sqlite3_errmsg(db));
+            CHECK(0, "seed %llu round %d: SQL failed: %s: %s", (unsigned long long)seed, round, sql,
+                  sqlite3_errmsg(db));
             sqlite3_finalize(st);
             free(sql);
             filter_free(f);
@@ -691,8 +676,9 @@ test_sql_agrees(uint64_t seed)
             count += m;
             if (m != selected[i]) {
                 char *fs = filter_to_string(f);
-                CHECK(0, "seed %llu round %d: event %zu: filter_match %d, SQL %d\n  filter %s\n  "
-                         "sql %s",
+                CHECK(0,
+                      "seed %llu round %d: event %zu: filter_match %d, SQL %d\n  filter %s\n  "
+                      "sql %s",
                       (unsigned long long)seed, round, i, m, selected[i], fs, sql);
                 free(fs);
                 break;
@@ -721,15 +707,14 @@ test_sql_agrees(uint64_t seed)
 }
 
 /* Values are bound, never pasted: SQL-looking input is just a string. */
-static void
-test_sql_injection(void)
+static void test_sql_injection(void)
 {
     sqlite3 *db;
     sqlite3_stmt *ins_ev, *ins_tag, *st = NULL;
     const char *evil = "x') OR 1=1; DROP TABLE events; --";
-    const char *t0[] = { "t", evil };
-    const char *const *tags[] = { t0 };
-    const size_t lens[] = { 2 };
+    const char *t0[] = {"t", evil};
+    const char *const *tags[] = {t0};
+    const size_t lens[] = {2};
     char err[FILTER_ERRLEN] = "";
 
     if (sqlite3_open(":memory:", &db) != SQLITE_OK)
@@ -752,8 +737,9 @@ test_sql_injection(void)
     char *sql = xstrdup("SELECT count(*) FROM events e WHERE ");
     int p = 1;
     CHECK(f && filter_sql_where(f, &sql, &p) == 0 && strstr(sql, "DROP") == NULL, "sql %s", sql);
-    CHECK(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && filter_sql_bind(f, st, 1) == 0
-              && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 1,
+    CHECK(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+              filter_sql_bind(f, st, 1) == 0 && sqlite3_step(st) == SQLITE_ROW &&
+              sqlite3_column_int(st, 0) == 1,
           "evil value should select exactly one event");
     sqlite3_finalize(st);
     free(sql);
@@ -765,8 +751,7 @@ test_sql_injection(void)
     sqlite3_close(db);
 }
 
-int
-main(void)
+int main(void)
 {
     const char *s = getenv("TEST_SEED");
     uint64_t seed = s ? strtoull(s, NULL, 0) : (uint64_t)time(NULL);

@@ -18,13 +18,13 @@ static char err[NEG_ERRLEN];
 
 /* ---- encodings ---------------------------------------------------------- */
 
-static void
-check_varint(uint64_t v, const char *hex)
+static void check_varint(uint64_t v, const char *hex)
 {
     uint8_t out[10], want[10];
     size_t n = neg_varint_encode(v, out);
     CHECK(hex_decode(hex, strlen(hex), want, strlen(hex) / 2, 1) == 0);
-    CHECK_MSG(n == strlen(hex) / 2 && memcmp(out, want, n) == 0, "varint %llu", (unsigned long long)v);
+    CHECK_MSG(n == strlen(hex) / 2 && memcmp(out, want, n) == 0, "varint %llu",
+              (unsigned long long)v);
 
     const uint8_t *p = out;
     uint64_t back = 0;
@@ -37,8 +37,7 @@ check_varint(uint64_t v, const char *hex)
     }
 }
 
-static void
-test_varints(void)
+static void test_varints(void)
 {
     check_varint(0, "00");
     check_varint(1, "01");
@@ -65,8 +64,7 @@ test_varints(void)
 /* ---- fingerprints ------------------------------------------------------- */
 
 /* The fingerprint the slow, obvious way: byte-wise addition, then SHA-256. */
-static void
-naive_fingerprint(const struct neg_storage *st, size_t lo, size_t hi, uint8_t out[16])
+static void naive_fingerprint(const struct neg_storage *st, size_t lo, size_t hi, uint8_t out[16])
 {
     uint8_t sum[32] = {0};
     for (size_t i = lo; i < hi; i++) {
@@ -85,22 +83,21 @@ naive_fingerprint(const struct neg_storage *st, size_t lo, size_t hi, uint8_t ou
     memcpy(out, digest, 16);
 }
 
-static struct neg_storage *
-random_storage(uint64_t seed, size_t n, uint64_t ts_range)
+static struct neg_storage *random_storage(uint64_t seed, size_t n, uint64_t ts_range)
 {
     struct neg_storage *st = neg_storage_new();
     uint64_t state = seed;
     for (size_t i = 0; i < n; i++) {
         uint8_t id[32];
         test_rand_bytes(&state, id, 32);
-        CHECK(neg_storage_insert(st, 1000 + test_rand(&state) % ts_range, id, err, sizeof(err)) == 0);
+        CHECK(neg_storage_insert(st, 1000 + test_rand(&state) % ts_range, id, err, sizeof(err)) ==
+              0);
     }
     CHECK(neg_storage_seal(st, err, sizeof(err)) == 0);
     return st;
 }
 
-static void
-test_fingerprints(void)
+static void test_fingerprints(void)
 {
     uint8_t fp[16], want[16];
 
@@ -134,7 +131,7 @@ test_fingerprints(void)
             lo = hi;
             hi = t;
         }
-        if (k < 40) {       /* near the stride boundaries */
+        if (k < 40) { /* near the stride boundaries */
             lo = (size_t)k;
             hi = 1000 - (size_t)k / 2;
         }
@@ -145,8 +142,7 @@ test_fingerprints(void)
     neg_storage_free(st);
 }
 
-static void
-test_storage_errors(void)
+static void test_storage_errors(void)
 {
     struct neg_storage *st = neg_storage_new();
     uint8_t id[32] = {1};
@@ -158,7 +154,7 @@ test_storage_errors(void)
     neg_storage_free(st);
 
     st = neg_storage_new();
-    CHECK(neg_new(st, 0, err, sizeof(err)) == NULL);      /* not sealed */
+    CHECK(neg_new(st, 0, err, sizeof(err)) == NULL); /* not sealed */
     CHECK(neg_storage_insert(st, 3, id, err, sizeof(err)) == 0);
     id[0] = 0;
     CHECK(neg_storage_insert(st, 3, id, err, sizeof(err)) == 0);
@@ -167,13 +163,13 @@ test_storage_errors(void)
     CHECK(neg_storage_item(st, 0)->timestamp == 1);
     CHECK(neg_storage_item(st, 1)->timestamp == 3 && neg_storage_item(st, 1)->id[0] == 0);
     CHECK(neg_storage_item(st, 2)->id[0] == 1);
-    CHECK(neg_storage_insert(st, 4, id, err, sizeof(err)) < 0);   /* sealed */
+    CHECK(neg_storage_insert(st, 4, id, err, sizeof(err)) < 0); /* sealed */
     CHECK(neg_new(st, 4095, err, sizeof(err)) == NULL);
     struct neg *n = neg_new(st, 4096, err, sizeof(err));
     CHECK(n != NULL);
     struct buf out = {0};
     CHECK(neg_initiate(n, &out, err, sizeof(err)) == 0);
-    CHECK(neg_initiate(n, &out, err, sizeof(err)) < 0);          /* twice */
+    CHECK(neg_initiate(n, &out, err, sizeof(err)) < 0); /* twice */
     buf_free(&out);
     neg_free(n);
     neg_storage_free(st);
@@ -186,8 +182,7 @@ test_storage_errors(void)
  * and 2 is their shared prefix plus one byte. Check its exact encoding for
  * every prefix length from 1 to 32, and a timestamp change (length 0).
  */
-static void
-test_bound_prefixes(void)
+static void test_bound_prefixes(void)
 {
     for (int shared = -1; shared < 32; shared++) {
         struct neg_storage *st = neg_storage_new();
@@ -242,15 +237,13 @@ test_bound_prefixes(void)
 
 /* ---- whole sessions ----------------------------------------------------- */
 
-static int
-cmp_id(const void *a, const void *b)
+static int cmp_id(const void *a, const void *b)
 {
     return memcmp(a, b, 32);
 }
 
 /* Sorts and removes repeats (frame limits can report an id twice). */
-static void
-ids_normalize(struct neg_ids *ids)
+static void ids_normalize(struct neg_ids *ids)
 {
     if (ids->n == 0)
         return;
@@ -265,13 +258,12 @@ ids_normalize(struct neg_ids *ids)
 struct scenario {
     const char *name;
     size_t n;
-    double both, client_only;   /* the rest is server-only */
-    uint64_t ts_range;          /* 1 = all items on one timestamp */
+    double both, client_only; /* the rest is server-only */
+    uint64_t ts_range;        /* 1 = all items on one timestamp */
     uint64_t fsl;
 };
 
-static void
-run_scenario(const struct scenario *sc, uint64_t seed)
+static void run_scenario(const struct scenario *sc, uint64_t seed)
 {
     struct neg_storage *cst = neg_storage_new(), *sst = neg_storage_new();
     struct neg_ids want_have = {0}, want_need = {0};
@@ -329,9 +321,11 @@ run_scenario(const struct scenario *sc, uint64_t seed)
         ids_normalize(&need);
         ids_normalize(&want_have);
         ids_normalize(&want_need);
-        CHECK_MSG(have.n == want_have.n && (have.n == 0 || memcmp(have.ids, want_have.ids, 32 * have.n) == 0),
+        CHECK_MSG(have.n == want_have.n &&
+                      (have.n == 0 || memcmp(have.ids, want_have.ids, 32 * have.n) == 0),
                   "%s: have %zu, want %zu", sc->name, have.n, want_have.n);
-        CHECK_MSG(need.n == want_need.n && (need.n == 0 || memcmp(need.ids, want_need.ids, 32 * need.n) == 0),
+        CHECK_MSG(need.n == want_need.n &&
+                      (need.n == 0 || memcmp(need.ids, want_need.ids, 32 * need.n) == 0),
                   "%s: need %zu, want %zu", sc->name, need.n, want_need.n);
     }
     buf_free(&msg);
@@ -346,8 +340,7 @@ run_scenario(const struct scenario *sc, uint64_t seed)
     neg_storage_free(sst);
 }
 
-static void
-test_sessions(void)
+static void test_sessions(void)
 {
     static const struct scenario scenarios[] = {
         {"both empty", 0, 0, 0, 1000, 0},
@@ -374,8 +367,7 @@ test_sessions(void)
 static struct neg_storage *bad_st;
 
 /* Feeds hex to a fresh responder and initiator; both must refuse it, with a message. */
-static void
-expect_reject(const char *hex, const char *why)
+static void expect_reject(const char *hex, const char *why)
 {
     size_t len = strlen(hex) / 2;
     uint8_t *msg = xmalloc(len + 1);
@@ -388,7 +380,8 @@ expect_reject(const char *hex, const char *why)
             CHECK(neg_initiate(n, &out, err, sizeof(err)) == 0);
         err[0] = '\0';
         int rc = neg_reconcile(n, msg, len, &out, &have, &need, err, sizeof(err));
-        CHECK_MSG(rc < 0 && err[0] != '\0', "%s (%s) accepted", why, role ? "initiator" : "responder");
+        CHECK_MSG(rc < 0 && err[0] != '\0', "%s (%s) accepted", why,
+                  role ? "initiator" : "responder");
         buf_free(&out);
         neg_ids_free(&have);
         neg_ids_free(&need);
@@ -397,8 +390,7 @@ expect_reject(const char *hex, const char *why)
     free(msg);
 }
 
-static void
-test_malformed(void)
+static void test_malformed(void)
 {
     bad_st = random_storage(5, 100, 10);
 
@@ -424,8 +416,12 @@ test_malformed(void)
         strcat(truncated_id, "ab");
     expect_reject(truncated_id, "truncated id");
     /* bound (ts 5, prefix 01) then bound (ts 5, prefix 00): backwards */
-    expect_reject("6106010100" "01010000", "bounds going backwards");
-    expect_reject("61" "82808080808080808080800001", "timestamp varint over 64 bits");
+    expect_reject("6106010100"
+                  "01010000",
+                  "bounds going backwards");
+    expect_reject("61"
+                  "82808080808080808080800001",
+                  "timestamp varint over 64 bits");
 
     /* Another protocol version: a responder answers with the one it speaks. */
     struct neg *n = neg_new(bad_st, 0, err, sizeof(err));
@@ -460,8 +456,7 @@ test_malformed(void)
     neg_storage_free(bad_st);
 }
 
-int
-main(void)
+int main(void)
 {
     test_varints();
     test_fingerprints();

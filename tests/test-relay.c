@@ -43,8 +43,7 @@
 
 #define MIB (1024 * 1024)
 
-static int64_t
-now_ms(void)
+static int64_t now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -61,8 +60,7 @@ struct logcap {
     char all[16384];
 };
 
-static void
-logcap_fn(void *arg, const char *url, const char *line)
+static void logcap_fn(void *arg, const char *url, const char *line)
 {
     struct logcap *l = arg;
     pthread_mutex_lock(&l->mu);
@@ -78,15 +76,13 @@ logcap_fn(void *arg, const char *url, const char *line)
         fprintf(stderr, "log %s: %s\n", url, line);
 }
 
-static void
-logcap_init(struct logcap *l)
+static void logcap_init(struct logcap *l)
 {
     memset(l, 0, sizeof *l);
     pthread_mutex_init(&l->mu, NULL);
 }
 
-static struct relay_opts
-quiet_opts(struct logcap *l)
+static struct relay_opts quiet_opts(struct logcap *l)
 {
     struct relay_opts o = relay_opts_default();
     o.log = logcap_fn;
@@ -99,8 +95,7 @@ quiet_opts(struct logcap *l)
 
 /* ---- message parsing ---------------------------------------------------------- */
 
-static struct relay_msg *
-parse_ok(const char *s)
+static struct relay_msg *parse_ok(const char *s)
 {
     char err[RELAY_ERRLEN];
     struct relay_msg *m = NULL;
@@ -109,8 +104,7 @@ parse_ok(const char *s)
     return rc == 0 ? m : NULL;
 }
 
-static void
-parse_bad(const char *s, const char *want)
+static void parse_bad(const char *s, const char *want)
 {
     char err[RELAY_ERRLEN] = "";
     struct relay_msg *m = (struct relay_msg *)1;
@@ -119,8 +113,7 @@ parse_bad(const char *s, const char *want)
     CHECK_MSG(strstr(err, want) != NULL, "%s: error \"%s\" lacks \"%s\"", s, err, want);
 }
 
-static void
-test_parse(void)
+static void test_parse(void)
 {
     const char *id = "5c83da77af1dec6d7289834998ad7aafbd9e2191396d75ec3cc27f5a77226f36";
     char buf[512];
@@ -191,7 +184,7 @@ test_parse(void)
     }
     m = parse_ok("[\"NEG-ERR\",\"n1\",\"x\",\"not a number\"]");
     if (m) {
-        CHECK(m->has_neg_limit == 0);   /* advisory field of the wrong type: ignored */
+        CHECK(m->has_neg_limit == 0); /* advisory field of the wrong type: ignored */
         relay_msg_free(m);
     }
     /* A relay ending a session itself (khatru); what follows the subid is ignored. */
@@ -302,8 +295,7 @@ test_parse(void)
 
 /* ---- backoff -------------------------------------------------------------------- */
 
-static void
-test_backoff(void)
+static void test_backoff(void)
 {
     const uint64_t lo = 0, hi = UINT64_MAX, mid = 1ULL << 63;
     CHECK(relay_backoff_delay_ms(0, lo) == 0);
@@ -318,7 +310,7 @@ test_backoff(void)
         want *= 2;
     }
     /* 2^9 s = 512 s is past the cap: 300 s from there on, forever, without overflow. */
-    unsigned big[] = { 10, 11, 20, 21, 63, 64, 65, 1000, 0xffffffffu };
+    unsigned big[] = {10, 11, 20, 21, 63, 64, 65, 1000, 0xffffffffu};
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
         CHECK(relay_backoff_delay_ms(big[i], mid) == 300000);
         CHECK(relay_backoff_delay_ms(big[i], lo) == 240000);
@@ -327,7 +319,7 @@ test_backoff(void)
     /* Jitter stays in [0.8, 1.2] and actually spreads: a uniform source fills the range. */
     uint64_t st = 7;
     int64_t mn = INT64_MAX, mx = 0;
-    int buckets[4] = { 0 };
+    int buckets[4] = {0};
     for (int i = 0; i < 4000; i++) {
         int64_t d = relay_backoff_delay_ms(3, test_rand(&st));
         if (d < mn)
@@ -367,8 +359,7 @@ test_backoff(void)
 
 /* ---- URLs ----------------------------------------------------------------------- */
 
-static void
-norm_is(const char *in, const char *want)
+static void norm_is(const char *in, const char *want)
 {
     char err[RELAY_ERRLEN] = "";
     char *got = relay_url_normalize(in, err, sizeof err);
@@ -377,8 +368,7 @@ norm_is(const char *in, const char *want)
     free(got);
 }
 
-static void
-norm_bad(const char *in)
+static void norm_bad(const char *in)
 {
     char err[RELAY_ERRLEN] = "";
     char *got = relay_url_normalize(in, err, sizeof err);
@@ -389,8 +379,7 @@ norm_bad(const char *in)
     relay_free(r);
 }
 
-static void
-test_urls(void)
+static void test_urls(void)
 {
     norm_is("wss://Relay.Example.com:443/", "wss://relay.example.com");
     norm_is("WSS://relay.example.com", "wss://relay.example.com");
@@ -437,21 +426,19 @@ test_urls(void)
 
 /* ---- NIP-11 documents ------------------------------------------------------------- */
 
-static struct relay_nip11 *
-nip11(const char *s)
+static struct relay_nip11 *nip11(const char *s)
 {
     return relay_nip11_parse(s, strlen(s));
 }
 
-static void
-test_nip11_parse(void)
+static void test_nip11_parse(void)
 {
-    struct relay_nip11 *n = nip11(
-        "{\"name\":\"test\",\"software\":\"git+https://github.com/hoytech/strfry.git\","
-        "\"version\":\"1.0.4\",\"supported_nips\":[1,2,9,11,\"x\",77,40.5],"
-        "\"negentropy\":1,\"limitation\":{\"max_message_length\":131072,"
-        "\"max_subscriptions\":20,\"max_limit\":500,\"max_filters\":\"10\","
-        "\"auth_required\":false,\"payment_required\":\"no\"}}");
+    struct relay_nip11 *n =
+        nip11("{\"name\":\"test\",\"software\":\"git+https://github.com/hoytech/strfry.git\","
+              "\"version\":\"1.0.4\",\"supported_nips\":[1,2,9,11,\"x\",77,40.5],"
+              "\"negentropy\":1,\"limitation\":{\"max_message_length\":131072,"
+              "\"max_subscriptions\":20,\"max_limit\":500,\"max_filters\":\"10\","
+              "\"auth_required\":false,\"payment_required\":\"no\"}}");
     CHECK(n->present == 1);
     CHECK(n->name && strcmp(n->name, "test") == 0);
     CHECK(n->software && strstr(n->software, "strfry") != NULL);
@@ -461,7 +448,7 @@ test_nip11_parse(void)
     CHECK(n->negentropy && strcmp(n->negentropy, "1") == 0);
     CHECK(n->limitation.max_message_length == 131072);
     CHECK(n->limitation.max_subscriptions == 20 && n->limitation.max_limit == 500);
-    CHECK(n->limitation.max_filters == -1);     /* a string: ignored */
+    CHECK(n->limitation.max_filters == -1); /* a string: ignored */
     CHECK(n->limitation.auth_required == 0 && n->limitation.payment_required == -1);
     CHECK(n->raw != NULL && n->raw_len == strlen(n->raw));
     relay_nip11_free(n);
@@ -532,28 +519,26 @@ struct srv {
     pthread_t th;
     int started;
     void (*fn)(struct srv *, int fd);
-    int nconn;                  /* connections to serve, one after the other */
+    int nconn; /* connections to serve, one after the other */
     atomic_size_t rd, wr;
-    char req[8192];             /* the last request head */
-    int failures;               /* server-side checks that failed */
+    char req[8192]; /* the last request head */
+    int failures;   /* server-side checks that failed */
     char why[256];
-    const void *arg;            /* scenario input */
-    struct buf got;             /* scenario output: a received payload */
-    int close_code;             /* the client's close code, -1 if none came */
+    const void *arg; /* scenario input */
+    struct buf got;  /* scenario output: a received payload */
+    int close_code;  /* the client's close code, -1 if none came */
     atomic_int stop;
-    atomic_int conns_done;      /* connections served and closed */
-    atomic_int phase;           /* scenario progress, for the client side to wait on */
+    atomic_int conns_done; /* connections served and closed */
+    atomic_int phase;      /* scenario progress, for the client side to wait on */
 };
 
-static void
-srv_fail(struct srv *s, const char *why)
+static void srv_fail(struct srv *s, const char *why)
 {
     if (!s->failures++)
         snprintf(s->why, sizeof s->why, "%s", why);
 }
 
-static int
-srv_listen(struct srv *s, int port)
+static int srv_listen(struct srv *s, int port)
 {
     s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
@@ -574,10 +559,9 @@ srv_listen(struct srv *s, int port)
     return 0;
 }
 
-static int
-wait_fd(int fd, short ev, int timeout_ms)
+static int wait_fd(int fd, short ev, int timeout_ms)
 {
-    struct pollfd p = { fd, ev, 0 };
+    struct pollfd p = {fd, ev, 0};
     int rc;
     do
         rc = poll(&p, 1, timeout_ms);
@@ -586,8 +570,7 @@ wait_fd(int fd, short ev, int timeout_ms)
 }
 
 /* Reads exactly n bytes within timeout_ms; -1 on EOF, error or timeout. */
-static int
-srv_read(struct srv *s, int fd, void *p, size_t n, int timeout_ms)
+static int srv_read(struct srv *s, int fd, void *p, size_t n, int timeout_ms)
 {
     int64_t deadline = now_ms() + timeout_ms;
     size_t got = 0;
@@ -604,8 +587,7 @@ srv_read(struct srv *s, int fd, void *p, size_t n, int timeout_ms)
     return 0;
 }
 
-static int
-srv_write(struct srv *s, int fd, const void *p, size_t n)
+static int srv_write(struct srv *s, int fd, const void *p, size_t n)
 {
     size_t done = 0;
     while (done < n) {
@@ -621,8 +603,7 @@ srv_write(struct srv *s, int fd, const void *p, size_t n)
 }
 
 /* Reads the request head; answers 101 with the right accept key, or `status` as given. */
-static int
-srv_handshake(struct srv *s, int fd, const char *status_line)
+static int srv_handshake(struct srv *s, int fd, const char *status_line)
 {
     size_t n = 0;
     while (n < sizeof s->req - 1) {
@@ -663,13 +644,13 @@ srv_handshake(struct srv *s, int fd, const char *status_line)
     char resp[512];
     int l = snprintf(resp, sizeof resp,
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", b64);
+                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+                     b64);
     return srv_write(s, fd, resp, (size_t)l);
 }
 
 /* One unmasked frame from the server. */
-static int
-srv_frame(struct srv *s, int fd, int fin, int opcode, const void *p, size_t n)
+static int srv_frame(struct srv *s, int fd, int fin, int opcode, const void *p, size_t n)
 {
     unsigned char h[10];
     size_t hl;
@@ -698,15 +679,14 @@ srv_frame(struct srv *s, int fd, int fin, int opcode, const void *p, size_t n)
     return rc;
 }
 
-static int
-srv_text(struct srv *s, int fd, const char *text)
+static int srv_text(struct srv *s, int fd, const char *text)
 {
     return srv_frame(s, fd, 1, 1, text, strlen(text));
 }
 
 /* One masked frame from the client; payload appended to out. */
-static int
-srv_read_frame(struct srv *s, int fd, int *fin, int *opcode, struct buf *out, int timeout_ms)
+static int srv_read_frame(struct srv *s, int fd, int *fin, int *opcode, struct buf *out,
+                          int timeout_ms)
 {
     unsigned char h[14];
     if (srv_read(s, fd, h, 2, timeout_ms) < 0)
@@ -734,7 +714,7 @@ srv_read_frame(struct srv *s, int fd, int *fin, int *opcode, struct buf *out, in
         return -1;
     size_t at = out->len;
     if (n == 0)
-        return 0;   /* an empty frame: nothing to read (and out->data may be NULL) */
+        return 0; /* an empty frame: nothing to read (and out->data may be NULL) */
     buf_reserve(out, (size_t)n);
     if (srv_read(s, fd, out->data + at, (size_t)n, timeout_ms) < 0)
         return -1;
@@ -748,14 +728,13 @@ srv_read_frame(struct srv *s, int fd, int *fin, int *opcode, struct buf *out, in
  * The next complete data message (fragments joined) into s->got; answers
  * pings. Returns its opcode, 8 for a close (code in s->close_code), -1.
  */
-static int
-srv_read_message(struct srv *s, int fd, int timeout_ms)
+static int srv_read_message(struct srv *s, int fd, int timeout_ms)
 {
     s->got.len = 0;
     int first = -1;
     for (;;) {
         int fin, op;
-        struct buf f = { 0 };
+        struct buf f = {0};
         if (srv_read_frame(s, fd, &fin, &op, &f, timeout_ms) < 0) {
             buf_free(&f);
             return -1;
@@ -784,24 +763,22 @@ srv_read_message(struct srv *s, int fd, int timeout_ms)
 }
 
 /* Waits for the client's close frame and answers it; any data before it is dropped. */
-static void
-srv_finish(struct srv *s, int fd)
+static void srv_finish(struct srv *s, int fd)
 {
     for (;;) {
         int op = srv_read_message(s, fd, 5000);
         if (op < 0)
             return;
         if (op == 8) {
-            unsigned char c[2] = { (unsigned char)(s->close_code >> 8),
-                                   (unsigned char)s->close_code };
+            unsigned char c[2] = {(unsigned char)(s->close_code >> 8),
+                                  (unsigned char)s->close_code};
             srv_frame(s, fd, 1, 8, c, 2);
             return;
         }
     }
 }
 
-static void *
-srv_main(void *arg)
+static void *srv_main(void *arg)
 {
     struct srv *s = arg;
     for (int i = 0; i < s->nconn && !s->stop; i++) {
@@ -820,8 +797,7 @@ srv_main(void *arg)
     return NULL;
 }
 
-static int
-srv_start(struct srv *s, void (*fn)(struct srv *, int), const void *arg, int port)
+static int srv_start(struct srv *s, void (*fn)(struct srv *, int), const void *arg, int port)
 {
     memset(s, 0, sizeof *s);
     s->fn = fn;
@@ -836,8 +812,7 @@ srv_start(struct srv *s, void (*fn)(struct srv *, int), const void *arg, int por
 }
 
 /* Joins the thread and reports any server-side check that failed. */
-static void
-srv_join(struct srv *s)
+static void srv_join(struct srv *s)
 {
     if (s->started)
         pthread_join(s->th, NULL);
@@ -848,14 +823,12 @@ srv_join(struct srv *s)
     CHECK_MSG(s->failures == 0, "server: %s", s->why);
 }
 
-static void
-srv_url(const struct srv *s, char *out, size_t n)
+static void srv_url(const struct srv *s, char *out, size_t n)
 {
     snprintf(out, n, "ws://127.0.0.1:%d/", s->port);
 }
 
-static struct relay *
-open_relay(const struct srv *s, const struct relay_opts *o)
+static struct relay *open_relay(const struct srv *s, const struct relay_opts *o)
 {
     char url[64], err[RELAY_ERRLEN];
     srv_url(s, url, sizeof url);
@@ -864,8 +837,7 @@ open_relay(const struct srv *s, const struct relay_opts *o)
     return r;
 }
 
-static int
-connect_ok(struct relay *r)
+static int connect_ok(struct relay *r)
 {
     char err[RELAY_ERRLEN] = "";
     int rc = relay_connect(r, 20000, err, sizeof err);
@@ -876,14 +848,13 @@ connect_ok(struct relay *r)
 /* ---- scenario: exact counters ---------------------------------------------------- */
 
 struct counters_script {
-    size_t in_len;              /* the client's message, checked byte for byte */
+    size_t in_len; /* the client's message, checked byte for byte */
     const char *in;
-    const char *out1;           /* sent in one frame */
-    const char *out2;           /* sent in three fragments */
+    const char *out1; /* sent in one frame */
+    const char *out2; /* sent in three fragments */
 };
 
-static void
-scn_counters(struct srv *s, int fd)
+static void scn_counters(struct srv *s, int fd)
 {
     const struct counters_script *c = s->arg;
     if (srv_handshake(s, fd, NULL) < 0)
@@ -900,8 +871,7 @@ scn_counters(struct srv *s, int fd)
     srv_finish(s, fd);
 }
 
-static void
-test_counters(void)
+static void test_counters(void)
 {
     struct logcap lc;
     logcap_init(&lc);
@@ -915,7 +885,7 @@ test_counters(void)
     char out1[400];
     snprintf(out1, sizeof out1, "[\"NOTICE\",\"%0300d\"]", 7);
     const char *out2 = "[\"EOSE\",\"a-subscription-id-in-three-fragments\"]";
-    struct counters_script c = { in_len, in, out1, out2 };
+    struct counters_script c = {in_len, in, out1, out2};
 
     struct srv s;
     CHECK(srv_start(&s, scn_counters, &c, 0) == 0);
@@ -997,8 +967,7 @@ static const char *const garbage[] = {
     "[\"OK\",\"short\",true,\"\"]",
 };
 
-static void
-scn_garbage(struct srv *s, int fd)
+static void scn_garbage(struct srv *s, int fd)
 {
     if (srv_handshake(s, fd, NULL) < 0)
         return;
@@ -1022,14 +991,13 @@ scn_garbage(struct srv *s, int fd)
     srv_finish(s, fd);
 }
 
-static void
-test_garbage(void)
+static void test_garbage(void)
 {
     struct logcap lc;
     logcap_init(&lc);
     struct srv s;
     CHECK(srv_start(&s, scn_garbage, NULL, 0) == 0);
-    struct relay_opts o = quiet_opts(&lc);  /* compression offered, the server declines */
+    struct relay_opts o = quiet_opts(&lc); /* compression offered, the server declines */
     struct relay *r = open_relay(&s, &o);
     char err[RELAY_ERRLEN];
     if (r && connect_ok(r) == 0) {
@@ -1060,8 +1028,7 @@ test_garbage(void)
 
 /* ---- scenario: oversize messages ---------------------------------------------------- */
 
-static void
-scn_oversize(struct srv *s, int fd)
+static void scn_oversize(struct srv *s, int fd)
 {
     if (srv_handshake(s, fd, NULL) < 0)
         return;
@@ -1069,12 +1036,12 @@ scn_oversize(struct srv *s, int fd)
     memset(big, 'x', sizeof big);
     memcpy(big, "[\"NOTICE\",\"", 11);
     memcpy(big + 1000 - 2, "\"]", 2);
-    srv_frame(s, fd, 1, 1, big, 1000);      /* fits */
+    srv_frame(s, fd, 1, 1, big, 1000); /* fits */
     memcpy(big + 5000 - 2, "\"]", 2);
     if (s->conns_done == 0) {
-        srv_frame(s, fd, 1, 1, big, 5000);  /* one frame over the cap */
+        srv_frame(s, fd, 1, 1, big, 5000); /* one frame over the cap */
     } else {
-        srv_frame(s, fd, 0, 1, big, 2000);  /* over the cap only when joined */
+        srv_frame(s, fd, 0, 1, big, 2000); /* over the cap only when joined */
         srv_frame(s, fd, 0, 0, big + 2000, 2000);
         srv_frame(s, fd, 1, 0, big + 4000, 1000);
     }
@@ -1085,8 +1052,7 @@ scn_oversize(struct srv *s, int fd)
     s->phase++;
 }
 
-static void
-test_oversize(void)
+static void test_oversize(void)
 {
     struct logcap lc;
     logcap_init(&lc);
@@ -1125,16 +1091,14 @@ test_oversize(void)
 /* ---- scenario: a peer that stops reading; interrupts ------------------------------------ */
 
 /* Holds the connection open, reading nothing, until the test says stop. */
-static void
-srv_hold(struct srv *s)
+static void srv_hold(struct srv *s)
 {
     int64_t dl = now_ms() + 20000;
     while (!s->stop && now_ms() < dl)
         usleep(2000);
 }
 
-static void
-scn_idle(struct srv *s, int fd)
+static void scn_idle(struct srv *s, int fd)
 {
     if (srv_handshake(s, fd, NULL) < 0)
         return;
@@ -1147,8 +1111,7 @@ struct interrupter {
     int delay_ms;
 };
 
-static void *
-interrupt_main(void *arg)
+static void *interrupt_main(void *arg)
 {
     struct interrupter *it = arg;
     usleep((useconds_t)it->delay_ms * 1000);
@@ -1156,8 +1119,7 @@ interrupt_main(void *arg)
     return NULL;
 }
 
-static void
-test_stalled_peer(void)
+static void test_stalled_peer(void)
 {
     struct logcap lc;
     logcap_init(&lc);
@@ -1169,7 +1131,7 @@ test_stalled_peer(void)
     char err[RELAY_ERRLEN];
     if (r && connect_ok(r) == 0) {
         /* Interrupt from another thread while blocked in relay_recv. */
-        struct interrupter it = { r, 200 };
+        struct interrupter it = {r, 200};
         pthread_t th;
         pthread_create(&th, NULL, interrupt_main, &it);
         struct relay_msg *m = NULL;
@@ -1211,19 +1173,17 @@ test_stalled_peer(void)
 
 /* ---- scenario: the peer closes; the relay restarts ------------------------------------- */
 
-static void
-scn_close_1001(struct srv *s, int fd)
+static void scn_close_1001(struct srv *s, int fd)
 {
     if (srv_handshake(s, fd, NULL) < 0)
         return;
     srv_text(s, fd, "[\"NOTICE\",\"bye soon\"]");
-    unsigned char c[] = { 0x03, 0xe9, 'g', 'o', 'i', 'n', 'g', ' ', 'a', 'w', 'a', 'y' };
+    unsigned char c[] = {0x03, 0xe9, 'g', 'o', 'i', 'n', 'g', ' ', 'a', 'w', 'a', 'y'};
     srv_frame(s, fd, 1, 8, c, sizeof c);
     srv_read_message(s, fd, 5000);
 }
 
-static void
-scn_notice_then_vanish(struct srv *s, int fd)
+static void scn_notice_then_vanish(struct srv *s, int fd)
 {
     if (srv_handshake(s, fd, NULL) < 0)
         return;
@@ -1231,8 +1191,7 @@ scn_notice_then_vanish(struct srv *s, int fd)
     /* No close frame: the process "dies". */
 }
 
-static void
-test_peer_close_and_restart(void)
+static void test_peer_close_and_restart(void)
 {
     struct logcap lc;
     logcap_init(&lc);
@@ -1262,7 +1221,7 @@ test_peer_close_and_restart(void)
         int rc = relay_recv(r, 5000, &m, err, sizeof err);
         CHECK_MSG(rc == RELAY_ERR_CLOSED && strstr(err, "without a close frame"), "%s", err);
     }
-    srv_join(&s);   /* the relay is down */
+    srv_join(&s); /* the relay is down */
     if (r) {
         int rc = relay_connect(r, 2000, err, sizeof err);
         CHECK_MSG(rc == RELAY_ERR_UNREACHABLE, "%s: %s", relay_error_name(rc), err);
@@ -1295,20 +1254,18 @@ test_peer_close_and_restart(void)
 
 /* ---- scenario: connection failures ------------------------------------------------------ */
 
-static void
-scn_http_404(struct srv *s, int fd)
+static void scn_http_404(struct srv *s, int fd)
 {
     srv_handshake(s, fd, s->arg);
 }
 
-static void
-test_connect_failures(void)
+static void test_connect_failures(void)
 {
     struct logcap lc;
     logcap_init(&lc);
     struct relay_opts o = quiet_opts(&lc);
     char err[RELAY_ERRLEN];
-    const char *answers[] = { "HTTP/1.1 404 Not Found", "HTTP/1.1 200 OK" };
+    const char *answers[] = {"HTTP/1.1 404 Not Found", "HTTP/1.1 200 OK"};
     for (int i = 0; i < 2; i++) {
         struct srv s;
         CHECK(srv_start(&s, scn_http_404, answers[i], 0) == 0);
@@ -1348,15 +1305,14 @@ test_connect_failures(void)
 
 /* ---- scenario: keepalive ----------------------------------------------------------------- */
 
-static void
-scn_ping(struct srv *s, int fd)
+static void scn_ping(struct srv *s, int fd)
 {
     if (srv_handshake(s, fd, NULL) < 0)
         return;
     /* First ping answered, the second one not: the client must hang up. */
     for (int i = 0; i < 2; i++) {
         int fin, op;
-        struct buf f = { 0 };
+        struct buf f = {0};
         if (srv_read_frame(s, fd, &fin, &op, &f, 4000) < 0 || op != 9) {
             srv_fail(s, "no ping from the client");
             buf_free(&f);
@@ -1373,8 +1329,7 @@ scn_ping(struct srv *s, int fd)
         ;
 }
 
-static void
-test_keepalive(void)
+static void test_keepalive(void)
 {
     struct logcap lc;
     logcap_init(&lc);
@@ -1401,16 +1356,15 @@ test_keepalive(void)
 /* ---- NIP-11 over HTTP, from the raw server ----------------------------------------------- */
 
 struct http_answer {
-    const char *head;           /* status line and headers, without the final CRLF CRLF */
-    const char *body;           /* NULL: big_body */
+    const char *head; /* status line and headers, without the final CRLF CRLF */
+    const char *body; /* NULL: big_body */
     size_t body_len;
 };
 
 static char *big_body;
 static size_t big_body_len;
 
-static void
-scn_http(struct srv *s, int fd)
+static void scn_http(struct srv *s, int fd)
 {
     const struct http_answer *a = s->arg;
     /* Read the request head (srv_handshake does that when given a status line). */
@@ -1423,7 +1377,7 @@ scn_http(struct srv *s, int fd)
             break;
     }
     s->req[n] = '\0';
-    if (a->head == NULL) {          /* silent: never answers */
+    if (a->head == NULL) { /* silent: never answers */
         srv_hold(s);
         return;
     }
@@ -1433,12 +1387,12 @@ scn_http(struct srv *s, int fd)
     int hl = snprintf(head, sizeof head, "%s\r\n\r\n", a->head);
     if (srv_write(s, fd, head, (size_t)hl) < 0)
         return;
-    srv_write(s, fd, body, bl);     /* may fail when the client stops at 1 MiB */
+    srv_write(s, fd, body, bl); /* may fail when the client stops at 1 MiB */
     s->phase++;
 }
 
-static struct relay_nip11 *
-fetch_from(const struct http_answer *a, int timeout_ms, int *rc, char *req_out, size_t req_len)
+static struct relay_nip11 *fetch_from(const struct http_answer *a, int timeout_ms, int *rc,
+                                      char *req_out, size_t req_len)
 {
     struct srv s;
     struct relay_nip11 *n = NULL;
@@ -1457,8 +1411,7 @@ fetch_from(const struct http_answer *a, int timeout_ms, int *rc, char *req_out, 
     return n;
 }
 
-static void
-test_nip11_fetch(void)
+static void test_nip11_fetch(void)
 {
     char len_hdr[128];
     const char *doc = "{\"name\":\"raw\",\"software\":\"negsync-test\",\"version\":\"0.1\","
@@ -1466,7 +1419,7 @@ test_nip11_fetch(void)
     snprintf(len_hdr, sizeof len_hdr,
              "HTTP/1.1 200 OK\r\nContent-Type: application/nostr+json\r\nContent-Length: %zu",
              strlen(doc));
-    struct http_answer ok = { len_hdr, doc, 0 };
+    struct http_answer ok = {len_hdr, doc, 0};
     int rc;
     char req[8192];
     struct relay_nip11 *n = fetch_from(&ok, 3000, &rc, req, sizeof req);
@@ -1479,15 +1432,15 @@ test_nip11_fetch(void)
     relay_nip11_free(n);
 
     /* No Content-Length: the body ends when the server closes. */
-    struct http_answer eof = { "HTTP/1.1 200 OK\r\nConnection: close", doc, 0 };
+    struct http_answer eof = {"HTTP/1.1 200 OK\r\nConnection: close", doc, 0};
     n = fetch_from(&eof, 3000, &rc, NULL, 0);
     CHECK_MSG(rc == 0 && n && n->present == 1, "rc %d present %d reason %s", rc,
               n ? n->present : -1, n ? n->reason : "");
     relay_nip11_free(n);
 
     /* Chunked. */
-    struct http_answer chunked = { "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked",
-                                   "5\r\n{\"nam\r\n8\r\ne\":\"ch\"}\r\n0\r\n\r\n", 0 };
+    struct http_answer chunked = {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked",
+                                  "5\r\n{\"nam\r\n8\r\ne\":\"ch\"}\r\n0\r\n\r\n", 0};
     n = fetch_from(&chunked, 3000, &rc, NULL, 0);
     CHECK_MSG(rc == 0 && n && n->present == 1 && n->name && strcmp(n->name, "ch") == 0,
               "rc %d present %d reason %s", rc, n ? n->present : -1, n ? n->reason : "");
@@ -1498,12 +1451,13 @@ test_nip11_fetch(void)
         struct http_answer a;
         const char *reason;
     } no[] = {
-        { { "HTTP/1.1 404 Not Found\r\nContent-Length: 9", "not found", 0 }, "404" },
-        { { "HTTP/1.1 200 OK\r\nContent-Length: 22", "<html>a relay</html>\r\n", 0 }, "JSON" },
-        { { "HTTP/1.1 200 OK\r\nContent-Length: 38", "{\"name\":1,\"supported_nips\":\"1,11,77\"}", 0 },
-          "right type" },
-        { { "HTTP/1.1 200 OK\r\nContent-Length: 5242880", NULL, 0 }, "1 MiB" },
-        { { "HTTP/1.1 200 OK\r\nConnection: close", NULL, 0 }, "1 MiB" },
+        {{"HTTP/1.1 404 Not Found\r\nContent-Length: 9", "not found", 0}, "404"},
+        {{"HTTP/1.1 200 OK\r\nContent-Length: 22", "<html>a relay</html>\r\n", 0}, "JSON"},
+        {{"HTTP/1.1 200 OK\r\nContent-Length: 38", "{\"name\":1,\"supported_nips\":\"1,11,77\"}",
+          0},
+         "right type"},
+        {{"HTTP/1.1 200 OK\r\nContent-Length: 5242880", NULL, 0}, "1 MiB"},
+        {{"HTTP/1.1 200 OK\r\nConnection: close", NULL, 0}, "1 MiB"},
     };
     for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
         n = fetch_from(&no[i].a, 5000, &rc, NULL, 0);
@@ -1517,7 +1471,7 @@ test_nip11_fetch(void)
     }
 
     /* A server that never answers: a timeout, within the deadline. */
-    struct http_answer silent = { NULL, NULL, 0 };
+    struct http_answer silent = {NULL, NULL, 0};
     int64_t t0 = now_ms();
     n = fetch_from(&silent, 500, &rc, NULL, 0);
     CHECK_MSG(rc == RELAY_ERR_TIMEOUT && n == NULL, "rc %s", relay_error_name(rc));
@@ -1545,16 +1499,16 @@ struct lsrv {
     atomic_int stop;
     int port;
     struct buf rx;
-    uint8_t *tx;                /* LWS_PRE + the message being echoed */
+    uint8_t *tx; /* LWS_PRE + the message being echoed */
     size_t tx_len, tx_off;
-    atomic_size_t last_len;     /* length of the last complete message received */
+    atomic_size_t last_len; /* length of the last complete message received */
     atomic_int msgs;
-    const char *doc;            /* the NIP-11 document served over HTTP */
+    const char *doc; /* the NIP-11 document served over HTTP */
     int doc_sent;
 };
 
-static int
-lsrv_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+static int lsrv_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                   size_t len)
 {
     struct lws_context *cx = lws_get_context(wsi);
     struct lsrv *l = cx ? lws_context_user(cx) : NULL;
@@ -1617,19 +1571,18 @@ lsrv_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
             lws_callback_on_writable(wsi);
         return 0;
     }
-    default:
-        return 0;
+    default: return 0;
     }
 }
 
 static const struct lws_protocols lsrv_protocols[] = {
-    { "echo", lsrv_cb, 0, 65536, 0, NULL, 0 },
-    { NULL, NULL, 0, 0, 0, NULL, 0 },
+    {"echo", lsrv_cb, 0, 65536, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
 static const struct lws_extension lsrv_extensions[] = {
-    { "permessage-deflate", lws_extension_callback_pm_deflate, "permessage-deflate" },
-    { NULL, NULL, NULL },
+    {"permessage-deflate", lws_extension_callback_pm_deflate, "permessage-deflate"},
+    {NULL, NULL, NULL},
 };
 
 /*
@@ -1641,14 +1594,12 @@ static const struct lws_extension lsrv_extensions[] = {
  * rooted in OpenSSL instead. relay.c allocates no OpenSSL objects itself.
  */
 const char *__lsan_default_suppressions(void);
-const char *
-__lsan_default_suppressions(void)
+const char *__lsan_default_suppressions(void)
 {
     return "leak:libcrypto.so\nleak:libssl.so\n";
 }
 
-static void *
-lsrv_main(void *arg)
+static void *lsrv_main(void *arg)
 {
     struct lsrv *l = arg;
     while (!l->stop)
@@ -1658,8 +1609,7 @@ lsrv_main(void *arg)
     return NULL;
 }
 
-static int
-lsrv_start(struct lsrv *l, const char *cert, const char *key, const char *doc)
+static int lsrv_start(struct lsrv *l, const char *cert, const char *key, const char *doc)
 {
     memset(l, 0, sizeof *l);
     l->doc = doc;
@@ -1684,8 +1634,7 @@ lsrv_start(struct lsrv *l, const char *cert, const char *key, const char *doc)
     return 0;
 }
 
-static void
-lsrv_stop(struct lsrv *l)
+static void lsrv_stop(struct lsrv *l)
 {
     if (l->ctx == NULL)
         return;
@@ -1698,8 +1647,7 @@ lsrv_stop(struct lsrv *l)
 }
 
 /* Sends text and waits for its echo; returns 0 when it came back intact. */
-static int
-echo_roundtrip(struct relay *r, const char *text, size_t len)
+static int echo_roundtrip(struct relay *r, const char *text, size_t len)
 {
     char err[RELAY_ERRLEN];
     int rc = relay_send(r, text, len, err, sizeof err);
@@ -1712,8 +1660,7 @@ echo_roundtrip(struct relay *r, const char *text, size_t len)
 }
 
 /* A compressible 200 kB NOTICE, as event JSON and hex are. */
-static char *
-compressible(size_t *len)
+static char *compressible(size_t *len)
 {
     size_t n = 200000;
     char *t = xmalloc(n + 1);
@@ -1725,8 +1672,7 @@ compressible(size_t *len)
     return t;
 }
 
-static void
-test_deflate(void)
+static void test_deflate(void)
 {
     struct logcap lc;
     logcap_init(&lc);
@@ -1763,16 +1709,15 @@ test_deflate(void)
     snprintf(url, sizeof url, "ws://127.0.0.1:%d", l.port);
     struct relay_nip11 *n = NULL;
     int rc = relay_fetch_nip11(url, NULL, 3000, &n, err, sizeof err);
-    CHECK_MSG(rc == 0 && n && n->present && n->name && strcmp(n->name, "lws") == 0,
-              "%s: %s", relay_error_name(rc), n ? n->reason : err);
+    CHECK_MSG(rc == 0 && n && n->present && n->name && strcmp(n->name, "lws") == 0, "%s: %s",
+              relay_error_name(rc), n ? n->reason : err);
     relay_nip11_free(n);
     free(text);
     lsrv_stop(&l);
 }
 
 /* A self-signed certificate for CN=localhost, written as PEM into dir. */
-static int
-make_cert(const char *cert, const char *key)
+static int make_cert(const char *cert, const char *key)
 {
     EVP_PKEY *pk = EVP_EC_gen("P-256");
     X509 *x = X509_new();
@@ -1784,8 +1729,8 @@ make_cert(const char *cert, const char *key)
     X509_gmtime_adj(X509_getm_notAfter(x), 86400);
     X509_set_pubkey(x, pk);
     X509_NAME *nm = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1,
-                               -1, 0);
+    X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1, -1,
+                               0);
     X509_set_issuer_name(x, nm);
     int rc = X509_sign(x, pk, EVP_sha256()) > 0 ? 0 : -1;
     FILE *f = fopen(cert, "w");
@@ -1803,8 +1748,7 @@ make_cert(const char *cert, const char *key)
     return rc;
 }
 
-static void
-test_tls(void)
+static void test_tls(void)
 {
     char dir[] = "/tmp/test-relay-tls.XXXXXX";
     if (mkdtemp(dir) == NULL) {
@@ -1821,7 +1765,7 @@ test_tls(void)
     struct logcap lc;
     logcap_init(&lc);
     char url[64], err[RELAY_ERRLEN];
-    const char *hosts[] = { "127.0.0.1", "localhost" };
+    const char *hosts[] = {"127.0.0.1", "localhost"};
     for (size_t h = 0; started && h < 2; h++) {
         snprintf(url, sizeof url, "wss://%s:%d/", hosts[h], l.port);
         /* Verified against the system store: refused, and the error says why. */
@@ -1866,8 +1810,7 @@ test_tls(void)
  *   relay is back (30 s), one REQ/EOSE on the new connection.
  * Exit status 0 when the connection part went as the mode expects.
  */
-static void
-print_counters(const char *what, const struct relay_counters *c)
+static void print_counters(const char *what, const struct relay_counters *c)
 {
     printf("%s sent_payload=%llu recv_payload=%llu sent_msgs=%llu recv_msgs=%llu "
            "sent_wire=%llu recv_wire=%llu\n",
@@ -1876,16 +1819,14 @@ print_counters(const char *what, const struct relay_counters *c)
            (unsigned long long)c->sent_wire, (unsigned long long)c->recv_wire);
 }
 
-static void
-print_log(void *arg, const char *url, const char *line)
+static void print_log(void *arg, const char *url, const char *line)
 {
     (void)arg;
     (void)url;
     printf("log %s\n", line);
 }
 
-static int
-send_req(struct relay *r, int i, char *err, size_t errlen)
+static int send_req(struct relay *r, int i, char *err, size_t errlen)
 {
     /* Twenty authors: about 1.5 kB, compressible the way real filters are. */
     char req[2048];
@@ -1896,8 +1837,7 @@ send_req(struct relay *r, int i, char *err, size_t errlen)
     return relay_send(r, req, (size_t)n, err, errlen);
 }
 
-static int
-client_main(int argc, char **argv)
+static int client_main(int argc, char **argv)
 {
     if (argc < 3) {
         fprintf(stderr, "usage: test-relay exchange|stall|reconnect URL [options] [N]\n");
@@ -1934,12 +1874,12 @@ client_main(int argc, char **argv)
         if (rc != 0)
             printf("nip11 error=%s: %s\n", relay_error_name(rc), err);
         else
-            printf("nip11 present=%d lists77=%d reason=%s\n", n->present,
-                   relay_nip11_lists(n, 77), n->reason);
+            printf("nip11 present=%d lists77=%d reason=%s\n", n->present, relay_nip11_lists(n, 77),
+                   n->reason);
         relay_nip11_free(n);
         rc = relay_connect(r, 10000, err, sizeof err);
         printf("connect %s%s%s\n", relay_error_name(rc), rc ? ": " : "", rc ? err : "");
-        status = 0;     /* the script judges what was printed */
+        status = 0; /* the script judges what was printed */
         if (rc != 0)
             goto out;
         for (int i = 0; i < nreq && rc == 0; i++)
@@ -1998,8 +1938,8 @@ client_main(int argc, char **argv)
             rc = relay_reconnect(r, 2000, err, sizeof err);
             attempts++;
         } while (rc != 0 && now_ms() < dl);
-        printf("reconnect %s after %d attempts, failures now %u\n", relay_error_name(rc),
-               attempts, relay_failures(r));
+        printf("reconnect %s after %d attempts, failures now %u\n", relay_error_name(rc), attempts,
+               relay_failures(r));
         if (rc == 0 && send_req(r, 1, err, sizeof err) == 0 &&
             relay_recv(r, 5000, &m, err, sizeof err) == 0) {
             printf("after reconnect: %s\n", m->type == RELAY_MSG_EOSE ? "EOSE" : "other");
@@ -2012,8 +1952,7 @@ out:
     return status;
 }
 
-int
-main(int argc, char **argv)
+int main(int argc, char **argv)
 {
     if (argc > 1)
         return client_main(argc, argv);

@@ -34,22 +34,19 @@
 
 /* ---- building events ---- */
 
-static void
-seckey_of(int who, uint8_t sk[32])
+static void seckey_of(int who, uint8_t sk[32])
 {
     memset(sk, 0, 32);
     sk[30] = 0x42;
     sk[31] = (uint8_t)(who + 1);
 }
 
-static void
-hex_of(const uint8_t *b, char out[65])
+static void hex_of(const uint8_t *b, char out[65])
 {
     hex_encode(b, 32, out);
 }
 
-static void
-pubkey_hex(int who, char out[65])
+static void pubkey_hex(int who, char out[65])
 {
     uint8_t sk[32];
     struct event *ev;
@@ -65,8 +62,8 @@ pubkey_hex(int who, char out[65])
  * consecutive strings, NULL-terminated; a value of "-" makes a tag with a
  * name only.
  */
-static struct event *
-mk(int who, uint64_t at, uint32_t kind, const char *content, const char *const *tv)
+static struct event *mk(int who, uint64_t at, uint32_t kind, const char *content,
+                        const char *const *tv)
 {
     const char *fields[3][2];
     const char *const *tags[3];
@@ -98,8 +95,7 @@ struct idset {
     uint8_t ids[64][32];
 };
 
-static int
-collect_id(void *ctx, uint64_t created_at, const uint8_t id[32])
+static int collect_id(void *ctx, uint64_t created_at, const uint8_t id[32])
 {
     struct idset *s = ctx;
 
@@ -110,20 +106,17 @@ collect_id(void *ctx, uint64_t created_at, const uint8_t id[32])
     return 0;
 }
 
-static int
-cmp_id(const void *a, const void *b)
+static int cmp_id(const void *a, const void *b)
 {
     return memcmp(a, b, 32);
 }
 
-static void
-idset_sort(struct idset *s)
+static void idset_sort(struct idset *s)
 {
     qsort(s->ids, s->n, 32, cmp_id);
 }
 
-static struct store *
-open_mem(void)
+static struct store *open_mem(void)
 {
     char err[STORE_ERRLEN];
     struct store *st = store_open(":memory:", err, sizeof err);
@@ -135,8 +128,7 @@ open_mem(void)
     return st;
 }
 
-static void
-stored_set(struct store *st, struct idset *out)
+static void stored_set(struct store *st, struct idset *out)
 {
     char err[STORE_ERRLEN];
 
@@ -151,11 +143,10 @@ struct scenario {
     const char *name;
     size_t n;
     struct event *ev[MAXEV];
-    unsigned expect;    /* bit i: ev[i] is in the final set */
+    unsigned expect; /* bit i: ev[i] is in the final set */
 };
 
-static int
-insert_all(struct store *st, struct event **evs, size_t n, int one_txn)
+static int insert_all(struct store *st, struct event **evs, size_t n, int one_txn)
 {
     struct store_result res[MAXEV * 2];
     char err[STORE_ERRLEN];
@@ -176,9 +167,8 @@ insert_all(struct store *st, struct event **evs, size_t n, int one_txn)
     return 0;
 }
 
-static void
-run_order(const struct scenario *sc, const size_t *perm, const struct idset *want, int one_txn,
-          int *bad)
+static void run_order(const struct scenario *sc, const size_t *perm, const struct idset *want,
+                      int one_txn, int *bad)
 {
     struct event *order[MAXEV];
     struct idset got, again;
@@ -213,9 +203,8 @@ run_order(const struct scenario *sc, const size_t *perm, const struct idset *wan
     }
 }
 
-static void
-permute(const struct scenario *sc, size_t *perm, size_t k, const struct idset *want, size_t *count,
-        int *bad)
+static void permute(const struct scenario *sc, size_t *perm, size_t k, const struct idset *want,
+                    size_t *count, int *bad)
 {
     if (k == sc->n) {
         run_order(sc, perm, want, 0, bad);
@@ -233,8 +222,7 @@ permute(const struct scenario *sc, size_t *perm, size_t k, const struct idset *w
     }
 }
 
-static void
-check_scenario(struct scenario *sc)
+static void check_scenario(struct scenario *sc)
 {
     struct idset want = {0};
     size_t perm[MAXEV], count = 0;
@@ -253,14 +241,12 @@ check_scenario(struct scenario *sc)
 }
 
 /* The lower-id one of two events (the NIP-01 tie-break), as an index. */
-static unsigned
-lower_id(const struct scenario *sc, int a, int b)
+static unsigned lower_id(const struct scenario *sc, int a, int b)
 {
     return memcmp(sc->ev[a]->id, sc->ev[b]->id, 32) < 0 ? (unsigned)a : (unsigned)b;
 }
 
-static void
-test_convergence(void)
+static void test_convergence(void)
 {
     char pa[65], pb[65], id[65], id2[65], addr[160], addr2[160];
     struct scenario sc;
@@ -384,8 +370,7 @@ test_convergence(void)
 
 /* ---- outcomes in a fixed order ---- */
 
-static void
-test_outcomes(void)
+static void test_outcomes(void)
 {
     struct store *st = open_mem();
     struct store_result r[8];
@@ -429,8 +414,7 @@ struct jsons {
     char *v[16];
 };
 
-static int
-collect_json(void *ctx, const char *json, size_t len)
+static int collect_json(void *ctx, const char *json, size_t len)
 {
     struct jsons *j = ctx;
 
@@ -441,16 +425,14 @@ collect_json(void *ctx, const char *json, size_t len)
     return 0;
 }
 
-static void
-jsons_free(struct jsons *j)
+static void jsons_free(struct jsons *j)
 {
     for (size_t i = 0; i < j->n && i < 16; i++)
         free(j->v[i]);
     j->n = 0;
 }
 
-static int
-json_is(const char *json, const struct event *ev)
+static int json_is(const char *json, const struct event *ev)
 {
     size_t len;
     char *want = event_to_json(ev, &len);
@@ -460,8 +442,7 @@ json_is(const char *json, const struct event *ev)
     return same;
 }
 
-static struct filter *
-parse_filter(const char *text)
+static struct filter *parse_filter(const char *text)
 {
     char err[FILTER_ERRLEN];
     struct filter *f = filter_parse(text, err, sizeof err);
@@ -473,16 +454,14 @@ parse_filter(const char *text)
     return f;
 }
 
-static int
-stop_after_two(void *ctx, uint64_t created_at, const uint8_t id[32])
+static int stop_after_two(void *ctx, uint64_t created_at, const uint8_t id[32])
 {
     (void)created_at;
     (void)id;
     return ++*(int *)ctx == 2;
 }
 
-static void
-test_queries(void)
+static void test_queries(void)
 {
     struct store *st = open_mem();
     struct store_result r[8];
@@ -568,9 +547,8 @@ test_queries(void)
 
 /* ---- query plans ---- */
 
-static void
-expect_plan(struct store *st, enum store_plan which, const char *ftext, const char *want,
-            const char *forbid)
+static void expect_plan(struct store *st, enum store_plan which, const char *ftext,
+                        const char *want, const char *forbid)
 {
     char plan[2048], err[STORE_ERRLEN];
     struct filter *f = ftext != NULL ? parse_filter(ftext) : NULL;
@@ -584,8 +562,7 @@ expect_plan(struct store *st, enum store_plan which, const char *ftext, const ch
     filter_free(f);
 }
 
-static void
-test_plans(void)
+static void test_plans(void)
 {
     struct store *st = open_mem();
     char pa[65], text[512];
@@ -611,8 +588,8 @@ test_plans(void)
     expect_plan(st, STORE_PLAN_LIST_IDS, "{\"#t\":[\"nostr\"]}",
                 "SEARCH t USING PRIMARY KEY (name=? AND value=?)", "SCAN e");
     snprintf(text, sizeof text, "{\"#e\":[\"%s\"],\"limit\":10}", pa);
-    expect_plan(st, STORE_PLAN_QUERY_NEWEST, text, "SEARCH t USING PRIMARY KEY (name=? AND value=?)",
-                "SCAN e");
+    expect_plan(st, STORE_PLAN_QUERY_NEWEST, text,
+                "SEARCH t USING PRIMARY KEY (name=? AND value=?)", "SCAN e");
     expect_plan(st, STORE_PLAN_COUNT, "{\"#x\":[\"y\"]}", "SEARCH t USING PRIMARY KEY", "SCAN e");
     snprintf(text, sizeof text, "{\"ids\":[\"%s\"]}", pa);
     expect_plan(st, STORE_PLAN_QUERY_NEWEST, text, "SEARCH e USING INDEX sqlite_autoindex_events",
@@ -624,8 +601,7 @@ test_plans(void)
 
 /* ---- migrations ---- */
 
-static void
-test_migrations(const char *dir)
+static void test_migrations(const char *dir)
 {
     char path[512], err[STORE_ERRLEN];
     struct store *st;
@@ -649,13 +625,14 @@ test_migrations(const char *dir)
     CHECK(version == store_schema_version() && version >= 1);
     {
         /* Every table later modules need is there from the first migration. */
-        static const char *const tables[] = {"events", "tags", "deletions", "address_heads",
-                                             "relay_caps", "req_cursors", "sync_runs",
-                                             "relay_settings"};
+        static const char *const tables[] = {"events",        "tags",          "deletions",
+                                             "address_heads", "relay_caps",    "req_cursors",
+                                             "sync_runs",     "relay_settings"};
         for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
             int found = 0;
-            CHECK(sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
-                                     -1, &s, NULL) == SQLITE_OK);
+            CHECK(sqlite3_prepare_v2(
+                      db, "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1", -1, &s,
+                      NULL) == SQLITE_OK);
             sqlite3_bind_text(s, 1, tables[i], -1, SQLITE_STATIC);
             found = sqlite3_step(s) == SQLITE_ROW;
             sqlite3_finalize(s);
@@ -663,7 +640,8 @@ test_migrations(const char *dir)
         }
     }
     CHECK(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL) == SQLITE_OK);
-    CHECK(sqlite3_step(s) == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(s, 0), "wal") == 0);
+    CHECK(sqlite3_step(s) == SQLITE_ROW &&
+          strcmp((const char *)sqlite3_column_text(s, 0), "wal") == 0);
     sqlite3_finalize(s);
     /* A database from a newer negsync is refused, not damaged. */
     CHECK(sqlite3_exec(db, "PRAGMA user_version = 999", NULL, NULL, NULL) == SQLITE_OK);
@@ -675,8 +653,7 @@ test_migrations(const char *dir)
 
 /* ---- migration from schema version 1 ---- */
 
-static int
-count_filter(struct store *st, const char *ftext)
+static int count_filter(struct store *st, const char *ftext)
 {
     char err[STORE_ERRLEN];
     struct filter *f = ftext != NULL ? parse_filter(ftext) : NULL;
@@ -687,8 +664,7 @@ count_filter(struct store *st, const char *ftext)
     return (int)n;
 }
 
-static char *
-read_file(const char *path)
+static char *read_file(const char *path)
 {
     FILE *f = fopen(path, "r");
     struct buf b = {0};
@@ -705,8 +681,7 @@ read_file(const char *path)
 }
 
 /* One column of one row as text ("NULL" for NULL), straight from SQLite. */
-static void
-sql_text(sqlite3 *db, const char *sql, char *out, size_t outlen)
+static void sql_text(sqlite3 *db, const char *sql, char *out, size_t outlen)
 {
     sqlite3_stmt *s;
 
@@ -722,8 +697,8 @@ sql_text(sqlite3 *db, const char *sql, char *out, size_t outlen)
     sqlite3_finalize(s);
 }
 
-static struct event *
-sign_with(uint8_t fill, uint64_t at, uint32_t kind, const char *d, const char *content)
+static struct event *sign_with(uint8_t fill, uint64_t at, uint32_t kind, const char *d,
+                               const char *content)
 {
     const char *dtag[2] = {"d", d};
     const char *const *tags[1] = {dtag};
@@ -746,8 +721,7 @@ sign_with(uint8_t fill, uint64_t at, uint32_t kind, const char *d, const char *c
  * schema without losing or changing anything a user can see, and relay
  * semantics must hold for what arrives next.
  */
-static void
-test_migrate_v1(const char *dir)
+static void test_migrate_v1(const char *dir)
 {
     const char *src = getenv("top_srcdir");
     char path[512], fixture[1024], err[STORE_ERRLEN], text[256];
@@ -776,7 +750,10 @@ test_migrate_v1(const char *dir)
     CHECK(count_filter(st, NULL) == 5);
     CHECK(count_filter(st, "{\"#t\":[\"fixture\"]}") == 2);
     CHECK(count_filter(st, "{\"#d\":[\"post\"]}") == 1);
-    CHECK(count_filter(st, "{\"#p\":[\"4242424242424242424242424242424242424242424242424242424242424242\"]}") == 1);
+    CHECK(count_filter(
+              st,
+              "{\"#p\":[\"4242424242424242424242424242424242424242424242424242424242424242\"]}") ==
+          1);
     CHECK(count_filter(st, "{\"kinds\":[0],\"since\":1002,\"until\":1002}") == 1);
     expect_plan(st, STORE_PLAN_ADDRESS, NULL, "USING INDEX events_address", "SCAN");
     store_close(st);
@@ -793,17 +770,19 @@ test_migrate_v1(const char *dir)
     sql_text(db, "SELECT dtag FROM events WHERE kind = 30023", text, sizeof text);
     CHECK_MSG(strcmp(text, "post") == 0, "kind 30023 dtag %s", text);
     /* The repeated ["t","fixture"] is kept once; the p tag stays. */
-    sql_text(db, "SELECT count(*) FROM tags t JOIN events e ON e.seq = t.seq WHERE e.kind = 1 "
-                 "AND e.created_at = 1000", text, sizeof text);
+    sql_text(db,
+             "SELECT count(*) FROM tags t JOIN events e ON e.seq = t.seq WHERE e.kind = 1 "
+             "AND e.created_at = 1000",
+             text, sizeof text);
     CHECK_MSG(strcmp(text, "2") == 0, "tags of the note: %s", text);
     sql_text(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'tags_seq'", text, sizeof text);
     CHECK_MSG(strcmp(text, "0") == 0, "tags_seq still there: %s", text);
     /* Migration 3: a 64-hex value became its 32 bytes, other values stayed text. */
     sql_text(db, "SELECT typeof(value) || ':' || hex(value) FROM tags WHERE name = 'p'", text,
              sizeof text);
-    CHECK_MSG(strcmp(text, "blob:4242424242424242424242424242424242424242424242424242424242424242") ==
-                  0,
-              "p tag value %s", text);
+    CHECK_MSG(
+        strcmp(text, "blob:4242424242424242424242424242424242424242424242424242424242424242") == 0,
+        "p tag value %s", text);
     sql_text(db, "SELECT group_concat(DISTINCT typeof(value)) FROM tags WHERE name <> 'p'", text,
              sizeof text);
     CHECK_MSG(strcmp(text, "text") == 0, "other tag values %s", text);
@@ -818,24 +797,19 @@ test_migrate_v1(const char *dir)
     if (st == NULL)
         return;
     ev = sign_with(0x31, 1001, 0, NULL, "{\"name\":\"old profile\"}");
-    CHECK(store_insert_batch(st, &ev, 1, &r, err, sizeof err) == 0 &&
-          r.outcome == STORE_REJECTED);
+    CHECK(store_insert_batch(st, &ev, 1, &r, err, sizeof err) == 0 && r.outcome == STORE_REJECTED);
     event_free(ev);
     ev = sign_with(0x31, 2000, 0, NULL, "{\"name\":\"profile v2\"}");
-    CHECK(store_insert_batch(st, &ev, 1, &r, err, sizeof err) == 0 &&
-          r.outcome == STORE_REPLACED);
+    CHECK(store_insert_batch(st, &ev, 1, &r, err, sizeof err) == 0 && r.outcome == STORE_REPLACED);
     event_free(ev);
     ev = sign_with(0x31, 2000, 30023, "post", "article v2");
-    CHECK(store_insert_batch(st, &ev, 1, &r, err, sizeof err) == 0 &&
-          r.outcome == STORE_REPLACED);
+    CHECK(store_insert_batch(st, &ev, 1, &r, err, sizeof err) == 0 && r.outcome == STORE_REPLACED);
     event_free(ev);
     ev = sign_with(0x31, 2000, 30023, "other", "another article");
-    CHECK(store_insert_batch(st, &ev, 1, &r, err, sizeof err) == 0 &&
-          r.outcome == STORE_INSERTED);
+    CHECK(store_insert_batch(st, &ev, 1, &r, err, sizeof err) == 0 && r.outcome == STORE_INSERTED);
     event_free(ev);
     ev = sign_with(0x42, 999, 10002, NULL, "older relay list");
-    CHECK(store_insert_batch(st, &ev, 1, &r, err, sizeof err) == 0 &&
-          r.outcome == STORE_REJECTED);
+    CHECK(store_insert_batch(st, &ev, 1, &r, err, sizeof err) == 0 && r.outcome == STORE_REJECTED);
     event_free(ev);
     CHECK(count_filter(st, NULL) == 6);
     CHECK(count_filter(st, "{\"kinds\":[0]}") == 1);
@@ -845,8 +819,7 @@ test_migrate_v1(const char *dir)
 }
 
 /* A tag repeated verbatim in one event is stored once and matched once. */
-static void
-test_repeated_tags(void)
+static void test_repeated_tags(void)
 {
     struct store *st = open_mem();
     struct store_result r[2];
@@ -870,17 +843,17 @@ test_repeated_tags(void)
 
 /* ---- threads ---- */
 
-#define NREADERS 3
-#define NWRITERS 2
+#define NREADERS   3
+#define NWRITERS   2
 #define PER_WRITER 1500
-#define WBATCH 50
+#define WBATCH     50
 
 struct shared {
     const char *path;
     pthread_barrier_t start;
     atomic_int writers_left;
     atomic_int errors;
-    struct event **evs;     /* NWRITERS * PER_WRITER, pre-signed */
+    struct event **evs; /* NWRITERS * PER_WRITER, pre-signed */
 };
 
 struct worker {
@@ -890,8 +863,7 @@ struct worker {
     char err[STORE_ERRLEN];
 };
 
-static int
-count_cb(void *ctx, uint64_t created_at, const uint8_t id[32])
+static int count_cb(void *ctx, uint64_t created_at, const uint8_t id[32])
 {
     (void)created_at;
     (void)id;
@@ -899,8 +871,7 @@ count_cb(void *ctx, uint64_t created_at, const uint8_t id[32])
     return 0;
 }
 
-static int
-ignore_json(void *ctx, const char *json, size_t len)
+static int ignore_json(void *ctx, const char *json, size_t len)
 {
     (void)ctx;
     (void)json;
@@ -908,8 +879,7 @@ ignore_json(void *ctx, const char *json, size_t len)
     return 0;
 }
 
-static void *
-writer_main(void *arg)
+static void *writer_main(void *arg)
 {
     struct worker *w = arg;
     struct shared *sh = w->sh;
@@ -935,8 +905,7 @@ writer_main(void *arg)
     return NULL;
 }
 
-static void *
-reader_main(void *arg)
+static void *reader_main(void *arg)
 {
     struct worker *w = arg;
     struct shared *sh = w->sh;
@@ -982,8 +951,7 @@ reader_main(void *arg)
     return NULL;
 }
 
-static void
-test_threads(const char *dir)
+static void test_threads(const char *dir)
 {
     char path[512];
     struct shared sh = {0};
@@ -1017,16 +985,14 @@ test_threads(const char *dir)
     for (int i = NWRITERS; i < NREADERS + NWRITERS; i++)
         CHECK(w[i].rounds > 0);
     printf("threads: %d writers x %d batches, reader rounds %ld %ld %ld\n", NWRITERS,
-           PER_WRITER / WBATCH, w[NWRITERS].rounds, w[NWRITERS + 1].rounds,
-           w[NWRITERS + 2].rounds);
+           PER_WRITER / WBATCH, w[NWRITERS].rounds, w[NWRITERS + 1].rounds, w[NWRITERS + 2].rounds);
     pthread_barrier_destroy(&sh.start);
     for (size_t i = 0; i < n; i++)
         event_free(sh.evs[i]);
     free(sh.evs);
 }
 
-static void
-remove_tree(const char *dir)
+static void remove_tree(const char *dir)
 {
     static const char *const names[] = {"migrate.db", "threads.db", "v1.db"};
     static const char *const sfx[] = {"", "-wal", "-shm"};
@@ -1041,8 +1007,7 @@ remove_tree(const char *dir)
     rmdir(dir);
 }
 
-int
-main(void)
+int main(void)
 {
     char dir[] = "/tmp/test-store.XXXXXX";
 

@@ -10,8 +10,7 @@
 #include "sync.h"
 #include "testutil.h"
 
-static void
-test_progress_format(void)
+static void test_progress_format(void)
 {
     struct sync_progress p = {
         .relay = "wss://relay.example.com",
@@ -42,8 +41,7 @@ test_progress_format(void)
     CHECK(sync_progress_format(&p, buf, 0) == 0);
 }
 
-static void
-test_run_json(void)
+static void test_run_json(void)
 {
     struct sync_run r;
     char *s;
@@ -67,8 +65,7 @@ test_run_json(void)
     free(s);
 }
 
-int
-main(void)
+int main(void)
 {
     test_progress_format();
     test_run_json();

@@ -21,8 +21,7 @@
 
 #include "neg.h"
 
-static uint64_t
-rng_next(uint64_t *s)
+static uint64_t rng_next(uint64_t *s)
 {
     /* splitmix64 */
     uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
@@ -31,8 +30,7 @@ rng_next(uint64_t *s)
     return z ^ (z >> 31);
 }
 
-static void
-check_frame(const struct buf *out, uint64_t fsl, int allow_empty)
+static void check_frame(const struct buf *out, uint64_t fsl, int allow_empty)
 {
     if (out->len == 0) {
         if (!allow_empty)
@@ -47,8 +45,7 @@ check_frame(const struct buf *out, uint64_t fsl, int allow_empty)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const uint64_t limits[4] = {0, 4096, 4500, 60000};
     char err[NEG_ERRLEN];

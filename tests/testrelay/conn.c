@@ -24,15 +24,17 @@
 #include "util.h"
 
 static const char *const type_names[TR_NTYPES] = {
-    [TR_T_EVENT] = "EVENT",       [TR_T_REQ] = "REQ",         [TR_T_CLOSE] = "CLOSE",
-    [TR_T_NEG_OPEN] = "NEG-OPEN", [TR_T_NEG_MSG] = "NEG-MSG", [TR_T_NEG_CLOSE] = "NEG-CLOSE",
-    [TR_T_OK] = "OK",             [TR_T_EOSE] = "EOSE",       [TR_T_CLOSED] = "CLOSED",
-    [TR_T_NOTICE] = "NOTICE",     [TR_T_NEG_ERR] = "NEG-ERR", [TR_T_AUTH] = "AUTH",
-    [TR_T_COUNT] = "COUNT",       [TR_T_OTHER] = "other",     [TR_T_INVALID] = "invalid",
+    [TR_T_EVENT] = "EVENT",     [TR_T_REQ] = "REQ",
+    [TR_T_CLOSE] = "CLOSE",     [TR_T_NEG_OPEN] = "NEG-OPEN",
+    [TR_T_NEG_MSG] = "NEG-MSG", [TR_T_NEG_CLOSE] = "NEG-CLOSE",
+    [TR_T_OK] = "OK",           [TR_T_EOSE] = "EOSE",
+    [TR_T_CLOSED] = "CLOSED",   [TR_T_NOTICE] = "NOTICE",
+    [TR_T_NEG_ERR] = "NEG-ERR", [TR_T_AUTH] = "AUTH",
+    [TR_T_COUNT] = "COUNT",     [TR_T_OTHER] = "other",
+    [TR_T_INVALID] = "invalid",
 };
 
-enum tr_type
-tr_type_from_name(const char *name)
+enum tr_type tr_type_from_name(const char *name)
 {
     for (int t = 0; t < TR_T_OTHER; t++) {
         if (strcmp(name, type_names[t]) == 0)
@@ -41,15 +43,13 @@ tr_type_from_name(const char *name)
     return TR_T_OTHER;
 }
 
-const char *
-tr_type_name(enum tr_type t)
+const char *tr_type_name(enum tr_type t)
 {
     return (unsigned)t < TR_NTYPES ? type_names[t] : "?";
 }
 
 /* splitmix64: tiny, seedable, and good enough to pick which replies to spoil. */
-uint64_t
-tr_rng_next(struct tr_server *srv)
+uint64_t tr_rng_next(struct tr_server *srv)
 {
     uint64_t z = (srv->rng += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -57,16 +57,14 @@ tr_rng_next(struct tr_server *srv)
     return z ^ (z >> 31);
 }
 
-int
-tr_rng_chance(struct tr_server *srv, double p)
+int tr_rng_chance(struct tr_server *srv, double p)
 {
     if (p <= 0)
         return 0;
     return (double)(tr_rng_next(srv) >> 11) * 0x1.0p-53 < p;
 }
 
-static void
-conn_log(const struct tr_conn *c, const char *dir, const char *text, size_t len)
+static void conn_log(const struct tr_conn *c, const char *dir, const char *text, size_t len)
 {
     if (!c->srv->cfg->verbose)
         return;
@@ -74,9 +72,8 @@ conn_log(const struct tr_conn *c, const char *dir, const char *text, size_t len)
             (int)(len > 300 ? 300 : len), text, len > 300 ? "..." : "");
 }
 
-static void
-conn_enqueue(struct tr_conn *c, enum tr_type type, const char *text, size_t len,
-             lws_usec_t due)
+static void conn_enqueue(struct tr_conn *c, enum tr_type type, const char *text, size_t len,
+                         lws_usec_t due)
 {
     struct tr_msg *m = xmalloc(sizeof *m + LWS_PRE + len);
 
@@ -99,8 +96,7 @@ conn_enqueue(struct tr_conn *c, enum tr_type type, const char *text, size_t len,
  *   1. it is replaced by its own first half (invalid JSON; the reply is lost);
  *   2. (NEG-MSG only) its hex payload starts with "zz" (bad hex).
  */
-void
-tr_conn_send_text(struct tr_conn *c, enum tr_type type, const char *text, size_t len)
+void tr_conn_send_text(struct tr_conn *c, enum tr_type type, const char *text, size_t len)
 {
     struct tr_server *srv = c->srv;
     const struct tr_config *cfg = srv->cfg;
@@ -140,8 +136,7 @@ tr_conn_send_text(struct tr_conn *c, enum tr_type type, const char *text, size_t
     conn_enqueue(c, type, text, len, due);
 }
 
-void
-tr_conn_send_json(struct tr_conn *c, json_t *msg)
+void tr_conn_send_json(struct tr_conn *c, json_t *msg)
 {
     enum tr_type type = TR_T_OTHER;
     json_t *head = json_array_get(msg, 0);
@@ -159,14 +154,12 @@ tr_conn_send_json(struct tr_conn *c, json_t *msg)
     free(text);
 }
 
-void
-tr_conn_send_notice(struct tr_conn *c, const char *text)
+void tr_conn_send_notice(struct tr_conn *c, const char *text)
 {
     tr_conn_send_json(c, json_pack("[ss]", "NOTICE", text));
 }
 
-static void
-conn_queue_free(struct tr_conn *c)
+static void conn_queue_free(struct tr_conn *c)
 {
     struct tr_msg *m, *next;
 
@@ -179,16 +172,13 @@ conn_queue_free(struct tr_conn *c)
     c->held = NULL;
 }
 
-static void
-conn_close_reason(struct tr_conn *c, const char *why)
+static void conn_close_reason(struct tr_conn *c, const char *why)
 {
-    lws_close_reason(c->wsi, LWS_CLOSE_STATUS_NORMAL, (unsigned char *)(uintptr_t)why,
-                     strlen(why));
+    lws_close_reason(c->wsi, LWS_CLOSE_STATUS_NORMAL, (unsigned char *)(uintptr_t)why, strlen(why));
 }
 
 /* Writes the head of the queue if it is due. -1 closes the connection. */
-static int
-conn_writeable(struct tr_conn *c)
+static int conn_writeable(struct tr_conn *c)
 {
     const struct tr_config *cfg = c->srv->cfg;
     struct tr_msg *m;
@@ -229,8 +219,7 @@ conn_writeable(struct tr_conn *c)
     return 0;
 }
 
-static void
-conn_record(struct tr_conn *c)
+static void conn_record(struct tr_conn *c)
 {
     struct tr_server *srv = c->srv;
 
@@ -243,8 +232,7 @@ conn_record(struct tr_conn *c)
     srv->nrecords++;
 }
 
-static void
-conn_closed(struct tr_conn *c)
+static void conn_closed(struct tr_conn *c)
 {
     char err[256];
 
@@ -266,8 +254,7 @@ conn_closed(struct tr_conn *c)
     c->wsi = NULL;
 }
 
-static int
-conn_receive(struct tr_conn *c, const void *in, size_t len)
+static int conn_receive(struct tr_conn *c, const void *in, size_t len)
 {
     c->counts.rx_bytes += len;
     if (c->rx.len == 0 && !c->rx_too_big && !c->rx_binary)
@@ -307,14 +294,12 @@ conn_receive(struct tr_conn *c, const void *in, size_t len)
 
 /* ---- NIP-11 over HTTP ---- */
 
-static const char plain_page[] =
-    "negsync-testrelay: a Nostr relay for negsync's tests.\n"
-    "Connect with a websocket, or ask for the NIP-11 document with "
-    "Accept: application/nostr+json.\n";
+static const char plain_page[] = "negsync-testrelay: a Nostr relay for negsync's tests.\n"
+                                 "Connect with a websocket, or ask for the NIP-11 document with "
+                                 "Accept: application/nostr+json.\n";
 static const char absent_page[] = "404: no relay information document here\n";
 
-static int
-conn_http_request(struct tr_conn *c, struct lws *wsi)
+static int conn_http_request(struct tr_conn *c, struct lws *wsi)
 {
     struct tr_server *srv = c->srv;
     unsigned char hbuf[LWS_PRE + 1024];
@@ -340,8 +325,7 @@ conn_http_request(struct tr_conn *c, struct lws *wsi)
         }
     }
     if (srv->cfg->verbose)
-        fprintf(stderr, "testrelay: HTTP GET (Accept: %s) -> %u, %zu bytes\n", accept, status,
-                len);
+        fprintf(stderr, "testrelay: HTTP GET (Accept: %s) -> %u, %zu bytes\n", accept, status, len);
     /* NIP-11: relays must send CORS headers so browser clients can read the document. */
     if (lws_add_http_common_headers(wsi, status, type, len, &p, end) ||
         lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_ACCESS_CONTROL_ALLOW_ORIGIN,
@@ -356,8 +340,7 @@ conn_http_request(struct tr_conn *c, struct lws *wsi)
 }
 
 /* Sends the body in slices, so even the 5 MiB document never blocks the loop. */
-static int
-conn_http_writeable(struct tr_conn *c, struct lws *wsi)
+static int conn_http_writeable(struct tr_conn *c, struct lws *wsi)
 {
     enum { SLICE = 65536 };
     static unsigned char slice[LWS_PRE + SLICE];
@@ -383,8 +366,7 @@ conn_http_writeable(struct tr_conn *c, struct lws *wsi)
 }
 
 /* --big-notice: ["NOTICE","xxx…"], exactly n bytes in all (n >= 13). */
-static void
-conn_send_big_notice(struct tr_conn *c, size_t n)
+static void conn_send_big_notice(struct tr_conn *c, size_t n)
 {
     char *text = xmalloc(n);
 
@@ -395,9 +377,8 @@ conn_send_big_notice(struct tr_conn *c, size_t n)
     free(text);
 }
 
-static int
-conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-              size_t len)
+static int conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                         size_t len)
 {
     struct tr_conn *c = user;
     struct tr_server *srv = lws_context_user(lws_get_context(wsi));
@@ -456,8 +437,7 @@ conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
             return 0;
         return conn_http_writeable(c, wsi);
 
-    default:
-        break;
+    default: break;
     }
     return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
@@ -470,8 +450,7 @@ const struct lws_protocols tr_protocols[] = {
 
 /* ---- NIP-11 document ---- */
 
-static int
-nip11_parse_nips(const char *list, json_t *out, char *err, size_t errlen)
+static int nip11_parse_nips(const char *list, json_t *out, char *err, size_t errlen)
 {
     const char *p = list;
 
@@ -482,8 +461,7 @@ nip11_parse_nips(const char *list, json_t *out, char *err, size_t errlen)
         errno = 0;
         v = strtol(p, &end, 10);
         if (end == p || errno != 0 || v < 0 || v > 1000000 || (*end != ',' && *end != '\0')) {
-            snprintf(err, errlen, "--nip11-nips: not a comma-separated list of integers: %s",
-                     list);
+            snprintf(err, errlen, "--nip11-nips: not a comma-separated list of integers: %s", list);
             return -1;
         }
         json_array_append_new(out, json_integer(v));
@@ -493,8 +471,7 @@ nip11_parse_nips(const char *list, json_t *out, char *err, size_t errlen)
 }
 
 /* --nip11-file: the document is whatever the file holds, byte for byte. */
-static int
-nip11_read_file(struct tr_server *srv, const char *path, char *err, size_t errlen)
+static int nip11_read_file(struct tr_server *srv, const char *path, char *err, size_t errlen)
 {
     FILE *fp = fopen(path, "rb");
     struct buf b = {0};
@@ -520,8 +497,7 @@ nip11_read_file(struct tr_server *srv, const char *path, char *err, size_t errle
     return 0;
 }
 
-int
-tr_nip11_build(struct tr_server *srv, char *err, size_t errlen)
+int tr_nip11_build(struct tr_server *srv, char *err, size_t errlen)
 {
     const struct tr_config *cfg = srv->cfg;
     json_t *doc;
@@ -533,8 +509,7 @@ tr_nip11_build(struct tr_server *srv, char *err, size_t errlen)
     switch (cfg->nip11) {
     case TR_NIP11_ABSENT:
     case TR_NIP11_OK:
-    case TR_NIP11_HUGE:
-        break;
+    case TR_NIP11_HUGE: break;
     case TR_NIP11_INVALID: {
         static const char bad[] = "{\"name\": \"negsync-testrelay\", \"supported_nips\": [1, 11,";
         srv->nip11_doc = xstrdup(bad);
@@ -553,13 +528,11 @@ tr_nip11_build(struct tr_server *srv, char *err, size_t errlen)
         json_decref(nips);
         return -1;
     }
-    doc = json_pack("{s:s, s:s, s:s, s:s, s:o, s:{s:I, s:I, s:I}}", "name",
-                    "negsync-testrelay", "description",
-                    "a local Nostr relay for negsync's tests and benchmarks", "software",
-                    cfg->software, "version", cfg->version, "supported_nips", nips,
-                    "limitation", "max_limit", (json_int_t)cfg->req_limit,
-                    "max_message_length", (json_int_t)TR_MAX_MESSAGE, "max_subid_length",
-                    (json_int_t)TR_MAX_SUBID);
+    doc = json_pack("{s:s, s:s, s:s, s:s, s:o, s:{s:I, s:I, s:I}}", "name", "negsync-testrelay",
+                    "description", "a local Nostr relay for negsync's tests and benchmarks",
+                    "software", cfg->software, "version", cfg->version, "supported_nips", nips,
+                    "limitation", "max_limit", (json_int_t)cfg->req_limit, "max_message_length",
+                    (json_int_t)TR_MAX_MESSAGE, "max_subid_length", (json_int_t)TR_MAX_SUBID);
     /* Like strfry: a relay that lists NIP-77 names the negentropy protocol version it speaks. */
     for (size_t i = 0; doc != NULL && i < json_array_size(nips); i++) {
         if (json_integer_value(json_array_get(nips, i)) == 77) {
@@ -594,8 +567,7 @@ dump:
 
 /* ---- --stats-file ---- */
 
-static json_t *
-stats_types(const uint64_t *counts)
+static json_t *stats_types(const uint64_t *counts)
 {
     json_t *o = json_object();
 
@@ -606,8 +578,7 @@ stats_types(const uint64_t *counts)
     return o;
 }
 
-static json_t *
-stats_counts(const struct tr_counts *k)
+static json_t *stats_counts(const struct tr_counts *k)
 {
     return json_pack("{s:I, s:I, s:I, s:I, s:o, s:o}", "rx_bytes", (json_int_t)k->rx_bytes,
                      "tx_bytes", (json_int_t)k->tx_bytes, "rx_msgs", (json_int_t)k->rx_msgs,
@@ -615,9 +586,8 @@ stats_counts(const struct tr_counts *k)
                      stats_types(k->tx));
 }
 
-static void
-stats_add(json_t *conns, struct tr_counts *total, uint64_t id, const struct tr_counts *k,
-          int open)
+static void stats_add(json_t *conns, struct tr_counts *total, uint64_t id,
+                      const struct tr_counts *k, int open)
 {
     json_t *one = stats_counts(k);
 
@@ -643,8 +613,7 @@ stats_add(json_t *conns, struct tr_counts *total, uint64_t id, const struct tr_c
  * Bytes are websocket payload bytes (message bodies without framing, before
  * any compression), counted as lws reads and writes them.
  */
-int
-tr_stats_write(struct tr_server *srv, char *err, size_t errlen)
+int tr_stats_write(struct tr_server *srv, char *err, size_t errlen)
 {
     const char *path = srv->cfg->stats_file;
     struct tr_counts total;

@@ -34,8 +34,7 @@
 #include "util.h"
 
 /* A subscription id as NIP-01 has it: a non-empty string of at most 64 chars, no NUL. */
-static const char *
-msg_subid(json_t *msg, size_t i)
+static const char *msg_subid(json_t *msg, size_t i)
 {
     json_t *v = json_array_get(msg, i);
     size_t n;
@@ -48,8 +47,7 @@ msg_subid(json_t *msg, size_t i)
     return json_string_value(v);
 }
 
-static void
-send_notice_fmt(struct tr_conn *c, const char *fmt, const char *arg)
+static void send_notice_fmt(struct tr_conn *c, const char *fmt, const char *arg)
 {
     char text[512];
 
@@ -57,28 +55,24 @@ send_notice_fmt(struct tr_conn *c, const char *fmt, const char *arg)
     tr_conn_send_notice(c, text);
 }
 
-static void
-send_ok(struct tr_conn *c, const char *id, int ok, const char *reason)
+static void send_ok(struct tr_conn *c, const char *id, int ok, const char *reason)
 {
     tr_conn_send_json(c, json_pack("[s s b s]", "OK", id, ok, reason));
 }
 
-static void
-send_closed(struct tr_conn *c, const char *sub, const char *reason)
+static void send_closed(struct tr_conn *c, const char *sub, const char *reason)
 {
     tr_conn_send_json(c, json_pack("[s s s]", "CLOSED", sub, reason));
 }
 
-static void
-send_neg_err(struct tr_conn *c, const char *sub, const char *reason)
+static void send_neg_err(struct tr_conn *c, const char *sub, const char *reason)
 {
     tr_conn_send_json(c, json_pack("[s s s]", "NEG-ERR", sub, reason));
 }
 
 /* ---- EVENT ---- */
 
-static void
-handle_event(struct tr_conn *c, json_t *msg)
+static void handle_event(struct tr_conn *c, json_t *msg)
 {
     json_t *obj = json_array_get(msg, 1), *idv;
     const char *id = NULL;
@@ -121,12 +115,8 @@ handle_event(struct tr_conn *c, json_t *msg)
     }
     switch (res.outcome) {
     case STORE_INSERTED:
-    case STORE_REPLACED:
-        send_ok(c, idhex, 1, "");
-        break;
-    case STORE_DUPLICATE:
-        send_ok(c, idhex, 1, "duplicate: already have this event");
-        break;
+    case STORE_REPLACED: send_ok(c, idhex, 1, ""); break;
+    case STORE_DUPLICATE: send_ok(c, idhex, 1, "duplicate: already have this event"); break;
     case STORE_REJECTED:
         if (event_kind_is_ephemeral(ev->kind)) {
             /* Accepted and (had there been live subscriptions) passed on, never stored. */
@@ -140,8 +130,7 @@ handle_event(struct tr_conn *c, json_t *msg)
         }
         break;
     case STORE_DELETED:
-        snprintf(reason, sizeof reason, "blocked: %s",
-                 res.reason != NULL ? res.reason : "deleted");
+        snprintf(reason, sizeof reason, "blocked: %s", res.reason != NULL ? res.reason : "deleted");
         send_ok(c, idhex, 0, reason);
         break;
     }
@@ -162,8 +151,7 @@ struct req_hits {
     int failed;
 };
 
-static int
-req_collect(void *ctx, const char *json, size_t len)
+static int req_collect(void *ctx, const char *json, size_t len)
 {
     struct req_hits *h = ctx;
     char err[EVENT_ERRLEN];
@@ -188,8 +176,7 @@ req_collect(void *ctx, const char *json, size_t len)
 }
 
 /* NIP-01 order: newest first; ties by id, so every REQ of the same set agrees. */
-static int
-req_hit_cmp(const void *a, const void *b)
+static int req_hit_cmp(const void *a, const void *b)
 {
     const struct event *x = ((const struct req_hit *)a)->ev;
     const struct event *y = ((const struct req_hit *)b)->ev;
@@ -200,8 +187,7 @@ req_hit_cmp(const void *a, const void *b)
 }
 
 /* Sends one event, spoiling its id or its signature for --bad-events. */
-static void
-req_send_event(struct tr_conn *c, const char *subjson, struct req_hit *hit)
+static void req_send_event(struct tr_conn *c, const char *subjson, struct req_hit *hit)
 {
     struct tr_server *srv = c->srv;
     struct buf out = {0};
@@ -211,9 +197,9 @@ req_send_event(struct tr_conn *c, const char *subjson, struct req_hit *hit)
 
     if (tr_rng_chance(srv, srv->cfg->bad_events)) {
         if (tr_rng_next(srv) & 1)
-            hit->ev->id[31] ^= 0x01;    /* still 64 lowercase hex chars, now the wrong id */
+            hit->ev->id[31] ^= 0x01; /* still 64 lowercase hex chars, now the wrong id */
         else
-            hit->ev->sig[63] ^= 0x01;   /* a signature that does not verify */
+            hit->ev->sig[63] ^= 0x01; /* a signature that does not verify */
         spoilt = event_to_json(hit->ev, &len);
         json = spoilt;
     }
@@ -227,8 +213,7 @@ req_send_event(struct tr_conn *c, const char *subjson, struct req_hit *hit)
     free(spoilt);
 }
 
-static void
-handle_req(struct tr_conn *c, json_t *msg)
+static void handle_req(struct tr_conn *c, json_t *msg)
 {
     struct tr_server *srv = c->srv;
     const char *sub = msg_subid(msg, 1);
@@ -307,8 +292,7 @@ out:
 
 /* ---- NIP-77 ---- */
 
-static struct tr_neg_session **
-neg_find(struct tr_conn *c, const char *id)
+static struct tr_neg_session **neg_find(struct tr_conn *c, const char *id)
 {
     struct tr_neg_session **pp;
 
@@ -319,8 +303,7 @@ neg_find(struct tr_conn *c, const char *id)
     return NULL;
 }
 
-static void
-neg_session_free(struct tr_neg_session *s)
+static void neg_session_free(struct tr_neg_session *s)
 {
     neg_free(s->neg);
     neg_storage_free(s->storage);
@@ -328,8 +311,7 @@ neg_session_free(struct tr_neg_session *s)
     free(s);
 }
 
-static void
-neg_drop(struct tr_conn *c, const char *id)
+static void neg_drop(struct tr_conn *c, const char *id)
 {
     struct tr_neg_session **pp = neg_find(c, id), *s;
 
@@ -340,8 +322,7 @@ neg_drop(struct tr_conn *c, const char *id)
     neg_session_free(s);
 }
 
-void
-tr_neg_sessions_free(struct tr_conn *c)
+void tr_neg_sessions_free(struct tr_conn *c)
 {
     struct tr_neg_session *s, *next;
 
@@ -358,8 +339,7 @@ struct neg_fill {
     int failed;
 };
 
-static int
-neg_fill_item(void *ctx, uint64_t created_at, const uint8_t id[32])
+static int neg_fill_item(void *ctx, uint64_t created_at, const uint8_t id[32])
 {
     struct neg_fill *f = ctx;
 
@@ -374,8 +354,7 @@ neg_fill_item(void *ctx, uint64_t created_at, const uint8_t id[32])
  * Answers one negentropy message of session s (hex, len chars). On any error
  * the session ends with NEG-ERR, as NIP-77 says.
  */
-static void
-neg_reply(struct tr_conn *c, struct tr_neg_session *s, const char *hex, size_t len)
+static void neg_reply(struct tr_conn *c, struct tr_neg_session *s, const char *hex, size_t len)
 {
     const struct tr_config *cfg = c->srv->cfg;
     char err[NEG_ERRLEN], reason[NEG_ERRLEN + 32];
@@ -385,8 +364,8 @@ neg_reply(struct tr_conn *c, struct tr_neg_session *s, const char *hex, size_t l
     char *sub = xstrdup(s->id);
 
     if (cfg->neg_err_after >= 0 && s->replies >= (uint64_t)cfg->neg_err_after) {
-        snprintf(reason, sizeof reason, "closed: the relay ends sessions after %" PRId64
-                 " rounds", cfg->neg_err_after);
+        snprintf(reason, sizeof reason, "closed: the relay ends sessions after %" PRId64 " rounds",
+                 cfg->neg_err_after);
         send_neg_err(c, sub, reason);
         neg_drop(c, sub);
         free(sub);
@@ -421,8 +400,7 @@ done:
     free(sub);
 }
 
-static void
-handle_neg_open(struct tr_conn *c, json_t *msg)
+static void handle_neg_open(struct tr_conn *c, json_t *msg)
 {
     struct tr_server *srv = c->srv;
     const char *sub = msg_subid(msg, 1);
@@ -465,15 +443,16 @@ handle_neg_open(struct tr_conn *c, json_t *msg)
         return;
     }
     if (count > srv->cfg->max_sync_events) {
-        tr_conn_send_json(c, json_pack("[s s s I]", "NEG-ERR", sub, "blocked: too many query results",
-                                       (json_int_t)srv->cfg->max_sync_events));
+        tr_conn_send_json(c,
+                          json_pack("[s s s I]", "NEG-ERR", sub, "blocked: too many query results",
+                                    (json_int_t)srv->cfg->max_sync_events));
         filter_free(f);
         return;
     }
     fill.st = neg_storage_new();
     neg_storage_reserve(fill.st, (size_t)count);
-    if (store_list_ids(srv->store, f, neg_fill_item, &fill, err, sizeof err) < 0 ||
-        fill.failed || neg_storage_seal(fill.st, fill.err, sizeof fill.err) < 0) {
+    if (store_list_ids(srv->store, f, neg_fill_item, &fill, err, sizeof err) < 0 || fill.failed ||
+        neg_storage_seal(fill.st, fill.err, sizeof fill.err) < 0) {
         snprintf(reason, sizeof reason, "error: %s", fill.failed || fill.err[0] ? fill.err : err);
         send_neg_err(c, sub, reason);
         neg_storage_free(fill.st);
@@ -497,8 +476,7 @@ handle_neg_open(struct tr_conn *c, json_t *msg)
     neg_reply(c, s, json_string_value(hexj), json_string_length(hexj));
 }
 
-static void
-handle_neg_msg(struct tr_conn *c, json_t *msg)
+static void handle_neg_msg(struct tr_conn *c, json_t *msg)
 {
     const char *sub = msg_subid(msg, 1);
     json_t *hexj = json_array_get(msg, 2);
@@ -521,8 +499,7 @@ handle_neg_msg(struct tr_conn *c, json_t *msg)
     neg_reply(c, *pp, json_string_value(hexj), json_string_length(hexj));
 }
 
-static void
-handle_neg_close(struct tr_conn *c, json_t *msg)
+static void handle_neg_close(struct tr_conn *c, json_t *msg)
 {
     const char *sub = msg_subid(msg, 1);
 
@@ -534,43 +511,38 @@ handle_neg_close(struct tr_conn *c, json_t *msg)
 }
 
 /* --no-nip77: how relays without NIP-77 answer. -1 drops the connection. */
-static int
-handle_neg_disabled(struct tr_conn *c, enum tr_type type, json_t *msg)
+static int handle_neg_disabled(struct tr_conn *c, enum tr_type type, json_t *msg)
 {
     const struct tr_config *cfg = c->srv->cfg;
     json_t *subj = json_array_get(msg, 1);
     const char *sub = json_is_string(subj) ? json_string_value(subj) : "";
 
     switch (cfg->nonip77) {
-    case TR_NIP77_ON:
-        break;
+    case TR_NIP77_ON: break;
     case TR_NIP77_NOTICE:
         tr_conn_send_notice(c, cfg->notice_text ? cfg->notice_text
                                                 : "ERROR: bad msg: negentropy disabled");
         break;
     case TR_NIP77_UNKNOWN:
-        tr_conn_send_notice(c, cfg->notice_text ? cfg->notice_text
-                                                : "ERROR: bad msg: unknown cmd");
+        tr_conn_send_notice(c, cfg->notice_text ? cfg->notice_text : "ERROR: bad msg: unknown cmd");
         break;
     case TR_NIP77_NEG_ERR:
         if (type != TR_T_NEG_CLOSE)
-            send_neg_err(c, sub, cfg->notice_text ? cfg->notice_text
-                                                  : "blocked: Negentropy sync is disabled");
+            send_neg_err(c, sub,
+                         cfg->notice_text ? cfg->notice_text
+                                          : "blocked: Negentropy sync is disabled");
         break;
     case TR_NIP77_CLOSED:
         if (type != TR_T_NEG_CLOSE)
             send_closed(c, sub, cfg->notice_text ? cfg->notice_text : "error: NEG not supported");
         break;
-    case TR_NIP77_SILENT:
-        break;
-    case TR_NIP77_DISCONNECT:
-        return -1;
+    case TR_NIP77_SILENT: break;
+    case TR_NIP77_DISCONNECT: return -1;
     }
     return 0;
 }
 
-int
-tr_handle_message(struct tr_conn *c, const char *text, size_t len)
+int tr_handle_message(struct tr_conn *c, const char *text, size_t len)
 {
     json_error_t jerr;
     json_t *msg, *cmd;
@@ -596,12 +568,8 @@ tr_handle_message(struct tr_conn *c, const char *text, size_t len)
     c->counts.rx[type]++;
 
     switch (type) {
-    case TR_T_EVENT:
-        handle_event(c, msg);
-        break;
-    case TR_T_REQ:
-        handle_req(c, msg);
-        break;
+    case TR_T_EVENT: handle_event(c, msg); break;
+    case TR_T_REQ: handle_req(c, msg); break;
     case TR_T_CLOSE:
         /* No live subscriptions: a REQ is over at EOSE, so there is nothing to close. */
         if (msg_subid(msg, 1) == NULL)
@@ -619,9 +587,7 @@ tr_handle_message(struct tr_conn *c, const char *text, size_t len)
         else
             handle_neg_close(c, msg);
         break;
-    default:
-        tr_conn_send_notice(c, "ERROR: bad msg: unknown cmd");
-        break;
+    default: tr_conn_send_notice(c, "ERROR: bad msg: unknown cmd"); break;
     }
     json_decref(msg);
     return rc;

@@ -28,61 +28,73 @@
 #define TR_MAX_MESSAGE (16u * 1024 * 1024)
 /* strfry's default frame size limit for its negentropy replies. */
 #define TR_NEG_FRAME_LIMIT 500000
-#define TR_MAX_SUBID 64
+#define TR_MAX_SUBID       64
 
 enum tr_nip11_mode {
     TR_NIP11_OK,
-    TR_NIP11_ABSENT,        /* 404 */
-    TR_NIP11_INVALID,       /* 200 application/nostr+json that is not JSON */
-    TR_NIP11_WRONGTYPES,    /* JSON with the wrong types for well-known fields */
-    TR_NIP11_HUGE,          /* a valid 5 MiB document */
+    TR_NIP11_ABSENT,     /* 404 */
+    TR_NIP11_INVALID,    /* 200 application/nostr+json that is not JSON */
+    TR_NIP11_WRONGTYPES, /* JSON with the wrong types for well-known fields */
+    TR_NIP11_HUGE,       /* a valid 5 MiB document */
 };
 
 enum tr_nonip77 {
     TR_NIP77_ON,
-    TR_NIP77_NOTICE,        /* ["NOTICE","ERROR: bad msg: negentropy disabled"] (strfry) */
-    TR_NIP77_UNKNOWN,       /* ["NOTICE","ERROR: bad msg: unknown cmd"] (older strfry) */
-    TR_NIP77_NEG_ERR,       /* ["NEG-ERR",id,"blocked: Negentropy sync is disabled"] (chorus) */
-    TR_NIP77_CLOSED,        /* ["CLOSED",id,"error: NEG not supported"] */
-    TR_NIP77_SILENT,        /* no answer at all */
-    TR_NIP77_DISCONNECT,    /* the connection is dropped on NEG-OPEN */
+    TR_NIP77_NOTICE,     /* ["NOTICE","ERROR: bad msg: negentropy disabled"] (strfry) */
+    TR_NIP77_UNKNOWN,    /* ["NOTICE","ERROR: bad msg: unknown cmd"] (older strfry) */
+    TR_NIP77_NEG_ERR,    /* ["NEG-ERR",id,"blocked: Negentropy sync is disabled"] (chorus) */
+    TR_NIP77_CLOSED,     /* ["CLOSED",id,"error: NEG not supported"] */
+    TR_NIP77_SILENT,     /* no answer at all */
+    TR_NIP77_DISCONNECT, /* the connection is dropped on NEG-OPEN */
 };
 
 struct tr_config {
     int port;
-    const char *db_path;            /* NULL: an in-memory store */
-    const char *events_path;        /* JSON lines to preload, or NULL */
-    uint64_t req_limit;             /* at most this many events per REQ */
-    uint64_t max_sync_events;       /* NEG-OPEN over more matches is blocked */
-    const char *nip11_nips;         /* "1,11,77" */
+    const char *db_path;      /* NULL: an in-memory store */
+    const char *events_path;  /* JSON lines to preload, or NULL */
+    uint64_t req_limit;       /* at most this many events per REQ */
+    uint64_t max_sync_events; /* NEG-OPEN over more matches is blocked */
+    const char *nip11_nips;   /* "1,11,77" */
     const char *software;
     const char *version;
     enum tr_nip11_mode nip11;
-    const char *nip11_file;         /* served verbatim instead, or NULL */
+    const char *nip11_file; /* served verbatim instead, or NULL */
     enum tr_nonip77 nonip77;
-    const char *notice_text;        /* overrides the NOTICE text of notice/unknown */
-    const char *welcome_notice;     /* NULL: none */
-    int64_t neg_err_after;          /* -1: off */
-    int64_t neg_close_after;        /* -1: off */
-    const char *req_closed;         /* NULL: off; else every REQ gets CLOSED with it */
-    int64_t drop_after;             /* -1: off */
-    int64_t stall_after;            /* -1: off; else stop reading after K messages */
-    size_t big_notice;              /* 0: off; else a NOTICE this long on connect */
+    const char *notice_text;    /* overrides the NOTICE text of notice/unknown */
+    const char *welcome_notice; /* NULL: none */
+    int64_t neg_err_after;      /* -1: off */
+    int64_t neg_close_after;    /* -1: off */
+    const char *req_closed;     /* NULL: off; else every REQ gets CLOSED with it */
+    int64_t drop_after;         /* -1: off */
+    int64_t stall_after;        /* -1: off; else stop reading after K messages */
+    size_t big_notice;          /* 0: off; else a NOTICE this long on connect */
     unsigned delay_ms;
-    double garbage;                 /* fraction of replies garbled */
-    double bad_events;              /* fraction of served events altered */
+    double garbage;    /* fraction of replies garbled */
+    double bad_events; /* fraction of served events altered */
     uint64_t seed;
     const char *tls_cert, *tls_key; /* both or neither */
     const char *stats_file;
-    int deflate;                    /* offer permessage-deflate */
+    int deflate; /* offer permessage-deflate */
     int verbose;
 };
 
 /* Message types counted in the stats; anything else is "other", unparsable is "invalid". */
 enum tr_type {
-    TR_T_EVENT, TR_T_REQ, TR_T_CLOSE, TR_T_NEG_OPEN, TR_T_NEG_MSG, TR_T_NEG_CLOSE,
-    TR_T_OK, TR_T_EOSE, TR_T_CLOSED, TR_T_NOTICE, TR_T_NEG_ERR, TR_T_AUTH, TR_T_COUNT,
-    TR_T_OTHER, TR_T_INVALID,
+    TR_T_EVENT,
+    TR_T_REQ,
+    TR_T_CLOSE,
+    TR_T_NEG_OPEN,
+    TR_T_NEG_MSG,
+    TR_T_NEG_CLOSE,
+    TR_T_OK,
+    TR_T_EOSE,
+    TR_T_CLOSED,
+    TR_T_NOTICE,
+    TR_T_NEG_ERR,
+    TR_T_AUTH,
+    TR_T_COUNT,
+    TR_T_OTHER,
+    TR_T_INVALID,
     TR_NTYPES
 };
 
@@ -106,25 +118,25 @@ struct tr_server {
     const struct tr_config *cfg;
     struct store *store;
     struct lws_context *ctx;
-    uint64_t rng;               /* splitmix64 state, from --seed */
+    uint64_t rng; /* splitmix64 state, from --seed */
     uint64_t next_conn_id;
     uint64_t http_requests;
-    struct tr_conn_record *records;     /* closed connections */
+    struct tr_conn_record *records; /* closed connections */
     size_t nrecords, caprecords;
-    struct tr_conn *live;               /* open websocket connections */
-    char *nip11_doc;            /* built once at startup */
+    struct tr_conn *live; /* open websocket connections */
+    char *nip11_doc;      /* built once at startup */
     size_t nip11_len;
-    const char *nip11_type;     /* its content type */
+    const char *nip11_type; /* its content type */
     int nip11_status;
 };
 
 /* One outgoing websocket message, with LWS_PRE bytes of headroom before data. */
 struct tr_msg {
     struct tr_msg *next;
-    lws_usec_t due;             /* not written before this time (--delay-ms) */
-    enum tr_type type;          /* for the stats */
+    lws_usec_t due;    /* not written before this time (--delay-ms) */
+    enum tr_type type; /* for the stats */
     size_t len;
-    unsigned char buf[];        /* LWS_PRE + len */
+    unsigned char buf[]; /* LWS_PRE + len */
 };
 
 struct tr_neg_session {
@@ -132,18 +144,18 @@ struct tr_neg_session {
     char *id;
     struct neg_storage *storage;
     struct neg *neg;
-    uint64_t replies;           /* NEG-MSG replies sent so far */
+    uint64_t replies; /* NEG-MSG replies sent so far */
 };
 
 /* Per-connection state: lws's per_session_data for the one protocol. */
 struct tr_conn {
     struct tr_server *srv;
-    struct tr_conn *next_live;  /* srv->live */
+    struct tr_conn *next_live; /* srv->live */
     struct lws *wsi;
-    int is_ws;                  /* set on ESTABLISHED; HTTP connections leave it 0 */
+    int is_ws; /* set on ESTABLISHED; HTTP connections leave it 0 */
     uint64_t id;
-    struct buf rx;              /* the message being reassembled from fragments */
-    int rx_too_big;             /* the current message exceeded TR_MAX_MESSAGE */
+    struct buf rx;  /* the message being reassembled from fragments */
+    int rx_too_big; /* the current message exceeded TR_MAX_MESSAGE */
     int rx_binary;
     struct tr_msg *qhead, *qtail;
     /*
@@ -152,8 +164,8 @@ struct tr_conn {
      * at the next WRITEABLE (lws drains the extension first) or at close.
      */
     struct tr_msg *held;
-    uint64_t sent;              /* messages written, for --drop-after */
-    int closing;                /* stop reading; close once the queue is empty */
+    uint64_t sent; /* messages written, for --drop-after */
+    int closing;   /* stop reading; close once the queue is empty */
     struct tr_counts counts;
     struct tr_neg_session *negs;
     /* HTTP (NIP-11) response body in progress */

@@ -31,8 +31,7 @@
 #include "filter.h"
 #include "util.h"
 
-static uint64_t
-rng_next(uint64_t *s)
+static uint64_t rng_next(uint64_t *s)
 {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -40,21 +39,19 @@ rng_next(uint64_t *s)
     return z ^ (z >> 31);
 }
 
-static void
-rng_bytes(uint64_t *s, uint8_t *out, size_t n)
+static void rng_bytes(uint64_t *s, uint8_t *out, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         out[i] = (uint8_t)rng_next(s);
 }
 
-static int
-gen(uint64_t n, uint64_t seed, uint64_t nauthors)
+static int gen(uint64_t n, uint64_t seed, uint64_t nauthors)
 {
     static const uint32_t kinds[] = {1, 1, 1, 1, 7, 7, 6, 1111, 9802};
     static const char *const words[] = {"nostr", "sync", "negentropy", "caf\xc3\xa9"};
     enum { NPOOL = 16 };
-    uint8_t (*keys)[32] = xcalloc(nauthors, 32);
-    char (*pubhex)[65] = xcalloc(nauthors, 65);
+    uint8_t(*keys)[32] = xcalloc(nauthors, 32);
+    char(*pubhex)[65] = xcalloc(nauthors, 65);
     char pool[NPOOL][65];
     uint64_t s = seed * 0x100000001b3ull + 17, spread = n / 3 + 1;
 
@@ -105,10 +102,10 @@ gen(uint64_t n, uint64_t seed, uint64_t nauthors)
             tags[t] = tagv[t];
             lens[t] = 2;
         }
-        snprintf(content, sizeof content, "test relay event %llu, seed %llu",
-                 (unsigned long long)i, (unsigned long long)seed);
-        ev = event_sign(keys[a], created_at, kind, ntags ? tags : NULL, ntags ? lens : NULL,
-                        ntags, content);
+        snprintf(content, sizeof content, "test relay event %llu, seed %llu", (unsigned long long)i,
+                 (unsigned long long)seed);
+        ev = event_sign(keys[a], created_at, kind, ntags ? tags : NULL, ntags ? lens : NULL, ntags,
+                        content);
         if (ev == NULL) {
             fprintf(stderr, "tr-helper: event_sign failed\n");
             return 1;
@@ -125,8 +122,7 @@ gen(uint64_t n, uint64_t seed, uint64_t nauthors)
 }
 
 /* REQ order: newest first, ties by id. */
-static int
-newest_first(const void *a, const void *b)
+static int newest_first(const void *a, const void *b)
 {
     const struct event *x = *(struct event *const *)a, *y = *(struct event *const *)b;
 
@@ -135,8 +131,7 @@ newest_first(const void *a, const void *b)
     return memcmp(x->id, y->id, 32);
 }
 
-static int
-match_line(struct event **evs, size_t nev, const char *line, uint64_t req_limit)
+static int match_line(struct event **evs, size_t nev, const char *line, uint64_t req_limit)
 {
     json_error_t jerr;
     json_t *arr = json_loads(line, JSON_REJECT_DUPLICATES, &jerr);
@@ -194,8 +189,7 @@ out:
     return 0;
 }
 
-static int
-match(const char *path, uint64_t req_limit)
+static int match(const char *path, uint64_t req_limit)
 {
     FILE *fp = fopen(path, "r");
     struct event **evs = NULL;
@@ -241,8 +235,7 @@ match(const char *path, uint64_t req_limit)
     return rc;
 }
 
-int
-main(int argc, char **argv)
+int main(int argc, char **argv)
 {
     if (argc == 5 && strcmp(argv[1], "gen") == 0)
         return gen(strtoull(argv[2], NULL, 10), strtoull(argv[3], NULL, 10),
