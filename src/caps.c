@@ -40,17 +40,6 @@
 #define SECONDS_PER_DAY         86400
 #define LOG_TRUNCATE            160
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static int64_t mono_ms(void)
 {
     struct timespec ts;
@@ -435,14 +424,14 @@ struct caps_cache *caps_cache_open(const char *db_path, char *err, size_t errlen
     /* No SQLITE_OPEN_CREATE: store_open creates and migrates the database. */
     if (sqlite3_open_v2(db_path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) !=
         SQLITE_OK) {
-        seterr(err, errlen, "%s: %s", db_path,
-               c->db != NULL ? sqlite3_errmsg(c->db) : "cannot open the database");
+        set_error(err, errlen, "%s: %s", db_path,
+                  c->db != NULL ? sqlite3_errmsg(c->db) : "cannot open the database");
         goto fail;
     }
     sqlite3_busy_timeout(c->db, CAPS_BUSY_TIMEOUT_MS);
     if (sqlite3_prepare_v2(c->db, caps_sql_get, -1, &c->get, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(c->db, caps_sql_put, -1, &c->put, NULL) != SQLITE_OK) {
-        seterr(err, errlen, "%s: capability cache: %s", db_path, sqlite3_errmsg(c->db));
+        set_error(err, errlen, "%s: capability cache: %s", db_path, sqlite3_errmsg(c->db));
         goto fail;
     }
     pthread_mutex_init(&c->lock, NULL);
@@ -541,7 +530,7 @@ int caps_cache_get(struct caps_cache *c, const char *url, struct caps_result *ou
         out->cached = 1;
         out->source = CAPS_FROM_CACHE;
     } else if (rc != SQLITE_DONE) {
-        seterr(err, errlen, "capability cache: %s", sqlite3_errmsg(c->db));
+        set_error(err, errlen, "capability cache: %s", sqlite3_errmsg(c->db));
         found = -1;
     }
     sqlite3_reset(s);
@@ -558,8 +547,8 @@ int caps_cache_put(struct caps_cache *c, const struct caps_result *r, char *err,
     int rc;
 
     if (r->verdict == CAPS_UNREACHABLE || r->url == NULL) {
-        seterr(err, errlen, "capability cache: %s",
-               r->url == NULL ? "no URL" : "an unreachable relay is not cached");
+        set_error(err, errlen, "capability cache: %s",
+                  r->url == NULL ? "no URL" : "an unreachable relay is not cached");
         return -1;
     }
     nips = nips_to_json(n);
@@ -581,7 +570,7 @@ int caps_cache_put(struct caps_cache *c, const struct caps_result *r, char *err,
     }
     rc = sqlite3_step(s);
     if (rc != SQLITE_DONE)
-        seterr(err, errlen, "capability cache: %s", sqlite3_errmsg(c->db));
+        set_error(err, errlen, "capability cache: %s", sqlite3_errmsg(c->db));
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
     pthread_mutex_unlock(&c->lock);
@@ -730,7 +719,7 @@ int caps_probe(struct caps_cache *cache, const char *url, const struct caps_opts
     out->source = why;
     out->nip11 = nip11;
     if (probe_connection(norm, &o, out) < 0) {
-        seterr(err, errlen, "%s: %s", norm, out->reason);
+        set_error(err, errlen, "%s: %s", norm, out->reason);
         return -1;
     }
     /* Stamped when the verdict is in, so a slow probe is not already aged. */

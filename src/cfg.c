@@ -108,20 +108,6 @@ static char *cfg_format(const char *fmt, ...)
     return s;
 }
 
-static void cfg_seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void cfg_seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* A value fit to quote in a message: printable ASCII, cut at 60 bytes. */
 static void cfg_quote(const char *s, char *out, size_t outlen)
 {
@@ -283,7 +269,7 @@ char *config_db_path(const struct config *cfg, const char *cli_override, char *e
         return xstrdup(cfg->storage_path);
     path = cfg_xdg_path("XDG_DATA_HOME", ".local/share", "negsync/negsync.db");
     if (path == NULL)
-        cfg_seterr(err, errlen, "neither $XDG_DATA_HOME nor $HOME is set; use -d FILE");
+        set_error(err, errlen, "neither $XDG_DATA_HOME nor $HOME is set; use -d FILE");
     return path;
 }
 
@@ -435,7 +421,7 @@ int config_parse_time(const char *s, int64_t now, int64_t *out, int64_t *age, ch
     if (s[0] >= '0' && s[0] <= '9' && cfg_parse_duration(s, &n) == 0) {
         if (n > INT64_MAX || (int64_t)n > now) {
             cfg_quote(s, q, sizeof q);
-            cfg_seterr(err, errlen, "'%s' reaches back before 1970", q);
+            set_error(err, errlen, "'%s' reaches back before 1970", q);
             return -1;
         }
         *age = (int64_t)n;
@@ -444,10 +430,10 @@ int config_parse_time(const char *s, int64_t now, int64_t *out, int64_t *age, ch
     }
 bad:
     cfg_quote(s, q, sizeof q);
-    cfg_seterr(err, errlen,
-               "expected a unix time, YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ (UTC) or an age like "
-               "30d (s, m, h, d, w), got '%s'",
-               q);
+    set_error(err, errlen,
+              "expected a unix time, YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ (UTC) or an age like "
+              "30d (s, m, h, d, w), got '%s'",
+              q);
     return -1;
 }
 
@@ -467,7 +453,7 @@ char *config_url_normalize(const char *url, char *err, size_t errlen)
     cfg_quote(url, q, sizeof q);
     for (p = url; *p != '\0'; p++) {
         if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
-            cfg_seterr(err, errlen, "relay URL '%s' contains a space or control character", q);
+            set_error(err, errlen, "relay URL '%s' contains a space or control character", q);
             return NULL;
         }
     }
@@ -478,18 +464,18 @@ char *config_url_normalize(const char *url, char *err, size_t errlen)
         wss = 0;
         auth = url + 5;
     } else {
-        cfg_seterr(err, errlen, "relay URL '%s' must start with ws:// or wss://%s", q,
-                   strncasecmp(url, "http", 4) == 0 ? " (relays are websockets)" : "");
+        set_error(err, errlen, "relay URL '%s' must start with ws:// or wss://%s", q,
+                  strncasecmp(url, "http", 4) == 0 ? " (relays are websockets)" : "");
         return NULL;
     }
     default_port = wss ? 443 : 80;
     if (strchr(auth, '#') != NULL) {
-        cfg_seterr(err, errlen, "relay URL '%s' has a #fragment", q);
+        set_error(err, errlen, "relay URL '%s' has a #fragment", q);
         return NULL;
     }
     auth_end = auth + strcspn(auth, "/?");
     if (memchr(auth, '@', (size_t)(auth_end - auth)) != NULL) {
-        cfg_seterr(err, errlen, "relay URL '%s': user@ in the URL is not supported", q);
+        set_error(err, errlen, "relay URL '%s': user@ in the URL is not supported", q);
         return NULL;
     }
     if (*auth == '[') {
@@ -499,7 +485,7 @@ char *config_url_normalize(const char *url, char *err, size_t errlen)
                (isxdigit((unsigned char)*host_end) || *host_end == ':' || *host_end == '.'))
             host_end++;
         if (host_end >= auth_end || *host_end != ']' || host_end == auth + 1) {
-            cfg_seterr(err, errlen, "relay URL '%s': bad IPv6 address", q);
+            set_error(err, errlen, "relay URL '%s': bad IPv6 address", q);
             return NULL;
         }
         host_end++;
@@ -508,7 +494,7 @@ char *config_url_normalize(const char *url, char *err, size_t errlen)
         while (host_end < auth_end && cfg_host_char(*host_end))
             host_end++;
         if (host_end == auth) {
-            cfg_seterr(err, errlen, "relay URL '%s' has no host", q);
+            set_error(err, errlen, "relay URL '%s' has no host", q);
             return NULL;
         }
     }
@@ -518,17 +504,17 @@ char *config_url_normalize(const char *url, char *err, size_t errlen)
         uint64_t x;
 
         if (*host_end != ':') {
-            cfg_seterr(err, errlen, "relay URL '%s': bad character in host", q);
+            set_error(err, errlen, "relay URL '%s': bad character in host", q);
             return NULL;
         }
         if (n == 0 || n >= sizeof digits) {
-            cfg_seterr(err, errlen, "relay URL '%s': bad port", q);
+            set_error(err, errlen, "relay URL '%s': bad port", q);
             return NULL;
         }
         memcpy(digits, host_end + 1, n);
         digits[n] = '\0';
         if (cfg_parse_u64(digits, &x) < 0 || x == 0 || x > 65535) {
-            cfg_seterr(err, errlen, "relay URL '%s': port must be 1..65535", q);
+            set_error(err, errlen, "relay URL '%s': port must be 1..65535", q);
             return NULL;
         }
         port = (unsigned long)x;

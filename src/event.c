@@ -93,20 +93,6 @@ static int event_random_bytes(uint8_t *out, size_t n)
 
 /* -------------------------------------------------------------------- errors */
 
-static void event_seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void event_seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* -------------------------------------------------------------------- UTF-8 */
 
 /*
@@ -159,16 +145,16 @@ static int event_get_hex(const json_t *obj, const char *name, uint8_t *out, size
     const json_t *v = json_object_get(obj, name);
 
     if (v == NULL) {
-        event_seterr(err, errlen, "missing field: %s", name);
+        set_error(err, errlen, "missing field: %s", name);
         return -1;
     }
     if (!json_is_string(v)) {
-        event_seterr(err, errlen, "%s: not a string", name);
+        set_error(err, errlen, "%s: not a string", name);
         return -1;
     }
     if (hex_decode(json_string_value(v), json_string_length(v), out, n, 1) != 0) {
         /* Uppercase fails here too: NIP-01 hex is lowercase, and the id is over it. */
-        event_seterr(err, errlen, "%s: not %zu hex chars", name, 2 * n);
+        set_error(err, errlen, "%s: not %zu hex chars", name, 2 * n);
         return -1;
     }
     return 0;
@@ -180,18 +166,18 @@ static int event_get_uint(const json_t *obj, const char *name, uint64_t max, uin
     const json_t *v = json_object_get(obj, name);
 
     if (v == NULL) {
-        event_seterr(err, errlen, "missing field: %s", name);
+        set_error(err, errlen, "missing field: %s", name);
         return -1;
     }
     /* 1.0 and 1e3 are reals to jansson; NIP-01 wants integers. */
     if (!json_is_integer(v)) {
-        event_seterr(err, errlen, "%s: not an integer", name);
+        set_error(err, errlen, "%s: not an integer", name);
         return -1;
     }
     json_int_t x = json_integer_value(v);
     if (x < 0 || (uint64_t)x > max) {
-        event_seterr(err, errlen, "%s: %lld out of range 0..%llu", name, (long long)x,
-                     (unsigned long long)max);
+        set_error(err, errlen, "%s: %lld out of range 0..%llu", name, (long long)x,
+                  (unsigned long long)max);
         return -1;
     }
     *out = (uint64_t)x;
@@ -229,11 +215,11 @@ void event_free(struct event *ev)
 static int event_parse_tags(struct event *ev, const json_t *tags, char *err, size_t errlen)
 {
     if (tags == NULL) {
-        event_seterr(err, errlen, "missing field: tags");
+        set_error(err, errlen, "missing field: tags");
         return -1;
     }
     if (!json_is_array(tags)) {
-        event_seterr(err, errlen, "tags: not an array");
+        set_error(err, errlen, "tags: not an array");
         return -1;
     }
     size_t n = json_array_size(tags);
@@ -241,23 +227,23 @@ static int event_parse_tags(struct event *ev, const json_t *tags, char *err, siz
     for (size_t i = 0; i < n; i++) {
         const json_t *tag = json_array_get(tags, i);
         if (!json_is_array(tag)) {
-            event_seterr(err, errlen, "tags[%zu]: not an array", i);
+            set_error(err, errlen, "tags[%zu]: not an array", i);
             return -1;
         }
         size_t m = json_array_size(tag);
         if (m == 0) {
-            event_seterr(err, errlen, "tags[%zu]: empty tag", i);
+            set_error(err, errlen, "tags[%zu]: empty tag", i);
             return -1;
         }
         /* Validate before allocating, so ev->ntags only counts complete tags. */
         for (size_t j = 0; j < m; j++) {
             const json_t *f = json_array_get(tag, j);
             if (!json_is_string(f)) {
-                event_seterr(err, errlen, "tags[%zu][%zu]: not a string", i, j);
+                set_error(err, errlen, "tags[%zu][%zu]: not a string", i, j);
                 return -1;
             }
             if (!event_utf8_valid(json_string_value(f), json_string_length(f))) {
-                event_seterr(err, errlen, "tags[%zu][%zu]: invalid UTF-8", i, j);
+                set_error(err, errlen, "tags[%zu][%zu]: invalid UTF-8", i, j);
                 return -1;
             }
         }
@@ -279,7 +265,7 @@ struct event *event_from_json(const json_t *obj, char *err, size_t errlen)
     const json_t *content;
 
     if (!json_is_object(obj)) {
-        event_seterr(err, errlen, "event: not a JSON object");
+        set_error(err, errlen, "event: not a JSON object");
         return NULL;
     }
     ev = xcalloc(1, sizeof *ev);
@@ -293,15 +279,15 @@ struct event *event_from_json(const json_t *obj, char *err, size_t errlen)
 
     content = json_object_get(obj, "content");
     if (content == NULL) {
-        event_seterr(err, errlen, "missing field: content");
+        set_error(err, errlen, "missing field: content");
         goto fail;
     }
     if (!json_is_string(content)) {
-        event_seterr(err, errlen, "content: not a string");
+        set_error(err, errlen, "content: not a string");
         goto fail;
     }
     if (!event_utf8_valid(json_string_value(content), json_string_length(content))) {
-        event_seterr(err, errlen, "content: invalid UTF-8");
+        set_error(err, errlen, "content: invalid UTF-8");
         goto fail;
     }
     ev->content = event_copy_string(content, &ev->content_len);
@@ -328,7 +314,7 @@ struct event *event_parse(const char *text, size_t len, char *err, size_t errlen
      */
     obj = json_loadb(text, len, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &jerr);
     if (obj == NULL) {
-        event_seterr(err, errlen, "invalid JSON: %s (column %d)", jerr.text, jerr.column);
+        set_error(err, errlen, "invalid JSON: %s (column %d)", jerr.text, jerr.column);
         return NULL;
     }
     ev = event_from_json(obj, err, errlen);
@@ -571,15 +557,15 @@ int event_verify_cached(const struct event *ev, struct event_keycache *kc, char 
     /* The id first: it is cheap, and a tampered body is the common failure. */
     event_compute_id(ev, id);
     if (memcmp(id, ev->id, 32) != 0) {
-        event_seterr(err, errlen, "id mismatch");
+        set_error(err, errlen, "id mismatch");
         return -1;
     }
     if (keycache_get(kc, ctx, ev->pubkey, &pk) < 0) {
-        event_seterr(err, errlen, "invalid pubkey");
+        set_error(err, errlen, "invalid pubkey");
         return -1;
     }
     if (!secp256k1_schnorrsig_verify(ctx, ev->sig, ev->id, 32, &pk)) {
-        event_seterr(err, errlen, "bad signature");
+        set_error(err, errlen, "bad signature");
         return -1;
     }
     return 0;

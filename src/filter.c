@@ -28,20 +28,6 @@
 /* SQLITE_MAX_VARIABLE_NUMBER's default since SQLite 3.32. */
 #define FILTER_MAX_PARAMS 32766
 
-static void filter_seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void filter_seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 struct filter *filter_new(void)
 {
     return xcalloc(1, sizeof(struct filter));
@@ -118,7 +104,7 @@ static int filter_parse_hex_list(const json_t *v, const char *key, const char *w
                                  uint8_t (**out)[32], size_t *n, char *err, size_t errlen)
 {
     if (!json_is_array(v)) {
-        filter_seterr(err, errlen, "%s: not an array", key);
+        set_error(err, errlen, "%s: not an array", key);
         return -1;
     }
     size_t m = json_array_size(v);
@@ -127,9 +113,9 @@ static int filter_parse_hex_list(const json_t *v, const char *key, const char *w
         const json_t *s = json_array_get(v, i);
         if (!json_is_string(s) ||
             hex_decode(json_string_value(s), json_string_length(s), arr[i], 32, 1) != 0) {
-            filter_seterr(err, errlen,
-                          "%s[%zu]: not 64 lowercase hex chars (full %s only, no prefixes)", key, i,
-                          what);
+            set_error(err, errlen,
+                      "%s[%zu]: not 64 lowercase hex chars (full %s only, no prefixes)", key, i,
+                      what);
             free(arr);
             return -1;
         }
@@ -142,7 +128,7 @@ static int filter_parse_hex_list(const json_t *v, const char *key, const char *w
 static int filter_parse_kinds(struct filter *f, const json_t *v, char *err, size_t errlen)
 {
     if (!json_is_array(v)) {
-        filter_seterr(err, errlen, "kinds: not an array");
+        set_error(err, errlen, "kinds: not an array");
         return -1;
     }
     size_t m = json_array_size(v);
@@ -150,7 +136,7 @@ static int filter_parse_kinds(struct filter *f, const json_t *v, char *err, size
     for (size_t i = 0; i < m; i++) {
         const json_t *k = json_array_get(v, i);
         if (!json_is_integer(k) || json_integer_value(k) < 0 || json_integer_value(k) > 65535) {
-            filter_seterr(err, errlen, "kinds[%zu]: not an integer 0..65535", i);
+            set_error(err, errlen, "kinds[%zu]: not an integer 0..65535", i);
             return -1;
         }
         f->kinds[i] = (uint32_t)json_integer_value(k);
@@ -169,7 +155,7 @@ static int filter_parse_tag(struct filter *f, char name, const json_t *v, char *
     int hex = (name == 'e' || name == 'p');
 
     if (!json_is_array(v)) {
-        filter_seterr(err, errlen, "#%c: not an array", name);
+        set_error(err, errlen, "#%c: not an array", name);
         return -1;
     }
     size_t m = json_array_size(v);
@@ -182,16 +168,16 @@ static int filter_parse_tag(struct filter *f, char name, const json_t *v, char *
         const json_t *s = json_array_get(v, i);
         uint8_t scratch[32];
         if (!json_is_string(s)) {
-            filter_seterr(err, errlen, "#%c[%zu]: not a string", name, i);
+            set_error(err, errlen, "#%c[%zu]: not a string", name, i);
             return -1;
         }
         size_t len = json_string_length(s);
         if (strlen(json_string_value(s)) != len) {
-            filter_seterr(err, errlen, "#%c[%zu]: contains U+0000", name, i);
+            set_error(err, errlen, "#%c[%zu]: contains U+0000", name, i);
             return -1;
         }
         if (hex && hex_decode(json_string_value(s), len, scratch, 32, 1) != 0) {
-            filter_seterr(err, errlen, "#%c[%zu]: not 64 lowercase hex chars", name, i);
+            set_error(err, errlen, "#%c[%zu]: not 64 lowercase hex chars", name, i);
             return -1;
         }
         t->values[i] = xstrdup(json_string_value(s));
@@ -204,7 +190,7 @@ static int filter_parse_uint(const json_t *v, const char *key, uint64_t *out, in
                              size_t errlen)
 {
     if (!json_is_integer(v) || json_integer_value(v) < 0) {
-        filter_seterr(err, errlen, "%s: not a non-negative integer", key);
+        set_error(err, errlen, "%s: not a non-negative integer", key);
         return -1;
     }
     *out = (uint64_t)json_integer_value(v);
@@ -225,7 +211,7 @@ struct filter *filter_from_json(const json_t *obj, char *err, size_t errlen)
     int rc = 0;
 
     if (!json_is_object(obj)) {
-        filter_seterr(err, errlen, "filter: not a JSON object");
+        set_error(err, errlen, "filter: not a JSON object");
         return NULL;
     }
     f = filter_new();
@@ -235,7 +221,7 @@ struct filter *filter_from_json(const json_t *obj, char *err, size_t errlen)
         char q[48];
 
         if (json_object_iter_key_len(json_object_key_to_iter(key)) != strlen(key)) {
-            filter_seterr(err, errlen, "filter: a key contains U+0000");
+            set_error(err, errlen, "filter: a key contains U+0000");
             rc = -1;
         } else if (strcmp(key, "ids") == 0) {
             f->has_ids = 1;
@@ -255,15 +241,15 @@ struct filter *filter_from_json(const json_t *obj, char *err, size_t errlen)
         } else if (strcmp(key, "limit") == 0) {
             rc = filter_parse_uint(v, key, &f->limit, &f->has_limit, err, errlen);
         } else if (strcmp(key, "search") == 0) {
-            filter_seterr(err, errlen, "search: not supported");
+            set_error(err, errlen, "search: not supported");
             rc = -1;
         } else if (key[0] == '#') {
             filter_quote_key(key, q, sizeof q);
-            filter_seterr(err, errlen, "%s: tag filters take a single letter a-z or A-Z", q);
+            set_error(err, errlen, "%s: tag filters take a single letter a-z or A-Z", q);
             rc = -1;
         } else {
             filter_quote_key(key, q, sizeof q);
-            filter_seterr(err, errlen, "unknown key: %s", q);
+            set_error(err, errlen, "unknown key: %s", q);
             rc = -1;
         }
         if (rc != 0) {
@@ -282,7 +268,7 @@ struct filter *filter_parse(const char *text, char *err, size_t errlen)
 
     obj = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
     if (obj == NULL) {
-        filter_seterr(err, errlen, "invalid JSON: %s (column %d)", jerr.text, jerr.column);
+        set_error(err, errlen, "invalid JSON: %s (column %d)", jerr.text, jerr.column);
         return NULL;
     }
     f = filter_from_json(obj, err, errlen);

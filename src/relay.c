@@ -70,16 +70,6 @@
 
 /* ---- small helpers -------------------------------------------------------- */
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static int64_t now_ms(void)
 {
     struct timespec ts;
@@ -185,13 +175,13 @@ static int url_parse(const char *url, struct relay_url *u, char *err, size_t err
 {
     memset(u, 0, sizeof *u);
     if (url == NULL) {
-        seterr(err, errlen, "no URL");
+        set_error(err, errlen, "no URL");
         return -1;
     }
     for (const char *c = url; *c; c++) {
         unsigned char ch = (unsigned char)*c;
         if (ch <= 0x20 || ch >= 0x7f) {
-            seterr(err, errlen, "URL contains a space, control or non-ASCII character");
+            set_error(err, errlen, "URL contains a space, control or non-ASCII character");
             return -1;
         }
     }
@@ -202,20 +192,20 @@ static int url_parse(const char *url, struct relay_url *u, char *err, size_t err
     } else if (strncasecmp(url, "ws://", 5) == 0) {
         p = url + 5;
     } else {
-        seterr(err, errlen, "not a ws:// or wss:// URL: %.80s", url);
+        set_error(err, errlen, "not a ws:// or wss:// URL: %.80s", url);
         return -1;
     }
     size_t alen = strcspn(p, "/?#");
     const char *rest = p + alen;
     if (memchr(p, '@', alen) != NULL) {
-        seterr(err, errlen, "user info in relay URLs is not supported");
+        set_error(err, errlen, "user info in relay URLs is not supported");
         return -1;
     }
     const char *hs = p, *he, *portp = NULL;
     if (alen > 0 && *p == '[') {
         const char *close = memchr(p, ']', alen);
         if (close == NULL) {
-            seterr(err, errlen, "unterminated IPv6 address in URL");
+            set_error(err, errlen, "unterminated IPv6 address in URL");
             return -1;
         }
         hs = p + 1;
@@ -223,14 +213,14 @@ static int url_parse(const char *url, struct relay_url *u, char *err, size_t err
         u->ipv6 = 1;
         if (close + 1 < p + alen) {
             if (close[1] != ':') {
-                seterr(err, errlen, "junk after IPv6 address in URL");
+                set_error(err, errlen, "junk after IPv6 address in URL");
                 return -1;
             }
             portp = close + 2;
         }
         for (const char *c = hs; c < he; c++)
             if (!isxdigit((unsigned char)*c) && *c != ':' && *c != '.') {
-                seterr(err, errlen, "bad IPv6 address in URL");
+                set_error(err, errlen, "bad IPv6 address in URL");
                 return -1;
             }
     } else {
@@ -240,17 +230,17 @@ static int url_parse(const char *url, struct relay_url *u, char *err, size_t err
             portp = colon + 1;
         for (const char *c = hs; c < he; c++)
             if (!isalnum((unsigned char)*c) && *c != '-' && *c != '.' && *c != '_') {
-                seterr(err, errlen, "bad character '%c' in host name", *c);
+                set_error(err, errlen, "bad character '%c' in host name", *c);
                 return -1;
             }
     }
     size_t hlen = (size_t)(he - hs);
     if (hlen == 0) {
-        seterr(err, errlen, "no host in URL");
+        set_error(err, errlen, "no host in URL");
         return -1;
     }
     if (hlen >= sizeof u->host) {
-        seterr(err, errlen, "host name too long");
+        set_error(err, errlen, "host name too long");
         return -1;
     }
     for (size_t i = 0; i < hlen; i++)
@@ -261,18 +251,18 @@ static int url_parse(const char *url, struct relay_url *u, char *err, size_t err
         const char *pe = p + alen;
         long port = 0;
         if (portp == pe) {
-            seterr(err, errlen, "empty port in URL");
+            set_error(err, errlen, "empty port in URL");
             return -1;
         }
         for (const char *c = portp; c < pe; c++) {
             if (!isdigit((unsigned char)*c) || port > 65535) {
-                seterr(err, errlen, "bad port in URL");
+                set_error(err, errlen, "bad port in URL");
                 return -1;
             }
             port = port * 10 + (*c - '0');
         }
         if (port < 1 || port > 65535) {
-            seterr(err, errlen, "port out of range in URL");
+            set_error(err, errlen, "port out of range in URL");
             return -1;
         }
         u->port = (int)port;
@@ -281,7 +271,7 @@ static int url_parse(const char *url, struct relay_url *u, char *err, size_t err
     const char *frag = strchr(rest, '#');
     size_t plen = frag ? (size_t)(frag - rest) : strlen(rest);
     if (frag != NULL) {
-        seterr(err, errlen, "fragment (#...) in relay URL");
+        set_error(err, errlen, "fragment (#...) in relay URL");
         return -1;
     }
     u->path = xmalloc(plen + 2);
@@ -343,12 +333,12 @@ static int take_subid(const char *type, const json_t *v, struct relay_msg *m, ch
                       size_t errlen)
 {
     if (!json_is_string(v)) {
-        seterr(err, errlen, "%s: subscription id is not a string", type);
+        set_error(err, errlen, "%s: subscription id is not a string", type);
         return -1;
     }
     size_t n = json_string_length(v);
     if (n > SUBID_MAX || memchr(json_string_value(v), '\0', n) != NULL) {
-        seterr(err, errlen, "%s: subscription id too long or with a NUL byte", type);
+        set_error(err, errlen, "%s: subscription id too long or with a NUL byte", type);
         return -1;
     }
     m->subid = dup_json_string(v);
@@ -362,14 +352,14 @@ static int take_text(const char *type, const json_t *arr, size_t i, int required
     const json_t *v = json_array_get(arr, i);
     if (v == NULL) {
         if (required) {
-            seterr(err, errlen, "%s: element %zu missing", type, i);
+            set_error(err, errlen, "%s: element %zu missing", type, i);
             return -1;
         }
         m->text = xstrdup("");
         return 0;
     }
     if (!json_is_string(v)) {
-        seterr(err, errlen, "%s: element %zu is not a string", type, i);
+        set_error(err, errlen, "%s: element %zu is not a string", type, i);
         return -1;
     }
     m->text = dup_json_string(v);
@@ -405,38 +395,38 @@ static int msg_fill(const char *type, const json_t *a, struct relay_msg *m, char
     if (strcmp(type, "EVENT") == 0) {
         m->type = RELAY_MSG_EVENT;
         if (n < 3) {
-            seterr(err, errlen, "EVENT: expected 3 elements, got %zu", n);
+            set_error(err, errlen, "EVENT: expected 3 elements, got %zu", n);
             return -1;
         }
         if (take_subid(type, json_array_get(a, 1), m, err, errlen) < 0)
             return -1;
         json_t *ev = json_array_get(a, 2);
         if (!json_is_object(ev)) {
-            seterr(err, errlen, "EVENT: element 2 is not an object");
+            set_error(err, errlen, "EVENT: element 2 is not an object");
             return -1;
         }
         m->event = json_incref(ev);
     } else if (strcmp(type, "EOSE") == 0) {
         m->type = RELAY_MSG_EOSE;
         if (n < 2) {
-            seterr(err, errlen, "EOSE: no subscription id");
+            set_error(err, errlen, "EOSE: no subscription id");
             return -1;
         }
         return take_subid(type, json_array_get(a, 1), m, err, errlen);
     } else if (strcmp(type, "OK") == 0) {
         m->type = RELAY_MSG_OK;
         if (n < 3) {
-            seterr(err, errlen, "OK: expected 4 elements, got %zu", n);
+            set_error(err, errlen, "OK: expected 4 elements, got %zu", n);
             return -1;
         }
         const json_t *id = json_array_get(a, 1), *acc = json_array_get(a, 2);
         if (!json_is_string(id) || json_string_length(id) != 64 ||
             !is_hex(json_string_value(id), 64, 1)) {
-            seterr(err, errlen, "OK: element 1 is not a 64-char lowercase hex id");
+            set_error(err, errlen, "OK: element 1 is not a 64-char lowercase hex id");
             return -1;
         }
         if (!json_is_boolean(acc)) {
-            seterr(err, errlen, "OK: element 2 is not a boolean");
+            set_error(err, errlen, "OK: element 2 is not a boolean");
             return -1;
         }
         memcpy(m->ok_id, json_string_value(id), 64);
@@ -449,7 +439,7 @@ static int msg_fill(const char *type, const json_t *a, struct relay_msg *m, char
     } else if (strcmp(type, "CLOSED") == 0) {
         m->type = RELAY_MSG_CLOSED;
         if (n < 2) {
-            seterr(err, errlen, "CLOSED: no subscription id");
+            set_error(err, errlen, "CLOSED: no subscription id");
             return -1;
         }
         if (take_subid(type, json_array_get(a, 1), m, err, errlen) < 0)
@@ -458,19 +448,19 @@ static int msg_fill(const char *type, const json_t *a, struct relay_msg *m, char
     } else if (strcmp(type, "NEG-MSG") == 0) {
         m->type = RELAY_MSG_NEG_MSG;
         if (n < 3) {
-            seterr(err, errlen, "NEG-MSG: expected 3 elements, got %zu", n);
+            set_error(err, errlen, "NEG-MSG: expected 3 elements, got %zu", n);
             return -1;
         }
         if (take_subid(type, json_array_get(a, 1), m, err, errlen) < 0)
             return -1;
         const json_t *h = json_array_get(a, 2);
         if (!json_is_string(h)) {
-            seterr(err, errlen, "NEG-MSG: element 2 is not a string");
+            set_error(err, errlen, "NEG-MSG: element 2 is not a string");
             return -1;
         }
         size_t hl = json_string_length(h);
         if (hl % 2 != 0 || !is_hex(json_string_value(h), hl, 0)) {
-            seterr(err, errlen, "NEG-MSG: element 2 is not hex of even length");
+            set_error(err, errlen, "NEG-MSG: element 2 is not hex of even length");
             return -1;
         }
         m->neg_hex = dup_json_string(h);
@@ -478,7 +468,7 @@ static int msg_fill(const char *type, const json_t *a, struct relay_msg *m, char
     } else if (strcmp(type, "NEG-ERR") == 0) {
         m->type = RELAY_MSG_NEG_ERR;
         if (n < 2) {
-            seterr(err, errlen, "NEG-ERR: no subscription id");
+            set_error(err, errlen, "NEG-ERR: no subscription id");
             return -1;
         }
         if (take_subid(type, json_array_get(a, 1), m, err, errlen) < 0)
@@ -498,7 +488,7 @@ static int msg_fill(const char *type, const json_t *a, struct relay_msg *m, char
     } else if (strcmp(type, "NEG-CLOSE") == 0) {
         m->type = RELAY_MSG_NEG_CLOSE;
         if (n < 2) {
-            seterr(err, errlen, "NEG-CLOSE: no subscription id");
+            set_error(err, errlen, "NEG-CLOSE: no subscription id");
             return -1;
         }
         return take_subid(type, json_array_get(a, 1), m, err, errlen);
@@ -508,21 +498,21 @@ static int msg_fill(const char *type, const json_t *a, struct relay_msg *m, char
     } else if (strcmp(type, "COUNT") == 0) {
         m->type = RELAY_MSG_COUNT;
         if (n < 3) {
-            seterr(err, errlen, "COUNT: expected 3 elements, got %zu", n);
+            set_error(err, errlen, "COUNT: expected 3 elements, got %zu", n);
             return -1;
         }
         if (take_subid(type, json_array_get(a, 1), m, err, errlen) < 0)
             return -1;
         const json_t *c = json_object_get(json_array_get(a, 2), "count");
         if (!json_is_integer(c) || json_integer_value(c) < 0) {
-            seterr(err, errlen, "COUNT: element 2 has no non-negative integer \"count\"");
+            set_error(err, errlen, "COUNT: element 2 has no non-negative integer \"count\"");
             return -1;
         }
         m->count = (uint64_t)json_integer_value(c);
     } else {
         char t[48];
         log_excerpt(type, strlen(type), t, sizeof t);
-        seterr(err, errlen, "unknown message type \"%s\"", t);
+        set_error(err, errlen, "unknown message type \"%s\"", t);
         return -1;
     }
     return 0;
@@ -540,23 +530,23 @@ int relay_msg_parse(const char *text, size_t len, struct relay_msg **out, char *
     json_t *root =
         json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_ANY, &jerr);
     if (root == NULL) {
-        seterr(err, errlen, "invalid JSON: %s", jerr.text);
+        set_error(err, errlen, "invalid JSON: %s", jerr.text);
         return -1;
     }
     if (!json_is_array(root)) {
         json_decref(root);
-        seterr(err, errlen, "not a JSON array");
+        set_error(err, errlen, "not a JSON array");
         return -1;
     }
     const json_t *t = json_array_get(root, 0);
     if (!json_is_string(t)) {
-        seterr(err, errlen, json_array_size(root) ? "element 0 is not a string" : "empty array");
+        set_error(err, errlen, json_array_size(root) ? "element 0 is not a string" : "empty array");
         json_decref(root);
         return -1;
     }
     if (memchr(json_string_value(t), '\0', json_string_length(t)) != NULL) {
         json_decref(root);
-        seterr(err, errlen, "message type contains a NUL byte");
+        set_error(err, errlen, "message type contains a NUL byte");
         return -1;
     }
     struct relay_msg *m = xcalloc(1, sizeof *m);
@@ -1121,7 +1111,7 @@ static struct lws_context *ctx_create(const struct lws_context_creation_info *in
     if (tls) {
         pthread_once(&tls_once, tls_global_init);
         if (tls_anchor == NULL || tls_client_ctx == NULL) {
-            seterr(err, errlen, "cannot set up TLS (OpenSSL or the system CA store)");
+            set_error(err, errlen, "cannot set up TLS (OpenSSL or the system CA store)");
             return NULL;
         }
     }
@@ -1129,7 +1119,7 @@ static struct lws_context *ctx_create(const struct lws_context_creation_info *in
     ci.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
     struct lws_context *ctx = lws_create_context(&ci);
     if (ctx == NULL) {
-        seterr(err, errlen, "cannot create a libwebsockets context");
+        set_error(err, errlen, "cannot create a libwebsockets context");
         return NULL;
     }
     struct lws_context_creation_info vi = *info;
@@ -1137,7 +1127,7 @@ static struct lws_context *ctx_create(const struct lws_context_creation_info *in
     vi.provided_client_ssl_ctx = tls ? tls_client_ctx : NULL;
     if (lws_create_vhost(ctx, &vi) == NULL) {
         lws_context_destroy(ctx);
-        seterr(err, errlen, "cannot create a libwebsockets vhost");
+        set_error(err, errlen, "cannot create a libwebsockets vhost");
         return NULL;
     }
     return ctx;
@@ -1349,7 +1339,7 @@ int relay_connect(struct relay *r, int timeout_ms, char *err, size_t errlen)
             snprintf(r->err_msg, sizeof r->err_msg, "connection failed");
     }
     r->failures++;
-    seterr(err, errlen, "%s", r->err_msg);
+    set_error(err, errlen, "%s", r->err_msg);
     return rc;
 }
 
@@ -1361,7 +1351,7 @@ int relay_reconnect(struct relay *r, int timeout_ms, char *err, size_t errlen)
             return RELAY_ERR_INTERNAL;
         int rc = service_until(r, r->ctx, now_ms() + d, done_never);
         if (rc == RELAY_ERR_INTERRUPTED) {
-            seterr(err, errlen, "interrupted");
+            set_error(err, errlen, "interrupted");
             return rc;
         }
     }
@@ -1372,17 +1362,17 @@ int relay_reconnect(struct relay *r, int timeout_ms, char *err, size_t errlen)
 static int not_open(struct relay *r, char *err, size_t errlen)
 {
     if (r->state == CONN_CLOSED && r->err_code != 0) {
-        seterr(err, errlen, "%s", r->err_msg);
+        set_error(err, errlen, "%s", r->err_msg);
         return r->err_code == RELAY_ERR_TOO_BIG ? RELAY_ERR_TOO_BIG : RELAY_ERR_CLOSED;
     }
-    seterr(err, errlen, "not connected");
+    set_error(err, errlen, "not connected");
     return RELAY_ERR_NOT_CONNECTED;
 }
 
 int relay_send(struct relay *r, const char *text, size_t len, char *err, size_t errlen)
 {
     if (text == NULL && len > 0) {
-        seterr(err, errlen, "no text");
+        set_error(err, errlen, "no text");
         return RELAY_ERR_INVALID;
     }
     if (r->state != CONN_OPEN || r->wsi == NULL)
@@ -1405,11 +1395,11 @@ int relay_send(struct relay *r, const char *text, size_t len, char *err, size_t 
     if (rc == RELAY_ERR_TIMEOUT) {
         conn_fail(r, RELAY_ERR_TIMEOUT, "relay did not accept %zu bytes within %d ms", len,
                   r->o.send_timeout_ms);
-        seterr(err, errlen, "%s", r->err_msg);
+        set_error(err, errlen, "%s", r->err_msg);
     } else {
         conn_fail(r, rc,
                   rc == RELAY_ERR_INTERRUPTED ? "interrupted while sending" : "service failed");
-        seterr(err, errlen, "%s", rc == RELAY_ERR_INTERRUPTED ? "interrupted" : r->err_msg);
+        set_error(err, errlen, "%s", rc == RELAY_ERR_INTERRUPTED ? "interrupted" : r->err_msg);
     }
     if (was_active)
         conn_drop(r);
@@ -1425,10 +1415,10 @@ int relay_recv(struct relay *r, int timeout_ms, struct relay_msg **out, char *er
         int rc =
             service_until(r, r->ctx, now_ms() + (timeout_ms > 0 ? timeout_ms : 0), done_receiving);
         if (rc == RELAY_ERR_TIMEOUT || rc == RELAY_ERR_INTERRUPTED || rc == RELAY_ERR_INTERNAL) {
-            seterr(err, errlen, "%s",
-                   rc == RELAY_ERR_TIMEOUT       ? "no message within the timeout"
-                   : rc == RELAY_ERR_INTERRUPTED ? "interrupted"
-                                                 : "service failed");
+            set_error(err, errlen, "%s",
+                      rc == RELAY_ERR_TIMEOUT       ? "no message within the timeout"
+                      : rc == RELAY_ERR_INTERRUPTED ? "interrupted"
+                                                    : "service failed");
             return rc;
         }
         if (r->qhead == NULL)
@@ -1516,7 +1506,7 @@ struct relay_nip11 *relay_nip11_parse(const char *text, size_t len)
     json_error_t jerr;
     json_t *root = json_loadb(text, len, JSON_ALLOW_NUL, &jerr);
     if (root == NULL) {
-        seterr(n->reason, sizeof n->reason, "not JSON: %s (line %d)", jerr.text, jerr.line);
+        set_error(n->reason, sizeof n->reason, "not JSON: %s (line %d)", jerr.text, jerr.line);
         return n;
     }
     if (!json_is_object(root)) {
@@ -1759,22 +1749,22 @@ int relay_fetch_nip11(const char *url, const struct relay_opts *opts, int timeou
     int rc = 0;
     if (lws_client_connect_via_info(&i) == NULL && !f.done) {
         f.err_code = RELAY_ERR_UNREACHABLE;
-        seterr(f.err_msg, sizeof f.err_msg,
-               "cannot connect to %s port %d: name lookup or "
-               "socket setup failed",
-               u.host, u.port);
+        set_error(f.err_msg, sizeof f.err_msg,
+                  "cannot connect to %s port %d: name lookup or "
+                  "socket setup failed",
+                  u.host, u.port);
         f.done = 1;
     }
     rc = nip11_service(ctx, &f, deadline);
     ctx_destroy(ctx);
 
     if (rc == RELAY_ERR_TIMEOUT && f.http_status == 0) {
-        seterr(err, errlen, "no NIP-11 answer from %s within %d ms", hosthdr, timeout_ms);
+        set_error(err, errlen, "no NIP-11 answer from %s within %d ms", hosthdr, timeout_ms);
     } else if (rc == RELAY_ERR_INTERNAL) {
-        seterr(err, errlen, "service failed");
+        set_error(err, errlen, "service failed");
     } else if (f.err_code != 0 && f.err_code != RELAY_ERR_HANDSHAKE && f.http_status == 0) {
         rc = f.err_code;
-        seterr(err, errlen, "%s", f.err_msg);
+        set_error(err, errlen, "%s", f.err_msg);
     } else {
         /* The server answered: whatever it said, the result is a document or "no NIP-11". */
         struct relay_nip11 *n;
@@ -1786,8 +1776,8 @@ int relay_fetch_nip11(const char *url, const struct relay_opts *opts, int timeou
             if (f.http_status)
                 snprintf(n->reason, sizeof n->reason, "HTTP status %d", f.http_status);
             else
-                seterr(n->reason, sizeof n->reason, "%s",
-                       f.err_msg[0] ? f.err_msg : "no HTTP answer");
+                set_error(n->reason, sizeof n->reason, "%s",
+                          f.err_msg[0] ? f.err_msg : "no HTTP answer");
             if (f.body.len) {
                 n->raw = xmalloc(f.body.len + 1);
                 memcpy(n->raw, f.body.data, f.body.len);

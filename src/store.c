@@ -343,20 +343,9 @@ struct address {
     size_t dlen;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static int db_err(struct store *st, char *err, size_t errlen, const char *what)
 {
-    set_err(err, errlen, "%s: %s: %s", st->path, what, sqlite3_errmsg(st->db));
+    set_error(err, errlen, "%s: %s: %s", st->path, what, sqlite3_errmsg(st->db));
     return -1;
 }
 
@@ -396,8 +385,8 @@ static int exec_sql(struct store *st, const char *sql, char *err, size_t errlen,
     char *msg = NULL;
 
     if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        set_err(err, errlen, "%s: %s: %s", st->path, what,
-                msg != NULL ? msg : sqlite3_errmsg(st->db));
+        set_error(err, errlen, "%s: %s: %s", st->path, what,
+                  msg != NULL ? msg : sqlite3_errmsg(st->db));
         sqlite3_free(msg);
         return -1;
     }
@@ -449,10 +438,10 @@ static int store_migrate(struct store *st, char *err, size_t errlen)
     if (pragma_int(st, "PRAGMA user_version", &version, err, errlen) < 0)
         goto fail;
     if (version > NMIGRATIONS) {
-        set_err(err, errlen,
-                "%s: schema version %d is newer than this negsync understands (%d); "
-                "upgrade negsync",
-                st->path, version, NMIGRATIONS);
+        set_error(err, errlen,
+                  "%s: schema version %d is newer than this negsync understands (%d); "
+                  "upgrade negsync",
+                  st->path, version, NMIGRATIONS);
         goto fail;
     }
     for (; version < NMIGRATIONS; version++) {
@@ -491,7 +480,7 @@ struct store *store_open(const char *path, char *err, size_t errlen)
         if (st->db != NULL)
             db_err(st, err, errlen, "open");
         else
-            set_err(err, errlen, "%s: open: out of memory", path);
+            set_error(err, errlen, "%s: open: out of memory", path);
         goto fail;
     }
     sqlite3_extended_result_codes(st->db, 1);
@@ -507,8 +496,8 @@ struct store *store_open(const char *path, char *err, size_t errlen)
         /* "memory" for :memory: databases, which cannot use WAL and need not. */
         const char *mode = (const char *)sqlite3_column_text(s, 0);
         if (mode == NULL || (strcmp(mode, "wal") != 0 && strcmp(mode, "memory") != 0)) {
-            set_err(err, errlen, "%s: cannot enable WAL (journal mode is %s)", path,
-                    mode != NULL ? mode : "unknown");
+            set_error(err, errlen, "%s: cannot enable WAL (journal mode is %s)", path,
+                      mode != NULL ? mode : "unknown");
             goto fail;
         }
     }
@@ -573,7 +562,7 @@ static int make_parent_dirs(char *path, char *err, size_t errlen)
             continue;
         *p = '\0';
         if (mkdir(path, 0700) < 0 && errno != EEXIST) {
-            set_err(err, errlen, "%s: %s", path, strerror(errno));
+            set_error(err, errlen, "%s: %s", path, strerror(errno));
             *p = '/';
             *slash = '/';
             return -1;
@@ -581,7 +570,7 @@ static int make_parent_dirs(char *path, char *err, size_t errlen)
         *p = '/';
     }
     if (mkdir(path, 0700) < 0 && errno != EEXIST) {
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        set_error(err, errlen, "%s: %s", path, strerror(errno));
         *slash = '/';
         return -1;
     }
@@ -606,7 +595,7 @@ char *store_default_path(char *err, size_t errlen)
         path = xmalloc(n);
         snprintf(path, n, "%s/.local/share/negsync/negsync.db", home);
     } else {
-        set_err(err, errlen, "neither $XDG_DATA_HOME nor $HOME is set; use -d FILE");
+        set_error(err, errlen, "neither $XDG_DATA_HOME nor $HOME is set; use -d FILE");
         return NULL;
     }
     if (make_parent_dirs(path, err, errlen) < 0) {
@@ -953,7 +942,7 @@ static int event_row_insert(struct store *st, const struct event *ev, const stru
         return -1;
     json = event_to_json(ev, &jlen);
     if (json == NULL) {
-        set_err(err, errlen, "cannot serialize event");
+        set_error(err, errlen, "cannot serialize event");
         return -1;
     }
     sqlite3_bind_blob(s, 1, ev->id, 32, SQLITE_STATIC);
@@ -1251,7 +1240,7 @@ static char *query_sql(const struct filter *f, enum query_shape shape, enum stor
 
     if (f != NULL) {
         if (filter_sql_where(f, &where, &next) < 0) {
-            set_err(err, errlen, "filter cannot be expressed in SQL");
+            set_error(err, errlen, "filter cannot be expressed in SQL");
             free(where);
             return NULL;
         }
@@ -1316,7 +1305,7 @@ static sqlite3_stmt *query_prepare(struct store *st, const struct filter *f, enu
     }
     free(sql);
     if (f != NULL && filter_sql_bind(f, s, 1) < 0) {
-        set_err(err, errlen, "cannot bind filter parameters");
+        set_error(err, errlen, "cannot bind filter parameters");
         sqlite3_finalize(s);
         return NULL;
     }
@@ -1379,7 +1368,7 @@ int store_list_ids(struct store *st, const struct filter *f, store_id_cb cb, voi
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         const uint8_t *id = sqlite3_column_blob(s, 1);
         if (id == NULL || sqlite3_column_bytes(s, 1) != 32) {
-            set_err(err, errlen, "%s: corrupt event id in the database", st->path);
+            set_error(err, errlen, "%s: corrupt event id in the database", st->path);
             sqlite3_finalize(s);
             return -1;
         }
@@ -1415,7 +1404,7 @@ int store_query_plan(struct store *st, enum store_plan which, const struct filte
     char *sql;
 
     if ((unsigned)which > STORE_PLAN_ADDRESS) {
-        set_err(err, errlen, "no such query plan: %d", (int)which);
+        set_error(err, errlen, "no such query plan: %d", (int)which);
         return -1;
     }
     if (which == STORE_PLAN_ADDRESS)
@@ -1500,7 +1489,7 @@ int store_check(struct store *st, char *err, size_t errlen)
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         const char *line = (const char *)sqlite3_column_text(s, 0);
         if (line != NULL && strcmp(line, "ok") != 0 && !bad) {
-            set_err(err, errlen, "%s: integrity check: %s", st->path, line);
+            set_error(err, errlen, "%s: integrity check: %s", st->path, line);
             bad = 1;
         }
     }
@@ -1514,8 +1503,8 @@ int store_check(struct store *st, char *err, size_t errlen)
         return db_err(st, err, errlen, "foreign key check");
     rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
-        set_err(err, errlen, "%s: foreign key check: dangling row in %s", st->path,
-                (const char *)sqlite3_column_text(s, 0));
+        set_error(err, errlen, "%s: foreign key check: dangling row in %s", st->path,
+                  (const char *)sqlite3_column_text(s, 0));
         bad = 1;
     } else if (rc != SQLITE_DONE) {
         db_err(st, err, errlen, "foreign key check");
@@ -1533,8 +1522,8 @@ int store_check(struct store *st, char *err, size_t errlen)
         return db_err(st, err, errlen, "tag check");
     rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
-        set_err(err, errlen, "%s: tag check: tags of a missing event (seq %lld)", st->path,
-                (long long)sqlite3_column_int64(s, 0));
+        set_error(err, errlen, "%s: tag check: tags of a missing event (seq %lld)", st->path,
+                  (long long)sqlite3_column_int64(s, 0));
         bad = 1;
     } else if (rc != SQLITE_DONE) {
         db_err(st, err, errlen, "tag check");

@@ -92,17 +92,6 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 const char *sync_mode_name(enum sync_mode m)
 {
     return m == SYNC_MODE_NEG ? "negentropy" : "req";
@@ -281,7 +270,7 @@ static sqlite3 *sdb_open(const char *path, char *err, size_t errlen)
 
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
         SQLITE_OK) {
-        seterr(err, errlen, "%s: %s", path, db != NULL ? sqlite3_errmsg(db) : "out of memory");
+        set_error(err, errlen, "%s: %s", path, db != NULL ? sqlite3_errmsg(db) : "out of memory");
         sqlite3_close(db);
         return NULL;
     }
@@ -316,7 +305,7 @@ static int sdb_cursor_get(sqlite3 *db, const char *relay, const char *fname, con
     sqlite3_finalize(s);
     return 0;
 fail:
-    seterr(err, errlen, "cursor: %s", sqlite3_errmsg(db));
+    set_error(err, errlen, "cursor: %s", sqlite3_errmsg(db));
     sqlite3_finalize(s);
     return -1;
 }
@@ -341,7 +330,7 @@ static int sdb_cursor_set(sqlite3 *db, const char *relay, const char *fname, con
     sqlite3_finalize(s);
     return 0;
 fail:
-    seterr(err, errlen, "cursor: %s", sqlite3_errmsg(db));
+    set_error(err, errlen, "cursor: %s", sqlite3_errmsg(db));
     sqlite3_finalize(s);
     return -1;
 }
@@ -394,7 +383,7 @@ static int sdb_run_insert(sqlite3 *db, const struct sync_run *r, char *err, size
     sqlite3_finalize(s);
     return 0;
 fail:
-    seterr(err, errlen, "sync_runs: %s", sqlite3_errmsg(db));
+    set_error(err, errlen, "sync_runs: %s", sqlite3_errmsg(db));
     sqlite3_finalize(s);
     return -1;
 }
@@ -440,7 +429,7 @@ static int sdb_setting_set(sqlite3 *db, const char *relay, enum config_negentrop
     sqlite3_finalize(s);
     return 0;
 fail:
-    seterr(err, errlen, "relay_settings: %s", sqlite3_errmsg(db));
+    set_error(err, errlen, "relay_settings: %s", sqlite3_errmsg(db));
     sqlite3_finalize(s);
     return -1;
 }
@@ -688,7 +677,7 @@ static int job_send_json(struct job *j, json_t *msg, char *err, size_t errlen)
 
     json_decref(msg);
     if (text == NULL) {
-        seterr(err, errlen, "cannot serialize a message");
+        set_error(err, errlen, "cannot serialize a message");
         return -1;
     }
     rc = relay_send(j->r, text, strlen(text), err, errlen);
@@ -716,7 +705,7 @@ static int job_flush(struct job *j)
     if (j->nbatch == 0)
         return 0;
     if (store_insert_batch(j->st, j->batchv, j->nbatch, res, err, sizeof err) < 0) {
-        seterr(j->fatal, sizeof j->fatal, "store: %s", err);
+        set_error(j->fatal, sizeof j->fatal, "store: %s", err);
         rc = -1;
     } else {
         for (size_t i = 0; i < j->nbatch; i++) {
@@ -965,7 +954,7 @@ static int job_route(struct job *j, struct relay_msg *m)
                 engine_log(j->e, "[SYNC] %s: fetch closed by relay: %s", j->rel->url,
                            m->text != NULL ? m->text : "");
                 if (j->closed[0] == '\0')
-                    seterr(j->closed, sizeof j->closed, "%s", m->text != NULL ? m->text : "");
+                    set_error(j->closed, sizeof j->closed, "%s", m->text != NULL ? m->text : "");
             }
             fetch_done(j, s, m->type == RELAY_MSG_CLOSED);
         }
@@ -1016,14 +1005,14 @@ static int job_recv(struct job *j, int final, struct relay_msg **out, char *err,
         return j->interrupted ? RELAY_ERR_INTERRUPTED : RELAY_ERR_CLOSED;
     now = mono_ms();
     if (now >= j->idle_deadline) {
-        seterr(err, errlen, "no reply within %lld s", (long long)(j->timeout_ms / 1000));
+        set_error(err, errlen, "no reply within %lld s", (long long)(j->timeout_ms / 1000));
         return RELAY_ERR_TIMEOUT;
     }
     rc = relay_recv(j->r, (int)(j->idle_deadline - now), out, err, errlen);
     if (rc == 0)
         j->idle_deadline = mono_ms() + j->timeout_ms;
     else if (rc == RELAY_ERR_TIMEOUT)
-        seterr(err, errlen, "no reply within %lld s", (long long)(j->timeout_ms / 1000));
+        set_error(err, errlen, "no reply within %lld s", (long long)(j->timeout_ms / 1000));
     else if (rc == RELAY_ERR_INTERRUPTED)
         j->interrupted = 1;
     return rc;
@@ -1061,7 +1050,7 @@ static int job_drain(struct job *j, char *err, size_t errlen)
         rc = job_route(j, m);
         relay_msg_free(m);
         if (rc < 0) {
-            seterr(err, errlen, "%s", j->fatal);
+            set_error(err, errlen, "%s", j->fatal);
             return -1;
         }
     }
@@ -1191,18 +1180,18 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
     *limit = -1;
     rc = store_list_ids(j->st, wf, list_cb, ns, err, sizeof err);
     if (rc != 0 || neg_storage_seal(ns, err, sizeof err) < 0) {
-        seterr(j->fatal, sizeof j->fatal, "listing: %s", rc == 1 ? "bad item" : err);
+        set_error(j->fatal, sizeof j->fatal, "listing: %s", rc == 1 ? "bad item" : err);
         res = NEG_OUT_FATAL;
         goto out;
     }
     if (neg_estimate_local(j, wf, err, sizeof err) < 0) {
-        seterr(j->fatal, sizeof j->fatal, "store: %s", err);
+        set_error(j->fatal, sizeof j->fatal, "store: %s", err);
         res = NEG_OUT_FATAL;
         goto out;
     }
     if ((n = neg_new(ns, j->e->cfg->sync.frame_size_limit, err, sizeof err)) == NULL ||
         neg_initiate(n, &out, err, sizeof err) < 0) {
-        seterr(j->fatal, sizeof j->fatal, "negentropy: %s", err);
+        set_error(j->fatal, sizeof j->fatal, "negentropy: %s", err);
         res = NEG_OUT_FATAL;
         goto out;
     }
@@ -1231,10 +1220,10 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
             } else if (!got_reply) {
                 /* Silence or a hang-up on NEG-OPEN: a relay without NIP-77. */
                 res = NEG_OUT_UNSUPPORTED;
-                seterr(reason, rlen, "%s on NEG-OPEN (%s)",
-                       rc == RELAY_ERR_TIMEOUT ? "no answer" : "connection closed", err);
+                set_error(reason, rlen, "%s on NEG-OPEN (%s)",
+                          rc == RELAY_ERR_TIMEOUT ? "no answer" : "connection closed", err);
             } else {
-                seterr(reason, rlen, "negentropy session failed: %s", err);
+                set_error(reason, rlen, "negentropy session failed: %s", err);
             }
             goto out;
         }
@@ -1248,8 +1237,8 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
                  * we have left this loop already, and a late NEG-CLOSE is
                  * ignored as any message for a closed subscription is.
                  */
-                seterr(reason, rlen, "relay closed the session (NEG-CLOSE) after %llu round%s",
-                       (unsigned long long)rounds, rounds == 1 ? "" : "s");
+                set_error(reason, rlen, "relay closed the session (NEG-CLOSE) after %llu round%s",
+                          (unsigned long long)rounds, rounds == 1 ? "" : "s");
                 relay_msg_free(m);
                 res = NEG_OUT_FAILED;
                 goto out;
@@ -1264,13 +1253,13 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
                 } else {
                     res = NEG_OUT_FAILED;
                 }
-                seterr(reason, rlen, "NEG-ERR: %s", t);
+                set_error(reason, rlen, "NEG-ERR: %s", t);
                 relay_msg_free(m);
                 goto out;
             }
             if (m->type == RELAY_MSG_CLOSED) {
                 res = got_reply ? NEG_OUT_FAILED : NEG_OUT_UNSUPPORTED;
-                seterr(reason, rlen, "CLOSED: %s", m->text != NULL ? m->text : "");
+                set_error(reason, rlen, "CLOSED: %s", m->text != NULL ? m->text : "");
                 relay_msg_free(m);
                 goto out;
             }
@@ -1280,8 +1269,8 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
                 neg_reconcile(n, bin, m->neg_hex_len / 2, &out, &have, &need, err, sizeof err) <
                     0) {
                 if (err[0] == '\0' || m->neg_hex_len % 2 != 0)
-                    seterr(err, sizeof err, "not hex");
-                seterr(reason, rlen, "bad NEG-MSG: %s", err);
+                    set_error(err, sizeof err, "not hex");
+                set_error(reason, rlen, "bad NEG-MSG: %s", err);
                 free(bin);
                 relay_msg_free(m);
                 res = NEG_OUT_FAILED;
@@ -1327,7 +1316,7 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
             continue;
         }
         if (m->type == RELAY_MSG_NOTICE && !got_reply && notice_is_refusal(m->text)) {
-            seterr(reason, rlen, "NOTICE: %s", m->text);
+            set_error(reason, rlen, "NOTICE: %s", m->text);
             relay_msg_free(m);
             res = NEG_OUT_UNSUPPORTED;
             goto out;
@@ -1453,7 +1442,7 @@ static int neg_local_times(struct job *j, uint64_t lo, uint64_t hi, int hi_open,
 
     filter_free(wf);
     if (rc != 0) {
-        seterr(j->fatal, sizeof j->fatal, "listing: %s", err);
+        set_error(j->fatal, sizeof j->fatal, "listing: %s", err);
         return -1;
     }
     return 0;
@@ -1548,7 +1537,7 @@ static int neg_job_tail(struct job *j, uint64_t since, uint64_t hi, int hi_open,
         *res = JOB_FATAL;
         return -1;
     }
-    seterr(reason, rlen, "fetching the newest events: %.200s", err);
+    set_error(reason, rlen, "fetching the newest events: %.200s", err);
     if (*retried || job_flush(j) < 0) {
         *res = j->fatal[0] != '\0' ? JOB_FATAL : JOB_FAILED;
         return -1;
@@ -1613,7 +1602,7 @@ static enum job_outcome neg_job(struct job *j, char *reason, size_t rlen)
             case NEG_OUT_BLOCKED:
                 if (w.depth >= SYNC_SPLIT_DEPTH || w.hi <= w.lo) {
                     res = JOB_FAILED;
-                    seterr(reason, rlen, "still blocked after %d window splits", w.depth);
+                    set_error(reason, rlen, "still blocked after %d window splits", w.depth);
                     goto out;
                 }
                 {
@@ -1675,7 +1664,7 @@ static enum job_outcome neg_job(struct job *j, char *reason, size_t rlen)
             res = JOB_FATAL;
             break;
         }
-        seterr(reason, rlen, "fetching: %.200s", err);
+        set_error(reason, rlen, "fetching: %.200s", err);
         if (retried || relay_is_connected(j->r)) {
             res = JOB_FAILED;
             break;
@@ -1687,7 +1676,7 @@ static enum job_outcome neg_job(struct job *j, char *reason, size_t rlen)
         fetch_reset(j);
         if (job_connect(j, err, sizeof err) < 0) {
             res = j->interrupted ? JOB_FATAL : JOB_FAILED;
-            seterr(reason, rlen, "reconnecting: %.200s", err);
+            set_error(reason, rlen, "reconnecting: %.200s", err);
             break;
         }
     }
@@ -1762,7 +1751,7 @@ static int req_page(struct job *j, const struct filter *pf, uint64_t *n, uint64_
             rc = job_route(j, m);
             relay_msg_free(m);
             if (rc < 0) {
-                seterr(err, errlen, "%s", j->fatal);
+                set_error(err, errlen, "%s", j->fatal);
                 return -1;
             }
             continue;
@@ -1795,7 +1784,7 @@ static int req_page(struct job *j, const struct filter *pf, uint64_t *n, uint64_
             }
             relay_msg_free(m);
             if (rc < 0) {
-                seterr(err, errlen, "%s", j->fatal);
+                set_error(err, errlen, "%s", j->fatal);
                 return -1;
             }
             break;
@@ -1806,10 +1795,10 @@ static int req_page(struct job *j, const struct filter *pf, uint64_t *n, uint64_
             return 0;
         case RELAY_MSG_CLOSED:
             /* auth-required:, rate-limited:, error: ... */
-            seterr(err, errlen, "relay closed the subscription: %s",
-                   m->text != NULL ? m->text : "");
+            set_error(err, errlen, "relay closed the subscription: %s",
+                      m->text != NULL ? m->text : "");
             if (j->closed[0] == '\0')
-                seterr(j->closed, sizeof j->closed, "%s", m->text != NULL ? m->text : "");
+                set_error(j->closed, sizeof j->closed, "%s", m->text != NULL ? m->text : "");
             relay_msg_free(m);
             return -1;
         default: relay_msg_free(m); break;
@@ -1884,7 +1873,7 @@ static enum job_outcome req_job(struct job *j, char *reason, size_t rlen)
             rs.page_limit = (uint64_t)j->max_limit;
     }
     if (!j->down) {
-        seterr(reason, rlen, "direction up needs negentropy; nothing to do by REQ");
+        set_error(reason, rlen, "direction up needs negentropy; nothing to do by REQ");
         return JOB_OK;
     }
     if (job_connect(j, reason, rlen) < 0)
@@ -1905,15 +1894,15 @@ static enum job_outcome req_job(struct job *j, char *reason, size_t rlen)
         newc = rs.incomplete_at;
     if (newc > j->cursor) {
         if (sdb_cursor_set(j->db, j->rel->url, j->cf->name, j->fkey, newc, err, sizeof err) < 0) {
-            seterr(j->fatal, sizeof j->fatal, "%s", err);
+            set_error(j->fatal, sizeof j->fatal, "%s", err);
             return JOB_FATAL;
         }
     }
     if (rs.incomplete_at >= 0)
-        seterr(reason, rlen,
-               "incomplete: more events at created_at %lld than the relay"
-               " returns per REQ",
-               (long long)rs.incomplete_at);
+        set_error(reason, rlen,
+                  "incomplete: more events at created_at %lld than the relay"
+                  " returns per REQ",
+                  (long long)rs.incomplete_at);
     return JOB_OK;
 }
 
@@ -2018,7 +2007,7 @@ static int job_neg_support(struct job *j, char *reason, size_t rlen)
     pthread_mutex_lock(&e->mu);
     k = rel->neg_known;
     if (k == 0 || k == -2)
-        seterr(reason, rlen, "%s", rel->neg_reason);
+        set_error(reason, rlen, "%s", rel->neg_reason);
     if (k == -2)
         rel->neg_known = -1; /* the next job tries again */
     pthread_mutex_unlock(&e->mu);
@@ -2080,9 +2069,10 @@ static enum config_neg_mode job_neg_mode(struct job *j, char *why, size_t whylen
     m = config_relay_neg_mode(j->e->cfg, &cr);
     if (m == CONFIG_NEG_MODE_REQ_ONLY) {
         if (cr.negentropy == CONFIG_NEGENTROPY_OFF)
-            seterr(why, whylen, "negentropy = off for this relay%s", ov >= 0 ? " (override)" : "");
+            set_error(why, whylen, "negentropy = off for this relay%s",
+                      ov >= 0 ? " (override)" : "");
         else
-            seterr(why, whylen, "use_negentropy = false");
+            set_error(why, whylen, "use_negentropy = false");
     }
     return m;
 }
@@ -2159,11 +2149,11 @@ static int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *
     j.fkey = cursor_key(cf);
 
     if (st == NULL || db == NULL) {
-        seterr(run->error, sizeof run->error, "database not open");
+        set_error(run->error, sizeof run->error, "database not open");
         goto done;
     }
     if (sdb_cursor_get(db, rel->url, cf->name, j.fkey, &j.cursor, err, sizeof err) < 0) {
-        seterr(run->error, sizeof run->error, "%s", err);
+        set_error(run->error, sizeof run->error, "%s", err);
         goto done;
     }
 
@@ -2173,11 +2163,11 @@ static int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *
     } else {
         int k = job_neg_support(&j, reason, sizeof reason);
         if (j.interrupted) {
-            seterr(run->error, sizeof run->error, "interrupted");
+            set_error(run->error, sizeof run->error, "interrupted");
             goto done;
         }
         if (k == -2) {
-            seterr(run->error, sizeof run->error, "%s", reason);
+            set_error(run->error, sizeof run->error, "%s", reason);
             goto done;
         }
         job_apply_limit(&j);
@@ -2191,14 +2181,15 @@ static int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *
                 job_neg_refused(&j, reason);
         }
         if (o == JOB_FATAL) {
-            seterr(run->error, sizeof run->error, "%s", j.interrupted ? "interrupted" : j.fatal);
+            set_error(run->error, sizeof run->error, "%s", j.interrupted ? "interrupted" : j.fatal);
             goto done;
         }
         if (o == JOB_UNSUPPORTED || o == JOB_FAILED) {
             if (mode == CONFIG_NEG_MODE_NEG_STRICT) {
-                seterr(run->error, sizeof run->error, "%s: %s",
-                       o == JOB_UNSUPPORTED ? "relay does not support NIP-77" : "negentropy failed",
-                       reason);
+                set_error(run->error, sizeof run->error, "%s: %s",
+                          o == JOB_UNSUPPORTED ? "relay does not support NIP-77"
+                                               : "negentropy failed",
+                          reason);
                 engine_log(e,
                            "[SYNC] %s (filter %s): %s; not synced (negentropy_fallback ="
                            " false)",
@@ -2224,21 +2215,21 @@ static int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *
         engine_log(e, "[SYNC] Using REQ for %s (filter %s): %s", rel->url, cf->name, reason);
         o = req_job(&j, note, sizeof note);
         if (o != JOB_OK) {
-            seterr(run->error, sizeof run->error, "%s",
-                   j.interrupted    ? "interrupted"
-                   : o == JOB_FATAL ? j.fatal
-                                    : note);
+            set_error(run->error, sizeof run->error, "%s",
+                      j.interrupted    ? "interrupted"
+                      : o == JOB_FATAL ? j.fatal
+                                       : note);
             goto done;
         }
         if (note[0] != '\0')
-            seterr(run->error, sizeof run->error, "%s", note);
+            set_error(run->error, sizeof run->error, "%s", note);
         run->ok = 1;
         goto done;
     }
 
     /* Negentropy finished: the local set for the filter now equals the relay's. */
     if (job_flush(&j) < 0) {
-        seterr(run->error, sizeof run->error, "%s", j.fatal);
+        set_error(run->error, sizeof run->error, "%s", j.fatal);
         goto done;
     }
     if (j.down && j.missing == 0) {
@@ -2246,13 +2237,13 @@ static int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *
             j.neg_max_common_at > j.max_fetched_at ? j.neg_max_common_at : j.max_fetched_at;
         if (newc > j.cursor &&
             sdb_cursor_set(db, rel->url, cf->name, j.fkey, newc, err, sizeof err) < 0) {
-            seterr(run->error, sizeof run->error, "%s", err);
+            set_error(run->error, sizeof run->error, "%s", err);
             goto done;
         }
     }
     if (j.missing > 0)
-        seterr(run->error, sizeof run->error, "%llu events the relay reported were not sent",
-               (unsigned long long)j.missing);
+        set_error(run->error, sizeof run->error, "%llu events the relay reported were not sent",
+                  (unsigned long long)j.missing);
     run->ok = 1;
 
 done:
@@ -2460,7 +2451,7 @@ static int engine_add_relay(struct sync_engine *e, const char *url, char *err, s
     struct sync_relay *rel;
 
     if (n == NULL) {
-        seterr(err, errlen, "%s: %s", url, cerr);
+        set_error(err, errlen, "%s: %s", url, cerr);
         return -1;
     }
     for (size_t i = 0; i < e->nrelays; i++) {
@@ -2523,14 +2514,15 @@ struct sync_engine *sync_engine_new(const struct sync_engine_opts *opts, char *e
                 goto fail;
     }
     if (e->nrelays == 0) {
-        seterr(err, errlen, "no relays to sync (add a [relay URL] section or use --relay)");
+        set_error(err, errlen, "no relays to sync (add a [relay URL] section or use --relay)");
         goto fail;
     }
     if (opts->nfilters > 0) {
         for (size_t i = 0; i < opts->nfilters; i++) {
             const struct config_filter *cf = config_find_filter(e->cfg, opts->filters[i]);
             if (cf == NULL) {
-                seterr(err, errlen, "no filter named '%s' in the configuration", opts->filters[i]);
+                set_error(err, errlen, "no filter named '%s' in the configuration",
+                          opts->filters[i]);
                 goto fail;
             }
             e->filters = xreallocarray(e->filters, e->nfilters + 1, sizeof *e->filters);
@@ -2543,12 +2535,12 @@ struct sync_engine *sync_engine_new(const struct sync_engine_opts *opts, char *e
         }
     }
     if (e->nfilters == 0) {
-        seterr(err, errlen, "no filters to sync (add a [filter NAME] section)");
+        set_error(err, errlen, "no filters to sync (add a [filter NAME] section)");
         goto fail;
     }
     /* Creates and migrates the database before any worker needs it. */
     if ((st = store_open(e->db_path, serr, sizeof serr)) == NULL) {
-        seterr(err, errlen, "%s", serr);
+        set_error(err, errlen, "%s", serr);
         goto fail;
     }
     store_close(st);
@@ -2580,7 +2572,7 @@ int sync_engine_start(struct sync_engine *e, char *err, size_t errlen)
         w->e = e;
         if ((rc = pthread_create(&e->threads[i], NULL, worker_main, w)) != 0) {
             free(w);
-            seterr(err, errlen, "cannot start a worker: %s", strerror(rc));
+            set_error(err, errlen, "cannot start a worker: %s", strerror(rc));
             return -1;
         }
         e->nthreads++;
@@ -2634,7 +2626,7 @@ int sync_engine_set_negentropy(struct sync_engine *e, const char *url, enum conf
     int rc;
 
     if (rel == NULL) {
-        seterr(err, errlen, "%s: not a relay this engine syncs", url);
+        set_error(err, errlen, "%s: not a relay this engine syncs", url);
         return -1;
     }
     if ((db = sdb_open(e->db_path, err, errlen)) == NULL)

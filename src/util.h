@@ -26,6 +26,13 @@ void hex_encode(const uint8_t *in, size_t n, char *out);
 int hex_decode(const char *in, size_t len, uint8_t *out, size_t n, int strict_lower);
 
 /* A growable byte buffer; the struct's owner frees data with buf_free. */
+/*
+ * Writes a printf-style reason into err[errlen] (the project's convention
+ * for "NULL or -1 with a reason"); does nothing when err is NULL or errlen 0.
+ */
+void set_error(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 struct buf {
     uint8_t *data;
     size_t len, cap;
