@@ -12,25 +12,8 @@
 //   node event-vectors.mjs verify FILE.jsonl
 //       Checks events negsync signed: verifyEvent accepts each, getEventHash
 //       gives its id, and the line is exactly what JSON.stringify produces.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-
-// ES modules ignore NODE_PATH, and under distcheck this file is not next to
-// the npm peers: find nostr-tools in NODE_PATH (set by tests/lib.sh), then here.
-async function importPeer(name, subpath) {
-    const dirs = (process.env.NODE_PATH || '').split(':').filter(Boolean);
-    dirs.push(fileURLToPath(new URL('./node_modules', import.meta.url)));
-    for (const dir of dirs) {
-        const pkg = join(dir, name);
-        if (!existsSync(join(pkg, 'package.json'))) continue;
-        const meta = JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8'));
-        let entry = meta.exports?.[subpath]?.import ?? meta.exports?.[subpath];
-        if (typeof entry === 'object') entry = entry.default;
-        return import(pathToFileURL(join(pkg, entry)).href);
-    }
-    throw new Error(`npm package ${name} not found in ${dirs.join(', ')} (npm install in tests/js)`);
-}
+import { readFileSync, writeFileSync } from 'node:fs';
+import { importPeer } from './peers.mjs';
 
 const { finalizeEvent, generateSecretKey, getEventHash, verifyEvent } =
     await importPeer('nostr-tools', './pure');

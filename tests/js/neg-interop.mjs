@@ -29,25 +29,7 @@
 // shortfalls are counted in the final line.
 
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-
-// ES modules ignore NODE_PATH, and under distcheck this file is not next to
-// the npm peers: look for them in NODE_PATH (set by tests/lib.sh), then here.
-async function importPeer(name) {
-    const dirs = (process.env.NODE_PATH || '').split(':').filter(Boolean);
-    dirs.push(fileURLToPath(new URL('./node_modules', import.meta.url)));
-    for (const dir of dirs) {
-        const pkg = join(dir, name);
-        if (!existsSync(join(pkg, 'package.json'))) continue;
-        const meta = JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8'));
-        let entry = meta.exports?.['.']?.import ?? meta.module ?? meta.main;
-        if (typeof entry === 'object') entry = entry.default;
-        return import(pathToFileURL(join(pkg, entry)).href);
-    }
-    throw new Error(`npm package ${name} not found in ${dirs.join(', ')} (npm install in tests/js)`);
-}
+import { importPeer } from './peers.mjs';
 
 const { nip77 } = await importPeer('nostr-tools');
 const { Negentropy: NtNegentropy, NegentropyStorageVector: NtStorage } = nip77;

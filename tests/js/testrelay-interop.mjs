@@ -22,24 +22,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-
-// ES modules ignore NODE_PATH, and under distcheck this file is not next to
-// the npm peers: look for them in NODE_PATH (set by tests/lib.sh), then here.
-async function importPeer(name) {
-    const dirs = (process.env.NODE_PATH || '').split(':').filter(Boolean);
-    dirs.push(fileURLToPath(new URL('./node_modules', import.meta.url)));
-    for (const dir of dirs) {
-        const pkg = join(dir, name);
-        if (!existsSync(join(pkg, 'package.json'))) continue;
-        const meta = JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8'));
-        let entry = meta.exports?.['.']?.import ?? meta.module ?? meta.main;
-        if (typeof entry === 'object') entry = entry.default;
-        return import(pathToFileURL(join(pkg, entry)).href);
-    }
-    throw new Error(`npm package ${name} not found in ${dirs.join(', ')} (npm install in tests/js)`);
-}
+import { importPeer } from './peers.mjs';
 
 const nt = await importPeer('nostr-tools');
 const { nip77, finalizeEvent, generateSecretKey, getPublicKey, getEventHash, verifyEvent, matchFilter } = nt;
