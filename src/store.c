@@ -318,14 +318,31 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_EVENT_BY_ID] = "SELECT seq, pubkey, kind, dtag, created_at FROM events WHERE id = ?1",
 };
 
-/* Tag rows per INSERT statement: one statement for the tags of a typical event. */
+/* Tag rows per INSERT statement. */
 #define TAG_ROWS 8
+
+/*
+ * A tag entry of an event stored in the batch in progress, not yet written
+ * (see tags_flush). The value is raw (is_blob, 64 lowercase hex chars as
+ * filter_tag_value_blob maps them) or points into the caller's event, which
+ * outlives the batch.
+ */
+struct pending_tag {
+    sqlite3_int64 seq;
+    const char *text;
+    size_t len;
+    char name;
+    unsigned char is_blob;
+    uint8_t raw[32];
+};
 
 struct store {
     sqlite3 *db;
     char *path;
     sqlite3_stmt *stmts[ST_COUNT];
     sqlite3_stmt *tag_stmts[TAG_ROWS]; /* [k]: INSERT of k + 1 tag rows */
+    struct pending_tag *pending;       /* tag entries not yet written, in the batch in progress */
+    size_t npending, pending_cap;
     /*
      * Set for the batch in progress while the deletions table is empty, as
      * it is in most databases: no event needs a tombstone lookup then.
@@ -543,6 +560,7 @@ void store_close(struct store *st)
         sqlite3_finalize(st->stmts[i]);
     for (int i = 0; i < TAG_ROWS; i++)
         sqlite3_finalize(st->tag_stmts[i]);
+    free(st->pending);
     /* close_v2: a statement a caller leaked must not leave the file open forever. */
     sqlite3_close_v2(st->db);
     free(st->path);
@@ -686,6 +704,118 @@ static int is_tag_letter(const struct event_tag *t)
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
+/* Queues the single-letter tag entries of the event just stored as seq (see tags_flush). */
+static void tags_queue(struct store *st, const struct event *ev, sqlite3_int64 seq)
+{
+    for (size_t i = 0; i < ev->ntags; i++) {
+        const struct event_tag *t = &ev->tags[i];
+        struct pending_tag *p;
+        if (!is_tag_letter(t))
+            continue;
+        if (st->npending == st->pending_cap) {
+            st->pending_cap = st->pending_cap > 0 ? 2 * st->pending_cap : 256;
+            st->pending = xreallocarray(st->pending, st->pending_cap, sizeof *st->pending);
+        }
+        p = &st->pending[st->npending++];
+        p->seq = seq;
+        p->name = t->fields[0][0];
+        p->text = t->fields[1];
+        p->len = t->lens[1];
+        p->is_blob = (unsigned char)filter_tag_value_blob(t->fields[1], t->lens[1], p->raw);
+    }
+}
+
+/* The order of the tags primary key (name, value, seq): SQLite sorts text before blobs. */
+static int pending_cmp(const void *pa, const void *pb)
+{
+    const struct pending_tag *a = pa, *b = pb;
+    int c;
+
+    if (a->name != b->name)
+        return (unsigned char)a->name < (unsigned char)b->name ? -1 : 1;
+    if (a->is_blob != b->is_blob)
+        return a->is_blob ? 1 : -1;
+    if (a->is_blob) {
+        c = memcmp(a->raw, b->raw, 32);
+    } else {
+        c = memcmp(a->text, b->text, a->len < b->len ? a->len : b->len);
+        if (c == 0 && a->len != b->len)
+            c = a->len < b->len ? -1 : 1;
+    }
+    if (c != 0)
+        return c;
+    return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+static sqlite3_stmt *tags_stmt(struct store *st, int k, char *err, size_t errlen)
+{
+    static const char head[] = "INSERT OR IGNORE INTO tags (name, value, seq) VALUES ";
+    struct buf sql = {0};
+    sqlite3_stmt *s = st->tag_stmts[k - 1];
+    int rc;
+
+    if (s != NULL)
+        return s;
+    buf_append(&sql, head, sizeof head - 1);
+    for (int j = 0; j < k; j++)
+        buf_append(&sql, j > 0 ? ",(?,?,?)" : "(?,?,?)", j > 0 ? 8 : 7);
+    buf_push(&sql, '\0');
+    rc =
+        sqlite3_prepare_v3(st->db, (const char *)sql.data, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL);
+    buf_free(&sql);
+    if (rc != SQLITE_OK) {
+        db_err(st, err, errlen, "prepare");
+        return NULL;
+    }
+    st->tag_stmts[k - 1] = s;
+    return s;
+}
+
+/*
+ * Writes the queued tag entries. They are written in key order, many per
+ * statement, instead of with each event: e and p values are random, and
+ * interleaved with the event rows every entry was a cold descent of the tags
+ * b-tree; sorted, consecutive entries land on the pages the last one
+ * brought into the CPU's caches. Runs before anything that deletes tags
+ * (event_row_delete) and before the batch commits, so no reader, not even
+ * the batch itself, ever sees a stored event without its tags.
+ */
+static int tags_flush(struct store *st, char *err, size_t errlen)
+{
+    struct pending_tag *p = st->pending;
+    size_t n = st->npending;
+
+    if (n == 0)
+        return 0;
+    st->npending = 0;
+    qsort(p, n, sizeof *p, pending_cmp);
+    for (size_t i = 0; i < n;) {
+        int k = n - i < TAG_ROWS ? (int)(n - i) : TAG_ROWS;
+        sqlite3_stmt *s = tags_stmt(st, k, err, errlen);
+        int rc = SQLITE_OK;
+        if (s == NULL)
+            return -1;
+        for (int j = 0; j < k && rc == SQLITE_OK; j++, i++) {
+            rc = sqlite3_bind_text(s, 3 * j + 1, &p[i].name, 1, SQLITE_STATIC);
+            if (rc == SQLITE_OK && p[i].is_blob)
+                rc = sqlite3_bind_blob(s, 3 * j + 2, p[i].raw, 32, SQLITE_STATIC);
+            else if (rc == SQLITE_OK)
+                rc = sqlite3_bind_text64(s, 3 * j + 2, p[i].text, p[i].len, SQLITE_STATIC,
+                                         SQLITE_UTF8);
+            if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(s, 3 * j + 3, p[i].seq);
+        }
+        if (rc != SQLITE_OK) {
+            db_err(st, err, errlen, "bind tag");
+            sqlite3_clear_bindings(s);
+            return -1;
+        }
+        if (stmt_run(st, s, err, errlen, "insert tags") < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /*
  * Deletes the event stored as seq with its tag entries. tags has no seq
  * index (migration 3), so they are found from the stored JSON: deletions
@@ -701,6 +831,8 @@ static int event_row_delete(struct store *st, sqlite3_int64 seq, char *err, size
     char perr[EVENT_ERRLEN];
     int rc;
 
+    if (tags_flush(st, err, errlen) < 0)
+        return -1;
     if ((s = stmt_get(st, ST_JSON_BY_SEQ, err, errlen)) == NULL)
         return -1;
     sqlite3_bind_int64(s, 1, seq);
@@ -894,40 +1026,8 @@ static int tombstone_covers(struct store *st, const struct event *ev, const stru
     return 0;
 }
 
-/* Inserts the k (1..TAG_ROWS) tag entries rows of the event stored as seq, in one statement. */
-static int tags_insert(struct store *st, sqlite3_int64 seq, const struct event_tag *const *rows,
-                       int k, char *err, size_t errlen)
-{
-    sqlite3_stmt *s = st->tag_stmts[k - 1];
-
-    if (s == NULL) {
-        struct buf sql = {0};
-        static const char head[] = "INSERT OR IGNORE INTO tags (name, value, seq) VALUES ";
-        int rc;
-        buf_append(&sql, head, sizeof head - 1);
-        for (int j = 0; j < k; j++)
-            buf_append(&sql, j > 0 ? ",(?,?,?)" : "(?,?,?)", j > 0 ? 8 : 7);
-        buf_push(&sql, '\0');
-        rc = sqlite3_prepare_v3(st->db, (const char *)sql.data, -1, SQLITE_PREPARE_PERSISTENT, &s,
-                                NULL);
-        buf_free(&sql);
-        if (rc != SQLITE_OK)
-            return db_err(st, err, errlen, "prepare");
-        st->tag_stmts[k - 1] = s;
-    }
-    for (int j = 0; j < k; j++) {
-        sqlite3_bind_text(s, 3 * j + 1, rows[j]->fields[0], 1, SQLITE_STATIC);
-        if (filter_sql_bind_tag_value(s, 3 * j + 2, rows[j]->fields[1], rows[j]->lens[1]) < 0) {
-            sqlite3_clear_bindings(s);
-            return db_err(st, err, errlen, "bind tag");
-        }
-        sqlite3_bind_int64(s, 3 * j + 3, seq);
-    }
-    return stmt_run(st, s, err, errlen, "insert tags");
-}
-
 /*
- * Inserts the row and its tag index entries; *seq gets the new rowid.
+ * Inserts the row and queues its tag index entries; *seq gets the new rowid.
  * 0, 1 if an event with this id is stored already (nothing done), or -1.
  */
 static int event_row_insert(struct store *st, const struct event *ev, const struct address *a,
@@ -960,17 +1060,7 @@ static int event_row_insert(struct store *st, const struct event *ev, const stru
     if (sqlite3_changes(st->db) == 0)
         return 1;
     *seq = sqlite3_last_insert_rowid(st->db);
-
-    for (size_t i = 0; i < ev->ntags;) {
-        const struct event_tag *rows[TAG_ROWS];
-        int k = 0;
-        for (; i < ev->ntags && k < TAG_ROWS; i++) {
-            if (is_tag_letter(&ev->tags[i]))
-                rows[k++] = &ev->tags[i];
-        }
-        if (k > 0 && tags_insert(st, *seq, rows, k, err, errlen) < 0)
-            return -1;
-    }
+    tags_queue(st, ev, *seq);
     return 0;
 }
 
@@ -1203,6 +1293,8 @@ int store_insert_batch(struct store *st, struct event *const *evs, size_t n,
         if (insert_one(st, evs[i], &results[i], &scratch, err, errlen) < 0)
             goto fail;
     }
+    if (tags_flush(st, err, errlen) < 0)
+        goto fail;
     buf_free(&scratch);
     st->no_tombstones = 0;
     if ((s = stmt_get(st, ST_COMMIT, err, errlen)) == NULL ||
@@ -1212,6 +1304,7 @@ int store_insert_batch(struct store *st, struct event *const *evs, size_t n,
 fail:
     buf_free(&scratch);
     st->no_tombstones = 0;
+    st->npending = 0;
 fail_nobuf:
     /* Plain exec: the ROLLBACK must run even if preparing it is what failed. */
     sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);

@@ -841,6 +841,42 @@ static void test_repeated_tags(void)
     store_close(st);
 }
 
+/*
+ * Tag entries reach the database at the end of a batch, sorted (store.c,
+ * tags_flush): events stored and then deleted or replaced within the same
+ * batch must leave no entries behind, and the rest must be found by them.
+ */
+static void test_batch_tags(void)
+{
+    struct store *st = open_mem();
+    struct store_result r[5];
+    struct event *ev[5];
+    char err[STORE_ERRLEN], idhex[65], pk[65], ftext[128];
+
+    pubkey_hex(2, pk);
+    ev[0] = mk(0, 10, 1, "doomed", TAGS("t", "gone"));
+    hex_of(ev[0]->id, idhex);
+    ev[1] = mk(0, 11, 5, "", TAGS("e", idhex));
+    ev[2] = mk(0, 12, 30000, "v1", TAGS("d", "x", "t", "old"));
+    ev[3] = mk(0, 13, 30000, "v2", TAGS("d", "x", "t", "new"));
+    ev[4] = mk(1, 14, 1, "kept", TAGS("t", "kept", "p", pk, "t", "Kept"));
+    CHECK(store_insert_batch(st, ev, 5, r, err, sizeof err) == 0);
+    CHECK(r[1].outcome == STORE_INSERTED && r[3].outcome == STORE_REPLACED &&
+          r[4].outcome == STORE_INSERTED);
+    CHECK(count_filter(st, "{\"#t\":[\"gone\"]}") == 0);
+    CHECK(count_filter(st, "{\"#t\":[\"old\"]}") == 0);
+    CHECK(count_filter(st, "{\"#t\":[\"new\",\"kept\",\"Kept\"]}") == 2);
+    CHECK(count_filter(st, "{\"#d\":[\"x\"]}") == 1);
+    snprintf(ftext, sizeof ftext, "{\"#e\":[\"%s\"]}", idhex);
+    CHECK(count_filter(st, ftext) == 1);
+    snprintf(ftext, sizeof ftext, "{\"#p\":[\"%s\"]}", pk);
+    CHECK(count_filter(st, ftext) == 1);
+    CHECK_MSG(store_check(st, err, sizeof err) == 0, "%s", err);
+    for (int i = 0; i < 5; i++)
+        event_free(ev[i]);
+    store_close(st);
+}
+
 /* ---- threads ---- */
 
 #define NREADERS   3
@@ -1022,6 +1058,7 @@ int main(void)
     test_migrations(dir);
     test_migrate_v1(dir);
     test_repeated_tags();
+    test_batch_tags();
     test_threads(dir);
     remove_tree(dir);
     return test_summary("test-store");
