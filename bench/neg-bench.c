@@ -1,12 +1,16 @@
 /*
  * neg-bench: one in-memory negentropy session, measured.
  *
- *   bench/neg-bench N DIFF FSL
+ *   bench/neg-bench N DIFF FSL [reference|adaptive] [scattered|tail] [SERVER-FSL]
  *
  * Builds a client and a server storage from N random items (random ids,
  * timestamps spread uniformly over a year, fixed seed): each item is
  * server-only with probability DIFF, client-only with probability DIFF/10,
- * otherwise on both sides. Then runs initiate/reconcile to the end and prints
+ * otherwise on both sides ("scattered", the default), or the last DIFF * N
+ * items by time are server-only and the rest on both sides ("tail": new
+ * events since the last sync). The client splits ranges like the reference
+ * implementation (the default) or adaptively (neg_set_adaptive). The server's
+ * frame size limit is FSL unless SERVER-FSL is given (strfry's is 500000). Then runs initiate/reconcile to the end and prints
  * one line:
  *
  *   n=N diff=PCT% fsl=LIMIT rounds=R up_bytes=B down_bytes=B build_ms=X
@@ -42,6 +46,8 @@ static uint64_t splitmix64(uint64_t *state)
 
 enum side { BOTH, SERVER_ONLY, CLIENT_ONLY };
 
+static int tail_layout;
+
 /* The i-th item of the fixed random sequence: its side, timestamp and id. */
 static enum side next_item(uint64_t *state, double diff, uint64_t *ts, uint8_t id[32])
 {
@@ -51,6 +57,8 @@ static enum side next_item(uint64_t *state, double diff, uint64_t *ts, uint8_t i
     }
     *ts = BASE_TIME + splitmix64(state) % YEAR_SECONDS;
     double u = (double)(splitmix64(state) >> 11) / (double)(1ULL << 53);
+    if (tail_layout)
+        return *ts >= BASE_TIME + (uint64_t)((1 - diff) * YEAR_SECONDS) ? SERVER_ONLY : BOTH;
     if (u < diff)
         return SERVER_ONLY;
     if (u < diff + diff / 10)
@@ -94,10 +102,20 @@ static void fail(const char *what, const char *err)
 int main(int argc, char **argv)
 {
     char err[NEG_ERRLEN];
-    if (argc != 4) {
-        fprintf(stderr, "usage: neg-bench N DIFF FSL\n");
+    if (argc < 4 || argc > 7) {
+        fprintf(stderr, "usage: neg-bench N DIFF FSL [reference|adaptive] [scattered|tail] "
+                        "[SERVER-FSL]\n");
         return 2;
     }
+    int adaptive = 0;
+    if (argc > 4 && strcmp(argv[4], "adaptive") == 0)
+        adaptive = 1;
+    else if (argc > 4 && strcmp(argv[4], "reference") != 0)
+        return fprintf(stderr, "neg-bench: bad split (reference or adaptive)\n"), 2;
+    if (argc > 5 && strcmp(argv[5], "tail") == 0)
+        tail_layout = 1;
+    else if (argc > 5 && strcmp(argv[5], "scattered") != 0)
+        return fprintf(stderr, "neg-bench: bad layout (scattered or tail)\n"), 2;
     char *end;
     errno = 0;
     unsigned long long n = strtoull(argv[1], &end, 10);
@@ -140,9 +158,16 @@ int main(int argc, char **argv)
     double t1 = now_ms();
 
     struct neg *c = neg_new(client, fsl, err, sizeof(err));
-    struct neg *s = c ? neg_new(server, fsl, err, sizeof(err)) : NULL;
+    unsigned long long server_fsl = fsl;
+    if (argc > 6) {
+        server_fsl = strtoull(argv[6], &end, 10);
+        if (*end)
+            return fprintf(stderr, "neg-bench: bad SERVER-FSL\n"), 2;
+    }
+    struct neg *s = c ? neg_new(server, server_fsl, err, sizeof(err)) : NULL;
     if (s == NULL)
         fail("session", err);
+    neg_set_adaptive(c, adaptive);
     struct buf msg = {0}, reply = {0};
     struct neg_ids have = {0}, need = {0};
     unsigned long long up = 0, down = 0, rounds = 0;
@@ -162,9 +187,11 @@ int main(int argc, char **argv)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     size_t nhave = count_distinct(&have), nneed = count_distinct(&need);
-    printf("n=%llu diff=%g%% fsl=%llu rounds=%llu up_bytes=%llu down_bytes=%llu build_ms=%.0f "
-           "reconcile_ms=%.0f peak_rss_kb=%ld have=%zu need=%zu\n",
-           n, diff * 100, fsl, rounds, up, down, t1 - t0, t2 - t1, ru.ru_maxrss, nhave, nneed);
+    printf(
+        "n=%llu diff=%g%% fsl=%llu split=%s layout=%s rounds=%llu up_bytes=%llu down_bytes=%llu build_ms=%.0f "
+        "reconcile_ms=%.0f peak_rss_kb=%ld have=%zu need=%zu\n",
+        n, diff * 100, fsl, adaptive ? "adaptive" : "reference", tail_layout ? "tail" : "scattered",
+        rounds, up, down, t1 - t0, t2 - t1, ru.ru_maxrss, nhave, nneed);
 
     int ok = nhave == true_have && nneed == true_need;
     if (!ok)

@@ -7,7 +7,7 @@
  *
  * Every message produced is byte-identical to the reference implementations
  * (hoytech/negentropy, C++ and JavaScript) for the same items and frame size
- * limit. Every message parsed is treated as hostile: lengths are checked
+ * limit, unless an initiator opts into adaptive splitting. Every message parsed is treated as hostile: lengths are checked
  * against what remains, varints are bounded, and a bad message yields -1 and
  * a reason, never a crash or an allocation sized by the peer.
  */
@@ -84,6 +84,17 @@ int neg_reconcile(struct neg *n, const uint8_t *msg, size_t len, struct buf *out
                   struct neg_ids *have, struct neg_ids *need, char *err, size_t errlen);
 
 int neg_is_initiator(const struct neg *n);
+
+/*
+ * Initiator only, any time before the session ends: cut differing ranges by
+ * an estimate of how dense the differences are, instead of always into 16
+ * buckets (see choose_split in neg.c). The protocol leaves the split to each
+ * side, so any conforming peer follows; but messages are then no longer
+ * byte-identical to the reference implementation's. Off by default.
+ */
+void neg_set_adaptive(struct neg *n, int on);
+/* The current estimate of differences per item of ours; negative if none yet. */
+double neg_density(const struct neg *n);
 
 /* Varint helpers, exposed for tests and for callers that frame messages. */
 size_t neg_varint_encode(uint64_t v, uint8_t out[10]);

@@ -9,6 +9,7 @@
  * discovered, then msg,HEX or done. As responder it prints msg,HEX. The
  * environment variable FRAMESIZELIMIT sets the frame size limit. Every answer
  * is flushed; an error goes to stderr and ends the program with status 1.
+ * NEG_ADAPTIVE=1 makes an initiator split adaptively (neg_set_adaptive).
  */
 #include "config.h"
 
@@ -58,6 +59,8 @@ static void ensure_session(void)
     session = neg_new(storage, frame_size_limit, err, sizeof(err));
     if (session == NULL)
         die("%s", err);
+    const char *adaptive = getenv("NEG_ADAPTIVE");
+    neg_set_adaptive(session, adaptive != NULL && strcmp(adaptive, "1") == 0);
 }
 
 static void check_frame(const struct buf *msg)

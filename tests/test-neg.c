@@ -261,9 +261,11 @@ struct scenario {
     double both, client_only; /* the rest is server-only */
     uint64_t ts_range;        /* 1 = all items on one timestamp */
     uint64_t fsl;
+    uint64_t server_fsl; /* 0: the same as fsl */
 };
 
-static void run_scenario(const struct scenario *sc, uint64_t seed)
+/* Runs a session to the end and checks have/need; returns the bytes both ways. */
+static size_t run_scenario(const struct scenario *sc, uint64_t seed, int adaptive)
 {
     struct neg_storage *cst = neg_storage_new(), *sst = neg_storage_new();
     struct neg_ids want_have = {0}, want_need = {0};
@@ -293,13 +295,17 @@ static void run_scenario(const struct scenario *sc, uint64_t seed)
     CHECK(neg_storage_seal(cst, err, sizeof(err)) == 0);
     CHECK(neg_storage_seal(sst, err, sizeof(err)) == 0);
 
+    uint64_t server_fsl = sc->server_fsl ? sc->server_fsl : sc->fsl;
     struct neg *c = neg_new(cst, sc->fsl, err, sizeof(err));
-    struct neg *s = neg_new(sst, sc->fsl, err, sizeof(err));
+    struct neg *s = neg_new(sst, server_fsl, err, sizeof(err));
     struct buf msg = {0}, reply = {0};
     struct neg_ids have = {0}, need = {0};
     int rounds = 0, ok = 1;
+    size_t bytes = 0;
+    neg_set_adaptive(c, adaptive);
     CHECK(neg_initiate(c, &msg, err, sizeof(err)) == 0);
     while (msg.len != 0 && rounds < 100000) {
+        bytes += msg.len;
         if (sc->fsl)
             CHECK_MSG(msg.len <= sc->fsl, "%s: client message %zu bytes", sc->name, msg.len);
         if (neg_reconcile(s, msg.data, msg.len, &reply, NULL, NULL, err, sizeof(err)) < 0) {
@@ -307,8 +313,9 @@ static void run_scenario(const struct scenario *sc, uint64_t seed)
             ok = 0;
             break;
         }
-        if (sc->fsl)
-            CHECK_MSG(reply.len <= sc->fsl, "%s: server message %zu bytes", sc->name, reply.len);
+        bytes += reply.len;
+        if (server_fsl)
+            CHECK_MSG(reply.len <= server_fsl, "%s: server message %zu bytes", sc->name, reply.len);
         if (neg_reconcile(c, reply.data, reply.len, &msg, &have, &need, err, sizeof(err)) < 0) {
             CHECK_MSG(0, "%s: client: %s", sc->name, err);
             ok = 0;
@@ -316,6 +323,8 @@ static void run_scenario(const struct scenario *sc, uint64_t seed)
         }
         rounds++;
     }
+    CHECK_MSG(msg.len == 0, "%s%s: no end after %d rounds", sc->name, adaptive ? " (adaptive)" : "",
+              rounds);
     if (ok) {
         ids_normalize(&have);
         ids_normalize(&need);
@@ -323,10 +332,12 @@ static void run_scenario(const struct scenario *sc, uint64_t seed)
         ids_normalize(&want_need);
         CHECK_MSG(have.n == want_have.n &&
                       (have.n == 0 || memcmp(have.ids, want_have.ids, 32 * have.n) == 0),
-                  "%s: have %zu, want %zu", sc->name, have.n, want_have.n);
+                  "%s%s: have %zu, want %zu", sc->name, adaptive ? " (adaptive)" : "", have.n,
+                  want_have.n);
         CHECK_MSG(need.n == want_need.n &&
                       (need.n == 0 || memcmp(need.ids, want_need.ids, 32 * need.n) == 0),
-                  "%s: need %zu, want %zu", sc->name, need.n, want_need.n);
+                  "%s%s: need %zu, want %zu", sc->name, adaptive ? " (adaptive)" : "", need.n,
+                  want_need.n);
     }
     buf_free(&msg);
     buf_free(&reply);
@@ -338,28 +349,45 @@ static void run_scenario(const struct scenario *sc, uint64_t seed)
     neg_free(s);
     neg_storage_free(cst);
     neg_storage_free(sst);
+    return bytes;
 }
 
 static void test_sessions(void)
 {
     static const struct scenario scenarios[] = {
-        {"both empty", 0, 0, 0, 1000, 0},
-        {"client empty", 500, 0, 0, 1000, 0},
-        {"server empty", 500, 0, 1, 1000, 0},
-        {"one item on the server", 1, 0, 0, 1000, 0},
-        {"one item on the client", 1, 0, 1, 1000, 0},
-        {"one item on both", 1, 1, 0, 1000, 0},
-        {"identical sets", 5000, 1, 0, 100000, 0},
-        {"disjoint sets", 3000, 0, 0.5, 100000, 0},
-        {"small difference", 10000, 0.98, 0.01, 10000000, 0},
-        {"all on one timestamp", 4000, 0.8, 0.1, 1, 0},
-        {"all on one timestamp, framed", 4000, 0.5, 0.25, 1, 4096},
-        {"large difference, framed", 20000, 0.5, 0.25, 10000000, 4096},
-        {"small difference, framed", 20000, 0.95, 0.02, 10000000, 60000},
-        {"disjoint, framed", 10000, 0, 0.5, 100, 4096},
+        {"both empty", 0, 0, 0, 1000, 0, 0},
+        {"client empty", 500, 0, 0, 1000, 0, 0},
+        {"server empty", 500, 0, 1, 1000, 0, 0},
+        {"one item on the server", 1, 0, 0, 1000, 0, 0},
+        {"one item on the client", 1, 0, 1, 1000, 0, 0},
+        {"one item on both", 1, 1, 0, 1000, 0, 0},
+        {"identical sets", 5000, 1, 0, 100000, 0, 0},
+        {"disjoint sets", 3000, 0, 0.5, 100000, 0, 0},
+        {"small difference", 10000, 0.98, 0.01, 10000000, 0, 0},
+        {"all on one timestamp", 4000, 0.8, 0.1, 1, 0, 0},
+        {"all on one timestamp, framed", 4000, 0.5, 0.25, 1, 4096, 0},
+        {"large difference, framed", 20000, 0.5, 0.25, 10000000, 4096, 0},
+        {"small difference, framed", 20000, 0.95, 0.02, 10000000, 60000, 0},
+        {"disjoint, framed", 10000, 0, 0.5, 100, 4096, 0},
+        {"90 % held, scattered", 30000, 0.89, 0.01, 10000000, 0, 0},
+        {"90 % held, framed", 30000, 0.89, 0.01, 10000000, 60000, 0},
+        {"90 % held, small frames", 30000, 0.89, 0.01, 10000000, 4096, 0},
+        {"90 % held, server frames larger", 30000, 0.89, 0.01, 10000000, 60000, 500000},
+        {"90 % held, server frames smaller", 30000, 0.89, 0.01, 10000000, 60000, 4096},
+        {"99 % held, framed", 30000, 0.99, 0.001, 10000000, 60000, 0},
+        {"70 % held, framed", 20000, 0.7, 0.05, 10000000, 60000, 0},
+        {"90 % held, few timestamps", 20000, 0.89, 0.01, 50, 4096, 0},
     };
-    for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++)
-        run_scenario(&scenarios[i], 1000 + i);
+    /* Every scenario with the reference split and with the adaptive one. */
+    for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++) {
+        size_t ref = run_scenario(&scenarios[i], 1000 + i, 0);
+        size_t ada = run_scenario(&scenarios[i], 1000 + i, 1);
+        /* Where differences are scattered but not the rule, adaptive must pay off. */
+        if (strncmp(scenarios[i].name, "90 % held", 9) == 0 ||
+            strncmp(scenarios[i].name, "99 % held", 9) == 0)
+            CHECK_MSG(ada < ref, "%s: adaptive %zu bytes, reference %zu", scenarios[i].name, ada,
+                      ref);
+    }
 }
 
 /* ---- malformed messages ------------------------------------------------- */

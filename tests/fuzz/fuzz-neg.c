@@ -5,6 +5,7 @@
  *   byte 0   bit 0: role (0 responder, 1 initiator)
  *            bits 1-2: frame size limit (0, 4096, 4500, 60000)
  *            bits 3-4: timestamps (all equal, few distinct, spread, huge)
+ *            bit 5: an initiator splits adaptively (neg_set_adaptive)
  *   byte 1   number of items in our storage (0..255), from a fixed PRNG
  *   byte 2   PRNG seed for the items
  *   then     messages, each a 2-byte big-endian length and that many bytes
@@ -55,6 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int initiator = data[0] & 1;
     uint64_t fsl = limits[(data[0] >> 1) & 3];
     int tsmode = (data[0] >> 3) & 3;
+    int adaptive = (data[0] >> 5) & 1;
     size_t nitems = data[1];
     uint64_t seed = data[2];
     data += 3;
@@ -88,6 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct neg_ids have = {0}, need = {0};
 
     if (initiator) {
+        neg_set_adaptive(n, adaptive);
         if (neg_initiate(n, &out, err, sizeof err) != 0)
             abort();
         check_frame(&out, fsl, 0);

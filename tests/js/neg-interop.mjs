@@ -7,7 +7,9 @@
 //  - nostr-tools (nip77): a faithful port of the reference *initiator*, so our
 //    initiator must produce the very same bytes, round after round.
 //  - @nostr-dev-kit/sync: plays both roles but writes some bounds with longer
-//    id prefixes than the reference, so only its outcomes are compared.
+//    id prefixes than the reference, so only its outcomes are compared. It is
+//    also the responder for our adaptive initiator (neg_set_adaptive), whose
+//    messages differ from the reference's by design.
 //
 // Every case builds two random item sets (client and server) from its own
 // seed, derived from the run seed and the case number, and checks that each
@@ -113,6 +115,9 @@ function planCases() {
     add({ nC: 20000, nS: 20000, overlap: 0.5, ts: 'equal', ids: 'prefix', limit: 60000 });
     add({ nC: 20000, nS: 17000, overlap: 0.9, ts: 'few', ids: 'zerotail', limit: 0 });
     add({ nC: 5000, nS: 20000, overlap: 0, ts: 'equal', ids: 'random', limit: 60000 });
+    // Scattered differences, where the adaptive initiator departs from the reference most.
+    add({ nC: 20000, nS: 21000, overlap: 0.9, ts: 'spread', ids: 'random', limit: 60000 });
+    add({ nC: 20000, nS: 21000, overlap: 0.9, ts: 'spread', ids: 'random', limit: 4096 });
 
     // The edges of splitRange (16 buckets, IdList under 32 items) in every limit.
     const edges = [[0, 0], [0, 1], [1, 0], [1, 1], [2, 1], [31, 31], [32, 32], [33, 0],
@@ -252,9 +257,9 @@ function listDiff(got, want) {
 
 // A harness process spoken to line by line over pipes.
 class HarnessProc {
-    constructor(role, limit) {
+    constructor(role, limit, adaptive = false) {
         this.role = role;
-        const env = { ...process.env, FRAMESIZELIMIT: String(limit) };
+        const env = { ...process.env, FRAMESIZELIMIT: String(limit), NEG_ADAPTIVE: adaptive ? '1' : '0' };
         this.child = spawn(harnessPath, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
         this.lines = [];
         this.waiter = null;
@@ -328,10 +333,10 @@ class HarnessProc {
 // Responders: respond(hex) -> hex. `ours` marks negsync (frame checks apply).
 
 class OurInitiator {
-    constructor(items, limit) {
-        this.name = 'negsync';
+    constructor(items, limit, adaptive = false) {
+        this.name = adaptive ? 'negsync (adaptive)' : 'negsync';
         this.ours = true;
-        this.p = new HarnessProc('initiator', limit);
+        this.p = new HarnessProc('initiator', limit, adaptive);
         this.p.loadItems(items);
     }
     async initiate() {
@@ -509,6 +514,10 @@ async function runCase(c) {
         await converse('nostr-tools+negsync initiators -> @nostr-dev-kit/sync responder',
             [new NtInitiator(client, L), new OurInitiator(client, L)],
             new NdkResponder(server, L), truth, L, L === 0);
+        // Adaptive splitting departs from the reference's bytes on purpose;
+        // an independent responder must still lead it to the true sets.
+        await converse('negsync adaptive initiator -> @nostr-dev-kit/sync responder',
+            [new OurInitiator(client, L, true)], new NdkResponder(server, L), truth, L, L === 0);
     }
     if (verbose) console.log(`ok ${describe(c)} ${Date.now() - t0} ms`);
 }
