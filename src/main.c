@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,13 @@ int main(int argc, char **argv)
     };
     struct globals g = {0};
     int c;
+
+    /*
+     * A relay that drops the connection while we write must give an error,
+     * not kill the process: TLS writes go through write(2), and a broken
+     * socket raises SIGPIPE there.
+     */
+    signal(SIGPIPE, SIG_IGN);
 
     /* "+": stop at the command name; its own options are its business. */
     while ((c = getopt_long(argc, argv, "+c:d:vqhV", opts, NULL)) != -1) {

@@ -25,6 +25,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1839,6 +1840,7 @@ static int send_req(struct relay *r, int i, char *err, size_t errlen)
 
 static int client_main(int argc, char **argv)
 {
+    signal(SIGPIPE, SIG_IGN); /* as negsync does: a dead relay is an error, not a signal */
     if (argc < 3) {
         fprintf(stderr, "usage: test-relay exchange|stall|reconnect URL [options] [N]\n");
         return 2;
