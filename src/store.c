@@ -8,6 +8,10 @@
  * the compact JSON we export and serve. `tags` indexes the first value of
  * every single-letter tag for `#x` filters, keyed (name, value, seq), a value
  * of 64 lowercase hex chars as its 32 bytes (filter_sql_bind_tag_value).
+ * `events_by_author` has one entry per event, keyed (author, kind,
+ * created_at, seq) with the pubkey's number in `authors`, for `authors`
+ * filters (query_author_clause). Both are
+ * written at the end of each batch, in key order (tags_flush).
  * filter_sql_where (filter.c) writes WHERE expressions over exactly these
  * names with the alias `e`; do not rename them.
  *
@@ -247,10 +251,39 @@ static const char migration_3[] =
     "DROP TABLE tags;"
     "ALTER TABLE tags_new RENAME TO tags;";
 
+/*
+ * Cheaper inserts again, same data. events_pubkey_kind was the costliest
+ * index to maintain: a 32-byte key per event, inserted at one of as many
+ * places as there are authors, in arrival order. Each pubkey now gets a
+ * number in `authors`, and the index entries live in their own table,
+ * events_by_author (author, kind, created_at, seq), a quarter of the size,
+ * which the insert path fills like tags: queued per batch and written in
+ * key order at its end (tags_flush). Queries with `authors` reach events
+ * through it (query_author_clause). Author numbers are never reused or
+ * removed.
+ */
+static const char migration_4[] = "CREATE TABLE authors ("
+                                  "  author INTEGER PRIMARY KEY,"
+                                  "  pubkey BLOB NOT NULL UNIQUE"
+                                  ");"
+                                  "INSERT INTO authors (pubkey) SELECT DISTINCT pubkey FROM events;"
+                                  "CREATE TABLE events_by_author ("
+                                  "  author INTEGER NOT NULL,"
+                                  "  kind INTEGER NOT NULL,"
+                                  "  created_at INTEGER NOT NULL,"
+                                  "  seq INTEGER NOT NULL,"
+                                  "  PRIMARY KEY (author, kind, created_at, seq)"
+                                  ") WITHOUT ROWID;"
+                                  "INSERT INTO events_by_author (author, kind, created_at, seq) "
+                                  "  SELECT u.author, e.kind, e.created_at, e.seq FROM events e "
+                                  "  JOIN authors u ON u.pubkey = e.pubkey;"
+                                  "DROP INDEX events_pubkey_kind;";
+
 static const char *const migrations[] = {
     migration_1,
     migration_2,
     migration_3,
+    migration_4,
 };
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -276,6 +309,10 @@ enum stmt_id {
     ST_HEAD_GET,
     ST_HEAD_PUT,
     ST_DELETE_SEQ,
+    ST_AUTHOR_GET,
+    ST_AUTHOR_NEW,
+    ST_INSERT_AUTHOR,
+    ST_DELETE_AUTHOR,
     ST_INSERT_TOMB,
     ST_EVENT_BY_ID,
     ST_COUNT
@@ -313,6 +350,17 @@ static const char *const stmt_sql[ST_COUNT] = {
                     "OR (excluded.created_at = address_heads.created_at "
                     "AND excluded.id < address_heads.id)",
     [ST_DELETE_SEQ] = "DELETE FROM events WHERE seq = ?1",
+    [ST_AUTHOR_GET] = "SELECT author FROM authors WHERE pubkey = ?1",
+    [ST_AUTHOR_NEW] = "INSERT INTO authors (pubkey) VALUES (?1)",
+    [ST_INSERT_AUTHOR] = "INSERT OR IGNORE INTO events_by_author (author, kind, created_at, seq) "
+                         "VALUES (?1, ?2, ?3, ?4)",
+    /* Before ST_DELETE_SEQ: the key comes from the event row. */
+    [ST_DELETE_AUTHOR] = "DELETE FROM events_by_author "
+                         "WHERE author = (SELECT u.author FROM events e JOIN authors u "
+                         "ON u.pubkey = e.pubkey WHERE e.seq = ?1) "
+                         "AND kind = (SELECT kind FROM events WHERE seq = ?1) "
+                         "AND created_at = (SELECT created_at FROM events WHERE seq = ?1) "
+                         "AND seq = ?1",
     [ST_INSERT_TOMB] = "INSERT INTO deletions (seq, pubkey, created_at, target_id, target_addr) "
                        "VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_EVENT_BY_ID] = "SELECT seq, pubkey, kind, dtag, created_at FROM events WHERE id = ?1",
@@ -336,13 +384,40 @@ struct pending_tag {
     uint8_t raw[32];
 };
 
+/* The events_by_author entry of an event stored in the batch in progress (see tags_flush). */
+struct pending_author {
+    sqlite3_int64 author, seq;
+    uint64_t created_at;
+    uint32_t kind;
+};
+
+/*
+ * Author numbers already looked up or assigned (authors table), so that an
+ * insert needs no query for them: open addressing on the pubkey's first
+ * bytes. A pubkey whose probe runs long (keys made to collide) is simply
+ * not cached. Cleared when a batch rolls back, which may take numbers
+ * assigned in it back.
+ */
+#define AUTHOR_CACHE_SLOTS  16384 /* a power of two */
+#define AUTHOR_CACHE_PROBES 16
+
+struct author_slot {
+    uint8_t pubkey[32];
+    sqlite3_int64 author; /* 0: empty */
+};
+
 struct store {
     sqlite3 *db;
     char *path;
     sqlite3_stmt *stmts[ST_COUNT];
     sqlite3_stmt *tag_stmts[TAG_ROWS]; /* [k]: INSERT of k + 1 tag rows */
-    struct pending_tag *pending;       /* tag entries not yet written, in the batch in progress */
+    /* Index entries not yet written, of the batch in progress (tags_flush). */
+    struct pending_tag *pending;
     size_t npending, pending_cap;
+    struct pending_author *pending_authors;
+    size_t npending_authors, pending_authors_cap;
+    struct author_slot *authors; /* AUTHOR_CACHE_SLOTS, allocated on first use */
+    size_t nauthors;             /* used slots */
     /*
      * Set for the batch in progress while the deletions table is empty, as
      * it is in most databases: no event needs a tombstone lookup then.
@@ -561,6 +636,8 @@ void store_close(struct store *st)
     for (int i = 0; i < TAG_ROWS; i++)
         sqlite3_finalize(st->tag_stmts[i]);
     free(st->pending);
+    free(st->pending_authors);
+    free(st->authors);
     /* close_v2: a statement a caller leaked must not leave the file open forever. */
     sqlite3_close_v2(st->db);
     free(st->path);
@@ -771,20 +848,143 @@ static sqlite3_stmt *tags_stmt(struct store *st, int k, char *err, size_t errlen
     return s;
 }
 
+static struct author_slot *author_cache_find(struct store *st, const uint8_t pubkey[32])
+{
+    uint64_t h;
+
+    if (st->authors == NULL)
+        st->authors = xcalloc(AUTHOR_CACHE_SLOTS, sizeof *st->authors);
+    memcpy(&h, pubkey, sizeof h);
+    for (int i = 0; i < AUTHOR_CACHE_PROBES; i++) {
+        struct author_slot *e = &st->authors[(h + (uint64_t)i) & (AUTHOR_CACHE_SLOTS - 1)];
+        if (e->author == 0 || memcmp(e->pubkey, pubkey, 32) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+static void author_cache_clear(struct store *st)
+{
+    if (st->authors != NULL && st->nauthors > 0)
+        memset(st->authors, 0, AUTHOR_CACHE_SLOTS * sizeof *st->authors);
+    st->nauthors = 0;
+}
+
+/* The number of pubkey in `authors`, assigning one if it has none; -1 on error. */
+static sqlite3_int64 author_number(struct store *st, const uint8_t pubkey[32], char *err,
+                                   size_t errlen)
+{
+    struct author_slot *e;
+    sqlite3_stmt *s;
+    sqlite3_int64 author = 0;
+    int rc;
+
+    /* Never more than half full, so that probes stay short. */
+    if (st->nauthors >= AUTHOR_CACHE_SLOTS / 2)
+        author_cache_clear(st);
+    e = author_cache_find(st, pubkey);
+    if (e != NULL && e->author != 0)
+        return e->author;
+
+    if ((s = stmt_get(st, ST_AUTHOR_GET, err, errlen)) == NULL)
+        return -1;
+    sqlite3_bind_blob(s, 1, pubkey, 32, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        author = sqlite3_column_int64(s, 0);
+        rc = SQLITE_DONE;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return db_err(st, err, errlen, "look up author");
+    if (author == 0) {
+        if ((s = stmt_get(st, ST_AUTHOR_NEW, err, errlen)) == NULL)
+            return -1;
+        sqlite3_bind_blob(s, 1, pubkey, 32, SQLITE_STATIC);
+        if (stmt_run(st, s, err, errlen, "add author") < 0)
+            return -1;
+        author = sqlite3_last_insert_rowid(st->db);
+    }
+    if (e != NULL && author > 0) {
+        memcpy(e->pubkey, pubkey, 32);
+        e->author = author;
+        st->nauthors++;
+    }
+    return author;
+}
+
+static int author_queue(struct store *st, const struct event *ev, sqlite3_int64 seq, char *err,
+                        size_t errlen)
+{
+    struct pending_author *p;
+    sqlite3_int64 author = author_number(st, ev->pubkey, err, errlen);
+
+    if (author < 0)
+        return -1;
+    if (st->npending_authors == st->pending_authors_cap) {
+        st->pending_authors_cap = st->pending_authors_cap > 0 ? 2 * st->pending_authors_cap : 256;
+        st->pending_authors = xreallocarray(st->pending_authors, st->pending_authors_cap,
+                                            sizeof *st->pending_authors);
+    }
+    p = &st->pending_authors[st->npending_authors++];
+    p->author = author;
+    p->created_at = ev->created_at;
+    p->kind = ev->kind;
+    p->seq = seq;
+    return 0;
+}
+
+/* The order of the events_by_author primary key. */
+static int pending_author_cmp(const void *pa, const void *pb)
+{
+    const struct pending_author *a = pa, *b = pb;
+
+    if (a->author != b->author)
+        return a->author < b->author ? -1 : 1;
+    if (a->kind != b->kind)
+        return a->kind < b->kind ? -1 : 1;
+    if (a->created_at != b->created_at)
+        return a->created_at < b->created_at ? -1 : 1;
+    return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+static int authors_flush(struct store *st, char *err, size_t errlen)
+{
+    struct pending_author *p = st->pending_authors;
+    size_t n = st->npending_authors;
+
+    st->npending_authors = 0;
+    qsort(p, n, sizeof *p, pending_author_cmp);
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_stmt *s = stmt_get(st, ST_INSERT_AUTHOR, err, errlen);
+        if (s == NULL)
+            return -1;
+        sqlite3_bind_int64(s, 1, p[i].author);
+        sqlite3_bind_int64(s, 2, p[i].kind);
+        sqlite3_bind_int64(s, 3, (sqlite3_int64)p[i].created_at);
+        sqlite3_bind_int64(s, 4, p[i].seq);
+        if (stmt_run(st, s, err, errlen, "insert author entry") < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /*
- * Writes the queued tag entries. They are written in key order, many per
- * statement, instead of with each event: e and p values are random, and
- * interleaved with the event rows every entry was a cold descent of the tags
- * b-tree; sorted, consecutive entries land on the pages the last one
- * brought into the CPU's caches. Runs before anything that deletes tags
- * (event_row_delete) and before the batch commits, so no reader, not even
- * the batch itself, ever sees a stored event without its tags.
+ * Writes the queued author and tag entries. They are written in key order
+ * (tags many per statement) instead of with each event: pubkeys and e and p
+ * values are random, and interleaved with the event rows every entry was a
+ * cold descent of its b-tree; sorted, consecutive entries land on the pages
+ * the last one brought into the CPU's caches. Runs before anything that
+ * deletes entries (event_row_delete) and before the batch commits, so no
+ * reader, not even the batch itself, ever sees a stored event without them.
  */
 static int tags_flush(struct store *st, char *err, size_t errlen)
 {
     struct pending_tag *p = st->pending;
     size_t n = st->npending;
 
+    if (authors_flush(st, err, errlen) < 0)
+        return -1;
     if (n == 0)
         return 0;
     st->npending = 0;
@@ -871,6 +1071,11 @@ static int event_row_delete(struct store *st, sqlite3_int64 seq, char *err, size
     }
     event_free(ev);
     if (rc < 0)
+        return -1;
+    if ((s = stmt_get(st, ST_DELETE_AUTHOR, err, errlen)) == NULL)
+        return -1;
+    sqlite3_bind_int64(s, 1, seq);
+    if (stmt_run(st, s, err, errlen, "delete author entry") < 0)
         return -1;
     if ((s = stmt_get(st, ST_DELETE_SEQ, err, errlen)) == NULL)
         return -1;
@@ -1027,7 +1232,8 @@ static int tombstone_covers(struct store *st, const struct event *ev, const stru
 }
 
 /*
- * Inserts the row and queues its tag index entries; *seq gets the new rowid.
+ * Inserts the row and queues its tag and author index entries; *seq gets
+ * the new rowid.
  * 0, 1 if an event with this id is stored already (nothing done), or -1.
  */
 static int event_row_insert(struct store *st, const struct event *ev, const struct address *a,
@@ -1061,7 +1267,7 @@ static int event_row_insert(struct store *st, const struct event *ev, const stru
         return 1;
     *seq = sqlite3_last_insert_rowid(st->db);
     tags_queue(st, ev, *seq);
-    return 0;
+    return author_queue(st, ev, *seq, err, errlen);
 }
 
 static int tomb_insert(struct store *st, sqlite3_int64 seq, const struct event *del,
@@ -1305,7 +1511,9 @@ fail:
     buf_free(&scratch);
     st->no_tombstones = 0;
     st->npending = 0;
+    st->npending_authors = 0;
 fail_nobuf:
+    author_cache_clear(st);
     /* Plain exec: the ROLLBACK must run even if preparing it is what failed. */
     sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
     return -1;
@@ -1319,16 +1527,53 @@ enum query_shape {
     Q_IDS, /* (created_at, id), ascending */
 };
 
+/* SQLite's default maximum parameter number, which filter_sql_where keeps to as well. */
+#define QUERY_MAX_PARAMS 32766
+
 /*
- * Builds the SQL for a query over f; *limit_param gets the number of the
- * first parameter after the filter's (for LIMIT). Caller frees.
+ * With `authors`, queries start from the authors' numbers and their
+ * entries in events_by_author (migration 4), exactly one per event:
+ * filter_sql_where's e.pubkey condition alone has no index to use, and given
+ * the choice SQLite would rather scan events_kind. CROSS JOIN fixes that
+ * order. The condition repeats the
+ * filter's authors and kinds as parameters numbered from *next, which it
+ * advances. Returns the number of the first, or 0 if the query does not
+ * take this path (no authors, or no room for the parameters: slower, same
+ * result).
+ */
+static int query_author_clause(const struct filter *f, struct buf *b, int *next)
+{
+    int first = *next;
+    char num[16];
+
+    if (f == NULL || f->nauthors == 0 ||
+        f->nauthors + f->nkinds + 1 > (size_t)(QUERY_MAX_PARAMS - first + 1))
+        return 0;
+    buf_append(b, " AND u.pubkey IN (", 18);
+    for (size_t i = 0; i < f->nauthors + f->nkinds; i++) {
+        if (i == f->nauthors)
+            buf_append(b, ") AND a.kind IN (", 17);
+        else if (i > 0)
+            buf_push(b, ',');
+        snprintf(num, sizeof num, "?%d", (*next)++);
+        buf_append(b, num, strlen(num));
+    }
+    buf_push(b, ')');
+    return first;
+}
+
+/*
+ * Builds the SQL for a query over f; *author_param gets the number of the
+ * first parameter of query_author_clause (0 if none), *limit_param that of
+ * the one for LIMIT. Caller frees.
  */
 static char *query_sql(const struct filter *f, enum query_shape shape, enum store_order order,
-                       int *limit_param, char *err, size_t errlen)
+                       int *author_param, int *limit_param, char *err, size_t errlen)
 {
     struct buf b = {0};
     char *where = NULL;
     int next = 1, use_limit = shape == Q_JSON && f != NULL && f->has_limit;
+    const char *from;
     char tail[64];
 
     if (f != NULL) {
@@ -1342,23 +1587,40 @@ static char *query_sql(const struct filter *f, enum query_shape shape, enum stor
         free(where);
         where = xstrdup("1");
     }
+    {
+        struct buf w = {0};
+        buf_append(&w, where, strlen(where));
+        *author_param = query_author_clause(f, &w, &next);
+        buf_push(&w, '\0');
+        free(where);
+        where = (char *)w.data;
+    }
     *limit_param = next;
+    from = *author_param > 0 ? "authors u CROSS JOIN events_by_author a ON a.author = u.author "
+                               "CROSS JOIN events e ON e.seq = a.seq"
+                             : "events e";
 
 #define APPEND(s) buf_append(&b, (s), strlen(s))
     switch (shape) {
     case Q_COUNT:
-        APPEND("SELECT count(*) FROM events e WHERE (");
+        APPEND("SELECT count(*) FROM ");
+        APPEND(from);
+        APPEND(" WHERE (");
         APPEND(where);
         APPEND(")");
         break;
     case Q_IDS:
-        APPEND("SELECT e.created_at, e.id FROM events e WHERE (");
+        APPEND("SELECT e.created_at, e.id FROM ");
+        APPEND(from);
+        APPEND(" WHERE (");
         APPEND(where);
         APPEND(") ORDER BY e.created_at, e.id");
         break;
     case Q_JSON:
         if (order == STORE_NEWEST_FIRST || !use_limit) {
-            APPEND("SELECT e.json FROM events e WHERE (");
+            APPEND("SELECT e.json FROM ");
+            APPEND(from);
+            APPEND(" WHERE (");
             APPEND(where);
             APPEND(order == STORE_NEWEST_FIRST ? ") ORDER BY e.created_at DESC, e.id"
                                                : ") ORDER BY e.created_at, e.id");
@@ -1368,7 +1630,9 @@ static char *query_sql(const struct filter *f, enum query_shape shape, enum stor
             }
         } else {
             /* The limit picks the newest, as for a REQ; then deliver them oldest first. */
-            APPEND("SELECT json FROM (SELECT e.json, e.created_at, e.id FROM events e WHERE (");
+            APPEND("SELECT json FROM (SELECT e.json, e.created_at, e.id FROM ");
+            APPEND(from);
+            APPEND(" WHERE (");
             APPEND(where);
             snprintf(tail, sizeof tail, ") ORDER BY e.created_at DESC, e.id LIMIT ?%d)", next);
             APPEND(tail);
@@ -1386,8 +1650,8 @@ static sqlite3_stmt *query_prepare(struct store *st, const struct filter *f, enu
                                    enum store_order order, char *err, size_t errlen)
 {
     sqlite3_stmt *s = NULL;
-    int limit_param;
-    char *sql = query_sql(f, shape, order, &limit_param, err, errlen);
+    int author_param, limit_param;
+    char *sql = query_sql(f, shape, order, &author_param, &limit_param, err, errlen);
 
     if (sql == NULL)
         return NULL;
@@ -1401,6 +1665,16 @@ static sqlite3_stmt *query_prepare(struct store *st, const struct filter *f, enu
         set_error(err, errlen, "cannot bind filter parameters");
         sqlite3_finalize(s);
         return NULL;
+    }
+    for (size_t i = 0; author_param > 0 && i < f->nauthors + f->nkinds; i++) {
+        int p = author_param + (int)i;
+        int rc = i < f->nauthors ? sqlite3_bind_blob(s, p, f->authors[i], 32, SQLITE_STATIC)
+                                 : sqlite3_bind_int64(s, p, f->kinds[i - f->nauthors]);
+        if (rc != SQLITE_OK) {
+            set_error(err, errlen, "cannot bind filter parameters");
+            sqlite3_finalize(s);
+            return NULL;
+        }
     }
     if (shape == Q_JSON && f != NULL && f->has_limit) {
         uint64_t lim = f->limit > INT64_MAX ? INT64_MAX : f->limit;
@@ -1493,7 +1767,7 @@ int store_query_plan(struct store *st, enum store_plan which, const struct filte
     };
     struct buf b = {0};
     sqlite3_stmt *s = NULL;
-    int limit_param, rc;
+    int author_param, limit_param, rc;
     char *sql;
 
     if ((unsigned)which > STORE_PLAN_ADDRESS) {
@@ -1503,7 +1777,8 @@ int store_query_plan(struct store *st, enum store_plan which, const struct filte
     if (which == STORE_PLAN_ADDRESS)
         sql = xstrdup(stmt_sql[ST_ADDR_ROWS]);
     else
-        sql = query_sql(f, map[which].shape, map[which].order, &limit_param, err, errlen);
+        sql = query_sql(f, map[which].shape, map[which].order, &author_param, &limit_param, err,
+                        errlen);
     if (sql == NULL)
         return -1;
     buf_append(&b, "EXPLAIN QUERY PLAN ", strlen("EXPLAIN QUERY PLAN "));
@@ -1620,6 +1895,31 @@ int store_check(struct store *st, char *err, size_t errlen)
         bad = 1;
     } else if (rc != SQLITE_DONE) {
         db_err(st, err, errlen, "tag check");
+        bad = 1;
+    }
+    sqlite3_finalize(s);
+    if (bad)
+        return -1;
+
+    /* events_by_author (migration 4): exactly one entry per event, with its key. */
+    if (sqlite3_prepare_v2(st->db,
+                           "SELECT e.seq FROM events e WHERE NOT EXISTS (SELECT 1 FROM "
+                           "events_by_author a JOIN authors u ON u.author = a.author "
+                           "WHERE u.pubkey = e.pubkey AND a.kind = e.kind "
+                           "AND a.created_at = e.created_at AND a.seq = e.seq) "
+                           "UNION ALL SELECT a.seq FROM events_by_author a WHERE NOT EXISTS "
+                           "(SELECT 1 FROM events e JOIN authors u ON u.pubkey = e.pubkey "
+                           "WHERE e.seq = a.seq AND u.author = a.author "
+                           "AND e.kind = a.kind AND e.created_at = a.created_at) LIMIT 1",
+                           -1, &s, NULL) != SQLITE_OK)
+        return db_err(st, err, errlen, "author check");
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        set_error(err, errlen, "%s: author check: events_by_author disagrees with seq %lld",
+                  st->path, (long long)sqlite3_column_int64(s, 0));
+        bad = 1;
+    } else if (rc != SQLITE_DONE) {
+        db_err(st, err, errlen, "author check");
         bad = 1;
     }
     sqlite3_finalize(s);

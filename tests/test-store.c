@@ -581,9 +581,15 @@ static void test_plans(void)
     expect_plan(st, STORE_PLAN_COUNT, "{\"kinds\":[1,7]}", "USING COVERING INDEX events_kind",
                 NULL);
     snprintf(text, sizeof text, "{\"authors\":[\"%s\"],\"kinds\":[0]}", pa);
-    expect_plan(st, STORE_PLAN_QUERY_NEWEST, text, "SEARCH e USING INDEX events_pubkey_kind", NULL);
+    /* Authors are found through events_by_author (migration 4), never by a scan. */
+    expect_plan(st, STORE_PLAN_QUERY_NEWEST, text,
+                "SEARCH a USING PRIMARY KEY (author=? AND kind=?)", "SCAN");
+    expect_plan(st, STORE_PLAN_COUNT, text, "SEARCH a USING PRIMARY KEY (author=? AND kind=?)",
+                "SCAN");
     snprintf(text, sizeof text, "{\"authors\":[\"%s\"]}", pa);
-    expect_plan(st, STORE_PLAN_LIST_IDS, text, "SEARCH e USING", "SCAN e");
+    expect_plan(st, STORE_PLAN_LIST_IDS, text, "SEARCH u USING COVERING INDEX", "SCAN");
+    expect_plan(st, STORE_PLAN_LIST_IDS, text, "SEARCH a USING PRIMARY KEY (author=?)", "SCAN");
+    expect_plan(st, STORE_PLAN_LIST_IDS, text, "SEARCH e USING INTEGER PRIMARY KEY", "SCAN");
     /* A tag filter starts from the tag index, not from a scan of every event. */
     expect_plan(st, STORE_PLAN_LIST_IDS, "{\"#t\":[\"nostr\"]}",
                 "SEARCH t USING PRIMARY KEY (name=? AND value=?)", "SCAN e");
@@ -842,6 +848,78 @@ static void test_repeated_tags(void)
 }
 
 /*
+ * Migration 4 on a database at schema version 3: made from a current one by
+ * undoing exactly what migration 4 does, so the test needs no fixture.
+ */
+static void test_migrate_v3(const char *dir)
+{
+    char path[512], err[STORE_ERRLEN], text[256], ftext[256], pk[2][65];
+    struct store_result r[4];
+    struct event *ev[4];
+    struct store *st;
+    sqlite3 *db;
+
+    snprintf(path, sizeof path, "%s/v3.db", dir);
+    st = store_open(path, err, sizeof err);
+    CHECK_MSG(st != NULL, "%s", err);
+    if (st == NULL)
+        return;
+    pubkey_hex(0, pk[0]);
+    pubkey_hex(1, pk[1]);
+    ev[0] = mk(0, 10, 1, "note", TAGS("t", "v3"));
+    ev[1] = mk(0, 11, 7, "+", NULL);
+    ev[2] = mk(1, 12, 1, "other", TAGS("t", "v3"));
+    ev[3] = mk(1, 13, 0, "{}", NULL);
+    CHECK(store_insert_batch(st, ev, 4, r, err, sizeof err) == 0);
+    store_close(st);
+
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK_MSG(sqlite3_exec(db,
+                           "CREATE INDEX events_pubkey_kind ON events(pubkey, kind, created_at);"
+                           "DROP TABLE events_by_author;"
+                           "DROP TABLE authors;"
+                           "PRAGMA user_version = 3;",
+                           NULL, NULL, NULL) == SQLITE_OK,
+              "%s", sqlite3_errmsg(db));
+    sqlite3_close(db);
+
+    st = store_open(path, err, sizeof err);
+    CHECK_MSG(st != NULL, "migrating v3: %s", err);
+    if (st == NULL)
+        return;
+    CHECK_MSG(store_check(st, err, sizeof err) == 0, "%s", err);
+    CHECK(count_filter(st, NULL) == 4);
+    CHECK(count_filter(st, "{\"#t\":[\"v3\"]}") == 2);
+    snprintf(ftext, sizeof ftext, "{\"authors\":[\"%s\"]}", pk[0]);
+    CHECK(count_filter(st, ftext) == 2);
+    snprintf(ftext, sizeof ftext, "{\"authors\":[\"%s\",\"%s\"],\"kinds\":[1]}", pk[0], pk[1]);
+    CHECK(count_filter(st, ftext) == 2);
+    /* Relay semantics on the migrated rows: a newer profile replaces the old one. */
+    event_free(ev[3]);
+    ev[3] = mk(1, 14, 0, "{\"name\":\"new\"}", NULL);
+    CHECK(store_insert_batch(st, &ev[3], 1, r, err, sizeof err) == 0 &&
+          r[0].outcome == STORE_REPLACED);
+    snprintf(ftext, sizeof ftext, "{\"authors\":[\"%s\"],\"kinds\":[0]}", pk[1]);
+    CHECK(count_filter(st, ftext) == 1);
+    CHECK_MSG(store_check(st, err, sizeof err) == 0, "%s", err);
+    store_close(st);
+
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    sql_text(db, "PRAGMA user_version", text, sizeof text);
+    CHECK_MSG(atoi(text) == store_schema_version(), "user_version %s", text);
+    sql_text(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'events_pubkey_kind'", text,
+             sizeof text);
+    CHECK_MSG(strcmp(text, "0") == 0, "events_pubkey_kind still there: %s", text);
+    sql_text(db, "SELECT count(*) FROM events_by_author", text, sizeof text);
+    CHECK_MSG(strcmp(text, "4") == 0, "events_by_author rows: %s", text);
+    sql_text(db, "SELECT count(*) FROM authors", text, sizeof text);
+    CHECK_MSG(strcmp(text, "2") == 0, "authors: %s", text);
+    sqlite3_close(db);
+    for (int i = 0; i < 4; i++)
+        event_free(ev[i]);
+}
+
+/*
  * Tag entries reach the database at the end of a batch, sorted (store.c,
  * tags_flush): events stored and then deleted or replaced within the same
  * batch must leave no entries behind, and the rest must be found by them.
@@ -1057,6 +1135,7 @@ int main(void)
     test_plans();
     test_migrations(dir);
     test_migrate_v1(dir);
+    test_migrate_v3(dir);
     test_repeated_tags();
     test_batch_tags();
     test_threads(dir);
