@@ -49,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <strings.h>
 #include <time.h>
 
@@ -63,12 +64,15 @@
 #include "relay.h"
 #include "store.h"
 #include "sync.h"
+#include "verifier.h"
 #include "util.h"
 
-#define SYNC_STORE_BATCH      256 /* events per store transaction */
-#define SYNC_UPLOAD_IN_FLIGHT 64  /* EVENTs awaiting OK */
-#define SYNC_SPLIT_DEPTH      24  /* window halvings after "blocked" */
-#define SYNC_REQ_SPLIT_DEPTH  16  /* author/kind halvings for a crowded second */
+#define SYNC_STORE_BATCH      1024 /* events per store transaction */
+#define SYNC_LOOKAHEAD        256  /* messages read ahead while their events are verified */
+#define SYNC_MAX_VERIFIERS    8    /* verifier threads at most (one per core) */
+#define SYNC_UPLOAD_IN_FLIGHT 64   /* EVENTs awaiting OK */
+#define SYNC_SPLIT_DEPTH      24   /* window halvings after "blocked" */
+#define SYNC_REQ_SPLIT_DEPTH  16   /* author/kind halvings for a crowded second */
 #define SYNC_BUSY_TIMEOUT_MS  30000
 #define SYNC_REQ_SUBID_LEN    12 /* the length of our subscription ids, for est_req_bytes */
 /*
@@ -481,6 +485,7 @@ struct sync_engine {
     size_t ntails;
     struct caps_cache *caps; /* the capability cache (thread-safe) */
     uint64_t subseq;
+    struct vpool *vpool; /* verifies incoming events beside the workers; NULL: inline */
 };
 
 static void engine_log(struct sync_engine *e, const char *fmt, ...)
@@ -652,6 +657,22 @@ struct job {
     int64_t progress_at;      /* monotonic ms of the last report */
     char closed[SYNC_ERRLEN]; /* the first CLOSED reason on a REQ of ours, or "" */
 
+    /*
+     * Messages received ahead of the one being handled, their events handed
+     * to the engine's verifier pool meanwhile; then the pool's result for the
+     * EVENT message job_recv returned last (see job_take_event).
+     */
+    struct ahead {
+        struct relay_msg *m;
+        struct vtask *t;
+    } ahead[SYNC_LOOKAHEAD];
+    size_t ahead_head, ahead_n;
+    int ahead_rc; /* the error relay_recv gave while reading ahead; 0 none */
+    char ahead_err[RELAY_ERRLEN];
+    const json_t *pre_obj;
+    struct vtask *pre_task;
+    struct event_keycache *kc; /* the worker's, for what this thread verifies itself */
+
     int64_t max_limit; /* the relay's NIP-11 max_limit, -1 unknown */
     int64_t idle_deadline;
     char fatal[SYNC_ERRLEN]; /* store failure, interrupted: ends the job */
@@ -735,12 +756,20 @@ static int job_flush(struct job *j)
 static int job_take_event(struct job *j, const json_t *obj, const struct filter *f,
                           struct fetch_sub *sub, int64_t *taken_at)
 {
-    char err[EVENT_ERRLEN];
-    struct event *ev = event_from_json(obj, err, sizeof err);
+    char err[EVENT_ERRLEN] = "";
+    struct event *ev;
 
+    if (j->pre_task != NULL && j->pre_obj == obj) {
+        ev = vtask_finish(j->e->vpool, j->pre_task, j->kc, err, sizeof err);
+        j->pre_task = NULL;
+        j->pre_obj = NULL;
+    } else if ((ev = event_from_json(obj, err, sizeof err)) != NULL &&
+               event_verify_cached(ev, j->kc, err, sizeof err) < 0) {
+        event_free(ev);
+        ev = NULL;
+    }
     *taken_at = -1;
-    if (ev == NULL || event_verify(ev, err, sizeof err) < 0 || !filter_match(f, ev) ||
-        (sub != NULL && !idset_has(&sub->asked, ev->id))) {
+    if (ev == NULL || !filter_match(f, ev) || (sub != NULL && !idset_has(&sub->asked, ev->id))) {
         if (j->e->o.verbose > 0) {
             char hex[65] = "?";
             if (ev != NULL)
@@ -857,6 +886,13 @@ static void fetch_done(struct job *j, struct fetch_sub *s, int closed)
         else
             j->missing++;
     }
+    /*
+     * Store what came before giving up the claims: a job waiting for these
+     * ids looks in the store when they are released, and would fetch again
+     * whatever still sat in our batch. (A store failure sets j->fatal.)
+     */
+    if (got > 0)
+        job_flush(j);
     fetch_sub_free(j, s);
     j->subs[idx] = j->subs[--j->nsubs];
 }
@@ -958,7 +994,7 @@ static int job_route(struct job *j, struct relay_msg *m)
             }
             fetch_done(j, s, m->type == RELAY_MSG_CLOSED);
         }
-        return 0;
+        return j->fatal[0] != '\0' ? -1 : 0;
     case RELAY_MSG_OK: upload_ok(j, m); return 0;
     case RELAY_MSG_NOTICE:
         if (j->e->o.verbose > 0)
@@ -993,22 +1029,101 @@ static void job_progress(struct job *j, int done)
  * The next message, while keeping fetches and uploads moving. 0 with *out;
  * RELAY_ERR_TIMEOUT when nothing came for neg_timeout; other relay errors.
  */
+/* Drops the pool's result for the last message if nobody took it. */
+static void job_pre_drop(struct job *j)
+{
+    if (j->pre_task != NULL)
+        event_free(vtask_finish(j->e->vpool, j->pre_task, j->kc, NULL, 0));
+    j->pre_task = NULL;
+    j->pre_obj = NULL;
+}
+
+/* Drops what was read ahead (the connection is being replaced, or the job ends). */
+static void job_ahead_clear(struct job *j)
+{
+    job_pre_drop(j);
+    while (j->ahead_n > 0) {
+        struct ahead *a = &j->ahead[j->ahead_head];
+        if (a->t != NULL)
+            event_free(vtask_finish(j->e->vpool, a->t, j->kc, NULL, 0));
+        relay_msg_free(a->m);
+        j->ahead_head = (j->ahead_head + 1) % SYNC_LOOKAHEAD;
+        j->ahead_n--;
+    }
+    j->ahead_head = 0;
+    j->ahead_rc = 0;
+}
+
+static void job_ahead_push(struct job *j, struct relay_msg *m)
+{
+    struct ahead *a = &j->ahead[(j->ahead_head + j->ahead_n) % SYNC_LOOKAHEAD];
+
+    a->m = m;
+    a->t = m->type == RELAY_MSG_EVENT && m->event != NULL && j->e->vpool != NULL
+               ? vpool_submit(j->e->vpool, m->event)
+               : NULL;
+    j->ahead_n++;
+}
+
+/*
+ * The next message, like relay_recv. With a verifier pool it reads ahead
+ * what has already arrived (up to SYNC_LOOKAHEAD messages) and hands their
+ * events to the pool, so that verification runs beside this thread; messages
+ * still come out in arrival order, and an error relay_recv gave while
+ * reading ahead comes after the messages before it.
+ */
 static int job_recv(struct job *j, int final, struct relay_msg **out, char *err, size_t errlen)
 {
     int64_t now;
-    int rc;
+    int rc = 0;
 
+    job_pre_drop(j);
     job_progress(j, 0);
     if (j->down && fetch_pump(j, final, err, errlen) < 0)
         return j->interrupted ? RELAY_ERR_INTERRUPTED : RELAY_ERR_CLOSED;
     if (j->up && upload_pump(j, err, errlen) < 0)
         return j->interrupted ? RELAY_ERR_INTERRUPTED : RELAY_ERR_CLOSED;
-    now = mono_ms();
-    if (now >= j->idle_deadline) {
-        set_error(err, errlen, "no reply within %lld s", (long long)(j->timeout_ms / 1000));
-        return RELAY_ERR_TIMEOUT;
+    if (j->ahead_n == 0 && j->ahead_rc == 0) {
+        now = mono_ms();
+        if (now >= j->idle_deadline) {
+            set_error(err, errlen, "no reply within %lld s", (long long)(j->timeout_ms / 1000));
+            return RELAY_ERR_TIMEOUT;
+        }
+        rc = relay_recv(j->r, (int)(j->idle_deadline - now), out, err, errlen);
+        if (rc != 0 || j->e->vpool == NULL || (*out)->type != RELAY_MSG_EVENT)
+            goto got;
+        job_ahead_push(j, *out);
     }
-    rc = relay_recv(j->r, (int)(j->idle_deadline - now), out, err, errlen);
+    /* Whatever else is here already, up to the window. */
+    while (j->e->vpool != NULL && j->ahead_rc == 0 && j->ahead_n < SYNC_LOOKAHEAD) {
+        struct relay_msg *m;
+        int r2 = relay_recv(j->r, 0, &m, j->ahead_err, sizeof j->ahead_err);
+        if (r2 == RELAY_ERR_TIMEOUT)
+            break;
+        if (r2 != 0) {
+            j->ahead_rc = r2;
+            break;
+        }
+        job_ahead_push(j, m);
+    }
+    if (j->ahead_n == 0 || j->ahead_rc == RELAY_ERR_INTERRUPTED) {
+        /* The error's turn (an interruption does not wait for the rest). */
+        rc = j->ahead_rc;
+        j->ahead_rc = 0;
+        set_error(err, errlen, "%s", j->ahead_err);
+        *out = NULL;
+        goto got;
+    }
+    {
+        struct ahead *a = &j->ahead[j->ahead_head];
+        j->ahead_head = (j->ahead_head + 1) % SYNC_LOOKAHEAD;
+        j->ahead_n--;
+        *out = a->m;
+        j->pre_obj = a->m->event;
+        j->pre_task = a->t;
+        rc = 0;
+    }
+got:
     if (rc == 0)
         j->idle_deadline = mono_ms() + j->timeout_ms;
     else if (rc == RELAY_ERR_TIMEOUT)
@@ -1062,6 +1177,7 @@ static int job_connect(struct job *j, char *err, size_t errlen)
 
     if (relay_is_connected(j->r))
         return 0;
+    job_ahead_clear(j); /* what the old connection had sent */
     rc = relay_connect(j->r, (int)j->timeout_ms, err, errlen);
     if (rc == RELAY_ERR_INTERRUPTED)
         j->interrupted = 1;
@@ -2101,6 +2217,7 @@ static void job_reset_transfers(struct job *j)
 
 static void job_free(struct job *j)
 {
+    job_ahead_clear(j);
     job_flush(j);
     job_reset_transfers(j);
     free(j->subs);
@@ -2114,7 +2231,8 @@ static void job_free(struct job *j)
 
 /* One job; 1 when it failed and the relay had closed a subscription of ours (a refusal). */
 static int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *r, struct store *st,
-                   sqlite3 *db, const struct config_filter *cf, struct sync_run *run)
+                   sqlite3 *db, struct event_keycache *kc, const struct config_filter *cf,
+                   struct sync_run *run)
 {
     struct job j = {0};
     struct relay_counters c0, c1;
@@ -2137,6 +2255,7 @@ static int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *
     j.r = r;
     j.st = st;
     j.db = db;
+    j.kc = kc;
     j.run = run;
     j.timeout_ms = (int64_t)(e->cfg->sync.neg_timeout > 0 ? e->cfg->sync.neg_timeout : 10) * 1000;
     j.down = rel->cr.direction != CONFIG_DIRECTION_UP;
@@ -2298,6 +2417,7 @@ struct worker {
     struct sync_engine *e;
     struct store *st;
     sqlite3 *db;
+    struct event_keycache *kc;
 };
 
 /* All of one relay's jobs, on one connection. */
@@ -2324,6 +2444,8 @@ static void worker_run_relay(struct worker *w, struct sync_relay *rel)
     }
     if (w->db == NULL && (w->db = sdb_open(e->db_path, err, sizeof err)) == NULL)
         engine_log(e, "[SYNC] %s", err);
+    if (w->kc == NULL)
+        w->kc = event_keycache_new();
 
     pthread_mutex_lock(&e->mu);
     rel->conn = r;
@@ -2341,7 +2463,7 @@ static void worker_run_relay(struct worker *w, struct sync_relay *rel)
             run.mode = SYNC_MODE_REQ;
             snprintf(run.error, sizeof run.error, "%s", err);
         } else {
-            refused |= job_run(e, rel, r, w->st, w->db, e->filters[i], &run);
+            refused |= job_run(e, rel, r, w->st, w->db, w->kc, e->filters[i], &run);
         }
         if (e->o.on_run != NULL)
             e->o.on_run(e->o.arg, &run);
@@ -2423,6 +2545,7 @@ static void *worker_main(void *arg)
     pthread_mutex_unlock(&e->mu);
     store_close(w->st);
     sqlite3_close(w->db);
+    event_keycache_free(w->kc);
     free(w);
     return NULL;
 }
@@ -2564,7 +2687,16 @@ fail:
 int sync_engine_start(struct sync_engine *e, char *err, size_t errlen)
 {
     size_t n = e->cfg->sync.workers > 0 ? e->cfg->sync.workers : 1;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 
+    /* One verifier per core: a lone busy job then uses them all. */
+    if (e->vpool == NULL &&
+        (e->vpool = vpool_new(cpus < 1                    ? 1
+                              : cpus > SYNC_MAX_VERIFIERS ? SYNC_MAX_VERIFIERS
+                                                          : (unsigned)cpus)) == NULL) {
+        set_error(err, errlen, "cannot start the event verifiers");
+        return -1;
+    }
     e->threads = xcalloc(n, sizeof *e->threads);
     for (size_t i = 0; i < n; i++) {
         struct worker *w = xcalloc(1, sizeof *w);
@@ -2695,6 +2827,7 @@ void sync_engine_free(struct sync_engine *e)
     for (size_t i = 0; i < e->nthreads; i++)
         pthread_join(e->threads[i], NULL);
     free(e->threads);
+    vpool_free(e->vpool);
     for (size_t i = 0; i < e->nrelays; i++)
         free(e->relays[i].url);
     free(e->relays);
