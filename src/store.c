@@ -311,7 +311,6 @@ enum stmt_id {
     ST_DELETE_SEQ,
     ST_AUTHOR_GET,
     ST_AUTHOR_NEW,
-    ST_INSERT_AUTHOR,
     ST_DELETE_AUTHOR,
     ST_INSERT_TOMB,
     ST_EVENT_BY_ID,
@@ -352,8 +351,6 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_DELETE_SEQ] = "DELETE FROM events WHERE seq = ?1",
     [ST_AUTHOR_GET] = "SELECT author FROM authors WHERE pubkey = ?1",
     [ST_AUTHOR_NEW] = "INSERT INTO authors (pubkey) VALUES (?1)",
-    [ST_INSERT_AUTHOR] = "INSERT OR IGNORE INTO events_by_author (author, kind, created_at, seq) "
-                         "VALUES (?1, ?2, ?3, ?4)",
     /* Before ST_DELETE_SEQ: the key comes from the event row. */
     [ST_DELETE_AUTHOR] = "DELETE FROM events_by_author "
                          "WHERE author = (SELECT u.author FROM events e JOIN authors u "
@@ -366,8 +363,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_EVENT_BY_ID] = "SELECT seq, pubkey, kind, dtag, created_at FROM events WHERE id = ?1",
 };
 
-/* Tag rows per INSERT statement. */
-#define TAG_ROWS 8
+/* Rows per INSERT statement when writing queued tag and author entries (tags_flush). */
+#define FLUSH_ROWS 8
 
 /*
  * A tag entry of an event stored in the batch in progress, not yet written
@@ -376,6 +373,7 @@ static const char *const stmt_sql[ST_COUNT] = {
  * outlives the batch.
  */
 struct pending_tag {
+    uint64_t key; /* the first bytes of (name, is_blob, value), see tags_flush */
     sqlite3_int64 seq;
     const char *text;
     size_t len;
@@ -410,7 +408,8 @@ struct store {
     sqlite3 *db;
     char *path;
     sqlite3_stmt *stmts[ST_COUNT];
-    sqlite3_stmt *tag_stmts[TAG_ROWS]; /* [k]: INSERT of k + 1 tag rows */
+    sqlite3_stmt *tag_stmts[FLUSH_ROWS];    /* [k]: INSERT of k + 1 tag rows */
+    sqlite3_stmt *author_stmts[FLUSH_ROWS]; /* [k]: INSERT of k + 1 events_by_author rows */
     /* Index entries not yet written, of the batch in progress (tags_flush). */
     struct pending_tag *pending;
     size_t npending, pending_cap;
@@ -633,8 +632,10 @@ void store_close(struct store *st)
         return;
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(st->stmts[i]);
-    for (int i = 0; i < TAG_ROWS; i++)
+    for (int i = 0; i < FLUSH_ROWS; i++)
         sqlite3_finalize(st->tag_stmts[i]);
+    for (int i = 0; i < FLUSH_ROWS; i++)
+        sqlite3_finalize(st->author_stmts[i]);
     free(st->pending);
     free(st->pending_authors);
     free(st->authors);
@@ -799,43 +800,48 @@ static void tags_queue(struct store *st, const struct event *ev, sqlite3_int64 s
         p->text = t->fields[1];
         p->len = t->lens[1];
         p->is_blob = (unsigned char)filter_tag_value_blob(t->fields[1], t->lens[1], p->raw);
+        p->key = (uint64_t)(unsigned char)p->name << 56 | (uint64_t)p->is_blob << 48;
+        for (size_t k = 0; k < 6; k++) {
+            /* SQLite sorts text before blobs, and a text before its extensions. */
+            unsigned c = p->is_blob ? p->raw[k] : k < p->len ? (unsigned char)p->text[k] : 0;
+            p->key |= (uint64_t)c << (40 - 8 * k);
+        }
     }
 }
 
-/* The order of the tags primary key (name, value, seq): SQLite sorts text before blobs. */
-static int pending_cmp(const void *pa, const void *pb)
-{
-    const struct pending_tag *a = pa, *b = pb;
-    int c;
+/* A queued tag entry's place in the order it is written: its key, then queue order. */
+struct tag_order {
+    uint64_t key;
+    size_t at;
+};
 
-    if (a->name != b->name)
-        return (unsigned char)a->name < (unsigned char)b->name ? -1 : 1;
-    if (a->is_blob != b->is_blob)
-        return a->is_blob ? 1 : -1;
-    if (a->is_blob) {
-        c = memcmp(a->raw, b->raw, 32);
-    } else {
-        c = memcmp(a->text, b->text, a->len < b->len ? a->len : b->len);
-        if (c == 0 && a->len != b->len)
-            c = a->len < b->len ? -1 : 1;
-    }
-    if (c != 0)
-        return c;
-    return a->seq < b->seq ? -1 : a->seq > b->seq;
+static int tag_order_cmp(const void *pa, const void *pb)
+{
+    const struct tag_order *a = pa, *b = pb;
+
+    if (a->key != b->key)
+        return a->key < b->key ? -1 : 1;
+    return a->at < b->at ? -1 : a->at > b->at;
 }
 
-static sqlite3_stmt *tags_stmt(struct store *st, int k, char *err, size_t errlen)
+/* "<head> VALUES (?,...),..." with k rows of ncols, prepared once per connection in cache[k - 1]. */
+static sqlite3_stmt *rows_stmt(struct store *st, sqlite3_stmt **cache, const char *head, int ncols,
+                               int k, char *err, size_t errlen)
 {
-    static const char head[] = "INSERT OR IGNORE INTO tags (name, value, seq) VALUES ";
     struct buf sql = {0};
-    sqlite3_stmt *s = st->tag_stmts[k - 1];
+    sqlite3_stmt *s = cache[k - 1];
     int rc;
 
     if (s != NULL)
         return s;
-    buf_append(&sql, head, sizeof head - 1);
-    for (int j = 0; j < k; j++)
-        buf_append(&sql, j > 0 ? ",(?,?,?)" : "(?,?,?)", j > 0 ? 8 : 7);
+    buf_append(&sql, head, strlen(head));
+    buf_append(&sql, " VALUES ", 8);
+    for (int j = 0; j < k; j++) {
+        buf_append(&sql, j > 0 ? ",(?" : "(?", j > 0 ? 3 : 2);
+        for (int c = 1; c < ncols; c++)
+            buf_append(&sql, ",?", 2);
+        buf_push(&sql, ')');
+    }
     buf_push(&sql, '\0');
     rc =
         sqlite3_prepare_v3(st->db, (const char *)sql.data, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL);
@@ -844,7 +850,7 @@ static sqlite3_stmt *tags_stmt(struct store *st, int k, char *err, size_t errlen
         db_err(st, err, errlen, "prepare");
         return NULL;
     }
-    st->tag_stmts[k - 1] = s;
+    cache[k - 1] = s;
     return s;
 }
 
@@ -955,15 +961,21 @@ static int authors_flush(struct store *st, char *err, size_t errlen)
 
     st->npending_authors = 0;
     qsort(p, n, sizeof *p, pending_author_cmp);
-    for (size_t i = 0; i < n; i++) {
-        sqlite3_stmt *s = stmt_get(st, ST_INSERT_AUTHOR, err, errlen);
+    for (size_t i = 0; i < n;) {
+        int k = n - i < FLUSH_ROWS ? (int)(n - i) : FLUSH_ROWS;
+        sqlite3_stmt *s =
+            rows_stmt(st, st->author_stmts,
+                      "INSERT OR IGNORE INTO events_by_author (author, kind, created_at, seq)", 4,
+                      k, err, errlen);
         if (s == NULL)
             return -1;
-        sqlite3_bind_int64(s, 1, p[i].author);
-        sqlite3_bind_int64(s, 2, p[i].kind);
-        sqlite3_bind_int64(s, 3, (sqlite3_int64)p[i].created_at);
-        sqlite3_bind_int64(s, 4, p[i].seq);
-        if (stmt_run(st, s, err, errlen, "insert author entry") < 0)
+        for (int j = 0; j < k; j++, i++) {
+            sqlite3_bind_int64(s, 4 * j + 1, p[i].author);
+            sqlite3_bind_int64(s, 4 * j + 2, p[i].kind);
+            sqlite3_bind_int64(s, 4 * j + 3, (sqlite3_int64)p[i].created_at);
+            sqlite3_bind_int64(s, 4 * j + 4, p[i].seq);
+        }
+        if (stmt_run(st, s, err, errlen, "insert author entries") < 0)
             return -1;
     }
     return 0;
@@ -982,38 +994,51 @@ static int tags_flush(struct store *st, char *err, size_t errlen)
 {
     struct pending_tag *p = st->pending;
     size_t n = st->npending;
+    struct tag_order *order;
+    int rc = SQLITE_OK;
 
     if (authors_flush(st, err, errlen) < 0)
         return -1;
     if (n == 0)
         return 0;
     st->npending = 0;
-    qsort(p, n, sizeof *p, pending_cmp);
-    for (size_t i = 0; i < n;) {
-        int k = n - i < TAG_ROWS ? (int)(n - i) : TAG_ROWS;
-        sqlite3_stmt *s = tags_stmt(st, k, err, errlen);
-        int rc = SQLITE_OK;
-        if (s == NULL)
-            return -1;
+    /*
+     * By the first bytes of (name, value) only, which orders random values
+     * completely and keeps equal ones (a shared hashtag) in queue order, that
+     * is by seq: sorting small records with a plain comparison is what keeps
+     * the sort cheap next to the inserts.
+     */
+    order = xmalloc(n * sizeof *order);
+    for (size_t i = 0; i < n; i++)
+        order[i] = (struct tag_order){.key = p[i].key, .at = i};
+    qsort(order, n, sizeof *order, tag_order_cmp);
+    for (size_t i = 0; i < n && rc == SQLITE_OK;) {
+        int k = n - i < FLUSH_ROWS ? (int)(n - i) : FLUSH_ROWS;
+        sqlite3_stmt *s = rows_stmt(
+            st, st->tag_stmts, "INSERT OR IGNORE INTO tags (name, value, seq)", 3, k, err, errlen);
+        if (s == NULL) {
+            rc = SQLITE_ERROR;
+            break;
+        }
         for (int j = 0; j < k && rc == SQLITE_OK; j++, i++) {
-            rc = sqlite3_bind_text(s, 3 * j + 1, &p[i].name, 1, SQLITE_STATIC);
-            if (rc == SQLITE_OK && p[i].is_blob)
-                rc = sqlite3_bind_blob(s, 3 * j + 2, p[i].raw, 32, SQLITE_STATIC);
+            const struct pending_tag *t = &p[order[i].at];
+            rc = sqlite3_bind_text(s, 3 * j + 1, &t->name, 1, SQLITE_STATIC);
+            if (rc == SQLITE_OK && t->is_blob)
+                rc = sqlite3_bind_blob(s, 3 * j + 2, t->raw, 32, SQLITE_STATIC);
             else if (rc == SQLITE_OK)
-                rc = sqlite3_bind_text64(s, 3 * j + 2, p[i].text, p[i].len, SQLITE_STATIC,
-                                         SQLITE_UTF8);
+                rc = sqlite3_bind_text64(s, 3 * j + 2, t->text, t->len, SQLITE_STATIC, SQLITE_UTF8);
             if (rc == SQLITE_OK)
-                rc = sqlite3_bind_int64(s, 3 * j + 3, p[i].seq);
+                rc = sqlite3_bind_int64(s, 3 * j + 3, t->seq);
         }
         if (rc != SQLITE_OK) {
             db_err(st, err, errlen, "bind tag");
             sqlite3_clear_bindings(s);
-            return -1;
+        } else if (stmt_run(st, s, err, errlen, "insert tags") < 0) {
+            rc = SQLITE_ERROR;
         }
-        if (stmt_run(st, s, err, errlen, "insert tags") < 0)
-            return -1;
     }
-    return 0;
+    free(order);
+    return rc == SQLITE_OK ? 0 : -1;
 }
 
 /*
