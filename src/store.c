@@ -578,10 +578,27 @@ struct store *store_open(const char *path, char *err, size_t errlen)
     /* First, so that everything below waits for other connections instead of failing. */
     sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
 
-    if (sqlite3_prepare_v2(st->db, "PRAGMA journal_mode = WAL", -1, &s, NULL) != SQLITE_OK ||
-        sqlite3_step(s) != SQLITE_ROW) {
-        db_err(st, err, errlen, "enable WAL");
-        goto fail;
+    /*
+     * Switching a new file to WAL takes an exclusive lock, and when several
+     * connections open the file at the same moment SQLite refuses some of
+     * them at once, without the busy handler (waiting could deadlock):
+     * tests/test-store's threads saw "database is locked" here about one run
+     * in five. Retry for as long as the busy timeout.
+     */
+    for (int waited_ms = 0;; waited_ms += 10) {
+        rc = sqlite3_prepare_v2(st->db, "PRAGMA journal_mode = WAL", -1, &s, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW)
+            break;
+        if (((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED) ||
+            waited_ms >= STORE_BUSY_TIMEOUT_MS) {
+            db_err(st, err, errlen, "enable WAL");
+            goto fail;
+        }
+        sqlite3_finalize(s);
+        s = NULL;
+        sqlite3_sleep(10);
     }
     {
         /* "memory" for :memory: databases, which cannot use WAL and need not. */
