@@ -653,8 +653,8 @@ static int cfg_value_line(const struct cfg_parse *ps, size_t off)
 
 static const char *const cfg_sync_keys =
     "workers, use_negentropy, negentropy_fallback, direction, interval, recheck_days, "
-    "neg_timeout, probe_timeout, frame_size_limit, fetch_batch, fetch_in_flight, "
-    "max_sync_events";
+    "neg_timeout, probe_timeout, frame_size_limit, negentropy_split, fetch_batch, "
+    "fetch_in_flight, max_sync_events";
 
 /*
  * "name =" or "#x =" at the start of s (also with inih's hidden '#'): a key,
@@ -821,6 +821,16 @@ static void cfg_key_sync(struct cfg_parse *ps, const char *key, const char *v)
             cfg_error(ps, ps->pline,
                       "frame_size_limit: expected 0 (no limit) or 4096..1073741824 bytes, "
                       "got '%s'",
+                      q);
+        }
+    } else if (strcmp(key, "negentropy_split") == 0) {
+        if (strcmp(v, "reference") == 0) {
+            s->neg_adaptive = 0;
+        } else if (strcmp(v, "adaptive") == 0) {
+            s->neg_adaptive = 1;
+        } else {
+            cfg_quote(v, q, sizeof q);
+            cfg_error(ps, ps->pline, "negentropy_split: expected reference or adaptive, got '%s'",
                       q);
         }
     } else if (strcmp(key, "fetch_batch") == 0) {

@@ -50,6 +50,7 @@ struct config_sync {
     unsigned neg_timeout;      /* seconds */
     unsigned probe_timeout;    /* seconds */
     uint64_t frame_size_limit; /* 0 (none) or >= 4096, as neg_new takes it */
+    int neg_adaptive;          /* negentropy_split = adaptive (neg_set_adaptive) */
     unsigned fetch_batch;      /* ids per REQ when fetching what NEG found */
     unsigned fetch_in_flight;  /* such REQs outstanding at once */
     uint64_t max_sync_events;  /* larger sets are split by time window */

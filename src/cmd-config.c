@@ -73,6 +73,7 @@ static void cmd_config_print(FILE *f, const struct config *cfg, const char *db_p
     fprintf(f, "neg_timeout = %u\n", s->neg_timeout);
     fprintf(f, "probe_timeout = %u\n", s->probe_timeout);
     fprintf(f, "frame_size_limit = %llu\n", (unsigned long long)s->frame_size_limit);
+    fprintf(f, "negentropy_split = %s\n", s->neg_adaptive ? "adaptive" : "reference");
     fprintf(f, "fetch_batch = %u\n", s->fetch_batch);
     fprintf(f, "fetch_in_flight = %u\n", s->fetch_in_flight);
     fprintf(f, "max_sync_events = %llu\n", (unsigned long long)s->max_sync_events);

@@ -1306,7 +1306,7 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
         goto out;
     }
     if ((n = neg_new(ns, j->e->cfg->sync.frame_size_limit, err, sizeof err)) != NULL)
-        neg_set_adaptive(n, 1); /* fewer bytes when differences are dense; see neg.c */
+        neg_set_adaptive(n, j->e->cfg->sync.neg_adaptive); /* negentropy_split; see neg.c */
     if (n == NULL || neg_initiate(n, &out, err, sizeof err) < 0) {
         set_error(j->fatal, sizeof j->fatal, "negentropy: %s", err);
         res = NEG_OUT_FATAL;

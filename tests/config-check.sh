@@ -65,6 +65,7 @@ recheck_days = 1
 neg_timeout = 20
 probe_timeout = 3
 frame_size_limit = 0
+negentropy_split = adaptive
 fetch_batch = 200
 fetch_in_flight = 2
 max_sync_events = 500000
@@ -108,6 +109,7 @@ recheck_days = 1
 neg_timeout = 20
 probe_timeout = 3
 frame_size_limit = 0
+negentropy_split = adaptive
 fetch_batch = 200
 fetch_in_flight = 2
 max_sync_events = 500000
@@ -154,7 +156,7 @@ printf '%s\n' "$out" >"$tmp/printed.ini"
 run -c "$tmp/printed.ini" check-config
 expect_rc 2 "printed.ini"
 expect_line "printed.ini" "$err" \
-    "$tmp/printed.ini:42: unknown key 'json' in [filter mine]; allowed: kinds, authors, ids, #x (one letter), since, until, limit"
+    "$tmp/printed.ini:43: unknown key 'json' in [filter mine]; allowed: kinds, authors, ids, #x (one letter), since, until, limit"
 
 # --- a bad file: every problem, with its line, and nothing else -------------
 cat >"$tmp/bad.ini" <<'EOF'
@@ -185,7 +187,7 @@ expect_eq "bad.ini: stdout" "$out" ""
 expect_eq "bad.ini: stderr" "$err" "$tmp/bad.ini:2: workers: expected an integer 1..256, got '0'
 $tmp/bad.ini:3: use_negentropy: expected true or false (or yes/no, on/off, 1/0), got 'maybe'
 $tmp/bad.ini:4: frame_size_limit: expected 0 (no limit) or 4096..1073741824 bytes, got '100'
-$tmp/bad.ini:5: unknown key 'bogus' in [sync]; allowed: workers, use_negentropy, negentropy_fallback, direction, interval, recheck_days, neg_timeout, probe_timeout, frame_size_limit, fetch_batch, fetch_in_flight, max_sync_events
+$tmp/bad.ini:5: unknown key 'bogus' in [sync]; allowed: workers, use_negentropy, negentropy_fallback, direction, interval, recheck_days, neg_timeout, probe_timeout, frame_size_limit, negentropy_split, fetch_batch, fetch_in_flight, max_sync_events
 $tmp/bad.ini:8: negentropy: expected auto, on or off, got 'sometimes'
 $tmp/bad.ini:9: duplicate relay wss://relay.example.com (first at line 7)
 $tmp/bad.ini:10: relay URL 'https://relay.example.com' must start with ws:// or wss:// (relays are websockets)
@@ -238,7 +240,7 @@ printf '[sync]\nworkers = 3\nwrokers = 4\n' >"$def"
 run check-config
 expect_rc 2 "bad default file"
 expect_line "bad default file" "$err" \
-    "$def:3: unknown key 'wrokers' in [sync]; allowed: workers, use_negentropy, negentropy_fallback, direction, interval, recheck_days, neg_timeout, probe_timeout, frame_size_limit, fetch_batch, fetch_in_flight, max_sync_events"
+    "$def:3: unknown key 'wrokers' in [sync]; allowed: workers, use_negentropy, negentropy_fallback, direction, interval, recheck_days, neg_timeout, probe_timeout, frame_size_limit, negentropy_split, fetch_batch, fetch_in_flight, max_sync_events"
 
 # -c FILE wins over the default (which is bad right now).
 run -c "$tmp/recent.ini" check-config

@@ -167,6 +167,7 @@ static void check_defaults(const struct config *cfg)
     CHECK(s->neg_timeout == 10);
     CHECK(s->probe_timeout == 5);
     CHECK(s->frame_size_limit == 60000);
+    CHECK(s->neg_adaptive == 0); /* messages byte-identical to the reference's (DESIGN.md) */
     CHECK(s->fetch_batch == 500);
     CHECK(s->fetch_in_flight == 4);
     CHECK(s->max_sync_events == 1000000);
@@ -224,6 +225,7 @@ static void test_every_key(void)
                                  "neg_timeout = 2m\n"
                                  "probe_timeout = 30\n"
                                  "frame_size_limit = 0\n"
+                                 "negentropy_split = adaptive\n"
                                  "fetch_batch = 100\n"
                                  "fetch_in_flight = 8\n"
                                  "max_sync_events = 250000\n"
@@ -250,13 +252,14 @@ static void test_every_key(void)
     CHECK(s->neg_timeout == 120);
     CHECK(s->probe_timeout == 30);
     CHECK(s->frame_size_limit == 0);
+    CHECK(s->neg_adaptive == 1);
     CHECK(s->fetch_batch == 100);
     CHECK(s->fetch_in_flight == 8);
     CHECK(s->max_sync_events == 250000);
 
     CHECK(cfg->nrelays == 3);
     const struct config_relay *r = config_find_relay(cfg, "wss://one.example");
-    CHECK(r != NULL && r->line == 16);
+    CHECK(r != NULL && r->line == 17);
     if (r != NULL) {
         CHECK(r->negentropy == CONFIG_NEGENTROPY_ON);
         CHECK(r->direction == CONFIG_DIRECTION_UP && r->direction_set);
@@ -708,8 +711,13 @@ static void test_errors(void)
     EXPECT_ERR("[sync]\nworker = 4\n",
                "2: unknown key 'worker' in [sync]; allowed: workers, use_negentropy, "
                "negentropy_fallback, direction, interval, recheck_days, neg_timeout, "
-               "probe_timeout, frame_size_limit, fetch_batch, fetch_in_flight, max_sync_events");
+               "probe_timeout, frame_size_limit, negentropy_split, fetch_batch, fetch_in_flight, "
+               "max_sync_events");
     EXPECT_ERR("[sync]\nworkers = 0\n", "2: workers: expected an integer 1..256, got '0'");
+    EXPECT_ERR("[sync]\nnegentropy_split = fast\n",
+               "2: negentropy_split: expected reference or adaptive, got 'fast'");
+    EXPECT_ERR("[sync]\nnegentropy_split =\n",
+               "2: negentropy_split: expected reference or adaptive, got ''");
     EXPECT_ERR("[sync]\nworkers = 257\n", "2: workers: expected an integer 1..256, got '257'");
     EXPECT_ERR("[sync]\nworkers = -1\n", "2: workers: expected an integer 1..256, got '-1'");
     EXPECT_ERR("[sync]\nworkers = four\n", "2: workers: expected an integer 1..256, got 'four'");
