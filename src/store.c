@@ -826,19 +826,39 @@ static void tags_queue(struct store *st, const struct event *ev, sqlite3_int64 s
     }
 }
 
-/* A queued tag entry's place in the order it is written: its key, then queue order. */
+/* A queued tag entry (pending[at]) and its sort key. */
 struct tag_order {
     uint64_t key;
     size_t at;
 };
 
-static int tag_order_cmp(const void *pa, const void *pb)
+/*
+ * Sorts n entries by key, keeping queue order among equal keys: a stable
+ * radix sort, one byte per pass from the lowest, skipping bytes that all
+ * keys share. tmp has room for n; returns whichever of a and tmp holds the
+ * result. At 60 000 entries a batch it takes a fraction of what qsort did.
+ */
+static struct tag_order *tag_order_sort(struct tag_order *a, struct tag_order *tmp, size_t n)
 {
-    const struct tag_order *a = pa, *b = pb;
-
-    if (a->key != b->key)
-        return a->key < b->key ? -1 : 1;
-    return a->at < b->at ? -1 : a->at > b->at;
+    for (int shift = 0; shift < 64 && n > 1; shift += 8) {
+        size_t count[256] = {0}, pos = 0;
+        struct tag_order *t;
+        for (size_t i = 0; i < n; i++)
+            count[(a[i].key >> shift) & 0xff]++;
+        if (count[(a[0].key >> shift) & 0xff] == n)
+            continue;
+        for (int d = 0; d < 256; d++) {
+            size_t c = count[d];
+            count[d] = pos;
+            pos += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            tmp[count[(a[i].key >> shift) & 0xff]++] = a[i];
+        t = a;
+        a = tmp;
+        tmp = t;
+    }
+    return a;
 }
 
 /* "<head> VALUES (?,...),..." with k rows of ncols, prepared once per connection in cache[k - 1]. */
@@ -1011,7 +1031,7 @@ static int tags_flush(struct store *st, char *err, size_t errlen)
 {
     struct pending_tag *p = st->pending;
     size_t n = st->npending;
-    struct tag_order *order;
+    struct tag_order *buf, *order;
     int rc = SQLITE_OK;
 
     if (authors_flush(st, err, errlen) < 0)
@@ -1022,13 +1042,13 @@ static int tags_flush(struct store *st, char *err, size_t errlen)
     /*
      * By the first bytes of (name, value) only, which orders random values
      * completely and keeps equal ones (a shared hashtag) in queue order, that
-     * is by seq: sorting small records with a plain comparison is what keeps
-     * the sort cheap next to the inserts.
+     * is by seq; values that share those bytes but differ stay in queue order
+     * too, which costs locality, never correctness.
      */
-    order = xmalloc(n * sizeof *order);
+    buf = xreallocarray(NULL, n, 2 * sizeof *buf);
     for (size_t i = 0; i < n; i++)
-        order[i] = (struct tag_order){.key = p[i].key, .at = i};
-    qsort(order, n, sizeof *order, tag_order_cmp);
+        buf[i] = (struct tag_order){.key = p[i].key, .at = i};
+    order = tag_order_sort(buf, buf + n, n);
     for (size_t i = 0; i < n && rc == SQLITE_OK;) {
         int k = n - i < FLUSH_ROWS ? (int)(n - i) : FLUSH_ROWS;
         sqlite3_stmt *s = rows_stmt(
@@ -1054,7 +1074,7 @@ static int tags_flush(struct store *st, char *err, size_t errlen)
             rc = SQLITE_ERROR;
         }
     }
-    free(order);
+    free(buf);
     return rc == SQLITE_OK ? 0 : -1;
 }
 
