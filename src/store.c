@@ -996,6 +996,8 @@ static int authors_flush(struct store *st, char *err, size_t errlen)
     struct pending_author *p = st->pending_authors;
     size_t n = st->npending_authors;
 
+    if (n == 0)
+        return 0;
     st->npending_authors = 0;
     qsort(p, n, sizeof *p, pending_author_cmp);
     for (size_t i = 0; i < n;) {
