@@ -279,11 +279,18 @@ static const char migration_4[] = "CREATE TABLE authors ("
                                   "  JOIN authors u ON u.pubkey = e.pubkey;"
                                   "DROP INDEX events_pubkey_kind;";
 
+/*
+ * The negentropy listing of a filter with `kinds` (the usual sync filter)
+ * went through events_kind (kind, created_at) and then to every event's row
+ * for its id: a random read per event, most of a sync's time on both sides
+ * of an incremental run. With the id in the index the listing of one kind is
+ * an index-only scan, already in (created_at, id) order.
+ */
+static const char migration_5[] = "DROP INDEX events_kind;"
+                                  "CREATE INDEX events_kind ON events(kind, created_at, id);";
+
 static const char *const migrations[] = {
-    migration_1,
-    migration_2,
-    migration_3,
-    migration_4,
+    migration_1, migration_2, migration_3, migration_4, migration_5,
 };
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

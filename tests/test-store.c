@@ -580,6 +580,15 @@ static void test_plans(void)
                 "TEMP B-TREE");
     expect_plan(st, STORE_PLAN_COUNT, "{\"kinds\":[1,7]}", "USING COVERING INDEX events_kind",
                 NULL);
+    /* The usual sync filter: one kind, listed from the index alone, in order (migration 5). */
+    expect_plan(st, STORE_PLAN_LIST_IDS, "{\"kinds\":[1]}",
+                "SEARCH e USING COVERING INDEX events_kind (kind=?)", "TEMP B-TREE");
+    expect_plan(
+        st, STORE_PLAN_LIST_IDS, "{\"kinds\":[1],\"since\":100,\"until\":200}",
+        "SEARCH e USING COVERING INDEX events_kind (kind=? AND created_at>? AND created_at<?)",
+        "TEMP B-TREE");
+    expect_plan(st, STORE_PLAN_LIST_IDS, "{\"kinds\":[1,7]}", "USING COVERING INDEX events_kind",
+                NULL);
     snprintf(text, sizeof text, "{\"authors\":[\"%s\"],\"kinds\":[0]}", pa);
     /* Authors are found through events_by_author (migration 4), never by a scan. */
     expect_plan(st, STORE_PLAN_QUERY_NEWEST, text,
@@ -848,8 +857,8 @@ static void test_repeated_tags(void)
 }
 
 /*
- * Migration 4 on a database at schema version 3: made from a current one by
- * undoing exactly what migration 4 does, so the test needs no fixture.
+ * Migrations 4 and 5 on a database at schema version 3: made from a current
+ * one by undoing exactly what they do, so the test needs no fixture.
  */
 static void test_migrate_v3(const char *dir)
 {
@@ -876,6 +885,8 @@ static void test_migrate_v3(const char *dir)
     CHECK(sqlite3_open(path, &db) == SQLITE_OK);
     CHECK_MSG(sqlite3_exec(db,
                            "CREATE INDEX events_pubkey_kind ON events(pubkey, kind, created_at);"
+                           "DROP INDEX events_kind;"
+                           "CREATE INDEX events_kind ON events(kind, created_at);"
                            "DROP TABLE events_by_author;"
                            "DROP TABLE authors;"
                            "PRAGMA user_version = 3;",
@@ -890,6 +901,7 @@ static void test_migrate_v3(const char *dir)
     CHECK_MSG(store_check(st, err, sizeof err) == 0, "%s", err);
     CHECK(count_filter(st, NULL) == 4);
     CHECK(count_filter(st, "{\"#t\":[\"v3\"]}") == 2);
+    CHECK(count_filter(st, "{\"kinds\":[1]}") == 2);
     snprintf(ftext, sizeof ftext, "{\"authors\":[\"%s\"]}", pk[0]);
     CHECK(count_filter(st, ftext) == 2);
     snprintf(ftext, sizeof ftext, "{\"authors\":[\"%s\",\"%s\"],\"kinds\":[1]}", pk[0], pk[1]);
@@ -914,6 +926,8 @@ static void test_migrate_v3(const char *dir)
     CHECK_MSG(strcmp(text, "4") == 0, "events_by_author rows: %s", text);
     sql_text(db, "SELECT count(*) FROM authors", text, sizeof text);
     CHECK_MSG(strcmp(text, "2") == 0, "authors: %s", text);
+    sql_text(db, "SELECT sql FROM sqlite_schema WHERE name = 'events_kind'", text, sizeof text);
+    CHECK_MSG(strstr(text, "created_at, id") != NULL, "events_kind: %s", text);
     sqlite3_close(db);
     for (int i = 0; i < 4; i++)
         event_free(ev[i]);
