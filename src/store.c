@@ -276,7 +276,8 @@ static const char migration_4[] = "CREATE TABLE authors ("
                                   ") WITHOUT ROWID;"
                                   "INSERT INTO events_by_author (author, kind, created_at, seq) "
                                   "  SELECT u.author, e.kind, e.created_at, e.seq FROM events e "
-                                  "  JOIN authors u ON u.pubkey = e.pubkey;"
+                                  "  JOIN authors u ON u.pubkey = e.pubkey "
+                                  "  ORDER BY u.author, e.kind, e.created_at, e.seq;"
                                   "DROP INDEX events_pubkey_kind;";
 
 /*
