@@ -1596,7 +1596,8 @@ fail_nobuf:
 enum query_shape {
     Q_JSON, /* the event bodies, in an order */
     Q_COUNT,
-    Q_IDS, /* (created_at, id), ascending */
+    Q_IDS,    /* (created_at, id), ascending */
+    Q_NEWEST, /* max(created_at) */
 };
 
 /* SQLite's default maximum parameter number, which filter_sql_where keeps to as well. */
@@ -1676,6 +1677,13 @@ static char *query_sql(const struct filter *f, enum query_shape shape, enum stor
     switch (shape) {
     case Q_COUNT:
         APPEND("SELECT count(*) FROM ");
+        APPEND(from);
+        APPEND(" WHERE (");
+        APPEND(where);
+        APPEND(")");
+        break;
+    case Q_NEWEST:
+        APPEND("SELECT max(e.created_at) FROM ");
         APPEND(from);
         APPEND(" WHERE (");
         APPEND(where);
@@ -1792,6 +1800,23 @@ int store_count(struct store *st, const struct filter *f, uint64_t *count, char 
         *count = (uint64_t)sqlite3_column_int64(s, 0);
     else
         db_err(st, err, errlen, "count");
+    sqlite3_finalize(s);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+int store_newest(struct store *st, const struct filter *f, int64_t *created_at, char *err,
+                 size_t errlen)
+{
+    sqlite3_stmt *s = query_prepare(st, f, Q_NEWEST, STORE_OLDEST_FIRST, err, errlen);
+    int rc;
+
+    if (s == NULL)
+        return -1;
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *created_at = sqlite3_column_type(s, 0) == SQLITE_NULL ? -1 : sqlite3_column_int64(s, 0);
+    else
+        db_err(st, err, errlen, "newest");
     sqlite3_finalize(s);
     return rc == SQLITE_ROW ? 0 : -1;
 }

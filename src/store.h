@@ -88,6 +88,9 @@ int store_query(struct store *st, const struct filter *f, enum store_order order
 /* Number of stored events matching f (NULL = all; limit ignored). 0, or -1. */
 int store_count(struct store *st, const struct filter *f, uint64_t *count, char *err,
                 size_t errlen);
+/* The newest created_at among them (-1 if none), through the index where there is one. 0, or -1. */
+int store_newest(struct store *st, const struct filter *f, int64_t *created_at, char *err,
+                 size_t errlen);
 
 /*
  * (created_at, id) of every stored event matching f (NULL = all; limit

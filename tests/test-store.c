@@ -679,6 +679,44 @@ static int count_filter(struct store *st, const char *ftext)
     return (int)n;
 }
 
+/* store_newest: the newest created_at a filter matches, -1 for none. */
+static void test_newest(void)
+{
+    struct store *st = open_mem();
+    struct store_result r[4];
+    struct event *ev[4];
+    char err[STORE_ERRLEN];
+    static const struct {
+        const char *filter;
+        int64_t want;
+    } cases[] = {
+        {NULL, 40},
+        {"{\"kinds\":[1]}", 30},
+        {"{\"kinds\":[1],\"until\":25}", 10},
+        {"{\"kinds\":[1],\"since\":11,\"until\":29}", -1},
+        {"{\"kinds\":[7]}", 40},
+        {"{\"kinds\":[9]}", -1},
+    };
+
+    ev[0] = mk(0, 10, 1, "a", NULL);
+    ev[1] = mk(1, 20, 7, "b", NULL);
+    ev[2] = mk(0, 30, 1, "c", NULL);
+    ev[3] = mk(1, 40, 7, "d", NULL);
+    CHECK(store_insert_batch(st, ev, 4, r, err, sizeof err) == 0);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct filter *f = cases[i].filter != NULL ? parse_filter(cases[i].filter) : NULL;
+        int64_t got = -2;
+        CHECK_MSG(store_newest(st, f, &got, err, sizeof err) == 0, "%s", err);
+        CHECK_MSG(got == cases[i].want, "newest of %s: %lld, want %lld",
+                  cases[i].filter ? cases[i].filter : "everything", (long long)got,
+                  (long long)cases[i].want);
+        filter_free(f);
+    }
+    for (int i = 0; i < 4; i++)
+        event_free(ev[i]);
+    store_close(st);
+}
+
 static char *read_file(const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -1147,6 +1185,7 @@ int main(void)
     test_convergence();
     test_queries();
     test_plans();
+    test_newest();
     test_migrations(dir);
     test_migrate_v1(dir);
     test_migrate_v3(dir);
