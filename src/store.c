@@ -1788,37 +1788,38 @@ int store_query(struct store *st, const struct filter *f, enum store_order order
     return stopped;
 }
 
-int store_count(struct store *st, const struct filter *f, uint64_t *count, char *err, size_t errlen)
+/* The one value a Q_COUNT or Q_NEWEST query gives; -1 for SQL NULL. */
+static int query_scalar(struct store *st, const struct filter *f, enum query_shape shape,
+                        const char *what, int64_t *out, char *err, size_t errlen)
 {
-    sqlite3_stmt *s = query_prepare(st, f, Q_COUNT, STORE_OLDEST_FIRST, err, errlen);
+    sqlite3_stmt *s = query_prepare(st, f, shape, STORE_OLDEST_FIRST, err, errlen);
     int rc;
 
     if (s == NULL)
         return -1;
     rc = sqlite3_step(s);
     if (rc == SQLITE_ROW)
-        *count = (uint64_t)sqlite3_column_int64(s, 0);
+        *out = sqlite3_column_type(s, 0) == SQLITE_NULL ? -1 : sqlite3_column_int64(s, 0);
     else
-        db_err(st, err, errlen, "count");
+        db_err(st, err, errlen, what);
     sqlite3_finalize(s);
     return rc == SQLITE_ROW ? 0 : -1;
+}
+
+int store_count(struct store *st, const struct filter *f, uint64_t *count, char *err, size_t errlen)
+{
+    int64_t n;
+
+    if (query_scalar(st, f, Q_COUNT, "count", &n, err, errlen) < 0)
+        return -1;
+    *count = (uint64_t)n;
+    return 0;
 }
 
 int store_newest(struct store *st, const struct filter *f, int64_t *created_at, char *err,
                  size_t errlen)
 {
-    sqlite3_stmt *s = query_prepare(st, f, Q_NEWEST, STORE_OLDEST_FIRST, err, errlen);
-    int rc;
-
-    if (s == NULL)
-        return -1;
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
-        *created_at = sqlite3_column_type(s, 0) == SQLITE_NULL ? -1 : sqlite3_column_int64(s, 0);
-    else
-        db_err(st, err, errlen, "newest");
-    sqlite3_finalize(s);
-    return rc == SQLITE_ROW ? 0 : -1;
+    return query_scalar(st, f, Q_NEWEST, "newest", created_at, err, errlen);
 }
 
 int store_list_ids(struct store *st, const struct filter *f, store_id_cb cb, void *ctx, char *err,
