@@ -782,6 +782,22 @@ static double density_slope(const struct neg *n, double d)
 }
 
 /*
+ * What update_density solves for d, falling as d grows: the likelihood's
+ * slope, or, when every range differed and there is no IdList, the expected
+ * number of equal ranges less one half.
+ */
+static double density_equation(const struct neg *n, double d, int floor_only)
+{
+    double f = -0.5;
+
+    if (!floor_only)
+        return density_slope(n, d);
+    for (size_t i = 0; i < n->nsamples; i++)
+        f += exp(-d * (double)n->samples[i].count);
+    return f;
+}
+
+/*
  * Re-estimates the density from the evidence gathered since the last time
  * (the peer's fingerprints in this message, the IdLists of the last one):
  * the maximum-likelihood d. When every range differed and there is no IdList,
@@ -804,30 +820,19 @@ static void update_density(struct neg *n)
         n->nsamples = 0;
         return;
     }
+    /* Bisect (geometrically) where the equation's left side crosses zero. */
+    int floor_only = differ == fps && lists == 0;
     double lo = 1e-7, hi = 1e4, d;
-    if (differ == fps && lists == 0) {
-        for (int iter = 0; iter < 50; iter++) {
-            double mid = sqrt(lo * hi), f = 0;
-            for (size_t i = 0; i < n->nsamples; i++)
-                f += exp(-mid * (double)n->samples[i].count);
-            if (f > 0.5)
-                lo = mid;
-            else
-                hi = mid;
-        }
-        d = sqrt(lo * hi);
-        if (d < n->density)
-            d = n->density;
-    } else {
-        for (int iter = 0; iter < 50; iter++) {
-            double mid = sqrt(lo * hi);
-            if (density_slope(n, mid) > 0)
-                lo = mid;
-            else
-                hi = mid;
-        }
-        d = sqrt(lo * hi);
+    for (int iter = 0; iter < 50; iter++) {
+        double mid = sqrt(lo * hi);
+        if (density_equation(n, mid, floor_only) > 0)
+            lo = mid;
+        else
+            hi = mid;
     }
+    d = sqrt(lo * hi);
+    if (floor_only && d < n->density)
+        d = n->density;
     n->density = d;
     n->nsamples = 0;
 }
