@@ -153,6 +153,24 @@ static void test_storage_errors(void)
     CHECK(strstr(err, "duplicate") != NULL);
     neg_storage_free(st);
 
+    /* A duplicate that only sorting brings next to its twin. */
+    st = neg_storage_new();
+    CHECK(neg_storage_insert(st, 5, id, err, sizeof(err)) == 0);
+    CHECK(neg_storage_insert(st, 9, id, err, sizeof(err)) == 0);
+    CHECK(neg_storage_insert(st, 7, id, err, sizeof(err)) == 0);
+    CHECK(neg_storage_insert(st, 5, id, err, sizeof(err)) == 0);
+    CHECK(neg_storage_seal(st, err, sizeof(err)) < 0);
+    CHECK(strstr(err, "duplicate item 5,") != NULL);
+    neg_storage_free(st);
+
+    /* Already in order (as store listings come): sealed as is. */
+    st = neg_storage_new();
+    for (uint64_t t = 1; t <= 100; t++)
+        CHECK(neg_storage_insert(st, t / 3, (uint8_t[32]){(uint8_t)t}, err, sizeof(err)) == 0);
+    CHECK(neg_storage_seal(st, err, sizeof(err)) == 0);
+    CHECK(neg_storage_size(st) == 100 && neg_storage_item(st, 99)->timestamp == 33);
+    neg_storage_free(st);
+
     st = neg_storage_new();
     CHECK(neg_new(st, 0, err, sizeof(err)) == NULL); /* not sealed */
     CHECK(neg_storage_insert(st, 3, id, err, sizeof(err)) == 0);
