@@ -115,7 +115,6 @@ static void cmd_config_print(FILE *f, const struct config *cfg, const char *db_p
 
 int cmd_check_config(struct globals *g, int argc, char **argv)
 {
-    struct config_errors errs = {0};
     struct config *cfg;
     char err[CONFIG_ERRLEN];
     char *db;
@@ -130,15 +129,8 @@ int cmd_check_config(struct globals *g, int argc, char **argv)
         fputs("usage: negsync [-c FILE] [-d FILE] check-config\n", stderr);
         return EXIT_USAGE;
     }
-    cfg = config_load(g->config_path, (int64_t)time(NULL), &errs);
-    if (cfg == NULL) {
-        for (size_t i = 0; i < errs.n; i++)
-            fprintf(stderr, "%s\n", errs.msgs[i]);
-        fprintf(stderr, "negsync: %zu error%s in the configuration\n", errs.n,
-                errs.n == 1 ? "" : "s");
-        config_errors_free(&errs);
+    if ((cfg = cmd_load_config(g, "")) == NULL)
         return EXIT_USAGE;
-    }
     if (cfg->notice != NULL)
         fprintf(stderr, "negsync: %s\n", cfg->notice);
 

@@ -82,6 +82,21 @@ struct import_state {
     size_t nbatch, batch_bytes;
 };
 
+struct config *cmd_load_config(const struct globals *g, const char *consequence)
+{
+    struct config_errors errs = {0};
+    struct config *cfg = config_load(g->config_path, (int64_t)time(NULL), &errs);
+
+    if (cfg == NULL) {
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "%s\n", errs.msgs[i]);
+        fprintf(stderr, "negsync: %zu error%s in the configuration%s\n", errs.n,
+                errs.n == 1 ? "" : "s", consequence);
+        config_errors_free(&errs);
+    }
+    return cfg;
+}
+
 struct store *cmd_open_store(const struct globals *g, int *exit_code)
 {
     char err[STORE_ERRLEN];
@@ -93,15 +108,9 @@ struct store *cmd_open_store(const struct globals *g, int *exit_code)
         path = xstrdup(g->db_path);
     } else {
         /* The database is where the configuration says ([storage] path). */
-        struct config_errors errs = {0};
-        struct config *cfg = config_load(g->config_path, (int64_t)time(NULL), &errs);
+        struct config *cfg = cmd_load_config(g, "");
         if (cfg == NULL) {
-            for (size_t i = 0; i < errs.n; i++)
-                fprintf(stderr, "%s\n", errs.msgs[i]);
-            fprintf(stderr, "negsync: %zu error%s in the configuration\n", errs.n,
-                    errs.n == 1 ? "" : "s");
-            config_errors_free(&errs);
-            *exit_code = 2;
+            *exit_code = EXIT_USAGE;
             return NULL;
         }
         if (cfg->storage_path == NULL)

@@ -273,7 +273,6 @@ int cmd_probe(struct globals *g, int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    struct config_errors errs = {0};
     struct probe_target *targets = NULL;
     struct probe_run run;
     pthread_t threads[PROBE_MAX_THREADS];
@@ -298,15 +297,8 @@ int cmd_probe(struct globals *g, int argc, char **argv)
         }
     }
 
-    cfg = config_load(g->config_path, (int64_t)time(NULL), &errs);
-    if (cfg == NULL) {
-        for (size_t i = 0; i < errs.n; i++)
-            fprintf(stderr, "%s\n", errs.msgs[i]);
-        fprintf(stderr, "negsync: %zu error%s in the configuration\n", errs.n,
-                errs.n == 1 ? "" : "s");
-        config_errors_free(&errs);
+    if ((cfg = cmd_load_config(g, "")) == NULL)
         return EXIT_USAGE;
-    }
     for (int i = optind; i < argc; i++) {
         char err[RELAY_ERRLEN];
         char *url = relay_url_normalize(argv[i], err, sizeof err);

@@ -252,7 +252,6 @@ int cmd_sync(struct globals *g, int argc, char **argv)
     const char **relays = NULL, **filters = NULL;
     size_t nrelays = 0, nfilters = 0;
     int once = 0, c, rc = 0;
-    struct config_errors errs = {0};
     struct config *cfg = NULL;
     char *db = NULL, err[CONFIG_ERRLEN];
     struct sync_engine_opts eo = {0};
@@ -293,13 +292,7 @@ int cmd_sync(struct globals *g, int argc, char **argv)
         return EXIT_USAGE;
     }
 
-    cfg = config_load(g->config_path, (int64_t)time(NULL), &errs);
-    if (cfg == NULL) {
-        for (size_t i = 0; i < errs.n; i++)
-            fprintf(stderr, "%s\n", errs.msgs[i]);
-        fprintf(stderr, "negsync: %zu error%s in the configuration; nothing synced\n", errs.n,
-                errs.n == 1 ? "" : "s");
-        config_errors_free(&errs);
+    if ((cfg = cmd_load_config(g, "; nothing synced")) == NULL) {
         rc = EXIT_USAGE;
         goto out;
     }

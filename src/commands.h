@@ -15,6 +15,14 @@ struct globals {
 };
 
 struct store;
+struct config;
+
+/*
+ * Loads -c FILE (or the XDG default). On errors prints each as file:line:
+ * message, then "negsync: N errors in the configuration" followed by
+ * consequence (e.g. "; nothing synced", or ""), and returns NULL.
+ */
+struct config *cmd_load_config(const struct globals *g, const char *consequence);
 
 /*
  * Opens the database every command uses: -d FILE, else the configuration's

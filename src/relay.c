@@ -345,6 +345,17 @@ static int take_subid(const char *type, const json_t *v, struct relay_msg *m, ch
     return 0;
 }
 
+/* A message whose only payload is a subscription id (EOSE, NEG-CLOSE). */
+static int take_only_subid(const char *type, const json_t *a, size_t n, struct relay_msg *m,
+                           char *err, size_t errlen)
+{
+    if (n < 2) {
+        set_error(err, errlen, "%s: no subscription id", type);
+        return -1;
+    }
+    return take_subid(type, json_array_get(a, 1), m, err, errlen);
+}
+
 /* An optional reason at index i: absent is "", anything but a string is an error. */
 static int take_text(const char *type, const json_t *arr, size_t i, int required,
                      struct relay_msg *m, char *err, size_t errlen)
@@ -408,11 +419,7 @@ static int msg_fill(const char *type, const json_t *a, struct relay_msg *m, char
         m->event = json_incref(ev);
     } else if (strcmp(type, "EOSE") == 0) {
         m->type = RELAY_MSG_EOSE;
-        if (n < 2) {
-            set_error(err, errlen, "EOSE: no subscription id");
-            return -1;
-        }
-        return take_subid(type, json_array_get(a, 1), m, err, errlen);
+        return take_only_subid(type, a, n, m, err, errlen);
     } else if (strcmp(type, "OK") == 0) {
         m->type = RELAY_MSG_OK;
         if (n < 3) {
@@ -487,11 +494,7 @@ static int msg_fill(const char *type, const json_t *a, struct relay_msg *m, char
         }
     } else if (strcmp(type, "NEG-CLOSE") == 0) {
         m->type = RELAY_MSG_NEG_CLOSE;
-        if (n < 2) {
-            set_error(err, errlen, "NEG-CLOSE: no subscription id");
-            return -1;
-        }
-        return take_subid(type, json_array_get(a, 1), m, err, errlen);
+        return take_only_subid(type, a, n, m, err, errlen);
     } else if (strcmp(type, "AUTH") == 0) {
         m->type = RELAY_MSG_AUTH;
         return take_text(type, a, 1, 1, m, err, errlen);
