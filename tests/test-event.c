@@ -18,19 +18,8 @@
 #include <string.h>
 
 #include "event.h"
+#include "testutil.h"
 #include "util.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            failures++;                                                                            \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                        \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-        }                                                                                          \
-    } while (0)
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -155,12 +144,12 @@ static void tamper_expect(const char *what, size_t line, struct event *ev, const
 {
     char err[EVENT_ERRLEN] = "";
 
-    CHECK(event_verify(ev, err, sizeof err) != 0 && strcmp(err, reason) == 0,
-          "line %zu: tampered %s: got \"%s\", want \"%s\"", line, what, err, reason);
+    CHECK_MSG(event_verify(ev, err, sizeof err) != 0 && strcmp(err, reason) == 0,
+              "line %zu: tampered %s: got \"%s\", want \"%s\"", line, what, err, reason);
     /* And the same through JSON, as it would arrive from a relay. */
     err[0] = '\0';
-    CHECK(reparse_verify(ev, err, sizeof err) != 0 && strcmp(err, reason) == 0,
-          "line %zu: tampered %s via JSON: got \"%s\", want \"%s\"", line, what, err, reason);
+    CHECK_MSG(reparse_verify(ev, err, sizeof err) != 0 && strcmp(err, reason) == 0,
+              "line %zu: tampered %s via JSON: got \"%s\", want \"%s\"", line, what, err, reason);
 }
 
 static void test_real_events(void)
@@ -169,18 +158,18 @@ static void test_real_events(void)
     size_t ok = 0, kinds_seen[3] = {0}, identical = 0;
 
     if (lines_read(real_events_path(), &l) != 0) {
-        CHECK(0, "cannot read %s (is NEGSYNC_SHARED set?)", real_events_path());
+        CHECK_MSG(0, "cannot read %s (is NEGSYNC_SHARED set?)", real_events_path());
         return;
     }
-    CHECK(l.n == 463, "expected 463 real events, read %zu", l.n);
+    CHECK_MSG(l.n == 463, "expected 463 real events, read %zu", l.n);
     for (size_t i = 0; i < l.n; i++) {
         char err[EVENT_ERRLEN] = "";
         struct event *ev = event_parse(l.v[i], l.len[i], err, sizeof err);
-        CHECK(ev != NULL, "line %zu: parse: %s", i + 1, err);
+        CHECK_MSG(ev != NULL, "line %zu: parse: %s", i + 1, err);
         if (ev == NULL)
             continue;
         int rc = event_verify(ev, err, sizeof err);
-        CHECK(rc == 0, "line %zu: verify: %s", i + 1, err);
+        CHECK_MSG(rc == 0, "line %zu: verify: %s", i + 1, err);
         if (rc != 0) {
             event_free(ev);
             continue;
@@ -195,12 +184,13 @@ static void test_real_events(void)
         size_t len, len2;
         char *json = event_to_json(ev, &len);
         struct event *back = event_parse(json, len, err, sizeof err);
-        CHECK(back != NULL, "line %zu: re-parse of our JSON: %s", i + 1, err);
+        CHECK_MSG(back != NULL, "line %zu: re-parse of our JSON: %s", i + 1, err);
         if (back != NULL) {
             char *json2 = event_to_json(back, &len2);
-            CHECK(len == len2 && memcmp(json, json2, len) == 0, "line %zu: round trip differs",
-                  i + 1);
-            CHECK(event_verify(back, err, sizeof err) == 0, "line %zu: re-verify: %s", i + 1, err);
+            CHECK_MSG(len == len2 && memcmp(json, json2, len) == 0, "line %zu: round trip differs",
+                      i + 1);
+            CHECK_MSG(event_verify(back, err, sizeof err) == 0, "line %zu: re-verify: %s", i + 1,
+                      err);
             free(json2);
             event_free(back);
         }
@@ -244,13 +234,14 @@ static void test_real_events(void)
         tamper_expect("pubkey", i + 1, ev, "id mismatch");
         ev->pubkey[5] ^= 4;
 
-        CHECK(event_verify(ev, err, sizeof err) == 0, "line %zu: untampered again: %s", i + 1, err);
+        CHECK_MSG(event_verify(ev, err, sizeof err) == 0, "line %zu: untampered again: %s", i + 1,
+                  err);
         event_free(ev);
     }
     printf("real events: %zu of %zu parse and verify (kind 0: %zu, 1: %zu, other: %zu); "
            "%zu already in our byte form\n",
            ok, l.n, kinds_seen[0], kinds_seen[1], kinds_seen[2], identical);
-    CHECK(ok == 463, "only %zu real events verified", ok);
+    CHECK_MSG(ok == 463, "only %zu real events verified", ok);
     lines_free(&l);
 }
 
@@ -285,8 +276,8 @@ static void expect_obj_reject(json_t *o, const char *reason, const char *what)
     char err[EVENT_ERRLEN] = "";
     struct event *ev = event_from_json(o, err, sizeof err);
 
-    CHECK(ev == NULL && strcmp(err, reason) == 0, "%s: got %s \"%s\", want \"%s\"", what,
-          ev ? "accepted" : "rejected", err, reason);
+    CHECK_MSG(ev == NULL && strcmp(err, reason) == 0, "%s: got %s \"%s\", want \"%s\"", what,
+              ev ? "accepted" : "rejected", err, reason);
     event_free(ev);
     json_decref(o);
 }
@@ -310,9 +301,9 @@ static void expect_text_reject(const char *text, const char *reason_prefix)
     char err[EVENT_ERRLEN] = "";
     struct event *ev = event_parse(text, strlen(text), err, sizeof err);
 
-    CHECK(ev == NULL && strncmp(err, reason_prefix, strlen(reason_prefix)) == 0,
-          "text %.60s: got %s \"%s\", want \"%s...\"", text, ev ? "accepted" : "rejected", err,
-          reason_prefix);
+    CHECK_MSG(ev == NULL && strncmp(err, reason_prefix, strlen(reason_prefix)) == 0,
+              "text %.60s: got %s \"%s\", want \"%s...\"", text, ev ? "accepted" : "rejected", err,
+              reason_prefix);
     event_free(ev);
 }
 
@@ -344,8 +335,8 @@ static void test_rejections(void)
         json_object_set_new(o, "extra", json_string("ignored"));
         json_object_set_new(o, "seenOn", json_array());
         struct event *ev = event_from_json(o, err, sizeof err);
-        CHECK(ev != NULL, "base event with unknown fields: %s", err);
-        CHECK(ev && event_verify(ev, err, sizeof err) == 0, "base event verify: %s", err);
+        CHECK_MSG(ev != NULL, "base event with unknown fields: %s", err);
+        CHECK_MSG(ev && event_verify(ev, err, sizeof err) == 0, "base event verify: %s", err);
         event_free(ev);
         json_decref(o);
     }
@@ -458,7 +449,7 @@ static void test_rejections(void)
         struct event *ev = event_build("\xf0\x9f\x98\x80"
                                        "a\0b/",
                                        8);
-        CHECK(event_finalize(ev, sk) == 0, "finalize");
+        CHECK_MSG(event_finalize(ev, sk) == 0, "finalize");
         char idhex[65], pkhex[65], sighex[129];
         hex_encode(ev->id, 32, idhex);
         hex_encode(ev->pubkey, 32, pkhex);
@@ -469,16 +460,16 @@ static void test_rejections(void)
                  "\"tags\":[],\"content\":\"\\ud83d\\ude00a\\u0000b\\/\",\"sig\":\"%s\"}",
                  idhex, pkhex, sighex);
         struct event *back = event_parse(text, strlen(text), err, sizeof err);
-        CHECK(back != NULL, "escaped content: %s", err);
+        CHECK_MSG(back != NULL, "escaped content: %s", err);
         if (back != NULL) {
-            CHECK(back->content_len == 8 && memcmp(back->content, ev->content, 8) == 0,
-                  "escapes decoded wrongly");
-            CHECK(event_verify(back, err, sizeof err) == 0, "escaped content verify: %s", err);
+            CHECK_MSG(back->content_len == 8 && memcmp(back->content, ev->content, 8) == 0,
+                      "escapes decoded wrongly");
+            CHECK_MSG(event_verify(back, err, sizeof err) == 0, "escaped content verify: %s", err);
             size_t len;
             char *json = event_to_json(back, &len);
-            CHECK(strstr(json, "\"content\":\"\xf0\x9f\x98\x80"
-                               "a\\u0000b/\"") != NULL,
-                  "re-serialized: %s", json);
+            CHECK_MSG(strstr(json, "\"content\":\"\xf0\x9f\x98\x80"
+                                   "a\\u0000b/\"") != NULL,
+                      "re-serialized: %s", json);
             free(json);
         }
         event_free(back);
@@ -505,9 +496,9 @@ static void test_escaping(void)
             snprintf(want, sizeof want, ",\"x%sy\"]", short_esc[c]);
         else
             snprintf(want, sizeof want, ",\"x\\u%04xy\"]", c);
-        CHECK(len >= strlen(want) && strcmp(s + len - strlen(want), want) == 0,
-              "control 0x%02x: serialized as %s, want %s", c, s, want);
-        CHECK(strlen(s) == len, "control 0x%02x: raw NUL in output", c);
+        CHECK_MSG(len >= strlen(want) && strcmp(s + len - strlen(want), want) == 0,
+                  "control 0x%02x: serialized as %s, want %s", c, s, want);
+        CHECK_MSG(strlen(s) == len, "control 0x%02x: raw NUL in output", c);
         free(s);
         event_free(ev);
     }
@@ -524,7 +515,7 @@ static void test_escaping(void)
     char want[256];
     snprintf(want, sizeof want, "[0,\"%s\",1700000000,1,[[\"q\\\"\\\\\",\"\\t\"]],\"%s\"]",
              "abababababababababababababababababababababababababababababababab", verbatim);
-    CHECK(strcmp(s, want) == 0, "canonical form:\n got %s\nwant %s", s, want);
+    CHECK_MSG(strcmp(s, want) == 0, "canonical form:\n got %s\nwant %s", s, want);
     free(s);
 
     event_free(ev);
@@ -532,9 +523,9 @@ static void test_escaping(void)
     /* Empty tags and empty content: the minimal canonical form. */
     ev = event_build("", 0);
     s = event_serialize_canonical(ev, &len);
-    CHECK(strcmp(s, "[0,\"0000000000000000000000000000000000000000000000000000000000000000\","
-                    "1700000000,1,[],\"\"]") == 0,
-          "minimal canonical form: %s", s);
+    CHECK_MSG(strcmp(s, "[0,\"0000000000000000000000000000000000000000000000000000000000000000\","
+                        "1700000000,1,[],\"\"]") == 0,
+              "minimal canonical form: %s", s);
     free(s);
     event_free(ev);
 }
@@ -550,20 +541,20 @@ static void test_signing(void)
     /* BIP-340 test vector 0: secret key 3. */
     seckey_from(sk, 3);
     struct event *ev = event_sign(sk, 0, 0, NULL, NULL, 0, "");
-    CHECK(ev != NULL, "sign with key 3");
+    CHECK_MSG(ev != NULL, "sign with key 3");
     if (ev != NULL) {
         hex_encode(ev->pubkey, 32, pkhex);
-        CHECK(strcmp(pkhex, "f9308a019258c31049344f85f89d5229b531c845836f99b08601f113bce036f9") ==
-                  0,
-              "pubkey of key 3 is %s", pkhex);
-        CHECK(event_verify(ev, err, sizeof err) == 0, "verify: %s", err);
+        CHECK_MSG(
+            strcmp(pkhex, "f9308a019258c31049344f85f89d5229b531c845836f99b08601f113bce036f9") == 0,
+            "pubkey of key 3 is %s", pkhex);
+        CHECK_MSG(event_verify(ev, err, sizeof err) == 0, "verify: %s", err);
     }
 
     /* Fresh aux randomness: two signatures of one event differ and both hold. */
     struct event *ev2 = event_sign(sk, 0, 0, NULL, NULL, 0, "");
-    CHECK(ev2 != NULL && memcmp(ev->id, ev2->id, 32) == 0, "same event, same id");
-    CHECK(ev2 != NULL && memcmp(ev->sig, ev2->sig, 64) != 0, "aux randomness not used");
-    CHECK(ev2 != NULL && event_verify(ev2, err, sizeof err) == 0, "verify 2: %s", err);
+    CHECK_MSG(ev2 != NULL && memcmp(ev->id, ev2->id, 32) == 0, "same event, same id");
+    CHECK_MSG(ev2 != NULL && memcmp(ev->sig, ev2->sig, 64) != 0, "aux randomness not used");
+    CHECK_MSG(ev2 != NULL && event_verify(ev2, err, sizeof err) == 0, "verify 2: %s", err);
     event_free(ev2);
 
     /* Swap in another valid pubkey with a recomputed id: the signature no longer holds. */
@@ -571,13 +562,13 @@ static void test_signing(void)
     ev2 = event_sign(sk, 0, 0, NULL, NULL, 0, "");
     memcpy(ev->pubkey, ev2->pubkey, 32);
     event_compute_id(ev, ev->id);
-    CHECK(event_verify(ev, err, sizeof err) != 0 && strcmp(err, "bad signature") == 0,
-          "foreign pubkey: \"%s\"", err);
+    CHECK_MSG(event_verify(ev, err, sizeof err) != 0 && strcmp(err, "bad signature") == 0,
+              "foreign pubkey: \"%s\"", err);
     /* And a pubkey that is no curve point (x >= p). */
     memset(ev->pubkey, 0xff, 32);
     event_compute_id(ev, ev->id);
-    CHECK(event_verify(ev, err, sizeof err) != 0 && strcmp(err, "invalid pubkey") == 0,
-          "off-curve pubkey: \"%s\"", err);
+    CHECK_MSG(event_verify(ev, err, sizeof err) != 0 && strcmp(err, "invalid pubkey") == 0,
+              "off-curve pubkey: \"%s\"", err);
     event_free(ev2);
     event_free(ev);
 
@@ -585,28 +576,29 @@ static void test_signing(void)
     uint8_t zero[32] = {0}, order[32];
     hex_decode("fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141", 64, order, 32,
                1);
-    CHECK(event_sign(zero, 0, 1, NULL, NULL, 0, "x") == NULL, "zero key accepted");
-    CHECK(event_sign(order, 0, 1, NULL, NULL, 0, "x") == NULL, "key = n accepted");
+    CHECK_MSG(event_sign(zero, 0, 1, NULL, NULL, 0, "x") == NULL, "zero key accepted");
+    CHECK_MSG(event_sign(order, 0, 1, NULL, NULL, 0, "x") == NULL, "key = n accepted");
     seckey_from(sk, 5);
-    CHECK(event_sign(sk, 0, 65536, NULL, NULL, 0, "x") == NULL, "kind 65536 accepted");
-    CHECK(event_sign(sk, (uint64_t)INT64_MAX + 1, 1, NULL, NULL, 0, "x") == NULL,
-          "created_at 2^63 accepted");
-    CHECK(event_sign(sk, 0, 1, NULL, NULL, 0, "\xc3") == NULL, "invalid UTF-8 accepted");
+    CHECK_MSG(event_sign(sk, 0, 65536, NULL, NULL, 0, "x") == NULL, "kind 65536 accepted");
+    CHECK_MSG(event_sign(sk, (uint64_t)INT64_MAX + 1, 1, NULL, NULL, 0, "x") == NULL,
+              "created_at 2^63 accepted");
+    CHECK_MSG(event_sign(sk, 0, 1, NULL, NULL, 0, "\xc3") == NULL, "invalid UTF-8 accepted");
     const char *empty_tag[1] = {NULL};
     const char *const *tags[] = {empty_tag};
     size_t zero_len = 0;
-    CHECK(event_sign(sk, 0, 1, tags, &zero_len, 1, "x") == NULL, "empty tag accepted");
+    CHECK_MSG(event_sign(sk, 0, 1, tags, &zero_len, 1, "x") == NULL, "empty tag accepted");
 
     /* Extremes that are fine. */
     ev = event_sign(sk, INT64_MAX, 65535, NULL, NULL, 0, NULL);
-    CHECK(ev != NULL && event_verify(ev, err, sizeof err) == 0, "INT64_MAX/65535: %s", err);
+    CHECK_MSG(ev != NULL && event_verify(ev, err, sizeof err) == 0, "INT64_MAX/65535: %s", err);
     if (ev != NULL) {
         size_t len;
         char *json = event_to_json(ev, &len);
         struct event *back = event_parse(json, len, err, sizeof err);
-        CHECK(back != NULL && back->created_at == INT64_MAX && back->kind == 65535,
-              "extremes round trip: %s", err);
-        CHECK(back != NULL && event_verify(back, err, sizeof err) == 0, "extremes verify: %s", err);
+        CHECK_MSG(back != NULL && back->created_at == INT64_MAX && back->kind == 65535,
+                  "extremes round trip: %s", err);
+        CHECK_MSG(back != NULL && event_verify(back, err, sizeof err) == 0, "extremes verify: %s",
+                  err);
         event_free(back);
         free(json);
     }
@@ -617,16 +609,16 @@ static void test_signing(void)
     const char *t0[] = {"x", "1\0002"};
     const size_t l0[] = {1, 3};
     event_add_tag(ev, 2, t0, l0);
-    CHECK(event_finalize(ev, sk) == 0, "finalize with NULs");
+    CHECK_MSG(event_finalize(ev, sk) == 0, "finalize with NULs");
     size_t len;
     char *json = event_to_json(ev, &len);
-    CHECK(strlen(json) == len && strstr(json, "[[\"x\",\"1\\u00002\"]]") != NULL &&
-              strstr(json, "\"content\":\"a\\u0000b\"") != NULL,
-          "NUL escaping: %s", json);
+    CHECK_MSG(strlen(json) == len && strstr(json, "[[\"x\",\"1\\u00002\"]]") != NULL &&
+                  strstr(json, "\"content\":\"a\\u0000b\"") != NULL,
+              "NUL escaping: %s", json);
     struct event *back = event_parse(json, len, err, sizeof err);
-    CHECK(back != NULL && back->content_len == 3 && back->tags[0].lens[1] == 3,
-          "NUL round trip: %s", err);
-    CHECK(back != NULL && event_verify(back, err, sizeof err) == 0, "NUL verify: %s", err);
+    CHECK_MSG(back != NULL && back->content_len == 3 && back->tags[0].lens[1] == 3,
+              "NUL round trip: %s", err);
+    CHECK_MSG(back != NULL && event_verify(back, err, sizeof err) == 0, "NUL verify: %s", err);
     event_free(back);
     free(json);
     event_free(ev);
@@ -645,9 +637,11 @@ static void test_kinds_and_tags(void)
         {30000, 0, 0, 1}, {39999, 0, 0, 1}, {40000, 0, 0, 0}, {65535, 0, 0, 0},
     };
     for (size_t i = 0; i < sizeof k / sizeof *k; i++) {
-        CHECK(!!event_kind_is_replaceable(k[i].kind) == k[i].repl, "replaceable(%u)", k[i].kind);
-        CHECK(!!event_kind_is_ephemeral(k[i].kind) == k[i].eph, "ephemeral(%u)", k[i].kind);
-        CHECK(!!event_kind_is_addressable(k[i].kind) == k[i].addr, "addressable(%u)", k[i].kind);
+        CHECK_MSG(!!event_kind_is_replaceable(k[i].kind) == k[i].repl, "replaceable(%u)",
+                  k[i].kind);
+        CHECK_MSG(!!event_kind_is_ephemeral(k[i].kind) == k[i].eph, "ephemeral(%u)", k[i].kind);
+        CHECK_MSG(!!event_kind_is_addressable(k[i].kind) == k[i].addr, "addressable(%u)",
+                  k[i].kind);
     }
 
     struct event *ev = event_build("", 0);
@@ -659,11 +653,11 @@ static void test_kinds_and_tags(void)
     event_add_tag(ev, 2, t3, NULL);
     event_add_tag(ev, 2, t4, NULL);
     const char *v = event_tag_value(ev, "d");
-    CHECK(v && strcmp(v, "first") == 0, "d tag: %s", v ? v : "(null)");
+    CHECK_MSG(v && strcmp(v, "first") == 0, "d tag: %s", v ? v : "(null)");
     v = event_tag_value(ev, "e");
-    CHECK(v && strcmp(v, "") == 0, "empty e tag value");
-    CHECK(event_tag_value(ev, "p") == NULL, "no p tag");
-    CHECK(event_tag_value(ev, "") == NULL, "empty name");
+    CHECK_MSG(v && strcmp(v, "") == 0, "empty e tag value");
+    CHECK_MSG(event_tag_value(ev, "p") == NULL, "no p tag");
+    CHECK_MSG(event_tag_value(ev, "") == NULL, "empty name");
     event_free(ev);
 }
 
@@ -705,7 +699,7 @@ static void test_threads(void)
     }
     for (int i = 0; i < 4; i++) {
         pthread_join(th[i], NULL);
-        CHECK(jobs[i].bad == 0, "thread %d: %d events failed", i, jobs[i].bad);
+        CHECK_MSG(jobs[i].bad == 0, "thread %d: %d events failed", i, jobs[i].bad);
     }
     lines_free(&l);
 }
@@ -885,28 +879,29 @@ static void test_keycache(void)
         for (size_t i = 0; i < NKEYS; i++)
             bad += event_verify_cached(evs[i], kc, err, sizeof err) != 0;
     }
-    CHECK(bad == 0, "%zu events failed with the cache: %s", bad, err);
+    CHECK_MSG(bad == 0, "%zu events failed with the cache: %s", bad, err);
     event_keycache_stats(kc, &hits, &misses);
-    CHECK(hits + misses == 2 * NKEYS && misses >= NKEYS && hits > 0, "hits %llu misses %llu",
-          (unsigned long long)hits, (unsigned long long)misses);
+    CHECK_MSG(hits + misses == 2 * NKEYS && misses >= NKEYS && hits > 0, "hits %llu misses %llu",
+              (unsigned long long)hits, (unsigned long long)misses);
     /* The same key right away is a hit. */
-    CHECK(event_verify_cached(evs[7], kc, err, sizeof err) == 0, "%s", err);
-    CHECK(event_verify_cached(evs[7], kc, err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(event_verify_cached(evs[7], kc, err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(event_verify_cached(evs[7], kc, err, sizeof err) == 0, "%s", err);
     event_keycache_stats(kc, &hits2, &misses2);
-    CHECK(hits2 >= hits + 1, "repeat was not a hit");
+    CHECK_MSG(hits2 >= hits + 1, "repeat was not a hit");
 
     /* Tampering: the same reasons with and without the cache. */
     {
         struct event *ev = evs[7];
         ev->sig[5] ^= 1;
-        CHECK(event_verify_cached(ev, kc, err, sizeof err) != 0 &&
-                  event_verify(ev, err2, sizeof err2) != 0 && strcmp(err, err2) == 0 &&
-                  strcmp(err, "bad signature") == 0,
-              "sig: \"%s\" vs \"%s\"", err, err2);
+        CHECK_MSG(event_verify_cached(ev, kc, err, sizeof err) != 0 &&
+                      event_verify(ev, err2, sizeof err2) != 0 && strcmp(err, err2) == 0 &&
+                      strcmp(err, "bad signature") == 0,
+                  "sig: \"%s\" vs \"%s\"", err, err2);
         ev->sig[5] ^= 1;
         ev->id[0] ^= 1;
-        CHECK(event_verify_cached(ev, kc, err, sizeof err) != 0 && strcmp(err, "id mismatch") == 0,
-              "id: \"%s\"", err);
+        CHECK_MSG(event_verify_cached(ev, kc, err, sizeof err) != 0 &&
+                      strcmp(err, "id mismatch") == 0,
+                  "id: \"%s\"", err);
         ev->id[0] ^= 1;
         /*
          * A key that differs from the cached one in its last byte only (same
@@ -915,24 +910,24 @@ static void test_keycache(void)
          */
         ev->pubkey[31] ^= 1;
         event_compute_id(ev, ev->id);
-        CHECK(event_verify_cached(ev, kc, err, sizeof err) != 0 &&
-                  event_verify(ev, err2, sizeof err2) != 0 && strcmp(err, err2) == 0,
-              "near key: \"%s\" vs \"%s\"", err, err2);
+        CHECK_MSG(event_verify_cached(ev, kc, err, sizeof err) != 0 &&
+                      event_verify(ev, err2, sizeof err2) != 0 && strcmp(err, err2) == 0,
+                  "near key: \"%s\" vs \"%s\"", err, err2);
         /* An off-curve key is refused every time, never remembered. */
         memset(ev->pubkey, 0xff, 32);
         event_compute_id(ev, ev->id);
         event_keycache_stats(kc, &hits, &misses);
         for (int i = 0; i < 3; i++)
-            CHECK(event_verify_cached(ev, kc, err, sizeof err) != 0 &&
-                      strcmp(err, "invalid pubkey") == 0,
-                  "off-curve: \"%s\"", err);
+            CHECK_MSG(event_verify_cached(ev, kc, err, sizeof err) != 0 &&
+                          strcmp(err, "invalid pubkey") == 0,
+                      "off-curve: \"%s\"", err);
         event_keycache_stats(kc, &hits2, &misses2);
-        CHECK(hits2 == hits && misses2 == misses + 3, "an invalid key was cached");
+        CHECK_MSG(hits2 == hits && misses2 == misses + 3, "an invalid key was cached");
     }
     /* No cache at all is allowed too. */
-    CHECK(event_verify_cached(evs[8], NULL, err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(event_verify_cached(evs[8], NULL, err, sizeof err) == 0, "%s", err);
     event_keycache_stats(NULL, &hits, &misses);
-    CHECK(hits == 0 && misses == 0, "NULL cache stats");
+    CHECK_MSG(hits == 0 && misses == 0, "NULL cache stats");
 
     for (size_t i = 0; i < NKEYS; i++)
         event_free(evs[i]);
@@ -961,10 +956,5 @@ int main(int argc, char **argv)
     test_keycache();
     test_threads();
 
-    if (failures) {
-        fprintf(stderr, "test-event: %d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("test-event: all checks passed\n");
-    return 0;
+    return test_summary("test-event");
 }

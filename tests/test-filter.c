@@ -18,19 +18,8 @@
 
 #include "event.h"
 #include "filter.h"
+#include "testutil.h"
 #include "util.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            failures++;                                                                            \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                        \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-        }                                                                                          \
-    } while (0)
 
 static const char ID1[] = "5c83da77af1dec6d7289834998ad7aafbd9e2191396d75ec3cc27f5a77226f36";
 static const char PK1[] = "f7234bd4c1394dda46d09f35bd384dd30cc552ad5541990f98844fb06676e9ca";
@@ -42,8 +31,8 @@ static void expect_parse_error(const char *text, const char *want)
     char err[FILTER_ERRLEN] = "";
     struct filter *f = filter_parse(text, err, sizeof err);
 
-    CHECK(f == NULL && strncmp(err, want, strlen(want)) == 0, "%s: got %s \"%s\", want \"%s\"",
-          text, f ? "accepted" : "rejected", err, want);
+    CHECK_MSG(f == NULL && strncmp(err, want, strlen(want)) == 0, "%s: got %s \"%s\", want \"%s\"",
+              text, f ? "accepted" : "rejected", err, want);
     filter_free(f);
 }
 
@@ -52,14 +41,14 @@ static void expect_roundtrip(const char *text)
     char err[FILTER_ERRLEN] = "";
     struct filter *f = filter_parse(text, err, sizeof err);
 
-    CHECK(f != NULL, "%s: %s", text, err);
+    CHECK_MSG(f != NULL, "%s: %s", text, err);
     if (f == NULL)
         return;
     char *s = filter_to_string(f);
-    CHECK(strcmp(s, text) == 0, "round trip of %s gave %s", text, s);
+    CHECK_MSG(strcmp(s, text) == 0, "round trip of %s gave %s", text, s);
     struct filter *d = filter_dup(f);
     char *s2 = filter_to_string(d);
-    CHECK(strcmp(s, s2) == 0, "dup of %s gave %s", text, s2);
+    CHECK_MSG(strcmp(s, s2) == 0, "dup of %s gave %s", text, s2);
     free(s2);
     free(s);
     filter_free(d);
@@ -111,12 +100,13 @@ static void test_parse(void)
         char err[FILTER_ERRLEN] = "";
         json_t *o = json_pack("{s:[s#]}", "#t", "a\0b", (size_t)3);
         struct filter *f = filter_from_json(o, err, sizeof err);
-        CHECK(f == NULL && strcmp(err, "#t[0]: contains U+0000") == 0, "NUL tag value: %s", err);
+        CHECK_MSG(f == NULL && strcmp(err, "#t[0]: contains U+0000") == 0, "NUL tag value: %s",
+                  err);
         filter_free(f);
         json_decref(o);
         o = json_array();
         f = filter_from_json(o, err, sizeof err);
-        CHECK(f == NULL && strcmp(err, "filter: not a JSON object") == 0, "array: %s", err);
+        CHECK_MSG(f == NULL && strcmp(err, "filter: not a JSON object") == 0, "array: %s", err);
         json_decref(o);
     }
 
@@ -137,8 +127,8 @@ static void test_parse(void)
         struct filter *f =
             filter_parse("{\"limit\":5,\"#t\":[\"x\"],\"kinds\":[7],\"since\":3}", err, sizeof err);
         char *s = f ? filter_to_string(f) : NULL;
-        CHECK(s && strcmp(s, "{\"kinds\":[7],\"#t\":[\"x\"],\"since\":3,\"limit\":5}") == 0,
-              "order: %s", s ? s : err);
+        CHECK_MSG(s && strcmp(s, "{\"kinds\":[7],\"#t\":[\"x\"],\"since\":3,\"limit\":5}") == 0,
+                  "order: %s", s ? s : err);
         free(s);
         filter_free(f);
     }
@@ -147,7 +137,7 @@ static void test_parse(void)
     {
         struct filter *f = filter_new();
         char *s = filter_to_string(f);
-        CHECK(strcmp(s, "{}") == 0, "empty filter: %s", s);
+        CHECK_MSG(strcmp(s, "{}") == 0, "empty filter: %s", s);
         free(s);
         f->kinds = xmalloc(sizeof *f->kinds);
         f->kinds[0] = 1;
@@ -155,7 +145,8 @@ static void test_parse(void)
         f->has_until = 1;
         f->until = UINT64_MAX;
         s = filter_to_string(f);
-        CHECK(strcmp(s, "{\"kinds\":[1],\"until\":9223372036854775807}") == 0, "hand-built: %s", s);
+        CHECK_MSG(strcmp(s, "{\"kinds\":[1],\"until\":9223372036854775807}") == 0, "hand-built: %s",
+                  s);
         free(s);
         filter_free(f);
     }
@@ -182,7 +173,7 @@ static int match(const char *text, const struct event *ev)
     struct filter *f = filter_parse(text, err, sizeof err);
 
     if (f == NULL) {
-        CHECK(0, "%s: %s", text, err);
+        CHECK_MSG(0, "%s: %s", text, err);
         return -1;
     }
     int m = filter_match(f, ev);
@@ -205,39 +196,39 @@ static void test_match(void)
     hex_encode(ev->id, 32, idhex);
     hex_encode(ev->pubkey, 32, pkhex);
 
-    CHECK(match("{}", ev) == 1, "empty filter");
-    CHECK(match("{\"limit\":0}", ev) == 1, "limit is ignored");
+    CHECK_MSG(match("{}", ev) == 1, "empty filter");
+    CHECK_MSG(match("{\"limit\":0}", ev) == 1, "limit is ignored");
     snprintf(text, sizeof text, "{\"ids\":[\"%s\",\"%s\"]}", ID1, idhex);
-    CHECK(match(text, ev) == 1, "ids OR");
+    CHECK_MSG(match(text, ev) == 1, "ids OR");
     snprintf(text, sizeof text, "{\"ids\":[\"%s\"]}", ID1);
-    CHECK(match(text, ev) == 0, "other id");
+    CHECK_MSG(match(text, ev) == 0, "other id");
     snprintf(text, sizeof text, "{\"authors\":[\"%s\"]}", pkhex);
-    CHECK(match(text, ev) == 1, "author");
+    CHECK_MSG(match(text, ev) == 1, "author");
     snprintf(text, sizeof text, "{\"authors\":[\"%s\"]}", PK1);
-    CHECK(match(text, ev) == 0, "other author");
-    CHECK(match("{\"kinds\":[0,1]}", ev) == 1, "kind in list");
-    CHECK(match("{\"kinds\":[0,7]}", ev) == 0, "kind not in list");
-    CHECK(match("{\"kinds\":[]}", ev) == 0, "empty kinds matches nothing");
-    CHECK(match("{\"ids\":[]}", ev) == 0, "empty ids matches nothing");
-    CHECK(match("{\"authors\":[]}", ev) == 0, "empty authors matches nothing");
-    CHECK(match("{\"#t\":[]}", ev) == 0, "empty #t matches nothing");
+    CHECK_MSG(match(text, ev) == 0, "other author");
+    CHECK_MSG(match("{\"kinds\":[0,1]}", ev) == 1, "kind in list");
+    CHECK_MSG(match("{\"kinds\":[0,7]}", ev) == 0, "kind not in list");
+    CHECK_MSG(match("{\"kinds\":[]}", ev) == 0, "empty kinds matches nothing");
+    CHECK_MSG(match("{\"ids\":[]}", ev) == 0, "empty ids matches nothing");
+    CHECK_MSG(match("{\"authors\":[]}", ev) == 0, "empty authors matches nothing");
+    CHECK_MSG(match("{\"#t\":[]}", ev) == 0, "empty #t matches nothing");
     snprintf(text, sizeof text, "{\"#e\":[\"%s\"]}", ID1);
-    CHECK(match(text, ev) == 1, "#e (third field ignored)");
-    CHECK(match("{\"#t\":[\"bitcoin\",\"nostr\"]}", ev) == 1, "#t OR");
-    CHECK(match("{\"#t\":[\"Nostr\"]}", ev) == 0, "#t is case-sensitive");
-    CHECK(match("{\"#t\":[\"wss://relay\"]}", ev) == 0, "only the second field counts");
-    CHECK(match("{\"#T\":[\"Upper\"]}", ev) == 1, "#T is its own letter");
-    CHECK(match("{\"#t\":[\"Upper\"]}", ev) == 0, "#t does not see T tags");
-    CHECK(match("{\"#b\":[\"bitcoin\"]}", ev) == 0, "multi-letter tag names are not #x");
-    CHECK(match("{\"#t\":[\"nostr\"],\"#T\":[\"x\"]}", ev) == 0, "tag conditions AND");
-    CHECK(match("{\"since\":1000,\"until\":1000}", ev) == 1, "since <= created_at <= until");
-    CHECK(match("{\"since\":1001}", ev) == 0, "since excludes older");
-    CHECK(match("{\"until\":999}", ev) == 0, "until excludes newer");
-    CHECK(match("{\"since\":1001,\"until\":999}", ev) == 0, "empty window");
+    CHECK_MSG(match(text, ev) == 1, "#e (third field ignored)");
+    CHECK_MSG(match("{\"#t\":[\"bitcoin\",\"nostr\"]}", ev) == 1, "#t OR");
+    CHECK_MSG(match("{\"#t\":[\"Nostr\"]}", ev) == 0, "#t is case-sensitive");
+    CHECK_MSG(match("{\"#t\":[\"wss://relay\"]}", ev) == 0, "only the second field counts");
+    CHECK_MSG(match("{\"#T\":[\"Upper\"]}", ev) == 1, "#T is its own letter");
+    CHECK_MSG(match("{\"#t\":[\"Upper\"]}", ev) == 0, "#t does not see T tags");
+    CHECK_MSG(match("{\"#b\":[\"bitcoin\"]}", ev) == 0, "multi-letter tag names are not #x");
+    CHECK_MSG(match("{\"#t\":[\"nostr\"],\"#T\":[\"x\"]}", ev) == 0, "tag conditions AND");
+    CHECK_MSG(match("{\"since\":1000,\"until\":1000}", ev) == 1, "since <= created_at <= until");
+    CHECK_MSG(match("{\"since\":1001}", ev) == 0, "since excludes older");
+    CHECK_MSG(match("{\"until\":999}", ev) == 0, "until excludes newer");
+    CHECK_MSG(match("{\"since\":1001,\"until\":999}", ev) == 0, "empty window");
     snprintf(text, sizeof text, "{\"authors\":[\"%s\"],\"kinds\":[1],\"#t\":[\"nostr\"]}", pkhex);
-    CHECK(match(text, ev) == 1, "all conditions");
+    CHECK_MSG(match(text, ev) == 1, "all conditions");
     snprintf(text, sizeof text, "{\"authors\":[\"%s\"],\"kinds\":[2],\"#t\":[\"nostr\"]}", pkhex);
-    CHECK(match(text, ev) == 0, "one condition fails");
+    CHECK_MSG(match(text, ev) == 0, "one condition fails");
 
     /* Tag values with a NUL byte never equal a filter value (which has none). */
     const char *n0[] = {"t", "a\0b"};
@@ -249,18 +240,18 @@ static void test_match(void)
     nev->tags[0].fields[1] = xmalloc(4);
     memcpy(nev->tags[0].fields[1], "a\0b", 4);
     nev->tags[0].lens[1] = 3;
-    CHECK(match("{\"#t\":[\"a\"]}", nev) == 0, "value with NUL vs its prefix");
+    CHECK_MSG(match("{\"#t\":[\"a\"]}", nev) == 0, "value with NUL vs its prefix");
     event_free(nev);
 
     /* Hand-set since above INT64_MAX matches nothing; until above it everything. */
     struct filter *f = filter_new();
     f->has_since = 1;
     f->since = (uint64_t)INT64_MAX + 1;
-    CHECK(filter_match(f, ev) == 0, "since 2^63");
+    CHECK_MSG(filter_match(f, ev) == 0, "since 2^63");
     f->has_since = 0;
     f->has_until = 1;
     f->until = UINT64_MAX;
-    CHECK(filter_match(f, ev) == 1, "until 2^64-1");
+    CHECK_MSG(filter_match(f, ev) == 1, "until 2^64-1");
     filter_free(f);
     event_free(ev);
 }
@@ -275,8 +266,8 @@ static void test_sql_text(void)
     int p = 1;
     struct filter *f = filter_new();
 
-    CHECK(filter_sql_where(f, &sql, &p) == 0 && strcmp(sql, "1") == 0 && p == 1, "empty filter: %s",
-          sql);
+    CHECK_MSG(filter_sql_where(f, &sql, &p) == 0 && strcmp(sql, "1") == 0 && p == 1,
+              "empty filter: %s", sql);
     free(sql);
     filter_free(f);
 
@@ -285,19 +276,19 @@ static void test_sql_text(void)
              "\"#e\":[],\"since\":5,\"until\":9,\"limit\":3}",
              ID1, ID1, PK1);
     f = filter_parse(text, err, sizeof err);
-    CHECK(f != NULL, "%s", err);
+    CHECK_MSG(f != NULL, "%s", err);
     if (f == NULL)
         return;
     sql = xstrdup("SELECT e.seq FROM events e WHERE e.kind <> ?1 AND ");
     p = 2;
-    CHECK(filter_sql_where(f, &sql, &p) == 0, "where");
+    CHECK_MSG(filter_sql_where(f, &sql, &p) == 0, "where");
     const char *want = "SELECT e.seq FROM events e WHERE e.kind <> ?1 AND "
                        "(e.id IN (?2,?3) AND e.pubkey IN (?4) AND e.kind IN (?5,?6) AND "
                        "e.seq IN (SELECT t.seq FROM tags t WHERE t.name = ?7 AND "
                        "t.value IN (?8,?9)) AND 0 AND e.created_at >= ?10 AND "
                        "e.created_at <= ?11)";
-    CHECK(strcmp(sql, want) == 0, "SQL:\n got %s\nwant %s", sql, want);
-    CHECK(p == 12, "next param %d", p);
+    CHECK_MSG(strcmp(sql, want) == 0, "SQL:\n got %s\nwant %s", sql, want);
+    CHECK_MSG(p == 12, "next param %d", p);
     free(sql);
 
     /* Too many values for one statement are refused, not truncated. */
@@ -306,13 +297,13 @@ static void test_sql_text(void)
     big->kinds = xcalloc(big->nkinds, sizeof *big->kinds);
     sql = NULL;
     p = 1;
-    CHECK(filter_sql_where(big, &sql, &p) == -1 && sql == NULL && p == 1, "40000 params");
+    CHECK_MSG(filter_sql_where(big, &sql, &p) == -1 && sql == NULL && p == 1, "40000 params");
     big->nkinds = 32766;
-    CHECK(filter_sql_where(big, &sql, &p) == 0 && p == 32767, "32766 params");
+    CHECK_MSG(filter_sql_where(big, &sql, &p) == 0 && p == 32767, "32766 params");
     free(sql);
     sql = NULL;
     p = 2;
-    CHECK(filter_sql_where(big, &sql, &p) == -1, "32766 params from ?2");
+    CHECK_MSG(filter_sql_where(big, &sql, &p) == -1, "32766 params from ?2");
     filter_free(big);
     filter_free(f);
 }
@@ -569,7 +560,7 @@ static void test_sql_agrees(uint64_t seed)
     size_t nevs = 0;
     char pks[NKEYS][65];
     size_t total_selected = 0, nonempty = 0;
-    int failed_before = failures;
+    int failed_before = test_failures;
 
     rng_state = seed ? seed : 1;
     for (int k = 0; k < NKEYS; k++) {
@@ -611,7 +602,7 @@ static void test_sql_agrees(uint64_t seed)
         char *line = NULL;
         size_t cap = 0;
         ssize_t n;
-        CHECK(fp != NULL, "cannot read %s", path);
+        CHECK_MSG(fp != NULL, "cannot read %s", path);
         while (fp != NULL && (n = getline(&line, &cap, fp)) > 0) {
             char err[EVENT_ERRLEN];
             struct event *ev = event_parse(line, (size_t)n, err, sizeof err);
@@ -653,15 +644,15 @@ static void test_sql_agrees(uint64_t seed)
         if (filter_sql_where(f, &sql, &p) != 0 ||
             sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK ||
             filter_sql_bind(f, st, 1) != 0) {
-            CHECK(0, "seed %llu round %d: SQL failed: %s: %s", (unsigned long long)seed, round, sql,
-                  sqlite3_errmsg(db));
+            CHECK_MSG(0, "seed %llu round %d: SQL failed: %s: %s", (unsigned long long)seed, round,
+                      sql, sqlite3_errmsg(db));
             sqlite3_finalize(st);
             free(sql);
             filter_free(f);
             continue;
         }
-        CHECK(sqlite3_bind_parameter_count(st) == p - 1, "param count %d vs %d",
-              sqlite3_bind_parameter_count(st), p - 1);
+        CHECK_MSG(sqlite3_bind_parameter_count(st) == p - 1, "param count %d vs %d",
+                  sqlite3_bind_parameter_count(st), p - 1);
         memset(selected, 0, nevs);
         int rc;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -669,17 +660,17 @@ static void test_sql_agrees(uint64_t seed)
             if (seq >= 1 && (size_t)seq <= nevs)
                 selected[seq - 1] = 1;
         }
-        CHECK(rc == SQLITE_DONE, "step: %s", sqlite3_errmsg(db));
+        CHECK_MSG(rc == SQLITE_DONE, "step: %s", sqlite3_errmsg(db));
         size_t count = 0;
         for (size_t i = 0; i < nevs; i++) {
             int m = filter_match(f, evs[i]);
             count += m;
             if (m != selected[i]) {
                 char *fs = filter_to_string(f);
-                CHECK(0,
-                      "seed %llu round %d: event %zu: filter_match %d, SQL %d\n  filter %s\n  "
-                      "sql %s",
-                      (unsigned long long)seed, round, i, m, selected[i], fs, sql);
+                CHECK_MSG(0,
+                          "seed %llu round %d: event %zu: filter_match %d, SQL %d\n  filter %s\n  "
+                          "sql %s",
+                          (unsigned long long)seed, round, i, m, selected[i], fs, sql);
                 free(fs);
                 break;
             }
@@ -689,13 +680,13 @@ static void test_sql_agrees(uint64_t seed)
         sqlite3_finalize(st);
         free(sql);
         filter_free(f);
-        if (failures - failed_before > 5)
+        if (test_failures - failed_before > 5)
             break;
     }
     printf("filter vs SQL: %d random filters over %zu events (seed %llu): %zu selected in all, "
            "%zu filters non-empty\n",
            NFILTERS, nevs, (unsigned long long)seed, total_selected, nonempty);
-    CHECK(nonempty > NFILTERS / 10, "random filters too rarely match anything (%zu)", nonempty);
+    CHECK_MSG(nonempty > NFILTERS / 10, "random filters too rarely match anything (%zu)", nonempty);
 
     free(selected);
     for (size_t i = 0; i < nevs; i++)
@@ -736,11 +727,12 @@ static void test_sql_injection(void)
     json_decref(o);
     char *sql = xstrdup("SELECT count(*) FROM events e WHERE ");
     int p = 1;
-    CHECK(f && filter_sql_where(f, &sql, &p) == 0 && strstr(sql, "DROP") == NULL, "sql %s", sql);
-    CHECK(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
-              filter_sql_bind(f, st, 1) == 0 && sqlite3_step(st) == SQLITE_ROW &&
-              sqlite3_column_int(st, 0) == 1,
-          "evil value should select exactly one event");
+    CHECK_MSG(f && filter_sql_where(f, &sql, &p) == 0 && strstr(sql, "DROP") == NULL, "sql %s",
+              sql);
+    CHECK_MSG(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+                  filter_sql_bind(f, st, 1) == 0 && sqlite3_step(st) == SQLITE_ROW &&
+                  sqlite3_column_int(st, 0) == 1,
+              "evil value should select exactly one event");
     sqlite3_finalize(st);
     free(sql);
     filter_free(f);
@@ -762,11 +754,7 @@ int main(void)
     test_sql_injection();
     test_sql_agrees(seed);
 
-    if (failures) {
-        fprintf(stderr, "test-filter: %d check(s) failed (TEST_SEED=%llu)\n", failures,
-                (unsigned long long)seed);
-        return 1;
-    }
-    printf("test-filter: all checks passed\n");
-    return 0;
+    if (test_failures)
+        fprintf(stderr, "test-filter: rerun with TEST_SEED=%llu\n", (unsigned long long)seed);
+    return test_summary("test-filter");
 }
