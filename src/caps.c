@@ -33,6 +33,7 @@
 #include "caps.h"
 #include "neg.h"
 #include "relay.h"
+#include "store.h"
 #include "util.h"
 
 #define CAPS_BUSY_TIMEOUT_MS    30000
@@ -429,6 +430,8 @@ struct caps_cache *caps_cache_open(const char *db_path, char *err, size_t errlen
         goto fail;
     }
     sqlite3_busy_timeout(c->db, CAPS_BUSY_TIMEOUT_MS);
+    if (store_configure(c->db, err, errlen) < 0)
+        goto fail;
     if (sqlite3_prepare_v2(c->db, caps_sql_get, -1, &c->get, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(c->db, caps_sql_put, -1, &c->put, NULL) != SQLITE_OK) {
         set_error(err, errlen, "%s: capability cache: %s", db_path, sqlite3_errmsg(c->db));

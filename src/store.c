@@ -492,6 +492,25 @@ static int exec_sql(struct store *st, const char *sql, char *err, size_t errlen,
     return 0;
 }
 
+int store_configure(sqlite3 *db, char *err, size_t errlen)
+{
+    char *msg = NULL;
+
+    if (sqlite3_exec(db,
+                     "PRAGMA synchronous = NORMAL;"
+                     /* Fewer, larger checkpoints: each rewrites a hot page once, not once per batch. */
+                     "PRAGMA wal_autocheckpoint = " STORE_CHECKPOINT_PAGES ";"
+                     "PRAGMA journal_size_limit = " STORE_WAL_LIMIT ";",
+                     NULL, NULL, &msg) != SQLITE_OK) {
+        const char *path = sqlite3_db_filename(db, "main");
+        set_error(err, errlen, "%s: configure: %s", path != NULL ? path : "database",
+                  msg != NULL ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
 static int pragma_int(struct store *st, const char *sql, int *out, char *err, size_t errlen)
 {
     sqlite3_stmt *s;
@@ -620,7 +639,6 @@ struct store *store_open(const char *path, char *err, size_t errlen)
     sqlite3_finalize(s);
     s = NULL;
     if (exec_sql(st,
-                 "PRAGMA synchronous = NORMAL;"
                  "PRAGMA foreign_keys = ON;"
                  "PRAGMA temp_store = MEMORY;"
                  /*
@@ -630,11 +648,9 @@ struct store *store_open(const char *path, char *err, size_t errlen)
                   * re-reads them from the OS all the time. Readers that
                   * only stream never fill it.
                   */
-                 "PRAGMA cache_size = -" STORE_CACHE_KB ";"
-                 /* Fewer, larger checkpoints: each rewrites a hot page once, not once per batch. */
-                 "PRAGMA wal_autocheckpoint = " STORE_CHECKPOINT_PAGES ";"
-                 "PRAGMA journal_size_limit = " STORE_WAL_LIMIT ";",
-                 err, errlen, "configure") < 0)
+                 "PRAGMA cache_size = -" STORE_CACHE_KB ";",
+                 err, errlen, "configure") < 0 ||
+        store_configure(st->db, err, errlen) < 0)
         goto fail;
     if (sqlite3_create_function_v2(st->db, "negsync_tag_value", 1,
                                    SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL,

@@ -30,6 +30,18 @@ struct store;
 struct store *store_open(const char *path, char *err, size_t errlen);
 void store_close(struct store *st);
 
+struct sqlite3;
+
+/*
+ * Gives a connection opened outside store_open (the sync engine's cursors
+ * and runs, the capability cache) the per-connection settings every store
+ * connection has: synchronous=NORMAL, the same automatic checkpoint size and
+ * WAL size limit. Without them a one-row cursor update would fsync the WAL
+ * and run a whole checkpoint of the events the workers wrote. 0, or -1 with
+ * a reason in err.
+ */
+int store_configure(struct sqlite3 *db, char *err, size_t errlen);
+
 /*
  * The default database path, $XDG_DATA_HOME/negsync/negsync.db (or
  * ~/.local/share/negsync/negsync.db), creating the directory. Caller frees;

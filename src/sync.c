@@ -279,6 +279,10 @@ static sqlite3 *sdb_open(const char *path, char *err, size_t errlen)
         return NULL;
     }
     sqlite3_busy_timeout(db, SYNC_BUSY_TIMEOUT_MS);
+    if (store_configure(db, err, errlen) < 0) {
+        sqlite3_close(db);
+        return NULL;
+    }
     return db;
 }
 
@@ -2503,6 +2507,14 @@ static void worker_run_relay(struct worker *w, struct sync_relay *rel)
         relay_close(r);
         relay_free(r);
     }
+    /*
+     * Copy what this relay's jobs wrote from the WAL into the database now,
+     * while other workers may still be busy, rather than all of it in the
+     * last connection's close. PASSIVE: it waits for nobody, and whatever it
+     * cannot copy yet is left to the next checkpoint.
+     */
+    if (w->db != NULL)
+        sqlite3_wal_checkpoint_v2(w->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 }
 
 static void abs_deadline(struct timespec *ts, int64_t ms_from_now)
