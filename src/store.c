@@ -1614,6 +1614,7 @@ enum query_shape {
     Q_COUNT,
     Q_IDS,    /* (created_at, id), ascending */
     Q_NEWEST, /* max(created_at) */
+    Q_SIZES,  /* (id, json), unordered, for the JSON sizes */
 };
 
 /* SQLite's default maximum parameter number, which filter_sql_where keeps to as well. */
@@ -1700,6 +1701,13 @@ static char *query_sql(const struct filter *f, enum query_shape shape, enum stor
         break;
     case Q_NEWEST:
         APPEND("SELECT max(e.created_at) FROM ");
+        APPEND(from);
+        APPEND(" WHERE (");
+        APPEND(where);
+        APPEND(")");
+        break;
+    case Q_SIZES:
+        APPEND("SELECT e.id, e.json FROM ");
         APPEND(from);
         APPEND(" WHERE (");
         APPEND(where);
@@ -1860,6 +1868,36 @@ int store_list_ids(struct store *st, const struct filter *f, store_id_cb cb, voi
     }
     if (!stopped && rc != SQLITE_DONE) {
         db_err(st, err, errlen, "list ids");
+        sqlite3_finalize(s);
+        return -1;
+    }
+    sqlite3_finalize(s);
+    return stopped;
+}
+
+int store_list_sizes(struct store *st, const struct filter *f, store_size_cb cb, void *ctx,
+                     char *err, size_t errlen)
+{
+    sqlite3_stmt *s = query_prepare(st, f, Q_SIZES, STORE_OLDEST_FIRST, err, errlen);
+    int rc, stopped = 0;
+
+    if (s == NULL)
+        return -1;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const uint8_t *id = sqlite3_column_blob(s, 0);
+        if (id == NULL || sqlite3_column_bytes(s, 0) != 32) {
+            set_error(err, errlen, "%s: corrupt event id in the database", st->path);
+            sqlite3_finalize(s);
+            return -1;
+        }
+        /* Bytes of the UTF-8 text as stored: no copy of the text is made. */
+        if (cb(ctx, id, (size_t)sqlite3_column_bytes(s, 1)) != 0) {
+            stopped = 1;
+            break;
+        }
+    }
+    if (!stopped && rc != SQLITE_DONE) {
+        db_err(st, err, errlen, "list sizes");
         sqlite3_finalize(s);
         return -1;
     }

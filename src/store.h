@@ -112,6 +112,17 @@ int store_newest(struct store *st, const struct filter *f, int64_t *created_at, 
 int store_list_ids(struct store *st, const struct filter *f, store_id_cb cb, void *ctx, char *err,
                    size_t errlen);
 
+/* Callback for store_list_sizes. Non-zero stops. */
+typedef int (*store_size_cb)(void *ctx, const uint8_t id[32], size_t json_len);
+
+/*
+ * The id and the stored JSON's length in bytes of every stored event
+ * matching f (NULL = all; limit ignored), in no particular order. Returns 0,
+ * 1 if cb stopped the iteration, or -1 with a reason in err.
+ */
+int store_list_sizes(struct store *st, const struct filter *f, store_size_cb cb, void *ctx,
+                     char *err, size_t errlen);
+
 /* 1 if an event with this id is stored, 0 if not, -1 with a reason in err. */
 int store_has_id(struct store *st, const uint8_t id[32], char *err, size_t errlen);
 
