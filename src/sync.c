@@ -1730,7 +1730,8 @@ static enum job_outcome neg_job(struct job *j, char *reason, size_t rlen)
             cur = last + 1;
         }
         free(l.v);
-        want_tail = hi_open || cur <= hi;
+        /* Direction up: what is newer than every local event is nothing to upload. */
+        want_tail = j->down && (hi_open || cur <= hi);
         if (want_tail && engine_tail_claim(j->e, j->cf, 0)) {
             if ((rc = neg_job_tail(j, cur, hi, hi_open, &retried, &res, reason, rlen)) < 0)
                 goto out;
