@@ -10,10 +10,13 @@
  *      ask the caps module);
  *   2. negentropy: cuts the filter's span into time windows (one up to the
  *      REQ cursor, then about SYNC_NEG_WINDOW local events each) and per
- *      window builds a storage from the store's (created_at, id) listing,
- *      NEG-OPEN, answers each NEG-MSG. What is newer than every local event
- *      (the tail) is fetched by a paged REQ instead, by one job per filter at
- *      a time (see neg_job). Every id the relay has and we lack goes
+ *      window builds a storage from the store's (created_at, id) listing
+ *      (shared with other relays' jobs reconciling the same window: struct
+ *      shared_listing), NEG-OPEN, answers each NEG-MSG. What is newer than
+ *      every local event (the tail) is fetched by a paged REQ instead, each
+ *      part of it by one job, the others taking the older half of what is
+ *      left rather than waiting (struct tail_slice, neg_job). Every id the
+ *      relay has and we lack goes
  *      into a fetch queue that is drained by REQ {"ids":[...]} subscriptions,
  *      up to fetch_in_flight at once, on the same connection while later
  *      rounds continue: a single loop (job_recv) receives everything and
@@ -39,7 +42,8 @@
  * live in tables the store's schema creates (req_cursors, sync_runs,
  * relay_settings) but store.h has no functions for yet, so this file reaches
  * them through a connection of its own (the sdb_ functions), with the same
- * busy timeout the store uses.
+ * busy timeout and settings the store uses. A thread of the engine's copies
+ * the WAL into the database after the workers' commits (ckpt_main).
  */
 #include "config.h"
 
@@ -85,6 +89,11 @@
  * many local events (see neg_job).
  */
 #define SYNC_NEG_WINDOW 12000
+
+/* Unused window listings kept for other relays' jobs (see struct shared_listing). */
+#define SYNC_LISTINGS_KEPT 4
+
+#define KIND_DELETION 5
 
 /* ---- small helpers ---------------------------------------------------------- */
 
@@ -468,6 +477,44 @@ struct sync_relay {
     uint64_t rng;
 };
 
+/*
+ * A part of a filter's tail one job is fetching by REQ, newest first:
+ * [lo, until], until being where its next page ends. The job that claimed
+ * the tail owns the first; jobs that would otherwise wait for it take the
+ * older half of the part with the most left (engine_tail_help), so several
+ * relays serve the new events at once and each still sends them once.
+ */
+struct tail_slice {
+    const struct config_filter *cf;
+    uint64_t lo;    /* since; raised when another job takes the older part */
+    uint64_t until; /* the next page ends here (inclusive) when has_until */
+    int has_until;  /* 0 before the first page of an open tail */
+    uint64_t top;   /* the newest created_at seen, for the density */
+    uint64_t n;     /* events received */
+    int more;       /* the last page was full: there is more below until */
+    int split;      /* another job took part of it */
+    struct tail_slice *next;
+};
+
+/*
+ * A window's sealed listing, shared by the jobs of other relays that
+ * reconcile the same window of the same filter (the everyday case: every
+ * relay synced up to the same cursor, each listing the same hundred thousand
+ * events). Kept until the engine writes into its time span (or writes
+ * something that may remove events: a replacement, a deletion), or, once no
+ * job uses it, until the engine goes idle or more than SYNC_LISTINGS_KEPT
+ * unused ones pile up.
+ */
+struct shared_listing {
+    char *key;              /* the window's filter as JSON */
+    uint64_t lo, hi;        /* its created_at span */
+    struct neg_storage *ns; /* sealed, read only; NULL when listing failed */
+    int ready;              /* listed (or failed) */
+    int stale;              /* the store changed in its span since it began */
+    unsigned refs;
+    struct shared_listing *next;
+};
+
 struct sync_engine {
     struct sync_engine_opts o;
     const struct config *cfg;
@@ -485,8 +532,13 @@ struct sync_engine {
     int stopping;
     size_t nrunning;
     struct idset claims;                /* ids some job is fetching right now */
-    const struct config_filter **tails; /* filters whose tail some job is fetching */
-    size_t ntails;
+    struct tail_slice *slices; /* the parts of tails jobs are fetching right now */
+    struct shared_listing *listings;
+    pthread_cond_t listing_cv; /* broadcast when a shared listing is ready */
+    pthread_t ckpt_thread;     /* see ckpt_main */
+    int ckpt_running;
+    pthread_cond_t ckpt_cv;
+    uint64_t ckpt_want, ckpt_done; /* commits signalled, commits checkpointed */
     struct caps_cache *caps; /* the capability cache (thread-safe) */
     uint64_t subseq;
     struct vpool *vpool; /* verifies incoming events beside the workers; NULL: inline */
@@ -558,40 +610,252 @@ static void engine_wait_claims(struct sync_engine *e, const struct idq *q, int64
 
 /*
  * The tail of a filter (what is newer than every local event) is fetched by
- * one job at a time: the others wait, then reconcile what it stored by
- * negentropy, so N relays holding the same new events send them once, not N
- * times. 1 when claimed; 0 when another job holds it (with wait set, after
- * waiting for a release).
+ * REQ, by one job at a time for each part of it: N relays holding the same
+ * new events send them once, not N times. The job that finds no part of the
+ * filter's tail being fetched claims it whole, [lo, hi] (hi_open: no upper
+ * bound); NULL when some job is on it.
  */
-static int engine_tail_claim(struct sync_engine *e, const struct config_filter *cf, int wait)
+static struct tail_slice *engine_tail_claim(struct sync_engine *e, const struct config_filter *cf,
+                                            uint64_t lo, uint64_t hi, int hi_open)
 {
-    int busy = 0;
+    struct tail_slice *s = NULL;
 
     pthread_mutex_lock(&e->mu);
-    for (size_t i = 0; i < e->ntails && !busy; i++)
-        busy = e->tails[i] == cf;
-    if (!busy) {
-        e->tails = xreallocarray(e->tails, e->ntails + 1, sizeof *e->tails);
-        e->tails[e->ntails++] = cf;
-    } else if (wait && !e->stopping) {
-        /* Woken by any claim's release; the caller looks again either way. */
+    for (s = e->slices; s != NULL && s->cf != cf; s = s->next)
+        ;
+    if (s == NULL) {
+        s = xcalloc(1, sizeof *s);
+        s->cf = cf;
+        s->lo = lo;
+        s->until = hi;
+        s->has_until = !hi_open;
+        s->top = lo;
+        s->more = 1;
+        s->next = e->slices;
+        e->slices = s;
+    } else {
+        s = NULL;
+    }
+    pthread_mutex_unlock(&e->mu);
+    return s;
+}
+
+/* The events a slice still has to send, estimated from its pages so far. */
+static uint64_t tail_slice_left(const struct tail_slice *s)
+{
+    if (!s->has_until || !s->more || s->n == 0 || s->until <= s->lo || s->top < s->until)
+        return 0;
+    return (uint64_t)((double)s->n * (double)(s->until - s->lo) /
+                      (double)(s->top - s->until + 1));
+}
+
+/*
+ * For a job whose filter's tail another job is fetching: waits until a part
+ * of it has at least 2 * page events left by its density so far (so that the
+ * page its owner has asked for meanwhile stays above the cut), and takes its
+ * older half, or until no part of the tail is being fetched any more (NULL).
+ */
+static struct tail_slice *engine_tail_help(struct sync_engine *e, const struct config_filter *cf,
+                                           uint64_t page)
+{
+    struct tail_slice *best = NULL, *h = NULL;
+
+    pthread_mutex_lock(&e->mu);
+    while (!e->stopping) {
+        uint64_t most = 0;
+        int busy = 0;
+
+        best = NULL;
+        for (struct tail_slice *s = e->slices; s != NULL; s = s->next) {
+            uint64_t left;
+            if (s->cf != cf)
+                continue;
+            busy = 1;
+            left = tail_slice_left(s);
+            if (left >= 2 * page && left > most) {
+                most = left;
+                best = s;
+            }
+        }
+        if (!busy)
+            break;
+        if (best != NULL) {
+            uint64_t mid = best->lo + (best->until - best->lo) / 2;
+            h = xcalloc(1, sizeof *h);
+            h->cf = cf;
+            h->lo = best->lo;
+            h->until = mid;
+            h->has_until = 1;
+            h->top = mid;
+            h->more = 1;
+            h->next = e->slices;
+            e->slices = h;
+            best->lo = mid + 1;
+            best->split = 1;
+            break;
+        }
+        /* Woken by every page and every release. */
         pthread_cond_wait(&e->claim_cv, &e->mu);
     }
     pthread_mutex_unlock(&e->mu);
-    return !busy;
+    return h;
 }
 
-static void engine_tail_release(struct sync_engine *e, const struct config_filter *cf)
+/*
+ * Before a page of a tail slice: the slice's lower end, which another job
+ * may have raised. 0 when the slice is done.
+ */
+static int tail_slice_bounds(struct sync_engine *e, struct tail_slice *s, uint64_t *since,
+                             int has_until, uint64_t until)
 {
     pthread_mutex_lock(&e->mu);
-    for (size_t i = 0; i < e->ntails; i++) {
-        if (e->tails[i] == cf) {
-            e->tails[i] = e->tails[--e->ntails];
-            break;
-        }
+    if (s->lo > *since)
+        *since = s->lo;
+    pthread_mutex_unlock(&e->mu);
+    return !(has_until && until < *since);
+}
+
+/* After a page of n events in [oldest, newest]; full: there is more below oldest. */
+static void tail_slice_page(struct sync_engine *e, struct tail_slice *s, uint64_t n,
+                            uint64_t oldest, uint64_t newest, int full)
+{
+    pthread_mutex_lock(&e->mu);
+    s->n += n;
+    if (n > 0 && newest > s->top)
+        s->top = newest;
+    s->more = full;
+    if (full) {
+        s->until = oldest;
+        s->has_until = 1;
     }
     pthread_cond_broadcast(&e->claim_cv);
     pthread_mutex_unlock(&e->mu);
+}
+
+/* Ends a slice; 1 when another job took part of it. */
+static int engine_tail_done(struct sync_engine *e, struct tail_slice *s)
+{
+    int split;
+
+    pthread_mutex_lock(&e->mu);
+    for (struct tail_slice **p = &e->slices; *p != NULL; p = &(*p)->next) {
+        if (*p == s) {
+            *p = s->next;
+            break;
+        }
+    }
+    split = s->split;
+    free(s);
+    pthread_cond_broadcast(&e->claim_cv);
+    pthread_mutex_unlock(&e->mu);
+    return split;
+}
+
+static void listing_free(struct shared_listing *l)
+{
+    neg_storage_free(l->ns);
+    free(l->key);
+    free(l);
+}
+
+/*
+ * Unlinks and frees the listings no job uses that are stale, or all unused
+ * ones (all set), or the oldest unused ones beyond SYNC_LISTINGS_KEPT. With
+ * e->mu held.
+ */
+static void engine_listings_prune(struct sync_engine *e, int all)
+{
+    size_t unused = 0;
+
+    for (struct shared_listing **p = &e->listings; *p != NULL;) {
+        struct shared_listing *l = *p;
+        if (l->refs == 0 && (all || l->stale || ++unused > SYNC_LISTINGS_KEPT)) {
+            *p = l->next;
+            listing_free(l);
+        } else {
+            p = &l->next;
+        }
+    }
+}
+
+/*
+ * After a job's write to the store: the listings it may have changed are
+ * stale (the events' span when all were plain inserts, else every one), and
+ * the checkpointer has work.
+ */
+static void engine_store_changed(struct sync_engine *e, uint64_t lo, uint64_t hi, int any)
+{
+    pthread_mutex_lock(&e->mu);
+    for (struct shared_listing *l = e->listings; l != NULL; l = l->next)
+        if (any || (lo <= l->hi && hi >= l->lo))
+            l->stale = 1;
+    engine_listings_prune(e, 0);
+    e->ckpt_want++;
+    pthread_cond_signal(&e->ckpt_cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+/*
+ * The listing of the window whose filter is key: one another job has (or is
+ * making: then waits for it) if the store has not changed since it began;
+ * else a new entry the caller lists into and hands over with
+ * engine_listing_ready. *mine says which.
+ */
+static struct shared_listing *engine_listing_take(struct sync_engine *e, const char *key,
+                                                  uint64_t lo, uint64_t hi, int *mine)
+{
+    struct shared_listing *l;
+
+    pthread_mutex_lock(&e->mu);
+    for (;;) {
+        for (l = e->listings; l != NULL; l = l->next)
+            if (!l->stale && !(l->ready && l->ns == NULL) && strcmp(l->key, key) == 0)
+                break;
+        if (l == NULL || l->ready || e->stopping)
+            break;
+        pthread_cond_wait(&e->listing_cv, &e->mu);
+    }
+    if (l != NULL && l->ready) {
+        l->refs++;
+        *mine = 0;
+    } else {
+        l = xcalloc(1, sizeof *l);
+        l->key = xstrdup(key);
+        l->lo = lo;
+        l->hi = hi;
+        l->refs = 1;
+        l->next = e->listings;
+        e->listings = l;
+        *mine = 1;
+    }
+    pthread_mutex_unlock(&e->mu);
+    return l;
+}
+
+/* Hands over the listing made for l (ns sealed, or NULL when it failed). */
+static void engine_listing_ready(struct sync_engine *e, struct shared_listing *l,
+                                 struct neg_storage *ns)
+{
+    pthread_mutex_lock(&e->mu);
+    l->ns = ns;
+    l->ready = 1;
+    pthread_cond_broadcast(&e->listing_cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+static void engine_listing_release(struct sync_engine *e, struct shared_listing *l)
+{
+    int linked = 0;
+
+    pthread_mutex_lock(&e->mu);
+    for (struct shared_listing *x = e->listings; x != NULL && !linked; x = x->next)
+        linked = x == l;
+    l->refs--;
+    if (linked)
+        engine_listings_prune(e, 0);
+    pthread_mutex_unlock(&e->mu);
+    if (!linked)
+        listing_free(l); /* never shared (see neg_session) */
 }
 
 static int engine_stopping(struct sync_engine *e)
@@ -657,6 +921,7 @@ struct job {
     int64_t neg_max_common_at; /* newest created_at both sides had; -1 none */
 
     int in_tail;              /* req_page serves the tail (see neg_job) */
+    struct tail_slice *slice; /* the part of it req_window fetches, or NULL */
     const char *phase;        /* for progress reports */
     int64_t progress_at;      /* monotonic ms of the last report */
     char closed[SYNC_ERRLEN]; /* the first CLOSED reason on a REQ of ours, or "" */
@@ -733,7 +998,18 @@ static int job_flush(struct job *j)
         set_error(j->fatal, sizeof j->fatal, "store: %s", err);
         rc = -1;
     } else {
+        uint64_t lo = UINT64_MAX, hi = 0;
+        int any = 0;
         for (size_t i = 0; i < j->nbatch; i++) {
+            const struct event *ev = j->batchv[i];
+            if (res[i].outcome == STORE_INSERTED || res[i].outcome == STORE_REPLACED) {
+                /* A replacement removes an older version; a deletion, what it names. */
+                any |= res[i].outcome == STORE_REPLACED || ev->kind == KIND_DELETION;
+                if (ev->created_at < lo)
+                    lo = ev->created_at;
+                if (ev->created_at > hi)
+                    hi = ev->created_at;
+            }
             switch (res[i].outcome) {
             case STORE_INSERTED:
             case STORE_REPLACED: j->run->stored++; break;
@@ -744,6 +1020,8 @@ static int job_flush(struct job *j)
             if ((int64_t)j->batchv[i]->created_at > j->max_stored_at)
                 j->max_stored_at = (int64_t)j->batchv[i]->created_at;
         }
+        if (any || lo <= hi)
+            engine_store_changed(j->e, lo, hi, any);
     }
     for (size_t i = 0; i < j->nbatch; i++)
         event_free(j->batchv[i]);
@@ -1245,10 +1523,13 @@ static int list_cb(void *ctx, uint64_t created_at, const uint8_t id[32])
     return neg_storage_insert(ctx, created_at, id, err, sizeof err) < 0 ? 1 : 0;
 }
 
-static int est_cb(void *ctx, const char *json, size_t len)
+static int est_cb(void *ctx, const uint8_t id[32], size_t len)
 {
-    (void)json;
-    *(uint64_t *)ctx += len + 13 + SYNC_REQ_SUBID_LEN; /* ["EVENT","<subid>",...] */
+    struct job *j = ctx;
+
+    /* What this job fetched itself is in fetched_bytes (a tail it shared, reconciled again). */
+    if (!idset_has(&j->need, id))
+        j->est_common += len + 13 + SYNC_REQ_SUBID_LEN; /* ["EVENT","<subid>",...] */
     return 0;
 }
 
@@ -1266,7 +1547,7 @@ static int neg_estimate_local(struct job *j, const struct filter *wf, char *err,
         ef->has_since = 1;
         ef->since = (uint64_t)j->cursor;
     }
-    rc = store_query(j->st, ef, STORE_NEWEST_FIRST, est_cb, &j->est_common, err, errlen);
+    rc = store_list_sizes(j->st, ef, est_cb, j, err, errlen);
     filter_free(ef);
     return rc < 0 ? -1 : 0;
 }
@@ -1287,23 +1568,40 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
                                     char *reason, size_t rlen)
 {
     struct filter *wf = window_filter(j->f, w);
-    struct neg_storage *ns = neg_storage_new();
+    struct shared_listing *sl = NULL;
+    const struct neg_storage *ns;
     struct neg *n = NULL;
     struct buf out = {0};
     struct neg_ids have = {0}, need = {0};
-    char subid[32], err[SYNC_ERRLEN], *hex = NULL;
+    char subid[32], err[SYNC_ERRLEN], *hex = NULL, *key;
     enum neg_outcome res = NEG_OUT_FAILED;
-    int got_reply = 0, rc;
+    int got_reply = 0, rc, mine;
     uint64_t rounds = 0;
     json_t *fj;
 
     *limit = -1;
-    rc = store_list_ids(j->st, wf, list_cb, ns, err, sizeof err);
-    if (rc != 0 || neg_storage_seal(ns, err, sizeof err) < 0) {
-        set_error(j->fatal, sizeof j->fatal, "listing: %s", rc == 1 ? "bad item" : err);
-        res = NEG_OUT_FATAL;
-        goto out;
+    if ((key = filter_to_string(wf)) != NULL) {
+        sl = engine_listing_take(j->e, key, wf->has_since ? wf->since : 0,
+                                 wf->has_until ? wf->until : UINT64_MAX, &mine);
+        free(key);
+    } else {
+        sl = xcalloc(1, sizeof *sl); /* not shared: engine_listing_release frees it */
+        sl->refs = 1;
+        mine = 1;
     }
+    if (mine) {
+        struct neg_storage *own = neg_storage_new();
+        rc = store_list_ids(j->st, wf, list_cb, own, err, sizeof err);
+        if (rc != 0 || neg_storage_seal(own, err, sizeof err) < 0) {
+            set_error(j->fatal, sizeof j->fatal, "listing: %s", rc == 1 ? "bad item" : err);
+            neg_storage_free(own);
+            engine_listing_ready(j->e, sl, NULL);
+            res = NEG_OUT_FATAL;
+            goto out;
+        }
+        engine_listing_ready(j->e, sl, own);
+    }
+    ns = sl->ns;
     if (neg_estimate_local(j, wf, err, sizeof err) < 0) {
         set_error(j->fatal, sizeof j->fatal, "store: %s", err);
         res = NEG_OUT_FATAL;
@@ -1475,7 +1773,8 @@ out:
     buf_free(&out);
     free(hex);
     neg_free(n);
-    neg_storage_free(ns);
+    if (sl != NULL)
+        engine_listing_release(j->e, sl);
     filter_free(wf);
     return res;
 }
@@ -1632,52 +1931,68 @@ static void neg_push_windows(struct wstack *st, uint64_t lo, const struct ts_lis
     }
 }
 
+/* Events per REQ page: fetch_batch, within the relay's NIP-11 max_limit. */
+static uint64_t job_page_limit(const struct job *j, int *cap_known)
+{
+    uint64_t page = j->e->cfg->sync.fetch_batch > 0 ? j->e->cfg->sync.fetch_batch : 500;
+
+    *cap_known = j->max_limit > 0;
+    if (j->max_limit > 0 && (uint64_t)j->max_limit < page)
+        page = (uint64_t)j->max_limit;
+    return page;
+}
+
 /*
- * The tail, [since, until] or [since, ...): newer than every local event, so
- * the relay's events there are all missing and negentropy would only add
- * their ids, twice (the relay's list, our fetch). A paged REQ downloads
- * exactly them, as the REQ mode would; they count as need and fetched.
+ * A part of the tail (newer than every local event, so the relay's events
+ * there are all missing and negentropy would only add their ids, twice: the
+ * relay's list, our fetch). A paged REQ downloads exactly them, as the REQ
+ * mode would; they count as need and fetched.
  */
-static int neg_tail(struct job *j, uint64_t since, uint64_t until, int hi_open, char *err,
-                    size_t errlen)
+static int neg_tail(struct job *j, struct tail_slice *s, char *err, size_t errlen)
 {
     struct req_state rs = {.incomplete_at = -1};
-    int rc;
+    uint64_t since, until;
+    int rc, has_until;
 
-    rs.page_limit = j->e->cfg->sync.fetch_batch > 0 ? j->e->cfg->sync.fetch_batch : 500;
-    if (j->max_limit > 0) {
-        rs.cap_known = 1;
-        if ((uint64_t)j->max_limit < rs.page_limit)
-            rs.page_limit = (uint64_t)j->max_limit;
-    }
+    rs.page_limit = job_page_limit(j, &rs.cap_known);
     if (job_connect(j, err, errlen) < 0)
         return -1;
+    pthread_mutex_lock(&j->e->mu);
+    since = s->lo;
+    until = s->until;
+    has_until = s->has_until;
+    pthread_mutex_unlock(&j->e->mu);
     j->in_tail = 1;
+    j->slice = s;
     j->phase = "fetching the newest";
-    rc = req_window(j, j->f, since, !hi_open, until, 0, &rs, err, errlen);
+    rc = req_window(j, j->f, since, has_until, until, 0, &rs, err, errlen);
     j->in_tail = 0;
+    j->slice = NULL;
     if (rc == 0 && rs.incomplete_at >= 0)
         j->missing++; /* no cursor past what we could not list */
     return rc;
 }
 
 /*
- * The tail, with the claim held (released here). 1 when done; 0 when it
- * failed and may be tried once more (*retried set: the caller reconciles
- * what arrived and asks again); -1 with *res set when the job cannot go on.
+ * Fetches a slice of the tail and ends it. 1 when done; 2 when done but
+ * another job took part of the slice (its relay's events there are still to
+ * be reconciled); 0 when it failed and may be tried once more (*retried set:
+ * the caller reconciles what arrived and asks again); -1 with *res set when
+ * the job cannot go on.
  */
-static int neg_job_tail(struct job *j, uint64_t since, uint64_t hi, int hi_open, int *retried,
-                        enum job_outcome *res, char *reason, size_t rlen)
+static int neg_job_tail(struct job *j, struct tail_slice *s, int *retried, enum job_outcome *res,
+                        char *reason, size_t rlen)
 {
     char err[SYNC_ERRLEN] = "";
-    int rc = neg_tail(j, since, hi, hi_open, err, sizeof err);
+    int rc, split;
 
+    rc = neg_tail(j, s, err, sizeof err);
     /* What the others will reconcile against must be in the store first. */
     if (job_flush(j) < 0)
         rc = -1;
-    engine_tail_release(j->e, j->cf);
+    split = engine_tail_done(j->e, s);
     if (rc == 0)
-        return 1;
+        return split ? 2 : 1;
     if (j->interrupted || j->fatal[0] != '\0') {
         *res = JOB_FATAL;
         return -1;
@@ -1698,12 +2013,14 @@ static int neg_job_tail(struct job *j, uint64_t since, uint64_t hi, int hi_open,
  * The whole negentropy part of a job. The local events of the filter's
  * window are cut into time windows (neg_push_windows), each reconciled by a
  * session of its own (halved again on "blocked"); what is newer than the
- * newest local event is the tail, fetched by neg_tail by one job per filter
- * at a time, first when no other job has it (it is what a user waits for,
- * and the other relays' jobs reconcile meanwhile); a job that finds another
- * relay's job on it reconciles its windows, waits, then reconciles what that
- * job stored and looks at the tail again. Then the fetches and uploads still
- * in flight.
+ * newest local event is the tail, fetched by neg_tail, first when no other
+ * job has it (it is what a user waits for, and the other relays' jobs
+ * reconcile meanwhile). A job that finds another relay's job on it
+ * reconciles its windows, then takes the older half of what is left of it
+ * (engine_tail_help) while that is worth a page or two, then reconciles what
+ * was stored and looks at the tail again; so does the job that claimed it
+ * when others took part of it, since their parts came from other relays.
+ * Then the fetches and uploads still in flight.
  */
 static enum job_outcome neg_job(struct job *j, char *reason, size_t rlen)
 {
@@ -1717,7 +2034,8 @@ static enum job_outcome neg_job(struct job *j, char *reason, size_t rlen)
 
     for (;;) {
         struct ts_list l = {0};
-        int tail_done = 0, want_tail, rc;
+        struct tail_slice *ts;
+        int tail_done = 0, want_tail, rc, cap_known;
 
         if (neg_local_times(j, cur, hi, hi_open, &l) < 0) {
             free(l.v);
@@ -1732,8 +2050,8 @@ static enum job_outcome neg_job(struct job *j, char *reason, size_t rlen)
         free(l.v);
         /* Direction up: what is newer than every local event is nothing to upload. */
         want_tail = j->down && (hi_open || cur <= hi);
-        if (want_tail && engine_tail_claim(j->e, j->cf, 0)) {
-            if ((rc = neg_job_tail(j, cur, hi, hi_open, &retried, &res, reason, rlen)) < 0)
+        if (want_tail && (ts = engine_tail_claim(j->e, j->cf, cur, hi, hi_open)) != NULL) {
+            if ((rc = neg_job_tail(j, ts, &retried, &res, reason, rlen)) < 0)
                 goto out;
             tail_done = rc == 1;
         }
@@ -1793,14 +2111,20 @@ static enum job_outcome neg_job(struct job *j, char *reason, size_t rlen)
             res = JOB_FATAL;
             goto out;
         }
-        if (engine_tail_claim(j->e, j->cf, 1)) {
-            if ((rc = neg_job_tail(j, cur, hi, hi_open, &retried, &res, reason, rlen)) < 0)
+        /*
+         * Another job is fetching the tail (or part of it was ours): help with
+         * it while there is a part worth taking, then reconcile what it stored
+         * and look at the tail again.
+         */
+        while ((ts = engine_tail_help(j->e, j->cf, job_page_limit(j, &cap_known))) != NULL) {
+            if ((rc = neg_job_tail(j, ts, &retried, &res, reason, rlen)) < 0)
                 goto out;
-            if (rc == 1)
-                break;
-            continue; /* reconcile what arrived, then the rest of the tail */
         }
-        /* Another job fetched the tail meanwhile: reconcile what it stored, then look again. */
+        if (engine_stopping(j->e)) {
+            j->interrupted = 1;
+            res = JOB_FATAL;
+            goto out;
+        }
     }
     for (;;) {
         char err[SYNC_ERRLEN] = "";
@@ -1974,6 +2298,10 @@ static int req_window(struct job *j, const struct filter *base, uint64_t since, 
             filter_free(pf);
             return -1;
         }
+        if (j->slice != NULL && !tail_slice_bounds(j->e, j->slice, &since, has_until, until)) {
+            filter_free(pf);
+            return 0;
+        }
         pf->has_since = since > 0 || base->has_since;
         pf->since = since;
         pf->has_until = has_until;
@@ -1986,6 +2314,9 @@ static int req_window(struct job *j, const struct filter *base, uint64_t since, 
             return -1;
         if (n > cap)
             cap = n;
+        if (j->slice != NULL)
+            tail_slice_page(j->e, j->slice, n, oldest, newest,
+                            !(n == 0 || n < cap || oldest == UINT64_MAX || oldest < since));
         if (n == 0 || n < cap || oldest == UINT64_MAX)
             return 0;
         /* Full. */
@@ -2012,12 +2343,7 @@ static enum job_outcome req_job(struct job *j, char *reason, size_t rlen)
     int64_t newc;
     char err[SYNC_ERRLEN];
 
-    rs.page_limit = j->e->cfg->sync.fetch_batch > 0 ? j->e->cfg->sync.fetch_batch : 500;
-    if (j->max_limit > 0) {
-        rs.cap_known = 1;
-        if ((uint64_t)j->max_limit < rs.page_limit)
-            rs.page_limit = (uint64_t)j->max_limit;
-    }
+    rs.page_limit = job_page_limit(j, &rs.cap_known);
     if (!j->down) {
         set_error(reason, rlen, "direction up needs negentropy; nothing to do by REQ");
         return JOB_OK;
@@ -2508,14 +2834,6 @@ static void worker_run_relay(struct worker *w, struct sync_relay *rel)
         relay_close(r);
         relay_free(r);
     }
-    /*
-     * Copy what this relay's jobs wrote from the WAL into the database now,
-     * while other workers may still be busy, rather than all of it in the
-     * last connection's close. PASSIVE: it waits for nobody, and whatever it
-     * cannot copy yet is left to the next checkpoint.
-     */
-    if (w->db != NULL)
-        sqlite3_wal_checkpoint_v2(w->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 }
 
 static void abs_deadline(struct timespec *ts, int64_t ms_from_now)
@@ -2572,7 +2890,8 @@ static void *worker_main(void *arg)
 
         pthread_mutex_lock(&e->mu);
         pick->running = 0;
-        e->nrunning--;
+        if (--e->nrunning == 0)
+            engine_listings_prune(e, 1); /* the next round lists afresh */
         if (e->o.continuous && pick->due_ms < 0 && !e->stopping)
             pick->due_ms = mono_ms() + (int64_t)e->cfg->sync.interval * 1000;
         pthread_cond_broadcast(&e->work_cv);
@@ -2660,6 +2979,8 @@ struct sync_engine *sync_engine_new(const struct sync_engine_opts *opts, char *e
     pthread_cond_init(&e->work_cv, &ca);
     pthread_cond_init(&e->idle_cv, &ca);
     pthread_cond_init(&e->claim_cv, &ca);
+    pthread_cond_init(&e->listing_cv, &ca);
+    pthread_cond_init(&e->ckpt_cv, &ca);
     pthread_condattr_destroy(&ca);
     e->o.relays = NULL;
     e->o.filters = NULL;
@@ -2721,6 +3042,39 @@ fail:
     return NULL;
 }
 
+/*
+ * The checkpointer: after the workers' commits, copies the WAL into the
+ * database from a connection of its own (PASSIVE: it waits for no reader or
+ * writer), so the copying and its syncs run beside the network and the
+ * verifying instead of inside a worker's commit, and the last connection's
+ * close finds little left to copy. Commits signalled while it works make one
+ * more pass.
+ */
+static void *ckpt_main(void *arg)
+{
+    struct sync_engine *e = arg;
+    char err[SYNC_ERRLEN];
+    sqlite3 *db = sdb_open(e->db_path, err, sizeof err);
+
+    if (db == NULL)
+        engine_log(e, "[SYNC] checkpointer: %s", err);
+    pthread_mutex_lock(&e->mu);
+    while (!e->stopping) {
+        uint64_t want = e->ckpt_want;
+        if (want == e->ckpt_done || db == NULL) {
+            pthread_cond_wait(&e->ckpt_cv, &e->mu);
+            continue;
+        }
+        pthread_mutex_unlock(&e->mu);
+        sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        pthread_mutex_lock(&e->mu);
+        e->ckpt_done = want;
+    }
+    pthread_mutex_unlock(&e->mu);
+    sqlite3_close(db);
+    return NULL;
+}
+
 int sync_engine_start(struct sync_engine *e, char *err, size_t errlen)
 {
     size_t n = e->cfg->sync.workers > 0 ? e->cfg->sync.workers : 1;
@@ -2733,6 +3087,14 @@ int sync_engine_start(struct sync_engine *e, char *err, size_t errlen)
                                                           : (unsigned)cpus)) == NULL) {
         set_error(err, errlen, "cannot start the event verifiers");
         return -1;
+    }
+    if (!e->ckpt_running) {
+        int rc = pthread_create(&e->ckpt_thread, NULL, ckpt_main, e);
+        if (rc != 0) {
+            set_error(err, errlen, "cannot start the checkpointer: %s", strerror(rc));
+            return -1;
+        }
+        e->ckpt_running = 1;
     }
     e->threads = xcalloc(n, sizeof *e->threads);
     for (size_t i = 0; i < n; i++) {
@@ -2815,6 +3177,9 @@ void sync_engine_stop(struct sync_engine *e)
 {
     pthread_mutex_lock(&e->mu);
     e->stopping = 1;
+    pthread_cond_broadcast(&e->claim_cv); /* jobs waiting for another's tail */
+    pthread_cond_broadcast(&e->listing_cv);
+    pthread_cond_broadcast(&e->ckpt_cv);
     for (size_t i = 0; i < e->nrelays; i++)
         if (e->relays[i].conn != NULL)
             relay_interrupt(e->relays[i].conn);
@@ -2864,17 +3229,26 @@ void sync_engine_free(struct sync_engine *e)
     for (size_t i = 0; i < e->nthreads; i++)
         pthread_join(e->threads[i], NULL);
     free(e->threads);
+    if (e->ckpt_running)
+        pthread_join(e->ckpt_thread, NULL);
     vpool_free(e->vpool);
     for (size_t i = 0; i < e->nrelays; i++)
         free(e->relays[i].url);
     free(e->relays);
     free(e->filters);
     idset_clear(&e->claims);
-    free(e->tails);
+    while (e->slices != NULL) {
+        struct tail_slice *s = e->slices;
+        e->slices = s->next;
+        free(s);
+    }
+    engine_listings_prune(e, 1);
     caps_cache_close(e->caps);
     pthread_cond_destroy(&e->work_cv);
     pthread_cond_destroy(&e->idle_cv);
     pthread_cond_destroy(&e->claim_cv);
+    pthread_cond_destroy(&e->listing_cv);
+    pthread_cond_destroy(&e->ckpt_cv);
     pthread_mutex_destroy(&e->mu);
     free(e->db_path);
     free(e);

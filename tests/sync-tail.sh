@@ -1,0 +1,120 @@
+#!/bin/sh
+# The tail across relays: events newer than every local one, which three
+# NIP-77 relays hold. The job that claims the tail fetches it by REQ, newest
+# first; the other jobs, once their own windows are reconciled, take the
+# older half of what is left of it instead of waiting, each from its own
+# relay; then every job reconciles the tail with its relay, since parts of it
+# came from other relays. Checked:
+#   same tails      every new event stored once, fetched about once overall,
+#                   by more than one job (the tail was shared), all jobs by
+#                   negentropy;
+#   differing tails one relay lacks some new events, two hold new events the
+#                   others lack: the local set ends as the union all the same;
+# and in both, a second sync right after needs nothing from any relay;
+#   direction up    the relay's newer events are not downloaded: with nothing
+#                   local there, there is nothing to upload either.
+. "${top_srcdir:-.}/tests/sync-lib.sh"
+
+base=1700000000
+"$GEN" -n 2000 -k 20 -t $base -s 20000 -S 31 >"$WORK/old.jsonl" || fail "gen-events"
+"$GEN" -n 6000 -k 20 -t $((base + 30000)) -s 60000 -S 32 >"$WORK/new.jsonl" || fail "gen-events"
+"$GEN" -n 400 -k 5 -t $((base + 30000)) -s 60000 -S 33 >"$WORK/extra-b.jsonl" || fail "gen-events"
+"$GEN" -n 400 -k 5 -t $((base + 30000)) -s 60000 -S 34 >"$WORK/extra-c.jsonl" || fail "gen-events"
+
+# run CASE: syncs the three relays started last (urls in $urls) into a fresh
+# copy of the old events; checks the mode and result of every job, that the
+# local set is $WORK/want, that $1 events were stored in all, and that a
+# second sync needs nothing.
+run() {
+    rm -f "$WORK/db" "$WORK/db-wal" "$WORK/db-shm"
+    "$NEGSYNC" -d "$WORK/db" import "$WORK/old.jsonl" >/dev/null || fail "import"
+    sync_config "$WORK/c.ini" workers=3 fetch_batch=100
+    for u in $urls; do
+        printf '[relay %s]\n' "$u" >>"$WORK/c.ini"
+    done
+    printf '[filter notes]\nkinds = 1\n' >>"$WORK/c.ini"
+    "$NEGSYNC" -c "$WORK/c.ini" -d "$WORK/db" sync --once --json >"$WORK/run.json" \
+        2>"$WORK/run.err" || fail "$CASE: sync failed: $(cat "$WORK/run.json" "$WORK/run.err")"
+    stored=0 fetched=0 need=0 fetchers=0
+    for u in $urls; do
+        l=$(jline "$WORK/run.json" "$u")
+        expect_eq "$CASE: $u mode" "$(jstr "$l" mode)" negentropy
+        expect_eq "$CASE: $u result" "$(jstr "$l" result)" ok
+        stored=$((stored + $(jnum "$l" stored)))
+        fetched=$((fetched + $(jnum "$l" fetched)))
+        need=$((need + $(jnum "$l" need)))
+        [ "$(jnum "$l" fetched)" -gt 0 ] && fetchers=$((fetchers + 1))
+    done
+    expect_eq "$CASE: events stored by all jobs" "$stored" "$1"
+    [ "$need" -ge "$1" ] || fail "$CASE: $need events needed in all, fewer than the $1 stored"
+    ids_of_db "$WORK/db" >"$WORK/got"
+    cmp -s "$WORK/want" "$WORK/got" ||
+        fail "$CASE: local set differs from the union of the relays' ($(wc -l <"$WORK/got") events, want $(wc -l <"$WORK/want"))"
+
+    "$NEGSYNC" -c "$WORK/c.ini" -d "$WORK/db" sync --once --json >"$WORK/again.json" \
+        2>"$WORK/again.err" || fail "$CASE: second sync failed: $(cat "$WORK/again.json" "$WORK/again.err")"
+    for u in $urls; do
+        l=$(jline "$WORK/again.json" "$u")
+        expect_eq "$CASE: second sync, $u result" "$(jstr "$l" result)" ok
+        expect_eq "$CASE: second sync, $u need" "$(jnum "$l" need)" 0
+        expect_eq "$CASE: second sync, $u fetched" "$(jnum "$l" fetched)" 0
+    done
+}
+
+# ---- the same tail on every relay --------------------------------------------
+CASE="same tails"
+cat "$WORK/old.jsonl" "$WORK/new.jsonl" >"$WORK/all.jsonl"
+ids_of_file "$WORK/all.jsonl" >"$WORK/want"
+urls=
+for k in 1 2 3; do
+    start_relay --events "$WORK/all.jsonl"
+    urls="$urls $RELAY_URL"
+done
+run 6000
+# Fetched once, but for the pages' overlaps: a page ends at its oldest second,
+# inclusive, and a page already asked for when another job took the older
+# part of its slice may reach into that part.
+[ "$fetched" -lt 6600 ] || fail "$CASE: $fetched events fetched for 6000 new ones"
+# The tail is 60 pages of 100 and the other jobs' windows are 2000 events: they
+# are done long before it, and must have taken part of it.
+[ "$fetchers" -ge 2 ] || fail "$CASE: only $fetchers job(s) fetched the tail"
+relay_cleanup
+same_fetched=$fetched same_fetchers=$fetchers
+
+# ---- differing tails ---------------------------------------------------------
+CASE="differing tails"
+awk 'NR % 10 != 0' "$WORK/new.jsonl" >"$WORK/new-most.jsonl" # 600 fewer
+cat "$WORK/old.jsonl" "$WORK/new.jsonl" "$WORK/extra-b.jsonl" "$WORK/extra-c.jsonl" \
+    >"$WORK/union.jsonl"
+ids_of_file "$WORK/union.jsonl" >"$WORK/want"
+cat "$WORK/old.jsonl" "$WORK/new.jsonl" >"$WORK/relay-a.jsonl"
+cat "$WORK/old.jsonl" "$WORK/new-most.jsonl" "$WORK/extra-b.jsonl" >"$WORK/relay-b.jsonl"
+cat "$WORK/old.jsonl" "$WORK/new.jsonl" "$WORK/extra-c.jsonl" >"$WORK/relay-c.jsonl"
+urls=
+for k in a b c; do
+    start_relay --events "$WORK/relay-$k.jsonl"
+    urls="$urls $RELAY_URL"
+done
+run 6800
+relay_cleanup
+
+# ---- direction up --------------------------------------------------------------
+CASE="direction up"
+start_relay --events "$WORK/all.jsonl"
+rm -f "$WORK/db" "$WORK/db-wal" "$WORK/db-shm"
+"$NEGSYNC" -d "$WORK/db" import "$WORK/old.jsonl" >/dev/null || fail "import"
+sync_config "$WORK/c.ini" direction=up
+printf '[relay %s]\n[filter notes]\nkinds = 1\n' "$RELAY_URL" >>"$WORK/c.ini"
+"$NEGSYNC" -c "$WORK/c.ini" -d "$WORK/db" sync --once --json >"$WORK/run.json" \
+    2>"$WORK/run.err" || fail "$CASE: sync failed: $(cat "$WORK/run.json" "$WORK/run.err")"
+l=$(jline "$WORK/run.json" "$RELAY_URL")
+expect_eq "$CASE: result" "$(jstr "$l" result)" ok
+expect_eq "$CASE: fetched" "$(jnum "$l" fetched)" 0
+expect_eq "$CASE: stored" "$(jnum "$l" stored)" 0
+expect_eq "$CASE: uploaded" "$(jnum "$l" uploaded)" 0
+expect_eq "$CASE: local events" "$(ids_of_db "$WORK/db" | wc -l | tr -d ' ')" 2000
+relay_cleanup
+
+echo "sync-tail: same tails: 6000 new events stored once, $same_fetched fetched by" \
+    "$same_fetchers jobs; differing tails: the union of 6800 stored; second syncs need nothing;" \
+    "direction up downloads nothing"
