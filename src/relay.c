@@ -899,7 +899,15 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     /* Callbacks of a connection we already gave up on are of no interest. */
     if (wsi != r->wsi)
         return 0;
-    wire_sample(r, wsi);
+    /*
+     * Two system calls a sample: not for every fragment read or written on
+     * an open connection (thousands a second), whose counters are sampled
+     * when read and before it closes; but while connecting, when lws may
+     * move on to another address's socket, and on everything else.
+     */
+    if (r->state != CONN_OPEN ||
+        (reason != LWS_CALLBACK_CLIENT_RECEIVE && reason != LWS_CALLBACK_CLIENT_WRITEABLE))
+        wire_sample(r, wsi);
 
     switch (reason) {
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
@@ -986,7 +994,8 @@ static int service_until(struct relay *r, struct lws_context *ctx, int64_t deadl
     int rc = 0, last_pass = 0;
     for (;;) {
         if (r != NULL) {
-            wire_sample(r, r->wsi);
+            if (r->state != CONN_OPEN)
+                wire_sample(r, r->wsi);
             if (done != NULL && done(r))
                 break;
             if (atomic_exchange(&r->interrupted, 0)) {
@@ -1227,9 +1236,10 @@ void relay_interrupt(struct relay *r)
         lws_cancel_service(r->ctx);
 }
 
-void relay_get_counters(const struct relay *r, struct relay_counters *conn,
-                        struct relay_counters *total)
+void relay_get_counters(struct relay *r, struct relay_counters *conn, struct relay_counters *total)
 {
+    if (r->state == CONN_OPEN)
+        wire_sample(r, r->wsi);
     if (conn != NULL)
         *conn = r->conn;
     if (total != NULL) {

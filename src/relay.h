@@ -203,11 +203,11 @@ struct relay_counters {
 /*
  * conn: the current (or last) connection, from the start of its TCP
  * handshake; total: everything since relay_new, across reconnects. Either
- * may be NULL. The wire counters are sampled whenever the connection is
- * serviced and just before it closes.
+ * may be NULL. The wire counters of an open connection are read from its
+ * socket here (so call it from the thread that uses r), and taken while
+ * connecting and just before it closes.
  */
-void relay_get_counters(const struct relay *r, struct relay_counters *conn,
-                        struct relay_counters *total);
+void relay_get_counters(struct relay *r, struct relay_counters *conn, struct relay_counters *total);
 
 /* ---- reconnect policy -------------------------------------------------------- */
 
