@@ -37,8 +37,10 @@
  * the relay's next run wait a growing backoff (worker_main).
  *
  * Every event is parsed, verified (id, signature), checked against the filter
- * (and, for an ids fetch, against what was asked) and only then stored, in
- * batches. The database is the store's; cursors, run records and overrides
+ * (and, for an ids fetch, against what was asked) and only then stored, by
+ * the engine's store writer, which commits every job's queued events in one
+ * transaction at a time (writer_main); a job that needs its events stored
+ * (before releasing claims, ending a tail, moving a cursor) waits for it. The database is the store's; cursors, run records and overrides
  * live in tables the store's schema creates (req_cursors, sync_runs,
  * relay_settings) but store.h has no functions for yet, so this file reaches
  * them through a connection of its own (the sdb_ functions), with the same
@@ -48,6 +50,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -71,7 +74,7 @@
 #include "verifier.h"
 #include "util.h"
 
-#define SYNC_STORE_BATCH      1024 /* events per store transaction */
+#define SYNC_STORE_BATCH      2048 /* queued events that wake the store writer (writer_main) */
 #define SYNC_LOOKAHEAD        256  /* messages read ahead while their events are verified */
 #define SYNC_MAX_VERIFIERS    8    /* verifier threads at most (one per core) */
 #define SYNC_UPLOAD_IN_FLIGHT 64   /* EVENTs awaiting OK */
@@ -515,6 +518,14 @@ struct shared_listing {
     struct shared_listing *next;
 };
 
+struct job;
+
+/* An event for the store and the job whose counters its outcome goes to. */
+struct pending_event {
+    struct event *ev;
+    struct job *j;
+};
+
 struct sync_engine {
     struct sync_engine_opts o;
     const struct config *cfg;
@@ -535,7 +546,21 @@ struct sync_engine {
     struct tail_slice *slices; /* the parts of tails jobs are fetching right now */
     struct shared_listing *listings;
     pthread_cond_t listing_cv; /* broadcast when a shared listing is ready */
-    pthread_t ckpt_thread;     /* see ckpt_main */
+    /*
+     * Verified events of every job, waiting for the store writer (see
+     * writer_main); wq_mu guards them, the jobs' struct committed and the
+     * rest of these.
+     */
+    pthread_mutex_t wq_mu;
+    pthread_cond_t write_cv;   /* wakes the writer */
+    pthread_cond_t written_cv; /* a transaction ended */
+    struct pending_event *wq;
+    size_t wq_n, wq_cap;
+    uint64_t flush_req, flush_done; /* commits asked for, and done */
+    int writer_running, writer_stop;
+    pthread_t writer_thread;
+    char store_err[SYNC_ERRLEN]; /* the last failed transaction's reason */
+    pthread_t ckpt_thread;       /* see ckpt_main */
     int ckpt_running;
     pthread_cond_t ckpt_cv;
     uint64_t ckpt_want, ckpt_done; /* commits signalled, commits checkpointed */
@@ -732,6 +757,35 @@ static void tail_slice_page(struct sync_engine *e, struct tail_slice *s, uint64_
     pthread_mutex_unlock(&e->mu);
 }
 
+/*
+ * Ends slice s and returns 0, unless it is the last of its filter's tail
+ * still being fetched: then returns 1 and leaves it, for its job to store
+ * what every slice's job queued before ending it with engine_tail_done (the
+ * jobs waiting for the tail reconcile against the store as soon as the last
+ * slice ends). *split: another job took part of s.
+ */
+static int engine_tail_end(struct sync_engine *e, struct tail_slice *s, int *split)
+{
+    int last = 1;
+
+    pthread_mutex_lock(&e->mu);
+    for (struct tail_slice *x = e->slices; x != NULL && last; x = x->next)
+        last = x == s || x->cf != s->cf;
+    *split = s->split;
+    if (!last) {
+        for (struct tail_slice **p = &e->slices; *p != NULL; p = &(*p)->next) {
+            if (*p == s) {
+                *p = s->next;
+                break;
+            }
+        }
+        free(s);
+        pthread_cond_broadcast(&e->claim_cv);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return last;
+}
+
 /* Ends a slice; 1 when another job took part of it. */
 static int engine_tail_done(struct sync_engine *e, struct tail_slice *s)
 {
@@ -906,9 +960,17 @@ struct job {
     struct idq upq;
     struct idset up_inflight;
 
-    /* events waiting for the store */
-    struct event *batchv[SYNC_STORE_BATCH];
-    size_t nbatch;
+    /*
+     * Events in the engine's queue for the store, and what became of those
+     * another job's transaction took (guarded by the engine's wq_mu; folded
+     * into run and max_stored_at by job_flush).
+     */
+    struct committed {
+        size_t pending;
+        uint64_t stored, duplicates, rejected;
+        int64_t max_at;
+        int failed;
+    } cm;
     int64_t max_stored_at; /* newest created_at a committed batch held; -1 none */
 
     /* negentropy bookkeeping */
@@ -985,48 +1047,188 @@ static void job_close_sub(struct job *j, const char *subid)
         job_send_json(j, json_pack("[ss]", "CLOSE", subid), err, sizeof err);
 }
 
-/* Commits the events waiting for the store. -1 sets j->fatal. */
-static int job_flush(struct job *j)
+/*
+ * One transaction for every event in the engine's queue, whichever job
+ * verified it; each outcome goes to its job's struct committed. The
+ * writer's (st NULL: its store did not open, reason in e->store_err). -1
+ * when the transaction failed (every job of the batch is then marked
+ * failed).
+ */
+static int engine_commit(struct sync_engine *e, struct store *st)
 {
-    struct store_result res[SYNC_STORE_BATCH];
+    struct pending_event *q;
+    struct store_result *res;
+    struct event **evs;
     char err[STORE_ERRLEN];
-    int rc = 0;
+    size_t n;
+    int rc;
 
-    if (j->nbatch == 0)
+    pthread_mutex_lock(&e->wq_mu);
+    q = e->wq;
+    n = e->wq_n;
+    e->wq = NULL;
+    e->wq_n = e->wq_cap = 0;
+    pthread_mutex_unlock(&e->wq_mu);
+    if (n == 0)
         return 0;
-    if (store_insert_batch(j->st, j->batchv, j->nbatch, res, err, sizeof err) < 0) {
-        set_error(j->fatal, sizeof j->fatal, "store: %s", err);
+    evs = xreallocarray(NULL, n, sizeof *evs);
+    res = xreallocarray(NULL, n, sizeof *res);
+    for (size_t i = 0; i < n; i++)
+        evs[i] = q[i].ev;
+    if (st == NULL)
         rc = -1;
-    } else {
+    else
+        rc = store_insert_batch(st, evs, n, res, err, sizeof err) < 0 ? -1 : 0;
+
+    pthread_mutex_lock(&e->wq_mu);
+    if (rc < 0 && st != NULL)
+        set_error(e->store_err, sizeof e->store_err, "store: %s", err);
+    for (size_t i = 0; i < n; i++) {
+        struct committed *c = &q[i].j->cm;
+        c->pending--;
+        if (rc < 0) {
+            c->failed = 1;
+            continue;
+        }
+        switch (res[i].outcome) {
+        case STORE_INSERTED:
+        case STORE_REPLACED: c->stored++; break;
+        case STORE_DUPLICATE: c->duplicates++; break;
+        case STORE_REJECTED:
+        case STORE_DELETED: c->rejected++; break;
+        }
+        if ((int64_t)evs[i]->created_at > c->max_at)
+            c->max_at = (int64_t)evs[i]->created_at;
+    }
+    pthread_mutex_unlock(&e->wq_mu);
+
+    if (rc == 0) {
         uint64_t lo = UINT64_MAX, hi = 0;
         int any = 0;
-        for (size_t i = 0; i < j->nbatch; i++) {
-            const struct event *ev = j->batchv[i];
-            if (res[i].outcome == STORE_INSERTED || res[i].outcome == STORE_REPLACED) {
-                /* A replacement removes an older version; a deletion, what it names. */
-                any |= res[i].outcome == STORE_REPLACED || ev->kind == KIND_DELETION;
-                if (ev->created_at < lo)
-                    lo = ev->created_at;
-                if (ev->created_at > hi)
-                    hi = ev->created_at;
-            }
-            switch (res[i].outcome) {
-            case STORE_INSERTED:
-            case STORE_REPLACED: j->run->stored++; break;
-            case STORE_DUPLICATE: j->run->duplicates++; break;
-            case STORE_REJECTED:
-            case STORE_DELETED: j->run->rejected++; break;
-            }
-            if ((int64_t)j->batchv[i]->created_at > j->max_stored_at)
-                j->max_stored_at = (int64_t)j->batchv[i]->created_at;
+        for (size_t i = 0; i < n; i++) {
+            if (res[i].outcome != STORE_INSERTED && res[i].outcome != STORE_REPLACED)
+                continue;
+            /* A replacement removes an older version; a deletion, what it names. */
+            any |= res[i].outcome == STORE_REPLACED || evs[i]->kind == KIND_DELETION;
+            if (evs[i]->created_at < lo)
+                lo = evs[i]->created_at;
+            if (evs[i]->created_at > hi)
+                hi = evs[i]->created_at;
         }
         if (any || lo <= hi)
-            engine_store_changed(j->e, lo, hi, any);
+            engine_store_changed(e, lo, hi, any);
     }
-    for (size_t i = 0; i < j->nbatch; i++)
-        event_free(j->batchv[i]);
-    j->nbatch = 0;
+    for (size_t i = 0; i < n; i++)
+        event_free(evs[i]);
+    free(evs);
+    free(res);
+    free(q);
     return rc;
+}
+
+/*
+ * The store writer: commits the engine's queue of verified events in one
+ * transaction whenever it holds SYNC_STORE_BATCH events or a job asks for a
+ * flush, from a store connection of its own; while it writes, the queue
+ * fills again, so the faster the jobs, the larger its transactions. One
+ * writer makes fewer, larger transactions than a batch per job (each writes
+ * every index page it touches once, and the random-keyed ones are most of
+ * them: about 2 pages per event at 1 000 events, 0.8 at 5 000), never waits
+ * for another's lock, keeps one page cache warm, and the jobs go on reading
+ * while it writes.
+ */
+static void *writer_main(void *arg)
+{
+    struct sync_engine *e = arg;
+    char err[STORE_ERRLEN];
+    struct store *st = store_open(e->db_path, err, sizeof err);
+
+    pthread_mutex_lock(&e->wq_mu);
+    if (st == NULL)
+        set_error(e->store_err, sizeof e->store_err, "store: %s", err);
+    for (;;) {
+        uint64_t ticket = e->flush_req;
+        if (e->wq_n >= SYNC_STORE_BATCH || ticket != e->flush_done ||
+            (e->writer_stop && e->wq_n > 0)) {
+            if (e->wq_n > 0) {
+                pthread_mutex_unlock(&e->wq_mu);
+                engine_commit(e, st);
+                pthread_mutex_lock(&e->wq_mu);
+            }
+            e->flush_done = ticket;
+            pthread_cond_broadcast(&e->written_cv);
+            continue;
+        }
+        if (e->writer_stop)
+            break;
+        pthread_cond_wait(&e->write_cv, &e->wq_mu);
+    }
+    pthread_mutex_unlock(&e->wq_mu);
+    store_close(st);
+    return NULL;
+}
+
+/*
+ * Makes sure every event this job verified is stored (or its transaction
+ * failed): asks the writer for a commit, unless none of ours is waiting
+ * (all: unless the queue is empty), and waits for it; then takes our
+ * outcomes into the run record. -1 sets j->fatal.
+ */
+static int job_flush_queue(struct job *j, int all)
+{
+    struct sync_engine *e = j->e;
+    struct committed *c = &j->cm;
+    int rc = 0;
+
+    pthread_mutex_lock(&e->wq_mu);
+    if (c->pending > 0 || (all && e->wq_n > 0)) {
+        uint64_t t = ++e->flush_req;
+        pthread_cond_signal(&e->write_cv);
+        while (all ? e->flush_done < t : c->pending > 0)
+            pthread_cond_wait(&e->written_cv, &e->wq_mu);
+    }
+    j->run->stored += c->stored;
+    j->run->duplicates += c->duplicates;
+    j->run->rejected += c->rejected;
+    c->stored = c->duplicates = c->rejected = 0;
+    if (c->max_at > j->max_stored_at)
+        j->max_stored_at = c->max_at;
+    c->max_at = -1;
+    if (c->failed) {
+        c->failed = 0;
+        set_error(j->fatal, sizeof j->fatal, "%s", e->store_err);
+        rc = -1;
+    }
+    pthread_mutex_unlock(&e->wq_mu);
+    return rc;
+}
+
+static int job_flush(struct job *j)
+{
+    return job_flush_queue(j, 0);
+}
+
+/*
+ * Queues a verified event of this job for the store writer, waking it at
+ * SYNC_STORE_BATCH; at eight times that (the writer far behind) waits.
+ */
+static int job_queue_event(struct job *j, struct event *ev)
+{
+    struct sync_engine *e = j->e;
+
+    pthread_mutex_lock(&e->wq_mu);
+    while (e->wq_n >= 8 * SYNC_STORE_BATCH)
+        pthread_cond_wait(&e->written_cv, &e->wq_mu);
+    if (e->wq_n == e->wq_cap) {
+        e->wq_cap = e->wq_cap == 0 ? 256 : e->wq_cap * 2;
+        e->wq = xreallocarray(e->wq, e->wq_cap, sizeof *e->wq);
+    }
+    e->wq[e->wq_n++] = (struct pending_event){ev, j};
+    j->cm.pending++;
+    if (e->wq_n == SYNC_STORE_BATCH)
+        pthread_cond_signal(&e->write_cv);
+    pthread_mutex_unlock(&e->wq_mu);
+    return 0;
 }
 
 /*
@@ -1071,10 +1273,7 @@ static int job_take_event(struct job *j, const json_t *obj, const struct filter 
     }
     j->run->fetched++;
     *taken_at = (int64_t)ev->created_at;
-    j->batchv[j->nbatch++] = ev;
-    if (j->nbatch == SYNC_STORE_BATCH)
-        return job_flush(j) < 0 ? -1 : 0;
-    return 0;
+    return job_queue_event(j, ev) < 0 ? -1 : 0;
 }
 
 /* ---- fetching by id -------------------------------------------------------- */
@@ -1987,10 +2186,15 @@ static int neg_job_tail(struct job *j, struct tail_slice *s, int *retried, enum 
     int rc, split;
 
     rc = neg_tail(j, s, err, sizeof err);
-    /* What the others will reconcile against must be in the store first. */
-    if (job_flush(j) < 0)
-        rc = -1;
-    split = engine_tail_done(j->e, s);
+    /*
+     * What the others will reconcile against must be in the store first:
+     * the last slice's job stores what all of them queued.
+     */
+    if (engine_tail_end(j->e, s, &split)) {
+        if (job_flush_queue(j, 1) < 0)
+            rc = -1;
+        split = engine_tail_done(j->e, s);
+    }
     if (rc == 0)
         return split ? 2 : 1;
     if (j->interrupted || j->fatal[0] != '\0') {
@@ -2618,6 +2822,7 @@ static int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *
     j.batch = e->cfg->sync.fetch_batch > 0 ? e->cfg->sync.fetch_batch : 500;
     j.max_limit = -1;
     j.max_stored_at = -1;
+    j.cm.max_at = -1;
     j.max_fetched_at = -1;
     j.neg_max_common_at = -1;
     j.f = config_filter_at(cf, run->started);
@@ -2981,6 +3186,9 @@ struct sync_engine *sync_engine_new(const struct sync_engine_opts *opts, char *e
     pthread_cond_init(&e->claim_cv, &ca);
     pthread_cond_init(&e->listing_cv, &ca);
     pthread_cond_init(&e->ckpt_cv, &ca);
+    pthread_mutex_init(&e->wq_mu, NULL);
+    pthread_cond_init(&e->write_cv, &ca);
+    pthread_cond_init(&e->written_cv, &ca);
     pthread_condattr_destroy(&ca);
     e->o.relays = NULL;
     e->o.filters = NULL;
@@ -3055,6 +3263,13 @@ static void *ckpt_main(void *arg)
     struct sync_engine *e = arg;
     char err[SYNC_ERRLEN];
     sqlite3 *db = sdb_open(e->db_path, err, sizeof err);
+    /*
+     * SQLite syncs the database file only after a checkpoint that copied
+     * the whole WAL; until then what the partial ones wrote waits in the
+     * page cache for the last close's sync. Syncing it here, beside the
+     * workers, leaves that close little to wait for.
+     */
+    int fd = open(e->db_path, O_RDONLY | O_CLOEXEC);
 
     if (db == NULL)
         engine_log(e, "[SYNC] checkpointer: %s", err);
@@ -3067,10 +3282,14 @@ static void *ckpt_main(void *arg)
         }
         pthread_mutex_unlock(&e->mu);
         sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        if (fd >= 0)
+            fdatasync(fd);
         pthread_mutex_lock(&e->mu);
         e->ckpt_done = want;
     }
     pthread_mutex_unlock(&e->mu);
+    if (fd >= 0)
+        close(fd);
     sqlite3_close(db);
     return NULL;
 }
@@ -3087,6 +3306,14 @@ int sync_engine_start(struct sync_engine *e, char *err, size_t errlen)
                                                           : (unsigned)cpus)) == NULL) {
         set_error(err, errlen, "cannot start the event verifiers");
         return -1;
+    }
+    if (!e->writer_running) {
+        int rc = pthread_create(&e->writer_thread, NULL, writer_main, e);
+        if (rc != 0) {
+            set_error(err, errlen, "cannot start the store writer: %s", strerror(rc));
+            return -1;
+        }
+        e->writer_running = 1;
     }
     if (!e->ckpt_running) {
         int rc = pthread_create(&e->ckpt_thread, NULL, ckpt_main, e);
@@ -3229,6 +3456,14 @@ void sync_engine_free(struct sync_engine *e)
     for (size_t i = 0; i < e->nthreads; i++)
         pthread_join(e->threads[i], NULL);
     free(e->threads);
+    if (e->writer_running) {
+        /* The workers are gone, each having flushed: what is left is committed, then it ends. */
+        pthread_mutex_lock(&e->wq_mu);
+        e->writer_stop = 1;
+        pthread_cond_signal(&e->write_cv);
+        pthread_mutex_unlock(&e->wq_mu);
+        pthread_join(e->writer_thread, NULL);
+    }
     if (e->ckpt_running)
         pthread_join(e->ckpt_thread, NULL);
     vpool_free(e->vpool);
@@ -3249,6 +3484,12 @@ void sync_engine_free(struct sync_engine *e)
     pthread_cond_destroy(&e->claim_cv);
     pthread_cond_destroy(&e->listing_cv);
     pthread_cond_destroy(&e->ckpt_cv);
+    pthread_mutex_destroy(&e->wq_mu);
+    pthread_cond_destroy(&e->write_cv);
+    pthread_cond_destroy(&e->written_cv);
+    for (size_t i = 0; i < e->wq_n; i++) /* none: every job flushes before it ends */
+        event_free(e->wq[i].ev);
+    free(e->wq);
     pthread_mutex_destroy(&e->mu);
     free(e->db_path);
     free(e);
