@@ -1614,7 +1614,7 @@ enum query_shape {
     Q_COUNT,
     Q_IDS,    /* (created_at, id), ascending */
     Q_NEWEST, /* max(created_at) */
-    Q_SIZES,  /* (id, json), unordered, for the JSON sizes */
+    Q_SIZES,  /* (created_at, id, json), unordered, for the JSON sizes */
 };
 
 /* SQLite's default maximum parameter number, which filter_sql_where keeps to as well. */
@@ -1707,7 +1707,7 @@ static char *query_sql(const struct filter *f, enum query_shape shape, enum stor
         APPEND(")");
         break;
     case Q_SIZES:
-        APPEND("SELECT e.id, e.json FROM ");
+        APPEND("SELECT e.created_at, e.id, e.json FROM ");
         APPEND(from);
         APPEND(" WHERE (");
         APPEND(where);
@@ -1846,10 +1846,15 @@ int store_newest(struct store *st, const struct filter *f, int64_t *created_at, 
     return query_scalar(st, f, Q_NEWEST, "newest", created_at, err, errlen);
 }
 
-int store_list_ids(struct store *st, const struct filter *f, store_id_cb cb, void *ctx, char *err,
-                   size_t errlen)
+/*
+ * The rows of a Q_IDS or Q_SIZES query, (created_at, id[, json]): each id
+ * checked, then handed to idcb, or with the JSON's length to sizecb.
+ */
+static int list_rows(struct store *st, const struct filter *f, enum query_shape shape,
+                     store_id_cb idcb, store_size_cb sizecb, void *ctx, const char *what, char *err,
+                     size_t errlen)
 {
-    sqlite3_stmt *s = query_prepare(st, f, Q_IDS, STORE_OLDEST_FIRST, err, errlen);
+    sqlite3_stmt *s = query_prepare(st, f, shape, STORE_OLDEST_FIRST, err, errlen);
     int rc, stopped = 0;
 
     if (s == NULL)
@@ -1861,13 +1866,15 @@ int store_list_ids(struct store *st, const struct filter *f, store_id_cb cb, voi
             sqlite3_finalize(s);
             return -1;
         }
-        if (cb(ctx, (uint64_t)sqlite3_column_int64(s, 0), id) != 0) {
+        /* A size is the bytes of the UTF-8 text as stored: no copy of the text is made. */
+        if (shape == Q_SIZES ? sizecb(ctx, id, (size_t)sqlite3_column_bytes(s, 2))
+                             : idcb(ctx, (uint64_t)sqlite3_column_int64(s, 0), id)) {
             stopped = 1;
             break;
         }
     }
     if (!stopped && rc != SQLITE_DONE) {
-        db_err(st, err, errlen, "list ids");
+        db_err(st, err, errlen, what);
         sqlite3_finalize(s);
         return -1;
     }
@@ -1875,34 +1882,16 @@ int store_list_ids(struct store *st, const struct filter *f, store_id_cb cb, voi
     return stopped;
 }
 
+int store_list_ids(struct store *st, const struct filter *f, store_id_cb cb, void *ctx, char *err,
+                   size_t errlen)
+{
+    return list_rows(st, f, Q_IDS, cb, NULL, ctx, "list ids", err, errlen);
+}
+
 int store_list_sizes(struct store *st, const struct filter *f, store_size_cb cb, void *ctx,
                      char *err, size_t errlen)
 {
-    sqlite3_stmt *s = query_prepare(st, f, Q_SIZES, STORE_OLDEST_FIRST, err, errlen);
-    int rc, stopped = 0;
-
-    if (s == NULL)
-        return -1;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        const uint8_t *id = sqlite3_column_blob(s, 0);
-        if (id == NULL || sqlite3_column_bytes(s, 0) != 32) {
-            set_error(err, errlen, "%s: corrupt event id in the database", st->path);
-            sqlite3_finalize(s);
-            return -1;
-        }
-        /* Bytes of the UTF-8 text as stored: no copy of the text is made. */
-        if (cb(ctx, id, (size_t)sqlite3_column_bytes(s, 1)) != 0) {
-            stopped = 1;
-            break;
-        }
-    }
-    if (!stopped && rc != SQLITE_DONE) {
-        db_err(st, err, errlen, "list sizes");
-        sqlite3_finalize(s);
-        return -1;
-    }
-    sqlite3_finalize(s);
-    return stopped;
+    return list_rows(st, f, Q_SIZES, NULL, cb, ctx, "list sizes", err, errlen);
 }
 
 int store_query_plan(struct store *st, enum store_plan which, const struct filter *f, char *out,

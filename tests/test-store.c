@@ -461,6 +461,23 @@ static int stop_after_two(void *ctx, uint64_t created_at, const uint8_t id[32])
     return ++*(int *)ctx == 2;
 }
 
+struct sizes {
+    uint8_t id[8][32];
+    size_t len[8];
+    size_t n;
+};
+
+static int collect_size(void *ctx, const uint8_t id[32], size_t len)
+{
+    struct sizes *s = ctx;
+
+    if (s->n == 8)
+        return 1;
+    memcpy(s->id[s->n], id, 32);
+    s->len[s->n++] = len;
+    return 0;
+}
+
 static void test_queries(void)
 {
     struct store *st = open_mem();
@@ -532,6 +549,27 @@ static void test_queries(void)
 
     /* A callback can stop the listing. */
     CHECK(store_list_ids(st, NULL, stop_after_two, &calls, err, sizeof err) == 1 && calls == 2);
+
+    /* Sizes: every matching event once, with the length of its stored JSON. */
+    {
+        struct sizes sz = {0};
+        f = parse_filter("{\"kinds\":[1]}");
+        CHECK_MSG(store_list_sizes(st, f, collect_size, &sz, err, sizeof err) == 0, "%s", err);
+        CHECK(sz.n == 3);
+        for (size_t i = 0; i < sz.n; i++) {
+            int k = -1;
+            for (int e = 0; e < 3; e++)
+                if (memcmp(sz.id[i], ev[e]->id, 32) == 0)
+                    k = e;
+            CHECK_MSG(k >= 0, "size %zu: not a kind-1 event", i);
+            if (k >= 0 && store_get_json(st, ev[k]->id, &json, &len, err, sizeof err) == 1) {
+                CHECK_MSG(sz.len[i] == len, "event %d: size %zu, stored JSON %zu", k,
+                          sz.len[i], len);
+                free(json);
+            }
+        }
+        filter_free(f);
+    }
 
     CHECK(store_get_json(st, ev[4]->id, &json, &len, err, sizeof err) == 1);
     CHECK(json_is(json, ev[4]) && strlen(json) == len);
