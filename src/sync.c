@@ -3294,6 +3294,22 @@ static void *ckpt_main(void *arg)
     return NULL;
 }
 
+/* Starts one of the engine's own threads unless it runs already. */
+static int engine_thread(struct sync_engine *e, pthread_t *t, int *running, void *(*fn)(void *),
+                         const char *what, char *err, size_t errlen)
+{
+    int rc;
+
+    if (*running)
+        return 0;
+    if ((rc = pthread_create(t, NULL, fn, e)) != 0) {
+        set_error(err, errlen, "cannot start the %s: %s", what, strerror(rc));
+        return -1;
+    }
+    *running = 1;
+    return 0;
+}
+
 int sync_engine_start(struct sync_engine *e, char *err, size_t errlen)
 {
     size_t n = e->cfg->sync.workers > 0 ? e->cfg->sync.workers : 1;
@@ -3307,22 +3323,11 @@ int sync_engine_start(struct sync_engine *e, char *err, size_t errlen)
         set_error(err, errlen, "cannot start the event verifiers");
         return -1;
     }
-    if (!e->writer_running) {
-        int rc = pthread_create(&e->writer_thread, NULL, writer_main, e);
-        if (rc != 0) {
-            set_error(err, errlen, "cannot start the store writer: %s", strerror(rc));
-            return -1;
-        }
-        e->writer_running = 1;
-    }
-    if (!e->ckpt_running) {
-        int rc = pthread_create(&e->ckpt_thread, NULL, ckpt_main, e);
-        if (rc != 0) {
-            set_error(err, errlen, "cannot start the checkpointer: %s", strerror(rc));
-            return -1;
-        }
-        e->ckpt_running = 1;
-    }
+    if (engine_thread(e, &e->writer_thread, &e->writer_running, writer_main, "store writer", err,
+                      errlen) < 0 ||
+        engine_thread(e, &e->ckpt_thread, &e->ckpt_running, ckpt_main, "checkpointer", err,
+                      errlen) < 0)
+        return -1;
     e->threads = xcalloc(n, sizeof *e->threads);
     for (size_t i = 0; i < n; i++) {
         struct worker *w = xcalloc(1, sizeof *w);
