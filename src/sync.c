@@ -1801,11 +1801,6 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
         engine_listing_ready(j->e, sl, own);
     }
     ns = sl->ns;
-    if (neg_estimate_local(j, wf, err, sizeof err) < 0) {
-        set_error(j->fatal, sizeof j->fatal, "store: %s", err);
-        res = NEG_OUT_FATAL;
-        goto out;
-    }
     if ((n = neg_new(ns, j->e->cfg->sync.frame_size_limit, err, sizeof err)) != NULL)
         neg_set_adaptive(n, j->e->cfg->sync.neg_adaptive); /* negentropy_split; see neg.c */
     if (n == NULL || neg_initiate(n, &out, err, sizeof err) < 0) {
@@ -1823,6 +1818,15 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
     fj = filter_to_json(wf);
     if (job_send_json(j, json_pack("[ss o s]", "NEG-OPEN", subid, fj, hex), reason, rlen) < 0) {
         res = j->interrupted ? NEG_OUT_FATAL : NEG_OUT_FAILED;
+        goto out;
+    }
+    /*
+     * While the relay lists its side, the sizes the estimate needs (this
+     * window's fetches cannot have landed yet: they start on its reply).
+     */
+    if (neg_estimate_local(j, wf, err, sizeof err) < 0) {
+        set_error(j->fatal, sizeof j->fatal, "store: %s", err);
+        res = NEG_OUT_FATAL;
         goto out;
     }
     j->idle_deadline = mono_ms() + j->timeout_ms;
