@@ -1198,7 +1198,7 @@ static void test_threads(const char *dir)
 
 static void remove_tree(const char *dir)
 {
-    static const char *const names[] = {"migrate.db", "threads.db", "v1.db"};
+    static const char *const names[] = {"migrate.db", "threads.db", "v1.db", "v3.db"};
     static const char *const sfx[] = {"", "-wal", "-shm"};
     char p[600];
 
