@@ -10,6 +10,8 @@
 #                   negentropy;
 #   differing tails one relay lacks some new events, two hold new events the
 #                   others lack: the local set ends as the union all the same;
+#   dropped slice   a relay drops every connection partway: the other jobs still
+#                   end with every new event;
 # and in both, a second sync right after needs nothing from any relay;
 #   direction up    the relay's newer events are not downloaded: with nothing
 #                   local there, there is nothing to upload either.
@@ -98,6 +100,38 @@ done
 run 6800
 relay_cleanup
 
+# ---- a relay that drops the connection during its part ----------------------
+# Its job loses the slice it took (and a retry loses it again: the relay
+# drops every connection after 450 messages); the other two jobs must still
+# end with every new event, by reconciling the tail with their relays.
+CASE="dropped slice"
+ids_of_file "$WORK/all.jsonl" >"$WORK/want"
+start_relay --events "$WORK/all.jsonl"
+good1=$RELAY_URL
+start_relay --events "$WORK/all.jsonl"
+good2=$RELAY_URL
+start_relay --events "$WORK/all.jsonl" --drop-after 450
+bad=$RELAY_URL
+rm -f "$WORK/db" "$WORK/db-wal" "$WORK/db-shm"
+"$NEGSYNC" -d "$WORK/db" import "$WORK/old.jsonl" >/dev/null || fail "import"
+sync_config "$WORK/c.ini" workers=3 fetch_batch=100
+printf '[relay %s]\n[relay %s]\n[relay %s]\n[filter notes]\nkinds = 1\n' "$bad" "$good1" "$good2" \
+    >>"$WORK/c.ini"
+rc=0
+"$NEGSYNC" -c "$WORK/c.ini" -d "$WORK/db" sync --once --json >"$WORK/run.json" 2>"$WORK/run.err" ||
+    rc=$?
+[ "$rc" -le 1 ] || fail "$CASE: exit status $rc: $(cat "$WORK/run.err")"
+for u in "$good1" "$good2"; do
+    l=$(jline "$WORK/run.json" "$u")
+    expect_eq "$CASE: $u mode" "$(jstr "$l" mode)" negentropy
+    expect_eq "$CASE: $u result" "$(jstr "$l" result)" ok
+done
+[ -n "$(jline "$WORK/run.json" "$bad")" ] || fail "$CASE: no run line for the dropping relay"
+ids_of_db "$WORK/db" >"$WORK/got"
+cmp -s "$WORK/want" "$WORK/got" ||
+    fail "$CASE: local set differs ($(wc -l <"$WORK/got") events, want $(wc -l <"$WORK/want"))"
+relay_cleanup
+
 # ---- direction up --------------------------------------------------------------
 CASE="direction up"
 start_relay --events "$WORK/all.jsonl"
@@ -117,4 +151,4 @@ relay_cleanup
 
 echo "sync-tail: same tails: 6000 new events stored once, $same_fetched fetched by" \
     "$same_fetchers jobs; differing tails: the union of 6800 stored; second syncs need nothing;" \
-    "direction up downloads nothing"
+    "a dropped slice is made up for; direction up downloads nothing"
