@@ -1141,7 +1141,10 @@ static void *writer_main(void *arg)
 {
     struct sync_engine *e = arg;
     char err[STORE_ERRLEN];
-    struct store *st = store_open(e->db_path, err, sizeof err);
+    struct store *st;
+
+    thread_name("negsync-writer");
+    st = store_open(e->db_path, err, sizeof err);
 
     pthread_mutex_lock(&e->wq_mu);
     if (st == NULL)
@@ -3061,6 +3064,7 @@ static void *worker_main(void *arg)
     struct worker *w = arg;
     struct sync_engine *e = w->e;
 
+    thread_name("negsync-worker");
     pthread_mutex_lock(&e->mu);
     while (!e->stopping) {
         int64_t now = mono_ms(), next = -1;
@@ -3266,15 +3270,18 @@ static void *ckpt_main(void *arg)
 {
     struct sync_engine *e = arg;
     char err[SYNC_ERRLEN];
-    sqlite3 *db = sdb_open(e->db_path, err, sizeof err);
+    sqlite3 *db;
+    int fd;
+
+    thread_name("negsync-ckpt");
+    db = sdb_open(e->db_path, err, sizeof err);
     /*
      * SQLite syncs the database file only after a checkpoint that copied
      * the whole WAL; until then what the partial ones wrote waits in the
      * page cache for the last close's sync. Syncing it here, beside the
      * workers, leaves that close little to wait for.
      */
-    int fd = open(e->db_path, O_RDONLY | O_CLOEXEC);
-
+    fd = open(e->db_path, O_RDONLY | O_CLOEXEC);
     if (db == NULL)
         engine_log(e, "[SYNC] checkpointer: %s", err);
     pthread_mutex_lock(&e->mu);

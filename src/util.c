@@ -1,6 +1,7 @@
 /* util: allocation, hex and byte buffers. */
 #include "config.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,4 +134,16 @@ void set_error(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
+}
+
+void thread_name(const char *name)
+{
+#ifdef HAVE_PTHREAD_SETNAME_NP
+    char n[16];
+
+    snprintf(n, sizeof n, "%s", name);
+    pthread_setname_np(pthread_self(), n);
+#else
+    (void)name;
+#endif
 }

@@ -43,4 +43,7 @@ void buf_append(struct buf *b, const void *p, size_t n);
 void buf_push(struct buf *b, uint8_t c);
 void buf_free(struct buf *b);
 
+/* Names the calling thread (at most 15 characters) where the system can; else nothing. */
+void thread_name(const char *name);
+
 #endif

@@ -65,6 +65,7 @@ static void *vpool_main(void *arg)
     struct vpool *p = arg;
     struct event_keycache *kc = event_keycache_new();
 
+    thread_name("negsync-verify");
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (p->head == NULL && !p->stopping)
