@@ -1660,9 +1660,16 @@ static int query_author_clause(const struct filter *f, struct buf *b, int *next)
 static char *query_sql(const struct filter *f, enum query_shape shape, enum store_order order,
                        int *author_param, int *limit_param, char *err, size_t errlen)
 {
-    struct buf b = {0};
+    struct buf b = {0}, by_author = {0};
     char *where = NULL;
     int next = 1, use_limit = shape == Q_JSON && f != NULL && f->has_limit;
+    static const char *const select_list[] = {
+        [Q_JSON] = "SELECT e.json",
+        [Q_COUNT] = "SELECT count(*)",
+        [Q_IDS] = "SELECT e.created_at, e.id",
+        [Q_NEWEST] = "SELECT max(e.created_at)",
+        [Q_SIZES] = "SELECT e.created_at, e.id, e.json",
+    };
     const char *from;
     char tail[64];
 
@@ -1677,75 +1684,38 @@ static char *query_sql(const struct filter *f, enum query_shape shape, enum stor
         free(where);
         where = xstrdup("1");
     }
-    {
-        struct buf w = {0};
-        buf_append(&w, where, strlen(where));
-        *author_param = query_author_clause(f, &w, &next);
-        buf_push(&w, '\0');
-        free(where);
-        where = (char *)w.data;
-    }
+    *author_param = query_author_clause(f, &by_author, &next);
     *limit_param = next;
     from = *author_param > 0 ? "authors u CROSS JOIN events_by_author a ON a.author = u.author "
                                "CROSS JOIN events e ON e.seq = a.seq"
                              : "events e";
 
 #define APPEND(s) buf_append(&b, (s), strlen(s))
-    switch (shape) {
-    case Q_COUNT:
-        APPEND("SELECT count(*) FROM ");
-        APPEND(from);
-        APPEND(" WHERE (");
-        APPEND(where);
-        APPEND(")");
-        break;
-    case Q_NEWEST:
-        APPEND("SELECT max(e.created_at) FROM ");
-        APPEND(from);
-        APPEND(" WHERE (");
-        APPEND(where);
-        APPEND(")");
-        break;
-    case Q_SIZES:
-        APPEND("SELECT e.created_at, e.id, e.json FROM ");
-        APPEND(from);
-        APPEND(" WHERE (");
-        APPEND(where);
-        APPEND(")");
-        break;
-    case Q_IDS:
-        APPEND("SELECT e.created_at, e.id FROM ");
-        APPEND(from);
-        APPEND(" WHERE (");
-        APPEND(where);
-        APPEND(") ORDER BY e.created_at, e.id");
-        break;
-    case Q_JSON:
-        if (order == STORE_NEWEST_FIRST || !use_limit) {
-            APPEND("SELECT e.json FROM ");
-            APPEND(from);
-            APPEND(" WHERE (");
-            APPEND(where);
-            APPEND(order == STORE_NEWEST_FIRST ? ") ORDER BY e.created_at DESC, e.id"
-                                               : ") ORDER BY e.created_at, e.id");
-            if (use_limit) {
-                snprintf(tail, sizeof tail, " LIMIT ?%d", next);
-                APPEND(tail);
-            }
-        } else {
-            /* The limit picks the newest, as for a REQ; then deliver them oldest first. */
-            APPEND("SELECT json FROM (SELECT e.json, e.created_at, e.id FROM ");
-            APPEND(from);
-            APPEND(" WHERE (");
-            APPEND(where);
-            snprintf(tail, sizeof tail, ") ORDER BY e.created_at DESC, e.id LIMIT ?%d)", next);
+    if (shape == Q_JSON && use_limit && order != STORE_NEWEST_FIRST)
+        /* The limit picks the newest, as for a REQ; then deliver them oldest first. */
+        APPEND("SELECT json FROM (SELECT e.json, e.created_at, e.id");
+    else
+        APPEND(select_list[shape]);
+    APPEND(" FROM ");
+    APPEND(from);
+    APPEND(" WHERE (");
+    APPEND(where);
+    buf_append(&b, by_author.data, by_author.len);
+    APPEND(")");
+    if (shape == Q_IDS || (shape == Q_JSON && order != STORE_NEWEST_FIRST && !use_limit)) {
+        APPEND(" ORDER BY e.created_at, e.id");
+    } else if (shape == Q_JSON) {
+        APPEND(" ORDER BY e.created_at DESC, e.id");
+        if (use_limit) {
+            snprintf(tail, sizeof tail, " LIMIT ?%d", next);
             APPEND(tail);
-            APPEND(" ORDER BY created_at, id");
         }
-        break;
+        if (use_limit && order != STORE_NEWEST_FIRST)
+            APPEND(") ORDER BY created_at, id");
     }
 #undef APPEND
     buf_push(&b, '\0');
+    buf_free(&by_author);
     free(where);
     return (char *)b.data;
 }
