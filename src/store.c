@@ -361,11 +361,9 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_AUTHOR_NEW] = "INSERT INTO authors (pubkey) VALUES (?1)",
     /* Before ST_DELETE_SEQ: the key comes from the event row. */
     [ST_DELETE_AUTHOR] = "DELETE FROM events_by_author "
-                         "WHERE author = (SELECT u.author FROM events e JOIN authors u "
-                         "ON u.pubkey = e.pubkey WHERE e.seq = ?1) "
-                         "AND kind = (SELECT kind FROM events WHERE seq = ?1) "
-                         "AND created_at = (SELECT created_at FROM events WHERE seq = ?1) "
-                         "AND seq = ?1",
+                         "WHERE (author, kind, created_at, seq) = "
+                         "(SELECT u.author, e.kind, e.created_at, e.seq FROM events e "
+                         "JOIN authors u ON u.pubkey = e.pubkey WHERE e.seq = ?1)",
     [ST_INSERT_TOMB] = "INSERT INTO deletions (seq, pubkey, created_at, target_id, target_addr) "
                        "VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_EVENT_BY_ID] = "SELECT seq, pubkey, kind, dtag, created_at FROM events WHERE id = ?1",
