@@ -1956,6 +1956,28 @@ int store_get_json(struct store *st, const uint8_t id[32], char **json, size_t *
     return db_err(st, err, errlen, "get event");
 }
 
+/*
+ * One consistency check of store_check: sql names the seq of an event it
+ * finds wrong, or no row. 0, or -1 with what (and that seq) in err.
+ */
+static int check_seq(struct store *st, const char *sql, const char *what, const char *problem,
+                     char *err, size_t errlen)
+{
+    sqlite3_stmt *s;
+    int rc;
+
+    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return db_err(st, err, errlen, what);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        set_error(err, errlen, "%s: %s: %s (seq %lld)", st->path, what, problem,
+                  (long long)sqlite3_column_int64(s, 0));
+    else if (rc != SQLITE_DONE)
+        db_err(st, err, errlen, what);
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
 int store_check(struct store *st, char *err, size_t errlen)
 {
     sqlite3_stmt *s;
@@ -1992,45 +2014,21 @@ int store_check(struct store *st, char *err, size_t errlen)
         return -1;
 
     /* tags has no foreign key (migration 3): the same check by hand. */
-    if (sqlite3_prepare_v2(st->db,
-                           "SELECT t.seq FROM tags t WHERE NOT EXISTS "
-                           "(SELECT 1 FROM events e WHERE e.seq = t.seq) LIMIT 1",
-                           -1, &s, NULL) != SQLITE_OK)
-        return db_err(st, err, errlen, "tag check");
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        set_error(err, errlen, "%s: tag check: tags of a missing event (seq %lld)", st->path,
-                  (long long)sqlite3_column_int64(s, 0));
-        bad = 1;
-    } else if (rc != SQLITE_DONE) {
-        db_err(st, err, errlen, "tag check");
-        bad = 1;
-    }
-    sqlite3_finalize(s);
-    if (bad)
+    if (check_seq(st,
+                  "SELECT t.seq FROM tags t WHERE NOT EXISTS "
+                  "(SELECT 1 FROM events e WHERE e.seq = t.seq) LIMIT 1",
+                  "tag check", "tags of a missing event", err, errlen) < 0)
         return -1;
 
     /* events_by_author (migration 4): exactly one entry per event, with its key. */
-    if (sqlite3_prepare_v2(st->db,
-                           "SELECT e.seq FROM events e WHERE NOT EXISTS (SELECT 1 FROM "
-                           "events_by_author a JOIN authors u ON u.author = a.author "
-                           "WHERE u.pubkey = e.pubkey AND a.kind = e.kind "
-                           "AND a.created_at = e.created_at AND a.seq = e.seq) "
-                           "UNION ALL SELECT a.seq FROM events_by_author a WHERE NOT EXISTS "
-                           "(SELECT 1 FROM events e JOIN authors u ON u.pubkey = e.pubkey "
-                           "WHERE e.seq = a.seq AND u.author = a.author "
-                           "AND e.kind = a.kind AND e.created_at = a.created_at) LIMIT 1",
-                           -1, &s, NULL) != SQLITE_OK)
-        return db_err(st, err, errlen, "author check");
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        set_error(err, errlen, "%s: author check: events_by_author disagrees with seq %lld",
-                  st->path, (long long)sqlite3_column_int64(s, 0));
-        bad = 1;
-    } else if (rc != SQLITE_DONE) {
-        db_err(st, err, errlen, "author check");
-        bad = 1;
-    }
-    sqlite3_finalize(s);
-    return bad ? -1 : 0;
+    return check_seq(st,
+                     "SELECT e.seq FROM events e WHERE NOT EXISTS (SELECT 1 FROM "
+                     "events_by_author a JOIN authors u ON u.author = a.author "
+                     "WHERE u.pubkey = e.pubkey AND a.kind = e.kind "
+                     "AND a.created_at = e.created_at AND a.seq = e.seq) "
+                     "UNION ALL SELECT a.seq FROM events_by_author a WHERE NOT EXISTS "
+                     "(SELECT 1 FROM events e JOIN authors u ON u.pubkey = e.pubkey "
+                     "WHERE e.seq = a.seq AND u.author = a.author "
+                     "AND e.kind = a.kind AND e.created_at = a.created_at) LIMIT 1",
+                     "author check", "events_by_author disagrees with the event", err, errlen);
 }
