@@ -87,6 +87,7 @@ struct neg {
     double density;         /* estimated differences per item of ours; < 0 = unknown */
     struct sample *samples; /* evidence since the last estimate */
     size_t nsamples, samples_cap;
+    struct buf verdicts; /* estimate_from's fingerprint comparisons, in message order */
 };
 
 /*
@@ -586,6 +587,7 @@ void neg_free(struct neg *n)
     if (n == NULL)
         return;
     buf_free(&n->scratch);
+    buf_free(&n->verdicts);
     hasher_free(&n->hasher);
     free(n->samples);
     free(n);
@@ -992,10 +994,21 @@ static int parse_range(struct neg *n, const uint8_t **p, const uint8_t *end,
     return set_err(err, errlen, "unknown range mode %llu", (unsigned long long)r->mode);
 }
 
+/* Whether our fingerprint of items [lower, upper) differs from the peer's. */
+static int range_differs(struct neg *n, size_t lower, size_t upper,
+                         const uint8_t theirs[NEG_FINGERPRINT_SIZE])
+{
+    uint8_t ours[NEG_FINGERPRINT_SIZE];
+    fingerprint(n->st, lower, upper, &n->hasher, ours);
+    return memcmp(ours, theirs, NEG_FINGERPRINT_SIZE) != 0;
+}
+
 /*
  * Adaptive initiator: a first pass over the peer's message compares its
  * fingerprints with ours and re-estimates the density before any range is
- * split. A malformed message is left for the main pass to report.
+ * split. The comparisons are kept in n->verdicts for the main pass, which
+ * would otherwise hash every range twice. A malformed message is left for
+ * the main pass to report.
  */
 static void estimate_from(struct neg *n, const uint8_t *p, const uint8_t *end)
 {
@@ -1003,20 +1016,17 @@ static void estimate_from(struct neg *n, const uint8_t *p, const uint8_t *end)
     struct bound prev;
     memset(&prev, 0, sizeof(prev));
     size_t prev_index = 0;
-    char err[NEG_ERRLEN];
 
     n->last_ts_in = 0;
     while (p < end) {
         struct range_in r;
-        if (parse_range(n, &p, end, &prev, &r, err, sizeof err) < 0)
+        if (parse_range(n, &p, end, &prev, &r, NULL, 0) < 0)
             break;
         size_t upper = storage_lower_bound(st, prev_index, st->n, &r.bound);
         if (r.mode == MODE_FINGERPRINT) {
-            uint8_t ours[NEG_FINGERPRINT_SIZE];
-            fingerprint(st, prev_index, upper, &n->hasher, ours);
-            add_sample(n, upper - prev_index, 0,
-                       memcmp(ours, r.payload, NEG_FINGERPRINT_SIZE) != 0 ? SAMPLE_DIFFERS
-                                                                          : SAMPLE_EQUAL);
+            int differs = range_differs(n, prev_index, upper, r.payload);
+            buf_push(&n->verdicts, (uint8_t)differs);
+            add_sample(n, upper - prev_index, 0, differs ? SAMPLE_DIFFERS : SAMPLE_EQUAL);
         }
         prev_index = upper;
         prev = r.bound;
@@ -1113,7 +1123,9 @@ int neg_reconcile(struct neg *n, const uint8_t *msg, size_t len, struct buf *out
     memset(&prev_bound, 0, sizeof(prev_bound));
     size_t prev_index = 0;
     int skip = 0;
+    size_t nfingerprints = 0; /* Fingerprint ranges seen, to index n->verdicts */
 
+    n->verdicts.len = 0;
     if (n->initiator && n->adaptive)
         estimate_from(n, p, end);
 
@@ -1130,9 +1142,11 @@ int neg_reconcile(struct neg *n, const uint8_t *msg, size_t len, struct buf *out
         if (r.mode == MODE_SKIP) {
             skip = 1;
         } else if (r.mode == MODE_FINGERPRINT) {
-            uint8_t ours[NEG_FINGERPRINT_SIZE];
-            fingerprint(st, lower, upper, &n->hasher, ours);
-            if (memcmp(ours, r.payload, NEG_FINGERPRINT_SIZE) != 0) {
+            int differs = nfingerprints < n->verdicts.len
+                              ? n->verdicts.data[nfingerprints]
+                              : range_differs(n, lower, upper, r.payload);
+            nfingerprints++;
+            if (differs) {
                 if (skip) {
                     skip = 0;
                     encode_bound(n, o, &prev_bound);
