@@ -571,6 +571,18 @@ int event_verify_cached(const struct event *ev, struct event_keycache *kc, char 
     return 0;
 }
 
+struct event *event_from_json_verified(const json_t *obj, struct event_keycache *kc, char *err,
+                                       size_t errlen)
+{
+    struct event *ev = event_from_json(obj, err, errlen);
+
+    if (ev != NULL && event_verify_cached(ev, kc, err, errlen) < 0) {
+        event_free(ev);
+        ev = NULL;
+    }
+    return ev;
+}
+
 int event_verify(const struct event *ev, char *err, size_t errlen)
 {
     return event_verify_cached(ev, NULL, err, errlen);

@@ -84,6 +84,12 @@ void event_keycache_stats(const struct event_keycache *kc, uint64_t *hits, uint6
  */
 int event_verify_cached(const struct event *ev, struct event_keycache *kc, char *err,
                         size_t errlen);
+/*
+ * event_from_json, then event_verify_cached: the authentic event (caller
+ * frees), or NULL with the reason in err.
+ */
+struct event *event_from_json_verified(const json_t *obj, struct event_keycache *kc, char *err,
+                                       size_t errlen);
 
 /*
  * Builds and signs an event with a 32-byte secret key. Tag i has tag_lens[i]

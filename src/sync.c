@@ -40,7 +40,8 @@
  * (and, for an ids fetch, against what was asked) and only then stored, by
  * the engine's store writer, which commits every job's queued events in one
  * transaction at a time (writer_main); a job that needs its events stored
- * (before releasing claims, ending a tail, moving a cursor) waits for it. The database is the store's; cursors, run records and overrides
+ * (before releasing claims, ending a tail, moving a cursor) waits for it.
+ * The database is the store's; cursors, run records and overrides
  * live in tables the store's schema creates (req_cursors, sync_runs,
  * relay_settings) but store.h has no functions for yet, so this file reaches
  * them through a connection of its own (the sdb_ functions), with the same
@@ -542,7 +543,7 @@ struct sync_engine {
     size_t nthreads;
     int stopping;
     size_t nrunning;
-    struct idset claims;                /* ids some job is fetching right now */
+    struct idset claims;       /* ids some job is fetching right now */
     struct tail_slice *slices; /* the parts of tails jobs are fetching right now */
     struct shared_listing *listings;
     pthread_cond_t listing_cv; /* broadcast when a shared listing is ready */
@@ -564,7 +565,7 @@ struct sync_engine {
     int ckpt_running;
     pthread_cond_t ckpt_cv;
     uint64_t ckpt_want, ckpt_done; /* commits signalled, commits checkpointed */
-    struct caps_cache *caps; /* the capability cache (thread-safe) */
+    struct caps_cache *caps;       /* the capability cache (thread-safe) */
     uint64_t subseq;
     struct vpool *vpool; /* verifies incoming events beside the workers; NULL: inline */
 };
@@ -640,27 +641,45 @@ static void engine_wait_claims(struct sync_engine *e, const struct idq *q, int64
  * filter's tail being fetched claims it whole, [lo, hi] (hi_open: no upper
  * bound); NULL when some job is on it.
  */
+/* A new slice [lo, until] of cf's tail, linked in. With e->mu held. */
+static struct tail_slice *slice_add(struct sync_engine *e, const struct config_filter *cf,
+                                    uint64_t lo, uint64_t until, int has_until)
+{
+    struct tail_slice *s = xcalloc(1, sizeof *s);
+
+    s->cf = cf;
+    s->lo = lo;
+    s->until = until;
+    s->has_until = has_until;
+    s->top = has_until ? until : lo;
+    s->more = 1;
+    s->next = e->slices;
+    e->slices = s;
+    return s;
+}
+
+/* Unlinks and frees s, and wakes the jobs waiting on the tail. With e->mu held. */
+static void slice_remove(struct sync_engine *e, struct tail_slice *s)
+{
+    for (struct tail_slice **p = &e->slices; *p != NULL; p = &(*p)->next) {
+        if (*p == s) {
+            *p = s->next;
+            break;
+        }
+    }
+    free(s);
+    pthread_cond_broadcast(&e->claim_cv);
+}
+
 static struct tail_slice *engine_tail_claim(struct sync_engine *e, const struct config_filter *cf,
                                             uint64_t lo, uint64_t hi, int hi_open)
 {
-    struct tail_slice *s = NULL;
+    struct tail_slice *s;
 
     pthread_mutex_lock(&e->mu);
     for (s = e->slices; s != NULL && s->cf != cf; s = s->next)
         ;
-    if (s == NULL) {
-        s = xcalloc(1, sizeof *s);
-        s->cf = cf;
-        s->lo = lo;
-        s->until = hi;
-        s->has_until = !hi_open;
-        s->top = lo;
-        s->more = 1;
-        s->next = e->slices;
-        e->slices = s;
-    } else {
-        s = NULL;
-    }
+    s = s == NULL ? slice_add(e, cf, lo, hi, !hi_open) : NULL;
     pthread_mutex_unlock(&e->mu);
     return s;
 }
@@ -670,8 +689,7 @@ static uint64_t tail_slice_left(const struct tail_slice *s)
 {
     if (!s->has_until || !s->more || s->n == 0 || s->until <= s->lo || s->top < s->until)
         return 0;
-    return (uint64_t)((double)s->n * (double)(s->until - s->lo) /
-                      (double)(s->top - s->until + 1));
+    return (uint64_t)((double)s->n * (double)(s->until - s->lo) / (double)(s->top - s->until + 1));
 }
 
 /*
@@ -706,15 +724,7 @@ static struct tail_slice *engine_tail_help(struct sync_engine *e, const struct c
             break;
         if (best != NULL) {
             uint64_t mid = best->lo + (best->until - best->lo) / 2;
-            h = xcalloc(1, sizeof *h);
-            h->cf = cf;
-            h->lo = best->lo;
-            h->until = mid;
-            h->has_until = 1;
-            h->top = mid;
-            h->more = 1;
-            h->next = e->slices;
-            e->slices = h;
+            h = slice_add(e, cf, best->lo, mid, 1);
             best->lo = mid + 1;
             best->split = 1;
             break;
@@ -772,16 +782,8 @@ static int engine_tail_end(struct sync_engine *e, struct tail_slice *s, int *spl
     for (struct tail_slice *x = e->slices; x != NULL && last; x = x->next)
         last = x == s || x->cf != s->cf;
     *split = s->split;
-    if (!last) {
-        for (struct tail_slice **p = &e->slices; *p != NULL; p = &(*p)->next) {
-            if (*p == s) {
-                *p = s->next;
-                break;
-            }
-        }
-        free(s);
-        pthread_cond_broadcast(&e->claim_cv);
-    }
+    if (!last)
+        slice_remove(e, s);
     pthread_mutex_unlock(&e->mu);
     return last;
 }
@@ -792,15 +794,8 @@ static int engine_tail_done(struct sync_engine *e, struct tail_slice *s)
     int split;
 
     pthread_mutex_lock(&e->mu);
-    for (struct tail_slice **p = &e->slices; *p != NULL; p = &(*p)->next) {
-        if (*p == s) {
-            *p = s->next;
-            break;
-        }
-    }
     split = s->split;
-    free(s);
-    pthread_cond_broadcast(&e->claim_cv);
+    slice_remove(e, s);
     pthread_mutex_unlock(&e->mu);
     return split;
 }
@@ -813,9 +808,9 @@ static void listing_free(struct shared_listing *l)
 }
 
 /*
- * Unlinks and frees the listings no job uses that are stale, or all unused
- * ones (all set), or the oldest unused ones beyond SYNC_LISTINGS_KEPT. With
- * e->mu held.
+ * Unlinks and frees the listings no job uses that are stale or failed, or
+ * all unused ones (all set), or the oldest unused ones beyond
+ * SYNC_LISTINGS_KEPT. With e->mu held.
  */
 static void engine_listings_prune(struct sync_engine *e, int all)
 {
@@ -823,7 +818,8 @@ static void engine_listings_prune(struct sync_engine *e, int all)
 
     for (struct shared_listing **p = &e->listings; *p != NULL;) {
         struct shared_listing *l = *p;
-        if (l->refs == 0 && (all || l->stale || ++unused > SYNC_LISTINGS_KEPT)) {
+        int failed = l->ready && l->ns == NULL;
+        if (l->refs == 0 && (all || l->stale || failed || ++unused > SYNC_LISTINGS_KEPT)) {
             *p = l->next;
             listing_free(l);
         } else {
@@ -899,17 +895,10 @@ static void engine_listing_ready(struct sync_engine *e, struct shared_listing *l
 
 static void engine_listing_release(struct sync_engine *e, struct shared_listing *l)
 {
-    int linked = 0;
-
     pthread_mutex_lock(&e->mu);
-    for (struct shared_listing *x = e->listings; x != NULL && !linked; x = x->next)
-        linked = x == l;
     l->refs--;
-    if (linked)
-        engine_listings_prune(e, 0);
+    engine_listings_prune(e, 0);
     pthread_mutex_unlock(&e->mu);
-    if (!linked)
-        listing_free(l); /* never shared (see neg_session) */
 }
 
 static int engine_stopping(struct sync_engine *e)
@@ -1060,8 +1049,9 @@ static int engine_commit(struct sync_engine *e, struct store *st)
     struct store_result *res;
     struct event **evs;
     char err[STORE_ERRLEN];
+    uint64_t lo = UINT64_MAX, hi = 0;
     size_t n;
-    int rc;
+    int rc, any = 0;
 
     pthread_mutex_lock(&e->wq_mu);
     q = e->wq;
@@ -1085,6 +1075,7 @@ static int engine_commit(struct sync_engine *e, struct store *st)
         set_error(e->store_err, sizeof e->store_err, "store: %s", err);
     for (size_t i = 0; i < n; i++) {
         struct committed *c = &q[i].j->cm;
+        const struct event *ev = evs[i];
         c->pending--;
         if (rc < 0) {
             c->failed = 1;
@@ -1092,32 +1083,25 @@ static int engine_commit(struct sync_engine *e, struct store *st)
         }
         switch (res[i].outcome) {
         case STORE_INSERTED:
-        case STORE_REPLACED: c->stored++; break;
+        case STORE_REPLACED:
+            c->stored++;
+            /* The span changed; a replacement removes an older version, a deletion what it names. */
+            any |= res[i].outcome == STORE_REPLACED || ev->kind == KIND_DELETION;
+            if (ev->created_at < lo)
+                lo = ev->created_at;
+            if (ev->created_at > hi)
+                hi = ev->created_at;
+            break;
         case STORE_DUPLICATE: c->duplicates++; break;
         case STORE_REJECTED:
         case STORE_DELETED: c->rejected++; break;
         }
-        if ((int64_t)evs[i]->created_at > c->max_at)
-            c->max_at = (int64_t)evs[i]->created_at;
+        if ((int64_t)ev->created_at > c->max_at)
+            c->max_at = (int64_t)ev->created_at;
     }
     pthread_mutex_unlock(&e->wq_mu);
-
-    if (rc == 0) {
-        uint64_t lo = UINT64_MAX, hi = 0;
-        int any = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (res[i].outcome != STORE_INSERTED && res[i].outcome != STORE_REPLACED)
-                continue;
-            /* A replacement removes an older version; a deletion, what it names. */
-            any |= res[i].outcome == STORE_REPLACED || evs[i]->kind == KIND_DELETION;
-            if (evs[i]->created_at < lo)
-                lo = evs[i]->created_at;
-            if (evs[i]->created_at > hi)
-                hi = evs[i]->created_at;
-        }
-        if (any || lo <= hi)
-            engine_store_changed(e, lo, hi, any);
-    }
+    if (any || lo <= hi)
+        engine_store_changed(e, lo, hi, any);
     for (size_t i = 0; i < n; i++)
         event_free(evs[i]);
     free(evs);
@@ -1215,7 +1199,7 @@ static int job_flush(struct job *j)
  * Queues a verified event of this job for the store writer, waking it at
  * SYNC_STORE_BATCH; at eight times that (the writer far behind) waits.
  */
-static int job_queue_event(struct job *j, struct event *ev)
+static void job_queue_event(struct job *j, struct event *ev)
 {
     struct sync_engine *e = j->e;
 
@@ -1231,14 +1215,13 @@ static int job_queue_event(struct job *j, struct event *ev)
     if (e->wq_n == SYNC_STORE_BATCH)
         pthread_cond_signal(&e->write_cv);
     pthread_mutex_unlock(&e->wq_mu);
-    return 0;
 }
 
 /*
  * Checks one EVENT's object: well-formed, authentic, matching f, and in
- * asked when asked is given. 0 and the event queued for the store (flushed
- * when the batch is full; -1 only when that fails), *taken_at its created_at;
- * or 1 when it was bad (counted, dropped), *taken_at -1.
+ * asked when asked is given. 0 and the event queued for the store writer
+ * (a failed transaction shows at the next job_flush), *taken_at its
+ * created_at; or 1 when it was bad (counted, dropped), *taken_at -1.
  */
 static int job_take_event(struct job *j, const json_t *obj, const struct filter *f,
                           struct fetch_sub *sub, int64_t *taken_at)
@@ -1250,10 +1233,8 @@ static int job_take_event(struct job *j, const json_t *obj, const struct filter 
         ev = vtask_finish(j->e->vpool, j->pre_task, j->kc, err, sizeof err);
         j->pre_task = NULL;
         j->pre_obj = NULL;
-    } else if ((ev = event_from_json(obj, err, sizeof err)) != NULL &&
-               event_verify_cached(ev, j->kc, err, sizeof err) < 0) {
-        event_free(ev);
-        ev = NULL;
+    } else {
+        ev = event_from_json_verified(obj, j->kc, err, sizeof err);
     }
     *taken_at = -1;
     if (ev == NULL || !filter_match(f, ev) || (sub != NULL && !idset_has(&sub->asked, ev->id))) {
@@ -1276,7 +1257,8 @@ static int job_take_event(struct job *j, const json_t *obj, const struct filter 
     }
     j->run->fetched++;
     *taken_at = (int64_t)ev->created_at;
-    return job_queue_event(j, ev) < 0 ? -1 : 0;
+    job_queue_event(j, ev);
+    return 0;
 }
 
 /* ---- fetching by id -------------------------------------------------------- */
@@ -1509,10 +1491,6 @@ static void job_progress(struct job *j, int done)
     j->e->o.on_progress(j->e->o.arg, &p);
 }
 
-/*
- * The next message, while keeping fetches and uploads moving. 0 with *out;
- * RELAY_ERR_TIMEOUT when nothing came for neg_timeout; other relay errors.
- */
 /* Drops the pool's result for the last message if nobody took it. */
 static void job_pre_drop(struct job *j)
 {
@@ -1550,7 +1528,9 @@ static void job_ahead_push(struct job *j, struct relay_msg *m)
 }
 
 /*
- * The next message, like relay_recv. With a verifier pool it reads ahead
+ * The next message, while keeping fetches and uploads moving. 0 with *out;
+ * RELAY_ERR_TIMEOUT when nothing came for neg_timeout; other relay errors.
+ * With a verifier pool it reads ahead
  * what has already arrived (up to SYNC_LOOKAHEAD messages) and hands their
  * events to the pool, so that verification runs beside this thread; messages
  * still come out in arrival order, and an error relay_recv gave while
@@ -1770,7 +1750,7 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
                                     char *reason, size_t rlen)
 {
     struct filter *wf = window_filter(j->f, w);
-    struct shared_listing *sl = NULL;
+    struct shared_listing *sl;
     const struct neg_storage *ns;
     struct neg *n = NULL;
     struct buf out = {0};
@@ -1782,15 +1762,10 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
     json_t *fj;
 
     *limit = -1;
-    if ((key = filter_to_string(wf)) != NULL) {
-        sl = engine_listing_take(j->e, key, wf->has_since ? wf->since : 0,
-                                 wf->has_until ? wf->until : UINT64_MAX, &mine);
-        free(key);
-    } else {
-        sl = xcalloc(1, sizeof *sl); /* not shared: engine_listing_release frees it */
-        sl->refs = 1;
-        mine = 1;
-    }
+    key = filter_to_string(wf);
+    sl = engine_listing_take(j->e, key, wf->has_since ? wf->since : 0,
+                             wf->has_until ? wf->until : UINT64_MAX, &mine);
+    free(key);
     if (mine) {
         struct neg_storage *own = neg_storage_new();
         rc = store_list_ids(j->st, wf, list_cb, own, err, sizeof err);
@@ -1979,8 +1954,7 @@ out:
     buf_free(&out);
     free(hex);
     neg_free(n);
-    if (sl != NULL)
-        engine_listing_release(j->e, sl);
+    engine_listing_release(j->e, sl);
     filter_free(wf);
     return res;
 }
@@ -2137,12 +2111,16 @@ static void neg_push_windows(struct wstack *st, uint64_t lo, const struct ts_lis
     }
 }
 
-/* Events per REQ page: fetch_batch, within the relay's NIP-11 max_limit. */
+/*
+ * Events per REQ page: fetch_batch, within the relay's NIP-11 max_limit;
+ * *cap_known (if not NULL): the relay announced one.
+ */
 static uint64_t job_page_limit(const struct job *j, int *cap_known)
 {
     uint64_t page = j->e->cfg->sync.fetch_batch > 0 ? j->e->cfg->sync.fetch_batch : 500;
 
-    *cap_known = j->max_limit > 0;
+    if (cap_known != NULL)
+        *cap_known = j->max_limit > 0;
     if (j->max_limit > 0 && (uint64_t)j->max_limit < page)
         page = (uint64_t)j->max_limit;
     return page;
@@ -2246,7 +2224,7 @@ static enum job_outcome neg_job(struct job *j, char *reason, size_t rlen)
     for (;;) {
         struct ts_list l = {0};
         struct tail_slice *ts;
-        int tail_done = 0, want_tail, rc, cap_known;
+        int tail_done = 0, want_tail, rc;
 
         if (neg_local_times(j, cur, hi, hi_open, &l) < 0) {
             free(l.v);
@@ -2327,7 +2305,7 @@ static enum job_outcome neg_job(struct job *j, char *reason, size_t rlen)
          * it while there is a part worth taking, then reconcile what it stored
          * and look at the tail again.
          */
-        while ((ts = engine_tail_help(j->e, j->cf, job_page_limit(j, &cap_known))) != NULL) {
+        while ((ts = engine_tail_help(j->e, j->cf, job_page_limit(j, NULL))) != NULL) {
             if ((rc = neg_job_tail(j, ts, &retried, &res, reason, rlen)) < 0)
                 goto out;
         }
@@ -2503,6 +2481,7 @@ static int req_window(struct job *j, const struct filter *base, uint64_t since, 
     for (;;) {
         struct filter *pf = filter_dup(base);
         uint64_t n, oldest, newest;
+        int full;
 
         if (engine_stopping(j->e)) {
             j->interrupted = 1;
@@ -2525,10 +2504,10 @@ static int req_window(struct job *j, const struct filter *base, uint64_t since, 
             return -1;
         if (n > cap)
             cap = n;
+        full = n > 0 && n >= cap && oldest != UINT64_MAX;
         if (j->slice != NULL)
-            tail_slice_page(j->e, j->slice, n, oldest, newest,
-                            !(n == 0 || n < cap || oldest == UINT64_MAX || oldest < since));
-        if (n == 0 || n < cap || oldest == UINT64_MAX)
+            tail_slice_page(j->e, j->slice, n, oldest, newest, full && oldest >= since);
+        if (!full)
             return 0;
         /* Full. */
         if (has_until && oldest == until && newest == until) {

@@ -1,4 +1,4 @@
-/* util: allocation, hex and byte buffers. */
+/* util: allocation, hex, byte buffers, error text and thread names. */
 #include "config.h"
 
 #include <pthread.h>

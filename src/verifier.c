@@ -38,13 +38,7 @@ struct vpool {
 /* Parses and verifies; the result goes into the task. */
 static void run_task(struct vtask *t, struct event_keycache *kc)
 {
-    struct event *ev = event_from_json(t->obj, t->err, sizeof t->err);
-
-    if (ev != NULL && event_verify_cached(ev, kc, t->err, sizeof t->err) < 0) {
-        event_free(ev);
-        ev = NULL;
-    }
-    t->ev = ev;
+    t->ev = event_from_json_verified(t->obj, kc, t->err, sizeof t->err);
 }
 
 static void unlink_task(struct vpool *p, struct vtask *t)
