@@ -775,13 +775,10 @@ static double density_slope(const struct neg *n, double d)
         double c = (double)n->samples[i].count, m = (double)n->samples[i].diffs;
         switch (n->samples[i].kind) {
         case SAMPLE_EQUAL: g -= c; break;
-        case SAMPLE_DIFFERS:
-            if (c > 0)
-                g += c / expm1(d * c);
-            break;
+        case SAMPLE_DIFFERS: g += c / expm1(d * c); break; /* c > 0: see add_sample */
         case SAMPLE_IDLIST:
             g += m / d - c;
-            if (m >= 1 && c > 0)
+            if (m >= 1)
                 g -= c / expm1(d * c);
             break;
         }
@@ -796,10 +793,9 @@ static double density_slope(const struct neg *n, double d)
  */
 static double density_equation(const struct neg *n, double d, int floor_only)
 {
-    double f = -0.5;
-
     if (!floor_only)
         return density_slope(n, d);
+    double f = -0.5;
     for (size_t i = 0; i < n->nsamples; i++)
         f += exp(-d * (double)n->samples[i].count);
     return f;
@@ -815,12 +811,12 @@ static double density_equation(const struct neg *n, double d, int floor_only)
  */
 static void update_density(struct neg *n)
 {
-    size_t fps = 0, differ = 0, lists = 0;
+    size_t differ = 0, lists = 0;
     for (size_t i = 0; i < n->nsamples; i++) {
-        fps += n->samples[i].kind != SAMPLE_IDLIST;
         differ += n->samples[i].kind == SAMPLE_DIFFERS;
         lists += n->samples[i].kind == SAMPLE_IDLIST;
     }
+    size_t fps = n->nsamples - lists;
     if (fps < 8 && lists == 0)
         return;
     if (differ == 0 && lists == 0) {
