@@ -644,6 +644,8 @@ static int exceeded_frame_size(const struct neg *n, size_t size)
 #define NEG_MAX_SPLIT 8192
 /* A Fingerprint range's usual size, to size splits; split_range checks the real one. */
 #define NEG_TYPICAL_FP_RANGE 24
+/* What a split leaves free in an empty frame: the version byte and a Skip range (<= 44). */
+#define NEG_SPLIT_SLACK 64
 
 /* Probability that a range of x of our items differs, at density d. */
 static double p_differs(double x, double d)
@@ -737,7 +739,8 @@ static size_t choose_split(const struct neg *n, size_t num)
     }
     size_t max_split = NEG_MAX_SPLIT;
     if (n->frame_size_limit != 0) {
-        uint64_t room = (n->frame_size_limit - NEG_FRAME_HEADROOM - 64) / NEG_TYPICAL_FP_RANGE;
+        uint64_t room =
+            (n->frame_size_limit - NEG_FRAME_HEADROOM - NEG_SPLIT_SLACK) / NEG_TYPICAL_FP_RANGE;
         if (room < max_split)
             max_split = (size_t)room;
     }
@@ -872,7 +875,7 @@ static void split_range(struct neg *n, struct buf *o, size_t lower, size_t upper
      * not progress; a wide split over long bounds may not: use 16 buckets.
      */
     if (buckets > NEG_BUCKETS && n->frame_size_limit != 0 &&
-        o->len - start_len + 64 > n->frame_size_limit - NEG_FRAME_HEADROOM) {
+        o->len - start_len + NEG_SPLIT_SLACK > n->frame_size_limit - NEG_FRAME_HEADROOM) {
         o->len = start_len;
         n->last_ts_out = start_ts;
         emit_buckets(n, o, lower, upper, upper_bound, NEG_BUCKETS);
