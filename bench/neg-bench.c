@@ -10,10 +10,10 @@
  * items by time are server-only and the rest on both sides ("tail": new
  * events since the last sync). The client splits ranges like the reference
  * implementation (the default) or adaptively (neg_set_adaptive). The server's
- * frame size limit is FSL unless SERVER-FSL is given (strfry's is 500000). Then runs initiate/reconcile to the end and prints
- * one line:
+ * frame size limit is FSL unless SERVER-FSL is given (strfry's is 500000).
+ * Then runs initiate/reconcile to the end and prints one line:
  *
- *   n=N diff=PCT% fsl=LIMIT rounds=R up_bytes=B down_bytes=B build_ms=X
+ *   n=N diff=PCT% fsl=LIMIT split=S layout=L rounds=R up_bytes=B down_bytes=B build_ms=X
  *   reconcile_ms=Y peak_rss_kb=Z have=H need=M
  *
  * build_ms covers inserting and sealing both storages; reconcile_ms runs from
@@ -46,10 +46,9 @@ static uint64_t splitmix64(uint64_t *state)
 
 enum side { BOTH, SERVER_ONLY, CLIENT_ONLY };
 
-static int tail_layout;
-
 /* The i-th item of the fixed random sequence: its side, timestamp and id. */
-static enum side next_item(uint64_t *state, double diff, uint64_t *ts, uint8_t id[32])
+static enum side next_item(uint64_t *state, double diff, int tail_layout, uint64_t *ts,
+                           uint8_t id[32])
 {
     for (int k = 0; k < 4; k++) {
         uint64_t r = splitmix64(state);
@@ -107,7 +106,7 @@ int main(int argc, char **argv)
                         "[SERVER-FSL]\n");
         return 2;
     }
-    int adaptive = 0;
+    int adaptive = 0, tail_layout = 0;
     if (argc > 4 && strcmp(argv[4], "adaptive") == 0)
         adaptive = 1;
     else if (argc > 4 && strcmp(argv[4], "reference") != 0)
@@ -127,13 +126,20 @@ int main(int argc, char **argv)
     unsigned long long fsl = strtoull(argv[3], &end, 10);
     if (*end)
         return fprintf(stderr, "neg-bench: bad FSL\n"), 2;
+    unsigned long long server_fsl = fsl;
+    if (argc > 6) {
+        errno = 0;
+        server_fsl = strtoull(argv[6], &end, 10);
+        if (errno || *end)
+            return fprintf(stderr, "neg-bench: bad SERVER-FSL\n"), 2;
+    }
 
     /* First pass: count each side so the storages are sized exactly. */
     uint64_t state = 42, ts;
     uint8_t id[32];
     size_t nclient = 0, nserver = 0, true_have = 0, true_need = 0;
     for (unsigned long long i = 0; i < n; i++) {
-        enum side s = next_item(&state, diff, &ts, id);
+        enum side s = next_item(&state, diff, tail_layout, &ts, id);
         nclient += s != SERVER_ONLY;
         nserver += s != CLIENT_ONLY;
         true_have += s == CLIENT_ONLY;
@@ -146,7 +152,7 @@ int main(int argc, char **argv)
     neg_storage_reserve(server, nserver);
     state = 42;
     for (unsigned long long i = 0; i < n; i++) {
-        enum side s = next_item(&state, diff, &ts, id);
+        enum side s = next_item(&state, diff, tail_layout, &ts, id);
         if (s != SERVER_ONLY && neg_storage_insert(client, ts, id, err, sizeof(err)) < 0)
             fail("insert", err);
         if (s != CLIENT_ONLY && neg_storage_insert(server, ts, id, err, sizeof(err)) < 0)
@@ -158,12 +164,6 @@ int main(int argc, char **argv)
     double t1 = now_ms();
 
     struct neg *c = neg_new(client, fsl, err, sizeof(err));
-    unsigned long long server_fsl = fsl;
-    if (argc > 6) {
-        server_fsl = strtoull(argv[6], &end, 10);
-        if (*end)
-            return fprintf(stderr, "neg-bench: bad SERVER-FSL\n"), 2;
-    }
     struct neg *s = c ? neg_new(server, server_fsl, err, sizeof(err)) : NULL;
     if (s == NULL)
         fail("session", err);
