@@ -320,29 +320,31 @@ static size_t run_scenario(const struct scenario *sc, uint64_t seed, int adaptiv
     struct neg_ids have = {0}, need = {0};
     int rounds = 0, ok = 1;
     size_t bytes = 0;
+    const char *split = adaptive ? " (adaptive)" : ""; /* for the messages */
     neg_set_adaptive(c, adaptive);
     CHECK(neg_initiate(c, &msg, err, sizeof(err)) == 0);
     while (msg.len != 0 && rounds < 100000) {
         bytes += msg.len;
         if (sc->fsl)
-            CHECK_MSG(msg.len <= sc->fsl, "%s: client message %zu bytes", sc->name, msg.len);
+            CHECK_MSG(msg.len <= sc->fsl, "%s%s: client message %zu bytes", sc->name, split,
+                      msg.len);
         if (neg_reconcile(s, msg.data, msg.len, &reply, NULL, NULL, err, sizeof(err)) < 0) {
-            CHECK_MSG(0, "%s: server: %s", sc->name, err);
+            CHECK_MSG(0, "%s%s: server: %s", sc->name, split, err);
             ok = 0;
             break;
         }
         bytes += reply.len;
         if (server_fsl)
-            CHECK_MSG(reply.len <= server_fsl, "%s: server message %zu bytes", sc->name, reply.len);
+            CHECK_MSG(reply.len <= server_fsl, "%s%s: server message %zu bytes", sc->name, split,
+                      reply.len);
         if (neg_reconcile(c, reply.data, reply.len, &msg, &have, &need, err, sizeof(err)) < 0) {
-            CHECK_MSG(0, "%s: client: %s", sc->name, err);
+            CHECK_MSG(0, "%s%s: client: %s", sc->name, split, err);
             ok = 0;
             break;
         }
         rounds++;
     }
-    CHECK_MSG(msg.len == 0, "%s%s: no end after %d rounds", sc->name, adaptive ? " (adaptive)" : "",
-              rounds);
+    CHECK_MSG(msg.len == 0, "%s%s: no end after %d rounds", sc->name, split, rounds);
     if (ok) {
         ids_normalize(&have);
         ids_normalize(&need);
@@ -350,12 +352,10 @@ static size_t run_scenario(const struct scenario *sc, uint64_t seed, int adaptiv
         ids_normalize(&want_need);
         CHECK_MSG(have.n == want_have.n &&
                       (have.n == 0 || memcmp(have.ids, want_have.ids, 32 * have.n) == 0),
-                  "%s%s: have %zu, want %zu", sc->name, adaptive ? " (adaptive)" : "", have.n,
-                  want_have.n);
+                  "%s%s: have %zu, want %zu", sc->name, split, have.n, want_have.n);
         CHECK_MSG(need.n == want_need.n &&
                       (need.n == 0 || memcmp(need.ids, want_need.ids, 32 * need.n) == 0),
-                  "%s%s: need %zu, want %zu", sc->name, adaptive ? " (adaptive)" : "", need.n,
-                  want_need.n);
+                  "%s%s: need %zu, want %zu", sc->name, split, need.n, want_need.n);
     }
     buf_free(&msg);
     buf_free(&reply);
