@@ -7,9 +7,10 @@
  *
  * Every message produced is byte-identical to the reference implementations
  * (hoytech/negentropy, C++ and JavaScript) for the same items and frame size
- * limit, unless an initiator opts into adaptive splitting. Every message parsed is treated as hostile: lengths are checked
- * against what remains, varints are bounded, and a bad message yields -1 and
- * a reason, never a crash or an allocation sized by the peer.
+ * limit, unless an initiator opts into adaptive splitting. Every message
+ * parsed is treated as hostile: lengths are checked against what remains,
+ * varints are bounded, and a bad message yields -1 and a reason, never a
+ * crash or an allocation sized by the peer.
  */
 #ifndef NEGSYNC_NEG_H
 #define NEGSYNC_NEG_H
