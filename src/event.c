@@ -461,6 +461,52 @@ char *event_to_json(const struct event *ev, size_t *len)
     return event_buf_finish(&b, len);
 }
 
+/* event_put_string's output length for s: escapes are 2 bytes, or 6 as \u00XX. */
+static size_t event_string_size(const char *s, size_t len)
+{
+    size_t n = len + 2;
+
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        n += c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t'
+                 ? 1
+                 : 5;
+    }
+    return n;
+}
+
+static size_t event_uint_size(uint64_t x)
+{
+    size_t n = 1;
+
+    while (x >= 10) {
+        x /= 10;
+        n++;
+    }
+    return n;
+}
+
+size_t event_json_size(const struct event *ev)
+{
+    /* What event_to_json writes around the values, and the hex values' quotes and digits. */
+    static const char keys[] = "{\"id\":,\"pubkey\":,\"created_at\":,\"kind\":,\"tags\":,"
+                               "\"content\":,\"sig\":}";
+    size_t n = sizeof keys - 1;
+
+    n += (2 + 64) * 2 + 2 + 128;
+    n += event_uint_size(ev->created_at) + event_uint_size(ev->kind);
+    n += 2 + (ev->ntags > 0 ? ev->ntags - 1 : 0); /* [ , ] */
+    for (size_t i = 0; i < ev->ntags; i++) {
+        const struct event_tag *t = &ev->tags[i];
+        n += 2 + (t->nfields > 0 ? t->nfields - 1 : 0);
+        for (size_t j = 0; j < t->nfields; j++)
+            n += event_string_size(t->fields[j], t->lens[j]);
+    }
+    return n + event_string_size(ev->content, ev->content_len);
+}
+
 /* ------------------------------------------------------- verify and sign */
 
 /*

@@ -111,6 +111,8 @@ int event_finalize(struct event *ev, const uint8_t seckey[32]);
 
 /* Compact JSON {"id","pubkey","created_at","kind","tags","content","sig"}; caller frees. */
 char *event_to_json(const struct event *ev, size_t *len);
+/* The length event_to_json gives, worked out without building the text. */
+size_t event_json_size(const struct event *ev);
 
 /*
  * The value (second field) of the first tag named name that has one, e.g.

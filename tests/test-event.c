@@ -183,6 +183,8 @@ static void test_real_events(void)
         /* Round trip: our JSON re-parses to an event that serializes identically. */
         size_t len, len2;
         char *json = event_to_json(ev, &len);
+        CHECK_MSG(event_json_size(ev) == len, "line %zu: event_json_size %zu, JSON is %zu bytes",
+                  i + 1, event_json_size(ev), len);
         struct event *back = event_parse(json, len, err, sizeof err);
         CHECK_MSG(back != NULL, "line %zu: re-parse of our JSON: %s", i + 1, err);
         if (back != NULL) {
@@ -500,6 +502,10 @@ static void test_escaping(void)
                   "control 0x%02x: serialized as %s, want %s", c, s, want);
         CHECK_MSG(strlen(s) == len, "control 0x%02x: raw NUL in output", c);
         free(s);
+        s = event_to_json(ev, &len);
+        CHECK_MSG(event_json_size(ev) == len, "control 0x%02x: event_json_size %zu, JSON %zu", c,
+                  event_json_size(ev), len);
+        free(s);
         event_free(ev);
     }
 
@@ -516,6 +522,15 @@ static void test_escaping(void)
     snprintf(want, sizeof want, "[0,\"%s\",1700000000,1,[[\"q\\\"\\\\\",\"\\t\"]],\"%s\"]",
              "abababababababababababababababababababababababababababababababab", verbatim);
     CHECK_MSG(strcmp(s, want) == 0, "canonical form:\n got %s\nwant %s", s, want);
+    free(s);
+    /* Sizes of the same escapes in the stored form, and of a tag without fields. */
+    const char *t1[] = {NULL};
+    event_add_tag(ev, 0, t1, NULL);
+    ev->created_at = 0;
+    ev->kind = 65535;
+    s = event_to_json(ev, &len);
+    CHECK_MSG(event_json_size(ev) == len, "event_json_size %zu, JSON %zu: %s", event_json_size(ev),
+              len, s);
     free(s);
 
     event_free(ev);
