@@ -10,9 +10,11 @@
  *      ask the caps module);
  *   2. negentropy: cuts the filter's span into time windows (one up to the
  *      REQ cursor, then about SYNC_NEG_WINDOW local events each) and per
- *      window builds a storage from the store's (created_at, id) listing
- *      (shared with other relays' jobs reconciling the same window: struct
- *      shared_listing), NEG-OPEN, answers each NEG-MSG. What is newer than
+ *      window builds a storage from the local view's (created_at, id)
+ *      listing: the store's, and the verified events still waiting for the
+ *      store writer (engine_pending), shared with other relays' jobs
+ *      reconciling the same window (struct shared_listing); NEG-OPEN,
+ *      answers each NEG-MSG. What is newer than
  *      every local event (the tail) is fetched by a paged REQ instead, each
  *      part of it by one job, the others taking the older half of what is
  *      left rather than waiting (struct tail_slice, neg_job). Every id the
@@ -40,7 +42,7 @@
  * (and, for an ids fetch, against what was asked) and only then stored, by
  * the engine's store writer, which commits every job's queued events in one
  * transaction at a time (writer_main); a job that needs its events stored
- * (before releasing claims, ending a tail, moving a cursor) waits for it.
+ * (before releasing claims or moving a cursor) waits for it.
  * The database is the store's; cursors, run records and overrides
  * live in tables the store's schema creates (req_cursors, sync_runs,
  * relay_settings) but store.h has no functions for yet, so this file reaches
@@ -501,18 +503,39 @@ struct tail_slice {
 };
 
 /*
+ * Verified events not stored yet (queued for the store writer, or in the
+ * transaction it is writing) that match a filter: what the local view adds
+ * to the store's (see engine_pending). Sorted by (created_at, id), no
+ * duplicates.
+ */
+struct pend_item {
+    uint64_t created_at;
+    uint8_t id[32];
+    size_t json_len; /* of the JSON the store will keep */
+};
+
+struct pend_list {
+    struct pend_item *v;
+    size_t n, cap;
+};
+
+/*
  * A window's sealed listing, shared by the jobs of other relays that
  * reconcile the same window of the same filter (the everyday case: every
  * relay synced up to the same cursor, each listing the same hundred thousand
- * events). Kept until the engine writes into its time span (or writes
- * something that may remove events: a replacement, a deletion), or, once no
- * job uses it, until the engine goes idle or more than SYNC_LISTINGS_KEPT
- * unused ones pile up.
+ * events). It holds the stored events and those waiting for the store writer
+ * at the time (engine_pending), so a job need not wait for the writer
+ * before it reconciles. Kept until the engine writes into its time span an
+ * event queued after that (or writes something that may remove events: a
+ * replacement, a deletion), or, once no job uses it, until the engine goes
+ * idle or more than SYNC_LISTINGS_KEPT unused ones pile up.
  */
 struct shared_listing {
     char *key;              /* the window's filter as JSON */
     uint64_t lo, hi;        /* its created_at span */
     struct neg_storage *ns; /* sealed, read only; NULL when listing failed */
+    struct pend_list pend;  /* its events that were not stored yet, for their sizes */
+    uint64_t snap_seq;      /* events queued from this one on are not in it */
     int ready;              /* listed (or failed) */
     int stale;              /* the store changed in its span since it began */
     unsigned refs;
@@ -525,6 +548,14 @@ struct job;
 struct pending_event {
     struct event *ev;
     struct job *j;
+    uint64_t seq;    /* order of queueing (struct shared_listing's snap_seq) */
+    size_t json_len; /* event_json_size */
+};
+
+/* An event a transaction stored (or refused: gone), for the listings it makes stale. */
+struct landed {
+    uint64_t created_at, seq;
+    int gone;
 };
 
 struct sync_engine {
@@ -557,6 +588,9 @@ struct sync_engine {
     pthread_cond_t written_cv; /* a transaction ended */
     struct pending_event *wq;
     size_t wq_n, wq_cap;
+    struct pending_event *wq_busy; /* the batch the writer is committing */
+    size_t wq_busy_n;
+    uint64_t wq_seq;                /* pending events queued so far */
     uint64_t flush_req, flush_done; /* commits asked for, and done */
     int writer_running, writer_stop;
     pthread_t writer_thread;
@@ -767,27 +801,6 @@ static void tail_slice_page(struct sync_engine *e, struct tail_slice *s, uint64_
     pthread_mutex_unlock(&e->mu);
 }
 
-/*
- * Ends slice s and returns 0, unless it is the last of its filter's tail
- * still being fetched: then returns 1 and leaves it, for its job to store
- * what every slice's job queued before ending it with engine_tail_done (the
- * jobs waiting for the tail reconcile against the store as soon as the last
- * slice ends). *split: another job took part of s.
- */
-static int engine_tail_end(struct sync_engine *e, struct tail_slice *s, int *split)
-{
-    int last = 1;
-
-    pthread_mutex_lock(&e->mu);
-    for (struct tail_slice *x = e->slices; x != NULL && last; x = x->next)
-        last = x == s || x->cf != s->cf;
-    *split = s->split;
-    if (!last)
-        slice_remove(e, s);
-    pthread_mutex_unlock(&e->mu);
-    return last;
-}
-
 /* Ends a slice; 1 when another job took part of it. */
 static int engine_tail_done(struct sync_engine *e, struct tail_slice *s)
 {
@@ -803,6 +816,7 @@ static int engine_tail_done(struct sync_engine *e, struct tail_slice *s)
 static void listing_free(struct shared_listing *l)
 {
     neg_storage_free(l->ns);
+    free(l->pend.v);
     free(l->key);
     free(l);
 }
@@ -829,20 +843,91 @@ static void engine_listings_prune(struct sync_engine *e, int all)
 }
 
 /*
- * After a job's write to the store: the listings it may have changed are
- * stale (the events' span when all were plain inserts, else every one), and
- * the checkpointer has work.
+ * After the store writer's transaction: the listings it may have changed
+ * are stale (every one when it replaced or deleted events, or failed; else
+ * those with an event in their span that they do not hold, queued after
+ * their snapshot of the queue, or that they hold but the store refused),
+ * and the checkpointer has work.
  */
-static void engine_store_changed(struct sync_engine *e, uint64_t lo, uint64_t hi, int any)
+static void engine_store_changed(struct sync_engine *e, const struct landed *v, size_t n, int any)
 {
     pthread_mutex_lock(&e->mu);
-    for (struct shared_listing *l = e->listings; l != NULL; l = l->next)
-        if (any || (lo <= l->hi && hi >= l->lo))
+    for (struct shared_listing *l = e->listings; l != NULL; l = l->next) {
+        for (size_t i = 0; i < n && !any && !l->stale; i++)
+            if ((v[i].gone ? v[i].seq < l->snap_seq : v[i].seq >= l->snap_seq) &&
+                v[i].created_at >= l->lo && v[i].created_at <= l->hi)
+                l->stale = 1;
+        if (any)
             l->stale = 1;
+    }
     engine_listings_prune(e, 0);
     e->ckpt_want++;
     pthread_cond_signal(&e->ckpt_cv);
     pthread_mutex_unlock(&e->mu);
+}
+
+static int pend_cmp(const void *a, const void *b)
+{
+    const struct pend_item *x = a, *y = b;
+
+    if (x->created_at != y->created_at)
+        return x->created_at < y->created_at ? -1 : 1;
+    return memcmp(x->id, y->id, 32);
+}
+
+/*
+ * Appends the verified events matching f that are not stored yet: queued
+ * for the store writer, or in the transaction it is writing. With a store
+ * read begun after this call, they make the local view: every event
+ * verified before it. Sorts out, drops duplicates (an event can be queued
+ * twice), and returns the queue's sequence number at the time: the events
+ * queued from it on are not in out.
+ */
+static uint64_t engine_pending(struct sync_engine *e, const struct filter *f, struct pend_list *out)
+{
+    uint64_t seq;
+    size_t k = 0;
+
+    pthread_mutex_lock(&e->wq_mu);
+    seq = e->wq_seq;
+    for (int busy = 0; busy < 2; busy++) {
+        const struct pending_event *q = busy ? e->wq_busy : e->wq;
+        size_t n = busy ? e->wq_busy_n : e->wq_n;
+        for (size_t i = 0; i < n; i++) {
+            const struct event *ev = q[i].ev;
+            struct pend_item *p;
+            if (!filter_match(f, ev))
+                continue;
+            if (out->n == out->cap) {
+                out->cap = out->cap == 0 ? 256 : 2 * out->cap;
+                out->v = xreallocarray(out->v, out->cap, sizeof *out->v);
+            }
+            p = &out->v[out->n++];
+            p->created_at = ev->created_at;
+            memcpy(p->id, ev->id, 32);
+            p->json_len = q[i].json_len;
+        }
+    }
+    pthread_mutex_unlock(&e->wq_mu);
+    if (out->n > 1) {
+        qsort(out->v, out->n, sizeof *out->v, pend_cmp);
+        for (size_t i = 1; i < out->n; i++)
+            if (pend_cmp(&out->v[k], &out->v[i]) != 0)
+                out->v[++k] = out->v[i];
+        out->n = k + 1;
+    }
+    return seq;
+}
+
+/* The pending item with id, or NULL. */
+static const struct pend_item *pend_find(const struct pend_list *p, uint64_t created_at,
+                                         const uint8_t id[32])
+{
+    struct pend_item key;
+
+    key.created_at = created_at;
+    memcpy(key.id, id, 32);
+    return p->n == 0 ? NULL : bsearch(&key, p->v, p->n, sizeof *p->v, pend_cmp);
 }
 
 /*
@@ -873,6 +958,7 @@ static struct shared_listing *engine_listing_take(struct sync_engine *e, const c
         l->key = xstrdup(key);
         l->lo = lo;
         l->hi = hi;
+        l->snap_seq = UINT64_MAX; /* until engine_pending: what lands is in the store it reads */
         l->refs = 1;
         l->next = e->listings;
         e->listings = l;
@@ -1048,9 +1134,9 @@ static int engine_commit(struct sync_engine *e, struct store *st)
     struct pending_event *q;
     struct store_result *res;
     struct event **evs;
+    struct landed *landed;
     char err[STORE_ERRLEN];
-    uint64_t lo = UINT64_MAX, hi = 0;
-    size_t n;
+    size_t n, nlanded = 0;
     int rc, any = 0;
 
     pthread_mutex_lock(&e->wq_mu);
@@ -1058,11 +1144,15 @@ static int engine_commit(struct sync_engine *e, struct store *st)
     n = e->wq_n;
     e->wq = NULL;
     e->wq_n = e->wq_cap = 0;
+    /* Still part of the local view (engine_pending) until the outcomes are in. */
+    e->wq_busy = q;
+    e->wq_busy_n = n;
     pthread_mutex_unlock(&e->wq_mu);
     if (n == 0)
         return 0;
     evs = xreallocarray(NULL, n, sizeof *evs);
     res = xreallocarray(NULL, n, sizeof *res);
+    landed = xreallocarray(NULL, n, sizeof *landed);
     for (size_t i = 0; i < n; i++)
         evs[i] = q[i].ev;
     if (st == NULL)
@@ -1085,25 +1175,28 @@ static int engine_commit(struct sync_engine *e, struct store *st)
         case STORE_INSERTED:
         case STORE_REPLACED:
             c->stored++;
-            /* The span changed; a replacement removes an older version, a deletion what it names. */
+            /* A replacement removes an older version, a deletion what it names. */
             any |= res[i].outcome == STORE_REPLACED || ev->kind == KIND_DELETION;
-            if (ev->created_at < lo)
-                lo = ev->created_at;
-            if (ev->created_at > hi)
-                hi = ev->created_at;
+            landed[nlanded++] = (struct landed){ev->created_at, q[i].seq, 0};
             break;
         case STORE_DUPLICATE: c->duplicates++; break;
         case STORE_REJECTED:
-        case STORE_DELETED: c->rejected++; break;
+        case STORE_DELETED:
+            c->rejected++;
+            landed[nlanded++] = (struct landed){ev->created_at, q[i].seq, 1};
+            break;
         }
         if ((int64_t)ev->created_at > c->max_at)
             c->max_at = (int64_t)ev->created_at;
     }
+    e->wq_busy = NULL;
+    e->wq_busy_n = 0;
     pthread_mutex_unlock(&e->wq_mu);
-    if (any || lo <= hi)
-        engine_store_changed(e, lo, hi, any);
+    if (any || nlanded > 0 || rc < 0)
+        engine_store_changed(e, landed, nlanded, any || rc < 0);
     for (size_t i = 0; i < n; i++)
         event_free(evs[i]);
+    free(landed);
     free(evs);
     free(res);
     free(q);
@@ -1157,21 +1250,21 @@ static void *writer_main(void *arg)
 
 /*
  * Makes sure every event this job verified is stored (or its transaction
- * failed): asks the writer for a commit, unless none of ours is waiting
- * (all: unless the queue is empty), and waits for it; then takes our
- * outcomes into the run record. -1 sets j->fatal.
+ * failed): asks the writer for a commit, unless none of ours is waiting,
+ * and waits for it; then takes our outcomes into the run record. -1 sets
+ * j->fatal.
  */
-static int job_flush_queue(struct job *j, int all)
+static int job_flush(struct job *j)
 {
     struct sync_engine *e = j->e;
     struct committed *c = &j->cm;
     int rc = 0;
 
     pthread_mutex_lock(&e->wq_mu);
-    if (c->pending > 0 || (all && e->wq_n > 0)) {
-        uint64_t t = ++e->flush_req;
+    if (c->pending > 0) {
+        ++e->flush_req;
         pthread_cond_signal(&e->write_cv);
-        while (all ? e->flush_done < t : c->pending > 0)
+        while (c->pending > 0)
             pthread_cond_wait(&e->written_cv, &e->wq_mu);
     }
     j->run->stored += c->stored;
@@ -1190,11 +1283,6 @@ static int job_flush_queue(struct job *j, int all)
     return rc;
 }
 
-static int job_flush(struct job *j)
-{
-    return job_flush_queue(j, 0);
-}
-
 /*
  * Queues a verified event of this job for the store writer, waking it at
  * SYNC_STORE_BATCH; at eight times that (the writer far behind) waits.
@@ -1202,6 +1290,7 @@ static int job_flush(struct job *j)
 static void job_queue_event(struct job *j, struct event *ev)
 {
     struct sync_engine *e = j->e;
+    size_t json_len = event_json_size(ev);
 
     pthread_mutex_lock(&e->wq_mu);
     while (e->wq_n >= 8 * SYNC_STORE_BATCH)
@@ -1210,7 +1299,7 @@ static void job_queue_event(struct job *j, struct event *ev)
         e->wq_cap = e->wq_cap == 0 ? 256 : e->wq_cap * 2;
         e->wq = xreallocarray(e->wq, e->wq_cap, sizeof *e->wq);
     }
-    e->wq[e->wq_n++] = (struct pending_event){ev, j};
+    e->wq[e->wq_n++] = (struct pending_event){ev, j, e->wq_seq++, json_len};
     j->cm.pending++;
     if (e->wq_n == SYNC_STORE_BATCH)
         pthread_cond_signal(&e->write_cv);
@@ -1698,38 +1787,90 @@ static struct filter *window_filter(const struct filter *f, const struct window 
     return wf;
 }
 
-static int list_cb(void *ctx, uint64_t created_at, const uint8_t id[32])
+/* A store listing (in (created_at, id) order) with the pending events merged in. */
+struct list_merge {
+    struct neg_storage *ns;
+    const struct pend_list *pend;
+    size_t next; /* the first pending item not in ns yet */
+};
+
+static int merge_pending(struct list_merge *m, uint64_t created_at, const uint8_t *id)
 {
     char err[NEG_ERRLEN];
 
-    return neg_storage_insert(ctx, created_at, id, err, sizeof err) < 0 ? 1 : 0;
+    for (; m->next < m->pend->n; m->next++) {
+        const struct pend_item *p = &m->pend->v[m->next];
+        int c = -1; /* the end of the listing (id NULL): the rest goes in */
+        if (id != NULL && p->created_at != created_at)
+            c = p->created_at < created_at ? -1 : 1;
+        else if (id != NULL)
+            c = memcmp(p->id, id, 32);
+        if (c > 0)
+            break;
+        if (c == 0) { /* stored since engine_pending looked */
+            m->next++;
+            break;
+        }
+        if (neg_storage_insert(m->ns, p->created_at, p->id, err, sizeof err) < 0)
+            return 1;
+    }
+    return 0;
 }
+
+static int list_cb(void *ctx, uint64_t created_at, const uint8_t id[32])
+{
+    struct list_merge *m = ctx;
+    char err[NEG_ERRLEN];
+
+    if (merge_pending(m, created_at, id) != 0)
+        return 1;
+    return neg_storage_insert(m->ns, created_at, id, err, sizeof err) < 0 ? 1 : 0;
+}
+
+struct est_ctx {
+    struct job *j;
+    struct idset pending; /* pending events not met in the store yet */
+};
+
+/* ["EVENT","<subid>",...] around an event of len bytes, as our REQ would get it. */
+#define EST_EVENT_BYTES(len) ((len) + 13 + SYNC_REQ_SUBID_LEN)
 
 static int est_cb(void *ctx, const uint8_t id[32], size_t len)
 {
-    struct job *j = ctx;
+    struct est_ctx *x = ctx;
 
+    idset_del(&x->pending, id);
     /* What this job fetched itself is in fetched_bytes (a tail it shared, reconciled again). */
-    if (!idset_has(&j->need, id))
-        j->est_common += len + 13 + SYNC_REQ_SUBID_LEN; /* ["EVENT","<subid>",...] */
+    if (!idset_has(&x->j->need, id))
+        x->j->est_common += EST_EVENT_BYTES(len);
     return 0;
 }
 
 /*
- * What a REQ from the cursor would carry for this window of local events:
- * summed now, before this window's fetches land; the have ids are taken out
- * when the session ends.
+ * What a REQ from the cursor would carry for this window of local events
+ * (stored, or waiting for the store writer): summed now, before this
+ * window's fetches land; the have ids are taken out when the session ends.
  */
 static int neg_estimate_local(struct job *j, const struct filter *wf, char *err, size_t errlen)
 {
     struct filter *ef = filter_dup(wf);
+    struct est_ctx x = {j, {0}};
+    struct pend_list pend = {0};
     int rc;
 
     if (j->cursor > 0 && (!ef->has_since || ef->since < (uint64_t)j->cursor)) {
         ef->has_since = 1;
         ef->since = (uint64_t)j->cursor;
     }
-    rc = store_list_sizes(j->st, ef, est_cb, j, err, errlen);
+    engine_pending(j->e, ef, &pend);
+    for (size_t i = 0; i < pend.n; i++)
+        idset_add(&x.pending, pend.v[i].id);
+    rc = store_list_sizes(j->st, ef, est_cb, &x, err, errlen);
+    for (size_t i = 0; rc == 0 && i < pend.n; i++)
+        if (idset_has(&x.pending, pend.v[i].id) && !idset_has(&j->need, pend.v[i].id))
+            j->est_common += EST_EVENT_BYTES(pend.v[i].json_len);
+    idset_clear(&x.pending);
+    free(pend.v);
     filter_free(ef);
     return rc < 0 ? -1 : 0;
 }
@@ -1767,8 +1908,16 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
                              wf->has_until ? wf->until : UINT64_MAX, &mine);
     free(key);
     if (mine) {
-        struct neg_storage *own = neg_storage_new();
-        rc = store_list_ids(j->st, wf, list_cb, own, err, sizeof err);
+        struct list_merge lm = {neg_storage_new(), &sl->pend, 0};
+        struct neg_storage *own = lm.ns;
+        /* The queue first, then the store: an event in neither was verified after this. */
+        uint64_t seq = engine_pending(j->e, wf, &sl->pend);
+        pthread_mutex_lock(&j->e->mu);
+        sl->snap_seq = seq;
+        pthread_mutex_unlock(&j->e->mu);
+        rc = store_list_ids(j->st, wf, list_cb, &lm, err, sizeof err);
+        if (rc == 0)
+            rc = merge_pending(&lm, 0, NULL);
         if (rc != 0 || neg_storage_seal(own, err, sizeof err) < 0) {
             set_error(j->fatal, sizeof j->fatal, "listing: %s", rc == 1 ? "bad item" : err);
             neg_storage_free(own);
@@ -1942,10 +2091,13 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
         const struct neg_item *it = neg_storage_item(ns, i);
         char *json = NULL;
         size_t len = 0;
+        const struct pend_item *p;
         if ((int64_t)it->timestamp < j->cursor || !idset_has(&j->have, it->id))
             continue;
         if (store_get_json(j->st, it->id, &json, &len, err, sizeof err) == 1)
-            j->est_have += len + 13 + SYNC_REQ_SUBID_LEN;
+            j->est_have += EST_EVENT_BYTES(len);
+        else if ((p = pend_find(&sl->pend, it->timestamp, it->id)) != NULL)
+            j->est_have += EST_EVENT_BYTES(p->json_len);
         free(json);
     }
 out:
@@ -2033,13 +2185,30 @@ static void wstack_push(struct wstack *st, struct window w)
  * The local events' created_at in [lo, hi] (hi_open: no upper bound) for the
  * job's filter, ascending. -1 sets j->fatal.
  */
+static int u64_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * The created_at of every local event of the filter in [lo, hi] (stored,
+ * or waiting for the store writer), ascending; up to the REQ cursor only
+ * the newest.
+ */
 static int neg_local_times(struct job *j, uint64_t lo, uint64_t hi, int hi_open, struct ts_list *l)
 {
     struct window w = {lo, hi, hi_open, 0};
+    struct pend_list pend = {0};
     struct filter *wf;
     char err[STORE_ERRLEN];
+    size_t stored;
     int rc;
 
+    wf = window_filter(j->f, &w);
+    engine_pending(j->e, wf, &pend);
+    filter_free(wf);
     if (j->cursor > 0 && (uint64_t)j->cursor >= lo) {
         /*
          * Up to the cursor neg_push_windows makes one window whatever the
@@ -2054,12 +2223,18 @@ static int neg_local_times(struct job *j, uint64_t lo, uint64_t hi, int hi_open,
         filter_free(wf);
         if (rc < 0) {
             set_error(j->fatal, sizeof j->fatal, "listing: %s", err);
+            free(pend.v);
             return -1;
         }
+        for (size_t i = 0; i < pend.n && pend.v[i].created_at <= pre.hi; i++)
+            if ((int64_t)pend.v[i].created_at > newest)
+                newest = (int64_t)pend.v[i].created_at;
         if (newest >= 0)
             ts_cb(l, (uint64_t)newest, NULL);
-        if (!hi_open && hi <= (uint64_t)j->cursor)
+        if (!hi_open && hi <= (uint64_t)j->cursor) {
+            free(pend.v);
             return 0;
+        }
         w.lo = (uint64_t)j->cursor + 1;
     }
     wf = window_filter(j->f, &w);
@@ -2067,8 +2242,17 @@ static int neg_local_times(struct job *j, uint64_t lo, uint64_t hi, int hi_open,
     filter_free(wf);
     if (rc != 0) {
         set_error(j->fatal, sizeof j->fatal, "listing: %s", err);
+        free(pend.v);
         return -1;
     }
+    /* An event stored since engine_pending looked counts twice: windows are sized roughly. */
+    stored = l->n;
+    for (size_t i = 0; i < pend.n; i++)
+        if (pend.v[i].created_at >= w.lo)
+            ts_cb(l, pend.v[i].created_at, NULL);
+    if (l->n > stored)
+        qsort(l->v, l->n, sizeof *l->v, u64_cmp);
+    free(pend.v);
     return 0;
 }
 
@@ -2171,15 +2355,8 @@ static int neg_job_tail(struct job *j, struct tail_slice *s, int *retried, enum 
     int rc, split;
 
     rc = neg_tail(j, s, err, sizeof err);
-    /*
-     * What the others will reconcile against must be in the store first:
-     * the last slice's job stores what all of them queued.
-     */
-    if (engine_tail_end(j->e, s, &split)) {
-        if (job_flush_queue(j, 1) < 0)
-            rc = -1;
-        split = engine_tail_done(j->e, s);
-    }
+    /* What it fetched is in the local view now, stored or queued for the store. */
+    split = engine_tail_done(j->e, s);
     if (rc == 0)
         return split ? 2 : 1;
     if (j->interrupted || j->fatal[0] != '\0') {
@@ -2207,7 +2384,8 @@ static int neg_job_tail(struct job *j, struct tail_slice *s, int *retried, enum 
  * reconcile meanwhile). A job that finds another relay's job on it
  * reconciles its windows, then takes the older half of what is left of it
  * (engine_tail_help) while that is worth a page or two, then reconciles what
- * was stored and looks at the tail again; so does the job that claimed it
+ * was fetched (stored or still queued for the store) and looks at the tail
+ * again; so does the job that claimed it
  * when others took part of it, since their parts came from other relays.
  * Then the fetches and uploads still in flight.
  */
@@ -2302,7 +2480,7 @@ static enum job_outcome neg_job(struct job *j, char *reason, size_t rlen)
         }
         /*
          * Another job is fetching the tail (or part of it was ours): help with
-         * it while there is a part worth taking, then reconcile what it stored
+         * it while there is a part worth taking, then reconcile what it fetched
          * and look at the tail again.
          */
         while ((ts = engine_tail_help(j->e, j->cf, job_page_limit(j, NULL))) != NULL) {
