@@ -3441,10 +3441,16 @@ static void *ckpt_main(void *arg)
     fd = open(e->db_path, O_RDONLY | O_CLOEXEC);
     if (db == NULL)
         engine_log(e, "[SYNC] checkpointer: %s", err);
+    /*
+     * Until stopped and every commit signalled by then is copied: the last
+     * ones here, while the engine winds down, rather than by its last close.
+     */
     pthread_mutex_lock(&e->mu);
-    while (!e->stopping) {
+    for (;;) {
         uint64_t want = e->ckpt_want;
         if (want == e->ckpt_done || db == NULL) {
+            if (e->stopping)
+                break;
             pthread_cond_wait(&e->ckpt_cv, &e->mu);
             continue;
         }
