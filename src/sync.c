@@ -591,6 +591,7 @@ struct sync_engine {
     struct pending_event *wq_busy; /* the batch the writer is committing */
     size_t wq_busy_n;
     uint64_t wq_seq;                /* pending events queued so far */
+    long writer_hold_ms;            /* NEGSYNC_WRITER_HOLD_MS, for tests: see engine_commit */
     uint64_t flush_req, flush_done; /* commits asked for, and done */
     int writer_running, writer_stop;
     pthread_t writer_thread;
@@ -1123,6 +1124,21 @@ static void job_close_sub(struct job *j, const char *subid)
 }
 
 /*
+ * Tests make the writer slow (NEGSYNC_WRITER_HOLD_MS, half before and half
+ * after each transaction), so that jobs reconcile while their events wait
+ * for it, and while they are in the store but not yet out of wq_busy
+ * (tests/sync-tail.sh).
+ */
+static void writer_hold(const struct sync_engine *e)
+{
+    long ms = e->writer_hold_ms / 2;
+    struct timespec t = {ms / 1000, ms % 1000 * 1000000};
+
+    if (ms > 0)
+        nanosleep(&t, NULL);
+}
+
+/*
  * One transaction for every event in the engine's queue, whichever job
  * verified it; each outcome goes to its job's struct committed. The
  * writer's (st NULL: its store did not open, reason in e->store_err). -1
@@ -1155,10 +1171,12 @@ static int engine_commit(struct sync_engine *e, struct store *st)
     landed = xreallocarray(NULL, n, sizeof *landed);
     for (size_t i = 0; i < n; i++)
         evs[i] = q[i].ev;
+    writer_hold(e);
     if (st == NULL)
         rc = -1;
     else
         rc = store_insert_batch(st, evs, n, res, err, sizeof err) < 0 ? -1 : 0;
+    writer_hold(e);
 
     pthread_mutex_lock(&e->wq_mu);
     if (rc < 0 && st != NULL)
@@ -3339,10 +3357,13 @@ struct sync_engine *sync_engine_new(const struct sync_engine_opts *opts, char *e
     char serr[STORE_ERRLEN];
     struct store *st;
     sqlite3 *db;
+    const char *hold;
 
     e->o = *opts;
     e->cfg = opts->cfg;
     e->db_path = xstrdup(opts->db_path);
+    if ((hold = getenv("NEGSYNC_WRITER_HOLD_MS")) != NULL)
+        e->writer_hold_ms = strtol(hold, NULL, 10);
     pthread_mutex_init(&e->mu, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

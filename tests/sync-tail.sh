@@ -10,6 +10,10 @@
 #                   negentropy;
 #   differing tails one relay lacks some new events, two hold new events the
 #                   others lack: the local set ends as the union all the same;
+#   slow writer     the same with the store writer held back (the test hook
+#                   NEGSYNC_WRITER_HOLD_MS), so that jobs reconcile the tail
+#                   while its events wait for the store: nothing fetched twice,
+#                   est_req_bytes as without it;
 #   dropped slice   a relay drops every connection partway: the other jobs still
 #                   end with every new event;
 # and in both, a second sync right after needs nothing from any relay;
@@ -37,9 +41,10 @@ run() {
     printf '[filter notes]\nkinds = 1\n' >>"$WORK/c.ini"
     "$NEGSYNC" -c "$WORK/c.ini" -d "$WORK/db" sync --once --json >"$WORK/run.json" \
         2>"$WORK/run.err" || fail "$CASE: sync failed: $(cat "$WORK/run.json" "$WORK/run.err")"
-    stored=0 fetched=0 need=0 fetchers=0
+    stored=0 fetched=0 need=0 fetchers=0 est=0
     for u in $urls; do
         l=$(jline "$WORK/run.json" "$u")
+        est=$((est + $(jnum "$l" est_req_bytes)))
         expect_eq "$CASE: $u mode" "$(jstr "$l" mode)" negentropy
         expect_eq "$CASE: $u result" "$(jstr "$l" result)" ok
         stored=$((stored + $(jnum "$l" stored)))
@@ -80,8 +85,25 @@ run 6000
 # The tail is 60 pages of 100 and the other jobs' windows are 2000 events: they
 # are done long before it, and must have taken part of it.
 [ "$fetchers" -ge 2 ] || fail "$CASE: only $fetchers job(s) fetched the tail"
+same_fetched=$fetched same_fetchers=$fetchers same_est=$est
+
+# ---- the same, with a slow store writer ----------------------------------------
+# Each transaction is held 400 ms (half before, half after it commits), so
+# every job reconciles the tail while most of it waits for the store: the
+# local view must hold those events (else they come back as needed and are
+# fetched again) and their sizes (else est_req_bytes falls short).
+CASE="slow writer"
+NEGSYNC_WRITER_HOLD_MS=400
+export NEGSYNC_WRITER_HOLD_MS
+run 6000
+unset NEGSYNC_WRITER_HOLD_MS
+[ "$fetched" -lt 6600 ] || fail "$CASE: $fetched events fetched for 6000 new ones"
+slow_fetched=$fetched
+# Estimates differ only by the events that pages' overlaps brought twice.
+diff=$((est > same_est ? est - same_est : same_est - est))
+[ $((diff * 100)) -lt "$same_est" ] ||
+    fail "$CASE: est_req_bytes $est in all, $same_est without the hold"
 relay_cleanup
-same_fetched=$fetched same_fetchers=$fetchers
 
 # ---- differing tails ---------------------------------------------------------
 CASE="differing tails"
@@ -150,5 +172,6 @@ expect_eq "$CASE: local events" "$(ids_of_db "$WORK/db" | wc -l | tr -d ' ')" 20
 relay_cleanup
 
 echo "sync-tail: same tails: 6000 new events stored once, $same_fetched fetched by" \
-    "$same_fetchers jobs; differing tails: the union of 6800 stored; second syncs need nothing;" \
+    "$same_fetchers jobs (with a slow store writer: $slow_fetched); differing tails: the union" \
+    "of 6800 stored; second syncs need nothing;" \
     "a dropped slice is made up for; direction up downloads nothing"
