@@ -920,6 +920,29 @@ static uint64_t engine_pending(struct sync_engine *e, const struct filter *f, st
     return seq;
 }
 
+/*
+ * The JSON (as the store will keep it) of a verified event still waiting
+ * for the store writer, or NULL.
+ */
+static char *engine_pending_json(struct sync_engine *e, const uint8_t id[32], size_t *len)
+{
+    char *json = NULL;
+
+    pthread_mutex_lock(&e->wq_mu);
+    for (int busy = 0; busy < 2 && json == NULL; busy++) {
+        const struct pending_event *q = busy ? e->wq_busy : e->wq;
+        size_t n = busy ? e->wq_busy_n : e->wq_n;
+        for (size_t i = 0; i < n; i++) {
+            if (memcmp(q[i].ev->id, id, 32) == 0) {
+                json = event_to_json(q[i].ev, len);
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&e->wq_mu);
+    return json;
+}
+
 /* The pending item with id, or NULL. */
 static const struct pend_item *pend_find(const struct pend_list *p, uint64_t created_at,
                                          const uint8_t id[32])
@@ -1495,6 +1518,15 @@ static int upload_pump(struct job *j, char *err, size_t errlen)
         int rc = store_get_json(j->st, id, &json, &len, serr, sizeof serr);
         struct buf b = {0};
 
+        /*
+         * Our listing holds events still waiting for the store writer; one
+         * may also have been stored since the first look.
+         */
+        if (rc != 1) {
+            free(json);
+            json = engine_pending_json(j->e, id, &len);
+            rc = json != NULL ? 1 : store_get_json(j->st, id, &json, &len, serr, sizeof serr);
+        }
         if (rc != 1) {
             free(json);
             continue; /* gone meanwhile (replaced, deleted) */

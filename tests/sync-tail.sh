@@ -14,6 +14,10 @@
 #                   NEGSYNC_WRITER_HOLD_MS), so that jobs reconcile the tail
 #                   while its events wait for the store: nothing fetched twice,
 #                   est_req_bytes as without it;
+#   both ways       the differing tails with direction = both and the slow
+#                   writer: each job uploads every event its relay lacks,
+#                   though most still wait for the store when it finds them,
+#                   and after a second sync every relay holds the union;
 #   dropped slice   a relay drops every connection partway: the other jobs still
 #                   end with every new event;
 # and in both, a second sync right after needs nothing from any relay;
@@ -120,6 +124,43 @@ for k in a b c; do
     urls="$urls $RELAY_URL"
 done
 run 6800
+
+# ---- differing tails, both ways, slow writer -----------------------------------
+# Each job uploads what its relay lacks of the local events at the time of its
+# session, most of which still wait for the store writer then; what other
+# relays' jobs find later reaches it on the next run.
+CASE="both ways"
+rm -f "$WORK/db" "$WORK/db-wal" "$WORK/db-shm"
+"$NEGSYNC" -d "$WORK/db" import "$WORK/old.jsonl" >/dev/null || fail "import"
+sync_config "$WORK/c.ini" workers=3 fetch_batch=100 direction=both
+for u in $urls; do
+    printf '[relay %s]\n' "$u" >>"$WORK/c.ini"
+done
+printf '[filter notes]\nkinds = 1\n' >>"$WORK/c.ini"
+for pass in 1 2; do
+    NEGSYNC_WRITER_HOLD_MS=400 "$NEGSYNC" -c "$WORK/c.ini" -d "$WORK/db" sync --once --json \
+        >"$WORK/run.json" 2>"$WORK/run.err" ||
+        fail "$CASE: sync $pass failed: $(cat "$WORK/run.json" "$WORK/run.err")"
+    for u in $urls; do
+        l=$(jline "$WORK/run.json" "$u")
+        expect_eq "$CASE: sync $pass, $u result" "$(jstr "$l" result)" ok
+        expect_eq "$CASE: sync $pass, $u: every event it lacked, uploaded" \
+            "$(($(jnum "$l" uploaded) + $(jnum "$l" upload_rejected)))" "$(jnum "$l" have)"
+    done
+done
+ids_of_db "$WORK/db" >"$WORK/got"
+cmp -s "$WORK/want" "$WORK/got" || fail "$CASE: local set differs from the union"
+# What each relay holds now, read back into an empty database.
+for u in $urls; do
+    rm -f "$WORK/back" "$WORK/back-wal" "$WORK/back-shm"
+    sync_config "$WORK/b.ini"
+    printf '[relay %s]\n[filter notes]\nkinds = 1\n' "$u" >>"$WORK/b.ini"
+    "$NEGSYNC" -c "$WORK/b.ini" -d "$WORK/back" sync --once --json >"$WORK/back.json" \
+        2>"$WORK/back.err" || fail "$CASE: reading $u back failed: $(cat "$WORK/back.err")"
+    ids_of_db "$WORK/back" >"$WORK/got"
+    cmp -s "$WORK/want" "$WORK/got" ||
+        fail "$CASE: $u holds $(wc -l <"$WORK/got") events after two syncs, not the union's $(wc -l <"$WORK/want")"
+done
 relay_cleanup
 
 # ---- a relay that drops the connection during its part ----------------------
@@ -173,5 +214,5 @@ relay_cleanup
 
 echo "sync-tail: same tails: 6000 new events stored once, $same_fetched fetched by" \
     "$same_fetchers jobs (with a slow store writer: $slow_fetched); differing tails: the union" \
-    "of 6800 stored; second syncs need nothing;" \
+    "of 6800 stored, and with direction = both every relay gets it; second syncs need nothing;" \
     "a dropped slice is made up for; direction up downloads nothing"
