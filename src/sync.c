@@ -56,6 +56,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +142,8 @@ size_t sync_progress_format(const struct sync_progress *p, char *buf, size_t len
 struct idset {
     uint8_t (*keys)[32];
     uint8_t *used;
+    void **vals; /* a value per key once idset_map_put was used (idset_map_get) */
+    int map;
     size_t cap, n;
 };
 
@@ -156,6 +159,7 @@ static size_t idset_slot(const struct idset *s, const uint8_t id[32])
     return (size_t)h & (s->cap - 1);
 }
 
+static void idset_insert(struct idset *s, const uint8_t id[32], void *val);
 static void idset_add(struct idset *s, const uint8_t id[32]);
 
 static void idset_grow(struct idset *s)
@@ -165,24 +169,32 @@ static void idset_grow(struct idset *s)
     s->cap = old.cap == 0 ? 64 : old.cap * 2;
     s->keys = xcalloc(s->cap, sizeof *s->keys);
     s->used = xcalloc(s->cap, 1);
+    s->vals = s->map ? xcalloc(s->cap, sizeof *s->vals) : NULL;
     s->n = 0;
     for (size_t i = 0; i < old.cap; i++)
         if (old.used[i])
-            idset_add(s, old.keys[i]);
+            idset_insert(s, old.keys[i], old.vals != NULL ? old.vals[i] : NULL);
     free(old.keys);
     free(old.used);
+    free(old.vals);
+}
+
+/* The slot holding id, or -1. */
+static ptrdiff_t idset_find(const struct idset *s, const uint8_t id[32])
+{
+    if (s->n == 0)
+        return -1;
+    for (size_t i = idset_slot(s, id);; i = (i + 1) & (s->cap - 1)) {
+        if (!s->used[i])
+            return -1;
+        if (memcmp(s->keys[i], id, 32) == 0)
+            return (ptrdiff_t)i;
+    }
 }
 
 static int idset_has(const struct idset *s, const uint8_t id[32])
 {
-    if (s->n == 0)
-        return 0;
-    for (size_t i = idset_slot(s, id);; i = (i + 1) & (s->cap - 1)) {
-        if (!s->used[i])
-            return 0;
-        if (memcmp(s->keys[i], id, 32) == 0)
-            return 1;
-    }
+    return idset_find(s, id) >= 0;
 }
 
 /* Adds id; 1 if it was new, 0 if already there. */
@@ -194,7 +206,7 @@ static int idset_put(struct idset *s, const uint8_t id[32])
     return 1;
 }
 
-static void idset_add(struct idset *s, const uint8_t id[32])
+static void idset_insert(struct idset *s, const uint8_t id[32], void *val)
 {
     size_t i;
 
@@ -204,21 +216,39 @@ static void idset_add(struct idset *s, const uint8_t id[32])
         ;
     memcpy(s->keys[i], id, 32);
     s->used[i] = 1;
+    if (s->vals != NULL)
+        s->vals[i] = val;
     s->n++;
+}
+
+static void idset_add(struct idset *s, const uint8_t id[32])
+{
+    idset_insert(s, id, NULL);
+}
+
+/* Maps id to val unless id is there already (a set used so from the start). */
+static void idset_map_put(struct idset *s, const uint8_t id[32], void *val)
+{
+    s->map = 1;
+    if (!idset_has(s, id))
+        idset_insert(s, id, val);
+}
+
+static void *idset_map_get(const struct idset *s, const uint8_t id[32])
+{
+    ptrdiff_t i = idset_find(s, id);
+
+    return i >= 0 && s->vals != NULL ? s->vals[i] : NULL;
 }
 
 static void idset_del(struct idset *s, const uint8_t id[32])
 {
+    ptrdiff_t found = idset_find(s, id);
     size_t i, j;
 
-    if (s->n == 0)
+    if (found < 0)
         return;
-    for (i = idset_slot(s, id);; i = (i + 1) & (s->cap - 1)) {
-        if (!s->used[i])
-            return;
-        if (memcmp(s->keys[i], id, 32) == 0)
-            break;
-    }
+    i = (size_t)found;
     s->used[i] = 0;
     s->n--;
     /* Move later members of the probe run back over the hole. */
@@ -228,6 +258,8 @@ static void idset_del(struct idset *s, const uint8_t id[32])
         if (between)
             continue;
         memcpy(s->keys[i], s->keys[j], 32);
+        if (s->vals != NULL)
+            s->vals[i] = s->vals[j];
         s->used[i] = 1;
         s->used[j] = 0;
         i = j;
@@ -238,6 +270,7 @@ static void idset_clear(struct idset *s)
 {
     free(s->keys);
     free(s->used);
+    free(s->vals);
     memset(s, 0, sizeof *s);
 }
 
@@ -588,6 +621,7 @@ struct sync_engine {
     pthread_cond_t written_cv; /* a transaction ended */
     struct pending_event *wq;
     size_t wq_n, wq_cap;
+    struct idset wq_map;           /* id -> struct event *, of wq and wq_busy */
     struct pending_event *wq_busy; /* the batch the writer is committing */
     size_t wq_busy_n;
     uint64_t wq_seq;                /* pending events queued so far */
@@ -926,21 +960,25 @@ static uint64_t engine_pending(struct sync_engine *e, const struct filter *f, st
  */
 static char *engine_pending_json(struct sync_engine *e, const uint8_t id[32], size_t *len)
 {
+    const struct event *ev;
     char *json = NULL;
 
     pthread_mutex_lock(&e->wq_mu);
-    for (int busy = 0; busy < 2 && json == NULL; busy++) {
-        const struct pending_event *q = busy ? e->wq_busy : e->wq;
-        size_t n = busy ? e->wq_busy_n : e->wq_n;
-        for (size_t i = 0; i < n; i++) {
-            if (memcmp(q[i].ev->id, id, 32) == 0) {
-                json = event_to_json(q[i].ev, len);
-                break;
-            }
-        }
-    }
+    if ((ev = idset_map_get(&e->wq_map, id)) != NULL)
+        json = event_to_json(ev, len);
     pthread_mutex_unlock(&e->wq_mu);
     return json;
+}
+
+/* Whether a verified event with id waits for the store writer. */
+static int engine_is_pending(struct sync_engine *e, const uint8_t id[32])
+{
+    int pending;
+
+    pthread_mutex_lock(&e->wq_mu);
+    pending = idset_has(&e->wq_map, id);
+    pthread_mutex_unlock(&e->wq_mu);
+    return pending;
 }
 
 /* The pending item with id, or NULL. */
@@ -1208,6 +1246,8 @@ static int engine_commit(struct sync_engine *e, struct store *st)
         struct committed *c = &q[i].j->cm;
         const struct event *ev = evs[i];
         c->pending--;
+        if (idset_map_get(&e->wq_map, ev->id) == ev)
+            idset_del(&e->wq_map, ev->id);
         if (rc < 0) {
             c->failed = 1;
             continue;
@@ -1341,6 +1381,7 @@ static void job_queue_event(struct job *j, struct event *ev)
         e->wq = xreallocarray(e->wq, e->wq_cap, sizeof *e->wq);
     }
     e->wq[e->wq_n++] = (struct pending_event){ev, j, e->wq_seq++, json_len};
+    idset_map_put(&e->wq_map, ev->id, ev);
     j->cm.pending++;
     if (e->wq_n == SYNC_STORE_BATCH)
         pthread_cond_signal(&e->write_cv);
@@ -1429,8 +1470,8 @@ static int fetch_pump(struct job *j, int final, char *err, size_t errlen)
         s.ids = xreallocarray(NULL, j->batch, 32);
         while (s.nids < j->batch && (id = idq_pop(&j->pending)) != NULL) {
             int has = store_has_id(j->st, id, serr, sizeof serr);
-            if (has == 1)
-                continue; /* another worker stored it meanwhile */
+            if (has == 1 || engine_is_pending(j->e, id))
+                continue; /* another job stored it meanwhile, or its event waits for the store */
             if (!engine_claim(j->e, id) && !j->no_defer) {
                 idq_push(&j->deferred, id);
                 continue;
@@ -3704,6 +3745,7 @@ void sync_engine_free(struct sync_engine *e)
     free(e->relays);
     free(e->filters);
     idset_clear(&e->claims);
+    idset_clear(&e->wq_map);
     while (e->slices != NULL) {
         struct tail_slice *s = e->slices;
         e->slices = s->next;
