@@ -753,6 +753,25 @@ static struct tail_slice *engine_tail_claim(struct sync_engine *e, const struct 
     return s;
 }
 
+/*
+ * The lowest created_at of cf's tail that jobs are fetching right now: 1
+ * and *lo, or 0 when none is.
+ */
+static int engine_tail_busy_lo(struct sync_engine *e, const struct config_filter *cf, uint64_t *lo)
+{
+    int busy = 0;
+
+    pthread_mutex_lock(&e->mu);
+    for (struct tail_slice *s = e->slices; s != NULL; s = s->next) {
+        if (s->cf == cf && (!busy || s->lo < *lo)) {
+            *lo = s->lo;
+            busy = 1;
+        }
+    }
+    pthread_mutex_unlock(&e->mu);
+    return busy;
+}
+
 /* The events a slice still has to send, estimated from its pages so far. */
 static uint64_t tail_slice_left(const struct tail_slice *s)
 {
@@ -2493,6 +2512,7 @@ static enum job_outcome neg_job(struct job *j, char *reason, size_t rlen)
     for (;;) {
         struct ts_list l = {0};
         struct tail_slice *ts;
+        uint64_t tail_lo = 0;
         int tail_done = 0, want_tail, rc;
 
         if (neg_local_times(j, cur, hi, hi_open, &l) < 0) {
@@ -2500,6 +2520,13 @@ static enum job_outcome neg_job(struct job *j, char *reason, size_t rlen)
             res = JOB_FATAL;
             goto out;
         }
+        /*
+         * What other jobs are fetching of the tail is in the local view
+         * only in part: it is no window of ours until they are done.
+         */
+        if (engine_tail_busy_lo(j->e, j->cf, &tail_lo))
+            while (l.n > 0 && l.v[l.n - 1] >= tail_lo)
+                l.n--;
         if (l.n > 0) {
             uint64_t last = l.v[l.n - 1];
             neg_push_windows(&stack, cur, &l, j->cursor);

@@ -14,6 +14,9 @@
 #                   NEGSYNC_WRITER_HOLD_MS), so that jobs reconcile the tail
 #                   while its events wait for the store: nothing fetched twice,
 #                   est_req_bytes as without it;
+#   late jobs       two relays answer late (--delay-ms), so their jobs plan
+#                   their windows while the first job's slice is part fetched:
+#                   the part fetched so far is no window of theirs;
 #   both ways       the differing tails with direction = both and the slow
 #                   writer: each job uploads every event its relay lacks,
 #                   though most still wait for the store when it finds them,
@@ -107,6 +110,23 @@ slow_fetched=$fetched
 diff=$((est > same_est ? est - same_est : same_est - est))
 [ $((diff * 100)) -lt "$same_est" ] ||
     fail "$CASE: est_req_bytes $est in all, $same_est without the hold"
+relay_cleanup
+
+# ---- late jobs -----------------------------------------------------------------
+# The prompt relay's job claims the tail and queues its first pages before
+# the others have looked at their local events: had they planned windows
+# over those, they would have found the rest of the tail missing there and
+# fetched it again by id.
+CASE="late jobs"
+start_relay --events "$WORK/all.jsonl" --delay-ms 20
+urls=$RELAY_URL
+for k in 2 3; do
+    start_relay --events "$WORK/all.jsonl" --delay-ms 300
+    urls="$urls $RELAY_URL"
+done
+run 6000
+[ "$fetched" -lt 6600 ] || fail "$CASE: $fetched events fetched for 6000 new ones"
+late_fetched=$fetched
 relay_cleanup
 
 # ---- differing tails ---------------------------------------------------------
@@ -213,6 +233,7 @@ expect_eq "$CASE: local events" "$(ids_of_db "$WORK/db" | wc -l | tr -d ' ')" 20
 relay_cleanup
 
 echo "sync-tail: same tails: 6000 new events stored once, $same_fetched fetched by" \
-    "$same_fetchers jobs (with a slow store writer: $slow_fetched); differing tails: the union" \
+    "$same_fetchers jobs (with a slow store writer: $slow_fetched; with late jobs: $late_fetched);" \
+    "differing tails: the union" \
     "of 6800 stored, and with direction = both every relay gets it; second syncs need nothing;" \
     "a dropped slice is made up for; direction up downloads nothing"
