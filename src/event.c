@@ -324,6 +324,27 @@ struct event *event_parse(const char *text, size_t len, char *err, size_t errlen
 
 /* ----------------------------------------------------------- serialization */
 
+/* Whether JSON.stringify escapes byte c: a control character, a quote or a backslash. */
+static int event_needs_escape(unsigned char c)
+{
+    return c < 0x20 || c == '"' || c == '\\';
+}
+
+/* The letter of c's two-byte escape (n for a newline), or 0 when it is written as \u00XX. */
+static char event_short_escape(unsigned char c)
+{
+    switch (c) {
+    case '"': return '"';
+    case '\\': return '\\';
+    case '\b': return 'b';
+    case '\f': return 'f';
+    case '\n': return 'n';
+    case '\r': return 'r';
+    case '\t': return 't';
+    default: return 0;
+    }
+}
+
 /* JSON.stringify's escaping of a string of len bytes (valid UTF-8), quotes included. */
 static void event_put_string(struct buf *b, const char *s, size_t len)
 {
@@ -334,23 +355,13 @@ static void event_put_string(struct buf *b, const char *s, size_t len)
     buf_push(b, '"');
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        char esc = 0;
 
-        if (c >= 0x20 && c != '"' && c != '\\')
+        if (!event_needs_escape(c))
             continue;
         /* Flush the verbatim run before this char, then its escape. */
         buf_append(b, s + run, i - run);
         run = i + 1;
-        switch (c) {
-        case '"': esc = '"'; break;
-        case '\\': esc = '\\'; break;
-        case '\b': esc = 'b'; break;
-        case '\f': esc = 'f'; break;
-        case '\n': esc = 'n'; break;
-        case '\r': esc = 'r'; break;
-        case '\t': esc = 't'; break;
-        default: break;
-        }
+        char esc = event_short_escape(c);
         if (esc) {
             buf_push(b, '\\');
             buf_push(b, (uint8_t)esc);
@@ -468,11 +479,8 @@ static size_t event_string_size(const char *s, size_t len)
 
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        n += c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t'
-                 ? 1
-                 : 5;
+        if (event_needs_escape(c))
+            n += event_short_escape(c) ? 1 : 5;
     }
     return n;
 }
