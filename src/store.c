@@ -477,36 +477,38 @@ static int stmt_run(struct store *st, sqlite3_stmt *s, char *err, size_t errlen,
     return 0;
 }
 
-static int exec_sql(struct store *st, const char *sql, char *err, size_t errlen, const char *what)
+/* Runs sql on any connection, store_open's or not; path names it in err. */
+static int db_exec(sqlite3 *db, const char *path, const char *sql, char *err, size_t errlen,
+                   const char *what)
 {
     char *msg = NULL;
 
-    if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        set_error(err, errlen, "%s: %s: %s", st->path, what,
-                  msg != NULL ? msg : sqlite3_errmsg(st->db));
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        set_error(err, errlen, "%s: %s: %s", path, what, msg != NULL ? msg : sqlite3_errmsg(db));
         sqlite3_free(msg);
         return -1;
     }
     return 0;
 }
 
+static int exec_sql(struct store *st, const char *sql, char *err, size_t errlen, const char *what)
+{
+    return db_exec(st->db, st->path, sql, err, errlen, what);
+}
+
 int store_configure(sqlite3 *db, char *err, size_t errlen)
 {
-    char *msg = NULL;
+    const char *path = sqlite3_db_filename(db, "main");
 
-    if (sqlite3_exec(db,
-                     "PRAGMA synchronous = NORMAL;"
-                     /* Fewer, larger checkpoints: each rewrites a hot page once, not once per batch. */
-                     "PRAGMA wal_autocheckpoint = " STORE_CHECKPOINT_PAGES ";"
-                     "PRAGMA journal_size_limit = " STORE_WAL_LIMIT ";",
-                     NULL, NULL, &msg) != SQLITE_OK) {
-        const char *path = sqlite3_db_filename(db, "main");
-        set_error(err, errlen, "%s: configure: %s", path != NULL ? path : "database",
-                  msg != NULL ? msg : sqlite3_errmsg(db));
-        sqlite3_free(msg);
-        return -1;
-    }
-    return 0;
+    if (path == NULL || path[0] == '\0') /* a temporary or in-memory database */
+        path = "database";
+    return db_exec(
+        db, path,
+        "PRAGMA synchronous = NORMAL;"
+        /* Fewer, larger checkpoints: each rewrites a hot page once, not once per batch. */
+        "PRAGMA wal_autocheckpoint = " STORE_CHECKPOINT_PAGES ";"
+        "PRAGMA journal_size_limit = " STORE_WAL_LIMIT ";",
+        err, errlen, "configure");
 }
 
 static int pragma_int(struct store *st, const char *sql, int *out, char *err, size_t errlen)
@@ -1661,6 +1663,8 @@ static char *query_sql(const struct filter *f, enum query_shape shape, enum stor
     struct buf b = {0}, by_author = {0};
     char *where = NULL;
     int next = 1, use_limit = shape == Q_JSON && f != NULL && f->has_limit;
+    /* The limit picks the newest, as for a REQ; then deliver them oldest first. */
+    int nested = use_limit && order != STORE_NEWEST_FIRST;
     static const char *const select_list[] = {
         [Q_JSON] = "SELECT e.json",
         [Q_COUNT] = "SELECT count(*)",
@@ -1689,11 +1693,7 @@ static char *query_sql(const struct filter *f, enum query_shape shape, enum stor
                              : "events e";
 
 #define APPEND(s) buf_append(&b, (s), strlen(s))
-    if (shape == Q_JSON && use_limit && order != STORE_NEWEST_FIRST)
-        /* The limit picks the newest, as for a REQ; then deliver them oldest first. */
-        APPEND("SELECT json FROM (SELECT e.json, e.created_at, e.id");
-    else
-        APPEND(select_list[shape]);
+    APPEND(nested ? "SELECT json FROM (SELECT e.json, e.created_at, e.id" : select_list[shape]);
     APPEND(" FROM ");
     APPEND(from);
     APPEND(" WHERE (");
@@ -1708,7 +1708,7 @@ static char *query_sql(const struct filter *f, enum query_shape shape, enum stor
             snprintf(tail, sizeof tail, " LIMIT ?%d", next);
             APPEND(tail);
         }
-        if (use_limit && order != STORE_NEWEST_FIRST)
+        if (nested)
             APPEND(") ORDER BY created_at, id");
     }
 #undef APPEND
