@@ -32,6 +32,8 @@
  */
 #include "config.h"
 
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,13 +60,19 @@ static void usage(void)
     exit(2);
 }
 
-static uint64_t num(const char *s)
+/* The argument s of option -opt as a number from min to max, or a usage error that names it. */
+static uint64_t num(int opt, const char *s, uint64_t min, uint64_t max)
 {
     char *end;
-    unsigned long long v = strtoull(s, &end, 10);
+    unsigned long long v;
 
-    if (*s == '\0' || *end != '\0')
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (*s < '0' || *s > '9' || *end != '\0' || errno != 0 || v < min || v > max) {
+        fprintf(stderr, "gen-events: -%c: '%s' is not a number from %llu to %llu\n", opt, s,
+                (unsigned long long)min, (unsigned long long)max);
         usage();
+    }
     return v;
 }
 
@@ -316,30 +324,41 @@ int main(int argc, char **argv)
 
     while ((c = getopt(argc, argv, "n:k:t:s:K:S:D:Rp")) != -1) {
         switch (c) {
-        case 'n': n = num(optarg); break;
-        case 'k': nkeys = num(optarg); break;
-        case 't': base = num(optarg); break;
-        case 's': span = num(optarg); break;
-        case 'S': seed = num(optarg); break;
-        case 'D': del_every = num(optarg); break;
+        case 'n': n = num(c, optarg, 0, UINT64_MAX); break;
+        case 'k': nkeys = num(c, optarg, 1, UINT32_MAX); break;
+        case 't': base = num(c, optarg, 0, INT64_MAX); break;
+        case 's': span = num(c, optarg, 1, INT64_MAX); break;
+        case 'S': seed = num(c, optarg, 0, UINT64_MAX); break;
+        case 'D': del_every = num(c, optarg, 0, UINT64_MAX); break;
         case 'R': realistic = 1; break;
         case 'p': pubkeys = 1; break;
         case 'K': {
             char *save = NULL, *tok, *list = xstrdup(optarg);
             nkinds = 0;
-            for (tok = strtok_r(list, ",", &save); tok != NULL && nkinds < 64;
-                 tok = strtok_r(NULL, ",", &save))
-                kinds[nkinds++] = (uint32_t)num(tok);
+            for (tok = strtok_r(list, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+                if (nkinds == sizeof kinds / sizeof kinds[0]) {
+                    fprintf(stderr, "gen-events: -K: more than %zu kinds\n", nkinds);
+                    usage();
+                }
+                kinds[nkinds++] = (uint32_t)num(c, tok, 0, 65535);
+            }
             free(list);
-            if (nkinds == 0)
+            if (nkinds == 0) {
+                fprintf(stderr, "gen-events: -K: no kinds\n");
                 usage();
+            }
             break;
         }
         default: usage();
         }
     }
-    if (nkeys == 0 || span == 0 || optind != argc)
+    if (optind != argc)
         usage();
+    /* created_at stays below 2^63, a deletion's second after it too. */
+    if (span > (uint64_t)INT64_MAX - base) {
+        fprintf(stderr, "gen-events: -t BASE plus -s SPAN passes 2^63-1\n");
+        usage();
+    }
 
     rng = seed * 0x2545f4914f6cdd1dULL + 7;
     shape = seed * 0xd1342543de82ef95ULL + 0x5eed;
