@@ -8,8 +8,6 @@
 #   same tails      every new event stored once, fetched about once overall,
 #                   by more than one job (the tail was shared), all jobs by
 #                   negentropy;
-#   differing tails one relay lacks some new events, two hold new events the
-#                   others lack: the local set ends as the union all the same;
 #   slow writer     the same with the store writer held back (the test hook
 #                   NEGSYNC_WRITER_HOLD_MS), so that jobs reconcile the tail
 #                   while its events wait for the store: nothing fetched twice,
@@ -17,13 +15,15 @@
 #   late jobs       two relays answer late (--delay-ms), so their jobs plan
 #                   their windows while the first job's slice is part fetched:
 #                   the part fetched so far is no window of theirs;
+#   differing tails one relay lacks some new events, two hold new events the
+#                   others lack: the local set ends as the union all the same;
+# and in these four, a second sync right after needs nothing from any relay;
 #   both ways       the differing tails with direction = both and the slow
 #                   writer: each job uploads every event its relay lacks,
 #                   though most still wait for the store when it finds them,
 #                   and after a second sync every relay holds the union;
 #   dropped slice   a relay drops every connection partway: the other jobs still
 #                   end with every new event;
-# and in both, a second sync right after needs nothing from any relay;
 #   direction up    the relay's newer events are not downloaded: with nothing
 #                   local there, there is nothing to upload either.
 . "${top_srcdir:-.}/tests/sync-lib.sh"
@@ -34,18 +34,29 @@ base=1700000000
 "$GEN" -n 400 -k 5 -t $((base + 30000)) -s 60000 -S 33 >"$WORK/extra-b.jsonl" || fail "gen-events"
 "$GEN" -n 400 -k 5 -t $((base + 30000)) -s 60000 -S 34 >"$WORK/extra-c.jsonl" || fail "gen-events"
 
-# run CASE: syncs the three relays started last (urls in $urls) into a fresh
-# copy of the old events; checks the mode and result of every job, that the
-# local set is $WORK/want, that $1 events were stored in all, and that a
-# second sync needs nothing.
-run() {
+# fresh_db: $WORK/db holding the old events only.
+fresh_db() {
     rm -f "$WORK/db" "$WORK/db-wal" "$WORK/db-shm"
     "$NEGSYNC" -d "$WORK/db" import "$WORK/old.jsonl" >/dev/null || fail "import"
-    sync_config "$WORK/c.ini" workers=3 fetch_batch=100
+}
+
+# tail_config [SYNC-KEY=VALUE...]: $WORK/c.ini with those [sync] keys, the
+# relays in $urls and a filter for kind-1 notes.
+tail_config() {
+    sync_config "$WORK/c.ini" "$@"
     for u in $urls; do
         printf '[relay %s]\n' "$u" >>"$WORK/c.ini"
     done
     printf '[filter notes]\nkinds = 1\n' >>"$WORK/c.ini"
+}
+
+# run N: syncs the relays in $urls into a fresh copy of the old events;
+# checks the mode and result of every job, that the local set is
+# $WORK/want, that N events were stored in all, and that a second sync
+# needs nothing.
+run() {
+    fresh_db
+    tail_config workers=3 fetch_batch=100
     "$NEGSYNC" -c "$WORK/c.ini" -d "$WORK/db" sync --once --json >"$WORK/run.json" \
         2>"$WORK/run.err" || fail "$CASE: sync failed: $(cat "$WORK/run.json" "$WORK/run.err")"
     stored=0 fetched=0 need=0 fetchers=0 est=0
@@ -150,13 +161,8 @@ run 6800
 # session, most of which still wait for the store writer then; what other
 # relays' jobs find later reaches it on the next run.
 CASE="both ways"
-rm -f "$WORK/db" "$WORK/db-wal" "$WORK/db-shm"
-"$NEGSYNC" -d "$WORK/db" import "$WORK/old.jsonl" >/dev/null || fail "import"
-sync_config "$WORK/c.ini" workers=3 fetch_batch=100 direction=both
-for u in $urls; do
-    printf '[relay %s]\n' "$u" >>"$WORK/c.ini"
-done
-printf '[filter notes]\nkinds = 1\n' >>"$WORK/c.ini"
+fresh_db
+tail_config workers=3 fetch_batch=100 direction=both
 for pass in 1 2; do
     NEGSYNC_WRITER_HOLD_MS=400 "$NEGSYNC" -c "$WORK/c.ini" -d "$WORK/db" sync --once --json \
         >"$WORK/run.json" 2>"$WORK/run.err" ||
@@ -195,11 +201,9 @@ start_relay --events "$WORK/all.jsonl"
 good2=$RELAY_URL
 start_relay --events "$WORK/all.jsonl" --drop-after 450
 bad=$RELAY_URL
-rm -f "$WORK/db" "$WORK/db-wal" "$WORK/db-shm"
-"$NEGSYNC" -d "$WORK/db" import "$WORK/old.jsonl" >/dev/null || fail "import"
-sync_config "$WORK/c.ini" workers=3 fetch_batch=100
-printf '[relay %s]\n[relay %s]\n[relay %s]\n[filter notes]\nkinds = 1\n' "$bad" "$good1" "$good2" \
-    >>"$WORK/c.ini"
+urls="$bad $good1 $good2"
+fresh_db
+tail_config workers=3 fetch_batch=100
 rc=0
 "$NEGSYNC" -c "$WORK/c.ini" -d "$WORK/db" sync --once --json >"$WORK/run.json" 2>"$WORK/run.err" ||
     rc=$?
@@ -218,10 +222,9 @@ relay_cleanup
 # ---- direction up --------------------------------------------------------------
 CASE="direction up"
 start_relay --events "$WORK/all.jsonl"
-rm -f "$WORK/db" "$WORK/db-wal" "$WORK/db-shm"
-"$NEGSYNC" -d "$WORK/db" import "$WORK/old.jsonl" >/dev/null || fail "import"
-sync_config "$WORK/c.ini" direction=up
-printf '[relay %s]\n[filter notes]\nkinds = 1\n' "$RELAY_URL" >>"$WORK/c.ini"
+urls=$RELAY_URL
+fresh_db
+tail_config direction=up
 "$NEGSYNC" -c "$WORK/c.ini" -d "$WORK/db" sync --once --json >"$WORK/run.json" \
     2>"$WORK/run.err" || fail "$CASE: sync failed: $(cat "$WORK/run.json" "$WORK/run.err")"
 l=$(jline "$WORK/run.json" "$RELAY_URL")
