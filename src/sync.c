@@ -14,11 +14,10 @@
  *      listing: the store's, and the verified events still waiting for the
  *      store writer (engine_pending), shared with other relays' jobs
  *      reconciling the same window (struct shared_listing); NEG-OPEN,
- *      answers each NEG-MSG. What is newer than
- *      every local event (the tail) is fetched by a paged REQ instead, each
- *      part of it by one job, the others taking the older half of what is
- *      left rather than waiting (struct tail_slice, neg_job). Every id the
- *      relay has and we lack goes
+ *      answers each NEG-MSG. What is newer than every local event (the
+ *      tail) is fetched by a paged REQ instead, each part of it by one job,
+ *      the others taking the older half of what is left rather than waiting
+ *      (struct tail_slice, neg_job). Every id the relay has and we lack goes
  *      into a fetch queue that is drained by REQ {"ids":[...]} subscriptions,
  *      up to fetch_in_flight at once, on the same connection while later
  *      rounds continue: a single loop (job_recv) receives everything and
@@ -544,7 +543,7 @@ struct tail_slice {
 struct pend_item {
     uint64_t created_at;
     uint8_t id[32];
-    size_t json_len; /* of the JSON the store will keep */
+    size_t json_len; /* of the JSON the store will keep; 0 unless asked for */
 };
 
 struct pend_list {
@@ -581,8 +580,7 @@ struct job;
 struct pending_event {
     struct event *ev;
     struct job *j;
-    uint64_t seq;    /* order of queueing (struct shared_listing's snap_seq) */
-    size_t json_len; /* event_json_size */
+    uint64_t seq; /* order of queueing (struct shared_listing's snap_seq) */
 };
 
 /* An event a transaction stored (or refused: gone), for the listings it makes stale. */
@@ -703,13 +701,6 @@ static void engine_wait_claims(struct sync_engine *e, const struct idq *q, int64
     pthread_mutex_unlock(&e->mu);
 }
 
-/*
- * The tail of a filter (what is newer than every local event) is fetched by
- * REQ, by one job at a time for each part of it: N relays holding the same
- * new events send them once, not N times. The job that finds no part of the
- * filter's tail being fetched claims it whole, [lo, hi] (hi_open: no upper
- * bound); NULL when some job is on it.
- */
 /* A new slice [lo, until] of cf's tail, linked in. With e->mu held. */
 static struct tail_slice *slice_add(struct sync_engine *e, const struct config_filter *cf,
                                     uint64_t lo, uint64_t until, int has_until)
@@ -740,6 +731,13 @@ static void slice_remove(struct sync_engine *e, struct tail_slice *s)
     pthread_cond_broadcast(&e->claim_cv);
 }
 
+/*
+ * The tail of a filter (what is newer than every local event) is fetched by
+ * REQ, by one job at a time for each part of it: N relays holding the same
+ * new events send them once, not N times. The job that finds no part of the
+ * filter's tail being fetched claims it whole, [lo, hi] (hi_open: no upper
+ * bound); NULL when some job is on it.
+ */
 static struct tail_slice *engine_tail_claim(struct sync_engine *e, const struct config_filter *cf,
                                             uint64_t lo, uint64_t hi, int hi_open)
 {
@@ -931,13 +929,14 @@ static int pend_cmp(const void *a, const void *b)
 
 /*
  * Appends the verified events matching f that are not stored yet: queued
- * for the store writer, or in the transaction it is writing. With a store
- * read begun after this call, they make the local view: every event
- * verified before it. Sorts out, drops duplicates (an event can be queued
- * twice), and returns the queue's sequence number at the time: the events
- * queued from it on are not in out.
+ * for the store writer, or in the transaction it is writing, with their
+ * JSON's size when sizes is set. With a store read begun after this call,
+ * they make the local view: every event verified before it. Sorts out,
+ * drops duplicates (an event can be queued twice), and returns the queue's
+ * sequence number at the time: the events queued from it on are not in out.
  */
-static uint64_t engine_pending(struct sync_engine *e, const struct filter *f, struct pend_list *out)
+static uint64_t engine_pending(struct sync_engine *e, const struct filter *f, int sizes,
+                               struct pend_list *out)
 {
     uint64_t seq;
     size_t k = 0;
@@ -959,7 +958,7 @@ static uint64_t engine_pending(struct sync_engine *e, const struct filter *f, st
             p = &out->v[out->n++];
             p->created_at = ev->created_at;
             memcpy(p->id, ev->id, 32);
-            p->json_len = q[i].json_len;
+            p->json_len = sizes ? event_json_size(ev) : 0;
         }
     }
     pthread_mutex_unlock(&e->wq_mu);
@@ -1390,7 +1389,6 @@ static int job_flush(struct job *j)
 static void job_queue_event(struct job *j, struct event *ev)
 {
     struct sync_engine *e = j->e;
-    size_t json_len = event_json_size(ev);
 
     pthread_mutex_lock(&e->wq_mu);
     while (e->wq_n >= 8 * SYNC_STORE_BATCH)
@@ -1399,7 +1397,7 @@ static void job_queue_event(struct job *j, struct event *ev)
         e->wq_cap = e->wq_cap == 0 ? 256 : e->wq_cap * 2;
         e->wq = xreallocarray(e->wq, e->wq_cap, sizeof *e->wq);
     }
-    e->wq[e->wq_n++] = (struct pending_event){ev, j, e->wq_seq++, json_len};
+    e->wq[e->wq_n++] = (struct pending_event){ev, j, e->wq_seq++};
     idset_map_put(&e->wq_map, ev->id, ev);
     j->cm.pending++;
     if (e->wq_n == SYNC_STORE_BATCH)
@@ -1729,11 +1727,11 @@ static void job_ahead_push(struct job *j, struct relay_msg *m)
 /*
  * The next message, while keeping fetches and uploads moving. 0 with *out;
  * RELAY_ERR_TIMEOUT when nothing came for neg_timeout; other relay errors.
- * With a verifier pool it reads ahead
- * what has already arrived (up to SYNC_LOOKAHEAD messages) and hands their
- * events to the pool, so that verification runs beside this thread; messages
- * still come out in arrival order, and an error relay_recv gave while
- * reading ahead comes after the messages before it.
+ * With a verifier pool it reads ahead what has already arrived (up to
+ * SYNC_LOOKAHEAD messages) and hands their events to the pool, so that
+ * verification runs beside this thread; messages still come out in arrival
+ * order, and an error relay_recv gave while reading ahead comes after the
+ * messages before it.
  */
 static int job_recv(struct job *j, int final, struct relay_msg **out, char *err, size_t errlen)
 {
@@ -1901,13 +1899,13 @@ static struct filter *window_filter(const struct filter *f, const struct window 
 struct list_merge {
     struct neg_storage *ns;
     const struct pend_list *pend;
-    size_t next; /* the first pending item not in ns yet */
+    size_t next;          /* the first pending item not in ns yet */
+    char err[NEG_ERRLEN]; /* why an item was refused */
 };
 
+/* Inserts the pending items before (created_at, id), or all left (id NULL). */
 static int merge_pending(struct list_merge *m, uint64_t created_at, const uint8_t *id)
 {
-    char err[NEG_ERRLEN];
-
     for (; m->next < m->pend->n; m->next++) {
         const struct pend_item *p = &m->pend->v[m->next];
         int c = -1; /* the end of the listing (id NULL): the rest goes in */
@@ -1921,7 +1919,7 @@ static int merge_pending(struct list_merge *m, uint64_t created_at, const uint8_
             m->next++;
             break;
         }
-        if (neg_storage_insert(m->ns, p->created_at, p->id, err, sizeof err) < 0)
+        if (neg_storage_insert(m->ns, p->created_at, p->id, m->err, sizeof m->err) < 0)
             return 1;
     }
     return 0;
@@ -1930,11 +1928,10 @@ static int merge_pending(struct list_merge *m, uint64_t created_at, const uint8_
 static int list_cb(void *ctx, uint64_t created_at, const uint8_t id[32])
 {
     struct list_merge *m = ctx;
-    char err[NEG_ERRLEN];
 
     if (merge_pending(m, created_at, id) != 0)
         return 1;
-    return neg_storage_insert(m->ns, created_at, id, err, sizeof err) < 0 ? 1 : 0;
+    return neg_storage_insert(m->ns, created_at, id, m->err, sizeof m->err) < 0 ? 1 : 0;
 }
 
 struct est_ctx {
@@ -1958,29 +1955,30 @@ static int est_cb(void *ctx, const uint8_t id[32], size_t len)
 
 /*
  * What a REQ from the cursor would carry for this window of local events
- * (stored, or waiting for the store writer): summed now, before this
- * window's fetches land; the have ids are taken out when the session ends.
+ * (stored, or waiting for the store writer when the listing pend was made):
+ * summed now, before this window's fetches land; the have ids are taken out
+ * when the session ends.
  */
-static int neg_estimate_local(struct job *j, const struct filter *wf, char *err, size_t errlen)
+static int neg_estimate_local(struct job *j, const struct filter *wf, const struct pend_list *pend,
+                              char *err, size_t errlen)
 {
     struct filter *ef = filter_dup(wf);
     struct est_ctx x = {j, {0}};
-    struct pend_list pend = {0};
     int rc;
 
     if (j->cursor > 0 && (!ef->has_since || ef->since < (uint64_t)j->cursor)) {
         ef->has_since = 1;
         ef->since = (uint64_t)j->cursor;
     }
-    engine_pending(j->e, ef, &pend);
-    for (size_t i = 0; i < pend.n; i++)
-        idset_add(&x.pending, pend.v[i].id);
+    for (size_t i = 0; i < pend->n; i++)
+        if (!ef->has_since || pend->v[i].created_at >= ef->since)
+            idset_add(&x.pending, pend->v[i].id);
     rc = store_list_sizes(j->st, ef, est_cb, &x, err, errlen);
-    for (size_t i = 0; rc == 0 && i < pend.n; i++)
-        if (idset_has(&x.pending, pend.v[i].id) && !idset_has(&j->need, pend.v[i].id))
-            j->est_common += EST_EVENT_BYTES(pend.v[i].json_len);
+    /* The rest are still waiting for the writer. */
+    for (size_t i = 0; rc == 0 && i < pend->n; i++)
+        if (idset_has(&x.pending, pend->v[i].id) && !idset_has(&j->need, pend->v[i].id))
+            j->est_common += EST_EVENT_BYTES(pend->v[i].json_len);
     idset_clear(&x.pending);
-    free(pend.v);
     filter_free(ef);
     return rc < 0 ? -1 : 0;
 }
@@ -2018,10 +2016,10 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
                              wf->has_until ? wf->until : UINT64_MAX, &mine);
     free(key);
     if (mine) {
-        struct list_merge lm = {neg_storage_new(), &sl->pend, 0};
+        struct list_merge lm = {neg_storage_new(), &sl->pend, 0, ""};
         struct neg_storage *own = lm.ns;
         /* The queue first, then the store: an event in neither was verified after this. */
-        uint64_t seq = engine_pending(j->e, wf, &sl->pend);
+        uint64_t seq = engine_pending(j->e, wf, 1, &sl->pend);
         pthread_mutex_lock(&j->e->mu);
         sl->snap_seq = seq;
         pthread_mutex_unlock(&j->e->mu);
@@ -2029,7 +2027,7 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
         if (rc == 0)
             rc = merge_pending(&lm, 0, NULL);
         if (rc != 0 || neg_storage_seal(own, err, sizeof err) < 0) {
-            set_error(j->fatal, sizeof j->fatal, "listing: %s", rc == 1 ? "bad item" : err);
+            set_error(j->fatal, sizeof j->fatal, "listing: %s", rc == 1 ? lm.err : err);
             neg_storage_free(own);
             engine_listing_ready(j->e, sl, NULL);
             res = NEG_OUT_FATAL;
@@ -2061,7 +2059,7 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
      * While the relay lists its side, the sizes the estimate needs (this
      * window's fetches cannot have landed yet: they start on its reply).
      */
-    if (neg_estimate_local(j, wf, err, sizeof err) < 0) {
+    if (neg_estimate_local(j, wf, &sl->pend, err, sizeof err) < 0) {
         set_error(j->fatal, sizeof j->fatal, "store: %s", err);
         res = NEG_OUT_FATAL;
         goto out;
@@ -2291,10 +2289,6 @@ static void wstack_push(struct wstack *st, struct window w)
     st->v[st->n++] = w;
 }
 
-/*
- * The local events' created_at in [lo, hi] (hi_open: no upper bound) for the
- * job's filter, ascending. -1 sets j->fatal.
- */
 static int u64_cmp(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -2303,9 +2297,9 @@ static int u64_cmp(const void *a, const void *b)
 }
 
 /*
- * The created_at of every local event of the filter in [lo, hi] (stored,
- * or waiting for the store writer), ascending; up to the REQ cursor only
- * the newest.
+ * The created_at of every local event of the job's filter in [lo, hi]
+ * (hi_open: no upper bound; stored, or waiting for the store writer),
+ * ascending; up to the REQ cursor only the newest. -1 sets j->fatal.
  */
 static int neg_local_times(struct job *j, uint64_t lo, uint64_t hi, int hi_open, struct ts_list *l)
 {
@@ -2317,7 +2311,7 @@ static int neg_local_times(struct job *j, uint64_t lo, uint64_t hi, int hi_open,
     int rc;
 
     wf = window_filter(j->f, &w);
-    engine_pending(j->e, wf, &pend);
+    engine_pending(j->e, wf, 0, &pend);
     filter_free(wf);
     if (j->cursor > 0 && (uint64_t)j->cursor >= lo) {
         /*
@@ -2495,9 +2489,10 @@ static int neg_job_tail(struct job *j, struct tail_slice *s, int *retried, enum 
  * reconciles its windows, then takes the older half of what is left of it
  * (engine_tail_help) while that is worth a page or two, then reconciles what
  * was fetched (stored or still queued for the store) and looks at the tail
- * again; so does the job that claimed it
- * when others took part of it, since their parts came from other relays.
- * Then the fetches and uploads still in flight.
+ * again; so does the job that claimed it when others took part of it, since
+ * their parts came from other relays. While other jobs fetch the tail, the
+ * part of it already fetched is no window of anyone's. Then the fetches and
+ * uploads still in flight.
  */
 static enum job_outcome neg_job(struct job *j, char *reason, size_t rlen)
 {
