@@ -1956,6 +1956,34 @@ int store_get_json(struct store *st, const uint8_t id[32], char **json, size_t *
     return db_err(st, err, errlen, "get event");
 }
 
+int store_get_sig(struct store *st, const uint8_t id[32], uint8_t sig[64], char *err,
+                  size_t errlen)
+{
+    static const char key[] = ",\"sig\":\"";
+    const size_t klen = sizeof key - 1, tail = klen + 128 + 2;
+    sqlite3_stmt *s = stmt_get(st, ST_GET_JSON, err, errlen);
+    int rc, found = 0;
+
+    if (s == NULL)
+        return -1;
+    sqlite3_bind_blob(s, 1, id, 32, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        /* event_to_json ends every event with its sig: ..."sig":"<128 hex>"} */
+        size_t n = (size_t)sqlite3_column_bytes(s, 0);
+        const char *text = (const char *)sqlite3_column_text(s, 0);
+        found = text != NULL && n >= tail && memcmp(text + n - tail, key, klen) == 0 &&
+                memcmp(text + n - 2, "\"}", 2) == 0 &&
+                hex_decode(text + n - tail + klen, 128, sig, 64, 1) == 0;
+    }
+    sqlite3_reset(s);
+    if (rc == SQLITE_ROW)
+        return found;
+    if (rc == SQLITE_DONE)
+        return 0;
+    return db_err(st, err, errlen, "get signature");
+}
+
 /*
  * One consistency check of store_check: sql names the seq of an event it
  * finds wrong, or no row. 0, or -1 with what (and that seq) in err.

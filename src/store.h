@@ -127,6 +127,14 @@ int store_list_sizes(struct store *st, const struct filter *f, store_size_cb cb,
 int store_has_id(struct store *st, const uint8_t id[32], char *err, size_t errlen);
 
 /*
+ * The signature of the stored event with this id: 1 and sig, or 0 if no such
+ * event is stored or its JSON does not end the way event_to_json ends it
+ * (then the caller has no signature to compare with); -1 with a reason.
+ */
+int store_get_sig(struct store *st, const uint8_t id[32], uint8_t sig[64], char *err,
+                  size_t errlen);
+
+/*
  * The stored JSON of the event with this id: 1 and *json (caller frees,
  * NUL-terminated, *len bytes if len is not NULL), 0 if not stored, or -1.
  */

@@ -1151,12 +1151,14 @@ struct job {
     struct ahead {
         struct relay_msg *m;
         struct vtask *t;
+        int known; /* a copy of an event we hold: no task (job_known_copy) */
     } ahead[SYNC_LOOKAHEAD];
     size_t ahead_head, ahead_n;
     int ahead_rc; /* the error relay_recv gave while reading ahead; 0 none */
     char ahead_err[RELAY_ERRLEN];
     const json_t *pre_obj;
     struct vtask *pre_task;
+    int pre_known;
     struct event_keycache *kc; /* the worker's, for what this thread verifies itself */
 
     int64_t max_limit; /* the relay's NIP-11 max_limit, -1 unknown */
@@ -1406,6 +1408,58 @@ static void job_queue_event(struct job *j, struct event *ev)
 }
 
 /*
+ * Whether obj is a copy of an event we hold: its id stored, or queued for the
+ * store writer, with the same signature bytes. Ours was verified before it
+ * was queued, and an id commits to everything a signature signs, so such a
+ * copy is authentic once its id checks out (event_from_known): no Schnorr
+ * check. REQ meets such copies all the time, since every relay after the
+ * first sends what the first sent. A copy with other signature bytes is
+ * verified in full, and dropped as invalid if they are bad.
+ */
+static int job_known_copy(struct job *j, const json_t *obj)
+{
+    struct sync_engine *e = j->e;
+    const json_t *idj = json_object_get(obj, "id"), *sigj = json_object_get(obj, "sig");
+    const struct event *q;
+    uint8_t id[32], sig[64], held[64];
+    char err[STORE_ERRLEN];
+    int found = 0;
+
+    if (!json_is_string(idj) || !json_is_string(sigj) || json_string_length(idj) != 64 ||
+        json_string_length(sigj) != 128 ||
+        hex_decode(json_string_value(idj), 64, id, sizeof id, 1) < 0 ||
+        hex_decode(json_string_value(sigj), 128, sig, sizeof sig, 1) < 0)
+        return 0;
+    pthread_mutex_lock(&e->wq_mu);
+    if ((q = idset_map_get(&e->wq_map, id)) != NULL) {
+        memcpy(held, q->sig, sizeof held);
+        found = 1;
+    }
+    pthread_mutex_unlock(&e->wq_mu);
+    /* A store error only costs the shortcut: the copy is verified in full. */
+    if (!found && j->st != NULL)
+        found = store_get_sig(j->st, id, held, err, sizeof err) == 1;
+    return found && memcmp(held, sig, sizeof sig) == 0;
+}
+
+/* event_from_json for a copy job_known_copy vouched for: its id is checked, its signature was. */
+static struct event *event_from_known(const json_t *obj, char *err, size_t errlen)
+{
+    uint8_t id[32];
+    struct event *ev = event_from_json(obj, err, errlen);
+
+    if (ev == NULL)
+        return NULL;
+    event_compute_id(ev, id);
+    if (memcmp(id, ev->id, sizeof id) != 0) {
+        set_error(err, errlen, "id mismatch");
+        event_free(ev);
+        return NULL;
+    }
+    return ev;
+}
+
+/*
  * Checks one EVENT's object: well-formed, authentic, matching f, and in
  * asked when asked is given. 0 and the event queued for the store writer
  * (a failed transaction shows at the next job_flush), *taken_at its
@@ -1417,10 +1471,14 @@ static int job_take_event(struct job *j, const json_t *obj, const struct filter 
     char err[EVENT_ERRLEN] = "";
     struct event *ev;
 
-    if (j->pre_task != NULL && j->pre_obj == obj) {
-        ev = vtask_finish(j->e->vpool, j->pre_task, j->kc, err, sizeof err);
+    if (j->pre_obj == obj && (j->pre_task != NULL || j->pre_known)) {
+        ev = j->pre_task != NULL ? vtask_finish(j->e->vpool, j->pre_task, j->kc, err, sizeof err)
+                                 : event_from_known(obj, err, sizeof err);
         j->pre_task = NULL;
         j->pre_obj = NULL;
+        j->pre_known = 0;
+    } else if (sub == NULL && !j->in_tail && job_known_copy(j, obj)) {
+        ev = event_from_known(obj, err, sizeof err);
     } else {
         ev = event_from_json_verified(obj, j->kc, err, sizeof err);
     }
@@ -1695,6 +1753,7 @@ static void job_pre_drop(struct job *j)
         event_free(vtask_finish(j->e->vpool, j->pre_task, j->kc, NULL, 0));
     j->pre_task = NULL;
     j->pre_obj = NULL;
+    j->pre_known = 0;
 }
 
 /* Drops what was read ahead (the connection is being replaced, or the job ends). */
@@ -1718,9 +1777,15 @@ static void job_ahead_push(struct job *j, struct relay_msg *m)
     struct ahead *a = &j->ahead[(j->ahead_head + j->ahead_n) % SYNC_LOOKAHEAD];
 
     a->m = m;
-    a->t = m->type == RELAY_MSG_EVENT && m->event != NULL && j->e->vpool != NULL
-               ? vpool_submit(j->e->vpool, m->event)
-               : NULL;
+    a->t = NULL;
+    a->known = 0;
+    if (m->type == RELAY_MSG_EVENT && m->event != NULL && j->e->vpool != NULL) {
+        /* Fetches ask for what we lack, and a tail is new: only REQ pages bring copies. */
+        a->known = !j->in_tail && (m->subid == NULL || fetch_find(j, m->subid) == NULL) &&
+                   job_known_copy(j, m->event);
+        if (!a->known)
+            a->t = vpool_submit(j->e->vpool, m->event);
+    }
     j->ahead_n++;
 }
 
@@ -1782,6 +1847,7 @@ static int job_recv(struct job *j, int final, struct relay_msg **out, char *err,
         *out = a->m;
         j->pre_obj = a->m->event;
         j->pre_task = a->t;
+        j->pre_known = a->known;
         rc = 0;
     }
 got:

@@ -2,6 +2,7 @@
 # Faults from the relay side:
 #  - forged events (wrong id or signature) served by REQ, in REQ mode and in
 #    the ids fetches of negentropy mode: counted as invalid, never stored;
+#    also when we hold the event they copy;
 #  - the connection dropped mid-session: the session is retried once on a new
 #    connection, then REQ takes over; the job ends ok either way;
 #  - garbage frames: the job finishes or fails cleanly (exit 0 or 1, a
@@ -47,6 +48,22 @@ expect_eq "bad-neg: mode" "$(jstr "$l" mode)" negentropy
 [ "$(jnum "$l" invalid)" -gt 0 ] || fail "bad-neg: no invalid events counted: $l"
 all_authentic "$WORK/bad-neg.db"
 expect_eq "bad-neg: stored" "$(jnum "$l" stored)" "$(wc -l <"$WORK/got")"
+
+# Copies of events we hold: their Schnorr check is skipped only when their
+# signature bytes are those of the copy we verified. With every event stored
+# already, the relay (same seed, so the same pages and the same forgeries)
+# must get exactly as many invalid as with an empty database, and the rest
+# are duplicates.
+run fresh-forged --no-nip77=notice --bad-events 0.3 --seed 5
+forged=$(jnum "$l" invalid)
+[ "$forged" -gt 0 ] || fail "fresh-forged: no invalid events counted: $l"
+"$NEGSYNC" -d "$WORK/copies.db" import "$WORK/relay.jsonl" >/dev/null || fail "import"
+run copies --no-nip77=notice --bad-events 0.3 --seed 5
+expect_eq "copies: exit" "$rc" 0
+expect_eq "copies: invalid" "$(jnum "$l" invalid)" "$forged"
+expect_eq "copies: stored" "$(jnum "$l" stored)" 0
+expect_eq "copies: duplicates" "$(jnum "$l" duplicates)" "$(jnum "$l" fetched)"
+all_authentic "$WORK/copies.db"
 
 # The relay hangs up after 3 messages on every connection.
 awk 'NR % 2 == 0' "$WORK/relay.jsonl" >"$WORK/half.jsonl"

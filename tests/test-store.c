@@ -1211,6 +1211,45 @@ static void remove_tree(const char *dir)
     rmdir(dir);
 }
 
+/* store_get_sig: the signature from the stored JSON's end, and 0 when that end is not ours. */
+static void test_get_sig(const char *dir)
+{
+    char path[512], err[STORE_ERRLEN];
+    struct event *ev = mk(1, 500, 1, "a \"sig\":\"quoted\" note", TAGS("t", "sig"));
+    struct store_result r;
+    struct store *st;
+    uint8_t sig[64], missing[32] = {0};
+    sqlite3 *db;
+
+    snprintf(path, sizeof path, "%s/sig.db", dir);
+    st = store_open(path, err, sizeof err);
+    CHECK_MSG(st != NULL, "%s", err);
+    if (st == NULL) {
+        event_free(ev);
+        return;
+    }
+    CHECK_MSG(store_insert_batch(st, &ev, 1, &r, err, sizeof err) == 0, "%s", err);
+    memset(sig, 0, sizeof sig);
+    CHECK_MSG(store_get_sig(st, ev->id, sig, err, sizeof err) == 1, "%s", err);
+    CHECK(memcmp(sig, ev->sig, 64) == 0);
+    CHECK(store_get_sig(st, missing, sig, err, sizeof err) == 0);
+    store_close(st);
+
+    /* JSON that does not end the way event_to_json ends it gives no signature. */
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK_MSG(sqlite3_exec(db, "UPDATE events SET json = json || ' '", NULL, NULL, NULL) ==
+                  SQLITE_OK,
+              "%s", sqlite3_errmsg(db));
+    sqlite3_close(db);
+    st = store_open(path, err, sizeof err);
+    CHECK_MSG(st != NULL, "%s", err);
+    if (st != NULL) {
+        CHECK(store_get_sig(st, ev->id, sig, err, sizeof err) == 0);
+        store_close(st);
+    }
+    event_free(ev);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/test-store.XXXXXX";
@@ -1230,6 +1269,7 @@ int main(void)
     test_repeated_tags();
     test_batch_tags();
     test_threads(dir);
+    test_get_sig(dir);
     remove_tree(dir);
     return test_summary("test-store");
 }
