@@ -1928,60 +1928,79 @@ int store_has_id(struct store *st, const uint8_t id[32], char *err, size_t errle
     return db_err(st, err, errlen, "look up id");
 }
 
-int store_get_json(struct store *st, const uint8_t id[32], char **json, size_t *len, char *err,
-                   size_t errlen)
+/*
+ * Looks up the stored JSON of the event with this id and hands it to take
+ * (text, its length, ctx) while the row is current: 1 if take returned 1, 0
+ * if no such event is stored or take returned 0, -1 with a reason.
+ */
+static int with_json(struct store *st, const uint8_t id[32],
+                     int (*take)(void *ctx, const char *text, size_t n), void *ctx, const char *what,
+                     char *err, size_t errlen)
 {
     sqlite3_stmt *s = stmt_get(st, ST_GET_JSON, err, errlen);
-    int rc;
+    int rc, taken = 0;
 
     if (s == NULL)
         return -1;
     sqlite3_bind_blob(s, 1, id, 32, SQLITE_STATIC);
     rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
-        size_t n = (size_t)sqlite3_column_bytes(s, 0);
-        const unsigned char *text = sqlite3_column_text(s, 0);
-        *json = xmalloc(n + 1);
-        if (n > 0)
-            memcpy(*json, text, n);
-        (*json)[n] = '\0';
-        if (len != NULL)
-            *len = n;
-        sqlite3_reset(s);
-        return 1;
+        const char *text = (const char *)sqlite3_column_text(s, 0);
+        taken = take(ctx, text != NULL ? text : "", (size_t)sqlite3_column_bytes(s, 0));
     }
     sqlite3_reset(s);
+    if (rc == SQLITE_ROW)
+        return taken;
     if (rc == SQLITE_DONE)
         return 0;
-    return db_err(st, err, errlen, "get event");
+    return db_err(st, err, errlen, what);
+}
+
+struct json_copy {
+    char *json;
+    size_t len;
+};
+
+static int take_copy(void *ctx, const char *text, size_t n)
+{
+    struct json_copy *c = ctx;
+
+    c->json = xmalloc(n + 1);
+    memcpy(c->json, text, n);
+    c->json[n] = '\0';
+    c->len = n;
+    return 1;
+}
+
+int store_get_json(struct store *st, const uint8_t id[32], char **json, size_t *len, char *err,
+                   size_t errlen)
+{
+    struct json_copy c = {0};
+    int rc = with_json(st, id, take_copy, &c, "get event", err, errlen);
+
+    if (rc == 1) {
+        *json = c.json;
+        if (len != NULL)
+            *len = c.len;
+    }
+    return rc;
+}
+
+/* event_to_json ends every event with its signature: ...,"sig":"<128 hex>"} */
+static int take_sig(void *ctx, const char *text, size_t n)
+{
+    static const char key[] = ",\"sig\":\"";
+    const size_t klen = sizeof key - 1, tail = klen + 128 + 2;
+
+    return n >= tail && memcmp(text + n - tail, key, klen) == 0 &&
+           memcmp(text + n - 2, "\"}", 2) == 0 &&
+           hex_decode(text + n - tail + klen, 128, ctx, 64, 1) == 0;
 }
 
 int store_get_sig(struct store *st, const uint8_t id[32], uint8_t sig[64], char *err,
                   size_t errlen)
 {
-    static const char key[] = ",\"sig\":\"";
-    const size_t klen = sizeof key - 1, tail = klen + 128 + 2;
-    sqlite3_stmt *s = stmt_get(st, ST_GET_JSON, err, errlen);
-    int rc, found = 0;
-
-    if (s == NULL)
-        return -1;
-    sqlite3_bind_blob(s, 1, id, 32, SQLITE_STATIC);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        /* event_to_json ends every event with its sig: ..."sig":"<128 hex>"} */
-        size_t n = (size_t)sqlite3_column_bytes(s, 0);
-        const char *text = (const char *)sqlite3_column_text(s, 0);
-        found = text != NULL && n >= tail && memcmp(text + n - tail, key, klen) == 0 &&
-                memcmp(text + n - 2, "\"}", 2) == 0 &&
-                hex_decode(text + n - tail + klen, 128, sig, 64, 1) == 0;
-    }
-    sqlite3_reset(s);
-    if (rc == SQLITE_ROW)
-        return found;
-    if (rc == SQLITE_DONE)
-        return 0;
-    return db_err(st, err, errlen, "get signature");
+    return with_json(st, id, take_sig, sig, "get signature", err, errlen);
 }
 
 /*
