@@ -1934,8 +1934,8 @@ int store_has_id(struct store *st, const uint8_t id[32], char *err, size_t errle
  * if no such event is stored or take returned 0, -1 with a reason.
  */
 static int with_json(struct store *st, const uint8_t id[32],
-                     int (*take)(void *ctx, const char *text, size_t n), void *ctx, const char *what,
-                     char *err, size_t errlen)
+                     int (*take)(void *ctx, const char *text, size_t n), void *ctx,
+                     const char *what, char *err, size_t errlen)
 {
     sqlite3_stmt *s = stmt_get(st, ST_GET_JSON, err, errlen);
     int rc, taken = 0;
@@ -1997,8 +1997,7 @@ static int take_sig(void *ctx, const char *text, size_t n)
            hex_decode(text + n - tail + klen, 128, ctx, 64, 1) == 0;
 }
 
-int store_get_sig(struct store *st, const uint8_t id[32], uint8_t sig[64], char *err,
-                  size_t errlen)
+int store_get_sig(struct store *st, const uint8_t id[32], uint8_t sig[64], char *err, size_t errlen)
 {
     return with_json(st, id, take_sig, sig, "get signature", err, errlen);
 }
