@@ -86,6 +86,15 @@
 #define SYNC_BUSY_TIMEOUT_MS  30000
 #define SYNC_REQ_SUBID_LEN    12 /* the length of our subscription ids, for est_req_bytes */
 /*
+ * Within a relay's NIP-11 max_message_length: what a REQ {"ids":[...]} adds
+ * to its ids (["REQ","<subid>",{"ids":[],"limit":N}] with room to spare) and
+ * what each id takes ("<64 hex>",); what a NEG-OPEN adds to its filter and
+ * its message's hex (["NEG-OPEN","<subid>",,""]), with room to spare.
+ */
+#define SYNC_FETCH_REQ_OVERHEAD 96
+#define SYNC_FETCH_ID_BYTES     67
+#define SYNC_NEG_MSG_OVERHEAD   64
+/*
  * Local events per negentropy session. The reference splits a range into 16
  * by count, and a side holding fewer than 32 items in a range sends their
  * ids instead; with 8192..16383 local items in a session our second split
@@ -500,10 +509,11 @@ struct sync_relay {
     struct relay *conn; /* while running, for sync_engine_stop */
     int neg_known;      /* -1 unknown, 0 refused, 1 works */
     char neg_reason[SYNC_ERRLEN];
-    int probed;        /* caps consulted since the last re-probe request */
-    int force_probe;   /* the next job re-checks whatever the cache says */
-    int nip11_done;    /* NIP-11 read (by caps or directly) */
-    int64_t max_limit; /* NIP-11 limitation.max_limit; -1 unknown */
+    int probed;          /* caps consulted since the last re-probe request */
+    int force_probe;     /* the next job re-checks whatever the cache says */
+    int nip11_done;      /* NIP-11 read (by caps or directly) */
+    int64_t max_limit;   /* NIP-11 limitation.max_limit; -1 unknown */
+    int64_t max_message; /* NIP-11 limitation.max_message_length; -1 unknown */
     /*
      * Runs in a row in which the relay closed one of our subscriptions
      * (CLOSED "auth-required:", "rate-limited:", "error:", ...) and a job
@@ -1161,7 +1171,8 @@ struct job {
     int pre_known;
     struct event_keycache *kc; /* the worker's, for what this thread verifies itself */
 
-    int64_t max_limit; /* the relay's NIP-11 max_limit, -1 unknown */
+    int64_t max_limit;   /* the relay's NIP-11 max_limit, -1 unknown */
+    int64_t max_message; /* the relay's NIP-11 max_message_length, -1 unknown */
     int64_t idle_deadline;
     char fatal[SYNC_ERRLEN]; /* store failure, interrupted: ends the job */
     int interrupted;
@@ -1651,6 +1662,20 @@ static int upload_pump(struct job *j, char *err, size_t errlen)
         buf_append(&b, json, len);
         buf_push(&b, ']');
         free(json);
+        if (j->max_message > 0 && b.len > (uint64_t)j->max_message) {
+            /* The relay would refuse it unread, maybe with no OK to say so. */
+            j->run->uploaded_rejected++;
+            if (j->e->o.verbose > 0) {
+                char hex[65];
+                hex_encode(id, 32, hex);
+                engine_log(j->e,
+                           "[SYNC] %s: not uploading %s: %zu bytes, over the relay's"
+                           " max_message_length %lld",
+                           j->rel->url, hex, b.len, (long long)j->max_message);
+            }
+            buf_free(&b);
+            continue;
+        }
         idset_add(&j->up_inflight, id);
         rc = relay_send(j->r, (const char *)b.data, b.len, err, errlen);
         buf_free(&b);
@@ -2058,6 +2083,32 @@ static void neg_log_using(struct job *j)
 }
 
 /*
+ * The frame size limit for a negentropy session over wf: frame_size_limit,
+ * within the relay's NIP-11 max_message_length. Our messages go out in hex,
+ * twice their size, next to the subscription id and, in NEG-OPEN, the filter.
+ * A limit is 4096 at least (the reference's floor), whatever the relay says.
+ */
+static uint64_t job_frame_limit(const struct job *j, const struct filter *wf)
+{
+    uint64_t limit = j->e->cfg->sync.frame_size_limit;
+    json_t *fj;
+    size_t flen;
+    int64_t room;
+
+    if (j->max_message <= 0)
+        return limit;
+    fj = filter_to_json(wf);
+    flen = json_dumpb(fj, NULL, 0, JSON_COMPACT);
+    json_decref(fj);
+    room = (j->max_message - (int64_t)flen - SYNC_NEG_MSG_OVERHEAD) / 2;
+    if (room < NEG_MIN_FRAME_SIZE_LIMIT)
+        room = NEG_MIN_FRAME_SIZE_LIMIT;
+    if (limit == 0 || (uint64_t)room < limit)
+        limit = (uint64_t)room;
+    return limit;
+}
+
+/*
  * One reconciliation over one window. On NEG_OUT_BLOCKED *limit is the
  * relay's stated limit (or -1).
  */
@@ -2102,7 +2153,7 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
         engine_listing_ready(j->e, sl, own);
     }
     ns = sl->ns;
-    if ((n = neg_new(ns, j->e->cfg->sync.frame_size_limit, err, sizeof err)) != NULL)
+    if ((n = neg_new(ns, job_frame_limit(j, wf), err, sizeof err)) != NULL)
         neg_set_adaptive(n, j->e->cfg->sync.neg_adaptive); /* negentropy_split; see neg.c */
     if (n == NULL || neg_initiate(n, &out, err, sizeof err) < 0) {
         set_error(j->fatal, sizeof j->fatal, "negentropy: %s", err);
@@ -2954,12 +3005,22 @@ static char *cursor_key(const struct config_filter *cf)
     return key;
 }
 
+/* The limits of a relay's NIP-11 document that size our messages (under e->mu). */
+static void rel_take_limits(struct sync_relay *rel, const struct relay_nip11 *n)
+{
+    if (!n->present)
+        return;
+    if (n->limitation.max_limit > 0)
+        rel->max_limit = n->limitation.max_limit;
+    if (n->limitation.max_message_length > 0)
+        rel->max_message = n->limitation.max_message_length;
+}
+
 static void rel_take_nip11(struct sync_relay *rel, const char *raw, size_t len)
 {
     struct relay_nip11 *n = relay_nip11_parse(raw, len);
 
-    if (n->present && n->limitation.max_limit > 0)
-        rel->max_limit = n->limitation.max_limit;
+    rel_take_limits(rel, n);
     relay_nip11_free(n);
 }
 
@@ -3033,7 +3094,7 @@ static int job_neg_support(struct job *j, char *reason, size_t rlen)
     return k;
 }
 
-/* NIP-11 for a relay caps did not ask (REQ only): max_limit sizes the pages. */
+/* NIP-11 for a relay caps did not ask (REQ only): max_limit sizes the pages, and so on. */
 static void job_nip11(struct job *j)
 {
     struct sync_relay *rel = j->rel;
@@ -3052,10 +3113,9 @@ static void job_nip11(struct job *j)
     ro.tls_verify = rel->cr.tls_verify;
     ro.log = relay_log_cb;
     ro.log_arg = j->e;
-    if (relay_fetch_nip11(rel->url, &ro, (int)(pt > 0 ? pt : 5) * 1000, &n, err, sizeof err) == 0 &&
-        n->present && n->limitation.max_limit > 0) {
+    if (relay_fetch_nip11(rel->url, &ro, (int)(pt > 0 ? pt : 5) * 1000, &n, err, sizeof err) == 0) {
         pthread_mutex_lock(&j->e->mu);
-        rel->max_limit = n->limitation.max_limit;
+        rel_take_limits(rel, n);
         pthread_mutex_unlock(&j->e->mu);
     }
     relay_nip11_free(n);
@@ -3096,14 +3156,25 @@ static enum config_neg_mode job_neg_mode(struct job *j, char *why, size_t whylen
     return m;
 }
 
-/* The relay's NIP-11 max_limit (once known) caps the ids per fetch. */
+/*
+ * The relay's NIP-11 limits (once known) cap the ids per fetch: max_limit
+ * the events a REQ returns, max_message_length the REQ itself.
+ */
 static void job_apply_limit(struct job *j)
 {
     pthread_mutex_lock(&j->e->mu);
     j->max_limit = j->rel->max_limit;
+    j->max_message = j->rel->max_message;
     pthread_mutex_unlock(&j->e->mu);
     if (j->max_limit > 0 && (uint64_t)j->max_limit < j->batch)
         j->batch = (size_t)j->max_limit;
+    if (j->max_message > 0) {
+        int64_t fit = (j->max_message - SYNC_FETCH_REQ_OVERHEAD) / SYNC_FETCH_ID_BYTES;
+        if (fit < 1)
+            fit = 1;
+        if ((uint64_t)fit < j->batch)
+            j->batch = (size_t)fit;
+    }
 }
 
 /* Drops the fetch and upload state (before a REQ fallback). */
@@ -3164,6 +3235,7 @@ static int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *
     j.up = rel->cr.direction != CONFIG_DIRECTION_DOWN;
     j.batch = e->cfg->sync.fetch_batch > 0 ? e->cfg->sync.fetch_batch : 500;
     j.max_limit = -1;
+    j.max_message = -1;
     j.max_stored_at = -1;
     j.cm.max_at = -1;
     j.max_fetched_at = -1;
@@ -3507,6 +3579,7 @@ static int engine_add_relay(struct sync_engine *e, const char *url, char *err, s
     rel->due_ms = -1;
     rel->neg_known = -1;
     rel->max_limit = -1;
+    rel->max_message = -1;
     rel->rng = (uint64_t)mono_ms() ^ ((uint64_t)e->nrelays << 32) ^ 0x9e3779b97f4a7c15ULL;
     return 0;
 }

@@ -41,6 +41,8 @@ static const char usage_text[] =
     "  --max-sync-events N   NEG-OPEN over more matches gets\n"
     "                        [\"NEG-ERR\",id,\"blocked: too many query results\",N]\n"
     "                        (default 1000000)\n"
+    "  --max-message N       refuse (NOTICE) messages longer than N bytes, and say so\n"
+    "                        in NIP-11 max_message_length (default 16 MiB)\n"
     "  --tls CERT KEY        serve wss:// and https:// with this certificate and key\n"
     "  --deflate             offer permessage-deflate (stats count uncompressed bytes)\n"
     "  --stats-file FILE     after each connection, on SIGUSR1 and at exit, write JSON\n"
@@ -163,6 +165,7 @@ enum {
     OPT_GARBAGE,
     OPT_BAD_EVENTS,
     OPT_SEED,
+    OPT_MAX_MESSAGE,
 };
 
 static const struct option long_options[] = {
@@ -192,6 +195,7 @@ static const struct option long_options[] = {
     {"garbage", required_argument, NULL, OPT_GARBAGE},
     {"bad-events", required_argument, NULL, OPT_BAD_EVENTS},
     {"seed", required_argument, NULL, OPT_SEED},
+    {"max-message", required_argument, NULL, OPT_MAX_MESSAGE},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -212,6 +216,7 @@ static void parse_args(int argc, char **argv, struct tr_config *cfg)
     cfg->drop_after = -1;
     cfg->stall_after = -1;
     cfg->seed = 1;
+    cfg->max_message = TR_MAX_MESSAGE;
 
     while ((opt = getopt_long(argc, argv, "vh", long_options, NULL)) != -1) {
         switch (opt) {
@@ -292,6 +297,11 @@ static void parse_args(int argc, char **argv, struct tr_config *cfg)
         case OPT_GARBAGE: cfg->garbage = parse_fraction("--garbage", optarg); break;
         case OPT_BAD_EVENTS: cfg->bad_events = parse_fraction("--bad-events", optarg); break;
         case OPT_SEED: cfg->seed = parse_u64("--seed", optarg, UINT64_MAX); break;
+        case OPT_MAX_MESSAGE:
+            cfg->max_message = (size_t)parse_u64("--max-message", optarg, TR_MAX_MESSAGE);
+            if (cfg->max_message < 64)
+                usage_error("%s: at least 64 bytes", "--max-message");
+            break;
         case 'v': cfg->verbose = 1; break;
         case 'h': fputs(usage_text, stdout); exit(0);
         default: fprintf(stderr, "(see negsync-testrelay --help)\n"); exit(2);

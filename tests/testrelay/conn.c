@@ -260,7 +260,7 @@ static int conn_receive(struct tr_conn *c, const void *in, size_t len)
     if (c->rx.len == 0 && !c->rx_too_big && !c->rx_binary)
         c->rx_binary = lws_frame_is_binary(c->wsi);
     if (!c->rx_too_big) {
-        if (len > TR_MAX_MESSAGE - c->rx.len) {
+        if (len > c->srv->cfg->max_message - c->rx.len) {
             c->rx_too_big = 1;
             buf_free(&c->rx);
         } else {
@@ -275,7 +275,10 @@ static int conn_receive(struct tr_conn *c, const void *in, size_t len)
     c->counts.rx_msgs++;
     if (c->rx_too_big) {
         c->counts.rx[TR_T_INVALID]++;
-        tr_conn_send_notice(c, "ERROR: bad msg: message too large (limit 16 MiB)");
+        char text[64];
+        snprintf(text, sizeof text, "ERROR: bad msg: message too large (limit %zu bytes)",
+                 c->srv->cfg->max_message);
+        tr_conn_send_notice(c, text);
     } else if (c->rx_binary) {
         c->counts.rx[TR_T_INVALID]++;
         tr_conn_send_notice(c, "ERROR: bad msg: binary messages are not supported");
@@ -532,7 +535,7 @@ int tr_nip11_build(struct tr_server *srv, char *err, size_t errlen)
                     "description", "a local Nostr relay for negsync's tests and benchmarks",
                     "software", cfg->software, "version", cfg->version, "supported_nips", nips,
                     "limitation", "max_limit", (json_int_t)cfg->req_limit, "max_message_length",
-                    (json_int_t)TR_MAX_MESSAGE, "max_subid_length", (json_int_t)TR_MAX_SUBID);
+                    (json_int_t)cfg->max_message, "max_subid_length", (json_int_t)TR_MAX_SUBID);
     /* Like strfry: a relay that lists NIP-77 names the negentropy protocol version it speaks. */
     for (size_t i = 0; doc != NULL && i < json_array_size(nips); i++) {
         if (json_integer_value(json_array_get(nips, i)) == 77) {

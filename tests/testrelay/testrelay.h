@@ -24,7 +24,7 @@
 #include "neg.h"
 #include "store.h"
 
-/* Incoming websocket messages larger than this are refused (NOTICE, then dropped). */
+/* Incoming websocket messages larger than this are refused (NOTICE, then dropped): --max-message. */
 #define TR_MAX_MESSAGE (16u * 1024 * 1024)
 /* strfry's default frame size limit for its negentropy replies. */
 #define TR_NEG_FRAME_LIMIT 500000
@@ -69,8 +69,9 @@ struct tr_config {
     int64_t stall_after;        /* -1: off; else stop reading after K messages */
     size_t big_notice;          /* 0: off; else a NOTICE this long on connect */
     unsigned delay_ms;
-    double garbage;    /* fraction of replies garbled */
-    double bad_events; /* fraction of served events altered */
+    size_t max_message; /* the longest message read (and NIP-11 max_message_length) */
+    double garbage;     /* fraction of replies garbled */
+    double bad_events;  /* fraction of served events altered */
     uint64_t seed;
     const char *tls_cert, *tls_key; /* both or neither */
     const char *stats_file;
@@ -155,7 +156,7 @@ struct tr_conn {
     int is_ws; /* set on ESTABLISHED; HTTP connections leave it 0 */
     uint64_t id;
     struct buf rx;  /* the message being reassembled from fragments */
-    int rx_too_big; /* the current message exceeded TR_MAX_MESSAGE */
+    int rx_too_big; /* the current message exceeded cfg->max_message */
     int rx_binary;
     struct tr_msg *qhead, *qtail;
     /*
