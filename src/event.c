@@ -602,18 +602,26 @@ static int keycache_get(struct event_keycache *kc, const secp256k1_context *ctx,
     return 0;
 }
 
-int event_verify_cached(const struct event *ev, struct event_keycache *kc, char *err, size_t errlen)
+int event_check_id(const struct event *ev, char *err, size_t errlen)
 {
-    const secp256k1_context *ctx = event_secp();
-    secp256k1_xonly_pubkey pk;
     uint8_t id[32];
 
-    /* The id first: it is cheap, and a tampered body is the common failure. */
     event_compute_id(ev, id);
     if (memcmp(id, ev->id, 32) != 0) {
         set_error(err, errlen, "id mismatch");
         return -1;
     }
+    return 0;
+}
+
+int event_verify_cached(const struct event *ev, struct event_keycache *kc, char *err, size_t errlen)
+{
+    const secp256k1_context *ctx = event_secp();
+    secp256k1_xonly_pubkey pk;
+
+    /* The id first: it is cheap, and a tampered body is the common failure. */
+    if (event_check_id(ev, err, errlen) < 0)
+        return -1;
     if (keycache_get(kc, ctx, ev->pubkey, &pk) < 0) {
         set_error(err, errlen, "invalid pubkey");
         return -1;

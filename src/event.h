@@ -58,6 +58,8 @@ void event_free(struct event *ev);
 char *event_serialize_canonical(const struct event *ev, size_t *len);
 /* SHA-256 of the canonical serialization. */
 void event_compute_id(const struct event *ev, uint8_t out[32]);
+/* 0 if ev's id is the hash of its content; -1 with "id mismatch". The signature is not looked at. */
+int event_check_id(const struct event *ev, char *err, size_t errlen);
 /*
  * 0 if id and signature both hold; -1 with a reason: "id mismatch",
  * "invalid pubkey" (not an x-only point on the curve) or "bad signature".

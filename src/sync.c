@@ -1425,9 +1425,11 @@ static void job_queue_event(struct job *j, struct event *ev)
  * copy is authentic once its id checks out (event_from_known): no Schnorr
  * check. REQ meets such copies all the time, since every relay after the
  * first sends what the first sent. A copy with other signature bytes is
- * verified in full, and dropped as invalid if they are bad.
+ * verified in full, and dropped as invalid if they are bad. Not looked up
+ * for a fetch by id (fetched) or a negentropy tail: those ask for what we
+ * lack.
  */
-static int job_known_copy(struct job *j, const json_t *obj)
+static int job_known_copy(struct job *j, const json_t *obj, int fetched)
 {
     struct sync_engine *e = j->e;
     const json_t *idj = json_object_get(obj, "id"), *sigj = json_object_get(obj, "sig");
@@ -1436,8 +1438,8 @@ static int job_known_copy(struct job *j, const json_t *obj)
     char err[STORE_ERRLEN];
     int found = 0;
 
-    if (!json_is_string(idj) || !json_is_string(sigj) || json_string_length(idj) != 64 ||
-        json_string_length(sigj) != 128 ||
+    if (fetched || j->in_tail || !json_is_string(idj) || !json_is_string(sigj) ||
+        json_string_length(idj) != 64 || json_string_length(sigj) != 128 ||
         hex_decode(json_string_value(idj), 64, id, sizeof id, 1) < 0 ||
         hex_decode(json_string_value(sigj), 128, sig, sizeof sig, 1) < 0)
         return 0;
@@ -1456,16 +1458,11 @@ static int job_known_copy(struct job *j, const json_t *obj)
 /* event_from_json for a copy job_known_copy vouched for: its id is checked, its signature was. */
 static struct event *event_from_known(const json_t *obj, char *err, size_t errlen)
 {
-    uint8_t id[32];
     struct event *ev = event_from_json(obj, err, errlen);
 
-    if (ev == NULL)
-        return NULL;
-    event_compute_id(ev, id);
-    if (memcmp(id, ev->id, sizeof id) != 0) {
-        set_error(err, errlen, "id mismatch");
+    if (ev != NULL && event_check_id(ev, err, errlen) < 0) {
         event_free(ev);
-        return NULL;
+        ev = NULL;
     }
     return ev;
 }
@@ -1488,7 +1485,7 @@ static int job_take_event(struct job *j, const json_t *obj, const struct filter 
         j->pre_task = NULL;
         j->pre_obj = NULL;
         j->pre_known = 0;
-    } else if (sub == NULL && !j->in_tail && job_known_copy(j, obj)) {
+    } else if (job_known_copy(j, obj, sub != NULL)) {
         ev = event_from_known(obj, err, sizeof err);
     } else {
         ev = event_from_json_verified(obj, j->kc, err, sizeof err);
@@ -1805,9 +1802,7 @@ static void job_ahead_push(struct job *j, struct relay_msg *m)
     a->t = NULL;
     a->known = 0;
     if (m->type == RELAY_MSG_EVENT && m->event != NULL && j->e->vpool != NULL) {
-        /* Fetches ask for what we lack, and a tail is new: only REQ pages bring copies. */
-        a->known = !j->in_tail && (m->subid == NULL || fetch_find(j, m->subid) == NULL) &&
-                   job_known_copy(j, m->event);
+        a->known = job_known_copy(j, m->event, m->subid != NULL && fetch_find(j, m->subid) != NULL);
         if (!a->known)
             a->t = vpool_submit(j->e->vpool, m->event);
     }
