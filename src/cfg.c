@@ -33,6 +33,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -41,6 +42,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <ini.h>
 #include <jansson.h>
@@ -54,6 +56,11 @@
 
 /* Longest line accepted when inih lets us lift its own limit. */
 #define CFG_MAX_LINE (1024 * 1024)
+/*
+ * Messages kept from one file, to sort by line; config_load reports the
+ * first CONFIG_MAX_ERRORS of them and counts the rest.
+ */
+#define CFG_KEEP_ERRORS 1000
 
 extern bool ini_use_stack;
 extern bool ini_allow_realloc;
@@ -71,6 +78,7 @@ void config_errors_free(struct config_errors *errs)
     free(errs->msgs);
     errs->msgs = NULL;
     errs->n = 0;
+    errs->more = 0;
 }
 
 static void config_errors_add(struct config_errors *errs, char *msg)
@@ -122,6 +130,49 @@ static void cfg_quote(const char *s, char *out, size_t outlen)
         i += 3;
     }
     out[i] = '\0';
+}
+
+/*
+ * Whether s is valid UTF-8 (no overlong forms, surrogates or code points
+ * above U+10FFFF): what jansson takes as a JSON string, and what a relay
+ * URL must be before it goes on the wire or into the database.
+ */
+static int cfg_utf8_valid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+
+    while (*p != '\0') {
+        unsigned c = *p, n, min, cp;
+
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf) {
+            n = 1;
+            min = 0x80;
+            cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 2;
+            min = 0x800;
+            cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 3;
+            min = 0x10000;
+            cp = c & 0x07;
+        } else {
+            return 0;
+        }
+        for (unsigned i = 1; i <= n; i++) {
+            if ((p[i] & 0xc0) != 0x80) /* also stops at the terminating NUL */
+                return 0;
+            cp = (cp << 6) | (p[i] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        p += n + 1;
+    }
+    return 1;
 }
 
 /* ----------------------------------------------------------- config object */
@@ -457,6 +508,11 @@ char *config_url_normalize(const char *url, char *err, size_t errlen)
             return NULL;
         }
     }
+    /* It goes into JSON (--json, NIP-11 cache) and the database as text. */
+    if (!cfg_utf8_valid(url)) {
+        set_error(err, errlen, "relay URL '%s' is not valid UTF-8", q);
+        return NULL;
+    }
     if (strncasecmp(url, "wss://", 6) == 0) {
         wss = 1;
         auth = url + 6;
@@ -582,9 +638,12 @@ struct cfg_parse {
     struct config *cfg;
     const char *file;
     int64_t now;
-    FILE *fp;
+    /* The whole file (cfg_read_file) and how far the reader is in it. */
+    const char *data;
+    size_t datalen, datapos;
+    /* The first CFG_KEEP_ERRORS messages; ndropped counts the rest. */
     struct cfg_error *errors;
-    size_t nerrors;
+    size_t nerrors, ndropped;
 
     /* The reader: the current physical line and how much inih has of it. */
     char *raw;
@@ -616,7 +675,7 @@ struct cfg_parse {
     int pline;
     /* Where each physical line's part of pval starts, for per-item lines. */
     struct cfg_segment *psegs;
-    size_t nsegs;
+    size_t nsegs, segcap;
     int pbad; /* already reported: skip it */
 };
 
@@ -627,6 +686,11 @@ static void cfg_error(struct cfg_parse *ps, int line, const char *fmt, ...)
 {
     va_list ap;
 
+    /* A file of garbage has an error on every line: keep memory bounded. */
+    if (ps->nerrors >= CFG_KEEP_ERRORS) {
+        ps->ndropped++;
+        return;
+    }
     ps->errors = xreallocarray(ps->errors, ps->nerrors + 1, sizeof *ps->errors);
     va_start(ap, fmt);
     ps->errors[ps->nerrors].msg = cfg_vformat(fmt, ap);
@@ -637,18 +701,25 @@ static void cfg_error(struct cfg_parse *ps, int line, const char *fmt, ...)
 /* The pending value continues from here on the current physical line. */
 static void cfg_add_segment(struct cfg_parse *ps)
 {
-    ps->psegs = xreallocarray(ps->psegs, ps->nsegs + 1, sizeof *ps->psegs);
+    if (ps->nsegs == ps->segcap) {
+        ps->segcap = ps->segcap ? ps->segcap * 2 : 16;
+        ps->psegs = xreallocarray(ps->psegs, ps->segcap, sizeof *ps->psegs);
+    }
     ps->psegs[ps->nsegs++] = (struct cfg_segment){.off = ps->pval.len, .line = ps->lineno};
 }
 
-/* The physical line holding byte off of the pending value. */
-static int cfg_value_line(const struct cfg_parse *ps, size_t off)
+/*
+ * The physical line holding byte off of the pending value. A list's items
+ * are looked up in order, so *seg (start at 0) only moves forward and a
+ * list of n items over n lines costs O(n), not O(n^2).
+ */
+static int cfg_value_line(const struct cfg_parse *ps, size_t off, size_t *seg)
 {
-    int line = ps->pline;
-
-    for (size_t i = 0; i < ps->nsegs && ps->psegs[i].off <= off; i++)
-        line = ps->psegs[i].line;
-    return line;
+    if (ps->nsegs == 0)
+        return ps->pline;
+    while (*seg + 1 < ps->nsegs && ps->psegs[*seg + 1].off <= off)
+        (*seg)++;
+    return ps->psegs[*seg].line;
 }
 
 static const char *const cfg_sync_keys =
@@ -891,7 +962,7 @@ static json_t *cfg_list_to_json(struct cfg_parse *ps, const char *key, const cha
 {
     json_t *a = json_array();
     const char *p = v;
-    size_t i = 0;
+    size_t i = 0, cap = 0, seg = 0;
     int kinds = strcmp(key, "kinds") == 0;
 
     *lines = NULL;
@@ -900,7 +971,9 @@ static json_t *cfg_list_to_json(struct cfg_parse *ps, const char *key, const cha
         const char *comma = strchr(p, ',');
         const char *end = comma != NULL ? comma : p + strlen(p);
         const char *s = p, *e = end;
+        json_t *jitem;
         char *item;
+        int line;
 
         while (s < e && isspace((unsigned char)*s))
             s++;
@@ -910,47 +983,56 @@ static json_t *cfg_list_to_json(struct cfg_parse *ps, const char *key, const cha
             if (comma == NULL)
                 break;
             /* "a,,b" or ",a": a hole, not a trailing comma. */
-            cfg_error(ps, cfg_value_line(ps, (size_t)(p - v)), "%s[%zu]: empty item in the list",
-                      key, i);
-            json_decref(a);
-            free(*lines);
-            *lines = NULL;
-            return NULL;
+            cfg_error(ps, cfg_value_line(ps, (size_t)(p - v), &seg),
+                      "%s[%zu]: empty item in the list", key, i);
+            goto fail;
         }
+        line = cfg_value_line(ps, (size_t)(s - v), &seg);
         item = xmalloc((size_t)(e - s) + 1);
         memcpy(item, s, (size_t)(e - s));
         item[e - s] = '\0';
-        *lines = xreallocarray(*lines, i + 1, sizeof **lines);
-        (*lines)[i] = cfg_value_line(ps, (size_t)(s - v));
         if (kinds) {
             uint64_t k;
             /* Same words as filter_from_json uses for an out-of-range kind. */
             if (cfg_parse_u64(item, &k) < 0 || k > 65535) {
-                cfg_error(ps, (*lines)[i], "kinds[%zu]: not an integer 0..65535", i);
+                cfg_error(ps, line, "kinds[%zu]: not an integer 0..65535", i);
                 free(item);
-                json_decref(a);
-                free(*lines);
-                *lines = NULL;
-                return NULL;
+                goto fail;
             }
-            json_array_append_new(a, json_integer((json_int_t)k));
+            jitem = json_integer((json_int_t)k);
         } else {
-            json_array_append_new(a, json_string(item));
+            /* jansson refuses a string that is not UTF-8: never drop it quietly. */
+            jitem = cfg_utf8_valid(item) ? json_string(item) : NULL;
+            if (jitem == NULL) {
+                cfg_error(ps, line, "%s[%zu]: not valid UTF-8", key, i);
+                free(item);
+                goto fail;
+            }
         }
         free(item);
-        i++;
+        if (json_array_append_new(a, jitem) < 0) {
+            cfg_error(ps, line, "%s[%zu]: out of memory", key, i);
+            goto fail;
+        }
+        if (i == cap) {
+            cap = cap ? cap * 2 : 16;
+            *lines = xreallocarray(*lines, cap, sizeof **lines);
+        }
+        (*lines)[i++] = line;
         if (comma == NULL)
             break;
         p = comma + 1;
     }
     if (json_array_size(a) == 0) {
         cfg_error(ps, ps->pline, "%s: an empty list never matches", key);
-        json_decref(a);
-        free(*lines);
-        *lines = NULL;
-        return NULL;
+        goto fail;
     }
     return a;
+fail:
+    json_decref(a);
+    free(*lines);
+    *lines = NULL;
+    return NULL;
 }
 
 static void cfg_key_filter(struct cfg_parse *ps, const char *key, const char *v)
@@ -1278,15 +1360,24 @@ static void cfg_finish_line(struct cfg_parse *ps)
 /* Reads the next physical line and works out what inih will make of it. */
 static int cfg_next_line(struct cfg_parse *ps)
 {
-    ssize_t n;
+    size_t n;
+    const char *nl;
     char *start, *end;
 
     cfg_finish_line(ps);
-    n = getline(&ps->raw, &ps->rawcap, ps->fp);
-    if (n < 0)
+    if (ps->datapos >= ps->datalen)
         return -1;
+    nl = memchr(ps->data + ps->datapos, '\n', ps->datalen - ps->datapos);
+    n = nl != NULL ? (size_t)(nl - ps->data) + 1 - ps->datapos : ps->datalen - ps->datapos;
+    if (n + 1 > ps->rawcap) {
+        ps->rawcap = n + 1 > 2 * ps->rawcap ? n + 1 : 2 * ps->rawcap;
+        ps->raw = xrealloc(ps->raw, ps->rawcap);
+    }
+    memcpy(ps->raw, ps->data + ps->datapos, n);
+    ps->raw[n] = '\0';
+    ps->datapos += n;
     ps->lineno++;
-    ps->rawlen = (size_t)n;
+    ps->rawlen = n;
     ps->rawpos = 0;
     ps->handled = 0;
     ps->is_tag = 0;
@@ -1295,14 +1386,11 @@ static int cfg_next_line(struct cfg_parse *ps)
     end = ps->raw + n;
     while (end > ps->raw && (end[-1] == '\n' || end[-1] == '\r'))
         end--;
-    if (memchr(ps->raw, '\0', (size_t)n) != NULL || (size_t)(end - ps->raw) + 3 > ps->max_line) {
-        if (memchr(ps->raw, '\0', (size_t)n) != NULL)
-            cfg_error(ps, ps->lineno, "NUL byte in line");
-        else
-            cfg_error(ps, ps->lineno,
-                      "line too long (more than %zu bytes); continue long lists on indented "
-                      "lines",
-                      ps->max_line - 3);
+    /* cfg_read_file refused any NUL byte. */
+    if ((size_t)(end - ps->raw) + 3 > ps->max_line) {
+        cfg_error(ps, ps->lineno,
+                  "line too long (more than %zu bytes); continue long lists on indented lines",
+                  ps->max_line - 3);
         if (ps->raw[strspn(ps->raw, " \t")] == '[') {
             cfg_close_section(ps);
             ps->sec = CFG_SEC_BAD;
@@ -1433,15 +1521,16 @@ static int cfg_error_cmp(const void *a, const void *b)
     return 0;
 }
 
-/* Parses an open file; see config_parse_file. */
-static int cfg_parse_fp(struct config *cfg, const char *path, FILE *fp, int64_t now,
-                        struct config_errors *errs)
+/* Parses a file read by cfg_read_file; see config_parse_file. */
+static int cfg_parse_data(struct config *cfg, const char *path, const char *data, size_t len,
+                          int64_t now, struct config_errors *errs)
 {
     struct cfg_parse ps = {
         .cfg = cfg,
         .file = path,
         .now = now,
-        .fp = fp,
+        .data = data,
+        .datalen = len,
         .kind = CFG_RAW_BLANK,
         .since_age = -1,
         .until_age = -1,
@@ -1467,8 +1556,6 @@ static int cfg_parse_fp(struct config *cfg, const char *path, FILE *fp, int64_t 
         ini_allow_realloc = old_realloc;
         ini_max_line = old_max;
     }
-    if (ferror(fp))
-        cfg_error(&ps, 0, "read error: %s", strerror(errno));
     cfg_finish_line(&ps);
     cfg_close_section(&ps);
     if (rc == -2)
@@ -1501,13 +1588,16 @@ static int cfg_parse_fp(struct config *cfg, const char *path, FILE *fp, int64_t 
         ps.errors[j] = e;
     }
     for (size_t i = 0; i < ps.nerrors; i++) {
-        if (ps.errors[i].line > 0)
+        if (i >= CONFIG_MAX_ERRORS)
+            errs->more++;
+        else if (ps.errors[i].line > 0)
             config_errors_add(errs,
                               cfg_format("%s:%d: %s", path, ps.errors[i].line, ps.errors[i].msg));
         else
             config_errors_add(errs, cfg_format("%s: %s", path, ps.errors[i].msg));
         free(ps.errors[i].msg);
     }
+    errs->more += ps.ndropped;
     free(ps.errors);
     free(ps.raw);
     free(ps.pkey);
@@ -1516,40 +1606,128 @@ static int cfg_parse_fp(struct config *cfg, const char *path, FILE *fp, int64_t 
     return ps.nerrors > 0 ? -1 : 0;
 }
 
-static FILE *cfg_open(const char *path)
+static int cfg_is_dev_null(const struct stat *st)
 {
-    FILE *fp = fopen(path, "r");
-    struct stat st;
+    struct stat null;
 
-    if (fp == NULL)
-        return NULL;
-    if (fstat(fileno(fp), &st) == 0 && S_ISDIR(st.st_mode)) {
-        fclose(fp);
-        errno = EISDIR;
-        return NULL;
+    return stat("/dev/null", &null) == 0 && S_ISCHR(null.st_mode) && null.st_rdev == st->st_rdev;
+}
+
+/*
+ * Reads the whole file into *data (caller frees; NUL-terminated, *len
+ * bytes), so that what the parser sees is bounded whatever path it is given:
+ * a regular file (not /dev/urandom, /dev/zero or a FIFO, which may never
+ * end; /dev/null reads as an empty file) of at most CONFIG_MAX_SIZE bytes with no NUL byte (a binary file
+ * would give a message per line). Returns 0; -1 with errno set when the file
+ * cannot be opened, so that config_load can tell a missing default file from
+ * other failures; or -2 with the reason added to errs.
+ */
+static int cfg_read_file(const char *path, char **data, size_t *len, struct config_errors *errs)
+{
+    struct stat st;
+    char *buf;
+    size_t n = 0, cap;
+    const char *nul;
+    int fd;
+
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer. */
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) < 0)
+        return -1;
+    if (fstat(fd, &st) < 0) {
+        config_errors_add(errs, cfg_format("%s: cannot open: %s", path, strerror(errno)));
+        close(fd);
+        return -2;
     }
-    return fp;
+    if (S_ISDIR(st.st_mode)) {
+        config_errors_add(errs, cfg_format("%s: cannot open: %s", path, strerror(EISDIR)));
+        close(fd);
+        return -2;
+    }
+    if (S_ISCHR(st.st_mode) && cfg_is_dev_null(&st)) {
+        /* "-c /dev/null": the usual way to say "no configuration". */
+        close(fd);
+        *data = xstrdup("");
+        *len = 0;
+        return 0;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        config_errors_add(errs, cfg_format("%s: not a regular file (a device, FIFO or socket "
+                                           "cannot be a configuration)",
+                                           path));
+        close(fd);
+        return -2;
+    }
+    if (st.st_size > CONFIG_MAX_SIZE)
+        goto too_large;
+    /* One byte more than allowed: a file that grows after fstat is still caught. */
+    cap = (size_t)st.st_size + 1;
+    buf = xmalloc(cap + 1);
+    for (;;) {
+        ssize_t r;
+
+        if (n == cap) {
+            if (cap > CONFIG_MAX_SIZE) {
+                free(buf);
+                goto too_large;
+            }
+            cap = 2 * cap > (size_t)CONFIG_MAX_SIZE + 1 ? (size_t)CONFIG_MAX_SIZE + 1 : 2 * cap;
+            buf = xrealloc(buf, cap + 1);
+        }
+        r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            config_errors_add(errs, cfg_format("%s: read error: %s", path, strerror(errno)));
+            free(buf);
+            close(fd);
+            return -2;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    buf[n] = '\0';
+    if ((nul = memchr(buf, '\0', n)) != NULL) {
+        int line = 1;
+
+        for (const char *p = buf; p < nul; p++)
+            line += *p == '\n';
+        config_errors_add(errs, cfg_format("%s:%d: NUL byte in line; a configuration is a text "
+                                           "file",
+                                           path, line));
+        free(buf);
+        return -2;
+    }
+    *data = buf;
+    *len = n;
+    return 0;
+too_large:
+    close(fd);
+    config_errors_add(errs, cfg_format("%s: larger than %d MiB", path, CONFIG_MAX_SIZE >> 20));
+    return -2;
 }
 
 int config_parse_file(struct config *cfg, const char *path, int64_t now, struct config_errors *errs)
 {
-    FILE *fp = cfg_open(path);
-    int rc;
+    char *data;
+    size_t len;
+    int rc = cfg_read_file(path, &data, &len, errs);
 
-    if (fp == NULL) {
+    if (rc == -1)
         config_errors_add(errs, cfg_format("%s: cannot open: %s", path, strerror(errno)));
+    if (rc < 0)
         return -1;
-    }
-    rc = cfg_parse_fp(cfg, path, fp, now, errs);
-    fclose(fp);
+    rc = cfg_parse_data(cfg, path, data, len, now, errs);
+    free(data);
     return rc;
 }
 
 struct config *config_load(const char *path, int64_t now, struct config_errors *errs)
 {
     struct config *cfg = config_new();
-    char *def;
-    FILE *fp;
+    char *def, *data;
+    size_t len;
     int rc;
 
     if (path != NULL) {
@@ -1558,22 +1736,21 @@ struct config *config_load(const char *path, int64_t now, struct config_errors *
         cfg->notice = xstrdup("no config: neither $XDG_CONFIG_HOME nor $HOME is set; "
                               "running with defaults (use -c FILE)");
         rc = 0;
-    } else if ((fp = cfg_open(def)) == NULL) {
-        if (errno == ENOENT) {
+    } else if ((rc = cfg_read_file(def, &data, &len, errs)) < 0) {
+        if (rc == -1 && errno == ENOENT) {
             const char *slash = strrchr(def, '/');
             cfg->notice = cfg_format("no config at %s, starting with an empty one (no relays, "
                                      "no filters). To create it from the example: "
                                      "mkdir -p %.*s && cp %s/negsync.ini %s",
                                      def, (int)(slash - def), def, NEGSYNC_DOCDIR, def);
             rc = 0;
-        } else {
+        } else if (rc == -1) {
             config_errors_add(errs, cfg_format("%s: cannot open: %s", def, strerror(errno)));
-            rc = -1;
         }
         free(def);
     } else {
-        rc = cfg_parse_fp(cfg, def, fp, now, errs);
-        fclose(fp);
+        rc = cfg_parse_data(cfg, def, data, len, now, errs);
+        free(data);
         free(def);
     }
     if (rc < 0) {

@@ -3,7 +3,8 @@
  * defaults for everything and validation strict enough that a file which
  * loads is one negsync can act on. Errors are collected, not just the first:
  * each is "file:line: message" (or "file: message" when no line applies), and
- * the caller prints them all and exits 2 before anything is synced.
+ * the caller prints them (the first CONFIG_MAX_ERRORS, and how many more) and
+ * exits 2 before anything is synced.
  *
  * The format is described in DESIGN.md, man/negsync.1 (CONFIGURATION) and
  * data/negsync.ini, which shows every key with its default.
@@ -17,6 +18,10 @@
 #include "filter.h"
 
 #define CONFIG_ERRLEN 512
+/* A larger file is refused: a config is a few kilobytes, a list of 60 000 pubkeys 4 MiB. */
+#define CONFIG_MAX_SIZE (4 << 20)
+/* Messages listed from one file; the rest are counted in config_errors.more. */
+#define CONFIG_MAX_ERRORS 20
 
 enum config_direction {
     CONFIG_DIRECTION_DOWN, /* fetch from the relay */
@@ -94,10 +99,11 @@ struct config {
     char *notice;
 };
 
-/* Every message from one load, in file order. */
+/* The messages from one load, in file order. */
 struct config_errors {
     size_t n;
-    char **msgs; /* "file:line: message" */
+    char **msgs; /* "file:line: message", at most CONFIG_MAX_ERRORS of one file */
+    size_t more; /* further errors found but not listed */
 };
 
 void config_errors_free(struct config_errors *errs);
@@ -111,7 +117,10 @@ void config_free(struct config *cfg);
  * NULL for the default (config_default_path); now is "now" for relative
  * times (pass time(NULL); tests inject their own). A missing -c file is an
  * error; a missing default file gives an empty config with cfg->notice set.
- * Returns NULL when errs holds at least one message.
+ * A file that is not a regular file (/dev/null reads as empty), is larger
+ * than CONFIG_MAX_SIZE or holds a NUL byte is refused with one message,
+ * before any of it is parsed. Returns NULL when errs holds at least one
+ * message.
  */
 struct config *config_load(const char *path, int64_t now, struct config_errors *errs);
 

@@ -88,10 +88,15 @@ struct config *cmd_load_config(const struct globals *g, const char *consequence)
     struct config *cfg = config_load(g->config_path, (int64_t)time(NULL), &errs);
 
     if (cfg == NULL) {
+        size_t total = errs.n + errs.more;
+
         for (size_t i = 0; i < errs.n; i++)
             fprintf(stderr, "%s\n", errs.msgs[i]);
-        fprintf(stderr, "negsync: %zu error%s in the configuration%s\n", errs.n,
-                errs.n == 1 ? "" : "s", consequence);
+        if (errs.more > 0)
+            fprintf(stderr, "negsync: ... and %zu more error%s\n", errs.more,
+                    errs.more == 1 ? "" : "s");
+        fprintf(stderr, "negsync: %zu error%s in the configuration%s\n", total,
+                total == 1 ? "" : "s", consequence);
         config_errors_free(&errs);
     }
     return cfg;

@@ -10,7 +10,9 @@
  *   - the negentropy mode decision for every combination of the switches;
  *   - every error, with its exact line and message, and several in one file;
  *   - where the file comes from: -c, $XDG_CONFIG_HOME, $HOME, a missing
- *     default (empty config and a hint) and a missing -c file (an error).
+ *     default (empty config and a hint) and a missing -c file (an error);
+ *   - what is not a config: devices, FIFOs, huge or binary files, text
+ *     that is not UTF-8, and a file with thousands of errors.
  *
  * Configs are written to files in a private temporary directory, so the
  * messages' "file:" prefix is known and the rest is compared exactly.
@@ -1005,6 +1007,132 @@ static void test_sources(void)
     free(home);
 }
 
+/* Loads path (not t.ini), expecting exactly one message: want, after "path". */
+static void expect_file_error(const char *path, const char *want, int line)
+{
+    struct config_errors errs = {0};
+    struct config *cfg = config_load(path, NOW, &errs);
+    size_t plen = strlen(path);
+
+    CHECK_MSG(cfg == NULL && errs.n == 1 && errs.more == 0 &&
+                  strncmp(errs.msgs[0], path, plen) == 0 && strcmp(errs.msgs[0] + plen, want) == 0,
+              "test-config.c:%d: %s: %zu (+%zu) errors, first: %s; want %s", line, path, errs.n,
+              errs.more, errs.n ? errs.msgs[0] : "(none)", want);
+    config_errors_free(&errs);
+    config_free(cfg);
+}
+#define EXPECT_FILE_ERR(path, want) expect_file_error(path, want, __LINE__)
+
+/*
+ * Input that is not a config at all, or not text: refused with one clear
+ * message, promptly, and never half-read into something that "loads".
+ */
+static void test_bad_input(void)
+{
+    struct config_errors errs = {0};
+    struct config *cfg;
+    struct buf b = {0};
+    char *path, *text;
+
+    /* A list item that is not UTF-8 is an error naming the key, never dropped. */
+    EXPECT_ERR("[filter f]\n#t = caf\xe9, nostr\n", "2: #t[0]: not valid UTF-8");
+    EXPECT_ERR("[filter f]\n#t = a,\n  b,\n  \xff\xfe\n", "4: #t[2]: not valid UTF-8");
+    EXPECT_ERR("[filter f]\nauthors = " HEX0 ", \xc3\x28\n", "2: authors[1]: not valid UTF-8");
+    EXPECT_ERR("[filter f]\nids = \xc0\xaf\n", "2: ids[0]: not valid UTF-8");       /* overlong */
+    EXPECT_ERR("[filter f]\n#e = \xed\xa0\x80\n", "2: #e[0]: not valid UTF-8");     /* surrogate */
+    EXPECT_ERR("[filter f]\n#t = \xf4\x90\x80\x80\n", "2: #t[0]: not valid UTF-8"); /* > U+10FFFF */
+    cfg = LOAD_OK("[filter f]\n#t = caf\xc3\xa9, \xf0\x9f\x90\xa7, nostr\n");
+    CHECK_JSON(cfg, "f", "{\"#t\":[\"caf\xc3\xa9\",\"\xf0\x9f\x90\xa7\",\"nostr\"]}");
+    config_free(cfg);
+    /* A relay URL goes into JSON and the database as text too. */
+    EXPECT_ERR("[relay wss://relay.example.com/caf\xe9]\n",
+               "1: relay URL 'wss://relay.example.com/caf?' is not valid UTF-8");
+
+    /* Not regular files: refused at once instead of read forever. */
+    EXPECT_FILE_ERR("/dev/zero",
+                    ": not a regular file (a device, FIFO or socket cannot be a configuration)");
+    EXPECT_FILE_ERR("/dev/urandom",
+                    ": not a regular file (a device, FIFO or socket cannot be a configuration)");
+    path = tmp_path("fifo.ini");
+    if (mkfifo(path, 0600) == 0) /* no writer: opening it must not wait for one */
+        EXPECT_FILE_ERR(
+            path, ": not a regular file (a device, FIFO or socket cannot be a configuration)");
+    else
+        printf("test-config: no FIFO (%s), not checked\n", path);
+    free(path);
+    /* ... but -c /dev/null is the usual "no configuration". */
+    cfg = config_load("/dev/null", NOW, &errs);
+    CHECK(cfg != NULL && errs.n == 0 && cfg->nrelays == 0 && cfg->nfilters == 0);
+    config_free(cfg);
+    config_errors_free(&errs);
+
+    /* Too large: one message, whatever it contains. */
+    while (b.len <= CONFIG_MAX_SIZE)
+        buf_append(&b, "; a comment line that is sixty-four bytes long with its newline\n", 64);
+    buf_push(&b, '\0');
+    path = tmp_path("huge.ini");
+    write_file(path, (const char *)b.data);
+    EXPECT_FILE_ERR(path, ": larger than 4 MiB");
+    free(path);
+    buf_free(&b);
+
+    /* A binary file: one message at its first NUL, not one per line. */
+    {
+        static const char bin[] = "[sync]\nworkers = 4\n\x7f"
+                                  "ELF\0\0\0\n\xff\n\xfe\x01\n\0\n[x\n=\n";
+        FILE *f;
+
+        path = tmp_path("bin.ini");
+        f = fopen(path, "w");
+        CHECK(f != NULL && fwrite(bin, 1, sizeof bin - 1, f) == sizeof bin - 1);
+        if (f != NULL)
+            fclose(f);
+        EXPECT_FILE_ERR(path, ":3: NUL byte in line; a configuration is a text file");
+        free(path);
+    }
+
+    /* Garbage text: the first CONFIG_MAX_ERRORS messages, and how many more. */
+    for (int i = 0; i < 5000; i++)
+        buf_append(&b, "no equals sign here\n", 20);
+    buf_push(&b, '\0');
+    cfg = load_text((const char *)b.data, &errs);
+    CHECK(cfg == NULL && errs.n == CONFIG_MAX_ERRORS && errs.more == 5000 - CONFIG_MAX_ERRORS);
+    CHECK(errs.n > 0 && strstr(errs.msgs[0], "t.ini:1: expected 'key = value'") != NULL);
+    CHECK(errs.n == CONFIG_MAX_ERRORS &&
+          strstr(errs.msgs[CONFIG_MAX_ERRORS - 1], "t.ini:20: expected 'key = value'") != NULL);
+    config_free(cfg);
+    config_errors_free(&errs);
+    CHECK(errs.n == 0 && errs.more == 0);
+    buf_free(&b);
+
+    /*
+     * A long list over many lines: accepted (each item's line used to be
+     * found by a scan of every line before it, minutes for this one), and an
+     * error in its last item still names the right line.
+     */
+    buf_append(&b, "[filter big]\n#t = t0,\n", 22);
+    for (int i = 1; i < 160000; i++) {
+        char item[32];
+        int n = snprintf(item, sizeof item, "  t%d,\n", i);
+        buf_append(&b, item, (size_t)n);
+    }
+    buf_push(&b, '\0');
+    cfg = LOAD_OK((const char *)b.data);
+    {
+        const struct config_filter *cf = config_find_filter(cfg, "big");
+        CHECK(cf != NULL && cf->filter != NULL && cf->filter->ntags == 1 &&
+              cf->filter->tags[0].nvalues == 160000);
+    }
+    config_free(cfg);
+    b.len--; /* the '\0' */
+    buf_append(&b, "  caf\xe9\n", 8);
+    buf_push(&b, '\0');
+    text = load_errors((const char *)b.data, __LINE__);
+    CHECK_MSG(strcmp(text, "160002: #t[160000]: not valid UTF-8") == 0, "got %s", text);
+    free(text);
+    buf_free(&b);
+}
+
 /* The example shipped with negsync loads, and says what DESIGN.md says. */
 static void test_example(void)
 {
@@ -1051,6 +1179,7 @@ int main(void)
     test_neg_mode();
     test_errors();
     test_sources();
+    test_bad_input();
     test_example();
     rm_tree(tmpdir);
     return test_summary("test-config");
