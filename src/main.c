@@ -1,7 +1,9 @@
 /*
  * main: the command line. Global options, then a command; each command is a
  * function below that returns the process exit code (0 ok, 1 sync, I/O or
- * database error, 2 usage or config error).
+ * database error, 2 usage or config error). Global options may also follow
+ * the command name ("negsync check-config -c FILE"): they are taken out of
+ * the command's arguments before it sees them.
  */
 #include "config.h"
 
@@ -32,7 +34,7 @@ static void print_help(FILE *f)
         "  probe [--force] [--json] [URL...]\n"
         "                           check which relays speak NIP-77 (cached)\n"
         "\n"
-        "Global options:\n"
+        "Global options (before or after the command):\n"
         "  -c, --config FILE   configuration file (default $XDG_CONFIG_HOME/negsync/negsync.ini)\n"
         "  -d, --db FILE       database (default $XDG_DATA_HOME/negsync/negsync.db)\n"
         "  -v, --verbose       more log output\n"
@@ -54,6 +56,100 @@ static const struct command commands[] = {
     {"import", cmd_import}, {"export", cmd_export}, {"check-config", cmd_check_config},
     {"sync", cmd_sync},     {"probe", cmd_probe},   {NULL, NULL},
 };
+
+/*
+ * A command's own options that take a value in the next argument, so that a
+ * value such as "--filter -q" is never read as a global option.
+ */
+static const char *const *main_value_opts(const char *command)
+{
+    static const char *const export_opts[] = {"-f", "--filter", NULL};
+    static const char *const sync_opts[] = {"--relay", "--filter", NULL};
+
+    if (strcmp(command, "export") == 0)
+        return export_opts;
+    if (strcmp(command, "sync") == 0)
+        return sync_opts;
+    return NULL;
+}
+
+/*
+ * If argv[*i] is a global option (-c, -d, -v, -q, their long forms exactly,
+ * "--config=FILE", "-cFILE" or a cluster like "-vv"), applies it to g and
+ * moves *i past it and its value: 1. 0 if it is not one; -1 (message
+ * printed) when its value is missing.
+ */
+static int main_global_opt(struct globals *g, int argc, char **argv, int *i)
+{
+    const char *a = argv[*i];
+    const char **dest = NULL;
+    const char *value = NULL;
+
+    if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0)
+        dest = &g->config_path;
+    else if (strcmp(a, "-d") == 0 || strcmp(a, "--db") == 0)
+        dest = &g->db_path;
+    else if (strncmp(a, "--config=", 9) == 0)
+        dest = &g->config_path, value = a + 9;
+    else if (strncmp(a, "--db=", 5) == 0)
+        dest = &g->db_path, value = a + 5;
+    else if ((a[1] == 'c' || a[1] == 'd') && a[0] == '-' && a[2] != '\0')
+        dest = a[1] == 'c' ? &g->config_path : &g->db_path, value = a + 2;
+    else if (strcmp(a, "--verbose") == 0)
+        g->verbose++;
+    else if (strcmp(a, "--quiet") == 0)
+        g->verbose--;
+    else if (a[0] == '-' && a[1] != '\0' && a[1 + strspn(a + 1, "vq")] == '\0')
+        for (const char *p = a + 1; *p != '\0'; p++)
+            g->verbose += *p == 'v' ? 1 : -1;
+    else
+        return 0;
+    if (dest != NULL && value == NULL) {
+        if (*i + 1 >= argc) {
+            fprintf(stderr, "negsync: option '%s' needs a value\n", a);
+            return -1;
+        }
+        value = argv[++*i];
+    }
+    if (dest != NULL)
+        *dest = value;
+    ++*i;
+    return 1;
+}
+
+/*
+ * Takes the global options out of a command's argv (argv[0] is its name),
+ * up to a "--", compacting argv in place. The new argc, or -1 on a usage
+ * error (printed).
+ */
+static int main_command_globals(struct globals *g, int argc, char **argv)
+{
+    const char *const *value_opts = main_value_opts(argv[0]);
+    int i = 1, n = 1;
+
+    while (i < argc) {
+        int rc;
+
+        if (strcmp(argv[i], "--") == 0) {
+            while (i < argc)
+                argv[n++] = argv[i++];
+            break;
+        }
+        if ((rc = main_global_opt(g, argc, argv, &i)) < 0)
+            return -1;
+        if (rc > 0)
+            continue;
+        for (const char *const *v = value_opts; v != NULL && *v != NULL; v++) {
+            if (strcmp(argv[i], *v) == 0 && i + 1 < argc) {
+                argv[n++] = argv[i++];
+                break;
+            }
+        }
+        argv[n++] = argv[i++];
+    }
+    argv[n] = NULL;
+    return n;
+}
 
 int main(int argc, char **argv)
 {
@@ -94,8 +190,13 @@ int main(int argc, char **argv)
     }
     for (const struct command *cmd = commands; cmd->name != NULL; cmd++) {
         if (strcmp(cmd->name, argv[optind]) == 0) {
-            optind++;
-            return cmd->run(&g, argc - optind + 1, argv + optind - 1);
+            int cmd_argc = main_command_globals(&g, argc - optind, argv + optind);
+
+            if (cmd_argc < 0) {
+                fputs(usage_line, stderr);
+                return EXIT_USAGE;
+            }
+            return cmd->run(&g, cmd_argc, argv + optind);
         }
     }
     fprintf(stderr, "negsync: unknown command '%s'\n", argv[optind]);

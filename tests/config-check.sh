@@ -3,7 +3,8 @@
 # example validates; a file with every key prints them back; a bad file gives
 # one `file:line: message` per problem on stderr, nothing on stdout, exit 2;
 # no default file means an empty config and a hint how to create one; -c
-# wins over $XDG_CONFIG_HOME; a missing -c file is an error.
+# wins over $XDG_CONFIG_HOME; a missing -c file is an error; global options
+# after the command name; devices, binary, huge and non-UTF-8 files.
 . "${top_srcdir:-.}/tests/lib.sh"
 
 negsync="$top_builddir/src/negsync"
@@ -257,6 +258,91 @@ negsync: 1 error in the configuration"
 run -c "$tmp" check-config
 expect_rc 2 "-c directory"
 expect_line "-c directory" "$err" "$tmp: cannot open: Is a directory"
+
+# --- global options after the command name -----------------------------------
+# "negsync check-config -c FILE" means "negsync -c FILE check-config".
+run check-config -c "$tmp/good.ini"
+expect_rc 0 "check-config -c FILE"
+expect_line "check-config -c FILE" "$out" "; $tmp/good.ini is valid. Effective configuration, defaults included:"
+run check-config --config="$tmp/good.ini" -v -q --db "$tmp/after.db"
+expect_rc 0 "check-config --config=FILE --db FILE"
+expect_line "check-config --db FILE" "$out" "path = $tmp/after.db    ; from -d"
+run -c "$tmp/bad.ini" check-config -c "$tmp/good.ini"
+expect_rc 0 "the later -c wins"
+run check-config -c
+expect_rc 2 "check-config -c without a value"
+expect_line "check-config -c without a value" "$err" "negsync: option '-c' needs a value"
+# Another command: export takes -d after its name too, and the value of its
+# own --filter is never taken for a global option.
+run -d "$tmp/exp.db" export --filter '{"kinds":[1]}' -q
+expect_rc 0 "export --filter JSON -q"
+run export -d "$tmp/exp.db" --filter -d
+expect_rc 2 "export --filter -d"
+expect_line "export --filter -d" "$err" \
+    "negsync: export: --filter: invalid JSON: '[' or '{' expected near '-' (column 1)"
+
+# --- what is not a config ---------------------------------------------------
+# Devices and FIFOs are refused at once: /dev/urandom used to be read forever
+# (timeout(1), where there is one, turns such a hang into a failure).
+bounded=
+command -v timeout >/dev/null 2>&1 && bounded="timeout 60"
+for dev in /dev/urandom /dev/zero; do
+    $bounded "$negsync" -c "$dev" check-config >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    err=$(cat "$tmp/err")
+    [ "$rc" != 124 ] || fail "-c $dev: still reading after 60 s"
+    expect_rc 2 "-c $dev"
+    expect_eq "-c $dev" "$err" "$dev: not a regular file (a device, FIFO or socket cannot be a configuration)
+negsync: 1 error in the configuration"
+done
+if mkfifo "$tmp/fifo.ini" 2>/dev/null; then
+    $bounded "$negsync" -c "$tmp/fifo.ini" check-config >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    err=$(cat "$tmp/err")
+    [ "$rc" != 124 ] || fail "-c FIFO: still waiting after 60 s"
+    expect_rc 2 "-c FIFO"
+    expect_line "-c FIFO" "$err" \
+        "$tmp/fifo.ini: not a regular file (a device, FIFO or socket cannot be a configuration)"
+fi
+run -c /dev/null check-config
+expect_rc 0 "-c /dev/null"
+# A binary file: one message, not one per line.
+head -c 65536 /dev/urandom >"$tmp/random.ini"
+printf '\0' >>"$tmp/random.ini"
+run -c "$tmp/random.ini" check-config
+expect_rc 2 "random bytes"
+case "$err" in
+"$tmp/random.ini:"*": NUL byte in line; a configuration is a text file
+negsync: 1 error in the configuration") ;;
+*) fail "random bytes: $err" ;;
+esac
+# More than 4 MiB.
+awk 'BEGIN { for (i = 0; i < 70000; i++) printf "; %060d\n", i }' >"$tmp/huge.ini"
+run -c "$tmp/huge.ini" check-config
+expect_rc 2 "huge file"
+expect_eq "huge file" "$err" "$tmp/huge.ini: larger than 4 MiB
+negsync: 1 error in the configuration"
+# Thousands of errors: the first 20, then how many more.
+awk 'BEGIN { for (i = 0; i < 3000; i++) print "not a key" }' >"$tmp/garbage.ini"
+run -c "$tmp/garbage.ini" check-config
+expect_rc 2 "garbage"
+expect_eq "garbage: lines" "$(printf '%s\n' "$err" | wc -l | tr -d ' ')" 22
+expect_line "garbage" "$err" "$tmp/garbage.ini:20: expected 'key = value'"
+expect_line "garbage" "$err" "negsync: ... and 2980 more errors"
+expect_line "garbage" "$err" "negsync: 3000 errors in the configuration"
+# A list item that is not UTF-8 is an error, not silently dropped.
+printf '[filter f]\n#t = caf\351, nostr\n' >"$tmp/latin1.ini"
+run -c "$tmp/latin1.ini" check-config
+expect_rc 2 "latin-1 item"
+expect_eq "latin-1 item" "$err" "$tmp/latin1.ini:2: #t[0]: not valid UTF-8
+negsync: 1 error in the configuration"
+# A long list on indented lines is accepted (it took seconds per 100 000 items).
+awk 'BEGIN { print "[filter many]"; print "#t = t0,"; for (i = 1; i < 160000; i++) printf "  t%d,\n", i }' \
+    >"$tmp/many.ini"
+run -c "$tmp/many.ini" check-config
+expect_rc 0 "160 000 list items"
+printf '%s\n' "$out" | grep -q '^json = {"#t":\["t0","t1",.*,"t159999"\]}$' ||
+    fail "160 000 list items: $(printf '%s\n' "$out" | tail -c 300)"
 
 # Usage.
 run -c "$tmp/recent.ini" check-config extra
