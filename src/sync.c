@@ -1174,6 +1174,13 @@ struct job {
     int64_t max_limit;   /* the relay's NIP-11 max_limit, -1 unknown */
     int64_t max_message; /* the relay's NIP-11 max_message_length, -1 unknown */
     int64_t idle_deadline;
+    /*
+     * Messages relay_recv returned to this job, and the connection's count
+     * of received messages when the job began: together they tell how many
+     * it skipped (not JSON, cut short: see job_recv_skew).
+     */
+    uint64_t recv_returned, recv_base;
+    int take_forged;         /* the last event job_take_event dropped failed its id or signature */
     char fatal[SYNC_ERRLEN]; /* store failure, interrupted: ends the job */
     int interrupted;
 };
@@ -1491,6 +1498,7 @@ static int job_take_event(struct job *j, const json_t *obj, const struct filter 
         ev = event_from_json_verified(obj, j->kc, err, sizeof err);
     }
     *taken_at = -1;
+    j->take_forged = ev == NULL;
     if (ev == NULL || !filter_match(f, ev) || (sub != NULL && !idset_has(&sub->asked, ev->id))) {
         if (j->e->o.verbose > 0) {
             char hex[65] = "?";
@@ -1818,6 +1826,22 @@ static void job_ahead_push(struct job *j, struct relay_msg *m)
  * order, and an error relay_recv gave while reading ahead comes after the
  * messages before it.
  */
+/*
+ * Messages the connection received (skipped ones too) less those relay_recv
+ * returned to this job, since it began. It grows by one for each message
+ * relay_recv skipped as unreadable (invalid JSON, a reply cut short); it
+ * also counts what relay_recv holds but has not returned yet, so a caller
+ * compares it only where nothing can be queued behind the last message it
+ * took (the EOSE of a REQ page while no other subscription is open).
+ */
+static int64_t job_recv_skew(struct job *j)
+{
+    struct relay_counters t;
+
+    relay_get_counters(j->r, NULL, &t);
+    return (int64_t)(t.recv_msgs - j->recv_base) - (int64_t)j->recv_returned;
+}
+
 static int job_recv(struct job *j, int final, struct relay_msg **out, char *err, size_t errlen)
 {
     int64_t now;
@@ -1836,6 +1860,8 @@ static int job_recv(struct job *j, int final, struct relay_msg **out, char *err,
             return RELAY_ERR_TIMEOUT;
         }
         rc = relay_recv(j->r, (int)(j->idle_deadline - now), out, err, errlen);
+        if (rc == 0)
+            j->recv_returned++;
         if (rc != 0 || j->e->vpool == NULL || (*out)->type != RELAY_MSG_EVENT)
             goto got;
         job_ahead_push(j, *out);
@@ -1850,6 +1876,7 @@ static int job_recv(struct job *j, int final, struct relay_msg **out, char *err,
             j->ahead_rc = r2;
             break;
         }
+        j->recv_returned++;
         job_ahead_push(j, m);
     }
     if (j->ahead_n == 0 || j->ahead_rc == RELAY_ERR_INTERRUPTED) {
@@ -2380,6 +2407,15 @@ static uint64_t window_split_point(struct job *j, const struct window *w)
 
 struct req_state {
     int64_t incomplete_at; /* oldest second we could not list completely; -1 none */
+    /*
+     * The cursor may not pass this (-1: no limit): the oldest created_at of an
+     * event we could not take (bad id or signature, not parsable), or of a
+     * page a message of which could not be read (relay_recv skipped it), so a
+     * later run, or another relay, is asked for it again.
+     */
+    int64_t lost_at;
+    uint64_t bad, unreadable; /* such events, such messages */
+    int count_unreadable;     /* the job's only subscription is the page's (req_job) */
     uint64_t page_limit;
     int cap_known; /* page_limit is within the relay's NIP-11 max_limit */
 };
@@ -2534,7 +2570,7 @@ static uint64_t job_page_limit(const struct job *j, int *cap_known)
  */
 static int neg_tail(struct job *j, struct tail_slice *s, char *err, size_t errlen)
 {
-    struct req_state rs = {.incomplete_at = -1};
+    struct req_state rs = {.incomplete_at = -1, .lost_at = -1};
     uint64_t since, until;
     int rc, has_until;
 
@@ -2789,16 +2825,28 @@ static int req_split_second(struct job *j, const struct filter *base, uint64_t s
     return rc;
 }
 
-/* One page: REQ, EVENTs, EOSE. Fills *n, *oldest, *newest. */
-static int req_page(struct job *j, const struct filter *pf, uint64_t *n, uint64_t *oldest,
-                    uint64_t *newest, char *err, size_t errlen)
+static void req_lost_at(struct req_state *rs, uint64_t t)
+{
+    if (rs->lost_at < 0 || (int64_t)t < rs->lost_at)
+        rs->lost_at = (int64_t)t;
+}
+
+/*
+ * One page: REQ, EVENTs, EOSE. Fills *n, *oldest, *newest and *unread
+ * (messages relay_recv skipped meanwhile, when rs->count_unreadable);
+ * events it could not take hold the cursor (rs->lost_at).
+ */
+static int req_page(struct job *j, const struct filter *pf, struct req_state *rs, uint64_t *n,
+                    uint64_t *oldest, uint64_t *newest, uint64_t *unread, char *err, size_t errlen)
 {
     char subid[32];
+    int64_t skew0 = rs->count_unreadable ? job_recv_skew(j) : 0;
     int rc;
 
     *n = 0;
     *oldest = UINT64_MAX;
     *newest = 0;
+    *unread = 0;
     job_subid(j, "req", subid, sizeof subid);
     if (job_send_json(j, json_pack("[ss o]", "REQ", subid, filter_to_json(pf)), err, errlen) < 0)
         return -1;
@@ -2819,20 +2867,29 @@ static int req_page(struct job *j, const struct filter *pf, uint64_t *n, uint64_
             continue;
         }
         switch (m->type) {
-        case RELAY_MSG_EVENT:
+        case RELAY_MSG_EVENT: {
+            int64_t t = -1;
             /* Count what the relay sent, valid or not: it is what fills its cap. */
             (*n)++;
             if (json_is_object(m->event)) {
                 json_t *ca = json_object_get(m->event, "created_at");
                 if (json_is_integer(ca) && json_integer_value(ca) >= 0) {
-                    uint64_t t = (uint64_t)json_integer_value(ca);
-                    if (t < *oldest)
-                        *oldest = t;
-                    if (t > *newest)
-                        *newest = t;
+                    t = (int64_t)json_integer_value(ca);
+                    if ((uint64_t)t < *oldest)
+                        *oldest = (uint64_t)t;
+                    if ((uint64_t)t > *newest)
+                        *newest = (uint64_t)t;
                 }
             }
             rc = job_take_event(j, m->event, pf, NULL, &at);
+            if (rc == 1 && j->take_forged) {
+                /* A forged or broken copy: the real event may be there all the same. */
+                rs->bad++;
+                if (t >= 0)
+                    req_lost_at(rs, (uint64_t)t);
+                else
+                    (*unread)++;
+            }
             if (rc == 0 && at >= 0 && j->in_tail) {
                 /* The tail of a negentropy job: these are fetched events. */
                 const char *hex = json_string_value(json_object_get(m->event, "id"));
@@ -2850,8 +2907,15 @@ static int req_page(struct job *j, const struct filter *pf, uint64_t *n, uint64_
                 return -1;
             }
             break;
+        }
         case RELAY_MSG_EOSE:
             relay_msg_free(m);
+            /* Everything before the EOSE is in: what grew the skew was never readable. */
+            if (rs->count_unreadable) {
+                int64_t skew = job_recv_skew(j);
+                if (skew > skew0)
+                    *unread += (uint64_t)(skew - skew0);
+            }
             job_close_sub(j, subid);
             j->run->rounds++;
             return 0;
@@ -2869,22 +2933,28 @@ static int req_page(struct job *j, const struct filter *pf, uint64_t *n, uint64_
 }
 
 /*
- * Everything in [since, until] for base, newest first. A page is "full" when
- * it holds page_limit events, or, when the relay did not announce its cap
- * (NIP-11 max_limit), as many as the largest page seen so far; the next page
- * then ends at the oldest second of this one, inclusive, so events sharing
- * that second are not skipped.
+ * Everything in [since, until] for base, newest first, page by page, until a
+ * page comes back empty. A short page proves nothing: relays leave out
+ * events they hold but will not serve (deleted, hidden, expired) or could
+ * not send, so each next page ends at the oldest second of the one before,
+ * inclusive, so events sharing that second are not skipped; a page made of
+ * one second alone moves below it. A page is "full" when it holds
+ * page_limit events (messages it lost included), or, when the relay did not
+ * announce its cap (NIP-11 max_limit), as many as the largest page seen so
+ * far: a full page of one second is split (req_split_second). A page that
+ * lost a message holds the cursor at its oldest second (what it lost below
+ * that, the next page asks for again).
  */
 static int req_window(struct job *j, const struct filter *base, uint64_t since, int has_until,
                       uint64_t until, int depth, struct req_state *rs, char *err, size_t errlen)
 {
     uint64_t cap = rs->cap_known ? rs->page_limit : 0;
-    int rc = 0;
+    int rc = 0, empty_retries = 0;
 
     for (;;) {
         struct filter *pf = filter_dup(base);
-        uint64_t n, oldest, newest;
-        int full;
+        uint64_t n, oldest, newest, unread;
+        int full, more;
 
         if (engine_stopping(j->e)) {
             j->interrupted = 1;
@@ -2901,29 +2971,40 @@ static int req_window(struct job *j, const struct filter *base, uint64_t since, 
         pf->until = until;
         pf->has_limit = 1;
         pf->limit = rs->page_limit;
-        rc = req_page(j, pf, &n, &oldest, &newest, err, errlen);
+        rc = req_page(j, pf, rs, &n, &oldest, &newest, &unread, err, errlen);
         filter_free(pf);
         if (rc < 0)
             return -1;
-        if (n > cap)
-            cap = n;
-        full = n > 0 && n >= cap && oldest != UINT64_MAX;
+        rs->unreadable += unread;
+        if (n + unread > cap)
+            cap = n + unread;
+        full = n + unread >= cap && oldest != UINT64_MAX;
+        more = n > 0 && oldest != UINT64_MAX && oldest >= since;
+        if (unread > 0 && more) {
+            req_lost_at(rs, oldest);
+        } else if (unread > 0) {
+            /* An empty page that lost something: ask once more, then hold the cursor. */
+            if (empty_retries++ < 2)
+                continue;
+            req_lost_at(rs, since);
+        }
         if (j->slice != NULL)
-            tail_slice_page(j->e, j->slice, n, oldest, newest, full && oldest >= since);
-        if (!full)
+            tail_slice_page(j->e, j->slice, n, oldest, newest, more);
+        if (!more)
             return 0;
-        /* Full. */
-        if (has_until && oldest == until && newest == until) {
-            /* The whole page is the second we asked to end at. */
-            if (req_split_second(j, base, until, depth, rs, err, errlen) < 0)
+        if (oldest == newest) {
+            /*
+             * The whole page is one second: nothing newer is left above it
+             * (the relay sends newest first), and a full one is split.
+             */
+            if (full && req_split_second(j, base, oldest, depth, rs, err, errlen) < 0)
                 return -1;
-            if (until == 0 || until <= since)
+            if (oldest == 0 || oldest <= since)
                 return 0;
-            until--;
+            has_until = 1;
+            until = oldest - 1;
             continue;
         }
-        if (oldest < since)
-            return 0;
         has_until = 1;
         until = oldest;
     }
@@ -2931,7 +3012,7 @@ static int req_window(struct job *j, const struct filter *base, uint64_t since, 
 
 static enum job_outcome req_job(struct job *j, char *reason, size_t rlen)
 {
-    struct req_state rs = {.incomplete_at = -1};
+    struct req_state rs = {.incomplete_at = -1, .lost_at = -1, .count_unreadable = 1};
     uint64_t since = j->f->has_since ? j->f->since : 0;
     int64_t newc;
     char err[SYNC_ERRLEN];
@@ -2953,10 +3034,15 @@ static enum job_outcome req_job(struct job *j, char *reason, size_t rlen)
     }
     if (job_flush(j) < 0)
         return JOB_FATAL;
-    /* Only to what is stored, and never past a second we could not list. */
+    /*
+     * Only to what is stored, never past a second we could not list, nor
+     * past an event we could not take or a page that lost a message.
+     */
     newc = j->max_stored_at;
     if (rs.incomplete_at >= 0 && newc > rs.incomplete_at)
         newc = rs.incomplete_at;
+    if (rs.lost_at >= 0 && newc > rs.lost_at)
+        newc = rs.lost_at;
     if (newc > j->cursor) {
         if (sdb_cursor_set(j->db, j->rel->url, j->cf->name, j->fkey, newc, err, sizeof err) < 0) {
             set_error(j->fatal, sizeof j->fatal, "%s", err);
@@ -2968,6 +3054,18 @@ static enum job_outcome req_job(struct job *j, char *reason, size_t rlen)
                   "incomplete: more events at created_at %lld than the relay"
                   " returns per REQ",
                   (long long)rs.incomplete_at);
+    else if (rs.lost_at >= 0)
+        set_error(reason, rlen,
+                  "%llu bad event%s, %llu unreadable message%s; the cursor stays at or"
+                  " below %lld, so they are asked for again",
+                  (unsigned long long)rs.bad, rs.bad == 1 ? "" : "s",
+                  (unsigned long long)rs.unreadable, rs.unreadable == 1 ? "" : "s",
+                  (long long)rs.lost_at);
+    if (rs.lost_at >= 0)
+        engine_log(j->e, "[SYNC] %s (filter %s): %s", j->rel->url, j->cf->name,
+                   rs.incomplete_at >= 0 ? "some events could not be taken; the cursor stays"
+                                           " below them"
+                                         : reason);
     return JOB_OK;
 }
 
@@ -3217,6 +3315,7 @@ static int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *
     run->mode = SYNC_MODE_NEG;
     relay_get_counters(r, NULL, &c0);
 
+    j.recv_base = c0.recv_msgs;
     j.e = e;
     j.rel = rel;
     j.cf = cf;

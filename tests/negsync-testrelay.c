@@ -88,6 +88,11 @@ static const char usage_text[] =
     "                        NEG-MSG, its hex payload made to start with \"zz\"\n"
     "  --bad-events P        a fraction P of the events REQ serves get a wrong id or a\n"
     "                        wrong signature (the stored events are untouched)\n"
+    "  --req-hide K          REQ never serves the K-th newest event the relay holds at\n"
+    "                        its first REQ (NEG still lists it): a deleted or hidden\n"
+    "                        event, which leaves a page one short\n"
+    "  --neg-cap N           answer NEG-OPEN over only the first N matching events,\n"
+    "                        oldest first, as n0str does (instead of \"blocked:\")\n"
     "  --seed S              seed for --garbage and --bad-events (default 1)\n";
 
 static volatile sig_atomic_t interrupted, stats_wanted;
@@ -166,6 +171,8 @@ enum {
     OPT_BAD_EVENTS,
     OPT_SEED,
     OPT_MAX_MESSAGE,
+    OPT_REQ_HIDE,
+    OPT_NEG_CAP,
 };
 
 static const struct option long_options[] = {
@@ -196,6 +203,8 @@ static const struct option long_options[] = {
     {"bad-events", required_argument, NULL, OPT_BAD_EVENTS},
     {"seed", required_argument, NULL, OPT_SEED},
     {"max-message", required_argument, NULL, OPT_MAX_MESSAGE},
+    {"req-hide", required_argument, NULL, OPT_REQ_HIDE},
+    {"neg-cap", required_argument, NULL, OPT_NEG_CAP},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -297,6 +306,8 @@ static void parse_args(int argc, char **argv, struct tr_config *cfg)
         case OPT_GARBAGE: cfg->garbage = parse_fraction("--garbage", optarg); break;
         case OPT_BAD_EVENTS: cfg->bad_events = parse_fraction("--bad-events", optarg); break;
         case OPT_SEED: cfg->seed = parse_u64("--seed", optarg, UINT64_MAX); break;
+        case OPT_REQ_HIDE: cfg->req_hide = parse_u64("--req-hide", optarg, INT64_MAX); break;
+        case OPT_NEG_CAP: cfg->neg_cap = parse_u64("--neg-cap", optarg, INT64_MAX); break;
         case OPT_MAX_MESSAGE:
             cfg->max_message = (size_t)parse_u64("--max-message", optarg, TR_MAX_MESSAGE);
             if (cfg->max_message < 64)

@@ -4,12 +4,14 @@
  * NIP-01: EVENT is parsed, verified and stored with the project's store, so
  * replaceable, addressable, ephemeral kinds and deletions behave exactly as
  * negsync's own database does; REQ answers from the store, newest first, at
- * most --req-limit events per REQ (over all its filters), then EOSE; there are
- * no live subscriptions, so CLOSE has nothing to close.
+ * most --req-limit events per REQ (over all its filters; one of them may be
+ * held back, --req-hide), then EOSE; there are no live subscriptions, so
+ * CLOSE has nothing to close.
  *
  * NIP-77: the relay is the responder. NEG-OPEN builds a sealed neg storage from
- * the (created_at, id) of the matching events and answers with NEG-MSG; replies
- * are capped at strfry's 500 000-byte frame. The wording of errors follows
+ * the (created_at, id) of the matching events (only the oldest --neg-cap of
+ * them, as n0str does) and answers with NEG-MSG; replies are capped at
+ * strfry's 500 000-byte frame. The wording of errors follows
  * strfry: a NEG-OPEN whose filter is not an object gets
  * ["NOTICE","ERROR: bad msg: negentropy query must be an object"], since
  * without a valid query there is no session to attach a NEG-ERR to.
@@ -213,6 +215,42 @@ static void req_send_event(struct tr_conn *c, const char *subjson, struct req_hi
     free(spoilt);
 }
 
+/*
+ * --req-hide K: the K-th newest event the relay holds at its first REQ
+ * (newest first, ties by id) is never served by REQ, as relays leave out
+ * events they hold but will not serve (deleted, expired, from a blocked
+ * author) after their query's LIMIT: the page that held it comes out one
+ * short.
+ */
+static void req_hide_init(struct tr_server *srv)
+{
+    struct req_hits hits = {0};
+    struct filter *f;
+    char err[FILTER_ERRLEN + STORE_ERRLEN];
+    json_t *fj;
+
+    if (srv->hidden_known || srv->cfg->req_hide == 0)
+        return;
+    srv->hidden_known = 1;
+    fj = json_pack("{s:I}", "limit", (json_int_t)srv->cfg->req_hide);
+    f = filter_from_json(fj, err, sizeof err);
+    json_decref(fj);
+    if (f != NULL &&
+        store_query(srv->store, f, STORE_NEWEST_FIRST, req_collect, &hits, err, sizeof err) == 0 &&
+        !hits.failed && hits.n == srv->cfg->req_hide) {
+        if (hits.n > 1)
+            qsort(hits.v, hits.n, sizeof *hits.v, req_hit_cmp);
+        memcpy(srv->hidden_id, hits.v[hits.n - 1].ev->id, 32);
+        srv->hidden_set = 1;
+    }
+    for (size_t i = 0; i < hits.n; i++) {
+        event_free(hits.v[i].ev);
+        free(hits.v[i].json);
+    }
+    free(hits.v);
+    filter_free(f);
+}
+
 static void handle_req(struct tr_conn *c, json_t *msg)
 {
     struct tr_server *srv = c->srv;
@@ -237,6 +275,7 @@ static void handle_req(struct tr_conn *c, json_t *msg)
         send_closed(c, sub, srv->cfg->req_closed);
         return;
     }
+    req_hide_init(srv);
     filters = xcalloc(nfilters, sizeof *filters);
     for (i = 0; i < nfilters; i++) {
         json_t *fj = json_array_get(msg, i + 2);
@@ -274,7 +313,9 @@ static void handle_req(struct tr_conn *c, json_t *msg)
         /* Filters may overlap; equal events sort next to each other. */
         if (i > 0 && memcmp(hits.v[i].ev->id, hits.v[i - 1].ev->id, 32) == 0)
             continue;
-        req_send_event(c, subjson, &hits.v[i]);
+        /* --req-hide: within the limit, but not sent. */
+        if (!srv->hidden_set || memcmp(hits.v[i].ev->id, srv->hidden_id, 32) != 0)
+            req_send_event(c, subjson, &hits.v[i]);
         sent++;
     }
     free(subjson);
@@ -335,6 +376,7 @@ void tr_neg_sessions_free(struct tr_conn *c)
 
 struct neg_fill {
     struct neg_storage *st;
+    uint64_t left; /* items still taken (--neg-cap); UINT64_MAX: all */
     char err[NEG_ERRLEN];
     int failed;
 };
@@ -343,6 +385,9 @@ static int neg_fill_item(void *ctx, uint64_t created_at, const uint8_t id[32])
 {
     struct neg_fill *f = ctx;
 
+    if (f->left == 0)
+        return 1; /* --neg-cap: the oldest N only */
+    f->left--;
     if (neg_storage_insert(f->st, created_at, id, f->err, sizeof f->err) < 0) {
         f->failed = 1;
         return 1;
@@ -449,6 +494,10 @@ static void handle_neg_open(struct tr_conn *c, json_t *msg)
         filter_free(f);
         return;
     }
+    /* --neg-cap: n0str answers over its first max_limit matches, oldest first, and says nothing. */
+    fill.left = UINT64_MAX;
+    if (srv->cfg->neg_cap > 0 && count > srv->cfg->neg_cap)
+        count = fill.left = srv->cfg->neg_cap;
     fill.st = neg_storage_new();
     neg_storage_reserve(fill.st, (size_t)count);
     if (store_list_ids(srv->store, f, neg_fill_item, &fill, err, sizeof err) < 0 || fill.failed ||

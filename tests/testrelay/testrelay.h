@@ -72,6 +72,8 @@ struct tr_config {
     size_t max_message; /* the longest message read (and NIP-11 max_message_length) */
     double garbage;     /* fraction of replies garbled */
     double bad_events;  /* fraction of served events altered */
+    uint64_t req_hide;  /* 0: off; else REQ never serves the K-th newest event (see handle.c) */
+    uint64_t neg_cap;   /* 0: off; else NEG-OPEN lists only the first N matches, oldest first */
     uint64_t seed;
     const char *tls_cert, *tls_key; /* both or neither */
     const char *stats_file;
@@ -129,6 +131,9 @@ struct tr_server {
     size_t nip11_len;
     const char *nip11_type; /* its content type */
     int nip11_status;
+    int hidden_known; /* --req-hide: hidden_id was looked up (at the first REQ) */
+    int hidden_set;   /* ... and there was such an event */
+    uint8_t hidden_id[32];
 };
 
 /* One outgoing websocket message, with LWS_PRE bytes of headroom before data. */
