@@ -102,33 +102,66 @@ struct config *cmd_load_config(const struct globals *g, const char *consequence)
     return cfg;
 }
 
+/*
+ * The database path: -d FILE, else the configuration's [storage] path, else
+ * the XDG default, whose directory is created when create_dir is set.
+ * Caller frees; NULL with the reason printed and *exit_code set.
+ */
+static char *cmd_store_path(const struct globals *g, int create_dir, int *exit_code)
+{
+    char err[STORE_ERRLEN];
+    struct config *cfg;
+    char *path;
+
+    *exit_code = 1;
+    if (g->db_path != NULL)
+        return xstrdup(g->db_path);
+    /* The database is where the configuration says ([storage] path). */
+    if ((cfg = cmd_load_config(g, "")) == NULL) {
+        *exit_code = EXIT_USAGE;
+        return NULL;
+    }
+    if (cfg->storage_path == NULL && create_dir)
+        path = store_default_path(err, sizeof err);
+    else
+        path = config_db_path(cfg, NULL, err, sizeof err);
+    config_free(cfg);
+    if (path == NULL)
+        fprintf(stderr, "negsync: %s\n", err);
+    return path;
+}
+
 struct store *cmd_open_store(const struct globals *g, int *exit_code)
 {
     char err[STORE_ERRLEN];
-    char *path = NULL;
+    char *path = cmd_store_path(g, 1, exit_code);
     struct store *st;
 
-    *exit_code = 1;
-    if (g->db_path != NULL) {
-        path = xstrdup(g->db_path);
-    } else {
-        /* The database is where the configuration says ([storage] path). */
-        struct config *cfg = cmd_load_config(g, "");
-        if (cfg == NULL) {
-            *exit_code = EXIT_USAGE;
-            return NULL;
-        }
-        if (cfg->storage_path == NULL)
-            path = store_default_path(err, sizeof err); /* creates the directory */
-        else
-            path = config_db_path(cfg, NULL, err, sizeof err);
-        config_free(cfg);
-        if (path == NULL) {
-            fprintf(stderr, "negsync: %s\n", err);
-            return NULL;
-        }
-    }
+    if (path == NULL)
+        return NULL;
     st = store_open(path, err, sizeof err);
+    if (st == NULL)
+        fprintf(stderr, "negsync: %s\n", err);
+    else
+        *exit_code = 0;
+    free(path);
+    return st;
+}
+
+/*
+ * The same database for a command that only reads it: opened read-only, so
+ * that it works where the database cannot be written (a read-only
+ * directory, a backup), and never created when it does not exist.
+ */
+static struct store *cmd_open_store_readonly(const struct globals *g, int *exit_code)
+{
+    char err[STORE_ERRLEN];
+    char *path = cmd_store_path(g, 0, exit_code);
+    struct store *st;
+
+    if (path == NULL)
+        return NULL;
+    st = store_open_readonly(path, err, sizeof err);
     if (st == NULL)
         fprintf(stderr, "negsync: %s\n", err);
     else
@@ -448,7 +481,7 @@ int cmd_export(struct globals *g, int argc, char **argv)
         filter_free(f);
         return EXIT_USAGE;
     }
-    if ((st = cmd_open_store(g, &rc)) == NULL) {
+    if ((st = cmd_open_store_readonly(g, &rc)) == NULL) {
         filter_free(f);
         return rc;
     }

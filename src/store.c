@@ -584,6 +584,29 @@ int store_schema_version(void)
     return NMIGRATIONS;
 }
 
+/* What every connection, read-write or read-only, is set up with. */
+static int store_setup(struct store *st, char *err, size_t errlen)
+{
+    if (exec_sql(st,
+                 "PRAGMA foreign_keys = ON;"
+                 "PRAGMA temp_store = MEMORY;"
+                 /*
+                  * A batch of a thousand events touches a page of each
+                  * random-keyed index (id, pubkey, e/p tag values) per
+                  * event; with SQLite's default 2 MB cache the writer
+                  * re-reads them from the OS all the time. Readers that
+                  * only stream never fill it.
+                  */
+                 "PRAGMA cache_size = -" STORE_CACHE_KB ";",
+                 err, errlen, "configure") < 0)
+        return -1;
+    if (sqlite3_create_function_v2(st->db, "negsync_tag_value", 1,
+                                   SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL,
+                                   sql_tag_value, NULL, NULL, NULL) != SQLITE_OK)
+        return db_err(st, err, errlen, "register functions");
+    return 0;
+}
+
 struct store *store_open(const char *path, char *err, size_t errlen)
 {
     struct store *st = xcalloc(1, sizeof *st);
@@ -638,31 +661,138 @@ struct store *store_open(const char *path, char *err, size_t errlen)
     }
     sqlite3_finalize(s);
     s = NULL;
-    if (exec_sql(st,
-                 "PRAGMA foreign_keys = ON;"
-                 "PRAGMA temp_store = MEMORY;"
-                 /*
-                  * A batch of a thousand events touches a page of each
-                  * random-keyed index (id, pubkey, e/p tag values) per
-                  * event; with SQLite's default 2 MB cache the writer
-                  * re-reads them from the OS all the time. Readers that
-                  * only stream never fill it.
-                  */
-                 "PRAGMA cache_size = -" STORE_CACHE_KB ";",
-                 err, errlen, "configure") < 0 ||
-        store_configure(st->db, err, errlen) < 0)
+    if (store_setup(st, err, errlen) < 0 || store_configure(st->db, err, errlen) < 0)
         goto fail;
-    if (sqlite3_create_function_v2(st->db, "negsync_tag_value", 1,
-                                   SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL,
-                                   sql_tag_value, NULL, NULL, NULL) != SQLITE_OK) {
-        db_err(st, err, errlen, "register functions");
-        goto fail;
-    }
     if (store_migrate(st, err, errlen) < 0)
         goto fail;
     return st;
 fail:
     sqlite3_finalize(s);
+    store_close(st);
+    return NULL;
+}
+
+/*
+ * A "file:" URI for path with the query q, for what only a URI can ask
+ * (immutable=1). Every byte but [A-Za-z0-9/._-~] is %-escaped, so '?', '#'
+ * and '%' in a file name mean nothing. Caller frees.
+ */
+static char *store_uri(const char *path, const char *q)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    struct buf b = {0};
+
+    buf_append(&b, "file:", 5);
+    if (path[0] == '/')
+        buf_append(&b, "//", 2); /* an empty authority: "file:///abs/path" */
+    for (const unsigned char *p = (const unsigned char *)path; *p != '\0'; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            strchr("/._-~", *p) != NULL) {
+            buf_push(&b, *p);
+        } else {
+            buf_push(&b, '%');
+            buf_push(&b, (uint8_t)hex[*p >> 4]);
+            buf_push(&b, (uint8_t)hex[*p & 15]);
+        }
+    }
+    buf_push(&b, '?');
+    buf_append(&b, q, strlen(q));
+    buf_push(&b, '\0');
+    return (char *)b.data;
+}
+
+/* Opens st->db on name (a path, or a URI with SQLITE_OPEN_URI in flags), never creating it. */
+static int store_open_ro_db(struct store *st, const char *name, int flags, char *err, size_t errlen)
+{
+    if (sqlite3_open_v2(name, &st->db, SQLITE_OPEN_NOMUTEX | flags, NULL) != SQLITE_OK) {
+        if (st->db != NULL)
+            return db_err(st, err, errlen, "open");
+        set_error(err, errlen, "%s: open: out of memory", st->path);
+        return -1;
+    }
+    sqlite3_extended_result_codes(st->db, 1);
+    sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
+    return 0;
+}
+
+struct store *store_open_readonly(const char *path, char *err, size_t errlen)
+{
+    struct store *st;
+    struct stat sb;
+    int version, rc;
+
+    /* Never create it; and SQLite would only say "unable to open database file". */
+    if (stat(path, &sb) < 0) {
+        set_error(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    st = xcalloc(1, sizeof *st);
+    st->path = xstrdup(path);
+    /*
+     * Read-write where the file allows it (SQLite falls back to read-only
+     * where it does not), so that closing the last connection removes the
+     * -wal and -shm files as any other would; query_only below keeps it
+     * from writing anything else.
+     */
+    if (store_open_ro_db(st, path, SQLITE_OPEN_READWRITE, err, errlen) < 0)
+        goto fail;
+    rc = pragma_int(st, "PRAGMA user_version", &version, err, errlen);
+    if (rc < 0 && ((sqlite3_extended_errcode(st->db) & 0xff) == SQLITE_READONLY ||
+                   (sqlite3_extended_errcode(st->db) & 0xff) == SQLITE_CANTOPEN)) {
+        /*
+         * A WAL database is read through its -shm file, which SQLite cannot
+         * create in a directory this user may not write. Without a -wal file
+         * (the last writer closed it cleanly) the database file holds every
+         * committed transaction, and it can be read as immutable: no -shm,
+         * no locks. Only a writer that could create files in that directory
+         * could change it meanwhile. With a -wal file, committed events may
+         * be in it alone: reading without it would silently miss them.
+         */
+        char *wal = xmalloc(strlen(path) + 5);
+        char *uri;
+
+        sprintf(wal, "%s-wal", path);
+        rc = stat(wal, &sb) == 0 && sb.st_size > 0 ? -1 : 0;
+        free(wal);
+        if (rc < 0) {
+            set_error(err, errlen,
+                      "%s: cannot read it here: its write-ahead log (-wal file) needs a -shm "
+                      "file this user cannot create; open it once where its directory is "
+                      "writable",
+                      path);
+            goto fail;
+        }
+        sqlite3_close_v2(st->db);
+        st->db = NULL;
+        uri = store_uri(path, "immutable=1");
+        rc = store_open_ro_db(st, uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, err, errlen);
+        free(uri);
+        if (rc == 0)
+            rc = pragma_int(st, "PRAGMA user_version", &version, err, errlen);
+    }
+    if (rc < 0)
+        goto fail;
+    if (version != NMIGRATIONS) {
+        if (version == 0)
+            set_error(err, errlen, "%s: not a negsync database (no schema)", path);
+        else if (version > NMIGRATIONS)
+            set_error(err, errlen,
+                      "%s: schema version %d is newer than this negsync understands (%d); "
+                      "upgrade negsync",
+                      path, version, NMIGRATIONS);
+        else
+            set_error(err, errlen,
+                      "%s: schema version %d is older than this negsync's (%d); run a command "
+                      "that writes to it (import or sync) once to upgrade it",
+                      path, version, NMIGRATIONS);
+        goto fail;
+    }
+    /* query_only: a bug that tries to write gets an error, whatever the file allows. */
+    if (exec_sql(st, "PRAGMA query_only = ON", err, errlen, "configure") < 0 ||
+        store_setup(st, err, errlen) < 0)
+        goto fail;
+    return st;
+fail:
     store_close(st);
     return NULL;
 }

@@ -8,7 +8,8 @@
  * worker opens its own with store_open, and every connection is configured
  * the same way (WAL, synchronous=NORMAL, foreign keys, busy timeout), so
  * several readers and one writer run at once without "database is locked"
- * reaching the user.
+ * reaching the user. A command that only reads opens with
+ * store_open_readonly instead, which changes nothing in the file.
  */
 #ifndef NEGSYNC_STORE_H
 #define NEGSYNC_STORE_H
@@ -28,6 +29,15 @@ struct store;
  * to date. Returns NULL with a reason in err. Close with store_close.
  */
 struct store *store_open(const char *path, char *err, size_t errlen);
+/*
+ * Opens an existing database at path for reading only: nothing is created,
+ * migrated or switched to WAL, and every write fails, so a command that only
+ * reads (export) works on a database in a directory, or a file, this user
+ * cannot write. Returns NULL with a reason in err: the file is missing, its
+ * schema is not this negsync's (only store_open migrates), or it cannot be
+ * read here (a -wal file without a -shm file this user can create).
+ */
+struct store *store_open_readonly(const char *path, char *err, size_t errlen);
 void store_close(struct store *st);
 
 struct sqlite3;

@@ -11,7 +11,8 @@
  *   - migrations: fresh, reopen, a database from a newer negsync, and a
  *     database written at schema version 1 (tests/store-v1.sql);
  *   - threads: readers with their own connections while two writers write,
- *     all opening a fresh file at the same moment; no error may surface.
+ *     all opening a fresh file at the same moment; no error may surface;
+ *   - store_open_readonly: never creates, migrates or writes.
  */
 #include "config.h"
 
@@ -563,8 +564,8 @@ static void test_queries(void)
                     k = e;
             CHECK_MSG(k >= 0, "size %zu: not a kind-1 event", i);
             if (k >= 0 && store_get_json(st, ev[k]->id, &json, &len, err, sizeof err) == 1) {
-                CHECK_MSG(sz.len[i] == len, "event %d: size %zu, stored JSON %zu", k,
-                          sz.len[i], len);
+                CHECK_MSG(sz.len[i] == len, "event %d: size %zu, stored JSON %zu", k, sz.len[i],
+                          len);
                 free(json);
             }
         }
@@ -1250,6 +1251,72 @@ static void test_get_sig(const char *dir)
     event_free(ev);
 }
 
+/* ---- read-only opening (export) ---- */
+
+static int file_exists(const char *dir, const char *name)
+{
+    char path[512];
+
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+static void test_open_readonly(const char *dir)
+{
+    char path[512], err[STORE_ERRLEN];
+    struct event *a = mk(1, 100, 1, "stored", NULL), *b = mk(2, 200, 1, "refused", NULL);
+    struct store_result r;
+    struct store *st;
+    uint64_t n = 0;
+    sqlite3 *db;
+    FILE *f;
+
+    /* Never created. */
+    snprintf(path, sizeof path, "%s/ro-missing.db", dir);
+    CHECK(store_open_readonly(path, err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, "No such file or directory") != NULL, "%s", err);
+    CHECK(!file_exists(dir, "ro-missing.db"));
+
+    snprintf(path, sizeof path, "%s/ro.db", dir);
+    st = store_open(path, err, sizeof err);
+    CHECK_MSG(st != NULL, "%s", err);
+    if (st == NULL)
+        goto out;
+    CHECK_MSG(store_insert_batch(st, &a, 1, &r, err, sizeof err) == 0, "%s", err);
+    store_close(st);
+
+    st = store_open_readonly(path, err, sizeof err);
+    CHECK_MSG(st != NULL, "%s", err);
+    if (st == NULL)
+        goto out;
+    CHECK_MSG(store_count(st, NULL, &n, err, sizeof err) == 0 && n == 1, "%s", err);
+    /* Whatever the file allows, nothing is written through it. */
+    CHECK(store_insert_batch(st, &b, 1, &r, err, sizeof err) < 0);
+    CHECK_MSG(store_count(st, NULL, &n, err, sizeof err) == 0 && n == 1, "%s", err);
+    store_close(st);
+    /* The last connection closed as any other: no -wal or -shm file left. */
+    CHECK(!file_exists(dir, "ro.db-wal") && !file_exists(dir, "ro.db-shm"));
+
+    /* A schema this negsync would have to migrate is refused, not migrated. */
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_exec(db, "PRAGMA user_version = 999", NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    CHECK(store_open_readonly(path, err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, "schema version 999 is newer") != NULL, "%s", err);
+    snprintf(path, sizeof path, "%s/ro-empty.db", dir);
+    if ((f = fopen(path, "w")) != NULL)
+        fclose(f);
+    CHECK(store_open_readonly(path, err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, "not a negsync database") != NULL, "%s", err);
+    if ((f = fopen(path, "r")) != NULL) {
+        CHECK(fgetc(f) == EOF);
+        fclose(f);
+    }
+out:
+    event_free(a);
+    event_free(b);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/test-store.XXXXXX";
@@ -1270,6 +1337,7 @@ int main(void)
     test_batch_tags();
     test_threads(dir);
     test_get_sig(dir);
+    test_open_readonly(dir);
     remove_tree(dir);
     return test_summary("test-store");
 }
