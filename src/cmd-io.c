@@ -80,6 +80,7 @@ struct import_state {
     uint64_t batch_lines[IMPORT_BATCH];
     struct store_result results[IMPORT_BATCH];
     size_t nbatch, batch_bytes;
+    int committed; /* a batch was stored */
 };
 
 struct config *cmd_load_config(const struct globals *g, const char *consequence)
@@ -201,6 +202,7 @@ static int import_flush(struct import_state *is)
         fprintf(stderr, "negsync: import: %s (events from line %llu on were not stored)\n", err,
                 (unsigned long long)is->batch_lines[0]);
     } else {
+        is->committed = 1;
         for (size_t i = 0; i < is->nbatch; i++) {
             const struct store_result *r = &is->results[i];
             switch (r->outcome) {
@@ -278,6 +280,33 @@ static void import_progress(FILE *in, off_t size, uint64_t lineno, double elapse
     fflush(stderr);
 }
 
+/*
+ * An import that failed before storing anything into a database it created
+ * (interrupted, a read error, a store error) removes it, so that a mistake
+ * leaves no empty database behind. Only if it still holds no event: another
+ * process may have opened the new file meanwhile. Closes st.
+ */
+static void import_discard_db(struct store *st, const char *path)
+{
+    char err[STORE_ERRLEN];
+    uint64_t n = 1;
+    size_t len = strlen(path);
+    char *side = xmalloc(len + 5);
+
+    if (store_count(st, NULL, &n, err, sizeof err) < 0)
+        n = 1;
+    store_close(st);
+    if (n == 0 && unlink(path) == 0) {
+        /* A clean close removed these already; a failed one may not have. */
+        snprintf(side, len + 5, "%s-wal", path);
+        unlink(side);
+        snprintf(side, len + 5, "%s-shm", path);
+        unlink(side);
+        fprintf(stderr, "negsync: nothing imported; removed the new database %s\n", path);
+    }
+    free(side);
+}
+
 static void import_usage(FILE *f)
 {
     fputs("usage: negsync import [--json] FILE|-\n", f);
@@ -293,13 +322,14 @@ int cmd_import(struct globals *g, int argc, char **argv)
     struct import_state *is;
     struct sigaction sa, old_int, old_term;
     const char *path;
+    char *db_path, serr[STORE_ERRLEN];
     FILE *in;
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
     uint64_t lineno = 0;
     double started, last_progress;
-    int as_json = 0, c, rc = 0, progress = 0, read_errno = 0;
+    int as_json = 0, c, rc = 0, progress = 0, read_errno = 0, db_created;
     int tty = isatty(STDERR_FILENO);
     off_t size = 0;
     struct stat sb;
@@ -325,15 +355,33 @@ int cmd_import(struct globals *g, int argc, char **argv)
         return 1;
     }
 
-    if (fstat(fileno(in), &sb) == 0 && S_ISREG(sb.st_mode))
-        size = sb.st_size;
-
-    is = xcalloc(1, sizeof *is);
-    if ((is->st = cmd_open_store(g, &rc)) == NULL) {
+    /* fopen takes a directory; reading it fails. Say so before a database is made. */
+    if (fstat(fileno(in), &sb) < 0)
+        sb.st_mode = 0;
+    if (S_ISDIR(sb.st_mode)) {
+        fprintf(stderr, "negsync: %s: %s\n", path, strerror(EISDIR));
         if (in != stdin)
             fclose(in);
-        free(is);
+        return 1;
+    }
+    if (S_ISREG(sb.st_mode))
+        size = sb.st_size;
+
+    if ((db_path = cmd_store_path(g, 1, &rc)) == NULL) {
+        if (in != stdin)
+            fclose(in);
         return rc;
+    }
+    rc = 0;
+    db_created = access(db_path, F_OK) < 0 && errno == ENOENT;
+    is = xcalloc(1, sizeof *is);
+    if ((is->st = store_open(db_path, serr, sizeof serr)) == NULL) {
+        fprintf(stderr, "negsync: %s\n", serr);
+        if (in != stdin)
+            fclose(in);
+        free(db_path);
+        free(is);
+        return 1;
     }
 
     /* No SA_RESTART: a Ctrl-C must also get us out of a getline blocked on a pipe. */
@@ -421,7 +469,11 @@ int cmd_import(struct globals *g, int argc, char **argv)
 
     for (size_t i = 0; i < is->nbatch; i++)
         event_free(is->batch[i]);
-    store_close(is->st);
+    if (rc != 0 && db_created && !is->committed)
+        import_discard_db(is->st, db_path);
+    else
+        store_close(is->st);
+    free(db_path);
     event_keycache_free(is->keys);
     free(is);
     free(line);

@@ -3,7 +3,8 @@
 # exact counts for a file of real events with good, bad, duplicate, truncated
 # and blank lines; the same in --json; replaceable, ephemeral and deletion
 # outcomes; stdin; a 200 KB line; export -> import round trips; usage errors
-# and exit codes; progress on a terminal only; the XDG default database path.
+# and exit codes; progress on a terminal only; the XDG default database path;
+# a failed import leaves no new, empty database behind.
 . "${top_srcdir:-.}/tests/lib.sh"
 
 negsync="$top_builddir/src/negsync"
@@ -146,6 +147,42 @@ expect_eq "database in a missing directory" \
     "$(status "$negsync" -d "$tmp/no/such/dir.db" import "$real")" 1
 err=$("$negsync" -d "$tmp/a.db" export --filter '{"kinds":"x"}' 2>&1 >/dev/null)
 case "$err" in *filter*) ;; *) fail "bad filter message: $err" ;; esac
+
+# --- a failed import leaves no empty database behind -------------------------
+# A directory is refused before any database is made.
+mkdir "$tmp/indir"
+err=$("$negsync" -d "$tmp/dir.db" import "$tmp/indir" 2>&1 >/dev/null)
+expect_eq "import of a directory: exit" "$?" 1
+expect_eq "import of a directory: message" "$err" "negsync: $tmp/indir: Is a directory"
+[ ! -e "$tmp/dir.db" ] || fail "import of a directory left $(ls "$tmp"/dir.db*)"
+# Stopped before its first batch: the database it created goes again, one that
+# was there stays. stdin is a FIFO held open, so the import waits on it.
+mkfifo "$tmp/fifo" || fail "mkfifo"
+for db in new.db a.db; do
+    before=$("$helper" count "$tmp/a.db")
+    "$negsync" -d "$tmp/$db" import - <"$tmp/fifo" >"$tmp/stop.out" 2>"$tmp/stop.err" &
+    pid=$!
+    exec 3>"$tmp/fifo"
+    i=0
+    while [ ! -e "$tmp/$db-wal" ] && [ $i -lt 200 ]; do
+        sleep 0.05
+        i=$((i + 1))
+    done
+    [ -e "$tmp/$db-wal" ] || fail "import into $db never opened the database"
+    kill -TERM "$pid"
+    wait "$pid"
+    rc=$?
+    exec 3>&-
+    expect_eq "import into $db stopped: exit" "$rc" 1
+    if [ "$db" = new.db ]; then
+        [ ! -e "$tmp/new.db" ] || fail "stopped import left $(ls "$tmp"/new.db*)"
+        grep -qxF "negsync: nothing imported; removed the new database $tmp/new.db" \
+            "$tmp/stop.err" || fail "stopped import: $(cat "$tmp/stop.err")"
+    else
+        expect_eq "stopped import into an existing database" \
+            "$("$helper" count "$tmp/a.db")" "$before"
+    fi
+done
 
 # --- the default database path ----------------------------------------------
 out=$(XDG_DATA_HOME="$tmp/xdg" "$negsync" import "$tmp/big.jsonl") || fail "XDG import"
