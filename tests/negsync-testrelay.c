@@ -70,6 +70,14 @@ static const char usage_text[] =
     "                        (neg-err and closed do not answer NEG-CLOSE)\n"
     "  --notice-text TEXT    the text (reason) --no-nip77 answers with instead\n"
     "  --welcome-notice TEXT send [\"NOTICE\",TEXT] right after the connection opens\n"
+    "  --ignore-first-message[=MS]\n"
+    "                        drop without a word whatever a client sends in the first MS\n"
+    "                        ms of its connection (default 100), as nostream does with\n"
+    "                        its default rate limiter: it attaches its message handler\n"
+    "                        only after an async Redis check, so a fast client (loopback,\n"
+    "                        LAN) loses its first message. Each drop is logged to stderr\n"
+    "  --auth-challenge      send [\"AUTH\",<challenge>] (NIP-42) as soon as a connection\n"
+    "                        opens, as n0str does on every connection\n"
     "  --neg-err-after K     answer the (K+1)-th message of each NEG session with\n"
     "                        [\"NEG-ERR\",id,\"closed: ...\"] (after K rounds)\n"
     "  --neg-close-after K   the same with [\"NEG-CLOSE\",id], as khatru ends sessions\n"
@@ -160,6 +168,8 @@ enum {
     OPT_NO_NIP77,
     OPT_NOTICE_TEXT,
     OPT_WELCOME,
+    OPT_IGNORE_FIRST,
+    OPT_AUTH_CHALLENGE,
     OPT_NEG_ERR_AFTER,
     OPT_NEG_CLOSE_AFTER,
     OPT_REQ_CLOSED,
@@ -192,6 +202,8 @@ static const struct option long_options[] = {
     {"no-nip77", optional_argument, NULL, OPT_NO_NIP77},
     {"notice-text", required_argument, NULL, OPT_NOTICE_TEXT},
     {"welcome-notice", required_argument, NULL, OPT_WELCOME},
+    {"ignore-first-message", optional_argument, NULL, OPT_IGNORE_FIRST},
+    {"auth-challenge", no_argument, NULL, OPT_AUTH_CHALLENGE},
     {"neg-err-after", required_argument, NULL, OPT_NEG_ERR_AFTER},
     {"neg-close-after", required_argument, NULL, OPT_NEG_CLOSE_AFTER},
     {"req-closed", required_argument, NULL, OPT_REQ_CLOSED},
@@ -222,6 +234,7 @@ static void parse_args(int argc, char **argv, struct tr_config *cfg)
     cfg->version = "1.0";
     cfg->neg_err_after = -1;
     cfg->neg_close_after = -1;
+    cfg->ignore_first_ms = -1;
     cfg->drop_after = -1;
     cfg->stall_after = -1;
     cfg->seed = 1;
@@ -281,6 +294,11 @@ static void parse_args(int argc, char **argv, struct tr_config *cfg)
             break;
         case OPT_NOTICE_TEXT: cfg->notice_text = optarg; break;
         case OPT_WELCOME: cfg->welcome_notice = optarg; break;
+        case OPT_IGNORE_FIRST:
+            cfg->ignore_first_ms =
+                optarg != NULL ? (int64_t)parse_u64("--ignore-first-message", optarg, 600000) : 100;
+            break;
+        case OPT_AUTH_CHALLENGE: cfg->auth_challenge = 1; break;
         case OPT_NEG_ERR_AFTER:
             cfg->neg_err_after = (int64_t)parse_u64("--neg-err-after", optarg, INT64_MAX);
             break;

@@ -282,6 +282,12 @@ static int conn_receive(struct tr_conn *c, const void *in, size_t len)
     } else if (c->rx_binary) {
         c->counts.rx[TR_T_INVALID]++;
         tr_conn_send_notice(c, "ERROR: bad msg: binary messages are not supported");
+    } else if (c->srv->cfg->ignore_first_ms >= 0 &&
+               lws_now_usecs() - c->opened < (lws_usec_t)c->srv->cfg->ignore_first_ms * 1000) {
+        /* --ignore-first-message: no handler yet, as nostream before its Redis check. */
+        fprintf(stderr, "testrelay: conn %llu: ignored a message %lld ms after opening: %.*s\n",
+                (unsigned long long)c->id, (long long)((lws_now_usecs() - c->opened) / 1000),
+                (int)(c->rx.len < 60 ? c->rx.len : 60), c->rx.len ? (const char *)c->rx.data : "");
     } else {
         conn_log(c, "<", (const char *)c->rx.data, c->rx.len);
         rc = tr_handle_message(c, c->rx.len ? (const char *)c->rx.data : "", c->rx.len);
@@ -398,6 +404,13 @@ static int conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         srv->live = c;
         if (srv->cfg->verbose)
             fprintf(stderr, "testrelay: conn %llu open\n", (unsigned long long)c->id);
+        c->opened = lws_now_usecs();
+        if (srv->cfg->auth_challenge) {
+            char challenge[40];
+            snprintf(challenge, sizeof challenge, "negsync-testrelay-%016llx",
+                     (unsigned long long)tr_rng_next(srv));
+            tr_conn_send_json(c, json_pack("[ss]", "AUTH", challenge));
+        }
         if (srv->cfg->welcome_notice != NULL)
             tr_conn_send_notice(c, srv->cfg->welcome_notice);
         if (srv->cfg->big_notice > 0)

@@ -62,6 +62,8 @@ struct tr_config {
     enum tr_nonip77 nonip77;
     const char *notice_text;    /* overrides the NOTICE text of notice/unknown */
     const char *welcome_notice; /* NULL: none */
+    int64_t ignore_first_ms;    /* -1: off; else drop what arrives this soon after opening */
+    int auth_challenge;         /* send ["AUTH", challenge] when a connection opens */
     int64_t neg_err_after;      /* -1: off */
     int64_t neg_close_after;    /* -1: off */
     const char *req_closed;     /* NULL: off; else every REQ gets CLOSED with it */
@@ -170,8 +172,9 @@ struct tr_conn {
      * at the next WRITEABLE (lws drains the extension first) or at close.
      */
     struct tr_msg *held;
-    uint64_t sent; /* messages written, for --drop-after */
-    int closing;   /* stop reading; close once the queue is empty */
+    uint64_t sent;     /* messages written, for --drop-after */
+    int closing;       /* stop reading; close once the queue is empty */
+    lws_usec_t opened; /* when the websocket opened (--ignore-first-message) */
     struct tr_counts counts;
     struct tr_neg_session *negs;
     /* HTTP (NIP-11) response body in progress */
