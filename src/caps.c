@@ -215,6 +215,133 @@ static int names_neg(const char *text)
     return 0;
 }
 
+/* ---- reasons ---------------------------------------------------------------- */
+
+/* Bytes of text that fit before a cut of at most max bytes, at a word boundary if one is near. */
+static size_t cut_point(const char *text, size_t max)
+{
+    size_t cut = max;
+
+    for (size_t i = max; i > max / 2; i--) {
+        if (isspace((unsigned char)text[i])) {
+            /* Before the space, and before the punctuation that ends a word's clause. */
+            cut = i;
+            while (cut > 0 && (isspace((unsigned char)text[cut - 1]) || text[cut - 1] == ',' ||
+                               text[cut - 1] == ';' || text[cut - 1] == ':'))
+                cut--;
+            return cut;
+        }
+    }
+    /* One long word: cut it, but not inside a UTF-8 character. */
+    while (cut > 0 && ((unsigned char)text[cut] & 0xc0) == 0x80)
+        cut--;
+    return cut;
+}
+
+/* caps_quote, with or without the quotes. */
+static size_t put_text(char *out, size_t outlen, const char *text, int quoted)
+{
+    static const char ellipsis[] = "\xe2\x80\xa6"; /* U+2026 */
+    size_t len = text != NULL ? strlen(text) : 0;
+    size_t marks = quoted ? 2 : 0, room, n, pos = 0;
+
+    if (outlen == 0)
+        return 0;
+    if (outlen < marks + 1) {
+        out[0] = '\0';
+        return 0;
+    }
+    room = outlen - marks - 1;
+    if (room > CAPS_QUOTE_MAX)
+        room = CAPS_QUOTE_MAX;
+    n = len;
+    if (len > room) {
+        room = room > sizeof ellipsis - 1 ? room - (sizeof ellipsis - 1) : 0;
+        n = cut_point(text, room);
+    }
+    if (quoted)
+        out[pos++] = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)text[i];
+        out[pos++] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
+    }
+    if (n < len && room > 0) {
+        memcpy(out + pos, ellipsis, sizeof ellipsis - 1);
+        pos += sizeof ellipsis - 1;
+    }
+    if (quoted)
+        out[pos++] = '"';
+    out[pos] = '\0';
+    return pos;
+}
+
+size_t caps_quote(char *out, size_t outlen, const char *text)
+{
+    return put_text(out, outlen, text, 1);
+}
+
+/* "5 s", "0.5 s". */
+static void format_seconds(char *out, size_t outlen, int ms)
+{
+    if (ms % 1000 == 0)
+        snprintf(out, outlen, "%d s", ms / 1000);
+    else
+        snprintf(out, outlen, "%g s", ms / 1000.0);
+}
+
+void caps_neg_open_reason(char *out, size_t outlen, const struct relay_msg *m, int rc,
+                          const char *detail, int timeout_ms)
+{
+    char q[CAPS_QUOTE_MAX + 8], secs[32];
+    const char *type;
+
+    if (m != NULL) {
+        type = m->type == RELAY_MSG_NOTICE    ? "NOTICE"
+               : m->type == RELAY_MSG_NEG_ERR ? "NEG-ERR"
+               : m->type == RELAY_MSG_CLOSED  ? "CLOSED"
+                                              : "an unexpected message";
+        if (m->text != NULL && m->text[0] != '\0') {
+            caps_quote(q, sizeof q, m->text);
+            snprintf(out, outlen, "the relay answered NEG-OPEN with %s %s", type, q);
+        } else {
+            snprintf(out, outlen, "the relay answered NEG-OPEN with %s with no reason", type);
+        }
+    } else if (rc == RELAY_ERR_TIMEOUT) {
+        format_seconds(secs, sizeof secs, timeout_ms);
+        snprintf(out, outlen, "no reply to NEG-OPEN within %s", secs);
+    } else if (detail != NULL && detail[0] != '\0' && strcmp(detail, "connection closed") != 0) {
+        /* Our own text, but it may carry the peer's close reason: cut, unquoted. */
+        put_text(q, sizeof q, detail, 0);
+        snprintf(out, outlen, "the relay closed the connection on NEG-OPEN (%s)", q);
+    } else {
+        snprintf(out, outlen, "the relay closed the connection on NEG-OPEN");
+    }
+}
+
+#define FALLBACK_PREFIX "no NIP-77: "
+
+void caps_fallback_reason(char *out, size_t outlen, const struct relay_msg *m, int rc,
+                          const char *detail, int timeout_ms)
+{
+    char why[CAPS_REASONLEN];
+
+    caps_neg_open_reason(why, sizeof why, m, rc, detail, timeout_ms);
+    snprintf(out, outlen, FALLBACK_PREFIX "%s", why);
+}
+
+void caps_result_fallback(const struct caps_result *r, char *out, size_t outlen)
+{
+    snprintf(out, outlen, FALLBACK_PREFIX "%s%s", r->reason, r->cached ? " (cached)" : "");
+}
+
+/* An unsupported verdict that rests on silence alone: kept briefly (see caps_recheck_reason). */
+static int reason_is_silence(const char *reason)
+{
+    return strncmp(reason, "no reply to NEG-OPEN", 20) == 0 ||
+           /* What older versions cached: the probe's and a sync job's wording. */
+           strcmp(reason, "timeout") == 0 || strncmp(reason, "no answer on NEG-OPEN", 21) == 0;
+}
+
 int caps_notice_is_refusal(const char *text)
 {
     static const char *const words[] = {
@@ -285,14 +412,19 @@ static void decide(struct caps_result *out, enum caps_verdict v, const char *rea
 }
 
 /* A send or receive error: what it says about the relay (0), or -1 if nothing. */
-static int decide_on_error(struct caps_result *out, int rc, const char *err, int64_t started)
+static int decide_on_error(struct caps_result *out, int rc, const char *err, int timeout_ms,
+                           int64_t started)
 {
+    char why[CAPS_REASONLEN];
+
     switch (rc) {
-    case RELAY_ERR_TIMEOUT: decide(out, CAPS_UNSUPPORTED, "timeout", started); return 0;
+    case RELAY_ERR_TIMEOUT:
     case RELAY_ERR_CLOSED:
     case RELAY_ERR_TOO_BIG:
     case RELAY_ERR_NOT_CONNECTED:
-        decide(out, CAPS_UNSUPPORTED, "connection closed", started);
+        caps_neg_open_reason(why, sizeof why, NULL, rc, rc == RELAY_ERR_CLOSED ? err : NULL,
+                             timeout_ms);
+        decide(out, CAPS_UNSUPPORTED, why, started);
         return 0;
     default:
         out->verdict = CAPS_UNREACHABLE;
@@ -304,12 +436,14 @@ static int decide_on_error(struct caps_result *out, int rc, const char *err, int
 
 /*
  * One incoming message: 1 if it decided the probe, 0 if the wait goes on.
- * Only messages for our subscription id count, except NOTICE, which has none.
+ * Only messages for our subscription id count, except NOTICE and AUTH, which
+ * have none.
  */
 static int classify(const struct caps_transport *t, const struct relay_msg *m,
                     struct caps_result *out, int64_t started)
 {
     int ours = m->subid != NULL && strcmp(m->subid, CAPS_PROBE_SUBID) == 0;
+    char why[CAPS_REASONLEN];
 
     switch (m->type) {
     case RELAY_MSG_NEG_MSG:
@@ -318,23 +452,24 @@ static int classify(const struct caps_transport *t, const struct relay_msg *m,
         decide(out, CAPS_SUPPORTED, "NEG-MSG", started);
         return 1;
     case RELAY_MSG_NEG_ERR:
-        if (!ours)
-            break;
-        decide(out, CAPS_UNSUPPORTED,
-               m->text != NULL && m->text[0] ? m->text : "NEG-ERR without a reason", started);
-        return 1;
     case RELAY_MSG_CLOSED:
         if (!ours)
             break;
-        decide(out, CAPS_UNSUPPORTED,
-               m->text != NULL && m->text[0] ? m->text : "CLOSED without a reason", started);
+        caps_neg_open_reason(why, sizeof why, m, 0, NULL, 0);
+        decide(out, CAPS_UNSUPPORTED, why, started);
         return 1;
     case RELAY_MSG_NOTICE:
         if (caps_notice_is_refusal(m->text)) {
-            decide(out, CAPS_UNSUPPORTED, m->text, started);
+            caps_neg_open_reason(why, sizeof why, m, 0, NULL, 0);
+            decide(out, CAPS_UNSUPPORTED, why, started);
             return 1;
         }
         handshake_log(t, "probe: ignoring NOTICE \"%.*s\"", LOG_TRUNCATE, m->text);
+        return 0;
+    case RELAY_MSG_AUTH:
+        /* NIP-42: noted for the day negsync authenticates, not answered. */
+        out->auth_challenge = 1;
+        handshake_log(t, "probe: the relay sent an AUTH challenge (NIP-42); not answered");
         return 0;
     default: break;
     }
@@ -347,14 +482,18 @@ int caps_handshake(const struct caps_transport *t, int timeout_ms, struct caps_r
     char err[RELAY_ERRLEN] = "";
     char *open = caps_neg_open_message();
     int64_t started = mono_ms();
-    int64_t deadline = started + (timeout_ms > 0 ? timeout_ms : CAPS_DEFAULT_TIMEOUT_MS);
+    int64_t deadline;
     int rc;
 
+    if (timeout_ms <= 0)
+        timeout_ms = CAPS_DEFAULT_TIMEOUT_MS;
+    deadline = started + timeout_ms;
     out->latency_ms = -1;
+    out->auth_challenge = 0;
     rc = t->send(t->arg, open, strlen(open), err, sizeof err);
     free(open);
     if (rc < 0)
-        return decide_on_error(out, rc, err, started);
+        return decide_on_error(out, rc, err, timeout_ms, started);
 
     for (;;) {
         struct relay_msg *m = NULL;
@@ -362,11 +501,11 @@ int caps_handshake(const struct caps_transport *t, int timeout_ms, struct caps_r
         int decided;
 
         if (left <= 0)
-            return decide_on_error(out, RELAY_ERR_TIMEOUT, "", started);
+            return decide_on_error(out, RELAY_ERR_TIMEOUT, "", timeout_ms, started);
         err[0] = '\0';
         rc = t->recv(t->arg, (int)left, &m, err, sizeof err);
         if (rc < 0)
-            return decide_on_error(out, rc, err, started);
+            return decide_on_error(out, rc, err, timeout_ms, started);
         decided = classify(t, m, out, started);
         relay_msg_free(m);
         if (decided)
@@ -380,20 +519,175 @@ int caps_handshake(const struct caps_transport *t, int timeout_ms, struct caps_r
     return 0;
 }
 
+/* ---- the first message on a connection ---------------------------------------- */
+
+int caps_first_wait_ms(int timeout_ms)
+{
+    int w = timeout_ms / 3;
+
+    return w < CAPS_FIRST_WAIT_MAX_MS ? w : CAPS_FIRST_WAIT_MAX_MS;
+}
+
+static void guard_log(const struct caps_guard *g, struct relay *r, const char *fmt, ...)
+{
+    char line[256];
+    va_list ap;
+
+    if (g->log == NULL)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    g->log(g->log_arg, relay_url(r), line);
+}
+
+static void guard_forget(struct caps_guard *g)
+{
+    free(g->first);
+    g->first = NULL;
+    g->first_len = 0;
+    g->lost_ms = 0;
+}
+
+void caps_guard_clear(struct caps_guard *g)
+{
+    guard_forget(g);
+}
+
+int caps_guard_send(struct caps_guard *g, struct relay *r, const char *text, size_t len, char *err,
+                    size_t errlen)
+{
+    struct relay_counters conn, total;
+    int first, rc;
+
+    relay_get_counters(r, &conn, NULL);
+    first = relay_is_connected(r) && conn.sent_msgs == 0;
+    /* A second message: the first can no longer be replayed on its own. */
+    guard_forget(g);
+    rc = relay_send(r, text, len, err, errlen);
+    if (first && rc == 0) {
+        g->first = xmalloc(len + 1);
+        memcpy(g->first, text, len);
+        g->first[len] = '\0';
+        g->first_len = len;
+        relay_get_counters(r, NULL, &total);
+        g->sent_total = total.sent_msgs;
+        g->sent_ms = mono_ms();
+        g->recv_base = conn.recv_msgs;
+        g->auths = g->replies = 0;
+        g->retried = 0;
+    }
+    return rc;
+}
+
+/*
+ * 1 while the first message is all this connection has carried: sent, the
+ * only one sent, and nothing received since but AUTH challenges (which
+ * relays send on connect, whatever they were sent).
+ */
+static int guard_pending(const struct caps_guard *g, struct relay *r)
+{
+    struct relay_counters conn, total;
+
+    if (g->first == NULL || g->retried || g->replies > 0 || !relay_is_connected(r))
+        return 0;
+    relay_get_counters(r, &conn, &total);
+    return conn.sent_msgs == 1 && total.sent_msgs == g->sent_total &&
+           conn.recv_msgs - g->recv_base <= g->auths;
+}
+
+/* A fresh connection, a pause, the first message again. 0, or a relay error. */
+static int guard_retry(struct caps_guard *g, struct relay *r, int connect_ms, char *err,
+                       size_t errlen)
+{
+    struct relay_counters total;
+    struct timespec pause = {CAPS_RETRY_PAUSE_MS / 1000, CAPS_RETRY_PAUSE_MS % 1000 * 1000000L};
+    int64_t first_ms = g->sent_ms;
+    int rc;
+
+    guard_log(g, r,
+              "no reply at all to the first message on this connection within %lld ms;"
+              " sending it again on a fresh connection after %d ms (a relay may lose what"
+              " arrives before it is ready, as nostream does)",
+              (long long)(mono_ms() - g->sent_ms), CAPS_RETRY_PAUSE_MS);
+    g->retried = 1;
+    g->retries++;
+    if ((rc = relay_connect(r, connect_ms, err, errlen)) < 0)
+        return rc;
+    nanosleep(&pause, NULL);
+    if ((rc = relay_send(r, g->first, g->first_len, err, errlen)) < 0)
+        return rc;
+    relay_get_counters(r, NULL, &total);
+    g->sent_total = total.sent_msgs;
+    g->sent_ms = mono_ms();
+    g->retry_delay_ms = g->sent_ms - first_ms;
+    g->recv_base = 0;
+    g->auths = g->replies = 0;
+    return 0;
+}
+
+int caps_guard_recv(struct caps_guard *g, struct relay *r, int timeout_ms, struct relay_msg **out,
+                    char *err, size_t errlen)
+{
+    int64_t deadline = mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+
+    for (;;) {
+        int64_t now = mono_ms(), until = deadline;
+        int armed = guard_pending(g, r), rc;
+
+        if (armed) {
+            if (g->lost_ms == 0)
+                g->lost_ms = g->sent_ms + caps_first_wait_ms(timeout_ms);
+            if (g->lost_ms < until)
+                until = g->lost_ms;
+        }
+        rc = relay_recv(r, until > now ? (int)(until - now) : 0, out, err, errlen);
+        if (rc == 0 && g->first != NULL) {
+            if ((*out)->type == RELAY_MSG_AUTH)
+                g->auths++;
+            else
+                g->replies++;
+        }
+        if (rc != RELAY_ERR_TIMEOUT || !armed || until == deadline)
+            return rc;
+        if (!guard_pending(g, r))
+            continue; /* something came after all (a message it could not read): wait on */
+        rc = guard_retry(
+            g, r,
+            g->within_timeout ? (int)(deadline - mono_ms() > 1 ? deadline - mono_ms() : 1) : 0, err,
+            errlen);
+        if (rc == RELAY_ERR_INTERRUPTED)
+            return rc;
+        if (rc < 0) {
+            char why[RELAY_ERRLEN];
+            snprintf(why, sizeof why, "%s", err);
+            set_error(err, errlen, "no reply, and no fresh connection: %s", why);
+            guard_forget(g);
+            return RELAY_ERR_TIMEOUT;
+        }
+        if (!g->within_timeout)
+            deadline = g->sent_ms + (timeout_ms > 0 ? timeout_ms : 0);
+    }
+}
+
 /* ---- cache policy -------------------------------------------------------------- */
 
 enum caps_source caps_recheck_reason(const struct caps_result *cached,
                                      const struct caps_nip11 *nip11_now, int64_t now,
                                      unsigned recheck_days, int force)
 {
-    int64_t age;
+    int64_t age, life;
 
     if (force)
         return CAPS_CHECK_FORCED;
     if (cached == NULL)
         return CAPS_CHECK_NEW;
     age = now - cached->checked_at;
-    if (recheck_days == 0 || age < 0 || age >= (int64_t)recheck_days * SECONDS_PER_DAY)
+    life = (int64_t)recheck_days * SECONDS_PER_DAY;
+    if (cached->verdict == CAPS_UNSUPPORTED && reason_is_silence(cached->reason) &&
+        life > CAPS_SILENCE_RECHECK_S)
+        life = CAPS_SILENCE_RECHECK_S;
+    if (life == 0 || age < 0 || age >= life)
         return CAPS_CHECK_EXPIRED;
     if (nip11_now != NULL && (nip11_now->present != cached->nip11.present ||
                               !same_text(nip11_now->software, cached->nip11.software) ||
@@ -595,7 +889,10 @@ int caps_mark_unsupported(struct caps_cache *c, const char *url, const char *rea
         snprintf(r.nip11.reason, sizeof r.nip11.reason, "not fetched");
     }
     r.verdict = CAPS_UNSUPPORTED;
+    if (reason != NULL && strncmp(reason, FALLBACK_PREFIX, sizeof FALLBACK_PREFIX - 1) == 0)
+        reason += sizeof FALLBACK_PREFIX - 1;
     snprintf(r.reason, sizeof r.reason, "%s", reason != NULL && reason[0] ? reason : "refused");
+    r.auth_challenge = 0;
     r.checked_at = now;
     rc = caps_cache_put(c, &r, err, errlen);
     caps_result_clear(&r);
@@ -616,15 +913,25 @@ struct caps_opts caps_opts_default(void)
     return o;
 }
 
+/* The probe's connection: a relay behind a guard, whose retry comes out of the probe's budget. */
+struct probe_link {
+    struct relay *r;
+    struct caps_guard g;
+};
+
 static int relay_transport_send(void *arg, const char *text, size_t len, char *err, size_t errlen)
 {
-    return relay_send(arg, text, len, err, errlen);
+    struct probe_link *l = arg;
+
+    return caps_guard_send(&l->g, l->r, text, len, err, errlen);
 }
 
 static int relay_transport_recv(void *arg, int timeout_ms, struct relay_msg **out, char *err,
                                 size_t errlen)
 {
-    return relay_recv(arg, timeout_ms, out, err, errlen);
+    struct probe_link *l = arg;
+
+    return caps_guard_recv(&l->g, l->r, timeout_ms, out, err, errlen);
 }
 
 /* Fetches NIP-11 into *n; 1 if the relay answered the HTTP request at all. */
@@ -646,6 +953,7 @@ static int probe_connection(const char *url, const struct caps_opts *o, struct c
     struct relay_opts ro = o->relay;
     struct relay *r;
     struct caps_transport t;
+    struct probe_link link;
     int rc;
 
     ro.connect_timeout_ms = o->timeout_ms;
@@ -665,14 +973,26 @@ static int probe_connection(const char *url, const struct caps_opts *o, struct c
         relay_free(r);
         return rc == RELAY_ERR_INTERRUPTED ? -1 : 0;
     }
+    memset(&link, 0, sizeof link);
+    link.r = r;
+    link.g.log = ro.log;
+    link.g.log_arg = ro.log_arg;
+    link.g.within_timeout = 1;
     memset(&t, 0, sizeof t);
     t.send = relay_transport_send;
     t.recv = relay_transport_recv;
-    t.arg = r;
+    t.arg = &link;
     t.log = ro.log;
     t.log_arg = ro.log_arg;
     t.url = url;
     rc = caps_handshake(&t, o->timeout_ms, out);
+    if (rc == 0 && link.g.retries > 0) {
+        out->first_message_lost = 1;
+        /* An answer to the NEG-OPEN sent again: its latency, not the lost one's wait. */
+        if (out->latency_ms >= 0 && !reason_is_silence(out->reason))
+            out->latency_ms -= link.g.retry_delay_ms;
+    }
+    caps_guard_clear(&link.g);
     relay_free(r);
     return rc;
 }

@@ -10,7 +10,16 @@
  * than recheck_days, the relay's NIP-11 software or version changes, or the
  * caller forces a re-check. A relay that cannot be reached at all is
  * "unreachable", which is never written to the cache: a relay that is down
- * today has not stopped speaking NIP-77.
+ * today has not stopped speaking NIP-77. Silence is weak evidence too: a
+ * NEG-OPEN that got no reply at all is cached as unsupported for at most
+ * CAPS_SILENCE_RECHECK_S, not recheck_days.
+ *
+ * Some relays lose the first message of a new connection: nostream with its
+ * default rate limiter attaches its message handler only after an
+ * asynchronous Redis check, so on loopback or a LAN whatever arrives first is
+ * dropped without a word. struct caps_guard (below) sends that first message
+ * again, once, on a fresh connection; the probe and the sync jobs both send
+ * through it.
  *
  * Wall-clock time (checked_at, the cache's age) comes from an injectable
  * clock so tests can age the cache; latencies use the monotonic clock.
@@ -25,6 +34,15 @@
 
 #define CAPS_ERRLEN    256
 #define CAPS_REASONLEN 256
+
+/* The most bytes of a relay's own text a reason quotes (caps_quote). */
+#define CAPS_QUOTE_MAX 120
+/* How long a NEG-OPEN that got no reply at all stays cached as unsupported. */
+#define CAPS_SILENCE_RECHECK_S 3600
+/* The pause between opening the fresh connection and sending the lost message again. */
+#define CAPS_RETRY_PAUSE_MS 500
+/* The longest wait for a reply to the first message before it counts as lost. */
+#define CAPS_FIRST_WAIT_MAX_MS 3000
 
 /* The subscription id of the probe's NEG-OPEN. */
 #define CAPS_PROBE_SUBID "negsync-probe"
@@ -86,8 +104,9 @@ struct caps_result {
     char *url; /* normalized */
     enum caps_verdict verdict;
     /*
-     * The relay's own text (NEG-ERR, CLOSED, NOTICE), "connection closed",
-     * "timeout", the connection error for unreachable, or "NEG-MSG".
+     * "NEG-MSG"; what the relay did with NEG-OPEN (caps_neg_open_reason:
+     * 'the relay answered NEG-OPEN with NOTICE "..."', "no reply to
+     * NEG-OPEN within 5 s", ...); or the connection error for unreachable.
      */
     char reason[CAPS_REASONLEN];
     int64_t checked_at; /* unix seconds, from the injected clock */
@@ -95,6 +114,17 @@ struct caps_result {
     struct caps_nip11 nip11;
     int cached; /* 1: this came from the cache, no handshake ran */
     enum caps_source source;
+    /*
+     * The relay sent ["AUTH", challenge] (NIP-42) before the decision; it is
+     * not answered. Not cached: 0 when cached.
+     */
+    int auth_challenge;
+    /*
+     * The relay said nothing at all to the first NEG-OPEN, which went again
+     * on a fresh connection (struct caps_guard); latency_ms is then the
+     * second one's. Not cached either.
+     */
+    int first_message_lost;
 };
 
 void caps_result_clear(struct caps_result *r);
@@ -111,6 +141,36 @@ void caps_result_clear(struct caps_result *r);
 int caps_notice_is_refusal(const char *text);
 
 /*
+ * A relay's text as a reason quotes it: in double quotes, control
+ * characters as spaces, and when longer than CAPS_QUOTE_MAX bytes (or than
+ * out allows) cut at a word boundary with an ellipsis ("…") rather than
+ * mid-word (mid-word only for a word longer than half the room, and then
+ * never inside a UTF-8 character). NULL quotes as "". out always ends in
+ * NUL; returns the length written.
+ */
+size_t caps_quote(char *out, size_t outlen, const char *text);
+
+/*
+ * What a relay did with a NEG-OPEN, in words a person can act on; the
+ * probe's reason and what the cache keeps:
+ *   m a NOTICE, NEG-ERR or CLOSED  the relay answered NEG-OPEN with NOTICE "<text>"
+ *                                  (its text through caps_quote; none: "with no reason")
+ *   m NULL, rc RELAY_ERR_TIMEOUT   no reply to NEG-OPEN within <timeout_ms> s
+ *   m NULL, any other rc           the relay closed the connection on NEG-OPEN (<detail>)
+ * detail (may be NULL or "") is the connection's error text.
+ */
+void caps_neg_open_reason(char *out, size_t outlen, const struct relay_msg *m, int rc,
+                          const char *detail, int timeout_ms);
+/* The same after "no NIP-77: ": a sync job's reason for falling back to REQ. */
+void caps_fallback_reason(char *out, size_t outlen, const struct relay_msg *m, int rc,
+                          const char *detail, int timeout_ms);
+/*
+ * The fallback reason of a probe's unsupported verdict: "no NIP-77: " and
+ * its reason, then " (cached)" when it came from the cache.
+ */
+void caps_result_fallback(const struct caps_result *r, char *out, size_t outlen);
+
+/*
  * How the handshake talks to the relay: relay_send / relay_recv on a real
  * connection (caps_probe), or a script in the tests. recv returns 0 with a
  * message or a negative enum relay_error, as relay_recv does.
@@ -125,6 +185,57 @@ struct caps_transport {
     const char *url; /* for the log */
 };
 
+/* ---- the first message on a connection ---------------------------------------- */
+
+/*
+ * Sends and receives on a struct relay like relay_send / relay_recv, and
+ * watches the first message of each connection: when the wait for a reply
+ * to it passes caps_first_wait_ms with nothing at all received since it was
+ * sent (no reply, no notice, not even a message it could not read; an AUTH
+ * challenge is no reply), the message counts as lost. The guard then opens a fresh connection
+ * (relay_connect), pauses CAPS_RETRY_PAUSE_MS and sends it again, once per
+ * first message; a relay that is just slow costs a reconnect, not a
+ * failure. A relay that said anything, or a connection that closed, is left
+ * to the caller as it is. Zero it before use (the log fields may be set);
+ * caps_guard_clear frees what it holds.
+ */
+struct caps_guard {
+    /* Where a retry is reported; NULL: nowhere. */
+    void (*log)(void *log_arg, const char *url, const char *line);
+    void *log_arg;
+    /*
+     * 1: the retry comes out of the caller's wait (the probe: one budget for
+     * the whole handshake); 0: the message sent again gets a whole wait of
+     * its own.
+     */
+    int within_timeout;
+    /* The rest is the guard's own. */
+    char *first; /* the first message of the current connection, until a second is sent */
+    size_t first_len;
+    uint64_t sent_total;    /* the relay's total sent_msgs once it had gone out */
+    uint64_t recv_base;     /* the connection's recv_msgs before it went out */
+    uint64_t auths;         /* AUTH messages returned since */
+    uint64_t replies;       /* other messages returned since */
+    int64_t sent_ms;        /* when it went out (monotonic) */
+    int64_t lost_ms;        /* when it counts as lost; 0: not yet set */
+    int retried;            /* sent again already */
+    int retries;            /* how many times this guard retried */
+    int64_t retry_delay_ms; /* the last retry: from the first send to the second */
+};
+
+/* min(timeout_ms / 3, CAPS_FIRST_WAIT_MAX_MS): how long the reply may take before the retry. */
+int caps_first_wait_ms(int timeout_ms);
+/* relay_send through the guard. */
+int caps_guard_send(struct caps_guard *g, struct relay *r, const char *text, size_t len, char *err,
+                    size_t errlen);
+/*
+ * relay_recv through the guard: the retry happens inside. If reconnecting
+ * fails, RELAY_ERR_TIMEOUT (the message got no reply) with the reason in err.
+ */
+int caps_guard_recv(struct caps_guard *g, struct relay *r, int timeout_ms, struct relay_msg **out,
+                    char *err, size_t errlen);
+void caps_guard_clear(struct caps_guard *g);
+
 /*
  * The NEG-OPEN the probe sends, as compact JSON (caller frees):
  * ["NEG-OPEN","negsync-probe",{"kinds":[29999],"limit":0},"<hex>"], the hex
@@ -135,15 +246,17 @@ char *caps_neg_open_message(void);
 /*
  * Sends the probe's NEG-OPEN and waits at most timeout_ms (a deadline over
  * the whole wait) for the first reply that concerns it:
- *   NEG-MSG for our id          -> SUPPORTED, reason "NEG-MSG" (NEG-CLOSE is sent)
- *   NEG-ERR or CLOSED for our id -> UNSUPPORTED, reason = the relay's text
- *   a refusal NOTICE            -> UNSUPPORTED, reason = its text
- *   any other NOTICE or message -> logged, the wait goes on
- *   the connection closes       -> UNSUPPORTED, "connection closed"
- *   the deadline passes         -> UNSUPPORTED, "timeout"
- * Sets out->verdict, reason and latency_ms. Returns 0, or -1 when the wait
- * was interrupted or failed for a reason that says nothing about the relay
- * (then reason holds the error).
+ *   NEG-MSG for our id           -> SUPPORTED, reason "NEG-MSG" (NEG-CLOSE is sent)
+ *   NEG-ERR or CLOSED for our id -> UNSUPPORTED, 'the relay answered NEG-OPEN with NEG-ERR "..."'
+ *   a refusal NOTICE             -> UNSUPPORTED, 'the relay answered NEG-OPEN with NOTICE "..."'
+ *   AUTH                         -> auth_challenge = 1 (not answered), the wait goes on
+ *   any other NOTICE or message  -> logged, the wait goes on
+ *   the connection closes        -> UNSUPPORTED, "the relay closed the connection on NEG-OPEN"
+ *   the deadline passes          -> UNSUPPORTED, "no reply to NEG-OPEN within N s"
+ * (caps_neg_open_reason words them). Sets out->verdict, reason, latency_ms
+ * and auth_challenge. Returns 0, or -1 when the wait was interrupted or
+ * failed for a reason that says nothing about the relay (then reason holds
+ * the error).
  */
 int caps_handshake(const struct caps_transport *t, int timeout_ms, struct caps_result *out);
 
@@ -153,9 +266,11 @@ int caps_handshake(const struct caps_transport *t, int timeout_ms, struct caps_r
  * Whether a cached result may be reused. cached NULL: nothing cached.
  * nip11_now: the document fetched on this connection, or NULL if it was not
  * fetched or the relay could not be asked (then it does not count as a
- * change). recheck_days 0 means never reuse. A cached result from the future
- * (the clock went back) counts as expired. Returns CAPS_FROM_CACHE or why to
- * check again.
+ * change). recheck_days 0 means never reuse. An unsupported verdict whose
+ * reason is silence (no reply to NEG-OPEN; "timeout" from older versions)
+ * expires after CAPS_SILENCE_RECHECK_S, or recheck_days if that is shorter.
+ * A cached result from the future (the clock went back) counts as expired.
+ * Returns CAPS_FROM_CACHE or why to check again.
  */
 enum caps_source caps_recheck_reason(const struct caps_result *cached,
                                      const struct caps_nip11 *nip11_now, int64_t now,
@@ -189,7 +304,9 @@ int caps_cache_put(struct caps_cache *c, const struct caps_result *r, char *err,
 /*
  * A sync job got an unsupported-style answer (NEG-ERR, a refusal NOTICE...)
  * from a relay thought to support NIP-77: mark it unsupported at once with
- * that reason, keeping the cached NIP-11 facts. url must be normalized.
+ * that reason, keeping the cached NIP-11 facts. url must be normalized. A
+ * fallback reason (caps_fallback_reason) is stored without its "no NIP-77: ",
+ * as the probe words the same answer.
  */
 int caps_mark_unsupported(struct caps_cache *c, const char *url, const char *reason, int64_t now,
                           char *err, size_t errlen);

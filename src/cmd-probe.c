@@ -111,6 +111,8 @@ static void print_json(const struct probe_target *t, int64_t now)
         json_object_set_new(o, "checked_at", json_integer(now));
         json_object_set_new(o, "cached", json_false());
         json_object_set_new(o, "latency_ms", json_null());
+        json_object_set_new(o, "auth_challenge", json_null());
+        json_object_set_new(o, "first_message_lost", json_null());
         json_object_set_new(o, "error", json_true());
     } else {
         if (r->nip11.present) {
@@ -138,6 +140,11 @@ static void print_json(const struct probe_target *t, int64_t now)
         json_object_set_new(o, "check", json_string(caps_source_name(r->source)));
         json_object_set_new(o, "latency_ms",
                             r->latency_ms >= 0 ? json_integer(r->latency_ms) : json_null());
+        /* Seen on this connection; the cache does not keep it. */
+        json_object_set_new(o, "auth_challenge",
+                            r->cached ? json_null() : json_boolean(r->auth_challenge));
+        json_object_set_new(o, "first_message_lost",
+                            r->cached ? json_null() : json_boolean(r->first_message_lost));
     }
     json_object_set_new(o, "tls_verify", json_boolean(t->tls_verify));
     line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -186,7 +193,9 @@ static void table_row(const struct probe_target *t, int64_t now,
     } else {
         snprintf(cells[COL_SOURCE], sizeof cells[0], "probe (%s)", caps_source_name(r->source));
     }
-    snprintf(cells[COL_REASON], sizeof cells[0], "%s", r->reason);
+    snprintf(cells[COL_REASON], sizeof cells[0], "%s%s%s", r->reason,
+             r->first_message_lost ? "; the first NEG-OPEN was lost, sent again" : "",
+             r->auth_challenge ? "; the relay sent an AUTH challenge (not answered)" : "");
 }
 
 static void print_table(const struct probe_target *targets, size_t n, int64_t now)

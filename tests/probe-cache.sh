@@ -3,10 +3,10 @@
 # fresh answer is reused; --force checks again; a relay whose NIP-11 version
 # changes (an upgrade, restarted on the same port) is checked again; an
 # answer older than recheck_days is checked again (aged in the database with
-# sqlite3; test-caps does the same with an injected clock); a relay that is
-# down is "unreachable", exit 1, and never replaces the cached answer; with
-# no URL every relay of the configuration is probed, in parallel, in config
-# order.
+# sqlite3; test-caps does the same with an injected clock), and silence (no
+# reply to NEG-OPEN) older than an hour; a relay that is down is
+# "unreachable", exit 1, and never replaces the cached answer; with no URL
+# every relay of the configuration is probed, in parallel, in config order.
 . "${top_srcdir:-.}/tests/lib.sh"
 . "$top_srcdir/tests/relay-lib.sh"
 
@@ -73,7 +73,8 @@ start_relay --port "$port" --version 2.0 --no-nip77=notice
 probe "$url"
 expect_eq "upgrade: check" "$(get check)" nip11-changed
 expect_eq "upgrade: class" "$(get negentropy)" unsupported
-expect_eq "upgrade: reason" "$(get reason)" "ERROR: bad msg: negentropy disabled"
+expect_eq "upgrade: reason" "$(get reason)" \
+    'the relay answered NEG-OPEN with NOTICE "ERROR: bad msg: negentropy disabled"'
 case $(get nip11) in
 *'"version":"2.0"'*) ;;
 *) fail "upgrade: nip11 $(get nip11)" ;;
@@ -152,12 +153,34 @@ expect_eq "config: urls in order" "$(get url | tr '\n' ' ')" \
     "$silent1 $good $silent2 $never $silent3 "
 expect_eq "config: classes" "$(get negentropy | tr '\n' ' ')" \
     "unsupported supported unsupported unreachable unsupported "
-expect_eq "config: reasons" "$(get reason | sed 's/^cannot connect.*/refused/' | tr '\n' ' ')" \
-    "timeout NEG-MSG timeout refused timeout "
+expect_eq "config: reasons" "$(get reason | sed 's/^cannot connect.*/refused/' | tr '\n' '|')" \
+    "$(printf '%s|' "no reply to NEG-OPEN within 1 s" NEG-MSG "no reply to NEG-OPEN within 1 s" \
+        refused "no reply to NEG-OPEN within 1 s")"
 expect_eq "config: tls_verify" "$(get tls_verify | tr '\n' ' ')" "true true true true false "
 # A figure, not an assertion: three 1 s timeouts in parallel take about 1 s, not 3.
 echo "probe-cache: 5 relays (3 silent, 1 s timeout) probed in about $((t1 - t0)) s"
 CFG="$tmp/relays.ini" timeout 60 "$negsync" -c "$tmp/relays.ini" -d "$db" probe >"$tmp/table" 2>&1
 grep -q "^$silent3 (TLS unverified) " "$tmp/table" || fail "tls_verify=false not shown: $(cat "$tmp/table")"
+
+# --- silence is no verdict for recheck_days --------------------------------------------
+# A relay that never answered NEG-OPEN (nothing at all, on two connections) is
+# cached as unsupported for an hour, then asked again; one that refused in
+# words keeps its answer for recheck_days.
+if command -v sqlite3 >/dev/null; then
+    start_relay --no-nip77=notice
+    refuser=$RELAY_URL
+    printf '[sync]\nprobe_timeout = 1\n\n[relay %s]\n\n[relay %s]\n' "$silent1" "$refuser" \
+        >"$tmp/age.ini"
+    CFG="$tmp/age.ini" probe --force
+    expect_eq "aged: classes" "$(get negentropy | tr '\n' ' ')" "unsupported unsupported "
+    sqlite3 "$db" "UPDATE relay_caps SET checked_at = checked_at - 3500" || fail "sqlite3 update"
+    CFG="$tmp/age.ini" probe
+    expect_eq "silence 58 min old: check" "$(get check | tr '\n' ' ')" "cache cache "
+    sqlite3 "$db" "UPDATE relay_caps SET checked_at = checked_at - 100" || fail "sqlite3 update"
+    CFG="$tmp/age.ini" probe
+    expect_eq "silence an hour old: check" "$(get check | tr '\n' ' ')" "expired cache "
+    expect_eq "silence an hour old: asked again" "$(get cached | tr '\n' ' ')" "false true "
+    stop_relay
+fi
 
 echo "probe-cache: ok"

@@ -91,17 +91,26 @@ expect_eq "unlisted: nips" "$(get nip11 | sed 's/.*"supported_nips"://')" '[1,11
 stop_relay
 
 # --- lists 77, then refuses it, each in its own way ------------------------
-for mode in "notice|ERROR: bad msg: negentropy disabled" \
-    "unknown|ERROR: bad msg: unknown cmd" \
-    "neg-err|blocked: Negentropy sync is disabled" \
-    "closed|error: NEG not supported" \
-    "disconnect|connection closed"; do
+for mode in 'notice|the relay answered NEG-OPEN with NOTICE "ERROR: bad msg: negentropy disabled"' \
+    'unknown|the relay answered NEG-OPEN with NOTICE "ERROR: bad msg: unknown cmd"' \
+    'neg-err|the relay answered NEG-OPEN with NEG-ERR "blocked: Negentropy sync is disabled"' \
+    'closed|the relay answered NEG-OPEN with CLOSED "error: NEG not supported"' \
+    "disconnect|the relay closed the connection on NEG-OPEN*"; do
     m=${mode%%|*}
     reason=${mode#*|}
     start_relay --no-nip77="$m"
     probe "$tmp/answer.ini" "$RELAY_URL"
     expect_eq "$m: exit" "$rc" 0
-    expect_probe "lists 77, --no-nip77=$m" unsupported "$reason"
+    case $reason in
+    *'*') # the connection's own words follow, in parentheses
+        expect_probe "lists 77, --no-nip77=$m" unsupported "$(get reason)"
+        case $(get reason) in
+        "${reason%\*}" | "${reason%\*} ("*")") ;;
+        *) fail "$m: reason '$(get reason)', want '$reason'" ;;
+        esac
+        ;;
+    *) expect_probe "lists 77, --no-nip77=$m" unsupported "$reason" ;;
+    esac
     expect_answered_in_time "--no-nip77=$m"
     case $(get nip11) in
     *'"supported_nips":[1,11,77]'*) ;;
@@ -110,13 +119,16 @@ for mode in "notice|ERROR: bad msg: negentropy disabled" \
     stop_relay
 done
 
-# Lists 77 and never answers: timeout, at the deadline and not before.
+# Lists 77 and never answers: no reply, at the deadline and not before (the
+# NEG-OPEN went twice, on two connections, within that one budget).
 start_relay --no-nip77=silent
 probe "$tmp/silent.ini" "$RELAY_URL"
 expect_eq "silent: exit" "$rc" 0
-expect_probe "lists 77, silent" unsupported timeout
+expect_probe "lists 77, silent" unsupported "no reply to NEG-OPEN within 1 s"
 lat=$(get latency_ms)
 [ "$lat" -ge 1000 ] || fail "silent: gave up after $lat ms, before probe_timeout"
+[ "$lat" -lt 2000 ] || fail "silent: took $lat ms, past probe_timeout"
+expect_eq "silent: first message lost" "$(get first_message_lost)" true
 stop_relay
 
 # --- every real-world refusal wording, played by --notice-text ------------
@@ -128,14 +140,24 @@ for text in "ERROR: bad msg: negentropy disabled" \
     'invalid: "value" does not match any of the allowed types'; do
     start_relay --no-nip77=notice --notice-text "$text"
     probe "$tmp/answer.ini" "$RELAY_URL"
-    expect_probe "notice '$text'" unsupported "$text"
+    expect_probe "notice '$text'" unsupported "the relay answered NEG-OPEN with NOTICE \"$text\""
     expect_answered_in_time "notice '$text'"
     stop_relay
 done
 # chorus refuses with NEG-ERR "blocked:" on a query that matches nothing.
 start_relay --no-nip77=neg-err --notice-text "blocked: Negentropy sync is disabled"
 probe "$tmp/answer.ini" "$RELAY_URL"
-expect_probe "chorus NEG-ERR" unsupported "blocked: Negentropy sync is disabled"
+expect_probe "chorus NEG-ERR" unsupported \
+    'the relay answered NEG-OPEN with NEG-ERR "blocked: Negentropy sync is disabled"'
+stop_relay
+# A long refusal is cut at a word, with an ellipsis.
+start_relay --no-nip77=notice --notice-text "ERROR: bad msg: this relay does not speak \
+negentropy, NIP-77 or any other set reconciliation protocol, and it never will, so please \
+stop asking"
+probe "$tmp/answer.ini" "$RELAY_URL"
+expect_probe "long NOTICE" unsupported "the relay answered NEG-OPEN with NOTICE \"ERROR: bad \
+msg: this relay does not speak negentropy, NIP-77 or any other set reconciliation protocol, \
+and it never…\""
 stop_relay
 
 # --- a welcome notice is not a refusal --------------------------------------
@@ -146,11 +168,14 @@ expect_probe "welcome, then NEG-MSG" supported NEG-MSG
 stop_relay
 start_relay --welcome-notice "$welcome" --no-nip77=silent
 probe "$tmp/silent.ini" "$RELAY_URL"
-expect_probe "welcome, then silence" unsupported timeout
+expect_probe "welcome, then silence" unsupported "no reply to NEG-OPEN within 1 s"
+# It said something: its NEG-OPEN was not lost, and not sent again.
+expect_eq "welcome, then silence: lost" "$(get first_message_lost)" false
 stop_relay
 start_relay --welcome-notice "$welcome" --no-nip77=notice --notice-text "Command unrecognized"
 probe "$tmp/answer.ini" "$RELAY_URL"
-expect_probe "welcome, then a refusal" unsupported "Command unrecognized"
+expect_probe "welcome, then a refusal" unsupported \
+    'the relay answered NEG-OPEN with NOTICE "Command unrecognized"'
 stop_relay
 
 # --- slow but in time, and too slow ---------------------------------------
@@ -161,7 +186,7 @@ expect_probe "300 ms late" supported NEG-MSG
 stop_relay
 start_relay --delay-ms 3000
 probe "$tmp/silent.ini" "$RELAY_URL"
-expect_probe "3 s late, 1 s timeout" unsupported timeout
+expect_probe "3 s late, 1 s timeout" unsupported "no reply to NEG-OPEN within 1 s"
 stop_relay
 
 # --- broken NIP-11: "no NIP-11", and the handshake still decides ------------
@@ -174,7 +199,8 @@ for variant in absent invalid wrongtypes huge; do
     stop_relay
     start_relay --nip11="$variant" --no-nip77=unknown
     probe "$tmp/answer.ini" "$RELAY_URL"
-    expect_probe "NIP-11 $variant, no NIP-77" unsupported "ERROR: bad msg: unknown cmd"
+    expect_probe "NIP-11 $variant, no NIP-77" unsupported \
+        'the relay answered NEG-OPEN with NOTICE "ERROR: bad msg: unknown cmd"'
     expect_eq "NIP-11 $variant, no NIP-77: nip11" "$(get nip11)" null
     stop_relay
 done

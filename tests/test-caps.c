@@ -10,7 +10,10 @@
  * $top_builddir, as make check sets it), driven by an injected clock: a
  * fresh answer is reused, an expired one and a changed NIP-11 version are
  * checked again, --force checks again, and a relay that is down is reported
- * unreachable without touching the cache.
+ * unreachable without touching the cache. Then relays with quirks: one that
+ * loses the first message of a connection (the guard sends it again), with
+ * an AUTH challenge on connect, with silence besides (an hour in the
+ * cache), and one that is only slow.
  *
  * `test-caps json-field KEY` is a helper for the shell tests: it prints KEY
  * of each JSON object read from stdin, one per line (strings raw, null as
@@ -70,6 +73,125 @@ static void test_notices(void)
     for (size_t i = 0; i < sizeof harmless / sizeof harmless[0]; i++)
         CHECK_MSG(!caps_notice_is_refusal(harmless[i]), "\"%s\"", harmless[i]);
     CHECK(!caps_notice_is_refusal(NULL));
+}
+
+/* ---- reasons ------------------------------------------------------------------------ */
+
+static void expect_quote(const char *text, size_t outlen, const char *want)
+{
+    char out[512];
+
+    CHECK(outlen <= sizeof out);
+    caps_quote(out, outlen, text);
+    CHECK_MSG(strcmp(out, want) == 0, "quote of \"%s\" in %zu: got %s, want %s",
+              text != NULL ? text : "(null)", outlen, out, want);
+    CHECK(strlen(out) < outlen);
+}
+
+static void test_quote(void)
+{
+    /* 130 bytes of words; the room is CAPS_QUOTE_MAX (120) less the ellipsis (3). */
+    static const char words[] = "The quick brown fox jumps over the lazy dog, and then the "
+                                "quick brown fox jumps over the lazy dog again, and again, "
+                                "and again and";
+    char exact[CAPS_QUOTE_MAX + 2], over[CAPS_QUOTE_MAX + 2], want[CAPS_QUOTE_MAX + 16];
+
+    expect_quote("ERROR: bad msg: negentropy disabled", 256,
+                 "\"ERROR: bad msg: negentropy disabled\"");
+    expect_quote(NULL, 256, "\"\"");
+    expect_quote("", 256, "\"\"");
+    /* Control characters would break a one-line reason (or a terminal): spaces. */
+    expect_quote("line one\nline two\t\x1b[31mred", 256, "\"line one line two  [31mred\"");
+    /* Long: cut after a whole word (and the comma that ends it), then an ellipsis. */
+    CHECK(sizeof words - 1 > CAPS_QUOTE_MAX);
+    expect_quote(words, 256,
+                 "\"The quick brown fox jumps over the lazy dog, and then the quick brown fox "
+                 "jumps over the lazy dog again, and again\xe2\x80\xa6\"");
+    /* Exactly CAPS_QUOTE_MAX bytes: whole; one more: cut. */
+    memset(exact, 'a', CAPS_QUOTE_MAX);
+    exact[CAPS_QUOTE_MAX] = '\0';
+    memcpy(exact, "word ", 5);
+    snprintf(want, sizeof want, "\"%s\"", exact);
+    expect_quote(exact, 256, want);
+    /*
+     * One more byte: a single 116-byte word after "word " is longer than half
+     * the room, so it is cut mid-word rather than leaving only "word".
+     */
+    snprintf(over, sizeof over, "%sa", exact);
+    snprintf(want, sizeof want, "\"%.*s\xe2\x80\xa6\"", CAPS_QUOTE_MAX - 3, over);
+    expect_quote(over, 256, want);
+    /* A small buffer cuts sooner; the quotes and the NUL always fit. */
+    expect_quote("negentropy disabled here", 16, "\"negentropy\xe2\x80\xa6\"");
+    expect_quote("abc", 3, "\"\"");
+    expect_quote("abc", 2, "");
+    /* Never inside a UTF-8 character: "é" is two bytes, "€" three. */
+    {
+        char utf[CAPS_QUOTE_MAX + 8];
+        size_t n = 0;
+        while (n + 3 <= CAPS_QUOTE_MAX + 4) {
+            memcpy(utf + n, "\xe2\x82\xac", 3);
+            n += 3;
+        }
+        utf[n] = '\0';
+        caps_quote(want, sizeof want, utf);
+        /* 117 bytes of room hold 39 whole euro signs. */
+        CHECK_MSG(strlen(want) == 2 + 39 * 3 + 3, "%zu", strlen(want));
+        CHECK(strncmp(want + 1 + 39 * 3, "\xe2\x80\xa6\"", 4) == 0);
+    }
+}
+
+static void test_reasons(void)
+{
+    char out[CAPS_REASONLEN], longtext[400];
+    struct relay_msg m = {0};
+    struct caps_result r = {0};
+
+    m.type = RELAY_MSG_NOTICE;
+    m.text = "ERROR: bad msg: negentropy disabled";
+    caps_fallback_reason(out, sizeof out, &m, 0, NULL, 0);
+    CHECK_MSG(strcmp(out, "no NIP-77: the relay answered NEG-OPEN with NOTICE \"ERROR: bad msg: "
+                          "negentropy disabled\"") == 0,
+              "%s", out);
+    m.type = RELAY_MSG_NEG_ERR;
+    m.text = "";
+    caps_neg_open_reason(out, sizeof out, &m, 0, NULL, 0);
+    CHECK_MSG(strcmp(out, "the relay answered NEG-OPEN with NEG-ERR with no reason") == 0, "%s",
+              out);
+    m.type = RELAY_MSG_CLOSED;
+    m.text = "auth-required: sign in first";
+    caps_neg_open_reason(out, sizeof out, &m, 0, NULL, 0);
+    CHECK_MSG(strcmp(out, "the relay answered NEG-OPEN with CLOSED \"auth-required: sign in "
+                          "first\"") == 0,
+              "%s", out);
+    caps_fallback_reason(out, sizeof out, NULL, RELAY_ERR_TIMEOUT, "no reply within 10 s", 10000);
+    CHECK_MSG(strcmp(out, "no NIP-77: no reply to NEG-OPEN within 10 s") == 0, "%s", out);
+    caps_neg_open_reason(out, sizeof out, NULL, RELAY_ERR_CLOSED,
+                         "peer closed the connection (1001 going away)", 0);
+    CHECK_MSG(strcmp(out, "the relay closed the connection on NEG-OPEN (peer closed the "
+                          "connection (1001 going away))") == 0,
+              "%s", out);
+    caps_neg_open_reason(out, sizeof out, NULL, RELAY_ERR_CLOSED, "", 0);
+    CHECK(strcmp(out, "the relay closed the connection on NEG-OPEN") == 0);
+
+    /* A relay's essay is cut at a word, and the reason still fits. */
+    memset(longtext, 0, sizeof longtext);
+    for (size_t i = 0; strlen(longtext) + 12 < sizeof longtext; i++)
+        strcat(longtext, i % 2 ? "negentropy " : "disabled, ");
+    m.type = RELAY_MSG_NOTICE;
+    m.text = longtext;
+    caps_fallback_reason(out, sizeof out, &m, 0, NULL, 0);
+    CHECK(strlen(out) < sizeof out - 1);
+    CHECK_MSG(strstr(out, "negentropy\xe2\x80\xa6\"") != NULL ||
+                  strstr(out, "disabled\xe2\x80\xa6\"") != NULL,
+              "%s", out);
+
+    r.verdict = CAPS_UNSUPPORTED;
+    snprintf(r.reason, sizeof r.reason, "no reply to NEG-OPEN within 5 s");
+    caps_result_fallback(&r, out, sizeof out);
+    CHECK(strcmp(out, "no NIP-77: no reply to NEG-OPEN within 5 s") == 0);
+    r.cached = 1;
+    caps_result_fallback(&r, out, sizeof out);
+    CHECK(strcmp(out, "no NIP-77: no reply to NEG-OPEN within 5 s (cached)") == 0);
 }
 
 /* ---- the NEG-OPEN message ------------------------------------------------------- */
@@ -269,34 +391,48 @@ static void test_handshake(void)
 
     expect_script("NEG-MSG", neg_msg, NSTEPS(neg_msg), CAPS_SUPPORTED, "NEG-MSG");
     expect_script("NEG-ERR", neg_err, NSTEPS(neg_err), CAPS_UNSUPPORTED,
-                  "blocked: Negentropy sync is disabled");
+                  "the relay answered NEG-OPEN with NEG-ERR \"blocked: Negentropy sync is "
+                  "disabled\"");
     expect_script("NEG-ERR without reason", neg_err_empty, NSTEPS(neg_err_empty), CAPS_UNSUPPORTED,
-                  "NEG-ERR without a reason");
+                  "the relay answered NEG-OPEN with NEG-ERR with no reason");
     expect_script("NEG-ERR blocked on an empty query", neg_err_limit, NSTEPS(neg_err_limit),
-                  CAPS_UNSUPPORTED, "blocked: too many query results");
-    expect_script("CLOSED", closed, NSTEPS(closed), CAPS_UNSUPPORTED, "error: NEG not supported");
+                  CAPS_UNSUPPORTED,
+                  "the relay answered NEG-OPEN with NEG-ERR \"blocked: too many query results\"");
+    expect_script("CLOSED", closed, NSTEPS(closed), CAPS_UNSUPPORTED,
+                  "the relay answered NEG-OPEN with CLOSED \"error: NEG not supported\"");
     expect_script("refusal NOTICE", notice, NSTEPS(notice), CAPS_UNSUPPORTED,
-                  "ERROR: bad msg: negentropy disabled");
+                  "the relay answered NEG-OPEN with NOTICE \"ERROR: bad msg: negentropy "
+                  "disabled\"");
     expect_script("welcome, AUTH, EOSE, then NEG-MSG", welcome_then_msg, NSTEPS(welcome_then_msg),
                   CAPS_SUPPORTED, "NEG-MSG");
     expect_script("welcome then refusal", welcome_then_refusal, NSTEPS(welcome_then_refusal),
-                  CAPS_UNSUPPORTED, "Command unrecognized");
+                  CAPS_UNSUPPORTED,
+                  "the relay answered NEG-OPEN with NOTICE \"Command unrecognized\"");
     expect_script("welcome then silence", welcome_then_silence, NSTEPS(welcome_then_silence),
-                  CAPS_UNSUPPORTED, "timeout");
+                  CAPS_UNSUPPORTED, "no reply to NEG-OPEN within 2 s");
     expect_script("other subscriptions, then close", others_then_closed, NSTEPS(others_then_closed),
-                  CAPS_UNSUPPORTED, "connection closed");
+                  CAPS_UNSUPPORTED,
+                  "the relay closed the connection on NEG-OPEN (scripted closed)");
     expect_script("connection closed", closed_conn, NSTEPS(closed_conn), CAPS_UNSUPPORTED,
-                  "connection closed");
+                  "the relay closed the connection on NEG-OPEN (scripted closed)");
     expect_script("oversize message", too_big, NSTEPS(too_big), CAPS_UNSUPPORTED,
-                  "connection closed");
-    expect_script("silence", silence, NSTEPS(silence), CAPS_UNSUPPORTED, "timeout");
+                  "the relay closed the connection on NEG-OPEN");
+    expect_script("silence", silence, NSTEPS(silence), CAPS_UNSUPPORTED,
+                  "no reply to NEG-OPEN within 2 s");
 
-    /* The welcome notice was logged, not taken for an answer. */
+    /* The welcome notice was logged, not taken for an answer; the AUTH challenge is noted. */
     {
         struct script s = {0};
         struct caps_result r;
         run_script(&s, welcome_then_msg, NSTEPS(welcome_then_msg), 2000, &r);
         CHECK(s.nlogged == 3);
+        CHECK(r.auth_challenge);
+        /* Noted, never answered: NEG-OPEN and NEG-CLOSE are all the probe sent. */
+        CHECK(s.nsent == 2);
+        script_free(&s);
+        memset(&s, 0, sizeof s);
+        run_script(&s, neg_msg, NSTEPS(neg_msg), 2000, &r);
+        CHECK(!r.auth_challenge);
         script_free(&s);
     }
 
@@ -307,7 +443,8 @@ static void test_handshake(void)
         struct caps_result r;
         int rc = run_script(&s, trickle, 1, 50, &r);
         CHECK(rc == 0);
-        CHECK(r.verdict == CAPS_UNSUPPORTED && strcmp(r.reason, "timeout") == 0);
+        CHECK(r.verdict == CAPS_UNSUPPORTED &&
+              strcmp(r.reason, "no reply to NEG-OPEN within 0.05 s") == 0);
         CHECK(r.latency_ms >= 50);
         CHECK(s.nrecv > 1 && !s.timeouts_grew);
         script_free(&s);
@@ -319,13 +456,16 @@ static void test_handshake(void)
         struct caps_result r;
         s.send_rc = RELAY_ERR_CLOSED;
         CHECK(run_script(&s, NULL, 0, 2000, &r) == 0);
-        CHECK(r.verdict == CAPS_UNSUPPORTED && strcmp(r.reason, "connection closed") == 0);
+        CHECK(r.verdict == CAPS_UNSUPPORTED &&
+              strcmp(r.reason, "the relay closed the connection on NEG-OPEN (scripted send "
+                               "failure)") == 0);
         CHECK(s.nrecv == 0);
         script_free(&s);
         memset(&s, 0, sizeof s);
         s.send_rc = RELAY_ERR_TIMEOUT;
         CHECK(run_script(&s, NULL, 0, 2000, &r) == 0);
-        CHECK(r.verdict == CAPS_UNSUPPORTED && strcmp(r.reason, "timeout") == 0);
+        CHECK(r.verdict == CAPS_UNSUPPORTED &&
+              strcmp(r.reason, "no reply to NEG-OPEN within 2 s") == 0);
         script_free(&s);
     }
 
@@ -436,6 +576,46 @@ static void test_recheck(void)
     CHECK(caps_recheck_reason(&c, &none, t0 + DAY, 7, 0) == CAPS_FROM_CACHE);
     CHECK(caps_recheck_reason(&c, &same, t0 + DAY, 7, 0) == CAPS_CHECK_NIP11_CHANGED);
 
+    /*
+     * Silence is no verdict to keep for a week: an hour (CAPS_SILENCE_RECHECK_S),
+     * whatever the wording (this version's, or the probe's and a sync job's
+     * from older versions); an answer the relay gave is kept recheck_days.
+     */
+    {
+        static const char *const silences[] = {
+            "no reply to NEG-OPEN within 5 s",
+            "timeout",
+            "no answer on NEG-OPEN (no reply within 10 s)",
+        };
+        struct caps_result q = {0};
+
+        q.checked_at = t0;
+        q.verdict = CAPS_UNSUPPORTED;
+        for (size_t i = 0; i < sizeof silences / sizeof silences[0]; i++) {
+            snprintf(q.reason, sizeof q.reason, "%s", silences[i]);
+            CHECK_MSG(caps_recheck_reason(&q, NULL, t0 + CAPS_SILENCE_RECHECK_S - 1, 7, 0) ==
+                          CAPS_FROM_CACHE,
+                      "%s", silences[i]);
+            CHECK_MSG(caps_recheck_reason(&q, NULL, t0 + CAPS_SILENCE_RECHECK_S, 7, 0) ==
+                          CAPS_CHECK_EXPIRED,
+                      "%s", silences[i]);
+        }
+        snprintf(q.reason, sizeof q.reason,
+                 "the relay answered NEG-OPEN with NOTICE \"ERROR: bad msg: negentropy "
+                 "disabled\"");
+        CHECK(caps_recheck_reason(&q, NULL, t0 + CAPS_SILENCE_RECHECK_S, 7, 0) == CAPS_FROM_CACHE);
+        CHECK(caps_recheck_reason(&q, NULL, t0 + 6 * DAY, 7, 0) == CAPS_FROM_CACHE);
+        /* The relay answered "timeout" itself, in a NOTICE: an answer. */
+        snprintf(q.reason, sizeof q.reason, "the relay answered NEG-OPEN with NOTICE \"timeout\"");
+        CHECK(caps_recheck_reason(&q, NULL, t0 + CAPS_SILENCE_RECHECK_S, 7, 0) == CAPS_FROM_CACHE);
+        /* recheck_days 0 still means never reuse. */
+        snprintf(q.reason, sizeof q.reason, "timeout");
+        CHECK(caps_recheck_reason(&q, NULL, t0, 0, 0) == CAPS_CHECK_EXPIRED);
+        /* A relay that answered NEG-OPEN is not short-lived, whatever its reason says. */
+        q.verdict = CAPS_SUPPORTED;
+        CHECK(caps_recheck_reason(&q, NULL, t0 + CAPS_SILENCE_RECHECK_S, 7, 0) == CAPS_FROM_CACHE);
+    }
+
     caps_result_clear(&c);
     caps_nip11_clear(&same);
     caps_nip11_clear(&newer);
@@ -512,6 +692,13 @@ static void test_cache_table(void)
     CHECK(got.verdict == CAPS_UNSUPPORTED && got.checked_at == 1700000500);
     CHECK(strcmp(got.reason, "ERROR: bad msg: negentropy disabled") == 0);
     CHECK(got.nip11.present && strcmp(got.nip11.software, "strfry") == 0);
+    /* A sync job's fallback reason is kept as the probe words the same answer. */
+    CHECK(caps_mark_unsupported(c, "wss://relay.example",
+                                "no NIP-77: the relay answered NEG-OPEN with NOTICE \"x\"",
+                                1700000550, err, sizeof err) == 0);
+    CHECK(caps_cache_get(c, "wss://relay.example", &got, err, sizeof err) == 1);
+    CHECK_MSG(strcmp(got.reason, "the relay answered NEG-OPEN with NOTICE \"x\"") == 0, "%s",
+              got.reason);
     CHECK(caps_mark_unsupported(c, "wss://new.example", "NEG-ERR", 1700000600, err, sizeof err) ==
           0);
     CHECK(caps_cache_get(c, "wss://new.example", &got, err, sizeof err) == 1);
@@ -738,6 +925,153 @@ static void test_probe_cache(void)
     caps_cache_close(c);
 }
 
+/* Connects to url; NULL (and a failed check) if it cannot. */
+static struct relay *connect_relay(const char *url)
+{
+    char err[RELAY_ERRLEN];
+    struct relay_opts ro = relay_opts_default();
+    struct relay *r;
+
+    ro.log = quiet_log;
+    r = relay_new(url, &ro, err, sizeof err);
+    CHECK_MSG(r != NULL, "%s", err);
+    if (r != NULL && relay_connect(r, 5000, err, sizeof err) < 0) {
+        CHECK_MSG(0, "connect %s: %s", url, err);
+        relay_free(r);
+        r = NULL;
+    }
+    return r;
+}
+
+/* Sends a REQ through a guard and waits for its EOSE; returns the guard's retries, -1 if none came. */
+static int guarded_req(const char *url, int within_timeout, int timeout_ms, int64_t *took_ms)
+{
+    static const char req[] = "[\"REQ\",\"guard-test\",{\"kinds\":[1],\"limit\":1}]";
+    struct caps_guard g = {0};
+    struct relay *r = connect_relay(url);
+    char err[RELAY_ERRLEN];
+    struct timespec t0, t1;
+    int rc, got = 0;
+
+    if (r == NULL)
+        return -1;
+    g.within_timeout = within_timeout;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK(caps_guard_send(&g, r, req, sizeof req - 1, err, sizeof err) == 0);
+    for (;;) {
+        struct relay_msg *m = NULL;
+        rc = caps_guard_recv(&g, r, timeout_ms, &m, err, sizeof err);
+        if (rc < 0)
+            break;
+        got = m->type == RELAY_MSG_EOSE;
+        relay_msg_free(m);
+        if (got)
+            break;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    *took_ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    rc = got ? g.retries : -1;
+    caps_guard_clear(&g);
+    relay_free(r);
+    return rc;
+}
+
+/*
+ * Relays with quirks, through caps_probe and the guard: one that loses the
+ * first message of every connection (nostream before its Redis check), one
+ * that also sends AUTH on connect (n0str), one that is silent besides, one
+ * that is just slow, and one that is well behaved.
+ */
+static void test_probe_quirks(void)
+{
+    static const char *const lossy[] = {"--ignore-first-message", NULL};
+    static const char *const lossy_auth[] = {"--ignore-first-message", "--auth-challenge", NULL};
+    static const char *const lossy_silent[] = {"--ignore-first-message", "--no-nip77=silent", NULL};
+    static const char *const slow[] = {"--delay-ms", "900", NULL};
+    struct test_relay tr;
+    struct caps_cache *c;
+    struct fake_clock clock = {1700000000};
+    struct caps_opts o = caps_opts_default();
+    struct caps_result r = {0}, got = {0};
+    char err[CAPS_ERRLEN];
+    int64_t took;
+
+    if (relay_start(&tr, lossy) < 0) {
+        printf("test-caps: no test relay (set top_builddir); skipping the quirk tests\n");
+        return;
+    }
+    c = open_test_cache("quirks.db");
+    o.timeout_ms = 3000;
+    o.now = fake_now;
+    o.now_arg = &clock;
+    o.relay.log = quiet_log;
+
+    /* Lost, sent again on a fresh connection: supported, and cached so. */
+    probe(c, tr.url, &o, &r);
+    CHECK_MSG(r.verdict == CAPS_SUPPORTED, "%s", r.reason);
+    CHECK(r.first_message_lost && !r.auth_challenge);
+    /* The latency is the second NEG-OPEN's, not the wait for the lost one. */
+    CHECK_MSG(r.latency_ms >= 0 && r.latency_ms < caps_first_wait_ms(3000), "%lld",
+              (long long)r.latency_ms);
+    CHECK(caps_cache_get(c, tr.url, &got, err, sizeof err) == 1 && got.verdict == CAPS_SUPPORTED);
+    /* The guard alone, the sync's way (the message sent again gets a whole wait). */
+    CHECK(guarded_req(tr.url, 0, 3000, &took) == 1);
+    relay_stop(&tr);
+
+    /* An AUTH challenge on connect is no reply: the lost message is still sent again. */
+    if (relay_start(&tr, lossy_auth) == 0) {
+        o.force = 1;
+        probe(c, tr.url, &o, &r);
+        CHECK_MSG(r.verdict == CAPS_SUPPORTED, "%s", r.reason);
+        CHECK(r.first_message_lost && r.auth_challenge);
+        o.force = 0;
+        relay_stop(&tr);
+    }
+
+    /*
+     * Lost and then silent: classified within the budget (the retry comes
+     * out of it), cached as unsupported for an hour, not for recheck_days.
+     */
+    if (relay_start(&tr, lossy_silent) == 0) {
+        o.force = 1;
+        o.timeout_ms = 1500;
+        probe(c, tr.url, &o, &r);
+        CHECK(r.verdict == CAPS_UNSUPPORTED && r.first_message_lost);
+        CHECK_MSG(strcmp(r.reason, "no reply to NEG-OPEN within 1.5 s") == 0, "%s", r.reason);
+        CHECK_MSG(r.latency_ms >= 1500 && r.latency_ms < 1500 + 1000, "%lld",
+                  (long long)r.latency_ms);
+        o.force = 0;
+        o.timeout_ms = 3000;
+        clock.now += CAPS_SILENCE_RECHECK_S - 1;
+        probe(c, tr.url, &o, &r);
+        CHECK(r.cached && r.verdict == CAPS_UNSUPPORTED);
+        clock.now += 1;
+        probe(c, tr.url, &o, &r);
+        CHECK(!r.cached && r.source == CAPS_CHECK_EXPIRED);
+        relay_stop(&tr);
+    }
+
+    /*
+     * Slow, not lossy (900 ms, past the first wait of 2000 / 3): a reconnect,
+     * and the answer to the message sent again, not a failure.
+     */
+    if (relay_start(&tr, slow) == 0) {
+        CHECK(guarded_req(tr.url, 0, 2000, &took) == 1);
+        relay_stop(&tr);
+    }
+
+    /* Well behaved: no retry, no delay. */
+    if (relay_start(&tr, NULL) == 0) {
+        CHECK(guarded_req(tr.url, 0, 3000, &took) == 0);
+        CHECK_MSG(took < caps_first_wait_ms(3000), "%lld ms", (long long)took);
+        relay_stop(&tr);
+    }
+
+    caps_result_clear(&r);
+    caps_result_clear(&got);
+    caps_cache_close(c);
+}
+
 /* ---- helper for the shell tests -------------------------------------------------------- */
 
 static int json_field(const char *key)
@@ -779,12 +1113,15 @@ int main(int argc, char **argv)
         return 1;
     }
     test_notices();
+    test_quote();
+    test_reasons();
     test_neg_open_message();
     test_handshake();
     test_nip11();
     test_recheck();
     test_cache_table();
     test_probe_cache();
+    test_probe_quirks();
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0)
         fprintf(stderr, "test-caps: could not remove %s\n", tmpdir);
