@@ -374,17 +374,12 @@ int cmd_import(struct globals *g, int argc, char **argv)
     }
     rc = 0;
     db_created = access(db_path, F_OK) < 0 && errno == ENOENT;
-    is = xcalloc(1, sizeof *is);
-    if ((is->st = store_open(db_path, serr, sizeof serr)) == NULL) {
-        fprintf(stderr, "negsync: %s\n", serr);
-        if (in != stdin)
-            fclose(in);
-        free(db_path);
-        free(is);
-        return 1;
-    }
 
-    /* No SA_RESTART: a Ctrl-C must also get us out of a getline blocked on a pipe. */
+    /*
+     * No SA_RESTART: a Ctrl-C must also get us out of a getline blocked on a
+     * pipe. Set before the database is opened, so that a signal never finds
+     * a new database created and the import not yet able to remove it.
+     */
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = import_on_signal;
     sigemptyset(&sa.sa_mask);
@@ -394,6 +389,21 @@ int cmd_import(struct globals *g, int argc, char **argv)
     /* Started in the background (or under nohup) with SIGINT ignored: keep it so. */
     if (old_int.sa_handler == SIG_IGN)
         sigaction(SIGINT, &old_int, NULL);
+
+    is = xcalloc(1, sizeof *is);
+    if ((is->st = store_open(db_path, serr, sizeof serr)) == NULL) {
+        fprintf(stderr, "negsync: %s\n", serr);
+        /* SQLite may have made the file before failing: an empty one holds nothing. */
+        if (db_created && stat(db_path, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size == 0)
+            unlink(db_path);
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+        if (in != stdin)
+            fclose(in);
+        free(db_path);
+        free(is);
+        return 1;
+    }
 
     is->keys = event_keycache_new();
     started = last_progress = now_seconds();

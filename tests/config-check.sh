@@ -274,7 +274,8 @@ expect_rc 2 "check-config -c without a value"
 expect_line "check-config -c without a value" "$err" "negsync: option '-c' needs a value"
 # Another command: export takes -d after its name too, and the value of its
 # own --filter is never taken for a global option.
-run -d "$tmp/exp.db" export --filter '{"kinds":[1]}' -q
+"$negsync" -d "$tmp/exp.db" import /dev/null >/dev/null || fail "import /dev/null"
+run export --filter '{"kinds":[1]}' -q -d "$tmp/exp.db"
 expect_rc 0 "export --filter JSON -q"
 run export -d "$tmp/exp.db" --filter -d
 expect_rc 2 "export --filter -d"
