@@ -1,36 +1,30 @@
 /*
- * relay: one websocket connection to one Nostr relay, and the NIP-11 fetch.
+ * relay: one websocket connection to one Nostr relay (our own RFC 6455
+ * client over net.c, permessage-deflate by ws.c), and Nostr message parsing.
+ * The NIP-11 document lives in relay-nip11.c.
  *
- * Threading. Every struct relay owns its own lws_context, created on the
- * first connect and destroyed by relay_free, and only the thread that calls
- * relay_connect / relay_send / relay_recv / relay_close ever services it.
- * Those calls are synchronous: each one runs lws_service() on the calling
- * thread until its condition holds or its deadline passes. A sorted-usec
- * timer (lws_sul) is armed at the deadline because in lws 4.x the timeout
- * argument of lws_service() no longer bounds the poll wait; the timer does.
- * The only thing another thread may do is relay_interrupt(), which sets an
- * atomic flag and calls lws_cancel_service() (documented as thread-safe) so
- * the poll wakes up and the loop sees the flag. Sending follows the lws
- * pattern: relay_send queues the text and asks for WRITEABLE; the callback
- * writes it in fragments of TX_CHUNK bytes, one per WRITEABLE, so a large
- * message never sits whole in lws's partial-write buffer and
- * permessage-deflate compresses it fragment by fragment.
+ * Threading. A struct relay is used by one thread at a time; its calls are
+ * synchronous. relay_connect / relay_send / relay_recv / relay_close each
+ * run one loop (pump) on the calling thread: write what is queued, read what
+ * is there, feed it to the websocket parser, queue the complete messages,
+ * and poll() the socket and the relay's interrupt pipe until the call's
+ * condition holds or its deadline passes. Every pass of that loop checks the
+ * deadline and the interrupt, and reads at most READ_BUDGET bytes, so no
+ * relay, however it floods or stalls, can keep a call past its deadline or
+ * deaf to relay_interrupt, which any thread may call (it sets a flag and
+ * writes a byte to the pipe).
  *
- * A context per relay costs one SSL_CTX and a couple of file descriptors;
- * with the 5-50 relays negsync syncs that is cheap, and it means no locks,
- * no cross-thread queues and a connection whose failures cannot disturb any
- * other relay.
+ * Memory. One incoming message is capped at max_message (inflated or not:
+ * ws.c never holds more), the messages received but not yet taken by
+ * relay_recv at max_queued, and what we queue to send is one message and a
+ * few control frames. Past a cap the connection fails with a clear error;
+ * nothing grows.
  *
- * Wire bytes. lws 4.1 has no hook that sees the raw socket bytes of a plain
- * ws:// connection (it calls recv()/send() itself) and the TLS BIO is not
- * ours either, so the wire counters come from the kernel: TCP_INFO's
- * tcpi_bytes_received and tcpi_bytes_acked plus the unacknowledged send
- * queue (SIOCOUTQ), corrected for the SYN and FIN that Linux counts as one
- * sequence byte each. That is exact for whatever the connection carried
- * (HTTP upgrade, TLS, framing, compression, pings, close) and is sampled on
- * every callback of the connection and after every service pass, including
- * just before the socket is closed. Linux only; elsewhere the wire counters
- * stay 0.
+ * Wire bytes are read from the kernel (TCP_INFO and the send queue, see
+ * net_wire): HTTP upgrade, TLS records, websocket framing and masks,
+ * compression, pings and the close handshake included; TCP/IP headers not.
+ * They are sampled after every pass of the loop and just before the socket
+ * closes. Linux only; elsewhere the wire counters stay 0.
  */
 #include "config.h"
 
@@ -46,42 +40,26 @@
 #include <string.h>
 #include <time.h>
 
-#include <libwebsockets.h>
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
-#include <openssl/x509_vfy.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
 
-#if defined(__linux__)
-#include <sys/ioctl.h>
-#include <linux/sockios.h>
-#include <linux/tcp.h>
-#endif
-
+#include "net.h"
+#include "relay-int.h"
 #include "relay.h"
 #include "util.h"
+#include "ws.h"
 
-#define MIB           (1024 * 1024)
-#define TX_CHUNK      (16 * 1024)
-#define RX_CHUNK      (64 * 1024)
-#define LOG_TRUNCATE  200
-#define SUBID_MAX     1024
-#define NIP11_MAX     MIB
-#define CLOSE_WAIT_MS 1000
+#define RX_CHUNK            (64 * 1024)
+#define READ_BUDGET         (4 * RX_CHUNK) /* per pass of the loop */
+#define SUBID_MAX           1024
+#define CLOSE_WAIT_MS       1000
+#define MAX_QUEUED          (64 * MIB)
+#define MAX_PENDING_CONTROL 4096 /* bytes of pongs we queue at most */
 
 /* ---- small helpers -------------------------------------------------------- */
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/*
- * A printable, truncated copy of untrusted text for a log line: control
- * bytes become '?', and at most LOG_TRUNCATE bytes are shown.
- */
-static void log_excerpt(const char *text, size_t len, char *out, size_t outlen)
+void log_excerpt(const char *text, size_t len, char *out, size_t outlen)
 {
     size_t n = len < LOG_TRUNCATE ? len : LOG_TRUNCATE;
     if (n > outlen - 1)
@@ -93,19 +71,6 @@ static void log_excerpt(const char *text, size_t len, char *out, size_t outlen)
     out[n] = '\0';
     if (len > n && outlen - n > 4)
         strcpy(out + n, "...");
-}
-
-/*
- * lws logs to stderr by default, which would scribble over the TUI. It is a
- * process-wide setting, set once: errors and warnings only when
- * NEGSYNC_LWS_LOG is set (to a LLL_ bit mask), otherwise nothing.
- */
-static pthread_once_t lws_log_once = PTHREAD_ONCE_INIT;
-
-static void lws_log_init(void)
-{
-    const char *s = getenv("NEGSYNC_LWS_LOG");
-    lws_set_log_level(s != NULL ? atoi(s) : 0, NULL);
 }
 
 const char *relay_error_name(int code)
@@ -137,6 +102,7 @@ struct relay_opts relay_opts_default(void)
     o.connect_timeout_ms = 10000;
     o.send_timeout_ms = 30000;
     o.ping_interval_s = 30;
+    o.max_queued = MAX_QUEUED;
     return o;
 }
 
@@ -151,27 +117,18 @@ static void format_size(size_t n, char *out, size_t outlen)
 
 /* ---- URLs ------------------------------------------------------------------ */
 
-struct relay_url {
-    int tls;
-    char host[256]; /* lowercase; an IPv6 literal without brackets */
-    int ipv6;
-    int port; /* always set: the default when the URL has none */
-    int port_given;
-    char *path; /* starts with '/'; may carry a query */
-};
-
-static void url_clear(struct relay_url *u)
+void url_clear(struct relay_url *u)
 {
     free(u->path);
     u->path = NULL;
 }
 
 /*
- * Splits a ws:// or wss:// URL. Paranoid: the host and path end up in an
+ * Splits a ws:// or wss:// URL (see relay-int.h). Paranoid: the host and path end up in an
  * HTTP request line and headers, so any byte at or below space, DEL, or a
  * non-ASCII byte is refused rather than escaped.
  */
-static int url_parse(const char *url, struct relay_url *u, char *err, size_t errlen)
+int url_parse(const char *url, struct relay_url *u, char *err, size_t errlen)
 {
     memset(u, 0, sizeof *u);
     if (url == NULL) {
@@ -286,8 +243,7 @@ static int url_parse(const char *url, struct relay_url *u, char *err, size_t err
     return 0;
 }
 
-/* The Host header value: brackets for IPv6, the port when not the default. */
-static void url_host_header(const struct relay_url *u, char *out, size_t outlen)
+void url_host_header(const struct relay_url *u, char *out, size_t outlen)
 {
     int dflt = u->port == (u->tls ? 443 : 80);
     if (u->ipv6)
@@ -581,7 +537,6 @@ int64_t relay_backoff_delay_ms(unsigned failures, uint64_t rnd)
     double u = (double)(rnd >> 11) / 9007199254740992.0;
     return (int64_t)llround((double)d * (0.8 + 0.4 * u));
 }
-
 /* ---- the connection ---------------------------------------------------------- */
 
 enum conn_state {
@@ -601,37 +556,42 @@ struct relay {
     struct relay_url u;
     char hosthdr[300];
     struct relay_opts o;
-    lws_retry_bo_t retry;
 
-    struct lws_context *ctx;
-    struct lws *wsi;
+    struct net_conn *nc;
     enum conn_state state;
     int err_code; /* why the connection failed or ended */
     char err_msg[RELAY_ERRLEN];
-    char tls_verify_err[160]; /* from the certificate callback during connect */
     int peer_close_code;
     char peer_close_reason[124];
-    int want_close; /* relay_close asked for a close frame */
+    int want_close; /* relay_close sent a close frame */
 
-    struct buf rx; /* the message being reassembled */
+    struct ws_rx rx;
+    struct ws_tx tx;
+    struct buf out; /* frames to write; out_off of them are written */
+    size_t out_off;
+    uint64_t out_written; /* bytes of frames written on this connection */
+    int send_active;      /* relay_send's message is not all written yet */
+    uint64_t send_until;  /* ... until out_written reaches this */
+    size_t send_len;
+    uint8_t *rbuf; /* RX_CHUNK */
+
     struct msg_node *qhead, *qtail;
+    size_t queued; /* raw bytes of the queued messages */
 
-    const char *tx; /* the message relay_send is writing */
-    size_t tx_len, tx_off;
-    int tx_active, tx_flushing;
-    uint8_t *txbuf; /* LWS_PRE + TX_CHUNK */
+    int64_t last_rx_ms; /* keepalive: when the relay last sent anything */
+    int ping_out;       /* a ping went out after that */
 
-    lws_sorted_usec_list_t sul; /* deadline wake-up */
+    int intr_pipe[2];
     atomic_int interrupted;
 
     struct relay_counters conn, done; /* done: all previous connections */
-    int wire_fd;
-    uint64_t wire_base_sent, wire_base_recv; /* from earlier sockets of this connection */
-    uint64_t wire_cur_sent, wire_cur_recv;   /* last sample of the current socket */
+    uint64_t wire_sent, wire_recv;    /* the current socket's last sample */
 
     unsigned failures;
     uint64_t rng;
 };
+
+static void relay_log(struct relay *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void relay_log(struct relay *r, const char *fmt, ...)
 {
@@ -647,94 +607,52 @@ static void relay_log(struct relay *r, const char *fmt, ...)
 }
 
 /*
- * The kernel's view of the socket, as bytes the application wrote and bytes
- * that arrived. Linux counts our SYN in bytes_acked and a FIN in either
- * direction as one sequence byte; SIOCOUTQ covers written but unacked data.
+ * -v: one line per message in (<) and out (>), its type and size; -vv also
+ * the text, cut. The type of an outgoing message is read off its start.
  */
-static int wire_read_fd(int fd, uint64_t *sent, uint64_t *recvd)
+static void trace(struct relay *r, char dir, const char *type, const char *text, size_t len)
 {
-#if defined(__linux__)
-    struct tcp_info ti;
-    socklen_t tl = sizeof ti;
-    memset(&ti, 0, sizeof ti);
-    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) < 0 ||
-        tl < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof ti.tcpi_bytes_received)
-        return -1;
-    int outq = 0;
-    if (ioctl(fd, SIOCOUTQ, &outq) < 0 || outq < 0)
-        outq = 0;
-    /* Linux TCP states (include/net/tcp_states.h). */
-    enum {
-        ST_SYN_SENT = 2,
-        ST_FIN_WAIT1 = 4,
-        ST_FIN_WAIT2 = 5,
-        ST_TIME_WAIT = 6,
-        ST_CLOSE_WAIT = 8,
-        ST_LAST_ACK = 9,
-        ST_CLOSING = 11
-    };
-    unsigned st = ti.tcpi_state;
-    int fin_out = st == ST_FIN_WAIT1 || st == ST_FIN_WAIT2 || st == ST_CLOSING ||
-                  st == ST_LAST_ACK || st == ST_TIME_WAIT;
-    int fin_in = st == ST_CLOSE_WAIT || st == ST_LAST_ACK || st == ST_CLOSING || st == ST_TIME_WAIT;
-    uint64_t s = ti.tcpi_bytes_acked + (uint64_t)outq;
-    if (st != ST_SYN_SENT && s > 0)
-        s--; /* our SYN */
-    if (fin_out && s > 0)
-        s--;
-    uint64_t rv = ti.tcpi_bytes_received;
-    if (fin_in && rv > 0)
-        rv--;
-    *sent = s;
-    *recvd = rv;
-    return 0;
-#else
-    (void)fd;
-    (void)sent;
-    (void)recvd;
-    return -1;
-#endif
+    if (r->o.trace <= 0)
+        return;
+    char t[24];
+    if (type == NULL) {
+        size_t i = 0;
+        const char *p = memchr(text, '"', len < 16 ? len : 16);
+        if (p != NULL)
+            for (p++; p < text + len && *p != '"' && i < sizeof t - 1; p++)
+                t[i++] = *p;
+        t[i] = '\0';
+        log_excerpt(t, i, t, sizeof t);
+        type = t;
+    }
+    if (r->o.trace == 1) {
+        relay_log(r, "%c %s %zu bytes", dir, type, len);
+        return;
+    }
+    char ex[LOG_TRUNCATE + 8];
+    log_excerpt(text, len, ex, sizeof ex);
+    relay_log(r, "%c %s %zu bytes: %s", dir, type, len, ex);
 }
 
-/*
- * Takes a wire sample of the connection's socket. lws may try several
- * addresses, each with its own socket; what earlier sockets carried is kept
- * in the base; a received count that goes backwards means a new socket that
- * happened to get the same descriptor number.
- */
-static void wire_sample(struct relay *r, struct lws *wsi)
+static const char *msg_type_name(enum relay_msg_type t)
 {
-    if (wsi == NULL)
-        return;
-    int fd = (int)lws_get_socket_fd(wsi);
-    if (fd < 0)
-        return;
+    static const char *const names[] = {"EVENT",   "EOSE",    "OK",        "NOTICE", "CLOSED",
+                                        "NEG-MSG", "NEG-ERR", "NEG-CLOSE", "AUTH",   "COUNT"};
+    return (size_t)t < sizeof names / sizeof names[0] ? names[t] : "?";
+}
+
+/* A sample of the socket's wire counters; they never go down. */
+static void wire_sample(struct relay *r)
+{
     uint64_t s, v;
-    if (wire_read_fd(fd, &s, &v) < 0)
+    if (r->nc == NULL || net_wire(r->nc, &s, &v) < 0)
         return;
-    /*
-     * The sent count may step back on the same socket: an ACK arriving
-     * between the TCP_INFO read and SIOCOUTQ moves bytes out of the queue
-     * that bytes_acked did not show yet (and a FIN correction takes one
-     * byte). So a sample never lowers it, and only the received count, which
-     * just grows (but for the FIN byte), tells a new socket on the same
-     * descriptor. Taking every dip in the sent count for a new socket had
-     * counted some connections' bytes up to twice.
-     */
-    if (fd != r->wire_fd || v + 1 < r->wire_cur_recv) {
-        r->wire_base_sent += r->wire_cur_sent;
-        r->wire_base_recv += r->wire_cur_recv;
-        r->wire_fd = fd;
-        r->wire_cur_sent = r->wire_cur_recv = 0;
-    }
-    if (s > r->wire_cur_sent)
-        r->wire_cur_sent = s;
-    if (v > r->wire_cur_recv)
-        r->wire_cur_recv = v;
-    s = r->wire_cur_sent;
-    v = r->wire_cur_recv;
-    r->conn.sent_wire = r->wire_base_sent + s;
-    r->conn.recv_wire = r->wire_base_recv + v;
+    if (s > r->wire_sent)
+        r->wire_sent = s;
+    if (v > r->wire_recv)
+        r->wire_recv = v;
+    r->conn.sent_wire = r->wire_sent;
+    r->conn.recv_wire = r->wire_recv;
 }
 
 static void queue_push(struct relay *r, struct relay_msg *m)
@@ -747,6 +665,7 @@ static void queue_push(struct relay *r, struct relay_msg *m)
     else
         r->qhead = n;
     r->qtail = n;
+    r->queued += m->raw_len;
 }
 
 static struct relay_msg *queue_pop(struct relay *r)
@@ -759,6 +678,7 @@ static struct relay_msg *queue_pop(struct relay *r)
         r->qtail = NULL;
     struct relay_msg *m = n->m;
     free(n);
+    r->queued -= m->raw_len;
     return m;
 }
 
@@ -767,9 +687,13 @@ static void queue_clear(struct relay *r)
     struct relay_msg *m;
     while ((m = queue_pop(r)) != NULL)
         relay_msg_free(m);
+    r->queued = 0;
 }
 
 /* Records why the connection ended, unless an earlier, more precise reason exists. */
+static void conn_fail(struct relay *r, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 static void conn_fail(struct relay *r, int code, const char *fmt, ...)
 {
     if (r->err_code != 0)
@@ -781,261 +705,253 @@ static void conn_fail(struct relay *r, int code, const char *fmt, ...)
     va_end(ap);
 }
 
-/*
- * Sorts the strings lws 4.1 hands to CLIENT_CONNECTION_ERROR into our
- * classes. The certificate case is recognised from our own verify callback,
- * not from the string, which only says "SSL" something.
- */
-static void classify_connect_error(struct relay *r, const char *why)
+/* Tears the connection down at once: the last wire sample, then the socket. */
+static void conn_drop(struct relay *r)
 {
-    if (why == NULL || !*why)
-        why = "connection failed";
-    if (r->tls_verify_err[0]) {
-        conn_fail(r, RELAY_ERR_TLS_CERT, "TLS certificate verification failed: %s",
-                  r->tls_verify_err);
-    } else if (strncmp(why, "HS:", 3) == 0 || strstr(why, "upgrade") != NULL ||
-               strstr(why, "handshake") != NULL) {
-        conn_fail(r, RELAY_ERR_HANDSHAKE, "websocket handshake failed: %s", why);
-    } else if (strcasestr(why, "ssl") != NULL || strcasestr(why, "tls") != NULL) {
-        conn_fail(r, RELAY_ERR_TLS, "TLS failed: %s", why);
-    } else {
-        conn_fail(r, RELAY_ERR_UNREACHABLE, "cannot connect to %s port %d: %s", r->u.host,
-                  r->u.port, why);
+    if (r->nc != NULL) {
+        wire_sample(r);
+        net_close(r->nc);
+        r->nc = NULL;
     }
+    ws_rx_free(&r->rx);
+    ws_tx_free(&r->tx);
+    buf_free(&r->out);
+    r->out_off = 0;
+    r->send_active = 0;
+    if (r->state == CONN_OPEN || r->state == CONN_CONNECTING)
+        r->state = CONN_CLOSED;
 }
 
-/*
- * The certificate callback, shared by the websocket and the NIP-11 clients.
- * It remembers the first verification error so the failure can be reported
- * as what it is, and with tls_verify = 0 it accepts anything (lws itself
- * only waives self-signed, expired and unknown-issuer errors).
- */
-static int tls_verify_cb(char *verr, size_t verrlen, int tls_verify, void *x509_ctx,
-                         size_t preverify_ok)
+/* Writes what the socket takes now; -1 when the connection failed (and is dropped). */
+static int flush_out(struct relay *r)
 {
-    if (preverify_ok)
-        return 0;
-    X509_STORE_CTX *xs = x509_ctx;
-    int e = X509_STORE_CTX_get_error(xs);
-    if (e == X509_V_OK)
-        return 0;
-    if (!tls_verify) {
-        X509_STORE_CTX_set_error(xs, X509_V_OK);
-        return 0;
+    while (r->nc != NULL && r->out_off < r->out.len) {
+        ssize_t w = net_write(r->nc, r->out.data + r->out_off, r->out.len - r->out_off);
+        if (w == NET_AGAIN)
+            break;
+        if (w < 0) {
+            conn_fail(r, RELAY_ERR_CLOSED, "write to the relay failed: %s", net_error_text(r->nc));
+            conn_drop(r);
+            return -1;
+        }
+        r->out_off += (size_t)w;
+        r->out_written += (uint64_t)w;
     }
-    if (!verr[0])
-        snprintf(verr, verrlen, "%s (depth %d)", X509_verify_cert_error_string(e),
-                 X509_STORE_CTX_get_error_depth(xs));
+    if (r->out_off == r->out.len)
+        r->out.len = r->out_off = 0;
+    if (r->send_active && r->out_written >= r->send_until) {
+        r->send_active = 0;
+        r->conn.sent_msgs++;
+        r->conn.sent_payload += r->send_len;
+    }
     return 0;
 }
 
-static void rx_message_done(struct relay *r, struct lws *wsi)
+/* Queues a control frame, unless too many are waiting already (a ping flood). */
+static void queue_control(struct relay *r, int opcode, const void *p, size_t n)
+{
+    if (r->out.len - r->out_off > MAX_PENDING_CONTROL && !r->send_active)
+        return;
+    ws_tx_frame(&r->tx, &r->out, opcode, p, n);
+}
+
+/* Fails the connection on our side: a close frame with code if it can go now, then the socket. */
+static void conn_abort(struct relay *r, int err_code, int close_code, const char *why)
+{
+    conn_fail(r, err_code, "%s", why);
+    if (r->nc != NULL && close_code) {
+        uint8_t cp[125];
+        size_t cl = ws_close_payload(close_code, why, cp);
+        ws_tx_frame(&r->tx, &r->out, WS_OP_CLOSE, cp, cl);
+        flush_out(r);
+    }
+    conn_drop(r);
+}
+
+static void message_done(struct relay *r, const struct ws_event *ev)
 {
     r->conn.recv_msgs++;
-    r->conn.recv_payload += r->rx.len;
+    r->conn.recv_payload += ev->len;
     char err[160];
     struct relay_msg *m = NULL;
-    if (lws_frame_is_binary(wsi)) {
+    if (ev->binary) {
         snprintf(err, sizeof err, "binary websocket message");
-    } else if (relay_msg_parse((const char *)r->rx.data, r->rx.len, &m, err, sizeof err) == 0) {
+    } else if (relay_msg_parse((const char *)ev->data, ev->len, &m, err, sizeof err) == 0) {
+        trace(r, '<', msg_type_name(m->type), (const char *)ev->data, ev->len);
         queue_push(r, m);
-        r->rx.len = 0;
+        if (r->queued > r->o.max_queued) {
+            char sz[32], why[160];
+            format_size(r->o.max_queued, sz, sizeof sz);
+            snprintf(why, sizeof why, "more than %s of messages arrived unread", sz);
+            relay_log(r, "closing: %s", why);
+            conn_abort(r, RELAY_ERR_TOO_BIG, WS_CLOSE_TOO_BIG, why);
+        }
         return;
     }
     char ex[LOG_TRUNCATE + 8];
-    log_excerpt((const char *)r->rx.data, r->rx.len, ex, sizeof ex);
+    log_excerpt((const char *)ev->data, ev->len, ex, sizeof ex);
     relay_log(r, "skipped message (%s): %s", err, ex);
-    r->rx.len = 0;
 }
 
-static int ws_writeable(struct relay *r, struct lws *wsi)
+/* Feeds bytes read from the socket to the websocket parser; -1 once the connection is gone. */
+static int feed(struct relay *r, const uint8_t *p, size_t n)
 {
-    if (r->want_close) {
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, (unsigned char *)"bye", 3);
-        return -1;
-    }
-    if (r->tx_flushing) {
-        /*
-         * lws only calls WRITEABLE once its own partial-write buffer is
-         * empty, so reaching here means the last fragment left for the
-         * kernel: the send is complete.
-         */
-        r->tx_flushing = 0;
-        r->tx_active = 0;
-        r->conn.sent_msgs++;
-        r->conn.sent_payload += r->tx_len;
-        return 0;
-    }
-    if (!r->tx_active)
-        return 0;
-    size_t n = r->tx_len - r->tx_off;
-    if (n > TX_CHUNK)
-        n = TX_CHUNK;
-    int flags = lws_write_ws_flags(LWS_WRITE_TEXT, r->tx_off == 0, r->tx_off + n == r->tx_len);
-    if (n)
-        memcpy(r->txbuf + LWS_PRE, r->tx + r->tx_off, n);
-    int w = lws_write(wsi, r->txbuf + LWS_PRE, n, (enum lws_write_protocol)flags);
-    if (w < (int)n) {
-        conn_fail(r, RELAY_ERR_CLOSED, "write to the relay failed");
-        return -1;
-    }
-    r->tx_off += n;
-    if (r->tx_off == r->tx_len)
-        r->tx_flushing = 1;
-    lws_callback_on_writable(wsi);
-    return 0;
-}
-
-static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                       size_t len)
-{
-    struct lws_context *cx = lws_get_context(wsi);
-    struct relay *r = cx ? lws_context_user(cx) : NULL;
-    if (r == NULL)
-        return 0;
-    if (reason == LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION)
-        return tls_verify_cb(r->tls_verify_err, sizeof r->tls_verify_err, r->o.tls_verify, user,
-                             len);
-    /* Callbacks of a connection we already gave up on are of no interest. */
-    if (wsi != r->wsi)
-        return 0;
-    /*
-     * Two system calls a sample: not for every fragment read or written on
-     * an open connection (thousands a second), whose counters are sampled
-     * when read and before it closes; but while connecting, when lws may
-     * move on to another address's socket, and on everything else.
-     */
-    if (r->state != CONN_OPEN ||
-        (reason != LWS_CALLBACK_CLIENT_RECEIVE && reason != LWS_CALLBACK_CLIENT_WRITEABLE))
-        wire_sample(r, wsi);
-
-    switch (reason) {
-    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-        classify_connect_error(r, in ? (const char *)in : NULL);
-        r->state = CONN_CLOSED;
-        r->wsi = NULL;
-        break;
-    case LWS_CALLBACK_CLIENT_ESTABLISHED: r->state = CONN_OPEN; break;
-    case LWS_CALLBACK_CLIENT_RECEIVE:
-        if (r->rx.len + len > r->o.max_message) {
-            char sz[32];
-            format_size(r->o.max_message, sz, sizeof sz);
-            conn_fail(r, RELAY_ERR_TOO_BIG, "message larger than %s", sz);
-            relay_log(r, "closing: message larger than %s", sz);
-            r->rx.len = 0;
-            lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
-                             (unsigned char *)"message too big", 15);
+    size_t off = 0;
+    while (r->nc != NULL && off < n) {
+        struct ws_event ev;
+        size_t used = ws_rx_feed(&r->rx, p + off, n - off, &ev);
+        off += used;
+        switch (ev.type) {
+        case WS_EV_NONE:
+            if (used == 0)
+                return 0;
+            break;
+        case WS_EV_MESSAGE: message_done(r, &ev); break;
+        case WS_EV_PING:
+            trace(r, '<', "ping", (const char *)ev.data, ev.len);
+            queue_control(r, WS_OP_PONG, ev.data, ev.len);
+            break;
+        case WS_EV_PONG: break;
+        case WS_EV_CLOSE:
+            r->peer_close_code = ev.close_code;
+            log_excerpt((const char *)ev.data, ev.len, r->peer_close_reason,
+                        sizeof r->peer_close_reason);
+            if (r->want_close) {
+                conn_fail(r, RELAY_ERR_CLOSED, "connection closed");
+            } else {
+                conn_fail(r, RELAY_ERR_CLOSED, "relay closed the connection (code %d%s%s)",
+                          r->peer_close_code, r->peer_close_reason[0] ? ": " : "",
+                          r->peer_close_reason);
+                /* Echo the close, if the socket takes it now. */
+                uint8_t cp[125];
+                ws_tx_frame(&r->tx, &r->out, WS_OP_CLOSE, cp,
+                            ev.close_code == WS_CLOSE_NO_STATUS
+                                ? 0
+                                : ws_close_payload(ev.close_code, NULL, cp));
+                flush_out(r);
+            }
+            conn_drop(r);
+            return -1;
+        case WS_EV_ERROR:
+            relay_log(r, "closing: %s", r->rx.err);
+            conn_abort(r, ev.error == WS_ERR_TOO_BIG ? RELAY_ERR_TOO_BIG : RELAY_ERR_CLOSED,
+                       ev.close_code, r->rx.err);
             return -1;
         }
-        buf_append(&r->rx, in, len);
-        if (lws_is_final_fragment(wsi))
-            rx_message_done(r, wsi);
-        break;
-    case LWS_CALLBACK_CLIENT_WRITEABLE: return ws_writeable(r, wsi);
-    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        if (len >= 2 && in != NULL) {
-            const unsigned char *p = in;
-            r->peer_close_code = (p[0] << 8) | p[1];
-            log_excerpt((const char *)p + 2, len - 2, r->peer_close_reason,
-                        sizeof r->peer_close_reason);
-        } else {
-            r->peer_close_code = LWS_CLOSE_STATUS_NO_STATUS;
-        }
-        break;
-    case LWS_CALLBACK_CLIENT_CLOSED:
-        if (r->peer_close_code)
-            conn_fail(r, RELAY_ERR_CLOSED, "relay closed the connection (code %d%s%s)",
-                      r->peer_close_code, r->peer_close_reason[0] ? ": " : "",
-                      r->peer_close_reason);
-        else if (r->want_close)
-            conn_fail(r, RELAY_ERR_CLOSED, "connection closed");
-        else
-            conn_fail(r, RELAY_ERR_CLOSED, "connection lost (closed without a close frame)");
-        r->state = CONN_CLOSED;
-        r->wsi = NULL;
-        break;
-    default: break;
     }
-    return 0;
-}
-
-static const struct lws_protocols ws_protocols[] = {
-    {"negsync-relay", ws_callback, 0, RX_CHUNK, 0, NULL, 0},
-    {NULL, NULL, 0, 0, 0, NULL, 0},
-};
-
-/*
- * permessage-deflate, both sides keeping their history between messages.
- * No client_no_context_takeover hint, though what we send is small: a
- * libwebsockets server takes that parameter as its own and ends its
- * compressor after every message it sends, which costs a test relay half its
- * CPU time on a page of EVENTs (a deflateInit, 300 KB zeroed and freed per
- * event) and compresses each event alone.
- */
-static const struct lws_extension ws_extensions[] = {
-    {"permessage-deflate", lws_extension_callback_pm_deflate,
-     "permessage-deflate; client_max_window_bits"},
-    {NULL, NULL, NULL},
-};
-
-static void sul_wake(lws_sorted_usec_list_t *sul)
-{
-    (void)sul; /* only here so the poll returns at the deadline */
+    return r->nc != NULL ? 0 : -1;
 }
 
 /*
- * Services the context until done(r) holds, the deadline passes or
- * relay_interrupt is called. With a deadline already due it still makes
- * one non-blocking pass so "timeout 0" picks up what is readable now.
+ * Reads what the socket has, up to READ_BUDGET bytes. 1 if anything came,
+ * 0 if nothing did, -1 once the connection is gone.
  */
-static int service_until(struct relay *r, struct lws_context *ctx, int64_t deadline,
-                         int (*done)(const struct relay *))
+static int read_some(struct relay *r)
 {
-    int rc = 0, last_pass = 0;
-    for (;;) {
-        if (r != NULL) {
-            if (r->state != CONN_OPEN)
-                wire_sample(r, r->wsi);
-            if (done != NULL && done(r))
-                break;
-            if (atomic_exchange(&r->interrupted, 0)) {
-                rc = RELAY_ERR_INTERRUPTED;
-                break;
-            }
+    size_t got = 0;
+    while (r->nc != NULL && got < READ_BUDGET) {
+        ssize_t n = net_read(r->nc, r->rbuf, RX_CHUNK);
+        if (n == NET_AGAIN)
+            break;
+        if (n == 0) {
+            conn_fail(r, RELAY_ERR_CLOSED, "connection lost (closed without a close frame)");
+            conn_drop(r);
+            return -1;
         }
-        int64_t left = deadline - now_ms();
-        if (left <= 0) {
-            if (last_pass) {
-                rc = RELAY_ERR_TIMEOUT;
-                break;
-            }
+        if (n < 0) {
+            conn_fail(r, RELAY_ERR_CLOSED, "connection lost: %s", net_error_text(r->nc));
+            conn_drop(r);
+            return -1;
+        }
+        got += (size_t)n;
+        r->last_rx_ms = net_now_ms();
+        r->ping_out = 0;
+        if (feed(r, r->rbuf, (size_t)n) < 0)
+            return -1;
+        if ((size_t)n < RX_CHUNK && !net_pending(r->nc))
+            break;
+    }
+    return got > 0;
+}
+
+/*
+ * Keepalive: a ping after ping_interval_s without a byte from the relay, and
+ * the connection fails after twice that. Returns when to look again.
+ */
+static int64_t keepalive(struct relay *r, int64_t now)
+{
+    if (r->o.ping_interval_s <= 0 || r->state != CONN_OPEN)
+        return INT64_MAX;
+    int64_t iv = (int64_t)r->o.ping_interval_s * 1000;
+    if (now - r->last_rx_ms >= 2 * iv) {
+        char why[96];
+        snprintf(why, sizeof why, "no answer to a ping within %d s", r->o.ping_interval_s);
+        relay_log(r, "closing: %s", why);
+        conn_abort(r, RELAY_ERR_CLOSED, WS_CLOSE_NORMAL, why);
+        return INT64_MAX;
+    }
+    if (!r->ping_out && now - r->last_rx_ms >= iv) {
+        queue_control(r, WS_OP_PING, "negsync", 7);
+        r->ping_out = 1;
+    }
+    return r->last_rx_ms + (r->ping_out ? 2 * iv : iv);
+}
+
+static void drain_interrupt(struct relay *r)
+{
+    char b[64];
+    while (read(r->intr_pipe[0], b, sizeof b) > 0)
+        ;
+}
+
+/*
+ * Services the connection until done(r) holds, the deadline passes or
+ * relay_interrupt is called. With a deadline already due it still makes one
+ * non-blocking pass, so "timeout 0" picks up what is readable now.
+ */
+static int pump(struct relay *r, int64_t deadline, int (*done)(const struct relay *))
+{
+    int last_pass = 0;
+    struct net_interrupt intr = {r->intr_pipe[0], &r->interrupted};
+    for (;;) {
+        if (done(r))
+            return 0;
+        if (atomic_exchange(&r->interrupted, 0)) {
+            drain_interrupt(r);
+            return RELAY_ERR_INTERRUPTED;
+        }
+        if (r->nc == NULL)
+            return 0;
+        int64_t now = net_now_ms();
+        int64_t wake = keepalive(r, now);
+        int progress = 0;
+        if (r->nc != NULL && flush_out(r) == 0)
+            progress = read_some(r) > 0;
+        wire_sample(r);
+        if (done(r))
+            return 0;
+        if (r->nc == NULL)
+            continue;
+        if (net_now_ms() >= deadline) {
+            if (last_pass)
+                return RELAY_ERR_TIMEOUT;
             last_pass = 1;
-            if (lws_service(ctx, -1) < 0) {
-                rc = RELAY_ERR_INTERNAL;
-                break;
-            }
             continue;
         }
-        if (r != NULL)
-            lws_sul_schedule(ctx, 0, &r->sul, sul_wake, (lws_usec_t)left * LWS_US_PER_MS);
-        if (lws_service(ctx, 0) < 0) {
-            rc = RELAY_ERR_INTERNAL;
-            break;
-        }
+        if (progress || net_pending(r->nc))
+            continue;
+        short ev = POLLIN;
+        if (r->out_off < r->out.len || net_wants(r->nc, 1) == POLLOUT)
+            ev |= POLLOUT;
+        int w = net_wait(net_fd(r->nc), ev, wake < deadline ? wake : deadline, &intr);
+        if (w == NET_ERR_INTERNAL)
+            return RELAY_ERR_INTERNAL;
     }
-    if (r != NULL)
-        lws_sul_cancel(&r->sul);
-    return rc;
-}
-
-static int done_connecting(const struct relay *r)
-{
-    return r->state != CONN_CONNECTING;
 }
 
 static int done_sending(const struct relay *r)
 {
-    return !r->tx_active || r->state != CONN_OPEN;
+    return !r->send_active || r->state != CONN_OPEN;
 }
 
 static int done_receiving(const struct relay *r)
@@ -1045,139 +961,19 @@ static int done_receiving(const struct relay *r)
 
 static int done_closing(const struct relay *r)
 {
-    return r->wsi == NULL;
-}
-
-static int done_never(const struct relay *r)
-{
-    (void)r;
-    return 0;
-}
-
-/* Tears the connection down at once, without a close handshake. */
-static void conn_drop(struct relay *r)
-{
-    struct lws *w = r->wsi;
-    if (w != NULL) {
-        wire_sample(r, w);
-        /* Closes synchronously; CLIENT_CLOSED takes the last sample. */
-        lws_set_timeout(w, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_SYNC);
-    }
-    r->wsi = NULL;
-    if (r->state == CONN_OPEN || r->state == CONN_CONNECTING)
-        r->state = CONN_CLOSED;
-}
-
-/*
- * TLS and threads. lws 4.1 acquires new OpenSSL ex_data indexes (where it
- * finds the wsi behind an SSL, and the vhost behind an SSL_CTX) every time a
- * context is created with LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT, and keeps
- * them in unlocked globals. With a context per relay and several workers, a
- * context created on one thread moved the indexes under another thread's
- * live connections: certificate checks lost their wsi ("TLS failed: connect
- * SSL err 1") and vhost teardown lost track of its client SSL_CTX (leaked, as
- * LeakSanitizer showed with two wss relays on two workers, never with one).
- *
- * So the global init happens exactly once, in an anchor context that lives
- * as long as the process, and every relay context is created without it:
- * its vhost is created explicitly, asking for client TLS on the vhost only,
- * with one SSL_CTX of ours (system CA store loaded once, shared read-only by
- * all connections; OpenSSL allows SSL_new from one SSL_CTX on many threads).
- * lws never frees a provided SSL_CTX; this one and the anchor stay reachable
- * until exit. Plain ws:// contexts get no TLS at all.
- */
-static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
-static struct lws_context *tls_anchor;
-static SSL_CTX *tls_client_ctx;
-
-static int anchor_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                           size_t len)
-{
-    return lws_callback_http_dummy(wsi, reason, user, in, len);
-}
-
-static const struct lws_protocols anchor_protocols[] = {
-    {"negsync-tls-anchor", anchor_callback, 0, 0, 0, NULL, 0},
-    {NULL, NULL, 0, 0, 0, NULL, 0},
-};
-
-static void tls_global_init(void)
-{
-    struct lws_context_creation_info info;
-    memset(&info, 0, sizeof info);
-    info.port = CONTEXT_PORT_NO_LISTEN;
-    info.protocols = anchor_protocols;
-    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
-    tls_anchor = lws_create_context(&info);
-    tls_client_ctx = SSL_CTX_new(TLS_client_method());
-    if (tls_client_ctx != NULL && SSL_CTX_set_default_verify_paths(tls_client_ctx) != 1) {
-        SSL_CTX_free(tls_client_ctx);
-        tls_client_ctx = NULL;
-    }
-}
-
-/*
- * A context with one vhost made from info; client TLS on it when tls is set.
- * NULL with a reason on failure.
- */
-static struct lws_context *ctx_create(const struct lws_context_creation_info *info, int tls,
-                                      char *err, size_t errlen)
-{
-    if (tls) {
-        pthread_once(&tls_once, tls_global_init);
-        if (tls_anchor == NULL || tls_client_ctx == NULL) {
-            set_error(err, errlen, "cannot set up TLS (OpenSSL or the system CA store)");
-            return NULL;
-        }
-    }
-    struct lws_context_creation_info ci = *info;
-    ci.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
-    struct lws_context *ctx = lws_create_context(&ci);
-    if (ctx == NULL) {
-        set_error(err, errlen, "cannot create a libwebsockets context");
-        return NULL;
-    }
-    struct lws_context_creation_info vi = *info;
-    vi.options = tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0;
-    vi.provided_client_ssl_ctx = tls ? tls_client_ctx : NULL;
-    if (lws_create_vhost(ctx, &vi) == NULL) {
-        lws_context_destroy(ctx);
-        set_error(err, errlen, "cannot create a libwebsockets vhost");
-        return NULL;
-    }
-    return ctx;
-}
-
-static void ctx_destroy(struct lws_context *ctx)
-{
-    lws_context_destroy(ctx);
-}
-
-static int relay_ensure_context(struct relay *r, char *err, size_t errlen)
-{
-    if (r->ctx != NULL)
-        return 0;
-    struct lws_context_creation_info info;
-    memset(&info, 0, sizeof info);
-    info.port = CONTEXT_PORT_NO_LISTEN;
-    info.protocols = ws_protocols;
-    info.extensions = r->o.compression ? ws_extensions : NULL;
-    info.user = r;
-    info.fd_limit_per_thread = 8;
-    info.pt_serv_buf_size = 32 * 1024;
-    /* lws's own handshake timeouts must never beat ours. */
-    info.timeout_secs = (unsigned)(r->o.connect_timeout_ms / 1000 + 30);
-    r->ctx = ctx_create(&info, r->u.tls, err, errlen);
-    if (r->ctx == NULL)
-        return -1;
-    return 0;
+    return r->nc == NULL;
 }
 
 struct relay *relay_new(const char *url, const struct relay_opts *opts, char *err, size_t errlen)
 {
-    pthread_once(&lws_log_once, lws_log_init);
     struct relay *r = xcalloc(1, sizeof *r);
     if (url_parse(url, &r->u, err, errlen) < 0) {
+        free(r);
+        return NULL;
+    }
+    if (pipe2(r->intr_pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+        set_error(err, errlen, "cannot make a pipe: %s", strerror(errno));
+        url_clear(&r->u);
         free(r);
         return NULL;
     }
@@ -1185,6 +981,8 @@ struct relay *relay_new(const char *url, const struct relay_opts *opts, char *er
     r->o = opts ? *opts : relay_opts_default();
     if (r->o.max_message == 0)
         r->o.max_message = 16 * MIB;
+    if (r->o.max_queued == 0)
+        r->o.max_queued = MAX_QUEUED;
     if (r->o.connect_timeout_ms <= 0)
         r->o.connect_timeout_ms = 10000;
     if (r->o.send_timeout_ms <= 0)
@@ -1194,14 +992,10 @@ struct relay *relay_new(const char *url, const struct relay_opts *opts, char *er
     if (r->o.ping_interval_s > 30000)
         r->o.ping_interval_s = 30000;
     url_host_header(&r->u, r->hosthdr, sizeof r->hosthdr);
-    r->retry.secs_since_valid_ping = (uint16_t)r->o.ping_interval_s;
-    r->retry.secs_since_valid_hangup =
-        (uint16_t)(r->o.ping_interval_s ? 2 * r->o.ping_interval_s : 0);
-    r->txbuf = xmalloc(LWS_PRE + TX_CHUNK);
-    r->wire_fd = -1;
+    r->rbuf = xmalloc(RX_CHUNK);
     atomic_init(&r->interrupted, 0);
     /* Any seed will do; it only decorrelates the retries of different relays. */
-    r->rng = (uint64_t)now_ms() ^ ((uint64_t)(uintptr_t)r << 16) ^ 0x9e3779b97f4a7c15ULL;
+    r->rng = (uint64_t)net_now_ms() ^ ((uint64_t)(uintptr_t)r << 16) ^ 0x9e3779b97f4a7c15ULL;
     return r;
 }
 
@@ -1212,7 +1006,7 @@ const char *relay_url(const struct relay *r)
 
 int relay_is_connected(const struct relay *r)
 {
-    return r->state == CONN_OPEN && r->wsi != NULL;
+    return r->state == CONN_OPEN && r->nc != NULL;
 }
 
 unsigned relay_failures(const struct relay *r)
@@ -1232,14 +1026,13 @@ int64_t relay_backoff_ms(struct relay *r)
 void relay_interrupt(struct relay *r)
 {
     atomic_store(&r->interrupted, 1);
-    if (r->ctx != NULL)
-        lws_cancel_service(r->ctx);
+    ssize_t w = write(r->intr_pipe[1], "x", 1);
+    (void)w; /* a full pipe already wakes the poll */
 }
 
 void relay_get_counters(struct relay *r, struct relay_counters *conn, struct relay_counters *total)
 {
-    if (r->state == CONN_OPEN)
-        wire_sample(r, r->wsi);
+    wire_sample(r);
     if (conn != NULL)
         *conn = r->conn;
     if (total != NULL) {
@@ -1262,98 +1055,155 @@ static void counters_rollover(struct relay *r)
     r->done.sent_msgs += r->conn.sent_msgs;
     r->done.recv_msgs += r->conn.recv_msgs;
     memset(&r->conn, 0, sizeof r->conn);
-    r->wire_fd = -1;
-    r->wire_base_sent = r->wire_base_recv = 0;
-    r->wire_cur_sent = r->wire_cur_recv = 0;
+    r->wire_sent = r->wire_recv = 0;
 }
 
 void relay_close(struct relay *r)
 {
-    if (r->wsi != NULL && r->state == CONN_OPEN && r->ctx != NULL) {
+    if (r->nc != NULL && r->state == CONN_OPEN) {
         r->want_close = 1;
-        lws_callback_on_writable(r->wsi);
-        int rc = service_until(r, r->ctx, now_ms() + CLOSE_WAIT_MS, done_closing);
+        uint8_t cp[125];
+        size_t cl = ws_close_payload(WS_CLOSE_NORMAL, "bye", cp);
+        ws_tx_frame(&r->tx, &r->out, WS_OP_CLOSE, cp, cl);
+        int rc = pump(r, net_now_ms() + CLOSE_WAIT_MS, done_closing);
         if (rc == RELAY_ERR_INTERRUPTED)
             atomic_store(&r->interrupted, 1); /* still owed to the next blocking call */
     }
     conn_drop(r);
     conn_fail(r, RELAY_ERR_CLOSED, "connection closed");
     r->state = CONN_IDLE;
-    r->tx_active = r->tx_flushing = 0;
-    r->rx.len = 0;
     queue_clear(r);
+}
+
+/*
+ * The websocket upgrade over a fresh connection: our request, the server's
+ * 101 with the right accept key, and the extension it chose. Bytes that came
+ * after the head are the first frames. 0, or a relay error with err set.
+ */
+static int ws_upgrade(struct relay *r, int64_t deadline, char *err, size_t errlen)
+{
+    struct net_interrupt intr = {r->intr_pipe[0], &r->interrupted};
+    char key[25], want[29];
+    ws_make_key(key);
+    ws_accept_for(key, want);
+    char req[2048];
+    int n =
+        snprintf(req, sizeof req,
+                 "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
+                 "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                 "Sec-WebSocket-Version: 13\r\n%s%s%sUser-Agent: " RELAY_USER_AGENT "\r\n\r\n",
+                 r->u.path, r->hosthdr, key, r->o.compression ? "Sec-WebSocket-Extensions: " : "",
+                 r->o.compression ? WS_PMD_OFFER : "", r->o.compression ? "\r\n" : "");
+    if (n < 0 || (size_t)n >= sizeof req) {
+        set_error(err, errlen, "URL path too long");
+        return RELAY_ERR_INVALID;
+    }
+    int rc = net_write_all(r->nc, req, (size_t)n, deadline, &intr, err, errlen);
+    if (rc < 0)
+        return rc == NET_ERR_UNREACHABLE ? RELAY_ERR_HANDSHAKE : rc;
+    struct buf in = {0};
+    long end = 0;
+    while (end == 0) {
+        buf_reserve(&in, 4096);
+        ssize_t got = net_read_wait(r->nc, in.data + in.len, 4096, deadline, &intr, err, errlen);
+        if (got <= 0) {
+            buf_free(&in);
+            if (got == 0) {
+                set_error(err, errlen,
+                          "websocket handshake failed: connection closed before an answer");
+                return RELAY_ERR_HANDSHAKE;
+            }
+            return got == NET_ERR_UNREACHABLE ? RELAY_ERR_HANDSHAKE : (int)got;
+        }
+        in.len += (size_t)got;
+        end = http_head_end(in.data, in.len);
+    }
+    if (end < 0) {
+        buf_free(&in);
+        set_error(err, errlen, "websocket handshake failed: HTTP answer head too long");
+        return RELAY_ERR_HANDSHAKE;
+    }
+    struct http_head h;
+    char why[160] = "";
+    rc = RELAY_ERR_HANDSHAKE;
+    if (http_head_parse((const char *)in.data, (size_t)end, &h, why, sizeof why) < 0) {
+        set_error(err, errlen, "websocket handshake failed: %s", why);
+    } else if (h.status != 101) {
+        set_error(err, errlen, "websocket handshake failed: HTTP status %d", h.status);
+    } else if (!http_token_in(http_head_get(&h, "upgrade"), "websocket") ||
+               !http_token_in(http_head_get(&h, "connection"), "upgrade")) {
+        set_error(err, errlen, "websocket handshake failed: no websocket upgrade in the answer");
+    } else if (http_head_get(&h, "sec-websocket-accept") == NULL ||
+               strcmp(http_head_get(&h, "sec-websocket-accept"), want) != 0) {
+        set_error(err, errlen, "websocket handshake failed: wrong Sec-WebSocket-Accept");
+    } else {
+        struct ws_pmd pmd;
+        if (ws_pmd_parse(http_head_get(&h, "sec-websocket-extensions"), r->o.compression, &pmd, why,
+                         sizeof why) < 0) {
+            set_error(err, errlen, "websocket handshake failed: %s", why);
+        } else {
+            ws_rx_init(&r->rx, r->o.max_message, &pmd);
+            ws_tx_init(&r->tx, &pmd);
+            r->state = CONN_OPEN;
+            r->last_rx_ms = net_now_ms();
+            r->ping_out = 0;
+            rc = 0;
+            if (pmd.on && r->o.trace > 0)
+                relay_log(r, "permessage-deflate:%s%s server window %d, ours %d",
+                          pmd.server_no_context_takeover ? " server_no_context_takeover" : "",
+                          pmd.client_no_context_takeover ? " client_no_context_takeover" : "",
+                          pmd.server_max_window_bits, pmd.client_max_window_bits);
+        }
+    }
+    http_head_free(&h);
+    if (rc == 0 && in.len > (size_t)end)
+        feed(r, in.data + end, in.len - (size_t)end);
+    buf_free(&in);
+    return rc;
 }
 
 int relay_connect(struct relay *r, int timeout_ms, char *err, size_t errlen)
 {
-    if (r->wsi != NULL)
+    if (r->nc != NULL)
         relay_close(r);
     if (timeout_ms <= 0)
         timeout_ms = r->o.connect_timeout_ms;
-    if (relay_ensure_context(r, err, errlen) < 0) {
-        r->failures++;
-        return RELAY_ERR_INTERNAL;
-    }
     counters_rollover(r);
     queue_clear(r);
-    r->rx.len = 0;
     r->err_code = 0;
     r->err_msg[0] = '\0';
-    r->tls_verify_err[0] = '\0';
     r->peer_close_code = 0;
     r->peer_close_reason[0] = '\0';
     r->want_close = 0;
-    r->tx_active = r->tx_flushing = 0;
+    r->send_active = 0;
+    r->out_written = 0;
     r->state = CONN_CONNECTING;
-
-    struct lws_client_connect_info i;
-    memset(&i, 0, sizeof i);
-    i.context = r->ctx;
-    i.address = r->u.host;
-    i.port = r->u.port;
-    i.path = r->u.path;
-    i.host = r->hosthdr;
-    i.origin = r->hosthdr;
-    if (r->u.tls) {
-        i.ssl_connection = LCCSCF_USE_SSL;
-        if (!r->o.tls_verify)
-            i.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
-                                LCCSCF_ALLOW_EXPIRED | LCCSCF_ALLOW_INSECURE;
+    int64_t deadline = net_now_ms() + timeout_ms;
+    struct net_target t = {r->u.host, r->u.port, r->u.tls, r->o.tls_verify};
+    struct net_interrupt intr = {r->intr_pipe[0], &r->interrupted};
+    char why[RELAY_ERRLEN + 128] = "";
+    int rc = net_connect(&t, deadline, &intr, &r->nc, why, sizeof why);
+    if (rc == 0) {
+        wire_sample(r);
+        rc = ws_upgrade(r, deadline, why, sizeof why);
     }
-    /* No subprotocol: relays do not use one, and some refuse an unknown one. */
-    i.local_protocol_name = ws_protocols[0].name;
-    i.alpn = "http/1.1";
-    i.retry_and_idle_policy = &r->retry;
-    i.pwsi = &r->wsi;
-    int64_t deadline = now_ms() + timeout_ms;
-    struct lws *w = lws_client_connect_via_info(&i);
-    int rc;
-    if (w == NULL && r->state == CONN_CONNECTING) {
-        /* Refused before any callback: lws 4.1 does DNS right here. */
-        r->wsi = NULL;
-        r->state = CONN_CLOSED;
-        if (r->err_code == 0)
-            classify_connect_error(r, "name lookup or socket setup failed");
-        rc = r->err_code;
-    } else {
-        rc = service_until(r, r->ctx, deadline, done_connecting);
-        if (rc == RELAY_ERR_TIMEOUT) {
-            conn_drop(r);
-            r->err_code = 0;
-            conn_fail(r, RELAY_ERR_TIMEOUT, "no websocket connection to %s within %d ms",
-                      r->hosthdr, timeout_ms);
-        } else if (rc == RELAY_ERR_INTERRUPTED || rc == RELAY_ERR_INTERNAL) {
-            conn_drop(r);
-            r->err_code = 0;
-            conn_fail(r, rc, rc == RELAY_ERR_INTERRUPTED ? "interrupted" : "service failed");
-        } else if (r->state == CONN_OPEN) {
-            r->failures = 0;
-            return 0;
-        }
-        rc = r->err_code ? r->err_code : RELAY_ERR_UNREACHABLE;
-        if (!r->err_msg[0])
-            snprintf(r->err_msg, sizeof r->err_msg, "connection failed");
+    if (rc == 0) {
+        /*
+         * Connected, even if frames that came with the answer ended the
+         * connection already: the next relay_recv reports that.
+         */
+        r->failures = 0;
+        return 0;
     }
+    if (rc == RELAY_ERR_TIMEOUT)
+        snprintf(why, sizeof why, "no websocket connection to %s within %d ms", r->hosthdr,
+                 timeout_ms);
+    if (rc == RELAY_ERR_INTERRUPTED)
+        atomic_store(&r->interrupted, 0), drain_interrupt(r);
+    conn_drop(r);
+    r->err_code = 0;
+    conn_fail(r, rc, "%s", why[0] ? why : "connection failed");
+    r->state = CONN_CLOSED;
     r->failures++;
     set_error(err, errlen, "%s", r->err_msg);
     return rc;
@@ -1363,12 +1213,13 @@ int relay_reconnect(struct relay *r, int timeout_ms, char *err, size_t errlen)
 {
     int64_t d = relay_backoff_ms(r);
     if (d > 0) {
-        if (relay_ensure_context(r, err, errlen) < 0)
-            return RELAY_ERR_INTERNAL;
-        int rc = service_until(r, r->ctx, now_ms() + d, done_never);
-        if (rc == RELAY_ERR_INTERRUPTED) {
+        struct net_interrupt intr = {r->intr_pipe[0], &r->interrupted};
+        int w = net_wait(-1, 0, net_now_ms() + d, &intr);
+        if (w == NET_ERR_INTERRUPTED || atomic_load(&r->interrupted)) {
+            atomic_store(&r->interrupted, 0);
+            drain_interrupt(r);
             set_error(err, errlen, "interrupted");
-            return rc;
+            return RELAY_ERR_INTERRUPTED;
         }
     }
     return relay_connect(r, timeout_ms, err, errlen);
@@ -1391,23 +1242,21 @@ int relay_send(struct relay *r, const char *text, size_t len, char *err, size_t 
         set_error(err, errlen, "no text");
         return RELAY_ERR_INVALID;
     }
-    if (r->state != CONN_OPEN || r->wsi == NULL)
+    if (r->state != CONN_OPEN || r->nc == NULL)
         return not_open(r, err, errlen);
-    r->tx = text;
-    r->tx_len = len;
-    r->tx_off = 0;
-    r->tx_active = 1;
-    r->tx_flushing = 0;
-    lws_callback_on_writable(r->wsi);
-    int rc = service_until(r, r->ctx, now_ms() + r->o.send_timeout_ms, done_sending);
-    r->tx = NULL;
-    if (rc == 0 && !r->tx_active)
+    trace(r, '>', NULL, text, len);
+    ws_tx_frame(&r->tx, &r->out, WS_OP_TEXT, text, len);
+    r->send_active = 1;
+    r->send_until = r->out_written + (r->out.len - r->out_off);
+    r->send_len = len;
+    int rc = pump(r, net_now_ms() + r->o.send_timeout_ms, done_sending);
+    if (rc == 0 && !r->send_active && r->state == CONN_OPEN)
         return 0;
+    if (rc == 0 && !r->send_active && r->out_written >= r->send_until)
+        return 0; /* all of it went out; the connection ended after */
     if (rc == 0)
         return not_open(r, err, errlen);
     /* A half-sent frame cannot be taken back, so the connection goes. */
-    int was_active = r->tx_active;
-    r->tx_active = r->tx_flushing = 0;
     if (rc == RELAY_ERR_TIMEOUT) {
         conn_fail(r, RELAY_ERR_TIMEOUT, "relay did not accept %zu bytes within %d ms", len,
                   r->o.send_timeout_ms);
@@ -1417,8 +1266,9 @@ int relay_send(struct relay *r, const char *text, size_t len, char *err, size_t 
                   rc == RELAY_ERR_INTERRUPTED ? "interrupted while sending" : "service failed");
         set_error(err, errlen, "%s", rc == RELAY_ERR_INTERRUPTED ? "interrupted" : r->err_msg);
     }
-    if (was_active)
+    if (r->send_active)
         conn_drop(r);
+    r->send_active = 0;
     return rc;
 }
 
@@ -1426,10 +1276,9 @@ int relay_recv(struct relay *r, int timeout_ms, struct relay_msg **out, char *er
 {
     *out = NULL;
     if (r->qhead == NULL) {
-        if (r->state != CONN_OPEN || r->wsi == NULL || r->ctx == NULL)
+        if (r->state != CONN_OPEN || r->nc == NULL)
             return not_open(r, err, errlen);
-        int rc =
-            service_until(r, r->ctx, now_ms() + (timeout_ms > 0 ? timeout_ms : 0), done_receiving);
+        int rc = pump(r, net_now_ms() + (timeout_ms > 0 ? timeout_ms : 0), done_receiving);
         if (rc == RELAY_ERR_TIMEOUT || rc == RELAY_ERR_INTERRUPTED || rc == RELAY_ERR_INTERNAL) {
             set_error(err, errlen, "%s",
                       rc == RELAY_ERR_TIMEOUT       ? "no message within the timeout"
@@ -1449,370 +1298,11 @@ void relay_free(struct relay *r)
     if (r == NULL)
         return;
     relay_close(r);
-    if (r->ctx != NULL)
-        ctx_destroy(r->ctx);
     queue_clear(r);
-    buf_free(&r->rx);
+    close(r->intr_pipe[0]);
+    close(r->intr_pipe[1]);
     url_clear(&r->u);
-    free(r->txbuf);
+    free(r->rbuf);
     free(r->url);
     free(r);
-}
-
-/* ---- NIP-11 ---------------------------------------------------------------- */
-
-void relay_nip11_free(struct relay_nip11 *n)
-{
-    if (n == NULL)
-        return;
-    free(n->raw);
-    free(n->name);
-    free(n->software);
-    free(n->version);
-    free(n->supported_nips);
-    free(n->negentropy);
-    free(n);
-}
-
-static struct relay_nip11 *nip11_empty(void)
-{
-    struct relay_nip11 *n = xcalloc(1, sizeof *n);
-    n->limitation.max_message_length = -1;
-    n->limitation.max_subscriptions = -1;
-    n->limitation.max_limit = -1;
-    n->limitation.max_filters = -1;
-    n->limitation.auth_required = -1;
-    n->limitation.payment_required = -1;
-    return n;
-}
-
-static char *nip11_string(const json_t *obj, const char *key)
-{
-    const json_t *v = json_object_get(obj, key);
-    return json_is_string(v) ? dup_json_string(v) : NULL;
-}
-
-static int64_t nip11_int(const json_t *obj, const char *key)
-{
-    const json_t *v = json_object_get(obj, key);
-    return json_is_integer(v) ? (int64_t)json_integer_value(v) : -1;
-}
-
-static int nip11_bool(const json_t *obj, const char *key)
-{
-    const json_t *v = json_object_get(obj, key);
-    return json_is_boolean(v) ? json_is_true(v) : -1;
-}
-
-struct relay_nip11 *relay_nip11_parse(const char *text, size_t len)
-{
-    struct relay_nip11 *n = nip11_empty();
-    if (text == NULL) {
-        snprintf(n->reason, sizeof n->reason, "no document");
-        return n;
-    }
-    if (len > NIP11_MAX) {
-        snprintf(n->reason, sizeof n->reason, "document larger than 1 MiB");
-        return n;
-    }
-    n->raw = xmalloc(len + 1);
-    memcpy(n->raw, text, len);
-    n->raw[len] = '\0';
-    n->raw_len = len;
-    json_error_t jerr;
-    json_t *root = json_loadb(text, len, JSON_ALLOW_NUL, &jerr);
-    if (root == NULL) {
-        set_error(n->reason, sizeof n->reason, "not JSON: %s (line %d)", jerr.text, jerr.line);
-        return n;
-    }
-    if (!json_is_object(root)) {
-        snprintf(n->reason, sizeof n->reason, "not a JSON object");
-        json_decref(root);
-        return n;
-    }
-    n->name = nip11_string(root, "name");
-    n->software = nip11_string(root, "software");
-    n->version = nip11_string(root, "version");
-    const json_t *nips = json_object_get(root, "supported_nips");
-    if (json_is_array(nips)) {
-        n->has_supported_nips = 1;
-        size_t cnt = json_array_size(nips);
-        n->supported_nips = xreallocarray(NULL, cnt ? cnt : 1, sizeof *n->supported_nips);
-        for (size_t i = 0; i < cnt; i++) {
-            const json_t *v = json_array_get(nips, i);
-            if (json_is_integer(v))
-                n->supported_nips[n->n_supported_nips++] = (int64_t)json_integer_value(v);
-        }
-    }
-    const json_t *neg = json_object_get(root, "negentropy");
-    if (json_is_integer(neg)) {
-        char tmp[32];
-        snprintf(tmp, sizeof tmp, "%" JSON_INTEGER_FORMAT, json_integer_value(neg));
-        n->negentropy = xstrdup(tmp);
-    } else if (json_is_string(neg)) {
-        n->negentropy = dup_json_string(neg);
-    }
-    const json_t *lim = json_object_get(root, "limitation");
-    if (json_is_object(lim)) {
-        n->limitation.max_message_length = nip11_int(lim, "max_message_length");
-        n->limitation.max_subscriptions = nip11_int(lim, "max_subscriptions");
-        n->limitation.max_limit = nip11_int(lim, "max_limit");
-        n->limitation.max_filters = nip11_int(lim, "max_filters");
-        n->limitation.auth_required = nip11_bool(lim, "auth_required");
-        n->limitation.payment_required = nip11_bool(lim, "payment_required");
-    }
-    /*
-     * What negsync uses a document for is who the relay is and what it
-     * claims: name, software, version, supported_nips, negentropy. An object
-     * with none of those correctly typed ({}, or {"name": 5, "software": 1,
-     * "supported_nips": "1,77", "description": "..."}) tells us nothing and
-     * counts as no NIP-11 rather than an empty row in the cache.
-     */
-    int usable = n->name || n->software || n->version || n->has_supported_nips || n->negentropy;
-    json_decref(root);
-    if (!usable) {
-        snprintf(n->reason, sizeof n->reason, "no NIP-11 field of the right type");
-        free(n->name);
-        free(n->software);
-        free(n->version);
-        free(n->supported_nips);
-        free(n->negentropy);
-        n->name = n->software = n->version = n->negentropy = NULL;
-        n->supported_nips = NULL;
-        n->has_supported_nips = 0;
-        n->n_supported_nips = 0;
-        return n;
-    }
-    n->present = 1;
-    return n;
-}
-
-int relay_nip11_lists(const struct relay_nip11 *n, int nip)
-{
-    if (n == NULL || !n->present)
-        return 0;
-    for (size_t i = 0; i < n->n_supported_nips; i++)
-        if (n->supported_nips[i] == nip)
-            return 1;
-    return 0;
-}
-
-struct nip11_fetch {
-    const struct relay_opts *o;
-    struct lws *wsi;
-    int done;      /* the exchange ended, one way or another */
-    int completed; /* the whole body arrived */
-    int http_status;
-    int too_big;
-    int err_code;
-    char err_msg[RELAY_ERRLEN];
-    char tls_verify_err[160];
-    struct buf body;
-    const char *host;
-    int port;
-};
-
-static int nip11_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                          size_t len)
-{
-    struct lws_context *cx = lws_get_context(wsi);
-    struct nip11_fetch *f = cx ? lws_context_user(cx) : NULL;
-    if (f == NULL)
-        return 0;
-    switch (reason) {
-    case LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION:
-        return tls_verify_cb(f->tls_verify_err, sizeof f->tls_verify_err, f->o->tls_verify, user,
-                             len);
-    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
-        const char *why = in ? (const char *)in : "connection failed";
-        if (f->tls_verify_err[0]) {
-            f->err_code = RELAY_ERR_TLS_CERT;
-            snprintf(f->err_msg, sizeof f->err_msg, "TLS certificate verification failed: %s",
-                     f->tls_verify_err);
-        } else if (strcasestr(why, "ssl") != NULL || strcasestr(why, "tls") != NULL) {
-            f->err_code = RELAY_ERR_TLS;
-            snprintf(f->err_msg, sizeof f->err_msg, "TLS failed: %s", why);
-        } else if (strncmp(why, "HS:", 3) == 0) {
-            /* lws reports an HTTP answer it did not like here; it is still an answer. */
-            f->err_code = RELAY_ERR_HANDSHAKE;
-            snprintf(f->err_msg, sizeof f->err_msg, "HTTP request failed: %s", why);
-        } else {
-            f->err_code = RELAY_ERR_UNREACHABLE;
-            snprintf(f->err_msg, sizeof f->err_msg, "cannot connect to %s port %d: %s", f->host,
-                     f->port, why);
-        }
-        f->done = 1;
-        f->wsi = NULL;
-        break;
-    }
-    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
-        unsigned char **p = (unsigned char **)in, *end = (*p) + len;
-        static const char accept[] = "application/nostr+json";
-        if (lws_add_http_header_by_name(wsi, (const unsigned char *)"accept:",
-                                        (const unsigned char *)accept, (int)strlen(accept), p, end))
-            return -1;
-        break;
-    }
-    case LWS_CALLBACK_ESTABLISHED_CLIENT_HTTP:
-        f->http_status = (int)lws_http_client_http_response(wsi);
-        break;
-    case LWS_CALLBACK_RECEIVE_CLIENT_HTTP: {
-        char buffer[4096 + LWS_PRE];
-        char *px = buffer + LWS_PRE;
-        int lenx = (int)sizeof buffer - LWS_PRE;
-        if (lws_http_client_read(wsi, &px, &lenx) < 0)
-            return -1;
-        break;
-    }
-    case LWS_CALLBACK_RECEIVE_CLIENT_HTTP_READ:
-        if (f->body.len + len > NIP11_MAX) {
-            f->too_big = 1;
-            f->done = 1;
-            return -1;
-        }
-        buf_append(&f->body, in, len);
-        break;
-    case LWS_CALLBACK_COMPLETED_CLIENT_HTTP:
-        f->completed = 1;
-        f->done = 1;
-        break;
-    case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
-        f->done = 1;
-        f->wsi = NULL;
-        break;
-    default: break;
-    }
-    return 0;
-}
-
-static const struct lws_protocols nip11_protocols[] = {
-    {"negsync-nip11", nip11_callback, 0, 0, 0, NULL, 0},
-    {NULL, NULL, 0, 0, 0, NULL, 0},
-};
-
-static int nip11_service(struct lws_context *ctx, struct nip11_fetch *f, int64_t deadline)
-{
-    lws_sorted_usec_list_t sul;
-    memset(&sul, 0, sizeof sul);
-    while (!f->done) {
-        int64_t left = deadline - now_ms();
-        if (left <= 0) {
-            lws_sul_cancel(&sul);
-            return RELAY_ERR_TIMEOUT;
-        }
-        lws_sul_schedule(ctx, 0, &sul, sul_wake, (lws_usec_t)left * LWS_US_PER_MS);
-        if (lws_service(ctx, 0) < 0) {
-            lws_sul_cancel(&sul);
-            return RELAY_ERR_INTERNAL;
-        }
-    }
-    lws_sul_cancel(&sul);
-    return 0;
-}
-
-int relay_fetch_nip11(const char *url, const struct relay_opts *opts, int timeout_ms,
-                      struct relay_nip11 **out, char *err, size_t errlen)
-{
-    pthread_once(&lws_log_once, lws_log_init);
-    *out = NULL;
-    struct relay_opts o = opts ? *opts : relay_opts_default();
-    struct relay_url u;
-    if (url_parse(url, &u, err, errlen) < 0)
-        return RELAY_ERR_INVALID;
-    if (timeout_ms <= 0)
-        timeout_ms = o.connect_timeout_ms > 0 ? o.connect_timeout_ms : 10000;
-    char hosthdr[300];
-    url_host_header(&u, hosthdr, sizeof hosthdr);
-
-    struct nip11_fetch f;
-    memset(&f, 0, sizeof f);
-    f.o = &o;
-    f.host = u.host;
-    f.port = u.port;
-
-    struct lws_context_creation_info info;
-    memset(&info, 0, sizeof info);
-    info.port = CONTEXT_PORT_NO_LISTEN;
-    info.protocols = nip11_protocols;
-    info.user = &f;
-    info.fd_limit_per_thread = 8;
-    info.timeout_secs = (unsigned)(timeout_ms / 1000 + 30);
-    struct lws_context *ctx = ctx_create(&info, u.tls, err, errlen);
-    if (ctx == NULL) {
-        url_clear(&u);
-        return RELAY_ERR_INTERNAL;
-    }
-
-    struct lws_client_connect_info i;
-    memset(&i, 0, sizeof i);
-    i.context = ctx;
-    i.address = u.host;
-    i.port = u.port;
-    i.path = u.path;
-    i.host = hosthdr;
-    i.origin = hosthdr;
-    i.method = "GET";
-    i.protocol = nip11_protocols[0].name;
-    i.alpn = "http/1.1";
-    if (u.tls) {
-        i.ssl_connection = LCCSCF_USE_SSL;
-        if (!o.tls_verify)
-            i.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
-                                LCCSCF_ALLOW_EXPIRED | LCCSCF_ALLOW_INSECURE;
-    }
-    i.pwsi = &f.wsi;
-    int64_t deadline = now_ms() + timeout_ms;
-    int rc = 0;
-    if (lws_client_connect_via_info(&i) == NULL && !f.done) {
-        f.err_code = RELAY_ERR_UNREACHABLE;
-        set_error(f.err_msg, sizeof f.err_msg,
-                  "cannot connect to %s port %d: name lookup or "
-                  "socket setup failed",
-                  u.host, u.port);
-        f.done = 1;
-    }
-    rc = nip11_service(ctx, &f, deadline);
-    ctx_destroy(ctx);
-
-    if (rc == RELAY_ERR_TIMEOUT && f.http_status == 0) {
-        set_error(err, errlen, "no NIP-11 answer from %s within %d ms", hosthdr, timeout_ms);
-    } else if (rc == RELAY_ERR_INTERNAL) {
-        set_error(err, errlen, "service failed");
-    } else if (f.err_code != 0 && f.err_code != RELAY_ERR_HANDSHAKE && f.http_status == 0) {
-        rc = f.err_code;
-        set_error(err, errlen, "%s", f.err_msg);
-    } else {
-        /* The server answered: whatever it said, the result is a document or "no NIP-11". */
-        struct relay_nip11 *n;
-        if (f.too_big) {
-            n = nip11_empty();
-            snprintf(n->reason, sizeof n->reason, "document larger than 1 MiB");
-        } else if (f.http_status != 200) {
-            n = nip11_empty();
-            if (f.http_status)
-                snprintf(n->reason, sizeof n->reason, "HTTP status %d", f.http_status);
-            else
-                set_error(n->reason, sizeof n->reason, "%s",
-                          f.err_msg[0] ? f.err_msg : "no HTTP answer");
-            if (f.body.len) {
-                n->raw = xmalloc(f.body.len + 1);
-                memcpy(n->raw, f.body.data, f.body.len);
-                n->raw[f.body.len] = '\0';
-                n->raw_len = f.body.len;
-            }
-        } else if (!f.completed && rc == RELAY_ERR_TIMEOUT) {
-            n = nip11_empty();
-            snprintf(n->reason, sizeof n->reason, "document not complete within %d ms", timeout_ms);
-        } else {
-            n = relay_nip11_parse((const char *)f.body.data, f.body.len);
-            if (f.body.data == NULL)
-                snprintf(n->reason, sizeof n->reason, "empty document");
-        }
-        n->http_status = f.http_status;
-        *out = n;
-        rc = 0;
-    }
-    buf_free(&f.body);
-    url_clear(&u);
-    return rc;
 }

@@ -1,10 +1,12 @@
 /*
- * relay: one websocket connection to one Nostr relay (libwebsockets 4.1 with
- * OpenSSL), and the NIP-11 relay information document.
+ * relay: one websocket connection to one Nostr relay (our own RFC 6455
+ * client with permessage-deflate, over OpenSSL), and the NIP-11 relay
+ * information document.
  *
  * The API is synchronous and meant for one worker thread: relay_connect,
- * relay_send and relay_recv run the connection's own libwebsockets service
- * loop on the calling thread until their deadline. A struct relay must only
+ * relay_send and relay_recv service the connection on the calling thread
+ * until their condition holds or their deadline passes, whatever the relay
+ * sends meanwhile. A struct relay must only
  * be used by one thread at a time; the one exception is relay_interrupt,
  * which any thread may call to make the blocked call return
  * RELAY_ERR_INTERRUPTED promptly (a stop request from the engine or the TUI).
@@ -57,7 +59,10 @@ struct relay_opts {
                              * store and the host name; 0: accept self-signed certificates
                              * and any host name (an explicit per-relay opt-in) */
     int compression;        /* 1 (default): offer permessage-deflate; 0: do not */
-    size_t max_message;     /* cap on one incoming message, default 16 MiB */
+    size_t max_message;     /* cap on one incoming message (inflated), default 16 MiB */
+    size_t max_queued;      /* cap on received messages not yet taken by relay_recv,
+                             * default 64 MiB; past either cap the connection fails
+                             * with RELAY_ERR_TOO_BIG */
     int connect_timeout_ms; /* default 10000; used when relay_connect gets timeout_ms <= 0 */
     int send_timeout_ms;    /* default 30000: relay_send gives up (and drops the
                              * connection) when the peer stops reading */
@@ -65,6 +70,7 @@ struct relay_opts {
                              * after twice as long without a pong; 0 disables.
                              * Pings only happen while a relay_* call services the
                              * connection. */
+    int trace; /* 1: log every message's type and size, in and out; 2: and its text, cut */
     /* Where skipped messages and connection events are reported; NULL: stderr.
      * Called on the thread that uses the relay. */
     void (*log)(void *log_arg, const char *url, const char *line);
