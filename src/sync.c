@@ -1103,6 +1103,7 @@ struct job {
     const struct config_filter *cf;
     struct filter *f; /* resolved now; no limit */
     struct relay *r;
+    struct caps_guard guard; /* sends and waits on r: the first message of a connection */
     struct store *st;
     sqlite3 *db;
     struct sync_run *run;
@@ -1207,7 +1208,7 @@ static int job_send_json(struct job *j, json_t *msg, char *err, size_t errlen)
         set_error(err, errlen, "cannot serialize a message");
         return -1;
     }
-    rc = relay_send(j->r, text, strlen(text), err, errlen);
+    rc = caps_guard_send(&j->guard, j->r, text, strlen(text), err, errlen);
     free(text);
     if (rc == RELAY_ERR_INTERRUPTED)
         j->interrupted = 1;
@@ -1859,7 +1860,8 @@ static int job_recv(struct job *j, int final, struct relay_msg **out, char *err,
             set_error(err, errlen, "no reply within %lld s", (long long)(j->timeout_ms / 1000));
             return RELAY_ERR_TIMEOUT;
         }
-        rc = relay_recv(j->r, (int)(j->idle_deadline - now), out, err, errlen);
+        /* A first message the relay lost is sent again on a fresh connection, inside. */
+        rc = caps_guard_recv(&j->guard, j->r, (int)(j->idle_deadline - now), out, err, errlen);
         if (rc == 0)
             j->recv_returned++;
         if (rc != 0 || j->e->vpool == NULL || (*out)->type != RELAY_MSG_EVENT)
@@ -2216,8 +2218,7 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
             } else if (!got_reply) {
                 /* Silence or a hang-up on NEG-OPEN: a relay without NIP-77. */
                 res = NEG_OUT_UNSUPPORTED;
-                set_error(reason, rlen, "%s on NEG-OPEN (%s)",
-                          rc == RELAY_ERR_TIMEOUT ? "no answer" : "connection closed", err);
+                caps_fallback_reason(reason, rlen, NULL, rc, err, (int)j->timeout_ms);
             } else {
                 set_error(reason, rlen, "negentropy session failed: %s", err);
             }
@@ -2249,13 +2250,19 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
                 } else {
                     res = NEG_OUT_FAILED;
                 }
-                set_error(reason, rlen, "NEG-ERR: %s", t);
+                if (res == NEG_OUT_UNSUPPORTED && !got_reply)
+                    caps_fallback_reason(reason, rlen, m, 0, NULL, 0);
+                else
+                    set_error(reason, rlen, "NEG-ERR: %s", t);
                 relay_msg_free(m);
                 goto out;
             }
             if (m->type == RELAY_MSG_CLOSED) {
                 res = got_reply ? NEG_OUT_FAILED : NEG_OUT_UNSUPPORTED;
-                set_error(reason, rlen, "CLOSED: %s", m->text != NULL ? m->text : "");
+                if (!got_reply)
+                    caps_fallback_reason(reason, rlen, m, 0, NULL, 0);
+                else
+                    set_error(reason, rlen, "CLOSED: %s", m->text != NULL ? m->text : "");
                 relay_msg_free(m);
                 goto out;
             }
@@ -2312,7 +2319,7 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
             continue;
         }
         if (m->type == RELAY_MSG_NOTICE && !got_reply && notice_is_refusal(m->text)) {
-            set_error(reason, rlen, "NOTICE: %s", m->text);
+            caps_fallback_reason(reason, rlen, m, 0, NULL, 0);
             relay_msg_free(m);
             res = NEG_OUT_UNSUPPORTED;
             goto out;
@@ -3162,8 +3169,7 @@ static int job_neg_support(struct job *j, char *reason, size_t rlen)
                 rel->neg_known = 1;
             } else if (res.verdict == CAPS_UNSUPPORTED) {
                 rel->neg_known = 0;
-                snprintf(rel->neg_reason, sizeof rel->neg_reason, "no NIP-77 (%.200s%s)",
-                         res.reason, res.cached ? ", cached" : "");
+                caps_result_fallback(&res, rel->neg_reason, sizeof rel->neg_reason);
             } else {
                 rel->neg_known = -2;
                 snprintf(rel->neg_reason, sizeof rel->neg_reason, "unreachable: %.200s",
@@ -3283,6 +3289,7 @@ static void job_reset_transfers(struct job *j)
 
 static void job_free(struct job *j)
 {
+    caps_guard_clear(&j->guard);
     job_ahead_clear(j);
     job_flush(j);
     job_reset_transfers(j);
@@ -3320,6 +3327,8 @@ static int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *
     j.rel = rel;
     j.cf = cf;
     j.r = r;
+    j.guard.log = relay_log_cb;
+    j.guard.log_arg = e;
     j.st = st;
     j.db = db;
     j.kc = kc;
