@@ -44,7 +44,16 @@ static const char usage_text[] =
     "  --max-message N       refuse (NOTICE) messages longer than N bytes, and say so\n"
     "                        in NIP-11 max_message_length (default 16 MiB)\n"
     "  --tls CERT KEY        serve wss:// and https:// with this certificate and key\n"
-    "  --deflate             offer permessage-deflate (stats count uncompressed bytes)\n"
+    "  --deflate             offer permessage-deflate (stats count uncompressed bytes),\n"
+    "                        with a sliding window kept across messages, as strfry's\n"
+    "                        uWebSockets does by default\n"
+    "  --deflate-no-context-takeover\n"
+    "                        --deflate as nostream's ws server does it: answer with\n"
+    "                        server_no_context_takeover, compress each message on its\n"
+    "                        own, and send messages under --deflate-threshold bytes\n"
+    "                        (default here 1024, ws's threshold) uncompressed\n"
+    "  --deflate-threshold N send messages shorter than N bytes uncompressed (RSV1\n"
+    "                        clear) on a deflate connection, as ws and uWebSockets do\n"
     "  --stats-file FILE     after each connection, on SIGUSR1 and at exit, write JSON\n"
     "                        with the payload bytes and messages by type, in and out,\n"
     "                        per connection (open ones marked \"open\":true) and in total\n"
@@ -87,6 +96,8 @@ static const char usage_text[] =
     "  --stall-after K       stop reading from a connection once K messages came in\n"
     "                        (replies already due are still sent): a peer that stops\n"
     "                        reading, so the client's send buffer fills\n"
+    "  --flood               once a connection opens, send NOTICEs without end, as fast\n"
+    "                        as it reads them: a broken or hostile relay\n"
     "  --big-notice BYTES    send a NOTICE of exactly BYTES bytes right after connecting\n"
     "                        (e.g. over a client's message size cap)\n"
     "  --delay-ms N          hold every reply N ms (timers; the relay never sleeps)\n"
@@ -159,6 +170,9 @@ enum {
     OPT_MAX_SYNC,
     OPT_TLS,
     OPT_DEFLATE,
+    OPT_DEFLATE_NCT,
+    OPT_DEFLATE_THRESHOLD,
+    OPT_FLOOD,
     OPT_STATS,
     OPT_NIPS,
     OPT_SOFTWARE,
@@ -193,6 +207,9 @@ static const struct option long_options[] = {
     {"max-sync-events", required_argument, NULL, OPT_MAX_SYNC},
     {"tls", required_argument, NULL, OPT_TLS},
     {"deflate", no_argument, NULL, OPT_DEFLATE},
+    {"deflate-no-context-takeover", no_argument, NULL, OPT_DEFLATE_NCT},
+    {"deflate-threshold", required_argument, NULL, OPT_DEFLATE_THRESHOLD},
+    {"flood", no_argument, NULL, OPT_FLOOD},
     {"stats-file", required_argument, NULL, OPT_STATS},
     {"nip11-nips", required_argument, NULL, OPT_NIPS},
     {"software", required_argument, NULL, OPT_SOFTWARE},
@@ -224,7 +241,7 @@ static const struct option long_options[] = {
 
 static void parse_args(int argc, char **argv, struct tr_config *cfg)
 {
-    int opt;
+    int opt, threshold_given = 0;
 
     memset(cfg, 0, sizeof *cfg);
     cfg->req_limit = 500;
@@ -257,6 +274,16 @@ static void parse_args(int argc, char **argv, struct tr_config *cfg)
             cfg->tls_key = argv[optind++];
             break;
         case OPT_DEFLATE: cfg->deflate = 1; break;
+        case OPT_DEFLATE_NCT:
+            cfg->deflate = cfg->deflate_no_context_takeover = 1;
+            if (!threshold_given)
+                cfg->deflate_threshold = 1024;
+            break;
+        case OPT_DEFLATE_THRESHOLD:
+            cfg->deflate_threshold = (size_t)parse_u64("--deflate-threshold", optarg, 1u << 30);
+            threshold_given = 1;
+            break;
+        case OPT_FLOOD: cfg->flood = 1; break;
         case OPT_STATS: cfg->stats_file = optarg; break;
         case OPT_NIPS: cfg->nip11_nips = optarg; break;
         case OPT_SOFTWARE: cfg->software = optarg; break;
@@ -407,6 +434,12 @@ static int preload_events(struct store *st, const char *path, char *err, size_t 
     return rc;
 }
 
+/*
+ * The parameters a libwebsockets server accepts when a client asks for
+ * them. (Its compressor obeys client_no_context_takeover, not
+ * server_no_context_takeover: conn.c sets that itself for
+ * --deflate-no-context-takeover.)
+ */
 static const struct lws_extension deflate_extensions[] = {
     {"permessage-deflate", lws_extension_callback_pm_deflate,
      "permessage-deflate; client_no_context_takeover; client_max_window_bits"},

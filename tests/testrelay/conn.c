@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 #include <libwebsockets.h>
@@ -177,6 +178,60 @@ static void conn_close_reason(struct tr_conn *c, const char *why)
     lws_close_reason(c->wsi, LWS_CLOSE_STATUS_NORMAL, (unsigned char *)(uintptr_t)why, strlen(why));
 }
 
+/*
+ * A whole text message in one frame with RSV1 clear, written past lws's
+ * permessage-deflate: what ws (below its threshold) and uWebSockets send on a
+ * compressed connection. The frame header goes into the LWS_PRE headroom;
+ * the bytes leave as they are (lws buffers what the socket does not take).
+ * A compressor without context takeover is not disturbed by it, and one with
+ * context never saw these bytes, nor does the client's inflater.
+ */
+static int conn_write_plain_frame(struct tr_conn *c, struct tr_msg *m)
+{
+    unsigned char h[10];
+    size_t hl = 0, n = m->len;
+
+    h[hl++] = 0x81;
+    if (n < 126) {
+        h[hl++] = (unsigned char)n;
+    } else if (n < 65536) {
+        h[hl++] = 126;
+        h[hl++] = (unsigned char)(n >> 8);
+        h[hl++] = (unsigned char)n;
+    } else {
+        h[hl++] = 127;
+        for (int i = 0; i < 8; i++)
+            h[hl++] = (unsigned char)((uint64_t)n >> (56 - 8 * i));
+    }
+    memcpy(m->buf + LWS_PRE - hl, h, hl);
+    int w = lws_write(c->wsi, m->buf + LWS_PRE - hl, hl + n, LWS_WRITE_HTTP);
+    return w < 0 || (size_t)w < hl + n ? -1 : 0;
+}
+
+/*
+ * --deflate-no-context-takeover: a libwebsockets server only echoes the
+ * parameters a client asked for, so server_no_context_takeover is added to
+ * the Sec-WebSocket-Extensions line lws just wrote (the line ends right
+ * before args->p).
+ */
+static void announce_no_context_takeover(struct lws_process_html_args *args)
+{
+    static const char ext[] = "Sec-WebSocket-Extensions: permessage-deflate";
+    static const char add[] = "; server_no_context_takeover\r\n";
+    char *p = args->p;
+    char *line = p - 2;
+
+    if (args->max_len < (int)sizeof add || memcmp(p - 2, "\r\n", 2) != 0)
+        return;
+    while (line > p - 300 && !(line[-2] == '\r' && line[-1] == '\n'))
+        line--;
+    if (strncasecmp(line, ext, sizeof ext - 1) != 0)
+        return;
+    memcpy(p - 2, add, sizeof add - 1);
+    args->p = p - 2 + sizeof add - 1;
+    args->max_len -= (int)(sizeof add - 3);
+}
+
 /* Writes the head of the queue if it is due. -1 closes the connection. */
 static int conn_writeable(struct tr_conn *c)
 {
@@ -201,9 +256,14 @@ static int conn_writeable(struct tr_conn *c)
         }
     }
     /* lws buffers whatever the socket does not take now, so a short count is an error. */
-    n = lws_write(c->wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
-    if (n < 0 || (size_t)n < m->len)
-        return -1;
+    if (cfg->deflate && m->len < cfg->deflate_threshold) {
+        if (conn_write_plain_frame(c, m) < 0)
+            return -1;
+    } else {
+        n = lws_write(c->wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
+        if (n < 0 || (size_t)n < m->len)
+            return -1;
+    }
     conn_log(c, ">", (const char *)m->buf + LWS_PRE, m->len);
     c->counts.tx_bytes += m->len;
     c->counts.tx_msgs++;
@@ -213,6 +273,8 @@ static int conn_writeable(struct tr_conn *c)
     if (c->qhead == NULL)
         c->qtail = NULL;
     c->held = m;
+    if (cfg->flood && c->qhead == NULL && !c->closing)
+        tr_conn_send_notice(c, "flood: this relay sends NOTICEs without end (--flood)");
     if (c->qhead != NULL || c->closing ||
         (cfg->drop_after >= 0 && c->sent >= (uint64_t)cfg->drop_after))
         lws_callback_on_writable(c->wsi);
@@ -415,6 +477,10 @@ static int conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void
             tr_conn_send_notice(c, srv->cfg->welcome_notice);
         if (srv->cfg->big_notice > 0)
             conn_send_big_notice(c, srv->cfg->big_notice);
+        if (srv->cfg->deflate_no_context_takeover)
+            lws_set_extension_option(wsi, "permessage-deflate", "client_no_context_takeover", "1");
+        if (srv->cfg->flood)
+            tr_conn_send_notice(c, "flood: this relay sends NOTICEs without end (--flood)");
         if (srv->cfg->stall_after == 0)
             lws_rx_flow_control(wsi, 0);
         if (srv->cfg->drop_after == 0)
@@ -447,6 +513,11 @@ static int conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void
             return -1;
         c->srv = srv;
         return conn_http_request(c, wsi);
+
+    case LWS_CALLBACK_ADD_HEADERS:
+        if (srv->cfg->deflate_no_context_takeover && in != NULL)
+            announce_no_context_takeover(in);
+        return 0;
 
     case LWS_CALLBACK_HTTP_WRITEABLE:
         if (c == NULL)

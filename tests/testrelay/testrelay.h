@@ -80,6 +80,13 @@ struct tr_config {
     const char *tls_cert, *tls_key; /* both or neither */
     const char *stats_file;
     int deflate; /* offer permessage-deflate */
+    /*
+     * --deflate-no-context-takeover: announce server_no_context_takeover and
+     * start the compressor afresh for every message (nostream's ws).
+     */
+    int deflate_no_context_takeover;
+    size_t deflate_threshold; /* shorter messages go uncompressed (ws: 1024) */
+    int flood;                /* --flood: NOTICEs without end once connected */
     int verbose;
 };
 

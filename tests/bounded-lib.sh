@@ -1,0 +1,37 @@
+# tests/bounded-lib.sh — run a command under a deadline and a memory ceiling,
+# for tests of what a misbehaving relay must not be able to do to negsync.
+# Sourced after tests/relay-lib.sh.
+
+# run_bounded SECONDS MAX_RSS_MB CMD...: runs CMD (redirect the call as you
+# would CMD's) and watches its resident memory every 50 ms. Returns CMD's
+# exit status in BOUNDED_RC and its largest sampled RSS in BOUNDED_PEAK_MB;
+# if it runs past SECONDS or above MAX_RSS_MB it is killed, BOUNDED_WHY says
+# which, and run_bounded returns 1.
+run_bounded() {
+    _b_secs=$1 _b_max=$2
+    shift 2
+    "$@" &
+    _b_pid=$!
+    _b_deadline=$(($(date +%s) + _b_secs))
+    BOUNDED_PEAK_MB=0 BOUNDED_WHY= BOUNDED_RC=
+    while _relay_running "$_b_pid"; do
+        _b_rss=$(awk '/^VmRSS:/ { print int($2 / 1024) }' "/proc/$_b_pid/status" 2>/dev/null)
+        if [ -n "$_b_rss" ] && [ "$_b_rss" -gt "$BOUNDED_PEAK_MB" ]; then
+            BOUNDED_PEAK_MB=$_b_rss
+        fi
+        if [ "${_b_rss:-0}" -gt "$_b_max" ]; then
+            BOUNDED_WHY="$1 grew to $_b_rss MB resident (limit $_b_max MB)"
+        elif [ "$(date +%s)" -ge "$_b_deadline" ]; then
+            BOUNDED_WHY="$1 still running after $_b_secs s"
+        fi
+        if [ -n "$BOUNDED_WHY" ]; then
+            kill -KILL "$_b_pid" 2>/dev/null
+            wait "$_b_pid" 2>/dev/null
+            return 1
+        fi
+        sleep 0.05
+    done
+    wait "$_b_pid"
+    BOUNDED_RC=$?
+    return 0
+}
