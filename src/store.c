@@ -772,6 +772,18 @@ struct store *store_open_readonly(const char *path, char *err, size_t errlen)
     }
     if (rc < 0)
         goto fail;
+    if (store_setup(st, err, errlen) < 0)
+        goto fail;
+    /*
+     * An older schema is brought up to date where the file can be written,
+     * as store_open would: the queries need today's schema, and an export
+     * right after upgrading negsync must not fail for it.
+     */
+    if (version > 0 && version < NMIGRATIONS && !sqlite3_db_readonly(st->db, "main")) {
+        if (store_migrate(st, err, errlen) < 0 ||
+            pragma_int(st, "PRAGMA user_version", &version, err, errlen) < 0)
+            goto fail;
+    }
     if (version != NMIGRATIONS) {
         if (version == 0)
             set_error(err, errlen, "%s: not a negsync database (no schema)", path);
@@ -782,14 +794,14 @@ struct store *store_open_readonly(const char *path, char *err, size_t errlen)
                       path, version, NMIGRATIONS);
         else
             set_error(err, errlen,
-                      "%s: schema version %d is older than this negsync's (%d); run a command "
-                      "that writes to it (import or sync) once to upgrade it",
+                      "%s: schema version %d is older than this negsync's (%d), and it cannot "
+                      "be upgraded here: run a command that writes (import or sync) where it "
+                      "can be written",
                       path, version, NMIGRATIONS);
         goto fail;
     }
     /* query_only: a bug that tries to write gets an error, whatever the file allows. */
-    if (exec_sql(st, "PRAGMA query_only = ON", err, errlen, "configure") < 0 ||
-        store_setup(st, err, errlen) < 0)
+    if (exec_sql(st, "PRAGMA query_only = ON", err, errlen, "configure") < 0)
         goto fail;
     return st;
 fail:

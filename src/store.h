@@ -30,12 +30,14 @@ struct store;
  */
 struct store *store_open(const char *path, char *err, size_t errlen);
 /*
- * Opens an existing database at path for reading only: nothing is created,
- * migrated or switched to WAL, and every write fails, so a command that only
- * reads (export) works on a database in a directory, or a file, this user
- * cannot write. Returns NULL with a reason in err: the file is missing, its
- * schema is not this negsync's (only store_open migrates), or it cannot be
- * read here (a -wal file without a -shm file this user can create).
+ * Opens an existing database at path for reading only: nothing is created
+ * or switched to WAL, and every write fails, so a command that only reads
+ * (export) works on a database in a directory, or a file, this user cannot
+ * write. The one write it may make is store_open's migration of an older
+ * schema, where the file can be written. Returns NULL with a reason in err:
+ * the file is missing, its schema is not this negsync's (and cannot be
+ * migrated here), or it cannot be read here (a -wal file without a -shm file
+ * this user can create).
  */
 struct store *store_open_readonly(const char *path, char *err, size_t errlen);
 void store_close(struct store *st);
