@@ -1617,10 +1617,11 @@ static int cfg_is_dev_null(const struct stat *st)
  * Reads the whole file into *data (caller frees; NUL-terminated, *len
  * bytes), so that what the parser sees is bounded whatever path it is given:
  * a regular file (not /dev/urandom, /dev/zero or a FIFO, which may never
- * end; /dev/null reads as an empty file) of at most CONFIG_MAX_SIZE bytes with no NUL byte (a binary file
- * would give a message per line). Returns 0; -1 with errno set when the file
- * cannot be opened, so that config_load can tell a missing default file from
- * other failures; or -2 with the reason added to errs.
+ * end; /dev/null reads as an empty file) of at most CONFIG_MAX_SIZE bytes
+ * with no NUL byte (a binary file would give a message per line). Returns 0;
+ * -1 with errno set when the file cannot be opened, so that config_load can
+ * tell a missing default file from other failures; or -2 with the reason
+ * added to errs.
  */
 static int cfg_read_file(const char *path, char **data, size_t *len, struct config_errors *errs)
 {
