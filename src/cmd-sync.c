@@ -156,13 +156,22 @@ static void on_run(void *arg, const struct sync_run *r)
         fmt_bytes(r->bytes_sent, up, sizeof up);
         fmt_bytes(r->bytes_received, down, sizeof down);
         if (r->ok) {
+            char split[96] = "";
+            if (r->splits > 0 && r->neg_cap > 0)
+                snprintf(split, sizeof split,
+                         ", %llu window split%s (negentropy set capped at %lld)",
+                         (unsigned long long)r->splits, r->splits == 1 ? "" : "s",
+                         (long long)r->neg_cap);
+            else if (r->splits > 0)
+                snprintf(split, sizeof split, ", %llu window split%s (blocked)",
+                         (unsigned long long)r->splits, r->splits == 1 ? "" : "s");
             fmt_saved(r->est_req_bytes, r->bytes_sent + r->bytes_received, saved, sizeof saved);
             printf("%s%s %s: %s, %llu round%s, sent %s, received %s, saved %s, fetched %llu,"
-                   " stored %llu, invalid %llu, %.1f s%s%s\n",
+                   " stored %llu, invalid %llu%s, %.1f s%s%s\n",
                    r->relay, tls_mark(sc, r->relay), r->filter, sync_mode_name(r->mode),
                    (unsigned long long)r->rounds, r->rounds == 1 ? "" : "s", up, down, saved,
                    (unsigned long long)r->fetched, (unsigned long long)r->stored,
-                   (unsigned long long)r->invalid, (double)r->duration_ms / 1000.0,
+                   (unsigned long long)r->invalid, split, (double)r->duration_ms / 1000.0,
                    r->error[0] != '\0' ? "; " : "", r->error);
         } else {
             printf("%s%s %s: %s, error: %s\n", r->relay, tls_mark(sc, r->relay), r->filter,

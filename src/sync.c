@@ -1965,6 +1965,7 @@ static int job_connect(struct job *j, char *err, size_t errlen)
 enum neg_outcome {
     NEG_OUT_DONE,
     NEG_OUT_BLOCKED,     /* too many results: split the window */
+    NEG_OUT_CAPPED,      /* the relay reconciled a capped set: split the window */
     NEG_OUT_UNSUPPORTED, /* the relay refused NIP-77 itself */
     NEG_OUT_FAILED,      /* mid-session failure: retry once, then fall back */
     NEG_OUT_FATAL,       /* store error or interrupted */
@@ -2133,8 +2134,24 @@ static uint64_t job_frame_limit(const struct job *j, const struct filter *wf)
 }
 
 /*
+ * Whether the relay's side of a finished reconciliation looks cut at a
+ * limit of its own: n0str answers NEG-OPEN over its first max_limit
+ * matches, oldest first, where strfry says "blocked:". Its set is then
+ * exactly that many events, and the ids after its cut look like ours alone.
+ * Returns the limit, or -1.
+ */
+static int64_t neg_capped_at(const struct job *j, uint64_t relay_n)
+{
+    if (j->max_limit > 0 && relay_n == (uint64_t)j->max_limit)
+        return j->max_limit;
+    return -1;
+}
+
+/*
  * One reconciliation over one window. On NEG_OUT_BLOCKED *limit is the
- * relay's stated limit (or -1).
+ * relay's stated limit (or -1), on NEG_OUT_CAPPED the cap its set matched.
+ * The ids the relay lacks are taken (have, upload) only once the session
+ * ended and its set did not look capped: past a cap they are not missing.
  */
 static enum neg_outcome neg_session(struct job *j, const struct window *w, int64_t *limit,
                                     char *reason, size_t rlen)
@@ -2148,7 +2165,11 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
     char subid[32], err[SYNC_ERRLEN], *hex = NULL, *key;
     enum neg_outcome res = NEG_OUT_FAILED;
     int got_reply = 0, rc, mine;
-    uint64_t rounds = 0;
+    uint64_t rounds = 0, sess_need = 0;
+    int64_t cap;
+    struct idset sess_seen = {0}; /* this session's need ids */
+    struct idset sess_have_set = {0};
+    struct idq sess_have = {0};
     json_t *fj;
 
     *limit = -1;
@@ -2291,18 +2312,16 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
             j->run->rounds++;
             rounds++;
             for (size_t i = 0; i < need.n; i++) {
+                if (idset_put(&sess_seen, need.ids[i]))
+                    sess_need++;
                 if (idset_put(&j->need, need.ids[i]))
                     j->run->need++;
                 if (j->down)
                     fetch_queue(j, need.ids[i]);
             }
-            for (size_t i = 0; i < have.n; i++) {
-                if (idset_put(&j->have, have.ids[i])) {
-                    j->run->have++;
-                    if (j->up)
-                        idq_push(&j->upq, have.ids[i]);
-                }
-            }
+            for (size_t i = 0; i < have.n; i++)
+                if (idset_put(&sess_have_set, have.ids[i]))
+                    idq_push(&sess_have, have.ids[i]);
             need.n = have.n = 0;
             if (out.len == 0) {
                 job_send_json(j, json_pack("[ss]", "NEG-CLOSE", subid), err, sizeof err);
@@ -2333,6 +2352,22 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
     }
 
     /* Done: the relay's set in this window is (local - have) + need. */
+    cap = neg_capped_at(j, neg_storage_size(ns) - idq_len(&sess_have) + sess_need);
+    if (cap > 0) {
+        *limit = cap;
+        set_error(reason, rlen,
+                  "the relay's negentropy set is %lld events, its NIP-11 max_limit: capped",
+                  (long long)cap);
+        res = NEG_OUT_CAPPED;
+        goto out;
+    }
+    for (const uint8_t *id; (id = idq_pop(&sess_have)) != NULL;) {
+        if (idset_put(&j->have, id)) {
+            j->run->have++;
+            if (j->up)
+                idq_push(&j->upq, id);
+        }
+    }
     for (size_t i = neg_storage_size(ns); i-- > 0;) {
         const struct neg_item *it = neg_storage_item(ns, i);
         if (idset_has(&j->have, it->id))
@@ -2355,6 +2390,9 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
         free(json);
     }
 out:
+    idset_clear(&sess_seen);
+    idset_clear(&sess_have_set);
+    idq_free(&sess_have);
     neg_ids_free(&have);
     neg_ids_free(&need);
     buf_free(&out);
@@ -2699,19 +2737,36 @@ static enum job_outcome neg_job(struct job *j, char *reason, size_t rlen)
             switch (o) {
             case NEG_OUT_DONE: break;
             case NEG_OUT_BLOCKED:
+            case NEG_OUT_CAPPED:
+                /*
+                 * Both are the same to us: the relay will not reconcile this
+                 * many events at once, whether it says so (strfry's
+                 * "blocked:") or answers over its first max_limit (n0str).
+                 */
                 if (w.depth >= SYNC_SPLIT_DEPTH || w.hi <= w.lo) {
                     res = JOB_FAILED;
-                    set_error(reason, rlen, "still blocked after %d window splits", w.depth);
+                    if (o == NEG_OUT_CAPPED)
+                        set_error(reason, rlen,
+                                  "the relay's negentropy set is capped at %lld events, still"
+                                  " after %d window splits",
+                                  (long long)limit, w.depth);
+                    else
+                        set_error(reason, rlen, "still blocked after %d window splits", w.depth);
                     goto out;
                 }
+                j->run->splits++;
+                if (o == NEG_OUT_CAPPED)
+                    j->run->neg_cap = limit;
                 {
                     uint64_t mid = window_split_point(j, &w);
-                    engine_log(j->e,
-                               "[SYNC] %s (filter %s): too many results for the relay,"
-                               " splitting [%llu, %s%llu] at %llu",
-                               j->rel->url, j->cf->name, (unsigned long long)w.lo,
-                               w.hi_open ? ">" : "", (unsigned long long)w.hi,
-                               (unsigned long long)mid);
+                    engine_log(j->e, "[SYNC] %s (filter %s): %s, splitting [%llu, %s%llu] at %llu",
+                               j->rel->url, j->cf->name,
+                               o == NEG_OUT_CAPPED
+                                   ? "the relay's negentropy set looks capped at its"
+                                     " max_limit"
+                                   : "too many results for the relay",
+                               (unsigned long long)w.lo, w.hi_open ? ">" : "",
+                               (unsigned long long)w.hi, (unsigned long long)mid);
                     /* Newest half first: it is what users look at. */
                     wstack_push(&stack, (struct window){w.lo, mid, 0, w.depth + 1});
                     wstack_push(&stack, (struct window){mid + 1, w.hi, w.hi_open, w.depth + 1});
@@ -2839,12 +2894,57 @@ static void req_lost_at(struct req_state *rs, uint64_t t)
 }
 
 /*
+ * The ids a page received on its oldest second, which the next page asks
+ * for again (its until is that second, inclusive): taken once, not twice.
+ */
+struct req_edge {
+    struct idset prev, next;
+    uint64_t prev_at, next_at;
+    int has_prev, has_next;
+};
+
+/* After a page: what it saw on its oldest second is what the next one skips. */
+static void req_edge_turn(struct req_edge *e)
+{
+    idset_clear(&e->prev);
+    e->prev = e->next;
+    e->prev_at = e->next_at;
+    e->has_prev = e->has_next;
+    memset(&e->next, 0, sizeof e->next);
+    e->has_next = 0;
+}
+
+/*
+ * Whether an event of a page (created_at t, id) is one the page before
+ * already received; notes it for the next page if it is on the oldest
+ * second so far.
+ */
+static int req_edge_seen(struct req_edge *e, int64_t t, const json_t *obj)
+{
+    const json_t *idj = json_object_get(obj, "id");
+    uint8_t id[32];
+
+    if (t < 0 || !json_is_string(idj) || json_string_length(idj) != 64 ||
+        hex_decode(json_string_value(idj), 64, id, sizeof id, 1) < 0)
+        return 0;
+    if (!e->has_next || (uint64_t)t < e->next_at) {
+        idset_clear(&e->next);
+        e->next_at = (uint64_t)t;
+        e->has_next = 1;
+    }
+    if ((uint64_t)t == e->next_at)
+        idset_add(&e->next, id);
+    return e->has_prev && (uint64_t)t == e->prev_at && idset_has(&e->prev, id);
+}
+
+/*
  * One page: REQ, EVENTs, EOSE. Fills *n, *oldest, *newest and *unread
  * (messages relay_recv skipped meanwhile, when rs->count_unreadable);
  * events it could not take hold the cursor (rs->lost_at).
  */
-static int req_page(struct job *j, const struct filter *pf, struct req_state *rs, uint64_t *n,
-                    uint64_t *oldest, uint64_t *newest, uint64_t *unread, char *err, size_t errlen)
+static int req_page(struct job *j, const struct filter *pf, struct req_state *rs,
+                    struct req_edge *edge, uint64_t *n, uint64_t *oldest, uint64_t *newest,
+                    uint64_t *unread, char *err, size_t errlen)
 {
     char subid[32];
     int64_t skew0 = rs->count_unreadable ? job_recv_skew(j) : 0;
@@ -2887,6 +2987,10 @@ static int req_page(struct job *j, const struct filter *pf, struct req_state *rs
                     if ((uint64_t)t > *newest)
                         *newest = (uint64_t)t;
                 }
+            }
+            if (req_edge_seen(edge, t, m->event)) {
+                relay_msg_free(m); /* asked for again on purpose: the page's top second */
+                break;
             }
             rc = job_take_event(j, m->event, pf, NULL, &at);
             if (rc == 1 && j->take_forged) {
@@ -2957,31 +3061,32 @@ static int req_window(struct job *j, const struct filter *base, uint64_t since, 
 {
     uint64_t cap = rs->cap_known ? rs->page_limit : 0;
     int rc = 0, empty_retries = 0;
+    struct req_edge edge = {0};
 
     for (;;) {
-        struct filter *pf = filter_dup(base);
+        struct filter *pf;
         uint64_t n, oldest, newest, unread;
         int full, more;
 
         if (engine_stopping(j->e)) {
             j->interrupted = 1;
-            filter_free(pf);
-            return -1;
+            rc = -1;
+            break;
         }
-        if (j->slice != NULL && !tail_slice_bounds(j->e, j->slice, &since, has_until, until)) {
-            filter_free(pf);
-            return 0;
-        }
+        if (j->slice != NULL && !tail_slice_bounds(j->e, j->slice, &since, has_until, until))
+            break;
+        pf = filter_dup(base);
         pf->has_since = since > 0 || base->has_since;
         pf->since = since;
         pf->has_until = has_until;
         pf->until = until;
         pf->has_limit = 1;
         pf->limit = rs->page_limit;
-        rc = req_page(j, pf, rs, &n, &oldest, &newest, &unread, err, errlen);
+        rc = req_page(j, pf, rs, &edge, &n, &oldest, &newest, &unread, err, errlen);
         filter_free(pf);
         if (rc < 0)
-            return -1;
+            break;
+        req_edge_turn(&edge);
         rs->unreadable += unread;
         if (n + unread > cap)
             cap = n + unread;
@@ -2998,16 +3103,16 @@ static int req_window(struct job *j, const struct filter *base, uint64_t since, 
         if (j->slice != NULL)
             tail_slice_page(j->e, j->slice, n, oldest, newest, more);
         if (!more)
-            return 0;
+            break;
         if (oldest == newest) {
             /*
              * The whole page is one second: nothing newer is left above it
              * (the relay sends newest first), and a full one is split.
              */
-            if (full && req_split_second(j, base, oldest, depth, rs, err, errlen) < 0)
-                return -1;
+            if (full && (rc = req_split_second(j, base, oldest, depth, rs, err, errlen)) < 0)
+                break;
             if (oldest == 0 || oldest <= since)
-                return 0;
+                break;
             has_until = 1;
             until = oldest - 1;
             continue;
@@ -3015,6 +3120,9 @@ static int req_window(struct job *j, const struct filter *base, uint64_t since, 
         has_until = 1;
         until = oldest;
     }
+    idset_clear(&edge.prev);
+    idset_clear(&edge.next);
+    return rc < 0 ? -1 : 0;
 }
 
 static enum job_outcome req_job(struct job *j, char *reason, size_t rlen)
@@ -4060,6 +4168,8 @@ char *sync_run_to_json(const struct sync_run *r)
     NUM("invalid", r->invalid);
     NUM("uploaded", r->uploaded_ok);
     NUM("upload_rejected", r->uploaded_rejected);
+    NUM("splits", r->splits);
+    NUM("neg_cap", r->neg_cap);
     NUM("duration_ms", r->duration_ms);
 #undef NUM
     json_object_set_new(o, "result", json_string(r->ok ? "ok" : "error"));

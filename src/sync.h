@@ -61,6 +61,13 @@ struct sync_run {
                                      * deleted, ephemeral) */
     uint64_t invalid;    /* bad id or signature, not matching, not asked for */
     uint64_t uploaded_ok, uploaded_rejected;
+    /*
+     * Negentropy windows halved because the relay would not reconcile them
+     * whole: it said "blocked: too many", or its set came out exactly its
+     * NIP-11 max_limit (neg_cap, else 0), a set it cut without a word.
+     */
+    uint64_t splits;
+    int64_t neg_cap;
     int ok;                  /* 1: result ok */
     char error[SYNC_ERRLEN]; /* when !ok; a warning may be set when ok */
 };
@@ -69,7 +76,8 @@ struct sync_run {
  * One JSON object (no newline) with the keys relay, filter, mode,
  * fallback_reason, rounds, bytes_sent, bytes_received, wire_sent,
  * wire_received, est_req_bytes, have, need, fetched, stored, duplicates,
- * rejected, invalid, uploaded, upload_rejected, duration_ms, result, error.
+ * rejected, invalid, uploaded, upload_rejected, splits, neg_cap, duration_ms,
+ * result, error.
  * Caller frees.
  */
 char *sync_run_to_json(const struct sync_run *run);
