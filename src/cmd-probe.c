@@ -77,6 +77,7 @@ static void *probe_worker(void *arg)
         o = run->opts;
         o.relay.tls_verify = t->tls_verify;
         o.relay.compression = t->compression;
+        o.relay.trace = run->verbose > 0 ? run->verbose : 0;
         if (caps_probe(run->cache, t->url, &o, &t->result, t->err, sizeof t->err) < 0)
             t->failed = 1;
     }

@@ -121,7 +121,8 @@ static void ssl_error_text(char *out, size_t outlen, const char *what)
 
 static int interrupted(const struct net_interrupt *intr)
 {
-    return intr != NULL && intr->flag != NULL && atomic_load(intr->flag);
+    return intr != NULL && ((intr->flag != NULL && atomic_load(intr->flag)) ||
+                            (intr->cancel != NULL && atomic_load(intr->cancel)));
 }
 
 int net_wait(int fd, short events, int64_t deadline, const struct net_interrupt *intr)
@@ -134,13 +135,24 @@ int net_wait(int fd, short events, int64_t deadline, const struct net_interrupt 
             left = 0;
         struct pollfd p[2] = {{fd, events, 0}, {intr ? intr->fd : -1, POLLIN, 0}};
         int np = intr != NULL && intr->fd >= 0 ? 2 : 1;
-        int n = poll(p, (nfds_t)np, left > 60000 ? 60000 : (int)left);
+        int64_t slice = intr != NULL && intr->cancel != NULL ? NET_CANCEL_POLL_MS : 60000;
+        int n = poll(p, (nfds_t)np, (int)(left > slice ? slice : left));
         if (n < 0 && errno != EINTR)
             return NET_ERR_INTERNAL;
         if (interrupted(intr))
             return NET_ERR_INTERRUPTED;
         if (n > 0 && p[0].revents)
             return p[0].revents;
+        if (n > 0 && np == 2 && p[1].revents) {
+            /*
+             * A byte without the flag: left over from an interrupt already
+             * taken (the flag is set before the byte is written). Drop it,
+             * or every later poll would return at once.
+             */
+            char b[64];
+            while (read(intr->fd, b, sizeof b) > 0)
+                ;
+        }
         if (left == 0)
             return 0;
     }

@@ -42,7 +42,14 @@ struct net_target {
 struct net_interrupt {
     int fd;           /* readable when interrupted; -1: none */
     atomic_int *flag; /* set when interrupted; may be NULL */
+    /*
+     * A flag someone else owns (an engine that is stopping), with no
+     * descriptor: waits look at it at least every NET_CANCEL_POLL_MS. May be NULL.
+     */
+    const atomic_int *cancel;
 };
+
+#define NET_CANCEL_POLL_MS 100
 
 struct net_conn;
 

@@ -267,15 +267,15 @@ static void body_take(struct http_body *b, const uint8_t *p, size_t n)
 }
 
 /* Reads the answer's head and body by the deadline; fills status and the body. */
-static int nip11_exchange(struct net_conn *nc, int64_t deadline, int *status, struct http_body *b,
-                          char *why, size_t whylen)
+static int nip11_exchange(struct net_conn *nc, int64_t deadline, const struct net_interrupt *intr,
+                          int *status, struct http_body *b, char *why, size_t whylen)
 {
     struct buf in = {0};
     long end = 0;
     int rc = 0;
     while (end == 0) {
         buf_reserve(&in, 4096);
-        ssize_t got = net_read_wait(nc, in.data + in.len, 4096, deadline, NULL, why, whylen);
+        ssize_t got = net_read_wait(nc, in.data + in.len, 4096, deadline, intr, why, whylen);
         if (got <= 0) {
             buf_free(&in);
             if (got == 0) {
@@ -314,7 +314,7 @@ static int nip11_exchange(struct net_conn *nc, int64_t deadline, int *status, st
     buf_free(&in);
     uint8_t chunk[16384];
     while (!b->complete && !b->too_big && !b->bad) {
-        ssize_t got = net_read_wait(nc, chunk, sizeof chunk, deadline, NULL, why, whylen);
+        ssize_t got = net_read_wait(nc, chunk, sizeof chunk, deadline, intr, why, whylen);
         if (got == 0) {
             /* The end of the stream ends a body that had no length. */
             if (!b->chunked && b->length < 0)
@@ -346,7 +346,8 @@ int relay_fetch_nip11(const char *url, const struct relay_opts *opts, int timeou
     struct net_target t = {u.host, u.port, u.tls, o.tls_verify};
     struct net_conn *nc = NULL;
     char why[RELAY_ERRLEN] = "";
-    int rc = net_connect(&t, deadline, NULL, &nc, why, sizeof why);
+    struct net_interrupt intr = {-1, NULL, o.cancel};
+    int rc = net_connect(&t, deadline, &intr, &nc, why, sizeof why);
     if (rc < 0) {
         if (rc == NET_ERR_TIMEOUT)
             set_error(err, errlen, "no NIP-11 answer from %s within %d ms", hosthdr, timeout_ms);
@@ -367,14 +368,16 @@ int relay_fetch_nip11(const char *url, const struct relay_opts *opts, int timeou
         set_error(why, sizeof why, "URL path too long");
         rc = 1;
     } else {
-        rc = net_write_all(nc, req, (size_t)n, deadline, NULL, why, sizeof why);
+        rc = net_write_all(nc, req, (size_t)n, deadline, &intr, why, sizeof why);
         if (rc == NET_ERR_UNREACHABLE)
             rc = 1; /* it took the connection, then failed: an answer of sorts */
         if (rc == 0)
-            rc = nip11_exchange(nc, deadline, &status, &b, why, sizeof why);
+            rc = nip11_exchange(nc, deadline, &intr, &status, &b, why, sizeof why);
     }
     net_close(nc);
-    if (rc == NET_ERR_TIMEOUT && status == 0) {
+    if (rc == NET_ERR_INTERRUPTED) {
+        set_error(err, errlen, "interrupted");
+    } else if (rc == NET_ERR_TIMEOUT && status == 0) {
         set_error(err, errlen, "no NIP-11 answer from %s within %d ms", hosthdr, timeout_ms);
     } else if (rc < 0 && rc != NET_ERR_TIMEOUT && status == 0) {
         set_error(err, errlen, "%s", why);

@@ -912,7 +912,7 @@ static void drain_interrupt(struct relay *r)
 static int pump(struct relay *r, int64_t deadline, int (*done)(const struct relay *))
 {
     int last_pass = 0;
-    struct net_interrupt intr = {r->intr_pipe[0], &r->interrupted};
+    struct net_interrupt intr = {r->intr_pipe[0], &r->interrupted, r->o.cancel};
     for (;;) {
         if (done(r))
             return 0;
@@ -920,6 +920,8 @@ static int pump(struct relay *r, int64_t deadline, int (*done)(const struct rela
             drain_interrupt(r);
             return RELAY_ERR_INTERRUPTED;
         }
+        if (r->o.cancel != NULL && atomic_load(r->o.cancel))
+            return RELAY_ERR_INTERRUPTED;
         if (r->nc == NULL)
             return 0;
         int64_t now = net_now_ms();
@@ -1082,7 +1084,7 @@ void relay_close(struct relay *r)
  */
 static int ws_upgrade(struct relay *r, int64_t deadline, char *err, size_t errlen)
 {
-    struct net_interrupt intr = {r->intr_pipe[0], &r->interrupted};
+    struct net_interrupt intr = {r->intr_pipe[0], &r->interrupted, r->o.cancel};
     char key[25], want[29];
     ws_make_key(key);
     ws_accept_for(key, want);
@@ -1180,7 +1182,7 @@ int relay_connect(struct relay *r, int timeout_ms, char *err, size_t errlen)
     r->state = CONN_CONNECTING;
     int64_t deadline = net_now_ms() + timeout_ms;
     struct net_target t = {r->u.host, r->u.port, r->u.tls, r->o.tls_verify};
-    struct net_interrupt intr = {r->intr_pipe[0], &r->interrupted};
+    struct net_interrupt intr = {r->intr_pipe[0], &r->interrupted, r->o.cancel};
     char why[RELAY_ERRLEN + 128] = "";
     int rc = net_connect(&t, deadline, &intr, &r->nc, why, sizeof why);
     if (rc == 0) {
@@ -1213,9 +1215,10 @@ int relay_reconnect(struct relay *r, int timeout_ms, char *err, size_t errlen)
 {
     int64_t d = relay_backoff_ms(r);
     if (d > 0) {
-        struct net_interrupt intr = {r->intr_pipe[0], &r->interrupted};
+        struct net_interrupt intr = {r->intr_pipe[0], &r->interrupted, r->o.cancel};
         int w = net_wait(-1, 0, net_now_ms() + d, &intr);
-        if (w == NET_ERR_INTERRUPTED || atomic_load(&r->interrupted)) {
+        if (w == NET_ERR_INTERRUPTED || atomic_load(&r->interrupted) ||
+            (r->o.cancel != NULL && atomic_load(r->o.cancel))) {
             atomic_store(&r->interrupted, 0);
             drain_interrupt(r);
             set_error(err, errlen, "interrupted");

@@ -27,6 +27,7 @@
 #ifndef NEGSYNC_RELAY_H
 #define NEGSYNC_RELAY_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -71,6 +72,12 @@ struct relay_opts {
                              * Pings only happen while a relay_* call services the
                              * connection. */
     int trace; /* 1: log every message's type and size, in and out; 2: and its text, cut */
+    /*
+     * A flag the caller owns (e.g. an engine stopping): once set, every
+     * blocking call of this relay, and relay_fetch_nip11, returns
+     * RELAY_ERR_INTERRUPTED within about 100 ms. NULL: none.
+     */
+    const atomic_int *cancel;
     /* Where skipped messages and connection events are reported; NULL: stderr.
      * Called on the thread that uses the relay. */
     void (*log)(void *log_arg, const char *url, const char *line);

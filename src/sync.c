@@ -55,6 +55,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -614,6 +615,12 @@ struct sync_engine {
     pthread_t *threads;
     size_t nthreads;
     int stopping;
+    /*
+     * Set with stopping; every relay the engine opens (probes and NIP-11
+     * fetches included) looks at it, so a stop reaches a connection no
+     * relay_interrupt knows of.
+     */
+    atomic_int cancel;
     size_t nrunning;
     struct idset claims;       /* ids some job is fetching right now */
     struct tail_slice *slices; /* the parts of tails jobs are fetching right now */
@@ -3262,6 +3269,8 @@ static int job_neg_support(struct job *j, char *reason, size_t rlen)
         co.relay.compression = rel->cr.compression;
         co.relay.log = relay_log_cb;
         co.relay.log_arg = e;
+        co.relay.cancel = &e->cancel;
+        co.relay.trace = e->o.verbose > 0 ? e->o.verbose : 0;
         if (caps_probe(e->caps, rel->url, &co, &res, err, sizeof err) < 0) {
             if (j->interrupted || engine_stopping(e)) {
                 j->interrupted = 1;
@@ -3320,6 +3329,7 @@ static void job_nip11(struct job *j)
     ro.tls_verify = rel->cr.tls_verify;
     ro.log = relay_log_cb;
     ro.log_arg = j->e;
+    ro.cancel = &j->e->cancel;
     if (relay_fetch_nip11(rel->url, &ro, (int)(pt > 0 ? pt : 5) * 1000, &n, err, sizeof err) == 0) {
         pthread_mutex_lock(&j->e->mu);
         rel_take_limits(rel, n);
@@ -3621,6 +3631,8 @@ static void worker_run_relay(struct worker *w, struct sync_relay *rel)
         (int)(e->cfg->sync.neg_timeout > 0 ? e->cfg->sync.neg_timeout : 10) * 1000;
     ro.log = relay_log_cb;
     ro.log_arg = e;
+    ro.cancel = &e->cancel;
+    ro.trace = e->o.verbose > 0 ? e->o.verbose : 0; /* -v: every message's type and size */
     r = relay_new(rel->url, &ro, err, sizeof err);
 
     if (w->st == NULL) {
@@ -4049,6 +4061,7 @@ void sync_engine_stop(struct sync_engine *e)
 {
     pthread_mutex_lock(&e->mu);
     e->stopping = 1;
+    atomic_store(&e->cancel, 1);
     pthread_cond_broadcast(&e->claim_cv); /* jobs waiting for another's tail */
     pthread_cond_broadcast(&e->listing_cv);
     pthread_cond_broadcast(&e->ckpt_cv);
