@@ -1907,7 +1907,11 @@ static int job_recv(struct job *j, int final, struct relay_msg **out, char *err,
         rc = 0;
     }
 got:
-    if (rc == 0)
+    /*
+     * Only an answer moves the idle deadline: a relay that pours out NOTICEs
+     * (or AUTH challenges) while it answers nothing must still time out.
+     */
+    if (rc == 0 && (*out)->type != RELAY_MSG_NOTICE && (*out)->type != RELAY_MSG_AUTH)
         j->idle_deadline = mono_ms() + j->timeout_ms;
     else if (rc == RELAY_ERR_TIMEOUT)
         set_error(err, errlen, "no reply within %lld s", (long long)(j->timeout_ms / 1000));
