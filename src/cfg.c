@@ -190,6 +190,7 @@ static const struct config_sync cfg_sync_defaults = {
     .fetch_batch = 500,
     .fetch_in_flight = 4,
     .max_sync_events = 1000000,
+    .max_message_size = 16 * 1024 * 1024,
 };
 
 struct config *config_new(void)
@@ -725,7 +726,7 @@ static int cfg_value_line(const struct cfg_parse *ps, size_t off, size_t *seg)
 static const char *const cfg_sync_keys =
     "workers, use_negentropy, negentropy_fallback, direction, interval, recheck_days, "
     "neg_timeout, probe_timeout, frame_size_limit, negentropy_split, fetch_batch, "
-    "fetch_in_flight, max_sync_events";
+    "fetch_in_flight, max_sync_events, max_message_size";
 
 /*
  * "name =" or "#x =" at the start of s (also with inih's hidden '#'): a key,
@@ -913,6 +914,10 @@ static void cfg_key_sync(struct cfg_parse *ps, const char *key, const char *v)
     } else if (strcmp(key, "max_sync_events") == 0) {
         if (cfg_value_uint(ps, key, v, 1, INT64_MAX, &x) == 0)
             s->max_sync_events = x;
+    } else if (strcmp(key, "max_message_size") == 0) {
+        /* Under 64 KiB a page of events or a NEG-MSG would not fit. */
+        if (cfg_value_uint(ps, key, v, 65536, 1u << 30, &x) == 0)
+            s->max_message_size = x;
     } else {
         cfg_error(ps, ps->pline, "unknown key '%s' in [sync]; allowed: %s", key, cfg_sync_keys);
     }

@@ -59,6 +59,7 @@ struct config_sync {
     unsigned fetch_batch;      /* ids per REQ when fetching what NEG found */
     unsigned fetch_in_flight;  /* such REQs outstanding at once */
     uint64_t max_sync_events;  /* larger sets are split by time window */
+    uint64_t max_message_size; /* the longest message read from a relay, inflated */
 };
 
 struct config_relay {

@@ -77,6 +77,7 @@ static void cmd_config_print(FILE *f, const struct config *cfg, const char *db_p
     fprintf(f, "fetch_batch = %u\n", s->fetch_batch);
     fprintf(f, "fetch_in_flight = %u\n", s->fetch_in_flight);
     fprintf(f, "max_sync_events = %llu\n", (unsigned long long)s->max_sync_events);
+    fprintf(f, "max_message_size = %llu\n", (unsigned long long)s->max_message_size);
 
     for (size_t i = 0; i < cfg->nrelays; i++) {
         const struct config_relay *r = &cfg->relays[i];

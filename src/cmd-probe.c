@@ -348,6 +348,7 @@ int cmd_probe(struct globals *g, int argc, char **argv)
     run.opts.force = force;
     run.opts.relay.log = probe_log;
     run.opts.relay.log_arg = &run;
+    run.opts.relay.max_message = (size_t)cfg->sync.max_message_size;
     if ((run.cache = open_cache(g, cfg)) == NULL) {
         pthread_mutex_destroy(&run.lock);
         status = 1;

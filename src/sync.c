@@ -3274,6 +3274,7 @@ static int job_neg_support(struct job *j, char *reason, size_t rlen)
         co.relay.log = relay_log_cb;
         co.relay.log_arg = e;
         co.relay.cancel = &e->cancel;
+        co.relay.max_message = (size_t)e->cfg->sync.max_message_size;
         co.relay.trace = e->o.verbose > 0 ? e->o.verbose : 0;
         if (caps_probe(e->caps, rel->url, &co, &res, err, sizeof err) < 0) {
             if (j->interrupted || engine_stopping(e)) {
@@ -3636,6 +3637,7 @@ static void worker_run_relay(struct worker *w, struct sync_relay *rel)
     ro.log = relay_log_cb;
     ro.log_arg = e;
     ro.cancel = &e->cancel;
+    ro.max_message = (size_t)e->cfg->sync.max_message_size;
     ro.trace = e->o.verbose > 0 ? e->o.verbose : 0; /* -v: every message's type and size */
     r = relay_new(rel->url, &ro, err, sizeof err);
 

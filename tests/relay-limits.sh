@@ -7,6 +7,7 @@
 #    relay's job stores everything, and memory stays small (a frame that
 #    announces more than the cap is refused before its payload is read).
 #    Before negsync had its own websocket client this crashed the process.
+#    max_message_size sets the cap.
 #  - a relay that floods NOTICEs and never answers (NEG-OPEN or REQ): the
 #    probe decides within probe_timeout, the sync job ends with an error
 #    within neg_timeout, and memory stays small.
@@ -45,6 +46,18 @@ for u in "$big17" "$big20" "$big50"; do
     esac
 done
 echo "oversized: three clear errors, the good relay synced (peak $BOUNDED_PEAK_MB MB)"
+relay_cleanup
+
+# The cap is the configuration's: 1 MiB, and a 2 MB NOTICE.
+start_relay --big-notice 2000000
+sync_config "$WORK/cap.ini" max_message_size=1048576
+printf '[relay %s]\n[filter notes]\nkinds = 1\n' "$RELAY_URL" >>"$WORK/cap.ini"
+"$NEGSYNC" -c "$WORK/cap.ini" -d "$WORK/cap.db" sync --once --json >"$WORK/cap.json" 2>&1
+l=$(jline "$WORK/cap.json" "$RELAY_URL")
+case $(jstr "$l" error) in
+*"message larger than 1 MiB"*) ;;
+*) fail "max_message_size = 1048576: $(cat "$WORK/cap.json")" ;;
+esac
 relay_cleanup
 
 # ---- floods: NOTICEs without end and no answer
