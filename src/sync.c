@@ -1648,6 +1648,24 @@ static void fetch_reset(struct job *j)
 
 /* ---- uploading (direction up) --------------------------------------------- */
 
+/*
+ * An upload the relay refused, or we could not send: counted, and the first
+ * SYNC_UPLOAD_ERRORS of a job kept in its run and logged, whatever -v says.
+ */
+static void upload_refused(struct job *j, const char *hex, const char *reason)
+{
+    struct sync_run *r = j->run;
+
+    r->uploaded_rejected++;
+    if (r->n_upload_errors < SYNC_UPLOAD_ERRORS) {
+        struct sync_upload_error *u = &r->upload_errors[r->n_upload_errors++];
+        snprintf(u->id, sizeof u->id, "%s", hex);
+        snprintf(u->reason, sizeof u->reason, "%s", reason);
+    }
+    if (r->uploaded_rejected <= SYNC_UPLOAD_ERRORS || j->e->o.verbose > 0)
+        engine_log(j->e, "[SYNC] %s: upload of %s rejected: %s", j->rel->url, hex, reason);
+}
+
 static int upload_pump(struct job *j, char *err, size_t errlen)
 {
     const uint8_t *id;
@@ -1677,15 +1695,12 @@ static int upload_pump(struct job *j, char *err, size_t errlen)
         free(json);
         if (j->max_message > 0 && b.len > (uint64_t)j->max_message) {
             /* The relay would refuse it unread, maybe with no OK to say so. */
-            j->run->uploaded_rejected++;
-            if (j->e->o.verbose > 0) {
-                char hex[65];
-                hex_encode(id, 32, hex);
-                engine_log(j->e,
-                           "[SYNC] %s: not uploading %s: %zu bytes, over the relay's"
-                           " max_message_length %lld",
-                           j->rel->url, hex, b.len, (long long)j->max_message);
-            }
+            char hex[65], why[128];
+            hex_encode(id, 32, hex);
+            snprintf(why, sizeof why,
+                     "not sent: %zu bytes, over the relay's max_message_length %lld", b.len,
+                     (long long)j->max_message);
+            upload_refused(j, hex, why);
             buf_free(&b);
             continue;
         }
@@ -1709,14 +1724,11 @@ static void upload_ok(struct job *j, const struct relay_msg *m)
         return;
     idset_del(&j->up_inflight, id);
     /* "duplicate:" with true means the relay has it now: as good as accepted. */
-    if (m->ok_accepted) {
+    if (m->ok_accepted)
         j->run->uploaded_ok++;
-    } else {
-        j->run->uploaded_rejected++;
-        if (j->e->o.verbose > 0)
-            engine_log(j->e, "[SYNC] %s: upload of %s rejected: %s", j->rel->url, m->ok_id,
-                       m->text != NULL ? m->text : "");
-    }
+    else
+        upload_refused(j, m->ok_id,
+                       m->text != NULL && m->text[0] != '\0' ? m->text : "(no reason)");
 }
 
 /* ---- receiving -------------------------------------------------------------- */
@@ -1929,8 +1941,13 @@ static int job_drain(struct job *j, char *err, size_t errlen)
         struct relay_msg *m;
         int rc;
 
-        /* Pump first: it may defer every pending id, leaving nothing to wait for. */
+        /*
+         * Pump first: it may defer every pending id, or find every upload
+         * left too long to send, leaving nothing to wait for.
+         */
         if (j->down && fetch_pump(j, 1, err, errlen) < 0)
+            return -1;
+        if (j->up && upload_pump(j, err, errlen) < 0)
             return -1;
         if (j->down && j->nsubs == 0 && idq_len(&j->pending) == 0 && idq_len(&j->deferred) > 0) {
             /* Others were fetching these; whatever they did not store, we fetch. */
@@ -3144,10 +3161,8 @@ static enum job_outcome req_job(struct job *j, char *reason, size_t rlen)
     char err[SYNC_ERRLEN];
 
     rs.page_limit = job_page_limit(j, &rs.cap_known);
-    if (!j->down) {
-        set_error(reason, rlen, "direction up needs negentropy; nothing to do by REQ");
-        return JOB_OK;
-    }
+    if (!j->down)
+        return JOB_OK; /* nothing to fetch; the upload it was asked for fails (job_run) */
     if (job_connect(j, reason, rlen) < 0)
         return j->interrupted ? JOB_FATAL : JOB_FAILED;
     if ((uint64_t)j->cursor > since)
@@ -3540,6 +3555,18 @@ static int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *
                       j.interrupted    ? "interrupted"
                       : o == JOB_FATAL ? j.fatal
                                        : note);
+            goto done;
+        }
+        if (j.up) {
+            /*
+             * Without negentropy there is no telling what the relay lacks:
+             * an upload that was asked for did not happen, and the job says so.
+             */
+            set_error(run->error, sizeof run->error,
+                      "not uploaded: direction %s needs negentropy to find what the relay"
+                      " lacks (%.150s)",
+                      j.down ? "both" : "up", reason);
+            engine_log(e, "[SYNC] %s (filter %s): %s", rel->url, cf->name, run->error);
             goto done;
         }
         if (note[0] != '\0')
@@ -4187,6 +4214,13 @@ char *sync_run_to_json(const struct sync_run *r)
     NUM("invalid", r->invalid);
     NUM("uploaded", r->uploaded_ok);
     NUM("upload_rejected", r->uploaded_rejected);
+    {
+        json_t *a = json_array();
+        for (size_t i = 0; i < r->n_upload_errors && i < SYNC_UPLOAD_ERRORS; i++)
+            json_array_append_new(a, json_pack("{s:s, s:s}", "id", r->upload_errors[i].id, "reason",
+                                               r->upload_errors[i].reason));
+        json_object_set_new(o, "upload_errors", a);
+    }
     NUM("splits", r->splits);
     NUM("neg_cap", r->neg_cap);
     NUM("duration_ms", r->duration_ms);

@@ -21,7 +21,8 @@
 
 #include "cfg.h"
 
-#define SYNC_ERRLEN 256
+#define SYNC_ERRLEN        256
+#define SYNC_UPLOAD_ERRORS 5 /* upload rejection reasons a run keeps */
 
 enum sync_mode {
     SYNC_MODE_NEG,
@@ -61,6 +62,12 @@ struct sync_run {
                                      * deleted, ephemeral) */
     uint64_t invalid;    /* bad id or signature, not matching, not asked for */
     uint64_t uploaded_ok, uploaded_rejected;
+    /* The first few uploads the relay refused (or we could not send), and why. */
+    struct sync_upload_error {
+        char id[65];
+        char reason[160];
+    } upload_errors[SYNC_UPLOAD_ERRORS];
+    size_t n_upload_errors;
     /*
      * Negentropy windows halved because the relay would not reconcile them
      * whole: it said "blocked: too many", or its set came out exactly its
@@ -76,7 +83,8 @@ struct sync_run {
  * One JSON object (no newline) with the keys relay, filter, mode,
  * fallback_reason, rounds, bytes_sent, bytes_received, wire_sent,
  * wire_received, est_req_bytes, have, need, fetched, stored, duplicates,
- * rejected, invalid, uploaded, upload_rejected, splits, neg_cap, duration_ms,
+ * rejected, invalid, uploaded, upload_rejected, upload_errors (an array of
+ * {"id","reason"}, at most SYNC_UPLOAD_ERRORS), splits, neg_cap, duration_ms,
  * result, error.
  * Caller frees.
  */
