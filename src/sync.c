@@ -1412,13 +1412,22 @@ static int job_flush(struct job *j)
 
 /*
  * Queues a verified event of this job for the store writer, waking it at
- * SYNC_STORE_BATCH; at eight times that (the writer far behind) waits.
+ * SYNC_STORE_BATCH; at eight times that (the writer far behind) waits. Once
+ * a transaction holding events of this job failed (a full disk, a read-only
+ * file), there is no point downloading more: -1 with j->fatal set, and the
+ * event freed.
  */
-static void job_queue_event(struct job *j, struct event *ev)
+static int job_queue_event(struct job *j, struct event *ev)
 {
     struct sync_engine *e = j->e;
 
     pthread_mutex_lock(&e->wq_mu);
+    if (j->cm.failed) {
+        set_error(j->fatal, sizeof j->fatal, "%s", e->store_err);
+        pthread_mutex_unlock(&e->wq_mu);
+        event_free(ev);
+        return -1;
+    }
     while (e->wq_n >= 8 * SYNC_STORE_BATCH)
         pthread_cond_wait(&e->written_cv, &e->wq_mu);
     if (e->wq_n == e->wq_cap) {
@@ -1431,6 +1440,7 @@ static void job_queue_event(struct job *j, struct event *ev)
     if (e->wq_n == SYNC_STORE_BATCH)
         pthread_cond_signal(&e->write_cv);
     pthread_mutex_unlock(&e->wq_mu);
+    return 0;
 }
 
 /*
@@ -1484,9 +1494,9 @@ static struct event *event_from_known(const json_t *obj, char *err, size_t errle
 
 /*
  * Checks one EVENT's object: well-formed, authentic, matching f, and in
- * asked when asked is given. 0 and the event queued for the store writer
- * (a failed transaction shows at the next job_flush), *taken_at its
- * created_at; or 1 when it was bad (counted, dropped), *taken_at -1.
+ * asked when asked is given. 0 and the event queued for the store writer,
+ * *taken_at its created_at; 1 when it was bad (counted, dropped), *taken_at
+ * -1; -1 (j->fatal) when an earlier transaction of this job's failed.
  */
 static int job_take_event(struct job *j, const json_t *obj, const struct filter *f,
                           struct fetch_sub *sub, int64_t *taken_at)
@@ -1527,7 +1537,10 @@ static int job_take_event(struct job *j, const json_t *obj, const struct filter 
     }
     j->run->fetched++;
     *taken_at = (int64_t)ev->created_at;
-    job_queue_event(j, ev);
+    if (job_queue_event(j, ev) < 0) {
+        *taken_at = -1;
+        return -1;
+    }
     return 0;
 }
 

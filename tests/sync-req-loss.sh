@@ -7,7 +7,8 @@
 #  - a relay that garbles replies (--garbage: some are lost) or forges copies
 #    (--bad-events): a run stores what it could take, and the cursor stays
 #    below what it could not, so later runs ask again and the local set
-#    converges on the relay's.
+#    converges on the relay's;
+#  - a relay that stops reading mid-paging fails the job after neg_timeout.
 . "${top_srcdir:-.}/tests/sync-lib.sh"
 
 "$GEN" -n 3000 -k 5 -t 1700000000 -s 3000 -S 31 >"$WORK/ev.jsonl" || fail "gen-events"
@@ -65,4 +66,21 @@ converge forged 6
 [ "$runs" -ge 2 ] || fail "forged: no forged copy in the first run (seed)"
 echo "forged: converged in $runs runs, the first stored $first_stored"
 stop_relay
+# 4. A relay that stops reading mid-paging and keeps the connection open: the
+# page it never answers ends the job after neg_timeout (3 s), with an error.
+start_relay --events "$WORK/ev.jsonl" --no-nip77=notice --stall-after 3
+sync_config "$WORK/stall.ini"
+printf '[relay %s]\n[filter all]\nkinds = 1\n' "$RELAY_URL" >>"$WORK/stall.ini"
+rc=0
+timeout 60 "$NEGSYNC" -c "$WORK/stall.ini" -d "$WORK/stall.db" sync --once --json \
+    >"$WORK/stall.json" 2>"$WORK/stall.err" || rc=$?
+l=$(jline "$WORK/stall.json" "$RELAY_URL")
+expect_eq "stall: exit status" "$rc" 1
+expect_eq "stall: result" "$(jstr "$l" result)" error
+case $(jstr "$l" error) in
+*"no reply within 3 s"*) ;;
+*) fail "stall: error: $l" ;;
+esac
+stop_relay
+
 echo "ok: short REQ pages and lost or forged events cost no event for good"
