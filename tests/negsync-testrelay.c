@@ -81,7 +81,7 @@ static const char usage_text[] =
     "  --welcome-notice TEXT send [\"NOTICE\",TEXT] right after the connection opens\n"
     "  --ignore-first-message[=MS]\n"
     "                        drop without a word whatever a client sends in the first MS\n"
-    "                        ms of its connection (default 100), as nostream does with\n"
+    "                        ms of its connection (default 250), as nostream does with\n"
     "                        its default rate limiter: it attaches its message handler\n"
     "                        only after an async Redis check, so a fast client (loopback,\n"
     "                        LAN) loses its first message. Each drop is logged to stderr\n"
@@ -323,7 +323,7 @@ static void parse_args(int argc, char **argv, struct tr_config *cfg)
         case OPT_WELCOME: cfg->welcome_notice = optarg; break;
         case OPT_IGNORE_FIRST:
             cfg->ignore_first_ms =
-                optarg != NULL ? (int64_t)parse_u64("--ignore-first-message", optarg, 600000) : 100;
+                optarg != NULL ? (int64_t)parse_u64("--ignore-first-message", optarg, 600000) : 250;
             break;
         case OPT_AUTH_CHALLENGE: cfg->auth_challenge = 1; break;
         case OPT_NEG_ERR_AFTER:
