@@ -420,13 +420,17 @@ static int decide_on_error(struct caps_result *out, int rc, const char *err, int
     switch (rc) {
     case RELAY_ERR_TIMEOUT:
     case RELAY_ERR_CLOSED:
-    case RELAY_ERR_TOO_BIG:
     case RELAY_ERR_NOT_CONNECTED:
         caps_neg_open_reason(why, sizeof why, NULL, rc, rc == RELAY_ERR_CLOSED ? err : NULL,
                              timeout_ms);
         decide(out, CAPS_UNSUPPORTED, why, started);
         return 0;
     default:
+        /*
+         * Unreachable, TLS, or a relay whose message broke our limits
+         * (RELAY_ERR_TOO_BIG): no answer about NIP-77 either way, and not
+         * one to cache as one.
+         */
         out->verdict = CAPS_UNREACHABLE;
         snprintf(out->reason, sizeof out->reason, "%s", err[0] ? err : relay_error_name(rc));
         out->latency_ms = -1;

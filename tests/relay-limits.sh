@@ -37,6 +37,11 @@ expect_eq "oversized: exit" "$BOUNDED_RC" 1
 l=$(jline "$WORK/big.json" "$good")
 expect_eq "good relay: result" "$(jstr "$l" result)" ok
 expect_eq "good relay: stored" "$(jnum "$l" stored)" 300
+# The probe of such a relay is no verdict on NIP-77: it failed, and says why.
+"$NEGSYNC" -c "$WORK/big.ini" -d "$WORK/big.db" probe --force --json "$big20" \
+    >"$WORK/big-probe.json" 2>&1
+grep -q '"negentropy":"unreachable","reason":"[^"]*message larger than 16 MiB"' "$WORK/big-probe.json" ||
+    fail "probe of an oversized relay: $(cat "$WORK/big-probe.json")"
 for u in "$big17" "$big20" "$big50"; do
     l=$(jline "$WORK/big.json" "$u")
     expect_eq "$u: result" "$(jstr "$l" result)" error
