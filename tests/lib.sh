@@ -1,6 +1,8 @@
 # tests/lib.sh — sourced by the shell tests. Paths, skips and failures.
 : "${top_srcdir:=$(cd "$(dirname "$0")/.." && pwd)}"
 : "${top_builddir:=$top_srcdir}"
+# Real events and other files the tests read: part of the project (tests/data/README.md).
+testdata="$top_srcdir/tests/data"
 NODE_MODULES="${NEGSYNC_NODE_MODULES:-$top_srcdir/tests/js/node_modules}"
 
 skip() { echo "SKIP: $*"; exit 77; }

@@ -9,10 +9,10 @@
 
 negsync="$top_builddir/src/negsync"
 helper="$top_builddir/tests/store-helper"
-real="${NEGSYNC_SHARED:-$top_srcdir/../shared}/testdata/real-events-nostream-seeds.jsonl"
+real="$testdata/real-events-nostream-seeds.jsonl"
 [ -x "$negsync" ] || fail "no $negsync: run make first"
 [ -x "$helper" ] || fail "no $helper: run make check"
-[ -r "$real" ] || skip "no test data at $real (set NEGSYNC_SHARED)"
+[ -r "$real" ] || fail "no test data at $real (tests/data is part of the project)"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/store-import.XXXXXX") || fail "mktemp"
 trap 'rm -rf "$tmp"' EXIT INT TERM

@@ -10,9 +10,9 @@
 . "${top_srcdir:-.}/tests/lib.sh"
 
 negsync="$top_builddir/src/negsync"
-real="${NEGSYNC_SHARED:-$top_srcdir/../shared}/testdata/real-events-nostream-seeds.jsonl"
+real="$testdata/real-events-nostream-seeds.jsonl"
 [ -x "$negsync" ] || fail "no $negsync: run make first"
-[ -r "$real" ] || skip "no test data at $real (set NEGSYNC_SHARED)"
+[ -r "$real" ] || fail "no test data at $real (tests/data is part of the project)"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/store-readonly.XXXXXX") || fail "mktemp"
 trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT INT TERM

@@ -63,14 +63,14 @@ static void lines_free(struct lines *l)
     free(l->len);
 }
 
+/* The project's copy of real events (tests/data/README.md); make check sets top_srcdir. */
 static const char *real_events_path(void)
 {
     static char path[4096];
-    const char *shared = getenv("NEGSYNC_SHARED");
+    const char *srcdir = getenv("top_srcdir");
 
-    if (shared == NULL)
-        shared = "../shared";
-    snprintf(path, sizeof path, "%s/testdata/real-events-nostream-seeds.jsonl", shared);
+    snprintf(path, sizeof path, "%s/tests/data/real-events-nostream-seeds.jsonl",
+             srcdir != NULL && srcdir[0] != '\0' ? srcdir : ".");
     return path;
 }
 
@@ -158,7 +158,7 @@ static void test_real_events(void)
     size_t ok = 0, kinds_seen[3] = {0}, identical = 0;
 
     if (lines_read(real_events_path(), &l) != 0) {
-        CHECK_MSG(0, "cannot read %s (is NEGSYNC_SHARED set?)", real_events_path());
+        CHECK_MSG(0, "cannot read %s (is top_srcdir set?)", real_events_path());
         return;
     }
     CHECK_MSG(l.n == 463, "expected 463 real events, read %zu", l.n);
