@@ -47,9 +47,25 @@ expect_rc 0 "data/negsync.ini"
 expect_eq "data/negsync.ini: stderr" "$err" ""
 expect_line "data/negsync.ini" "$out" \
     "; $top_srcdir/data/negsync.ini is valid. Effective configuration, defaults included:"
-expect_line "data/negsync.ini" "$out" "[relay wss://relay.example.com]"
+expect_line "data/negsync.ini" "$out" "[relay wss://relay.damus.io]"
 expect_line "data/negsync.ini" "$out" "negentropy = auto    ; NEG, falling back to REQ"
 expect_line "data/negsync.ini" "$out" "path = $HOME/.local/share/negsync/negsync.db"
+# The filters a person starts from: their own notes, a hashtag, their
+# follows' notes over the last 30 days.
+expect_line "data/negsync.ini" "$out" "[filter mine]"
+expect_line "data/negsync.ini" "$out" "[filter tag-nostr]"
+expect_line "data/negsync.ini" "$out" "[filter follows]"
+expect_line "data/negsync.ini" "$out" "; since = 30d: moves with the clock, shown for now"
+# Every commented-out example (the other public relays, more filters) is
+# valid too once its ; is removed, all of them at once.
+sed -E 's/^;(\[(relay|filter) |[a-z_#][a-z_]* *=)/\1/' "$top_srcdir/data/negsync.ini" \
+    >"$tmp/example-all.ini"
+run -c "$tmp/example-all.ini" check-config
+expect_rc 0 "data/negsync.ini with every example uncommented"
+n=$(printf '%s\n' "$out" | grep -c '^\[relay ')
+[ "$n" -ge 5 ] || fail "data/negsync.ini uncommented: $n relays, want at least 5"
+n=$(printf '%s\n' "$out" | grep -c '^\[filter ')
+[ "$n" -ge 5 ] || fail "data/negsync.ini uncommented: $n filters, want at least 5"
 
 # --- every key, printed back as it will be used -----------------------------
 cat >"$tmp/good.ini" <<EOF
