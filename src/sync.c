@@ -73,6 +73,7 @@
 #include "filter.h"
 #include "neg.h"
 #include "relay.h"
+#include "stats.h"
 #include "store.h"
 #include "sync.h"
 #include "verifier.h"
@@ -524,6 +525,9 @@ struct sync_relay {
     unsigned refusals;
     int64_t not_before_ms;
     uint64_t rng;
+    /* sync_engine_set_negentropy's value until the checkpointer saved it */
+    enum config_negentropy setting_value;
+    int setting_dirty;
 };
 
 /*
@@ -621,6 +625,14 @@ struct sync_engine {
      * relay_interrupt knows of.
      */
     atomic_int cancel;
+    /* The live model front ends read (stats.h); index i is relays[i]. */
+    struct stats *stats;
+    /*
+     * Overrides set by sync_engine_set_negentropy, not yet in the database:
+     * the checkpointer writes them (its own connection), so the caller's
+     * thread never waits on SQLite.
+     */
+    int settings_dirty;
     size_t nrunning;
     struct idset claims;       /* ids some job is fetching right now */
     struct tail_slice *slices; /* the parts of tails jobs are fetching right now */
@@ -1188,8 +1200,9 @@ struct job {
      * it skipped (not JSON, cut short: see job_recv_skew).
      */
     uint64_t recv_returned, recv_base;
-    int take_forged;         /* the last event job_take_event dropped failed its id or signature */
-    char fatal[SYNC_ERRLEN]; /* store failure, interrupted: ends the job */
+    struct relay_counters c0; /* the connection's totals when the job began */
+    int take_forged;          /* the last event job_take_event dropped failed its id or signature */
+    char fatal[SYNC_ERRLEN];  /* store failure, interrupted: ends the job */
     int interrupted;
 };
 
@@ -1788,17 +1801,56 @@ static int job_route(struct job *j, struct relay_msg *m)
     }
 }
 
+static size_t rel_index(const struct sync_engine *e, const struct sync_relay *rel)
+{
+    return (size_t)(rel - e->relays);
+}
+
+/* The phase strings the job keeps, for the stats model. */
+static enum stats_phase job_stats_phase(const char *phase)
+{
+    if (phase == NULL)
+        return STATS_PHASE_CONNECTING;
+    if (strcmp(phase, "reconciling") == 0)
+        return STATS_PHASE_RECONCILING;
+    if (strncmp(phase, "fetching", 8) == 0)
+        return STATS_PHASE_FETCHING;
+    if (strcmp(phase, "uploading") == 0)
+        return STATS_PHASE_UPLOADING;
+    if (strcmp(phase, "REQ") == 0)
+        return STATS_PHASE_REQ;
+    if (strcmp(phase, "probing") == 0)
+        return STATS_PHASE_PROBING;
+    return STATS_PHASE_CONNECTING;
+}
+
+/* The job's live counters into the stats model. */
+static void job_stats(struct job *j)
+{
+    struct relay_counters c;
+    size_t i = rel_index(j->e, j->rel);
+
+    relay_get_counters(j->r, NULL, &c);
+    stats_job_phase(j->e->stats, i, job_stats_phase(j->phase));
+    stats_job_progress(j->e->stats, i, j->run->rounds, j->run->have, j->run->need, j->run->fetched,
+                       j->run->mode == SYNC_MODE_NEG && !j->in_tail ? j->run->need : 0,
+                       c.sent_payload - j->c0.sent_payload, c.recv_payload - j->c0.recv_payload,
+                       c.sent_wire - j->c0.sent_wire, c.recv_wire - j->c0.recv_wire, 0);
+}
+
 static void job_progress(struct job *j, int done)
 {
     struct sync_progress p;
     int64_t now;
 
-    if (j->e->o.on_progress == NULL)
-        return;
     now = mono_ms();
     if (!done && now - j->progress_at < SYNC_PROGRESS_MS)
         return;
     j->progress_at = now;
+    if (!done)
+        job_stats(j);
+    if (j->e->o.on_progress == NULL)
+        return;
     p.relay = j->rel->url;
     p.filter = j->cf->name;
     p.phase = done ? "done" : j->phase != NULL ? j->phase : "starting";
@@ -3278,6 +3330,19 @@ static void rel_take_nip11(struct sync_relay *rel, const char *raw, size_t len)
  * when fresh, else NIP-11 and a NEG-OPEN handshake); what a job learns later
  * is kept here and, for a refusal, written back to the cache.
  */
+/* A capability verdict (probe or cache) into the stats model. */
+static void engine_stats_cap(struct sync_engine *e, struct sync_relay *rel,
+                             const struct caps_result *res)
+{
+    enum stats_cap c = res->verdict == CAPS_SUPPORTED     ? STATS_CAP_SUPPORTED
+                       : res->verdict == CAPS_UNSUPPORTED ? STATS_CAP_UNSUPPORTED
+                                                          : STATS_CAP_UNREACHABLE;
+
+    stats_set_cap(e->stats, rel_index(e, rel), c,
+                  res->cached ? STATS_CAP_FROM_CACHE : STATS_CAP_FROM_PROBE, res->reason,
+                  res->checked_at, res->nip11.software, res->nip11.version, res->auth_challenge);
+}
+
 static int job_neg_support(struct job *j, char *reason, size_t rlen)
 {
     struct sync_engine *e = j->e;
@@ -3304,6 +3369,7 @@ static int job_neg_support(struct job *j, char *reason, size_t rlen)
         co.relay.cancel = &e->cancel;
         co.relay.max_message = (size_t)e->cfg->sync.max_message_size;
         co.relay.trace = e->o.verbose > 0 ? e->o.verbose : 0;
+        stats_job_phase(e->stats, rel_index(e, rel), STATS_PHASE_PROBING);
         if (caps_probe(e->caps, rel->url, &co, &res, err, sizeof err) < 0) {
             if (j->interrupted || engine_stopping(e)) {
                 j->interrupted = 1;
@@ -3311,7 +3377,10 @@ static int job_neg_support(struct job *j, char *reason, size_t rlen)
                 return -1;
             }
             engine_log(e, "[SYNC] %s: capability check failed: %s", rel->url, err);
+            stats_set_cap(e->stats, rel_index(e, rel), STATS_CAP_UNREACHABLE, STATS_CAP_FROM_PROBE,
+                          err, (int64_t)time(NULL), NULL, NULL, 0);
         } else {
+            engine_stats_cap(e, rel, &res);
             pthread_mutex_lock(&e->mu);
             rel->probed = 1;
             rel->force_probe = 0;
@@ -3379,6 +3448,8 @@ static void job_neg_refused(struct job *j, const char *reason)
     j->rel->neg_known = 0;
     snprintf(j->rel->neg_reason, sizeof j->rel->neg_reason, "%s", reason);
     pthread_mutex_unlock(&j->e->mu);
+    stats_set_cap(j->e->stats, rel_index(j->e, j->rel), STATS_CAP_UNSUPPORTED,
+                  STATS_CAP_FROM_SESSION, reason, (int64_t)time(NULL), NULL, NULL, 0);
     if (j->e->caps != NULL && caps_mark_unsupported(j->e->caps, j->rel->url, reason,
                                                     (int64_t)time(NULL), err, sizeof err) < 0)
         engine_log(j->e, "[SYNC] %s: cannot update the capability cache: %s", j->rel->url, err);
@@ -3454,6 +3525,35 @@ static void job_free(struct job *j)
 }
 
 /* One job; 1 when it failed and the relay had closed a subscription of ours (a refusal). */
+/* A finished run becomes its filter's last in the stats model. */
+static void engine_stats_run(struct sync_engine *e, struct sync_relay *rel,
+                             const struct sync_run *run)
+{
+    struct stats_run s;
+
+    memset(&s, 0, sizeof s);
+    s.valid = 1;
+    s.mode_neg = run->mode == SYNC_MODE_NEG;
+    s.ok = run->ok;
+    s.ended = run->started + run->duration_ms / 1000;
+    s.duration_ms = run->duration_ms;
+    s.rounds = run->rounds;
+    s.bytes_sent = run->bytes_sent;
+    s.bytes_received = run->bytes_received;
+    s.wire_sent = run->wire_sent;
+    s.wire_received = run->wire_received;
+    s.est_req_bytes = run->est_req_bytes;
+    s.have = run->have;
+    s.need = run->need;
+    s.fetched = run->fetched;
+    s.stored = run->stored;
+    s.invalid = run->invalid;
+    s.uploaded = run->uploaded_ok;
+    snprintf(s.fallback_reason, sizeof s.fallback_reason, "%s", run->fallback_reason);
+    snprintf(s.error, sizeof s.error, "%s", run->error);
+    stats_job_end(e->stats, rel_index(e, rel), run->filter, &s);
+}
+
 static int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *r, struct store *st,
                    sqlite3 *db, struct event_keycache *kc, const struct config_filter *cf,
                    struct sync_run *run)
@@ -3474,6 +3574,8 @@ static int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *
     relay_get_counters(r, NULL, &c0);
 
     j.recv_base = c0.recv_msgs;
+    j.c0 = c0;
+    stats_job_start(e->stats, rel_index(e, rel), cf->name);
     j.e = e;
     j.rel = rel;
     j.cf = cf;
@@ -3649,6 +3751,7 @@ done:
     }
     if (db != NULL && sdb_run_insert(db, run, err, sizeof err) < 0)
         engine_log(e, "[SYNC] %s (filter %s): cannot record the run: %s", rel->url, cf->name, err);
+    engine_stats_run(e, rel, run);
     return refused;
 }
 
@@ -3660,6 +3763,22 @@ struct worker {
     sqlite3 *db;
     struct event_keycache *kc;
 };
+
+/*
+ * When the relay runs next (its turn or its backoff, whichever is later),
+ * into the stats model; a relay due now shows as queued. Under e->mu.
+ */
+static void engine_stats_schedule(struct sync_engine *e, struct sync_relay *rel)
+{
+    int64_t due = rel->due_ms;
+    size_t i = rel_index(e, rel);
+
+    if (due >= 0 && rel->not_before_ms > due)
+        due = rel->not_before_ms;
+    stats_set_schedule(e->stats, i, due, rel->refusals);
+    if (!rel->running && due >= 0 && due <= mono_ms())
+        stats_job_phase(e->stats, i, STATS_PHASE_QUEUED);
+}
 
 /* All of one relay's jobs, on one connection. */
 static void worker_run_relay(struct worker *w, struct sync_relay *rel)
@@ -3774,6 +3893,8 @@ static void *worker_main(void *arg)
         pick->running = 1;
         pick->due_ms = -1;
         e->nrunning++;
+        stats_set_workers_busy(e->stats, (unsigned)e->nrunning);
+        stats_set_schedule(e->stats, rel_index(e, pick), -1, pick->refusals);
         pthread_mutex_unlock(&e->mu);
 
         worker_run_relay(w, pick);
@@ -3784,6 +3905,8 @@ static void *worker_main(void *arg)
             engine_listings_prune(e, 1); /* the next round lists afresh */
         if (e->o.continuous && pick->due_ms < 0 && !e->stopping)
             pick->due_ms = mono_ms() + (int64_t)e->cfg->sync.interval * 1000;
+        stats_set_workers_busy(e->stats, (unsigned)e->nrunning);
+        engine_stats_schedule(e, pick);
         pthread_cond_broadcast(&e->work_cv);
         pthread_cond_broadcast(&e->idle_cv);
     }
@@ -3851,6 +3974,52 @@ static int engine_add_relay(struct sync_engine *e, const char *url, char *err, s
     rel->max_message = -1;
     rel->rng = (uint64_t)mono_ms() ^ ((uint64_t)e->nrelays << 32) ^ 0x9e3779b97f4a7c15ULL;
     return 0;
+}
+
+static void engine_stats_setting(struct sync_engine *e, struct sync_relay *rel);
+static void engine_persist_settings(struct sync_engine *e, sqlite3 *db);
+
+/* The stats model: every relay and filter, settings, and what the capability cache knows. */
+static int engine_stats_new(struct sync_engine *e, char *err, size_t errlen)
+{
+    const char **urls = xreallocarray(NULL, e->nrelays, sizeof *urls);
+    const char **names = xreallocarray(NULL, e->nfilters, sizeof *names);
+
+    for (size_t i = 0; i < e->nrelays; i++)
+        urls[i] = e->relays[i].url;
+    for (size_t i = 0; i < e->nfilters; i++)
+        names[i] = e->filters[i]->name;
+    e->stats = stats_new(urls, e->nrelays, names, e->nfilters, e->cfg->sync.workers, err, errlen);
+    free(urls);
+    free(names);
+    if (e->stats == NULL)
+        return -1;
+    for (size_t i = 0; i < e->nrelays; i++) {
+        struct caps_result res = {0};
+        char cerr[CAPS_ERRLEN];
+        stats_set_enabled(e->stats, i, e->relays[i].cr.enabled);
+        engine_stats_setting(e, &e->relays[i]);
+        if (caps_cache_get(e->caps, e->relays[i].url, &res, cerr, sizeof cerr) == 1)
+            engine_stats_cap(e, &e->relays[i], &res);
+        caps_result_clear(&res);
+    }
+    return 0;
+}
+
+struct stats *sync_engine_stats(struct sync_engine *e)
+{
+    return e->stats;
+}
+
+uint64_t sync_engine_snapshot(struct sync_engine *e, struct stats_snapshot *out)
+{
+    stats_snapshot(e->stats, out);
+    return out->generation;
+}
+
+int sync_engine_notify_fd(struct sync_engine *e)
+{
+    return stats_notify_fd(e->stats);
 }
 
 struct sync_engine *sync_engine_new(const struct sync_engine_opts *opts, char *err, size_t errlen)
@@ -3933,6 +4102,8 @@ struct sync_engine *sync_engine_new(const struct sync_engine_opts *opts, char *e
             e->relays[i].override = (int)v;
     }
     sqlite3_close(db);
+    if (engine_stats_new(e, err, errlen) < 0)
+        goto fail;
     return e;
 fail:
     sync_engine_free(e);
@@ -3972,6 +4143,10 @@ static void *ckpt_main(void *arg)
     pthread_mutex_lock(&e->mu);
     for (;;) {
         uint64_t want = e->ckpt_want;
+        if (e->settings_dirty) {
+            engine_persist_settings(e, db);
+            continue;
+        }
         if (want == e->ckpt_done || db == NULL) {
             if (e->stopping)
                 break;
@@ -4042,13 +4217,59 @@ int sync_engine_start(struct sync_engine *e, char *err, size_t errlen)
     return 0;
 }
 
+/* The relay's negentropy setting and its source, into the stats model. Under e->mu or before threads. */
+static void engine_stats_setting(struct sync_engine *e, struct sync_relay *rel)
+{
+    static const enum stats_neg_setting map[] = {
+        [CONFIG_NEGENTROPY_AUTO] = STATS_NEG_AUTO,
+        [CONFIG_NEGENTROPY_ON] = STATS_NEG_ON,
+        [CONFIG_NEGENTROPY_OFF] = STATS_NEG_OFF,
+    };
+
+    if (rel->override >= 0)
+        stats_set_negentropy(e->stats, rel_index(e, rel), map[rel->override],
+                             STATS_NEG_FROM_OVERRIDE);
+    else
+        stats_set_negentropy(e->stats, rel_index(e, rel), map[rel->cr.negentropy],
+                             STATS_NEG_FROM_CONFIG);
+}
+
+/*
+ * Writes the overrides sync_engine_set_negentropy left in memory. Called
+ * under e->mu, which it drops around the database work.
+ */
+static void engine_persist_settings(struct sync_engine *e, sqlite3 *db)
+{
+    char err[SYNC_ERRLEN];
+
+    while (e->settings_dirty) {
+        e->settings_dirty = 0;
+        for (size_t i = 0; i < e->nrelays; i++) {
+            struct sync_relay *rel = &e->relays[i];
+            enum config_negentropy v = rel->setting_value;
+            int rc;
+            if (!rel->setting_dirty)
+                continue;
+            rel->setting_dirty = 0;
+            pthread_mutex_unlock(&e->mu);
+            rc = db != NULL ? sdb_setting_set(db, rel->url, v, err, sizeof err) : -1;
+            if (rc < 0)
+                engine_log(e, "[SYNC] %s: cannot save the negentropy setting: %s", rel->url,
+                           db != NULL ? err : "no database connection");
+            pthread_mutex_lock(&e->mu);
+        }
+    }
+}
+
 void sync_engine_sync_all(struct sync_engine *e)
 {
     int64_t now = mono_ms();
 
     pthread_mutex_lock(&e->mu);
-    for (size_t i = 0; i < e->nrelays; i++)
+    for (size_t i = 0; i < e->nrelays; i++) {
         e->relays[i].due_ms = now;
+        engine_stats_schedule(e, &e->relays[i]);
+    }
     pthread_cond_broadcast(&e->work_cv);
     pthread_mutex_unlock(&e->mu);
 }
@@ -4061,6 +4282,7 @@ int sync_engine_sync_relay(struct sync_engine *e, const char *url)
         return -1;
     pthread_mutex_lock(&e->mu);
     rel->due_ms = mono_ms();
+    engine_stats_schedule(e, rel);
     pthread_cond_broadcast(&e->work_cv);
     pthread_mutex_unlock(&e->mu);
     return 0;
@@ -4084,21 +4306,23 @@ int sync_engine_set_negentropy(struct sync_engine *e, const char *url, enum conf
                                char *err, size_t errlen)
 {
     struct sync_relay *rel = engine_find(e, url);
-    sqlite3 *db;
-    int rc;
 
     if (rel == NULL) {
         set_error(err, errlen, "%s: not a relay this engine syncs", url);
         return -1;
     }
-    if ((db = sdb_open(e->db_path, err, errlen)) == NULL)
-        return -1;
-    rc = sdb_setting_set(db, rel->url, value, err, errlen);
-    sqlite3_close(db);
-    if (rc < 0)
-        return -1;
+    /*
+     * Memory now; the database from the checkpointer's connection, at once
+     * (or, before sync_engine_start, from sync_engine_free): a key press in
+     * the TUI never waits on a writer's commit.
+     */
     pthread_mutex_lock(&e->mu);
     rel->override = value == CONFIG_NEGENTROPY_AUTO ? -1 : (int)value;
+    rel->setting_value = value;
+    rel->setting_dirty = 1;
+    e->settings_dirty = 1;
+    engine_stats_setting(e, rel);
+    pthread_cond_broadcast(&e->ckpt_cv);
     pthread_mutex_unlock(&e->mu);
     return 0;
 }
@@ -4170,6 +4394,18 @@ void sync_engine_free(struct sync_engine *e)
     }
     if (e->ckpt_running)
         pthread_join(e->ckpt_thread, NULL);
+    if (e->settings_dirty && e->db_path != NULL) {
+        /* Set before the engine started, or after its checkpointer ended. */
+        char err[SYNC_ERRLEN];
+        sqlite3 *db = sdb_open(e->db_path, err, sizeof err);
+        if (db == NULL)
+            engine_log(e, "[SYNC] cannot save the negentropy settings: %s", err);
+        pthread_mutex_lock(&e->mu);
+        engine_persist_settings(e, db);
+        pthread_mutex_unlock(&e->mu);
+        sqlite3_close(db);
+    }
+    stats_free(e->stats);
     vpool_free(e->vpool);
     for (size_t i = 0; i < e->nrelays; i++)
         free(e->relays[i].url);

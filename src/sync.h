@@ -113,6 +113,8 @@ struct sync_progress {
 size_t sync_progress_format(const struct sync_progress *p, char *buf, size_t len);
 
 struct sync_engine;
+struct stats;
+struct stats_snapshot;
 
 struct sync_engine_opts {
     const struct config *cfg; /* must outlive the engine */
@@ -154,8 +156,10 @@ int sync_engine_sync_relay(struct sync_engine *e, const char *url);
 /* Forget what the engine learned about the relay's NIP-77 support, then sync it. */
 int sync_engine_reprobe(struct sync_engine *e, const char *url);
 /*
- * Sets (and persists in relay_settings) the relay's negentropy override;
- * CONFIG_NEGENTROPY_AUTO follows the config again. 0, or -1 with a reason.
+ * Sets the relay's negentropy override (CONFIG_NEGENTROPY_AUTO follows the
+ * config again) at once, and has it saved in relay_settings off the
+ * caller's thread (the checkpointer, or sync_engine_free): no I/O here, so a
+ * front end never waits on the database. 0, or -1 with a reason.
  */
 int sync_engine_set_negentropy(struct sync_engine *e, const char *url, enum config_negentropy value,
                                char *err, size_t errlen);
@@ -170,6 +174,17 @@ void sync_engine_stop(struct sync_engine *e);
  * timeout_ms (< 0: forever). 1 when idle, 0 on timeout.
  */
 int sync_engine_wait_idle(struct sync_engine *e, int timeout_ms);
+/*
+ * The engine's live model (stats.h): per relay its setting, capability
+ * verdict, the running job's phase and counters, the last run per filter,
+ * the schedule. Owned by the engine; valid until sync_engine_free. Any
+ * thread may take snapshots of it.
+ */
+struct stats *sync_engine_stats(struct sync_engine *e);
+/* stats_snapshot of it; returns the generation (it moves whenever anything changed). */
+uint64_t sync_engine_snapshot(struct sync_engine *e, struct stats_snapshot *out);
+/* Readable when the generation moved since the last stats_notify_ack (coalesced). */
+int sync_engine_notify_fd(struct sync_engine *e);
 /* Stops, joins the workers, frees. NULL is fine. */
 void sync_engine_free(struct sync_engine *e);
 

@@ -1,12 +1,19 @@
 /*
  * test-sync: the parts of the sync engine that need no relay: the progress
- * line and the --json record of a run.
+ * line, the --json record of a run, and the live model a front end reads
+ * (settings shown at once, saved off the caller's thread).
  */
 #include "config.h"
 
+#include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "cfg.h"
+#include "stats.h"
 #include "sync.h"
 #include "testutil.h"
 
@@ -65,9 +72,126 @@ static void test_run_json(void)
     free(s);
 }
 
+static int64_t ms_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct sync_engine *engine_for(const struct config *cfg, const char *db)
+{
+    struct sync_engine_opts o;
+    char err[256];
+    struct sync_engine *e;
+
+    memset(&o, 0, sizeof o);
+    o.cfg = cfg;
+    o.db_path = db;
+    e = sync_engine_new(&o, err, sizeof err);
+    CHECK_MSG(e != NULL, "%s", err);
+    return e;
+}
+
+/* The relay's setting as the model shows it. */
+static void setting_of(struct sync_engine *e, enum stats_neg_setting *s, enum stats_neg_source *src)
+{
+    struct stats_snapshot snap;
+
+    sync_engine_snapshot(e, &snap);
+    CHECK(snap.nrelays == 2);
+    *s = snap.nrelays ? snap.relays[1].neg_setting : STATS_NEG_AUTO;
+    *src = snap.nrelays ? snap.relays[1].neg_source : STATS_NEG_FROM_CONFIG;
+    stats_snapshot_free(&snap);
+}
+
+/*
+ * sync_engine_set_negentropy: the model shows the override at once and the
+ * notify fd wakes; it is saved without the caller opening the database,
+ * whether the engine ran (its checkpointer saves it) or not (free does), and
+ * a new engine on the same database starts with it.
+ */
+static void test_setting(void)
+{
+    char dir[] = "/tmp/test-sync.XXXXXX", ini[96], db[96], err[256];
+    struct config_errors errs;
+    struct config *cfg;
+    struct sync_engine *e;
+    enum stats_neg_setting s;
+    enum stats_neg_source src;
+    FILE *f;
+
+    if (mkdtemp(dir) == NULL) {
+        CHECK(!"mkdtemp");
+        return;
+    }
+    snprintf(ini, sizeof ini, "%s/c.ini", dir);
+    snprintf(db, sizeof db, "%s/db", dir);
+    f = fopen(ini, "w");
+    fputs("[relay ws://127.0.0.1:9]\n[relay ws://127.0.0.1:10/x]\nnegentropy = on\n"
+          "[filter notes]\nkinds = 1\n",
+          f);
+    fclose(f);
+    memset(&errs, 0, sizeof errs);
+    cfg = config_load(ini, (int64_t)time(NULL), &errs);
+    CHECK(cfg != NULL);
+    if (cfg == NULL) {
+        config_errors_free(&errs);
+        return;
+    }
+
+    e = engine_for(cfg, db);
+    setting_of(e, &s, &src);
+    CHECK(s == STATS_NEG_ON && src == STATS_NEG_FROM_CONFIG);
+    stats_notify_ack(sync_engine_stats(e));
+    CHECK(sync_engine_set_negentropy(e, "ws://127.0.0.1:10/x", CONFIG_NEGENTROPY_OFF, err,
+                                     sizeof err) == 0);
+    struct pollfd p = {sync_engine_notify_fd(e), POLLIN, 0};
+    CHECK(poll(&p, 1, 0) == 1);
+    setting_of(e, &s, &src);
+    CHECK(s == STATS_NEG_OFF && src == STATS_NEG_FROM_OVERRIDE);
+    CHECK(sync_engine_set_negentropy(e, "ws://127.0.0.1:99", CONFIG_NEGENTROPY_OFF, err,
+                                     sizeof err) < 0);
+    sync_engine_free(e); /* never started: free saves it */
+
+    e = engine_for(cfg, db);
+    setting_of(e, &s, &src);
+    CHECK(s == STATS_NEG_OFF && src == STATS_NEG_FROM_OVERRIDE);
+    /* Running: the checkpointer saves it, with no stop needed (a crash a second later keeps it). */
+    CHECK(sync_engine_start(e, err, sizeof err) == 0);
+    CHECK(sync_engine_set_negentropy(e, "ws://127.0.0.1:10/x", CONFIG_NEGENTROPY_AUTO, err,
+                                     sizeof err) == 0);
+    {
+        struct sync_engine *e2 = NULL;
+        int64_t deadline = ms_now() + 10000;
+        for (;;) {
+            e2 = engine_for(cfg, db);
+            setting_of(e2, &s, &src);
+            sync_engine_free(e2);
+            if (src == STATS_NEG_FROM_CONFIG || ms_now() > deadline)
+                break;
+            usleep(20000);
+        }
+        CHECK_MSG(s == STATS_NEG_ON && src == STATS_NEG_FROM_CONFIG,
+                  "the running engine did not save the setting within 10 s");
+    }
+    sync_engine_free(e);
+    config_free(cfg);
+    config_errors_free(&errs);
+    unlink(ini);
+    char path[128];
+    const char *ext[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s%s", db, ext[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
 int main(void)
 {
     test_progress_format();
     test_run_json();
+    test_setting();
     return test_summary("test-sync");
 }
