@@ -65,6 +65,18 @@ case $(jstr "$l" error) in
 esac
 relay_cleanup
 
+# ---- -v shows each message's type and size, -vv its text too
+start_relay --welcome-notice "hello from the relay"
+sync_config "$WORK/v.ini"
+printf '[relay %s]\n[filter notes]\nkinds = 1\n' "$RELAY_URL" >>"$WORK/v.ini"
+"$NEGSYNC" -v -c "$WORK/v.ini" -d "$WORK/v.db" probe --force >/dev/null 2>"$WORK/v1.err"
+grep -q "> NEG-OPEN [0-9]* bytes$" "$WORK/v1.err" && grep -q "< NEG-MSG [0-9]* bytes$" "$WORK/v1.err" &&
+    grep -q "< NOTICE [0-9]* bytes$" "$WORK/v1.err" || fail "-v: no message trace: $(cat "$WORK/v1.err")"
+"$NEGSYNC" -vv -c "$WORK/v.ini" -d "$WORK/v.db" probe --force >/dev/null 2>"$WORK/v2.err"
+grep -q '< NOTICE [0-9]* bytes: \["NOTICE","hello from the relay"\]' "$WORK/v2.err" ||
+    fail "-vv: no message text: $(cat "$WORK/v2.err")"
+relay_cleanup
+
 # ---- floods: NOTICEs without end and no answer
 flood_case() {
     what=$1
