@@ -42,6 +42,9 @@ int cmd_check_config(struct globals *g, int argc, char **argv);
 /* cmd-sync.c */
 int cmd_sync(struct globals *g, int argc, char **argv);
 
+/* cmd-tui.c */
+int cmd_tui(struct globals *g, int argc, char **argv);
+
 /* cmd-probe.c */
 int cmd_probe(struct globals *g, int argc, char **argv);
 

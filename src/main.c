@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "commands.h"
 
@@ -33,6 +34,9 @@ static void print_help(FILE *f)
         "                           sync with the relays (NIP-77 or REQ)\n"
         "  probe [--force] [--json] [URL...]\n"
         "                           check which relays speak NIP-77 (cached)\n"
+        "  tui [--relay URL]... [--filter NAME]... [--no-color] [--ascii]\n"
+        "                           live per-relay view while syncing (the default on a\n"
+        "                           terminal)\n"
         "\n"
         "Global options (before or after the command):\n"
         "  -c, --config FILE   configuration file (default $XDG_CONFIG_HOME/negsync/negsync.ini)\n"
@@ -54,7 +58,8 @@ struct command {
 static const struct command commands[] = {
     /* [commands] */
     {"import", cmd_import}, {"export", cmd_export}, {"check-config", cmd_check_config},
-    {"sync", cmd_sync},     {"probe", cmd_probe},   {NULL, NULL},
+    {"sync", cmd_sync},     {"probe", cmd_probe},   {"tui", cmd_tui},
+    {NULL, NULL},
 };
 
 /*
@@ -68,7 +73,7 @@ static const char *const *main_value_opts(const char *command)
 
     if (strcmp(command, "export") == 0)
         return export_opts;
-    if (strcmp(command, "sync") == 0)
+    if (strcmp(command, "sync") == 0 || strcmp(command, "tui") == 0)
         return sync_opts;
     return NULL;
 }
@@ -185,7 +190,15 @@ int main(int argc, char **argv)
         }
     }
     if (optind >= argc) {
+        /* No command: the TUI on a terminal; elsewhere a script wants `negsync sync`. */
+        if (isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
+            char *tui_argv[] = {"tui", NULL};
+            return cmd_tui(&g, 1, tui_argv);
+        }
         print_help(stderr);
+        fputs("negsync: no command (not on a terminal, so no TUI); to sync from a script use "
+              "`negsync sync`\n",
+              stderr);
         return EXIT_USAGE;
     }
     for (const struct command *cmd = commands; cmd->name != NULL; cmd++) {

@@ -1,0 +1,111 @@
+# tests/tui-lib.sh — drive the TUI through tmux, for the tests/tui-*.sh tests.
+# Sourced after tests/sync-lib.sh (relays, $WORK, $NEGSYNC).
+#
+# The TUI runs in a tmux server of the test's own (-L, a socket per test),
+# configured with -f: escape-time 0 (an Esc is an Esc at once), remain-on-exit
+# (the exit status stays readable), no status line (the pane is the whole
+# window). Every wait polls `tmux capture-pane` with a deadline; nothing
+# sleeps and hopes. The server is killed when the test exits.
+#
+#   tui_start W H 'ARGS...'   negsync ARGS in a W×H window (env: LANG, TERM as set below)
+#   tui_wait DESC REGEX [S]   until a line of the screen matches (grep -E), else fail
+#   tui_gone DESC REGEX [S]   until no line matches
+#   tui_keys KEY...           tmux send-keys
+#   tui_wait_exit [S]         until the program has exited; sets TUI_STATUS
+#   tui_pid                   the program's pid
+command -v tmux >/dev/null || skip "tmux is not installed (scripts/deps installs it)"
+
+TUI_SOCK="negsync-test-$$"
+TUI_CONF="$WORK/tmux.conf"
+TUI_SCREEN="$WORK/screen.txt"
+: "${TUI_TIMEOUT:=20}"
+# A UTF-8 locale when there is one (box drawing); tmux's own terminal type.
+TUI_LANG=C.UTF-8
+locale -a 2>/dev/null | grep -qi '^c\.utf-\?8$' || TUI_LANG=
+TUI_TERM=tmux-256color
+infocmp "$TUI_TERM" >/dev/null 2>&1 || TUI_TERM=screen-256color
+cat >"$TUI_CONF" <<CONF
+set -g escape-time 0
+set -g remain-on-exit on
+set -g status off
+set -g default-terminal $TUI_TERM
+set -g history-limit 2000
+CONF
+
+tmx() {
+    tmux -L "$TUI_SOCK" -f "$TUI_CONF" "$@"
+}
+
+tui_cleanup() {
+    _st=$?
+    if [ "$_st" -ne 0 ] && [ -s "$TUI_SCREEN" ]; then
+        echo "--- the last screen" >&2
+        cat "$TUI_SCREEN" >&2
+    fi
+    tmx kill-server >/dev/null 2>&1
+    (exit "$_st")
+    sync_cleanup
+}
+trap tui_cleanup EXIT
+
+# tui_start W H ARGS: ARGS is one string, put after "negsync" in a shell command.
+tui_start() {
+    tmx kill-server >/dev/null 2>&1
+    tmx new-session -d -s tui -x "$1" -y "$2" \
+        "env ${TUI_LANG:+LANG=$TUI_LANG LC_ALL=$TUI_LANG} XDG_STATE_HOME='$WORK/state' ${TUI_ENV:-} '$NEGSYNC' $3" ||
+        fail "tmux new-session"
+}
+
+tui_capture() {
+    tmx capture-pane -p -t tui ${1:-} >"$TUI_SCREEN" 2>/dev/null
+}
+
+tui_dead() {
+    [ "$(tmx display -p -t tui '#{pane_dead}' 2>/dev/null)" = 1 ]
+}
+
+tui_wait() {
+    _deadline=$(($(date +%s) + ${3:-$TUI_TIMEOUT}))
+    while :; do
+        tui_capture
+        grep -Eq -- "$2" "$TUI_SCREEN" && return 0
+        tui_dead && fail "$1: negsync exited ($(tmx display -p -t tui '#{pane_dead_status}'))"
+        [ "$(date +%s)" -lt "$_deadline" ] || fail "$1: no line matching '$2' within ${3:-$TUI_TIMEOUT} s"
+        sleep 0.05
+    done
+}
+
+tui_gone() {
+    _deadline=$(($(date +%s) + ${3:-$TUI_TIMEOUT}))
+    while :; do
+        tui_capture
+        grep -Eq -- "$2" "$TUI_SCREEN" || return 0
+        [ "$(date +%s)" -lt "$_deadline" ] || fail "$1: '$2' still on screen after ${3:-$TUI_TIMEOUT} s"
+        sleep 0.05
+    done
+}
+
+tui_keys() {
+    tmx send-keys -t tui "$@"
+}
+
+tui_pid() {
+    tmx display -p -t tui '#{pane_pid}'
+}
+
+tui_wait_exit() {
+    _deadline=$(($(date +%s) + ${1:-$TUI_TIMEOUT}))
+    until tui_dead; do
+        [ "$(date +%s)" -lt "$_deadline" ] || { tui_capture; fail "negsync still running after ${1:-$TUI_TIMEOUT} s"; }
+        sleep 0.05
+    done
+    TUI_STATUS=$(tmx display -p -t tui '#{pane_dead_status}')
+    tui_capture
+}
+
+# A port nothing listens on: one a relay had, once it is stopped.
+dead_port() {
+    start_relay
+    DEAD_PORT=$RELAY_PORT
+    stop_relay || fail "the relay for a dead port did not stop"
+}
