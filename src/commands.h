@@ -48,4 +48,7 @@ int cmd_tui(struct globals *g, int argc, char **argv);
 /* cmd-probe.c */
 int cmd_probe(struct globals *g, int argc, char **argv);
 
+/* cmd-status.c */
+int cmd_status(struct globals *g, int argc, char **argv);
+
 #endif

@@ -37,6 +37,7 @@ static void print_help(FILE *f)
         "  tui [--relay URL]... [--filter NAME]... [--no-color] [--ascii]\n"
         "                           live per-relay view while syncing (the default on a\n"
         "                           terminal)\n"
+        "  status [--json]          what the database knows of each relay (no network)\n"
         "\n"
         "Global options (before or after the command):\n"
         "  -c, --config FILE   configuration file (default $XDG_CONFIG_HOME/negsync/negsync.ini)\n"
@@ -58,8 +59,8 @@ struct command {
 static const struct command commands[] = {
     /* [commands] */
     {"import", cmd_import}, {"export", cmd_export}, {"check-config", cmd_check_config},
-    {"sync", cmd_sync},     {"probe", cmd_probe},   {"tui", cmd_tui},
-    {NULL, NULL},
+    {"sync", cmd_sync},     {"probe", cmd_probe},   {"status", cmd_status},
+    {"tui", cmd_tui},       {NULL, NULL},
 };
 
 /*

@@ -174,4 +174,78 @@ int store_check(struct store *st, char *err, size_t errlen);
 /* The schema version this build writes (PRAGMA user_version after store_open). */
 int store_schema_version(void);
 
+/* ---- the tables the sync engine and caps keep: readers (negsync status) ---------- */
+
+/* One row of relay_caps, the capability cache caps.c keeps. store_caps_clear frees it. */
+struct store_caps {
+    int supported; /* 1: NIP-77 works; 0: it does not */
+    char *reason;
+    int64_t checked_at;                   /* unix time */
+    int64_t latency_ms;                   /* -1: none */
+    char *nip11_software, *nip11_version; /* NULL when absent */
+    char *nip11_supported_nips;           /* a JSON array; NULL when absent */
+    char *nip11_raw;                      /* the document; NULL when there was no usable one */
+};
+
+/* The cached row for relay (as caps keys it): 1 and out, 0 none, -1 with a reason in err. */
+int store_caps_get(struct store *st, const char *relay, struct store_caps *out, char *err,
+                   size_t errlen);
+void store_caps_clear(struct store_caps *c);
+
+/*
+ * The saved negentropy override of relay (relay_settings): 1 with "on" or
+ * "off" in value, 0 when there is none (or it says "auto", which is none),
+ * -1 with a reason in err.
+ */
+int store_setting_negentropy(struct store *st, const char *relay, char value[8], char *err,
+                             size_t errlen);
+
+/*
+ * The REQ cursor row of (relay, filter_name): 1 with *cursor (unix time)
+ * and, if filter_json is not NULL, the filter it was recorded for (the
+ * sync engine restarts from 0 when that differs; caller frees); 0 when
+ * there is none; -1 with a reason in err.
+ */
+int store_cursor_row(struct store *st, const char *relay, const char *filter_name, int64_t *cursor,
+                     char **filter_json, char *err, size_t errlen);
+
+/* One row of sync_runs. Text longer than the fields is cut. */
+struct store_run {
+    int64_t run;     /* its row id: later runs have larger ones */
+    char mode[8];    /* "neg" | "req" */
+    char result[16]; /* "ok" | "error" */
+    int64_t started; /* unix time */
+    int64_t duration_ms;
+    uint64_t rounds, bytes_sent, bytes_received, wire_sent, wire_received, est_req_bytes;
+    uint64_t have, need, fetched, stored, duplicates, invalid, uploaded_ok, uploaded_rejected;
+    char fallback_reason[STORE_ERRLEN]; /* "" for none */
+    char error[STORE_ERRLEN];           /* "" for none */
+};
+
+/* The newest run of (relay, filter): 1 and out, 0 none, -1 with a reason in err. */
+int store_run_last(struct store *st, const char *relay, const char *filter, struct store_run *out,
+                   char *err, size_t errlen);
+
+/* Sums over recorded runs. */
+struct store_run_totals {
+    uint64_t runs, runs_ok;
+    uint64_t bytes_sent, bytes_received; /* payload */
+    uint64_t wire_sent, wire_received;
+    uint64_t fetched, stored;
+    /*
+     * Over the runs that have a REQ estimate (est_req_bytes > 0; failed runs
+     * have none): their estimates and the payload bytes they moved, so
+     * that est_req_bytes - compared_bytes is what those runs saved.
+     */
+    uint64_t compared_runs, est_req_bytes, compared_bytes;
+    int64_t first_started, last_started; /* unix time; 0 when no runs */
+};
+
+/* Sums over the runs of relay (NULL: every run recorded). 0, or -1 with a reason in err. */
+int store_run_totals(struct store *st, const char *relay, struct store_run_totals *out, char *err,
+                     size_t errlen);
+
+/* The database's size in bytes (page_count * page_size, its committed WAL pages included). */
+int store_size(struct store *st, uint64_t *bytes, char *err, size_t errlen);
+
 #endif
