@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 
+#include <jansson.h>
+
 #define MIB          (1024 * 1024)
 #define LOG_TRUNCATE 200
 
@@ -30,6 +32,9 @@ void url_host_header(const struct relay_url *u, char *out, size_t outlen);
  * bytes become '?', and at most LOG_TRUNCATE bytes are shown.
  */
 void log_excerpt(const char *text, size_t len, char *out, size_t outlen);
+
+/* A NUL-terminated copy of a JSON string (which may hold NULs; they cut it). Caller frees. */
+char *relay_json_strdup(const json_t *s);
 
 /* "negsync/0.1.0", for User-Agent. */
 #define RELAY_USER_AGENT PACKAGE_NAME "/" PACKAGE_VERSION

@@ -21,15 +21,6 @@
 
 #define NIP11_MAX MIB
 
-static char *dup_json_string(const json_t *s)
-{
-    size_t n = json_string_length(s);
-    char *out = xmalloc(n + 1);
-    memcpy(out, json_string_value(s), n);
-    out[n] = '\0';
-    return out;
-}
-
 void relay_nip11_free(struct relay_nip11 *n)
 {
     if (n == NULL)
@@ -58,7 +49,7 @@ static struct relay_nip11 *nip11_empty(void)
 static char *nip11_string(const json_t *obj, const char *key)
 {
     const json_t *v = json_object_get(obj, key);
-    return json_is_string(v) ? dup_json_string(v) : NULL;
+    return json_is_string(v) ? relay_json_strdup(v) : NULL;
 }
 
 static int64_t nip11_int(const json_t *obj, const char *key)
@@ -119,7 +110,7 @@ struct relay_nip11 *relay_nip11_parse(const char *text, size_t len)
         snprintf(tmp, sizeof tmp, "%" JSON_INTEGER_FORMAT, json_integer_value(neg));
         n->negentropy = xstrdup(tmp);
     } else if (json_is_string(neg)) {
-        n->negentropy = dup_json_string(neg);
+        n->negentropy = relay_json_strdup(neg);
     }
     const json_t *lim = json_object_get(root, "limitation");
     if (json_is_object(lim)) {

@@ -275,7 +275,7 @@ char *relay_url_normalize(const char *url, char *err, size_t errlen)
 
 /* ---- message parsing -------------------------------------------------------- */
 
-static char *dup_json_string(const json_t *s)
+char *relay_json_strdup(const json_t *s)
 {
     size_t n = json_string_length(s);
     char *out = xmalloc(n + 1);
@@ -297,7 +297,7 @@ static int take_subid(const char *type, const json_t *v, struct relay_msg *m, ch
         set_error(err, errlen, "%s: subscription id too long or with a NUL byte", type);
         return -1;
     }
-    m->subid = dup_json_string(v);
+    m->subid = relay_json_strdup(v);
     return 0;
 }
 
@@ -329,7 +329,7 @@ static int take_text(const char *type, const json_t *arr, size_t i, int required
         set_error(err, errlen, "%s: element %zu is not a string", type, i);
         return -1;
     }
-    m->text = dup_json_string(v);
+    m->text = relay_json_strdup(v);
     return 0;
 }
 
@@ -426,7 +426,7 @@ static int msg_fill(const char *type, const json_t *a, struct relay_msg *m, char
             set_error(err, errlen, "NEG-MSG: element 2 is not hex of even length");
             return -1;
         }
-        m->neg_hex = dup_json_string(h);
+        m->neg_hex = relay_json_strdup(h);
         m->neg_hex_len = hl;
     } else if (strcmp(type, "NEG-ERR") == 0) {
         m->type = RELAY_MSG_NEG_ERR;

@@ -357,6 +357,25 @@ static int rx_inflate(struct ws_rx *rx, const uint8_t *in, size_t n)
     return 0;
 }
 
+/* rx_inflate, its failures turned into the error event. */
+static size_t rx_inflate_checked(struct ws_rx *rx, const uint8_t *in, size_t n, struct ws_event *ev,
+                                 size_t used)
+{
+    char sz[32];
+    int zr = rx_inflate(rx, in, n);
+
+    if (zr > 0) {
+        too_big_text(rx, sz, sizeof sz);
+        return rx_fail(rx, ev, WS_ERR_TOO_BIG, WS_CLOSE_TOO_BIG, used,
+                       "message larger than %s (inflated)", sz);
+    }
+    if (zr < 0)
+        return rx_fail(rx, ev, WS_ERR_INFLATE, WS_CLOSE_INVALID_DATA, used,
+                       "compressed message does not inflate (%s)",
+                       rx->z.msg ? rx->z.msg : "bad data");
+    return used;
+}
+
 /* Takes payload bytes of a data frame into the message. */
 static size_t rx_data(struct ws_rx *rx, const uint8_t *in, size_t n, struct ws_event *ev,
                       size_t used)
@@ -374,34 +393,16 @@ static size_t rx_data(struct ws_rx *rx, const uint8_t *in, size_t n, struct ws_e
         rx->msg.len += n;
         return used;
     }
-    int zr = rx_inflate(rx, in, n);
-    if (zr > 0) {
-        too_big_text(rx, sz, sizeof sz);
-        return rx_fail(rx, ev, WS_ERR_TOO_BIG, WS_CLOSE_TOO_BIG, used,
-                       "message larger than %s (inflated)", sz);
-    }
-    if (zr < 0)
-        return rx_fail(rx, ev, WS_ERR_INFLATE, WS_CLOSE_INVALID_DATA, used,
-                       "compressed message does not inflate (%s)",
-                       rx->z.msg ? rx->z.msg : "bad data");
-    return used;
+    return rx_inflate_checked(rx, in, n, ev, used);
 }
 
 /* The end of a data message: the deflate trailer, then the event. */
 static size_t rx_message_end(struct ws_rx *rx, struct ws_event *ev, size_t used)
 {
     if (rx->msg_compressed) {
-        char sz[32];
-        int zr = rx_inflate(rx, pmd_trailer, sizeof pmd_trailer);
-        if (zr > 0) {
-            too_big_text(rx, sz, sizeof sz);
-            return rx_fail(rx, ev, WS_ERR_TOO_BIG, WS_CLOSE_TOO_BIG, used,
-                           "message larger than %s (inflated)", sz);
-        }
-        if (zr < 0)
-            return rx_fail(rx, ev, WS_ERR_INFLATE, WS_CLOSE_INVALID_DATA, used,
-                           "compressed message does not inflate (%s)",
-                           rx->z.msg ? rx->z.msg : "bad data");
+        rx_inflate_checked(rx, pmd_trailer, sizeof pmd_trailer, ev, used);
+        if (rx->failed)
+            return used;
         if (rx->pmd.server_no_context_takeover && inflateReset(&rx->z) != Z_OK)
             return rx_fail(rx, ev, WS_ERR_INFLATE, WS_CLOSE_INVALID_DATA, used,
                            "cannot reset the inflater");

@@ -17,16 +17,6 @@ MAX_MB=${NEGSYNC_TEST_MAX_RSS_MB:-600}
 awk 'NR % 10 != 0' "$WORK/relay.jsonl" >"$WORK/local.jsonl"
 "$NEGSYNC" -d "$WORK/base.db" import "$WORK/local.jsonl" >/dev/null || fail "import"
 
-have_node=
-if command -v node >/dev/null && [ -d "$NODE_MODULES/ws" ]; then
-    have_node=1
-    export NODE_PATH="$NODE_MODULES"
-    printf '#!/bin/sh\nexec node "%s" "$@"\n' "$top_srcdir/tests/js/ws-deflate-proxy.mjs" \
-        >"$WORK/ws-proxy"
-    chmod +x "$WORK/ws-proxy"
-elif [ -n "$CI" ]; then
-    fail "node and the npm ws package are needed (scripts/check installs them)"
-fi
 
 soak() {
     name=$1
@@ -51,22 +41,5 @@ soak() {
         "wire $(jnum "$l" wire_received); peak $peak MB"
 }
 
-start_relay --events "$WORK/relay.jsonl" --deflate
-URL=$RELAY_URL
-soak lws-sliding
-relay_cleanup
-start_relay --events "$WORK/relay.jsonl" --deflate-no-context-takeover
-URL=$RELAY_URL
-soak lws-nostream
-relay_cleanup
-if [ -n "$have_node" ]; then
-    for mode in nostream sliding-window; do
-        start_relay --events "$WORK/relay.jsonl"
-        up=$RELAY_URL
-        RELAY_BIN="$WORK/ws-proxy" start_relay --upstream "$up" --"$mode"
-        URL=$RELAY_URL
-        soak "ws-$mode"
-        relay_cleanup
-    done
-fi
+for_each_deflate_server "$WORK/relay.jsonl" soak
 echo "ok: soak through every deflate server"

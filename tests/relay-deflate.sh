@@ -30,16 +30,6 @@ ids_of_file "$WORK/relay.jsonl" >"$WORK/want"
 ids_of_file "$WORK/mine.jsonl" >>"$WORK/want"
 sort -o "$WORK/want" "$WORK/want"
 
-have_node=
-if command -v node >/dev/null && [ -d "$NODE_MODULES/ws" ]; then
-    have_node=1
-    export NODE_PATH="$NODE_MODULES"
-    printf '#!/bin/sh\nexec node "%s" "$@"\n' "$top_srcdir/tests/js/ws-deflate-proxy.mjs" \
-        >"$WORK/ws-proxy"
-    chmod +x "$WORK/ws-proxy"
-elif [ -n "$CI" ]; then
-    fail "node and the npm ws package are needed (scripts/check installs them)"
-fi
 
 # check_flavour NAME: the relay (or proxy) is at $URL, upstream stats in $STATS.
 check_flavour() {
@@ -87,27 +77,5 @@ check_flavour() {
     echo "$name: REQ: payload $br bytes received, wire $wr (peak ${BOUNDED_PEAK_MB} MB)"
 }
 
-start_relay --events "$WORK/relay.jsonl" --deflate
-URL=$RELAY_URL
-check_flavour lws-sliding
-stop_relay
-
-start_relay --events "$WORK/relay.jsonl" --deflate-no-context-takeover
-URL=$RELAY_URL
-check_flavour lws-nostream
-stop_relay
-
-if [ -n "$have_node" ]; then
-    for mode in nostream sliding-window; do
-        start_relay --events "$WORK/relay.jsonl"
-        up=$RELAY_URL up_pid=$RELAY_PID
-        RELAY_BIN="$WORK/ws-proxy" start_relay --upstream "$up" --"$mode"
-        URL=$RELAY_URL
-        check_flavour "ws-$mode"
-        stop_relay
-        stop_relay "$up_pid"
-    done
-else
-    echo "skipped the ws flavours: no node or no npm ws package"
-fi
+for_each_deflate_server "$WORK/relay.jsonl" check_flavour
 echo "ok: every deflate server, both modes, bounded"
