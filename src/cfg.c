@@ -48,6 +48,7 @@
 #include <jansson.h>
 
 #include "cfg.h"
+#include "keys.h"
 #include "util.h"
 
 #ifndef NEGSYNC_DOCDIR
@@ -205,9 +206,15 @@ void config_free(struct config *cfg)
 {
     if (cfg == NULL)
         return;
-    for (size_t i = 0; i < cfg->nrelays; i++)
+    for (size_t i = 0; i < cfg->nrelays; i++) {
         free(cfg->relays[i].url);
+        free(cfg->relays[i].secret_key_file);
+    }
     free(cfg->relays);
+    free(cfg->sync.secret_key_file);
+    for (size_t i = 0; i < cfg->nkeys; i++)
+        keys_free(cfg->keys[i]);
+    free(cfg->keys);
     for (size_t i = 0; i < cfg->nfilters; i++) {
         free(cfg->filters[i].name);
         filter_free(cfg->filters[i].filter);
@@ -275,6 +282,15 @@ const char *config_neg_mode_name(enum config_neg_mode m)
     case CONFIG_NEG_MODE_REQ_ONLY: return "req-only";
     case CONFIG_NEG_MODE_NEG_FALLBACK: return "neg+fallback";
     case CONFIG_NEG_MODE_NEG_STRICT: return "neg-strict";
+    }
+    return "?";
+}
+
+const char *config_auth_name(enum config_auth a)
+{
+    switch (a) {
+    case CONFIG_AUTH_NEVER: return "never";
+    case CONFIG_AUTH_ON_REQUEST: return "on-request";
     }
     return "?";
 }
@@ -726,7 +742,7 @@ static int cfg_value_line(const struct cfg_parse *ps, size_t off, size_t *seg)
 static const char *const cfg_sync_keys =
     "workers, use_negentropy, negentropy_fallback, direction, interval, recheck_days, "
     "neg_timeout, probe_timeout, frame_size_limit, negentropy_split, fetch_batch, "
-    "fetch_in_flight, max_sync_events, max_message_size";
+    "fetch_in_flight, max_sync_events, max_message_size, auth, secret_key_file";
 
 /*
  * "name =" or "#x =" at the start of s (also with inih's hidden '#'): a key,
@@ -820,27 +836,27 @@ static int cfg_value_direction(struct cfg_parse *ps, const char *v, enum config_
     return 0;
 }
 
-static void cfg_key_storage(struct cfg_parse *ps, const char *key, const char *v)
+/*
+ * A file name: a leading ~/ is $HOME, a relative name is relative to the
+ * config file. Returns it (caller frees), or NULL after reporting why not.
+ */
+static char *cfg_value_path(struct cfg_parse *ps, const char *key, const char *v)
 {
     const char *home = getenv("HOME");
     char *path;
 
-    if (strcmp(key, "path") != 0) {
-        cfg_error(ps, ps->pline, "unknown key '%s' in [storage]; allowed: path", key);
-        return;
-    }
     if (v[0] == '\0') {
-        cfg_error(ps, ps->pline, "path: empty; leave it out for the default");
-        return;
+        cfg_error(ps, ps->pline, "%s: empty; leave it out for the default", key);
+        return NULL;
     }
     if (v[0] == '~' && v[1] != '/' && v[1] != '\0') {
-        cfg_error(ps, ps->pline, "path: only a leading ~/ is expanded, not ~user");
-        return;
+        cfg_error(ps, ps->pline, "%s: only a leading ~/ is expanded, not ~user", key);
+        return NULL;
     }
     if (v[0] == '~') {
         if (home == NULL || home[0] == '\0') {
-            cfg_error(ps, ps->pline, "path: ~ used but $HOME is not set");
-            return;
+            cfg_error(ps, ps->pline, "%s: ~ used but $HOME is not set", key);
+            return NULL;
         }
         path = cfg_format("%s%s", home, v + 1);
     } else if (v[0] != '/') {
@@ -856,8 +872,64 @@ static void cfg_key_storage(struct cfg_parse *ps, const char *key, const char *v
     } else {
         path = xstrdup(v);
     }
+    return path;
+}
+
+static void cfg_key_storage(struct cfg_parse *ps, const char *key, const char *v)
+{
+    char *path;
+
+    if (strcmp(key, "path") != 0) {
+        cfg_error(ps, ps->pline, "unknown key '%s' in [storage]; allowed: path", key);
+        return;
+    }
+    if ((path = cfg_value_path(ps, key, v)) == NULL)
+        return;
     free(ps->cfg->storage_path);
     ps->cfg->storage_path = path;
+}
+
+/* ---- NIP-42: auth and secret_key_file, in [sync] and [relay] ---- */
+
+static int cfg_value_auth(struct cfg_parse *ps, const char *v, enum config_auth *out)
+{
+    char q[64];
+
+    if (strcmp(v, "never") == 0) {
+        *out = CONFIG_AUTH_NEVER;
+    } else if (strcmp(v, "on-request") == 0) {
+        *out = CONFIG_AUTH_ON_REQUEST;
+    } else {
+        cfg_quote(v, q, sizeof q);
+        cfg_error(ps, ps->pline, "auth: expected never or on-request, got '%s'", q);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * secret_key_file names a file; the key itself never belongs in the INI
+ * file. A value that is a key is refused without being quoted, and before
+ * anything tries to open it (a "cannot open" would print it).
+ */
+static void cfg_value_key_file(struct cfg_parse *ps, const char *key, const char *v, char **path,
+                               int *line)
+{
+    uint8_t sk[32];
+    size_t n = strlen(v);
+    int is_key = keys_parse_secret(v, n, sk, NULL, 0) == 0 || strncasecmp(v, "nsec1", 5) == 0;
+
+    explicit_bzero(sk, sizeof sk);
+    if (is_key) {
+        cfg_error(ps, ps->pline,
+                  "%s: this is a secret key, not a file name; never put the key in the config: "
+                  "store it in a file only you can read (chmod 600 FILE) and name that file",
+                  key);
+        return;
+    }
+    free(*path);
+    if ((*path = cfg_value_path(ps, key, v)) != NULL)
+        *line = ps->pline;
 }
 
 static void cfg_key_sync(struct cfg_parse *ps, const char *key, const char *v)
@@ -918,6 +990,10 @@ static void cfg_key_sync(struct cfg_parse *ps, const char *key, const char *v)
         /* Under 64 KiB a page of events or a NEG-MSG would not fit. */
         if (cfg_value_uint(ps, key, v, 65536, 1u << 30, &x) == 0)
             s->max_message_size = x;
+    } else if (strcmp(key, "auth") == 0) {
+        cfg_value_auth(ps, v, &s->auth);
+    } else if (strcmp(key, "secret_key_file") == 0) {
+        cfg_value_key_file(ps, key, v, &s->secret_key_file, &s->secret_key_line);
     } else {
         cfg_error(ps, ps->pline, "unknown key '%s' in [sync]; allowed: %s", key, cfg_sync_keys);
     }
@@ -948,10 +1024,15 @@ static void cfg_key_relay(struct cfg_parse *ps, const char *key, const char *v)
         cfg_value_bool(ps, key, v, &r->compression);
     } else if (strcmp(key, "enabled") == 0) {
         cfg_value_bool(ps, key, v, &r->enabled);
+    } else if (strcmp(key, "auth") == 0) {
+        if (cfg_value_auth(ps, v, &r->auth) == 0)
+            r->auth_set = 1;
+    } else if (strcmp(key, "secret_key_file") == 0) {
+        cfg_value_key_file(ps, key, v, &r->secret_key_file, &r->secret_key_line);
     } else {
         cfg_error(ps, ps->pline,
                   "unknown key '%s' in [%s]; allowed: negentropy, direction, tls_verify, "
-                  "compression, enabled",
+                  "compression, enabled, auth, secret_key_file",
                   key, ps->sec_title);
     }
 }
@@ -1516,6 +1597,58 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
     return 1;
 }
 
+/*
+ * Each relay's effective auth and key file, and the keys of the relays that
+ * may authenticate, each file read once. Only those are read: a key no
+ * relay may use stays on disk.
+ */
+static void cfg_resolve_auth(struct cfg_parse *ps)
+{
+    struct config *cfg = ps->cfg;
+    char err[KEYS_ERRLEN];
+
+    for (size_t i = 0; i < cfg->nrelays; i++) {
+        struct config_relay *r = &cfg->relays[i];
+        struct keys_secret *k = NULL;
+
+        if (!r->auth_set)
+            r->auth = cfg->sync.auth;
+        if (r->secret_key_file == NULL && cfg->sync.secret_key_file != NULL) {
+            r->secret_key_file = xstrdup(cfg->sync.secret_key_file);
+            r->secret_key_line = cfg->sync.secret_key_line;
+        }
+        if (r->auth != CONFIG_AUTH_ON_REQUEST)
+            continue;
+        if (r->secret_key_file == NULL) {
+            cfg_error(ps, r->line,
+                      "[relay %s]: auth = on-request needs a key: set secret_key_file = FILE "
+                      "here or in [sync]",
+                      r->url);
+            continue;
+        }
+        for (size_t j = 0; j < i && r->key == NULL; j++)
+            if (cfg->relays[j].key != NULL &&
+                strcmp(cfg->relays[j].secret_key_file, r->secret_key_file) == 0)
+                r->key = cfg->relays[j].key;
+        if (r->key != NULL)
+            continue;
+        /* A file refused for one relay is refused once, not again for each relay using it. */
+        for (size_t j = 0; j < i; j++)
+            if (cfg->relays[j].auth == CONFIG_AUTH_ON_REQUEST &&
+                cfg->relays[j].secret_key_file != NULL && cfg->relays[j].key == NULL &&
+                strcmp(cfg->relays[j].secret_key_file, r->secret_key_file) == 0)
+                goto next;
+        if ((k = keys_load_file(r->secret_key_file, err, sizeof err)) == NULL) {
+            cfg_error(ps, r->secret_key_line, "%s", err);
+            continue;
+        }
+        cfg->keys = xreallocarray(cfg->keys, cfg->nkeys + 1, sizeof *cfg->keys);
+        cfg->keys[cfg->nkeys++] = k;
+        r->key = k;
+    next:;
+    }
+}
+
 static int cfg_error_cmp(const void *a, const void *b)
 {
     const struct cfg_error *x = a, *y = b;
@@ -1579,6 +1712,7 @@ static int cfg_parse_data(struct config *cfg, const char *path, const char *data
     for (size_t i = 0; i < cfg->nrelays; i++)
         if (!cfg->relays[i].direction_set)
             cfg->relays[i].direction = cfg->sync.direction;
+    cfg_resolve_auth(&ps);
     free(cfg->path);
     cfg->path = xstrdup(path);
 

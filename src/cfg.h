@@ -45,6 +45,14 @@ enum config_neg_mode {
     CONFIG_NEG_MODE_NEG_STRICT,   /* NEG or nothing: no NIP-77 is an error */
 };
 
+/* NIP-42: whether negsync answers a relay's AUTH challenge. */
+enum config_auth {
+    CONFIG_AUTH_NEVER,      /* nothing is ever signed for the relay (the default) */
+    CONFIG_AUTH_ON_REQUEST, /* sign the challenge with secret_key_file's key when asked */
+};
+
+struct keys_secret;
+
 struct config_sync {
     unsigned workers;        /* relays synced at once, 1..256 */
     int use_negentropy;      /* bool */
@@ -60,6 +68,10 @@ struct config_sync {
     unsigned fetch_in_flight;  /* such REQs outstanding at once */
     uint64_t max_sync_events;  /* larger sets are split by time window */
     uint64_t max_message_size; /* the longest message read from a relay, inflated */
+    /* NIP-42 defaults for relays that do not set their own. */
+    enum config_auth auth;
+    char *secret_key_file; /* expanded path, or NULL */
+    int secret_key_line;
 };
 
 struct config_relay {
@@ -71,6 +83,16 @@ struct config_relay {
     int tls_verify;                  /* bool, default 1 */
     int compression;                 /* bool (permessage-deflate), default 1 */
     int enabled;                     /* bool, default 1 */
+    /* NIP-42, effective: the relay's own auth / secret_key_file, else [sync]'s. */
+    enum config_auth auth;
+    int auth_set;
+    char *secret_key_file; /* expanded path, or NULL */
+    int secret_key_line;   /* where the effective secret_key_file was set */
+    /*
+     * The key to answer AUTH with: set exactly when auth is on-request,
+     * loaded (keys_load_file) when the config was; owned by config.keys.
+     */
+    const struct keys_secret *key;
 };
 
 struct config_filter {
@@ -93,6 +115,9 @@ struct config {
     size_t nrelays;
     struct config_filter *filters;
     size_t nfilters;
+    /* The secret keys relays with auth = on-request use, each file read once; config_free wipes them. */
+    struct keys_secret **keys;
+    size_t nkeys;
     /*
      * Set when the default file does not exist: what to tell the user (on
      * stderr) about creating one. The config is then empty but valid.
@@ -194,5 +219,6 @@ int config_parse_time(const char *s, int64_t now, int64_t *out, int64_t *age, ch
 const char *config_direction_name(enum config_direction d);
 const char *config_negentropy_name(enum config_negentropy n);
 const char *config_neg_mode_name(enum config_neg_mode m);
+const char *config_auth_name(enum config_auth a); /* "never", "on-request" */
 
 #endif

@@ -16,6 +16,8 @@
 #include "cfg.h"
 #include "commands.h"
 #include "filter.h"
+#include "keys.h"
+#include "util.h"
 
 static const char *cmd_config_bool(int b)
 {
@@ -49,6 +51,27 @@ static void cmd_config_age(int64_t age, char *out, size_t outlen)
     snprintf(out, outlen, "%llds", (long long)age);
 }
 
+/*
+ * A relay's NIP-42 setting: whether it may authenticate and as whom. The
+ * pubkey (npub and hex) is all that is shown of a key.
+ */
+static void cmd_config_print_auth(FILE *f, const struct config_relay *r)
+{
+    char npub[KEYS_NPUB_SIZE], hex[65];
+
+    if (r->auth != CONFIG_AUTH_ON_REQUEST || r->key == NULL) {
+        fprintf(f, "auth = never%s\n",
+                r->auth_set ? "    ; AUTH challenges are not answered"
+                            : "    ; from [sync]: AUTH challenges are not answered");
+        return;
+    }
+    keys_npub(keys_pubkey(r->key), npub);
+    hex_encode(keys_pubkey(r->key), 32, hex);
+    fprintf(f, "auth = on-request%s\n", r->auth_set ? "" : "    ; from [sync]");
+    fprintf(f, "secret_key_file = %s\n", r->secret_key_file);
+    fprintf(f, "; authenticates, when the relay asks, as %s\n;   (hex %s)\n", npub, hex);
+}
+
 static void cmd_config_print(FILE *f, const struct config *cfg, const char *db_path,
                              const char *db_from)
 {
@@ -78,6 +101,9 @@ static void cmd_config_print(FILE *f, const struct config *cfg, const char *db_p
     fprintf(f, "fetch_in_flight = %u\n", s->fetch_in_flight);
     fprintf(f, "max_sync_events = %llu\n", (unsigned long long)s->max_sync_events);
     fprintf(f, "max_message_size = %llu\n", (unsigned long long)s->max_message_size);
+    fprintf(f, "auth = %s\n", config_auth_name(s->auth));
+    if (s->secret_key_file != NULL)
+        fprintf(f, "secret_key_file = %s\n", s->secret_key_file);
 
     for (size_t i = 0; i < cfg->nrelays; i++) {
         const struct config_relay *r = &cfg->relays[i];
@@ -89,6 +115,7 @@ static void cmd_config_print(FILE *f, const struct config *cfg, const char *db_p
         fprintf(f, "tls_verify = %s\n", cmd_config_bool(r->tls_verify));
         fprintf(f, "compression = %s\n", cmd_config_bool(r->compression));
         fprintf(f, "enabled = %s\n", cmd_config_bool(r->enabled));
+        cmd_config_print_auth(f, r);
     }
 
     for (size_t i = 0; i < cfg->nfilters; i++) {

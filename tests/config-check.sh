@@ -130,6 +130,8 @@ negentropy_split = adaptive
 fetch_batch = 200
 fetch_in_flight = 2
 max_sync_events = 500000
+max_message_size = 16777216
+auth = never
 
 [relay wss://relay.one.example]
 negentropy = off    ; REQ only
@@ -137,6 +139,7 @@ direction = down
 tls_verify = false
 compression = false
 enabled = false
+auth = never    ; from [sync]: AUTH challenges are not answered
 
 [relay ws://127.0.0.1:7777]
 negentropy = on    ; NEG only; no NIP-77 is an error
@@ -144,6 +147,7 @@ direction = both    ; from [sync]
 tls_verify = true
 compression = true
 enabled = true
+auth = never    ; from [sync]: AUTH challenges are not answered
 
 [relay wss://[::1]:7778]
 negentropy = auto    ; NEG only; no NIP-77 is an error
@@ -151,6 +155,7 @@ direction = both    ; from [sync]
 tls_verify = true
 compression = true
 enabled = true
+auth = never    ; from [sync]: AUTH challenges are not answered
 
 [filter mine]
 json = {\"authors\":[\"0000000000000000000000000000000000000000000000000000000000000001\"],\"kinds\":[1,6,7],\"#t\":[\"nostr\"],\"since\":1735689600,\"until\":1767225600,\"limit\":100}"
@@ -173,7 +178,7 @@ printf '%s\n' "$out" >"$tmp/printed.ini"
 run -c "$tmp/printed.ini" check-config
 expect_rc 2 "printed.ini"
 expect_line "printed.ini" "$err" \
-    "$tmp/printed.ini:43: unknown key 'json' in [filter mine]; allowed: kinds, authors, ids, #x (one letter), since, until, limit"
+    "$tmp/printed.ini:48: unknown key 'json' in [filter mine]; allowed: kinds, authors, ids, #x (one letter), since, until, limit"
 
 # --- a bad file: every problem, with its line, and nothing else -------------
 cat >"$tmp/bad.ini" <<'EOF'
@@ -204,7 +209,7 @@ expect_eq "bad.ini: stdout" "$out" ""
 expect_eq "bad.ini: stderr" "$err" "$tmp/bad.ini:2: workers: expected an integer 1..256, got '0'
 $tmp/bad.ini:3: use_negentropy: expected true or false (or yes/no, on/off, 1/0), got 'maybe'
 $tmp/bad.ini:4: frame_size_limit: expected 0 (no limit) or 4096..1073741824 bytes, got '100'
-$tmp/bad.ini:5: unknown key 'bogus' in [sync]; allowed: workers, use_negentropy, negentropy_fallback, direction, interval, recheck_days, neg_timeout, probe_timeout, frame_size_limit, negentropy_split, fetch_batch, fetch_in_flight, max_sync_events
+$tmp/bad.ini:5: unknown key 'bogus' in [sync]; allowed: workers, use_negentropy, negentropy_fallback, direction, interval, recheck_days, neg_timeout, probe_timeout, frame_size_limit, negentropy_split, fetch_batch, fetch_in_flight, max_sync_events, max_message_size, auth, secret_key_file
 $tmp/bad.ini:8: negentropy: expected auto, on or off, got 'sometimes'
 $tmp/bad.ini:9: duplicate relay wss://relay.example.com (first at line 7)
 $tmp/bad.ini:10: relay URL 'https://relay.example.com' must start with ws:// or wss:// (relays are websockets)
@@ -257,7 +262,7 @@ printf '[sync]\nworkers = 3\nwrokers = 4\n' >"$def"
 run check-config
 expect_rc 2 "bad default file"
 expect_line "bad default file" "$err" \
-    "$def:3: unknown key 'wrokers' in [sync]; allowed: workers, use_negentropy, negentropy_fallback, direction, interval, recheck_days, neg_timeout, probe_timeout, frame_size_limit, negentropy_split, fetch_batch, fetch_in_flight, max_sync_events"
+    "$def:3: unknown key 'wrokers' in [sync]; allowed: workers, use_negentropy, negentropy_fallback, direction, interval, recheck_days, neg_timeout, probe_timeout, frame_size_limit, negentropy_split, fetch_batch, fetch_in_flight, max_sync_events, max_message_size, auth, secret_key_file"
 
 # -c FILE wins over the default (which is bad right now).
 run -c "$tmp/recent.ini" check-config

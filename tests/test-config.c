@@ -714,7 +714,7 @@ static void test_errors(void)
                "2: unknown key 'worker' in [sync]; allowed: workers, use_negentropy, "
                "negentropy_fallback, direction, interval, recheck_days, neg_timeout, "
                "probe_timeout, frame_size_limit, negentropy_split, fetch_batch, fetch_in_flight, "
-               "max_sync_events");
+               "max_sync_events, max_message_size, auth, secret_key_file");
     EXPECT_ERR("[sync]\nworkers = 0\n", "2: workers: expected an integer 1..256, got '0'");
     EXPECT_ERR("[sync]\nnegentropy_split = fast\n",
                "2: negentropy_split: expected reference or adaptive, got 'fast'");
@@ -774,7 +774,7 @@ static void test_errors(void)
                "2: enabled: expected true or false (or yes/no, on/off, 1/0), got 'nope'");
     EXPECT_ERR("[relay wss://r.example]\nworkers = 2\n",
                "2: unknown key 'workers' in [relay wss://r.example]; allowed: negentropy, "
-               "direction, tls_verify, compression, enabled");
+               "direction, tls_verify, compression, enabled, auth, secret_key_file");
 
     /* [filter NAME]: bad values, bad hex, filters that can never match. */
     EXPECT_ERR("[filter f]\nkind = 1\n",
