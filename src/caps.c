@@ -342,21 +342,34 @@ static int reason_is_silence(const char *reason)
            strcmp(reason, "timeout") == 0 || strncmp(reason, "no answer on NEG-OPEN", 21) == 0;
 }
 
-int caps_notice_is_refusal(const char *text)
+int caps_notice_is_refusal(const char *text, enum caps_notice_conn conn)
 {
-    static const char *const words[] = {
-        "error",           "invalid",         "unrecognized",    "unrecognised", "unknown",
-        "could not parse", "failed to parse", "bad msg",         "bad message",  "disabled",
-        "unsupported",     "not supported",   "not implemented", "negentropy",   "neg-open",
+    /* Words that say the message kind is unknown, off or unparsed, or name NIP-77. */
+    static const char *const kind_words[] = {
+        "unrecognized",     "unrecognised",    "unknown cmd",     "unknown command",
+        "unknown envelope", "unknown message", "invalid message", "could not parse",
+        "failed to parse",  "bad msg",         "bad message",     "disabled",
+        "unsupported",      "not supported",   "not implemented", "negentropy",
+        "neg-open",
     };
+    /* Words any error says: NEG-OPEN's only if nothing else is open on the connection. */
+    static const char *const error_words[] = {"error", "invalid", "unknown"};
 
     if (text == NULL)
         return 0;
-    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
-        if (contains_ci(text, words[i]))
+    for (size_t i = 0; i < sizeof kind_words / sizeof kind_words[0]; i++) {
+        if (contains_ci(text, kind_words[i]))
             return 1;
     }
-    return names_neg(text);
+    if (names_neg(text))
+        return 1;
+    if (conn == CAPS_NOTICE_SHARED)
+        return 0;
+    for (size_t i = 0; i < sizeof error_words / sizeof error_words[0]; i++) {
+        if (contains_ci(text, error_words[i]))
+            return 1;
+    }
+    return 0;
 }
 
 char *caps_neg_open_message(void)
@@ -463,7 +476,7 @@ static int classify(const struct caps_transport *t, const struct relay_msg *m,
         decide(out, CAPS_UNSUPPORTED, why, started);
         return 1;
     case RELAY_MSG_NOTICE:
-        if (caps_notice_is_refusal(m->text)) {
+        if (caps_notice_is_refusal(m->text, CAPS_NOTICE_NEG_ONLY)) {
             caps_neg_open_reason(why, sizeof why, m, 0, NULL, 0);
             decide(out, CAPS_UNSUPPORTED, why, started);
             return 1;
@@ -883,12 +896,19 @@ int caps_mark_unsupported(struct caps_cache *c, const char *url, const char *rea
                           char *err, size_t errlen)
 {
     struct caps_result r = {0};
-    int rc = caps_cache_get(c, url, &r, err, errlen);
+    char *key = relay_url_normalize(url, err, errlen);
+    int rc;
 
-    if (rc < 0)
+    if (key == NULL)
         return -1;
+    rc = caps_cache_get(c, key, &r, err, errlen);
+    if (rc < 0) {
+        free(key);
+        return -1;
+    }
     if (rc == 0) {
-        r.url = xstrdup(url);
+        r.url = key;
+        key = NULL;
         r.latency_ms = -1;
         snprintf(r.nip11.reason, sizeof r.nip11.reason, "not fetched");
     }
@@ -900,6 +920,7 @@ int caps_mark_unsupported(struct caps_cache *c, const char *url, const char *rea
     r.checked_at = now;
     rc = caps_cache_put(c, &r, err, errlen);
     caps_result_clear(&r);
+    free(key);
     return rc;
 }
 

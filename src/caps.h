@@ -132,13 +132,28 @@ void caps_result_clear(struct caps_result *r);
 /* ---- classification ---------------------------------------------------------- */
 
 /*
- * 1 if a NOTICE that arrives before any NEG-MSG reads as a refusal of
- * NEG-OPEN: it contains an error word (error, invalid, unrecognized, unknown,
- * could not parse, failed to parse, bad msg, bad message, disabled,
- * unsupported, not supported, not implemented; any case) or names NIP-77
- * ("NEG", NEG-OPEN, negentropy). A welcome banner is not one.
+ * What else is open on the connection a NOTICE came on: a NOTICE names no
+ * subscription, so how sure we are that it answers NEG-OPEN depends on it.
  */
-int caps_notice_is_refusal(const char *text);
+enum caps_notice_conn {
+    CAPS_NOTICE_NEG_ONLY, /* nothing but our NEG-OPEN (the probe; a job before it fetches) */
+    CAPS_NOTICE_SHARED,   /* REQs or EVENTs of ours are open too (a job mid-sync) */
+};
+
+/*
+ * The one rule for "this NOTICE refuses NEG-OPEN", for the probe and the
+ * sync engine alike; it applies to a NOTICE that arrives before any NEG-MSG.
+ * It is a refusal if it says the message kind is unknown, unparsed or off
+ * (unrecognized, unrecognised, unknown cmd, unknown command, unknown
+ * envelope, unknown message, invalid message, could not parse, failed to
+ * parse, bad msg, bad message, disabled, unsupported, not supported, not
+ * implemented; any case) or names NIP-77 ("NEG" as a word, NEG-OPEN,
+ * negentropy). With conn CAPS_NOTICE_NEG_ONLY a bare error word (error,
+ * invalid, unknown) is one too: nothing else on the connection could have
+ * earned it. With CAPS_NOTICE_SHARED it is not ("ERROR: too many
+ * concurrent REQs" is about a REQ). A welcome banner is never one.
+ */
+int caps_notice_is_refusal(const char *text, enum caps_notice_conn conn);
 
 /*
  * A relay's text as a reason quotes it: in double quotes, control
@@ -304,7 +319,8 @@ int caps_cache_put(struct caps_cache *c, const struct caps_result *r, char *err,
 /*
  * A sync job got an unsupported-style answer (NEG-ERR, a refusal NOTICE...)
  * from a relay thought to support NIP-77: mark it unsupported at once with
- * that reason, keeping the cached NIP-11 facts. url must be normalized. A
+ * that reason, keeping the cached NIP-11 facts. url in any spelling: the
+ * entry is the one relay_url_normalize's form names. A
  * fallback reason (caps_fallback_reason) is stored without its "no NIP-77: ",
  * as the probe words the same answer.
  */

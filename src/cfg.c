@@ -49,6 +49,7 @@
 
 #include "cfg.h"
 #include "keys.h"
+#include "relay.h"
 #include "util.h"
 
 #ifndef NEGSYNC_DOCDIR
@@ -512,11 +513,8 @@ static int cfg_host_char(char c)
 
 char *config_url_normalize(const char *url, char *err, size_t errlen)
 {
-    const char *p, *auth, *auth_end, *host_end, *rest;
-    unsigned long port = 0, default_port;
-    int wss;
+    const char *p, *auth, *auth_end, *host_end;
     char q[64];
-    struct buf b = {0};
 
     cfg_quote(url, q, sizeof q);
     for (p = url; *p != '\0'; p++) {
@@ -531,17 +529,14 @@ char *config_url_normalize(const char *url, char *err, size_t errlen)
         return NULL;
     }
     if (strncasecmp(url, "wss://", 6) == 0) {
-        wss = 1;
         auth = url + 6;
     } else if (strncasecmp(url, "ws://", 5) == 0) {
-        wss = 0;
         auth = url + 5;
     } else {
         set_error(err, errlen, "relay URL '%s' must start with ws:// or wss://%s", q,
                   strncasecmp(url, "http", 4) == 0 ? " (relays are websockets)" : "");
         return NULL;
     }
-    default_port = wss ? 443 : 80;
     if (strchr(auth, '#') != NULL) {
         set_error(err, errlen, "relay URL '%s' has a #fragment", q);
         return NULL;
@@ -590,31 +585,14 @@ char *config_url_normalize(const char *url, char *err, size_t errlen)
             set_error(err, errlen, "relay URL '%s': port must be 1..65535", q);
             return NULL;
         }
-        port = (unsigned long)x;
     }
 
-    buf_append(&b, wss ? "wss://" : "ws://", wss ? 6 : 5);
-    for (p = auth; p < host_end; p++)
-        buf_push(&b, (uint8_t)tolower((unsigned char)*p));
-    if (port != 0 && port != default_port) {
-        char ps[8];
-        int n = snprintf(ps, sizeof ps, ":%lu", port);
-        buf_append(&b, ps, (size_t)n);
-    }
-    /*
-     * "wss://h/", "wss://h" and "wss://h//" name the same relay, as do
-     * "wss://h/nostr/" and "wss://h/nostr": trailing slashes of the path
-     * go, the query stays as written.
-     */
-    rest = auth_end;
-    size_t plen = strcspn(rest, "?");
-    while (plen > 0 && rest[plen - 1] == '/')
-        plen--;
-    buf_append(&b, rest, plen);
-    rest += strcspn(rest, "?");
-    buf_append(&b, rest, strlen(rest));
-    buf_push(&b, '\0');
-    return (char *)b.data;
+    /* Checked with the messages a config writer needs; the form is the one key form. */
+    char rerr[RELAY_ERRLEN];
+    char *key = relay_url_normalize(url, rerr, sizeof rerr);
+    if (key == NULL)
+        set_error(err, errlen, "relay URL '%s': %s", q, rerr);
+    return key;
 }
 
 /* -------------------------------------------------------------- the parser */

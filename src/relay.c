@@ -259,16 +259,23 @@ char *relay_url_normalize(const char *url, char *err, size_t errlen)
         return NULL;
     char hosthdr[300];
     url_host_header(&u, hosthdr, sizeof hosthdr);
-    size_t plen = strlen(u.path);
-    /* "/" and "" are the same resource; so are "/x/" and "/x" for relays. */
-    while (plen > 0 && u.path[plen - 1] == '/' && strchr(u.path, '?') == NULL)
-        u.path[--plen] = '\0';
+    /*
+     * The one key form of a relay URL (the config, the capability cache, the
+     * database and the engine all use it): "wss://h/", "wss://h" and
+     * "wss://h//" name the same relay, as do "wss://h/x/" and "wss://h/x", and
+     * "wss://h/x/?a=1" and "wss://h/x?a=1": trailing slashes of the path go,
+     * the query stays as written.
+     */
+    size_t qoff = strcspn(u.path, "?"), plen = qoff;
+    while (plen > 0 && u.path[plen - 1] == '/')
+        plen--;
     const char *scheme = u.tls ? "wss://" : "ws://";
-    size_t sl = strlen(scheme), hl = strlen(hosthdr);
-    char *out = xmalloc(sl + hl + plen + 1);
+    size_t sl = strlen(scheme), hl = strlen(hosthdr), ql = strlen(u.path + qoff);
+    char *out = xmalloc(sl + hl + plen + ql + 1);
     memcpy(out, scheme, sl);
     memcpy(out + sl, hosthdr, hl);
-    memcpy(out + sl + hl, u.path, plen + 1);
+    memcpy(out + sl + hl, u.path, plen);
+    memcpy(out + sl + hl + plen, u.path + qoff, ql + 1);
     url_clear(&u);
     return out;
 }

@@ -240,11 +240,14 @@ int64_t relay_backoff_ms(struct relay *r);
 /* ---- URLs --------------------------------------------------------------------- */
 
 /*
- * The cache key form of a relay URL: scheme and host lowercased, the
- * default port (80 for ws, 443 for wss) dropped, a trailing slash dropped
- * ("wss://Relay.Example.com:443/" -> "wss://relay.example.com"). Refuses
- * anything but ws:// and wss://, user info, fragments and bad ports. Caller
- * frees; NULL with a reason in err.
+ * The key form of a relay URL, the only one: the config, the capability
+ * cache, the database and the engine all name a relay by it. Scheme and host
+ * lowercased, the default port (80 for ws, 443 for wss) dropped, trailing
+ * slashes of the path dropped, the query kept as written
+ * ("wss://Relay.Example.com:443/" -> "wss://relay.example.com",
+ * "wss://h/x/?a=1" -> "wss://h/x?a=1", "wss://h/?a=1" -> "wss://h?a=1").
+ * Refuses anything but ws:// and wss://, user info, fragments and bad ports.
+ * Caller frees; NULL with a reason in err.
  */
 char *relay_url_normalize(const char *url, char *err, size_t errlen);
 

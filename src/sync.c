@@ -1161,6 +1161,7 @@ struct job {
     /* negentropy bookkeeping */
     struct idset have, need;
     int neg_logged;
+    int neg_answered;    /* the relay answered a NEG-OPEN of this job with NEG-MSG */
     uint64_t est_common; /* stored JSON + framing of the windows' local events */
     uint64_t est_have;   /* the same for have ids (not on the relay) */
     int64_t cursor;
@@ -2059,27 +2060,11 @@ enum neg_outcome {
     NEG_OUT_DONE,
     NEG_OUT_BLOCKED,     /* too many results: split the window */
     NEG_OUT_CAPPED,      /* the relay reconciled a capped set: split the window */
-    NEG_OUT_UNSUPPORTED, /* the relay refused NIP-77 itself */
+    NEG_OUT_REFUSED,     /* NEG-OPEN refused: a NOTICE, CLOSED or NEG-ERR before any NEG-MSG */
+    NEG_OUT_UNSUPPORTED, /* silence or a hang-up on NEG-OPEN */
     NEG_OUT_FAILED,      /* mid-session failure: retry once, then fall back */
     NEG_OUT_FATAL,       /* store error or interrupted */
 };
-
-/* Texts relays answer an unknown NEG-OPEN with (see DESIGN.md). */
-static int notice_is_refusal(const char *t)
-{
-    static const char *const words[] = {
-        "negentropy",      "neg-open",        "unknown cmd",     "unknown envelope",
-        "could not parse", "unrecognized",    "not supported",   "unsupported",
-        "bad msg",         "unknown message", "invalid message", "unknown command",
-    };
-
-    if (t == NULL)
-        return 0;
-    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
-        if (strcasestr(t, words[i]) != NULL)
-            return 1;
-    return 0;
-}
 
 struct window {
     uint64_t lo, hi; /* created_at in [lo, hi] */
@@ -2360,11 +2345,11 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
                     res = NEG_OUT_BLOCKED;
                     *limit = m->has_neg_limit ? m->neg_limit : -1;
                 } else if (strncmp(t, "blocked:", 8) == 0 || !got_reply) {
-                    res = NEG_OUT_UNSUPPORTED;
+                    res = NEG_OUT_REFUSED;
                 } else {
                     res = NEG_OUT_FAILED;
                 }
-                if (res == NEG_OUT_UNSUPPORTED && !got_reply)
+                if (res == NEG_OUT_REFUSED && !got_reply)
                     caps_fallback_reason(reason, rlen, m, 0, NULL, 0);
                 else
                     set_error(reason, rlen, "NEG-ERR: %s", t);
@@ -2372,7 +2357,7 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
                 goto out;
             }
             if (m->type == RELAY_MSG_CLOSED) {
-                res = got_reply ? NEG_OUT_FAILED : NEG_OUT_UNSUPPORTED;
+                res = got_reply ? NEG_OUT_FAILED : NEG_OUT_REFUSED;
                 if (!got_reply)
                     caps_fallback_reason(reason, rlen, m, 0, NULL, 0);
                 else
@@ -2397,6 +2382,7 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
             relay_msg_free(m);
             if (!got_reply) {
                 got_reply = 1;
+                j->neg_answered = 1;
                 neg_log_using(j);
                 pthread_mutex_lock(&j->e->mu);
                 j->rel->neg_known = 1;
@@ -2430,10 +2416,13 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
             }
             continue;
         }
-        if (m->type == RELAY_MSG_NOTICE && !got_reply && notice_is_refusal(m->text)) {
+        if (m->type == RELAY_MSG_NOTICE && !got_reply &&
+            caps_notice_is_refusal(m->text, j->nsubs == 0 && j->up_inflight.n == 0
+                                                ? CAPS_NOTICE_NEG_ONLY
+                                                : CAPS_NOTICE_SHARED)) {
             caps_fallback_reason(reason, rlen, m, 0, NULL, 0);
             relay_msg_free(m);
-            res = NEG_OUT_UNSUPPORTED;
+            res = NEG_OUT_REFUSED;
             goto out;
         }
         rc = job_route(j, m);
@@ -2865,12 +2854,24 @@ static enum job_outcome neg_job(struct job *j, char *reason, size_t rlen)
                     wstack_push(&stack, (struct window){mid + 1, w.hi, w.hi_open, w.depth + 1});
                 }
                 break;
-            case NEG_OUT_UNSUPPORTED:
-                if (sessions == 1 && !j->neg_logged) {
+            case NEG_OUT_REFUSED:
+                /*
+                 * A refusal before the relay answered any NEG-MSG of this job:
+                 * NIP-77 is off there now, whatever the cache said (a relay
+                 * that turned it off since the probe). After an answer it is
+                 * a failure like any other.
+                 */
+                if (!j->neg_answered) {
                     res = JOB_UNSUPPORTED;
                     goto out;
                 }
-                /* A relay that worked and now refuses: a failure like any other. */
+                /* fall through */
+            case NEG_OUT_UNSUPPORTED:
+                /* Silence on a relay not known to speak NIP-77: it does not. */
+                if (o == NEG_OUT_UNSUPPORTED && sessions == 1 && !j->neg_logged) {
+                    res = JOB_UNSUPPORTED;
+                    goto out;
+                }
                 /* fall through */
             case NEG_OUT_FAILED:
                 if (retried) {

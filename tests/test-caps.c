@@ -68,11 +68,35 @@ static void test_notices(void)
         "NEGATIVE feedback welcome", /* "NEG" inside a word names nothing */
     };
 
+    /* About a REQ as well as NEG-OPEN: a refusal only when nothing else is open. */
+    static const char *const generic[] = {
+        "ERROR: too many concurrent REQs",
+        "invalid: \"value\" does not match any of the allowed types", /* nostream */
+        "error: rate-limited",
+        "unknown subscription",
+    };
+    /* Refusals on a connection that carries REQs too: they name the message kind. */
+    static const char *const shared[] = {
+        "ERROR: feature not implemented", "ERROR: bad msg: negentropy disabled",
+        "ERROR: bad msg: unknown cmd",    "could not parse command",
+        "Command unrecognized",           "NEG not enabled",
+    };
+
     for (size_t i = 0; i < sizeof refusals / sizeof refusals[0]; i++)
-        CHECK_MSG(caps_notice_is_refusal(refusals[i]), "\"%s\"", refusals[i]);
-    for (size_t i = 0; i < sizeof harmless / sizeof harmless[0]; i++)
-        CHECK_MSG(!caps_notice_is_refusal(harmless[i]), "\"%s\"", harmless[i]);
-    CHECK(!caps_notice_is_refusal(NULL));
+        CHECK_MSG(caps_notice_is_refusal(refusals[i], CAPS_NOTICE_NEG_ONLY), "\"%s\"", refusals[i]);
+    for (size_t i = 0; i < sizeof harmless / sizeof harmless[0]; i++) {
+        CHECK_MSG(!caps_notice_is_refusal(harmless[i], CAPS_NOTICE_NEG_ONLY), "\"%s\"",
+                  harmless[i]);
+        CHECK_MSG(!caps_notice_is_refusal(harmless[i], CAPS_NOTICE_SHARED), "\"%s\"", harmless[i]);
+    }
+    for (size_t i = 0; i < sizeof generic / sizeof generic[0]; i++) {
+        CHECK_MSG(caps_notice_is_refusal(generic[i], CAPS_NOTICE_NEG_ONLY), "\"%s\"", generic[i]);
+        CHECK_MSG(!caps_notice_is_refusal(generic[i], CAPS_NOTICE_SHARED), "\"%s\"", generic[i]);
+    }
+    for (size_t i = 0; i < sizeof shared / sizeof shared[0]; i++)
+        CHECK_MSG(caps_notice_is_refusal(shared[i], CAPS_NOTICE_SHARED), "\"%s\"", shared[i]);
+    CHECK(!caps_notice_is_refusal(NULL, CAPS_NOTICE_NEG_ONLY));
+    CHECK(!caps_notice_is_refusal(NULL, CAPS_NOTICE_SHARED));
 }
 
 /* ---- reasons ------------------------------------------------------------------------ */

@@ -27,6 +27,7 @@
 
 #include "cfg.h"
 #include "filter.h"
+#include "relay.h"
 #include "testutil.h"
 #include "util.h"
 
@@ -543,6 +544,26 @@ static void test_urls(void)
     check_url("ws://[::1]:7777/", "ws://[::1]:7777", __LINE__);
     check_url("wss://[2001:DB8::1]:443", "wss://[2001:db8::1]", __LINE__);
     check_url("ws://my_host-1.local", "ws://my_host-1.local", __LINE__);
+    check_url("wss://h.example/x/?a=1", "wss://h.example/x?a=1", __LINE__);
+
+    /*
+     * The config's form is the key the capability cache and the database use
+     * (relay_url_normalize): one form, whoever writes the URL down.
+     */
+    static const char *const keyform[] = {
+        "wss://h.example/x/?a=1", "wss://h.example?a=1",     "wss://h.example/?a=1",
+        "WSS://H.example:443/",   "ws://h.example:80/x//",   "ws://[::1]:7777/?q",
+        "wss://h.example/x?a=1/", "wss://h.example:0443/p/", "ws://127.0.0.1:7000/x/?a=1&b=2",
+    };
+    for (size_t i = 0; i < sizeof keyform / sizeof keyform[0]; i++) {
+        char e1[CONFIG_ERRLEN] = "", e2[RELAY_ERRLEN] = "";
+        char *c = config_url_normalize(keyform[i], e1, sizeof e1);
+        char *r = relay_url_normalize(keyform[i], e2, sizeof e2);
+        CHECK_MSG(c != NULL && r != NULL && strcmp(c, r) == 0, "'%s': config '%s', relay '%s'",
+                  keyform[i], c ? c : e1, r ? r : e2);
+        free(c);
+        free(r);
+    }
 
     check_bad_url("https://relay.example.com",
                   "relay URL 'https://relay.example.com' must start with ws:// or wss:// "

@@ -389,7 +389,10 @@ static void test_urls(void)
     norm_is("wss://relay.example.com:80/", "wss://relay.example.com:80");
     norm_is("wss://relay.example.com:7777/Path/", "wss://relay.example.com:7777/Path");
     norm_is("wss://relay.example.com//", "wss://relay.example.com");
-    norm_is("wss://relay.example.com?x=1", "wss://relay.example.com/?x=1");
+    norm_is("wss://relay.example.com?x=1", "wss://relay.example.com?x=1");
+    norm_is("wss://relay.example.com/?x=1", "wss://relay.example.com?x=1");
+    norm_is("wss://h.example/x/?a=1", "wss://h.example/x?a=1");
+    norm_is("wss://h.example/x//?a=1/", "wss://h.example/x?a=1/");
     norm_is("ws://[::1]:7000/", "ws://[::1]:7000");
     norm_is("ws://[::1]:80", "ws://[::1]");
     norm_is("ws://127.0.0.1:8080/", "ws://127.0.0.1:8080");
