@@ -524,6 +524,16 @@ static void filter_cells(const struct status_filter *sf, int64_t now, char cells
     snprintf(cells[COL_RESULT], CELL, "%s", r->result);
 }
 
+/*
+ * Text that came from a relay (reasons, errors, NIP-11 fields), with control
+ * characters as spaces: what a relay said must not drive the terminal.
+ */
+static void put_text(const char *s)
+{
+    for (; s != NULL && *s != '\0'; s++)
+        putchar((unsigned char)*s < 0x20 || *s == 0x7f ? ' ' : *s);
+}
+
 static void print_relay(const struct status_report *rep, const struct status_relay *r,
                         const int width[NCOLS], char (*cells)[NCOLS][CELL])
 {
@@ -533,11 +543,16 @@ static void print_relay(const struct status_report *rep, const struct status_rel
            r->cr->tls_verify ? "" : " (TLS unverified)");
 
     printf("  capability  %s", verdict_name(r->verdict));
-    if (r->reason[0] != '\0')
-        printf(": %s", r->reason);
-    if (r->caps.nip11_software != NULL || r->caps.nip11_version != NULL)
-        printf(" · %s %s", r->caps.nip11_software ? r->caps.nip11_software : "?",
-               r->caps.nip11_version ? r->caps.nip11_version : "?");
+    if (r->reason[0] != '\0') {
+        fputs(": ", stdout);
+        put_text(r->reason);
+    }
+    if (r->caps.nip11_software != NULL || r->caps.nip11_version != NULL) {
+        fputs(" · ", stdout);
+        put_text(r->caps.nip11_software ? r->caps.nip11_software : "?");
+        putchar(' ');
+        put_text(r->caps.nip11_version ? r->caps.nip11_version : "?");
+    }
     if (r->cached) {
         fmt_when(r->checked_at, rep->now, when, sizeof when);
         if (rep->now < r->cached_until) {
@@ -580,11 +595,16 @@ static void print_relay(const struct status_report *rep, const struct status_rel
         for (int c = 0; c < NCOLS - 1; c++)
             printf("%-*s  ", width[c], cells[f][c]);
         printf("%s\n", cells[f][NCOLS - 1]);
-        if (sf->has_run && sf->run.fallback_reason[0] != '\0')
-            printf("    fallback: %s\n", sf->run.fallback_reason);
-        if (sf->has_run && sf->run.error[0] != '\0')
-            printf("    %s: %s\n", strcmp(sf->run.result, "ok") == 0 ? "warning" : "error",
-                   sf->run.error);
+        if (sf->has_run && sf->run.fallback_reason[0] != '\0') {
+            fputs("    fallback: ", stdout);
+            put_text(sf->run.fallback_reason);
+            putchar('\n');
+        }
+        if (sf->has_run && sf->run.error[0] != '\0') {
+            printf("    %s: ", strcmp(sf->run.result, "ok") == 0 ? "warning" : "error");
+            put_text(sf->run.error);
+            putchar('\n');
+        }
     }
 }
 
@@ -613,9 +633,12 @@ static int print_table(const struct status_report *rep)
     printf("database    %s · %" PRIu64 " event%s · %s\n", rep->db_path, rep->events,
            rep->events == 1 ? "" : "s", size);
     print_totals_line("all runs   ", &rep->totals);
-    if (rep->nrelays == 0)
+    if (rep->nrelays == 0) {
         printf("no relays in the configuration%s%s\n", rep->cfg->path ? " " : "",
                rep->cfg->path ? rep->cfg->path : "");
+        if (rep->cfg->notice != NULL)
+            fprintf(stderr, "negsync: %s\n", rep->cfg->notice);
+    }
     for (size_t i = 0; i < rep->nrelays; i++)
         print_relay(rep, &rep->relays[i], width, &cells[i * nf]);
     free(cells);

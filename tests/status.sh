@@ -182,6 +182,13 @@ A override mode${T}r('$A').negentropy.mode${T}req-only
 B auto is no override${T}r('$B').negentropy.override${T}null
 EOF
 
+# ---- a relay's text cannot drive the terminal ------------------------------------------
+sqlite3 "$DB" "UPDATE sync_runs SET error = 'gone' || char(27) || '[2J' || char(13) WHERE relay = '$C'" ||
+    fail "sqlite3"
+status
+has "$C" "error: gone [2J "
+grep -q "$(printf '\033')" "$WORK/out" && fail "table: an escape character reached the terminal"
+
 # ---- no database ------------------------------------------------------------------------
 "$NEGSYNC" -c "$WORK/status.ini" -d "$WORK/missing.db" status >"$WORK/out" 2>"$WORK/err"
 expect_eq "missing: exit" "$?" 1
