@@ -32,6 +32,7 @@
 
 #include "caps.h"
 #include "neg.h"
+#include "net.h"
 #include "relay.h"
 #include "store.h"
 #include "util.h"
@@ -40,14 +41,6 @@
 #define CAPS_DEFAULT_TIMEOUT_MS 5000
 #define SECONDS_PER_DAY         86400
 #define LOG_TRUNCATE            160
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int64_t wall_now(const struct caps_opts *o)
 {
@@ -421,7 +414,7 @@ static void decide(struct caps_result *out, enum caps_verdict v, const char *rea
 {
     out->verdict = v;
     snprintf(out->reason, sizeof out->reason, "%s", reason);
-    out->latency_ms = mono_ms() - started;
+    out->latency_ms = net_now_ms() - started;
 }
 
 /* A send or receive error: what it says about the relay (0), or -1 if nothing. */
@@ -498,7 +491,7 @@ int caps_handshake(const struct caps_transport *t, int timeout_ms, struct caps_r
 {
     char err[RELAY_ERRLEN] = "";
     char *open = caps_neg_open_message();
-    int64_t started = mono_ms();
+    int64_t started = net_now_ms();
     int64_t deadline;
     int rc;
 
@@ -514,7 +507,7 @@ int caps_handshake(const struct caps_transport *t, int timeout_ms, struct caps_r
 
     for (;;) {
         struct relay_msg *m = NULL;
-        int64_t left = deadline - mono_ms();
+        int64_t left = deadline - net_now_ms();
         int decided;
 
         if (left <= 0)
@@ -589,7 +582,7 @@ int caps_guard_send(struct caps_guard *g, struct relay *r, const char *text, siz
         g->first_len = len;
         relay_get_counters(r, NULL, &total);
         g->sent_total = total.sent_msgs;
-        g->sent_ms = mono_ms();
+        g->sent_ms = net_now_ms();
         g->recv_base = conn.recv_msgs;
         g->auths = g->replies = 0;
         g->retried = 0;
@@ -626,7 +619,7 @@ static int guard_retry(struct caps_guard *g, struct relay *r, int connect_ms, ch
               "no reply at all to the first message on this connection within %lld ms;"
               " sending it again on a fresh connection after %d ms (a relay may lose what"
               " arrives before it is ready, as nostream does)",
-              (long long)(mono_ms() - g->sent_ms), CAPS_RETRY_PAUSE_MS);
+              (long long)(net_now_ms() - g->sent_ms), CAPS_RETRY_PAUSE_MS);
     g->retried = 1;
     g->retries++;
     if ((rc = relay_connect(r, connect_ms, err, errlen)) < 0)
@@ -636,7 +629,7 @@ static int guard_retry(struct caps_guard *g, struct relay *r, int connect_ms, ch
         return rc;
     relay_get_counters(r, NULL, &total);
     g->sent_total = total.sent_msgs;
-    g->sent_ms = mono_ms();
+    g->sent_ms = net_now_ms();
     g->retry_delay_ms = g->sent_ms - first_ms;
     g->recv_base = 0;
     g->auths = g->replies = 0;
@@ -646,10 +639,10 @@ static int guard_retry(struct caps_guard *g, struct relay *r, int connect_ms, ch
 int caps_guard_recv(struct caps_guard *g, struct relay *r, int timeout_ms, struct relay_msg **out,
                     char *err, size_t errlen)
 {
-    int64_t deadline = mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    int64_t deadline = net_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
 
     for (;;) {
-        int64_t now = mono_ms(), until = deadline;
+        int64_t now = net_now_ms(), until = deadline;
         int armed = guard_pending(g, r), rc;
 
         if (armed) {
@@ -669,10 +662,11 @@ int caps_guard_recv(struct caps_guard *g, struct relay *r, int timeout_ms, struc
             return rc;
         if (!guard_pending(g, r))
             continue; /* something came after all (a message it could not read): wait on */
-        rc = guard_retry(
-            g, r,
-            g->within_timeout ? (int)(deadline - mono_ms() > 1 ? deadline - mono_ms() : 1) : 0, err,
-            errlen);
+        rc = guard_retry(g, r,
+                         g->within_timeout
+                             ? (int)(deadline - net_now_ms() > 1 ? deadline - net_now_ms() : 1)
+                             : 0,
+                         err, errlen);
         if (rc == RELAY_ERR_INTERRUPTED)
             return rc;
         if (rc < 0) {

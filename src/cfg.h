@@ -53,6 +53,11 @@ enum config_auth {
 
 struct keys_secret;
 
+/*
+ * The [sync] keys. config_new fills in the defaults (cfg.c holds them, the
+ * only copy) and the parser keeps every value in its range: readers use the
+ * fields as they are, with no fallback of their own.
+ */
 struct config_sync {
     unsigned workers;        /* relays synced at once, 1..256 */
     int use_negentropy;      /* bool */

@@ -72,6 +72,7 @@
 #include "event.h"
 #include "filter.h"
 #include "neg.h"
+#include "net.h"
 #include "relay.h"
 #include "stats.h"
 #include "store.h"
@@ -113,14 +114,6 @@
 #define KIND_DELETION 5
 
 /* ---- small helpers ---------------------------------------------------------- */
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 const char *sync_mode_name(enum sync_mode m)
 {
@@ -1844,7 +1837,7 @@ static void job_progress(struct job *j, int done)
     struct sync_progress p;
     int64_t now;
 
-    now = mono_ms();
+    now = net_now_ms();
     if (!done && now - j->progress_at < SYNC_PROGRESS_MS)
         return;
     j->progress_at = now;
@@ -1940,7 +1933,7 @@ static int job_recv(struct job *j, int final, struct relay_msg **out, char *err,
     if (j->up && upload_pump(j, err, errlen) < 0)
         return j->interrupted ? RELAY_ERR_INTERRUPTED : RELAY_ERR_CLOSED;
     if (j->ahead_n == 0 && j->ahead_rc == 0) {
-        now = mono_ms();
+        now = net_now_ms();
         if (now >= j->idle_deadline) {
             set_error(err, errlen, "no reply within %lld s", (long long)(j->timeout_ms / 1000));
             return RELAY_ERR_TIMEOUT;
@@ -1990,7 +1983,7 @@ got:
      * (or AUTH challenges) while it answers nothing must still time out.
      */
     if (rc == 0 && (*out)->type != RELAY_MSG_NOTICE && (*out)->type != RELAY_MSG_AUTH)
-        j->idle_deadline = mono_ms() + j->timeout_ms;
+        j->idle_deadline = net_now_ms() + j->timeout_ms;
     else if (rc == RELAY_ERR_TIMEOUT)
         set_error(err, errlen, "no reply within %lld s", (long long)(j->timeout_ms / 1000));
     else if (rc == RELAY_ERR_INTERRUPTED)
@@ -2001,7 +1994,7 @@ got:
 /* Waits for every fetch and upload to end. 0, or -1 with a reason. */
 static int job_drain(struct job *j, char *err, size_t errlen)
 {
-    j->idle_deadline = mono_ms() + j->timeout_ms;
+    j->idle_deadline = net_now_ms() + j->timeout_ms;
     j->phase = j->down ? "fetching" : "uploading";
     for (;;) {
         struct relay_msg *m;
@@ -2019,7 +2012,7 @@ static int job_drain(struct job *j, char *err, size_t errlen)
             /* Others were fetching these; whatever they did not store, we fetch. */
             const uint8_t *id;
             engine_wait_claims(j->e, &j->deferred, j->timeout_ms);
-            j->idle_deadline = mono_ms() + j->timeout_ms;
+            j->idle_deadline = net_now_ms() + j->timeout_ms;
             j->no_defer = 1; /* still claimed after a whole timeout: ask anyway */
             while ((id = idq_pop(&j->deferred)) != NULL)
                 idq_push(&j->pending, id);
@@ -2304,7 +2297,7 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
         res = NEG_OUT_FATAL;
         goto out;
     }
-    j->idle_deadline = mono_ms() + j->timeout_ms;
+    j->idle_deadline = net_now_ms() + j->timeout_ms;
     j->phase = "reconciling";
 
     for (;;) {
@@ -2680,7 +2673,7 @@ static void neg_push_windows(struct wstack *st, uint64_t lo, const struct ts_lis
  */
 static uint64_t job_page_limit(const struct job *j, int *cap_known)
 {
-    uint64_t page = j->e->cfg->sync.fetch_batch > 0 ? j->e->cfg->sync.fetch_batch : 500;
+    uint64_t page = j->e->cfg->sync.fetch_batch;
 
     if (cap_known != NULL)
         *cap_known = j->max_limit > 0;
@@ -3051,7 +3044,7 @@ static int req_page(struct job *j, const struct filter *pf, struct req_state *rs
     job_subid(j, "req", subid, sizeof subid);
     if (job_send_json(j, json_pack("[ss o]", "REQ", subid, filter_to_json(pf)), err, errlen) < 0)
         return -1;
-    j->idle_deadline = mono_ms() + j->timeout_ms;
+    j->idle_deadline = net_now_ms() + j->timeout_ms;
     for (;;) {
         struct relay_msg *m;
         int64_t at;
@@ -3360,7 +3353,7 @@ static int job_neg_support(struct job *j, char *reason, size_t rlen)
         char err[CAPS_ERRLEN];
         unsigned pt = e->cfg->sync.probe_timeout;
 
-        co.timeout_ms = (int)(pt > 0 ? pt : 5) * 1000;
+        co.timeout_ms = (int)pt * 1000;
         co.recheck_days = e->cfg->sync.recheck_days;
         co.force = force;
         co.relay.tls_verify = rel->cr.tls_verify;
@@ -3433,7 +3426,7 @@ static void job_nip11(struct job *j)
     ro.log = relay_log_cb;
     ro.log_arg = j->e;
     ro.cancel = &j->e->cancel;
-    if (relay_fetch_nip11(rel->url, &ro, (int)(pt > 0 ? pt : 5) * 1000, &n, err, sizeof err) == 0) {
+    if (relay_fetch_nip11(rel->url, &ro, (int)pt * 1000, &n, err, sizeof err) == 0) {
         pthread_mutex_lock(&j->e->mu);
         rel_take_limits(rel, n);
         pthread_mutex_unlock(&j->e->mu);
@@ -3564,7 +3557,7 @@ static int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *
     char reason[SYNC_ERRLEN] = "", err[SYNC_ERRLEN] = "";
     enum config_neg_mode mode;
     enum job_outcome o = JOB_OK;
-    int64_t t0 = mono_ms();
+    int64_t t0 = net_now_ms();
     int use_req = 0, refused;
 
     memset(run, 0, sizeof *run);
@@ -3587,10 +3580,10 @@ static int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *
     j.db = db;
     j.kc = kc;
     j.run = run;
-    j.timeout_ms = (int64_t)(e->cfg->sync.neg_timeout > 0 ? e->cfg->sync.neg_timeout : 10) * 1000;
+    j.timeout_ms = (int64_t)e->cfg->sync.neg_timeout * 1000;
     j.down = rel->cr.direction != CONFIG_DIRECTION_UP;
     j.up = rel->cr.direction != CONFIG_DIRECTION_DOWN;
-    j.batch = e->cfg->sync.fetch_batch > 0 ? e->cfg->sync.fetch_batch : 500;
+    j.batch = e->cfg->sync.fetch_batch;
     j.max_limit = -1;
     j.max_message = -1;
     j.max_stored_at = -1;
@@ -3734,19 +3727,19 @@ done:
     refused = !run->ok && j.closed[0] != '\0' && !j.interrupted;
     job_progress(&j, 1);
     job_free(&j);
-    run->duration_ms = mono_ms() - t0;
+    run->duration_ms = net_now_ms() - t0;
     if (refused) {
         /* The backoff this refusal sets for the relay: counted, and said, per relay run. */
         pthread_mutex_lock(&e->mu);
         if (rel->not_before_ms <= t0) {
             rel->refusals++;
             rel->rng = rel->rng * 6364136223846793005ULL + 1442695040888963407ULL;
-            rel->not_before_ms = mono_ms() + relay_backoff_delay_ms(rel->refusals, rel->rng);
+            rel->not_before_ms = net_now_ms() + relay_backoff_delay_ms(rel->refusals, rel->rng);
         }
         {
             size_t n = strlen(run->error);
             snprintf(run->error + n, sizeof run->error - n, "; backoff %.1f s",
-                     (double)(rel->not_before_ms - mono_ms()) / 1000.0);
+                     (double)(rel->not_before_ms - net_now_ms()) / 1000.0);
         }
         pthread_mutex_unlock(&e->mu);
     }
@@ -3777,7 +3770,7 @@ static void engine_stats_schedule(struct sync_engine *e, struct sync_relay *rel)
     if (due >= 0 && rel->not_before_ms > due)
         due = rel->not_before_ms;
     stats_set_schedule(e->stats, i, due, rel->refusals);
-    if (!rel->running && due >= 0 && due <= mono_ms())
+    if (!rel->running && due >= 0 && due <= net_now_ms())
         stats_job_phase(e->stats, i, STATS_PHASE_QUEUED);
 }
 
@@ -3792,8 +3785,7 @@ static void worker_run_relay(struct worker *w, struct sync_relay *rel)
 
     ro.tls_verify = rel->cr.tls_verify;
     ro.compression = rel->cr.compression;
-    ro.connect_timeout_ms =
-        (int)(e->cfg->sync.neg_timeout > 0 ? e->cfg->sync.neg_timeout : 10) * 1000;
+    ro.connect_timeout_ms = (int)e->cfg->sync.neg_timeout * 1000;
     ro.log = relay_log_cb;
     ro.log_arg = e;
     ro.cancel = &e->cancel;
@@ -3864,7 +3856,7 @@ static void *worker_main(void *arg)
     thread_name("negsync-worker");
     pthread_mutex_lock(&e->mu);
     while (!e->stopping) {
-        int64_t now = mono_ms(), next = -1;
+        int64_t now = net_now_ms(), next = -1;
         struct sync_relay *pick = NULL;
 
         for (size_t i = 0; i < e->nrelays; i++) {
@@ -3905,7 +3897,7 @@ static void *worker_main(void *arg)
         if (--e->nrunning == 0)
             engine_listings_prune(e, 1); /* the next round lists afresh */
         if (e->o.continuous && pick->due_ms < 0 && !e->stopping)
-            pick->due_ms = mono_ms() + (int64_t)e->cfg->sync.interval * 1000;
+            pick->due_ms = net_now_ms() + (int64_t)e->cfg->sync.interval * 1000;
         stats_set_workers_busy(e->stats, (unsigned)e->nrunning);
         engine_stats_schedule(e, pick);
         pthread_cond_broadcast(&e->work_cv);
@@ -3973,7 +3965,7 @@ static int engine_add_relay(struct sync_engine *e, const char *url, char *err, s
     rel->neg_known = -1;
     rel->max_limit = -1;
     rel->max_message = -1;
-    rel->rng = (uint64_t)mono_ms() ^ ((uint64_t)e->nrelays << 32) ^ 0x9e3779b97f4a7c15ULL;
+    rel->rng = (uint64_t)net_now_ms() ^ ((uint64_t)e->nrelays << 32) ^ 0x9e3779b97f4a7c15ULL;
     return 0;
 }
 
@@ -4186,7 +4178,7 @@ static int engine_thread(struct sync_engine *e, pthread_t *t, int *running, void
 
 int sync_engine_start(struct sync_engine *e, char *err, size_t errlen)
 {
-    size_t n = e->cfg->sync.workers > 0 ? e->cfg->sync.workers : 1;
+    size_t n = e->cfg->sync.workers;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 
     /* One verifier per core: a lone busy job then uses them all. */
@@ -4264,7 +4256,7 @@ static void engine_persist_settings(struct sync_engine *e, sqlite3 *db)
 
 void sync_engine_sync_all(struct sync_engine *e)
 {
-    int64_t now = mono_ms();
+    int64_t now = net_now_ms();
 
     pthread_mutex_lock(&e->mu);
     for (size_t i = 0; i < e->nrelays; i++) {
@@ -4282,7 +4274,7 @@ int sync_engine_sync_relay(struct sync_engine *e, const char *url)
     if (rel == NULL)
         return -1;
     pthread_mutex_lock(&e->mu);
-    rel->due_ms = mono_ms();
+    rel->due_ms = net_now_ms();
     engine_stats_schedule(e, rel);
     pthread_cond_broadcast(&e->work_cv);
     pthread_mutex_unlock(&e->mu);
@@ -4346,7 +4338,7 @@ void sync_engine_stop(struct sync_engine *e)
 
 static int engine_idle(struct sync_engine *e)
 {
-    int64_t now = mono_ms();
+    int64_t now = net_now_ms();
 
     if (e->nrunning > 0)
         return 0;
