@@ -336,16 +336,29 @@ static void relay_sum(const struct stats_relay *r, struct run_sum *sum)
     }
 }
 
-/* "NEG", "REQ" or "NEG→REQ" for a run (or the running job) in mode_neg. */
+/*
+ * "NEG", "REQ" or "NEG→REQ" (it tried, or knew the relay lacks NIP-77, and
+ * fell back). A finished run says why it used REQ: a reason that is the
+ * configuration's is plain REQ. For the running job, whether the setting
+ * lets it try negentropy decides.
+ */
 static const char *mode_text(const struct ctx *c, const struct stats_relay *r, int mode_neg,
-                             char *buf, size_t len, uint8_t *attr)
+                             const struct stats_run *run, char *buf, size_t len, uint8_t *attr)
 {
+    int fell_back;
+
     if (mode_neg) {
         *attr = TUI_A_GOOD;
         return "NEG";
     }
     *attr = TUI_A_WARN;
-    if (!relay_neg_allowed(c, r))
+    if (run != NULL)
+        fell_back = run->fallback_reason[0] != '\0' &&
+                    strncmp(run->fallback_reason, "negentropy = ", 13) != 0 &&
+                    strncmp(run->fallback_reason, "use_negentropy", 14) != 0;
+    else
+        fell_back = relay_neg_allowed(c, r);
+    if (!fell_back)
         return "REQ";
     snprintf(buf, len, "NEG%sREQ", c->g->mode_arrow);
     return buf;
@@ -651,11 +664,11 @@ static void draw_row(struct ctx *c, const struct cols *k, int y, size_t i)
     a = TUI_A_DIM;
     if (running && (r->phase == STATS_PHASE_RECONCILING || r->phase == STATS_PHASE_FETCHING ||
                     r->phase == STATS_PHASE_UPLOADING))
-        txt = mode_text(c, r, 1, m, sizeof m, &a);
+        txt = mode_text(c, r, 1, NULL, m, sizeof m, &a);
     else if (running && r->phase == STATS_PHASE_REQ)
-        txt = mode_text(c, r, 0, m, sizeof m, &a);
+        txt = mode_text(c, r, 0, NULL, m, sizeof m, &a);
     else if (last != NULL && last->ok)
-        txt = mode_text(c, r, last->mode_neg, m, sizeof m, &a);
+        txt = mode_text(c, r, last->mode_neg, last, m, sizeof m, &a);
     put_col(c, y, x, k->mode, a | mark, txt, 0);
     x += k->mode + 1;
 
@@ -834,20 +847,20 @@ static void detail_lines(struct ctx *c, size_t i, int full, struct dlines *d)
     char t[64], a[64], b[64], reason[STATS_REASON_MAX];
     struct dline *l;
 
-    /* Capability, its source and age, the relay's software. */
+    /* Capability, its age and source, the relay's own reason, its software. */
     clean(r->cap_reason, reason, sizeof reason);
     switch (r->cap) {
     case STATS_CAP_SUPPORTED:
         l = dl_add(d, "capability", TUI_A_GOOD);
-        dl_printf(l, "supported%s%s", reason[0] ? ": " : "", reason);
+        dl_printf(l, "supported");
         break;
     case STATS_CAP_UNSUPPORTED:
         l = dl_add(d, "capability", TUI_A_WARN);
-        dl_printf(l, "unsupported%s%s", reason[0] ? ": " : "", reason);
+        dl_printf(l, "unsupported");
         break;
     case STATS_CAP_UNREACHABLE:
         l = dl_add(d, "capability", TUI_A_BAD);
-        dl_printf(l, "unreachable%s%s", reason[0] ? ": " : "", reason);
+        dl_printf(l, "unreachable");
         break;
     default:
         l = dl_add(d, "capability", TUI_A_DIM);
@@ -855,11 +868,13 @@ static void detail_lines(struct ctx *c, size_t i, int full, struct dlines *d)
         break;
     }
     if (r->phase == STATS_PHASE_PROBING)
-        dl_printf(l, "%sprobing now", dot);
+        dl_printf(l, ", probing now");
     if (r->cap != STATS_CAP_UNKNOWN && r->cap_checked_at > 0) {
         fmt_ago(c, r->cap_checked_at, t, sizeof t);
-        dl_printf(l, "%schecked %s (%s)", dot, t, cap_source_name(r->cap_source));
+        dl_printf(l, ", checked %s (%s)", t, cap_source_name(r->cap_source));
     }
+    if (reason[0] != '\0')
+        dl_printf(l, ": %s", reason);
     if (r->software[0] != '\0') {
         clean(r->software, a, sizeof a);
         clean(r->version, b, sizeof b);

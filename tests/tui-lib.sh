@@ -48,11 +48,21 @@ tui_cleanup() {
 }
 trap tui_cleanup EXIT
 
+# negsync runs under a small shell that writes its exit status to a file:
+# tmux (3.3) does not always reap a pane's process at once, so
+# #{pane_dead_status} cannot be relied on.
+cat >"$WORK/run.sh" <<'RUN'
+"$@"
+echo "$?" >"$TUI_STATUS_FILE.tmp" && mv "$TUI_STATUS_FILE.tmp" "$TUI_STATUS_FILE"
+RUN
+TUI_STATUS_FILE="$WORK/status"
+
 # tui_start W H ARGS: ARGS is one string, put after "negsync" in a shell command.
 tui_start() {
     tmx kill-server >/dev/null 2>&1
+    rm -f "$TUI_STATUS_FILE"
     tmx new-session -d -s tui -x "$1" -y "$2" \
-        "env ${TUI_LANG:+LANG=$TUI_LANG LC_ALL=$TUI_LANG} XDG_STATE_HOME='$WORK/state' ${TUI_ENV:-} '$NEGSYNC' $3" ||
+        "TUI_STATUS_FILE='$TUI_STATUS_FILE' sh '$WORK/run.sh' env ${TUI_LANG:+LANG=$TUI_LANG LC_ALL=$TUI_LANG} XDG_STATE_HOME='$WORK/state' ${TUI_ENV:-} '$NEGSYNC' $3" ||
         fail "tmux new-session"
 }
 
@@ -61,7 +71,7 @@ tui_capture() {
 }
 
 tui_dead() {
-    [ "$(tmx display -p -t tui '#{pane_dead}' 2>/dev/null)" = 1 ]
+    [ -f "$TUI_STATUS_FILE" ]
 }
 
 tui_wait() {
@@ -69,7 +79,7 @@ tui_wait() {
     while :; do
         tui_capture
         grep -Eq -- "$2" "$TUI_SCREEN" && return 0
-        tui_dead && fail "$1: negsync exited ($(tmx display -p -t tui '#{pane_dead_status}'))"
+        tui_dead && fail "$1: negsync exited ($(cat "$TUI_STATUS_FILE"))"
         [ "$(date +%s)" -lt "$_deadline" ] || fail "$1: no line matching '$2' within ${3:-$TUI_TIMEOUT} s"
         sleep 0.05
     done
@@ -89,8 +99,9 @@ tui_keys() {
     tmx send-keys -t tui "$@"
 }
 
+# negsync's pid: the child of the pane's shell.
 tui_pid() {
-    tmx display -p -t tui '#{pane_pid}'
+    ps -o pid= --ppid "$(tmx display -p -t tui '#{pane_pid}')" | tr -d ' '
 }
 
 tui_wait_exit() {
@@ -99,7 +110,7 @@ tui_wait_exit() {
         [ "$(date +%s)" -lt "$_deadline" ] || { tui_capture; fail "negsync still running after ${1:-$TUI_TIMEOUT} s"; }
         sleep 0.05
     done
-    TUI_STATUS=$(tmx display -p -t tui '#{pane_dead_status}')
+    TUI_STATUS=$(cat "$TUI_STATUS_FILE")
     tui_capture
 }
 

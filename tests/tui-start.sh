@@ -31,16 +31,16 @@ expect_eq "cursor on the selected row" "$(tmx display -p -t tui '#{cursor_y}')" 
 
 # B's detail gives the relay's own refusal (whole in the Enter view), the log the decision.
 tui_keys j
-tui_wait "B's reason" "^ capability  unsupported: the relay answered NEG-OPEN with NOTICE"
+tui_wait "B's reason" "^ capability  unsupported, checked just now \(probe\): the relay answered NEG-OPEN"
 tui_wait "the REQ decision in the log" "\[SYNC\] Using REQ for ws://127\.0\.0\.1:$B \(filter notes\)"
 expect_eq "cursor follows the selection" "$(tmx display -p -t tui '#{cursor_y}')" 3
 tui_keys Enter
-tui_wait "B's whole reason" "with NOTICE \"ERROR: bad msg: negentropy( |$)"
+tui_wait "B's whole reason" "(NOTICE \"ERROR: bad msg: negentropy|^ +bad msg: negentropy|^ +negentropy) disabled\"( ·|$)"
 tui_wait "REQ because" "^ +REQ because: "
 tui_keys Escape
 tui_wait "back on the list" "^> ws://127\.0\.0\.1:$B "
 tui_keys j
-tui_wait "C's reason" "^ capability  unreachable"
+tui_wait "C's reason" "^ capability  unreachable, checked "
 
 tui_keys q
 tui_wait_exit 10
