@@ -11,6 +11,8 @@
 . "$top_srcdir/tests/bounded-lib.sh"
 
 RUNS=${NEGSYNC_SOAK_RUNS:-5}
+# The relays verify 20 000 events before they listen: slow under the sanitizers.
+RELAY_START_TIMEOUT=${RELAY_START_TIMEOUT:-180}
 MAX_MB=${NEGSYNC_TEST_MAX_RSS_MB:-600}
 
 "$GEN" -n 20000 -k 50 -s 200000 -S 51 -R >"$WORK/relay.jsonl" || fail "gen-events"
