@@ -87,6 +87,17 @@ static const char usage_text[] =
     "                        LAN) loses its first message. Each drop is logged to stderr\n"
     "  --auth-challenge      send [\"AUTH\",<challenge>] (NIP-42) as soon as a connection\n"
     "                        opens, as n0str does on every connection\n"
+    "  --auth KINDS          NIP-42: events of these kinds (comma separated, e.g. 4,1059)\n"
+    "                        only for an authenticated pubkey, as strfry keeps DMs: sends\n"
+    "                        AUTH on connect; a REQ or NEG-OPEN naming such a kind (a\n"
+    "                        NEG-OPEN also: naming no kinds) gets [\"AUTH\",challenge] and\n"
+    "                        CLOSED / NEG-ERR \"auth-required: ...\" until then, and\n"
+    "                        \"restricted: ...\" after AUTH by a pubkey not allowed; an\n"
+    "                        EVENT of such a kind the same in its OK; a REQ naming no kinds\n"
+    "                        is served without them. AUTH events are checked: kind 22242,\n"
+    "                        the challenge, a relay tag naming ws://127.0.0.1:PORT (or\n"
+    "                        localhost, [::1]), created_at within 10 minutes, signature\n"
+    "  --auth-pubkey HEX     a pubkey --auth allows (repeatable; none: any pubkey)\n"
     "  --neg-err-after K     answer the (K+1)-th message of each NEG session with\n"
     "                        [\"NEG-ERR\",id,\"closed: ...\"] (after K rounds)\n"
     "  --neg-close-after K   the same with [\"NEG-CLOSE\",id], as khatru ends sessions\n"
@@ -184,6 +195,8 @@ enum {
     OPT_WELCOME,
     OPT_IGNORE_FIRST,
     OPT_AUTH_CHALLENGE,
+    OPT_AUTH,
+    OPT_AUTH_PUBKEY,
     OPT_NEG_ERR_AFTER,
     OPT_NEG_CLOSE_AFTER,
     OPT_REQ_CLOSED,
@@ -221,6 +234,8 @@ static const struct option long_options[] = {
     {"welcome-notice", required_argument, NULL, OPT_WELCOME},
     {"ignore-first-message", optional_argument, NULL, OPT_IGNORE_FIRST},
     {"auth-challenge", no_argument, NULL, OPT_AUTH_CHALLENGE},
+    {"auth", required_argument, NULL, OPT_AUTH},
+    {"auth-pubkey", required_argument, NULL, OPT_AUTH_PUBKEY},
     {"neg-err-after", required_argument, NULL, OPT_NEG_ERR_AFTER},
     {"neg-close-after", required_argument, NULL, OPT_NEG_CLOSE_AFTER},
     {"req-closed", required_argument, NULL, OPT_REQ_CLOSED},
@@ -238,6 +253,28 @@ static const struct option long_options[] = {
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
+
+/* --auth KINDS: a comma list of kinds 0..65535; it also turns AUTH on connect on. */
+static void parse_auth_kinds(const char *list, struct tr_config *cfg)
+{
+    const char *p = list;
+    char num[16];
+
+    for (;;) {
+        size_t n = strcspn(p, ",");
+        if (n == 0 || n >= sizeof num)
+            usage_error("--auth: '%s' is not a comma list of kinds", list);
+        memcpy(num, p, n);
+        num[n] = '\0';
+        cfg->auth_kinds =
+            xreallocarray(cfg->auth_kinds, cfg->nauth_kinds + 1, sizeof *cfg->auth_kinds);
+        cfg->auth_kinds[cfg->nauth_kinds++] = (uint32_t)parse_u64("--auth", num, 65535);
+        if (p[n] == '\0')
+            break;
+        p += n + 1;
+    }
+    cfg->auth_challenge = 1;
+}
 
 static void parse_args(int argc, char **argv, struct tr_config *cfg)
 {
@@ -326,6 +363,15 @@ static void parse_args(int argc, char **argv, struct tr_config *cfg)
                 optarg != NULL ? (int64_t)parse_u64("--ignore-first-message", optarg, 600000) : 250;
             break;
         case OPT_AUTH_CHALLENGE: cfg->auth_challenge = 1; break;
+        case OPT_AUTH: parse_auth_kinds(optarg, cfg); break;
+        case OPT_AUTH_PUBKEY:
+            cfg->auth_pubkeys =
+                xreallocarray(cfg->auth_pubkeys, cfg->nauth_pubkeys + 1, sizeof *cfg->auth_pubkeys);
+            if (hex_decode(optarg, strlen(optarg), cfg->auth_pubkeys[cfg->nauth_pubkeys], 32, 1) <
+                0)
+                usage_error("--auth-pubkey: '%s' is not 64 lowercase hex digits", optarg);
+            cfg->nauth_pubkeys++;
+            break;
         case OPT_NEG_ERR_AFTER:
             cfg->neg_err_after = (int64_t)parse_u64("--neg-err-after", optarg, INT64_MAX);
             break;
@@ -508,6 +554,7 @@ int main(int argc, char **argv)
         rc = 1;
         goto out;
     }
+    srv.port = port;
     /* Before the port is announced: a test may send SIGTERM as soon as it reads it. */
     signal_context = srv.ctx;
     memset(&sa, 0, sizeof sa);
@@ -548,5 +595,7 @@ out:
     store_close(srv.store);
     free(srv.records);
     free(srv.nip11_doc);
+    free(cfg.auth_kinds);
+    free(cfg.auth_pubkeys);
     return rc;
 }

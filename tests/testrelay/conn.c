@@ -468,10 +468,9 @@ static int conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void
             fprintf(stderr, "testrelay: conn %llu open\n", (unsigned long long)c->id);
         c->opened = lws_now_usecs();
         if (srv->cfg->auth_challenge) {
-            char challenge[40];
-            snprintf(challenge, sizeof challenge, "negsync-testrelay-%016llx",
+            snprintf(c->challenge, sizeof c->challenge, "negsync-testrelay-%016llx",
                      (unsigned long long)tr_rng_next(srv));
-            tr_conn_send_json(c, json_pack("[ss]", "AUTH", challenge));
+            tr_conn_send_json(c, json_pack("[ss]", "AUTH", c->challenge));
         }
         if (srv->cfg->welcome_notice != NULL)
             tr_conn_send_notice(c, srv->cfg->welcome_notice);
@@ -667,10 +666,19 @@ static json_t *stats_types(const uint64_t *counts)
 
 static json_t *stats_counts(const struct tr_counts *k)
 {
-    return json_pack("{s:I, s:I, s:I, s:I, s:o, s:o}", "rx_bytes", (json_int_t)k->rx_bytes,
-                     "tx_bytes", (json_int_t)k->tx_bytes, "rx_msgs", (json_int_t)k->rx_msgs,
-                     "tx_msgs", (json_int_t)k->tx_msgs, "rx", stats_types(k->rx), "tx",
-                     stats_types(k->tx));
+    json_t *o =
+        json_pack("{s:I, s:I, s:I, s:I, s:o, s:o}", "rx_bytes", (json_int_t)k->rx_bytes, "tx_bytes",
+                  (json_int_t)k->tx_bytes, "rx_msgs", (json_int_t)k->rx_msgs, "tx_msgs",
+                  (json_int_t)k->tx_msgs, "rx", stats_types(k->rx), "tx", stats_types(k->tx));
+
+    /* NIP-42, only where it happened: AUTH events accepted and refused, replies that asked for it. */
+    if (k->auth_ok + k->auth_failed + k->auth_required + k->restricted != 0)
+        json_object_set_new(o, "auth",
+                            json_pack("{s:I, s:I, s:I, s:I}", "ok", (json_int_t)k->auth_ok,
+                                      "failed", (json_int_t)k->auth_failed, "auth_required",
+                                      (json_int_t)k->auth_required, "restricted",
+                                      (json_int_t)k->restricted));
+    return o;
 }
 
 static void stats_add(json_t *conns, struct tr_counts *total, uint64_t id,
@@ -686,6 +694,10 @@ static void stats_add(json_t *conns, struct tr_counts *total, uint64_t id,
     total->tx_bytes += k->tx_bytes;
     total->rx_msgs += k->rx_msgs;
     total->tx_msgs += k->tx_msgs;
+    total->auth_ok += k->auth_ok;
+    total->auth_failed += k->auth_failed;
+    total->auth_required += k->auth_required;
+    total->restricted += k->restricted;
     for (int t = 0; t < TR_NTYPES; t++) {
         total->rx[t] += k->rx[t];
         total->tx[t] += k->tx[t];
@@ -695,6 +707,8 @@ static void stats_add(json_t *conns, struct tr_counts *total, uint64_t id,
 /*
  * {"connections":[{"id":1,"rx_bytes":..,"tx_bytes":..,"rx_msgs":..,"tx_msgs":..,
  *   "rx":{"REQ":1},"tx":{"EVENT":3,"EOSE":1}}, ...],
+ * with "auth":{"ok":..,"failed":..,"auth_required":..,"restricted":..} where
+ * NIP-42 was used (AUTH events accepted / refused, replies of those prefixes),
  *  "total":{"connections":N, ...same counters...}, "http_requests":N}
  * Connections still open when it is written (SIGUSR1) come last, with "open":true.
  * Bytes are websocket payload bytes (message bodies without framing, before

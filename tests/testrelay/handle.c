@@ -16,6 +16,18 @@
  * ["NOTICE","ERROR: bad msg: negentropy query must be an object"], since
  * without a valid query there is no session to attach a NEG-ERR to.
  *
+ * NIP-42 (--auth KINDS): those kinds are for an authenticated pubkey only,
+ * as strfry and inbox relays keep DMs and gift wraps. A REQ or NEG-OPEN
+ * whose filter names one of the kinds (a NEG-OPEN: or names no kinds, as
+ * its set cannot leave them out) gets, before AUTH, ["AUTH",challenge]
+ * again and then CLOSED / NEG-ERR "auth-required: ..."; after an AUTH by a
+ * pubkey --auth-pubkey does not allow, "restricted: ...". A REQ filter
+ * naming no kinds (an ids fetch) is served without those kinds. An EVENT of such a kind gets OK false with
+ * the same prefixes. The AUTH event is checked as NIP-42 says: kind 22242,
+ * the challenge of this connection, a relay tag naming this relay (ws://,
+ * host 127.0.0.1, localhost or [::1], this port), created_at within 10
+ * minutes, and the signature.
+ *
  * Every field of every message is type-checked; bad input gets a NOTICE,
  * CLOSED, OK false or NEG-ERR, never a crash.
  */
@@ -25,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -72,6 +85,137 @@ static void send_neg_err(struct tr_conn *c, const char *sub, const char *reason)
     tr_conn_send_json(c, json_pack("[s s s]", "NEG-ERR", sub, reason));
 }
 
+/* ---- NIP-42 ---- */
+
+#define AUTH_MAX_AGE 600 /* seconds either side of now an AUTH event may be dated */
+
+static int auth_kind(const struct tr_config *cfg, json_int_t kind)
+{
+    for (size_t i = 0; i < cfg->nauth_kinds; i++)
+        if ((json_int_t)cfg->auth_kinds[i] == kind)
+            return 1;
+    return 0;
+}
+
+/*
+ * Whether filter fj could match events of an --auth kind: AUTH_NAMES when
+ * it names one, AUTH_ANY_KIND when it names no kinds at all, else 0.
+ */
+enum { AUTH_NAMES = 1, AUTH_ANY_KIND = 2 };
+
+static int auth_filter_touches(const struct tr_config *cfg, json_t *fj)
+{
+    json_t *kinds = json_object_get(fj, "kinds"), *k;
+    size_t i;
+
+    if (cfg->nauth_kinds == 0 || !json_is_object(fj))
+        return 0;
+    if (!json_is_array(kinds))
+        return AUTH_ANY_KIND;
+    json_array_foreach(kinds, i, k)
+    {
+        if (json_is_integer(k) && auth_kind(cfg, json_integer_value(k)))
+            return AUTH_NAMES;
+    }
+    return 0;
+}
+
+/*
+ * The reason to refuse what touches --auth kinds on this connection, or NULL
+ * when it may go ahead. Before any AUTH the challenge goes again first, as
+ * strfry sends it right before its NEG-ERR.
+ */
+static const char *auth_refusal(struct tr_conn *c)
+{
+    if (c->auth_allowed)
+        return NULL;
+    if (c->authed) {
+        c->counts.restricted++;
+        return "restricted: this pubkey may not read or write these kinds";
+    }
+    c->counts.auth_required++;
+    if (c->challenge[0] != '\0')
+        tr_conn_send_json(c, json_pack("[ss]", "AUTH", c->challenge));
+    return "auth-required: these kinds are only for their owner; authenticate first";
+}
+
+/* "ws://127.0.0.1:PORT" (also localhost and [::1]), an optional path: this relay. */
+static int auth_relay_is_us(const struct tr_server *srv, const char *url)
+{
+    static const char *const hosts[] = {"127.0.0.1", "localhost", "[::1]"};
+    const char *scheme = srv->cfg->tls_cert != NULL ? "wss://" : "ws://";
+    char port[16];
+    size_t n;
+
+    if (strncmp(url, scheme, strlen(scheme)) != 0)
+        return 0;
+    url += strlen(scheme);
+    snprintf(port, sizeof port, ":%d", srv->port);
+    for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) {
+        n = strlen(hosts[i]);
+        if (strncmp(url, hosts[i], n) == 0 && strncmp(url + n, port, strlen(port)) == 0) {
+            url += n + strlen(port);
+            return *url == '\0' || *url == '/' || *url == '?';
+        }
+    }
+    return 0;
+}
+
+static void handle_auth(struct tr_conn *c, json_t *msg)
+{
+    const struct tr_config *cfg = c->srv->cfg;
+    json_t *obj = json_array_get(msg, 1);
+    char err[EVENT_ERRLEN], reason[EVENT_ERRLEN + 64], idhex[65];
+    const char *tag;
+    struct event *ev;
+    int64_t now = (int64_t)time(NULL), age;
+
+    if (json_array_size(msg) != 2 || !json_is_object(obj)) {
+        tr_conn_send_notice(c, "ERROR: bad msg: AUTH takes one event object");
+        return;
+    }
+    ev = event_from_json(obj, err, sizeof err);
+    if (ev == NULL) {
+        tr_conn_send_notice(c, "ERROR: bad msg: AUTH: invalid event");
+        c->counts.auth_failed++;
+        return;
+    }
+    hex_encode(ev->id, 32, idhex);
+    age = now - (int64_t)ev->created_at;
+    reason[0] = '\0';
+    if (event_verify(ev, err, sizeof err) < 0)
+        snprintf(reason, sizeof reason, "invalid: %s", err);
+    else if (ev->kind != 22242)
+        snprintf(reason, sizeof reason, "invalid: AUTH needs a kind 22242 event, not %u",
+                 (unsigned)ev->kind);
+    else if (c->challenge[0] == '\0')
+        snprintf(reason, sizeof reason, "invalid: no challenge was sent");
+    else if ((tag = event_tag_value(ev, "challenge")) == NULL || strcmp(tag, c->challenge) != 0)
+        snprintf(reason, sizeof reason, "invalid: the challenge tag is not this connection's");
+    else if ((tag = event_tag_value(ev, "relay")) == NULL || !auth_relay_is_us(c->srv, tag))
+        snprintf(reason, sizeof reason, "invalid: the relay tag does not name this relay");
+    else if (age > AUTH_MAX_AGE || age < -AUTH_MAX_AGE)
+        snprintf(reason, sizeof reason, "invalid: created_at is %lld s from now", (long long)age);
+    if (reason[0] != '\0') {
+        c->counts.auth_failed++;
+        send_ok(c, idhex, 0, reason);
+        event_free(ev);
+        return;
+    }
+    c->authed = 1;
+    if (cfg->nauth_pubkeys == 0)
+        c->auth_allowed = 1;
+    for (size_t i = 0; i < cfg->nauth_pubkeys; i++)
+        if (memcmp(cfg->auth_pubkeys[i], ev->pubkey, 32) == 0)
+            c->auth_allowed = 1;
+    c->counts.auth_ok++;
+    if (cfg->verbose)
+        fprintf(stderr, "testrelay: conn %llu authenticated%s\n", (unsigned long long)c->id,
+                c->auth_allowed ? "" : " (a pubkey not allowed)");
+    send_ok(c, idhex, 1, "");
+    event_free(ev);
+}
+
 /* ---- EVENT ---- */
 
 static void handle_event(struct tr_conn *c, json_t *msg)
@@ -108,6 +252,14 @@ static void handle_event(struct tr_conn *c, json_t *msg)
         send_ok(c, idhex, 0, reason);
         event_free(ev);
         return;
+    }
+    if (auth_kind(c->srv->cfg, ev->kind)) {
+        const char *why = auth_refusal(c);
+        if (why != NULL) {
+            send_ok(c, idhex, 0, why);
+            event_free(ev);
+            return;
+        }
     }
     if (store_insert_batch(c->srv->store, &ev, 1, &res, err, sizeof err) < 0) {
         snprintf(reason, sizeof reason, "error: %s", err);
@@ -261,6 +413,7 @@ static void handle_req(struct tr_conn *c, json_t *msg)
     char err[FILTER_ERRLEN + STORE_ERRLEN], reason[sizeof err + 32];
     char *subjson;
     size_t i, n, sent;
+    int hide_auth = 0;
 
     if (sub == NULL) {
         tr_conn_send_notice(c, "ERROR: bad msg: REQ: subscription id must be a string of "
@@ -274,6 +427,20 @@ static void handle_req(struct tr_conn *c, json_t *msg)
     if (srv->cfg->req_closed != NULL) {
         send_closed(c, sub, srv->cfg->req_closed);
         return;
+    }
+    /*
+     * A filter naming a kind for the owner only is refused until AUTH; one
+     * naming no kinds (ids, authors) is served without those kinds.
+     */
+    for (i = 0; i < nfilters; i++) {
+        const char *why;
+        int t = auth_filter_touches(srv->cfg, json_array_get(msg, i + 2));
+        if (t == AUTH_NAMES && (why = auth_refusal(c)) != NULL) {
+            send_closed(c, sub, why);
+            return;
+        }
+        if (t == AUTH_ANY_KIND && !c->auth_allowed)
+            hide_auth = 1;
     }
     req_hide_init(srv);
     filters = xcalloc(nfilters, sizeof *filters);
@@ -312,6 +479,8 @@ static void handle_req(struct tr_conn *c, json_t *msg)
     for (i = 0, sent = 0; i < hits.n && sent < srv->cfg->req_limit; i++) {
         /* Filters may overlap; equal events sort next to each other. */
         if (i > 0 && memcmp(hits.v[i].ev->id, hits.v[i - 1].ev->id, 32) == 0)
+            continue;
+        if (hide_auth && auth_kind(srv->cfg, hits.v[i].ev->kind))
             continue;
         /* --req-hide: within the limit, but not sent. */
         if (!srv->hidden_set || memcmp(hits.v[i].ev->id, srv->hidden_id, 32) != 0)
@@ -471,6 +640,13 @@ static void handle_neg_open(struct tr_conn *c, json_t *msg)
     }
     /* NIP-77: a NEG-OPEN for an open id first closes the old session. */
     neg_drop(c, sub);
+    if (auth_filter_touches(srv->cfg, fj)) {
+        const char *why = auth_refusal(c);
+        if (why != NULL) {
+            send_neg_err(c, sub, why);
+            return;
+        }
+    }
     if (!json_is_string(hexj)) {
         send_neg_err(c, sub, "error: initial message is not a string");
         return;
@@ -636,6 +812,7 @@ int tr_handle_message(struct tr_conn *c, const char *text, size_t len)
         else
             handle_neg_close(c, msg);
         break;
+    case TR_T_AUTH: handle_auth(c, msg); break;
     default: tr_conn_send_notice(c, "ERROR: bad msg: unknown cmd"); break;
     }
     json_decref(msg);

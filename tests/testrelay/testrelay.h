@@ -64,12 +64,22 @@ struct tr_config {
     const char *welcome_notice; /* NULL: none */
     int64_t ignore_first_ms;    /* -1: off; else drop what arrives this soon after opening */
     int auth_challenge;         /* send ["AUTH", challenge] when a connection opens */
-    int64_t neg_err_after;      /* -1: off */
-    int64_t neg_close_after;    /* -1: off */
-    const char *req_closed;     /* NULL: off; else every REQ gets CLOSED with it */
-    int64_t drop_after;         /* -1: off */
-    int64_t stall_after;        /* -1: off; else stop reading after K messages */
-    size_t big_notice;          /* 0: off; else a NOTICE this long on connect */
+    /*
+     * --auth KINDS: events of these kinds are served (REQ, NEG-OPEN) and
+     * taken (EVENT) only on a connection that authenticated (NIP-42) as one
+     * of auth_pubkeys (--auth-pubkey; none given: any pubkey). Implies
+     * auth_challenge.
+     */
+    uint32_t *auth_kinds;
+    size_t nauth_kinds;
+    uint8_t (*auth_pubkeys)[32];
+    size_t nauth_pubkeys;
+    int64_t neg_err_after;   /* -1: off */
+    int64_t neg_close_after; /* -1: off */
+    const char *req_closed;  /* NULL: off; else every REQ gets CLOSED with it */
+    int64_t drop_after;      /* -1: off */
+    int64_t stall_after;     /* -1: off; else stop reading after K messages */
+    size_t big_notice;       /* 0: off; else a NOTICE this long on connect */
     unsigned delay_ms;
     size_t max_message; /* the longest message read (and NIP-11 max_message_length) */
     double garbage;     /* fraction of replies garbled */
@@ -113,11 +123,16 @@ enum tr_type {
 enum tr_type tr_type_from_name(const char *name);
 const char *tr_type_name(enum tr_type t);
 
-/* Payload bytes (websocket message bodies, without framing) and messages by type. */
+/*
+ * Payload bytes (websocket message bodies, without framing) and messages by
+ * type; and NIP-42: AUTH events accepted and refused, and the queries and
+ * events answered auth-required: or restricted:.
+ */
 struct tr_counts {
     uint64_t rx_bytes, tx_bytes;
     uint64_t rx_msgs, tx_msgs;
     uint64_t rx[TR_NTYPES], tx[TR_NTYPES];
+    uint64_t auth_ok, auth_failed, auth_required, restricted;
 };
 
 /* The counters of one finished connection, kept for --stats-file. */
@@ -128,6 +143,7 @@ struct tr_conn_record {
 
 struct tr_server {
     const struct tr_config *cfg;
+    int port; /* the one listened on, for the relay tag of AUTH events */
     struct store *store;
     struct lws_context *ctx;
     uint64_t rng; /* splitmix64 state, from --seed */
@@ -179,9 +195,12 @@ struct tr_conn {
      * at the next WRITEABLE (lws drains the extension first) or at close.
      */
     struct tr_msg *held;
-    uint64_t sent;     /* messages written, for --drop-after */
-    int closing;       /* stop reading; close once the queue is empty */
-    lws_usec_t opened; /* when the websocket opened (--ignore-first-message) */
+    uint64_t sent;      /* messages written, for --drop-after */
+    int closing;        /* stop reading; close once the queue is empty */
+    lws_usec_t opened;  /* when the websocket opened (--ignore-first-message) */
+    char challenge[40]; /* the NIP-42 challenge sent, or "" */
+    int authed;         /* an AUTH event was accepted */
+    int auth_allowed;   /* ... for a pubkey --auth-pubkey allows */
     struct tr_counts counts;
     struct tr_neg_session *negs;
     /* HTTP (NIP-11) response body in progress */
