@@ -28,7 +28,6 @@
 #include <time.h>
 
 #include <jansson.h>
-#include <sqlite3.h>
 
 #include "caps.h"
 #include "neg.h"
@@ -37,7 +36,6 @@
 #include "store.h"
 #include "util.h"
 
-#define CAPS_BUSY_TIMEOUT_MS    30000
 #define CAPS_DEFAULT_TIMEOUT_MS 5000
 #define SECONDS_PER_DAY         86400
 #define LOG_TRUNCATE            160
@@ -710,63 +708,31 @@ enum caps_source caps_recheck_reason(const struct caps_result *cached,
 /* ---- the cache ------------------------------------------------------------------- */
 
 struct caps_cache {
-    sqlite3 *db;
+    struct store *st; /* its own connection: probes of several threads share the cache */
     pthread_mutex_t lock;
-    sqlite3_stmt *get, *put;
 };
-
-static const char caps_sql_get[] =
-    "SELECT supported, reason, checked_at, latency_ms, nip11_software, nip11_version,"
-    " nip11_supported_nips, nip11_raw FROM relay_caps WHERE relay = ?1";
-static const char caps_sql_put[] =
-    "INSERT OR REPLACE INTO relay_caps (relay, supported, reason, checked_at, latency_ms,"
-    " nip11_software, nip11_version, nip11_supported_nips, nip11_raw)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 
 struct caps_cache *caps_cache_open(const char *db_path, char *err, size_t errlen)
 {
     struct caps_cache *c = xcalloc(1, sizeof *c);
+    char serr[STORE_ERRLEN];
 
-    /* No SQLITE_OPEN_CREATE: store_open creates and migrates the database. */
-    if (sqlite3_open_v2(db_path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) !=
-        SQLITE_OK) {
-        set_error(err, errlen, "%s: %s", db_path,
-                  c->db != NULL ? sqlite3_errmsg(c->db) : "cannot open the database");
-        goto fail;
-    }
-    sqlite3_busy_timeout(c->db, CAPS_BUSY_TIMEOUT_MS);
-    if (store_configure(c->db, err, errlen) < 0)
-        goto fail;
-    if (sqlite3_prepare_v2(c->db, caps_sql_get, -1, &c->get, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(c->db, caps_sql_put, -1, &c->put, NULL) != SQLITE_OK) {
-        set_error(err, errlen, "%s: capability cache: %s", db_path, sqlite3_errmsg(c->db));
-        goto fail;
+    if ((c->st = store_open(db_path, serr, sizeof serr)) == NULL) {
+        set_error(err, errlen, "%s", serr);
+        free(c);
+        return NULL;
     }
     pthread_mutex_init(&c->lock, NULL);
     return c;
-fail:
-    sqlite3_finalize(c->get);
-    sqlite3_finalize(c->put);
-    sqlite3_close(c->db);
-    free(c);
-    return NULL;
 }
 
 void caps_cache_close(struct caps_cache *c)
 {
     if (c == NULL)
         return;
-    sqlite3_finalize(c->get);
-    sqlite3_finalize(c->put);
-    sqlite3_close(c->db);
+    store_close(c->st);
     pthread_mutex_destroy(&c->lock);
     free(c);
-}
-
-static char *column_text(sqlite3_stmt *s, int col)
-{
-    const unsigned char *t = sqlite3_column_text(s, col);
-    return t != NULL ? xstrdup((const char *)t) : NULL;
 }
 
 /* The supported_nips column, a JSON array of integers; anything else is treated as absent. */
@@ -806,51 +772,46 @@ static char *nips_to_json(const struct caps_nip11 *n)
 int caps_cache_get(struct caps_cache *c, const char *url, struct caps_result *out, char *err,
                    size_t errlen)
 {
-    sqlite3_stmt *s = c->get;
-    int rc, found = 0;
+    struct store_caps row;
+    char serr[STORE_ERRLEN];
+    int found;
 
     caps_result_clear(out);
     pthread_mutex_lock(&c->lock);
-    sqlite3_bind_text(s, 1, url, -1, SQLITE_TRANSIENT);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        const unsigned char *reason = sqlite3_column_text(s, 1);
-        char *nips;
-
-        found = 1;
-        out->url = xstrdup(url);
-        out->verdict = sqlite3_column_int(s, 0) ? CAPS_SUPPORTED : CAPS_UNSUPPORTED;
-        snprintf(out->reason, sizeof out->reason, "%s", reason ? (const char *)reason : "");
-        out->checked_at = sqlite3_column_int64(s, 2);
-        out->latency_ms =
-            sqlite3_column_type(s, 3) == SQLITE_NULL ? -1 : sqlite3_column_int64(s, 3);
-        out->nip11.software = column_text(s, 4);
-        out->nip11.version = column_text(s, 5);
-        nips = column_text(s, 6);
-        out->nip11.raw = column_text(s, 7);
-        /* The raw document is kept exactly when there was a usable NIP-11. */
-        out->nip11.present = out->nip11.raw != NULL;
-        if (out->nip11.present)
-            nips_from_json(nips, &out->nip11);
-        else
-            snprintf(out->nip11.reason, sizeof out->nip11.reason, "none when last checked");
-        free(nips);
-        out->cached = 1;
-        out->source = CAPS_FROM_CACHE;
-    } else if (rc != SQLITE_DONE) {
-        set_error(err, errlen, "capability cache: %s", sqlite3_errmsg(c->db));
-        found = -1;
-    }
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
+    found = store_caps_get(c->st, url, &row, serr, sizeof serr);
     pthread_mutex_unlock(&c->lock);
-    return found;
+    if (found < 0) {
+        set_error(err, errlen, "%s", serr);
+        return -1;
+    }
+    if (found == 0)
+        return 0;
+    out->url = xstrdup(url);
+    out->verdict = row.supported ? CAPS_SUPPORTED : CAPS_UNSUPPORTED;
+    snprintf(out->reason, sizeof out->reason, "%s", row.reason != NULL ? row.reason : "");
+    out->checked_at = row.checked_at;
+    out->latency_ms = row.latency_ms;
+    out->nip11.software = row.nip11_software;
+    out->nip11.version = row.nip11_version;
+    out->nip11.raw = row.nip11_raw;
+    row.nip11_software = row.nip11_version = row.nip11_raw = NULL;
+    /* The raw document is kept exactly when there was a usable NIP-11. */
+    out->nip11.present = out->nip11.raw != NULL;
+    if (out->nip11.present)
+        nips_from_json(row.nip11_supported_nips, &out->nip11);
+    else
+        snprintf(out->nip11.reason, sizeof out->nip11.reason, "none when last checked");
+    out->cached = 1;
+    out->source = CAPS_FROM_CACHE;
+    store_caps_clear(&row);
+    return 1;
 }
 
 int caps_cache_put(struct caps_cache *c, const struct caps_result *r, char *err, size_t errlen)
 {
-    sqlite3_stmt *s = c->put;
     const struct caps_nip11 *n = &r->nip11;
+    struct store_caps row = {0};
+    char serr[STORE_ERRLEN];
     char *nips;
     int rc;
 
@@ -860,30 +821,24 @@ int caps_cache_put(struct caps_cache *c, const struct caps_result *r, char *err,
         return -1;
     }
     nips = nips_to_json(n);
-    pthread_mutex_lock(&c->lock);
-    sqlite3_bind_text(s, 1, r->url, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int(s, 2, r->verdict == CAPS_SUPPORTED);
-    sqlite3_bind_text(s, 3, r->reason, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(s, 4, r->checked_at);
-    if (r->latency_ms >= 0)
-        sqlite3_bind_int64(s, 5, r->latency_ms);
-    else
-        sqlite3_bind_null(s, 5);
+    row.supported = r->verdict == CAPS_SUPPORTED;
+    row.reason = (char *)r->reason;
+    row.checked_at = r->checked_at;
+    row.latency_ms = r->latency_ms;
     if (n->present) {
-        sqlite3_bind_text(s, 6, n->software, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(s, 7, n->version, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(s, 8, nips, -1, SQLITE_TRANSIENT);
+        row.nip11_software = n->software;
+        row.nip11_version = n->version;
+        row.nip11_supported_nips = nips;
         /* A present document always has a non-NULL raw column: "{}" if it was somehow lost. */
-        sqlite3_bind_text(s, 9, n->raw != NULL ? n->raw : "{}", -1, SQLITE_TRANSIENT);
+        row.nip11_raw = n->raw != NULL ? n->raw : (char *)"{}";
     }
-    rc = sqlite3_step(s);
-    if (rc != SQLITE_DONE)
-        set_error(err, errlen, "capability cache: %s", sqlite3_errmsg(c->db));
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
+    pthread_mutex_lock(&c->lock);
+    rc = store_caps_put(c->st, r->url, &row, serr, sizeof serr);
     pthread_mutex_unlock(&c->lock);
+    if (rc < 0)
+        set_error(err, errlen, "%s", serr);
     free(nips);
-    return rc == SQLITE_DONE ? 0 : -1;
+    return rc;
 }
 
 int caps_mark_unsupported(struct caps_cache *c, const char *url, const char *reason, int64_t now,

@@ -67,6 +67,7 @@
 
 #include "event.h"
 #include "filter.h"
+#include "store-int.h"
 #include "store.h"
 #include "util.h"
 
@@ -2279,6 +2280,11 @@ static int step_one(struct store *st, sqlite3_stmt *s, const char *what, char *e
     db_err(st, err, errlen, what);
     sqlite3_finalize(s);
     return -1;
+}
+
+sqlite3 *store_connection(struct store *st)
+{
+    return st->db;
 }
 
 void store_caps_clear(struct store_caps *c)

@@ -248,4 +248,29 @@ int store_run_totals(struct store *st, const char *relay, struct store_run_total
 /* The database's size in bytes (page_count * page_size, its committed WAL pages included). */
 int store_size(struct store *st, uint64_t *bytes, char *err, size_t errlen);
 
+/* ---- the tables the sync engine and caps keep: writers (store-meta.c) ----------- */
+
+/* Records the REQ cursor of (relay, filter_name) for the filter filter_json. 0 or -1. */
+int store_cursor_set(struct store *st, const char *relay, const char *filter_name,
+                     const char *filter_json, int64_t cursor, char *err, size_t errlen);
+
+/* Appends a row to sync_runs; r->run is ignored, "" texts are stored as NULL. 0 or -1. */
+int store_run_insert(struct store *st, const char *relay, const char *filter,
+                     const struct store_run *r, char *err, size_t errlen);
+
+/* Saves relay's negentropy override ("auto", "on" or "off"). 0 or -1. */
+int store_setting_negentropy_set(struct store *st, const char *relay, const char *value, char *err,
+                                 size_t errlen);
+
+/*
+ * Writes (replaces) relay's capability cache row. The NIP-11 columns are
+ * written when c->nip11_raw is not NULL (there was a usable document), NULL
+ * otherwise. 0 or -1.
+ */
+int store_caps_put(struct store *st, const char *relay, const struct store_caps *c, char *err,
+                   size_t errlen);
+
+/* Copies what the WAL holds into the database file without waiting for anyone (PASSIVE). */
+void store_checkpoint(struct store *st);
+
 #endif

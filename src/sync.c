@@ -42,12 +42,12 @@
  * the engine's store writer, which commits every job's queued events in one
  * transaction at a time (writer_main); a job that needs its events stored
  * (before releasing claims or moving a cursor) waits for it.
- * The database is the store's; cursors, run records and overrides
- * live in tables the store's schema creates (req_cursors, sync_runs,
- * relay_settings) but store.h has no functions for yet, so this file reaches
- * them through a connection of its own (the sdb_ functions), with the same
- * busy timeout and settings the store uses. A thread of the engine's copies
- * the WAL into the database after the workers' commits (ckpt_main).
+ * The database is the store's; cursors, run records and overrides live in
+ * tables the store's schema creates (req_cursors, sync_runs, relay_settings),
+ * read and written through store.h on the worker's one connection (its
+ * struct store). A thread of the engine's copies the WAL into the database
+ * after the workers' commits and saves the settings the UI changed
+ * (ckpt_main).
  */
 #include "config.h"
 
@@ -65,7 +65,6 @@
 #include <time.h>
 
 #include <jansson.h>
-#include <sqlite3.h>
 
 #include "caps.h"
 #include "cfg.h"
@@ -86,8 +85,7 @@
 #define SYNC_UPLOAD_IN_FLIGHT 64   /* EVENTs awaiting OK */
 #define SYNC_SPLIT_DEPTH      24   /* window halvings after "blocked" */
 #define SYNC_REQ_SPLIT_DEPTH  16   /* author/kind halvings for a crowded second */
-#define SYNC_BUSY_TIMEOUT_MS  30000
-#define SYNC_REQ_SUBID_LEN    12 /* the length of our subscription ids, for est_req_bytes */
+#define SYNC_REQ_SUBID_LEN    12   /* the length of our subscription ids, for est_req_bytes */
 /*
  * Within a relay's NIP-11 max_message_length: what a REQ {"ids":[...]} adds
  * to its ids (["REQ","<subid>",{"ids":[],"limit":N}] with room to spare) and
@@ -317,180 +315,63 @@ static void idq_free(struct idq *q)
     memset(q, 0, sizeof *q);
 }
 
-/* ---- the tables store.h does not cover yet (see the top of the file) -------- */
-
-static sqlite3 *sdb_open(const char *path, char *err, size_t errlen)
-{
-    sqlite3 *db = NULL;
-
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
-        SQLITE_OK) {
-        set_error(err, errlen, "%s: %s", path, db != NULL ? sqlite3_errmsg(db) : "out of memory");
-        sqlite3_close(db);
-        return NULL;
-    }
-    sqlite3_busy_timeout(db, SYNC_BUSY_TIMEOUT_MS);
-    if (store_configure(db, err, errlen) < 0) {
-        sqlite3_close(db);
-        return NULL;
-    }
-    return db;
-}
+/* ---- the engine's tables, through the store (store-meta.c) ------------------ */
 
 /* The cursor of (relay, filter) if its stored filter key is key; else 0. */
-static int sdb_cursor_get(sqlite3 *db, const char *relay, const char *fname, const char *key,
-                          int64_t *cursor, char *err, size_t errlen)
+static int sync_cursor_get(struct store *st, const char *relay, const char *fname, const char *key,
+                           int64_t *cursor, char *err, size_t errlen)
 {
-    sqlite3_stmt *s = NULL;
-    int rc;
+    char *fjson = NULL;
+    int rc = store_cursor_row(st, relay, fname, cursor, &fjson, err, errlen);
 
-    *cursor = 0;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT filter_json, cursor FROM req_cursors"
-                           " WHERE relay = ?1 AND filter_name = ?2",
-                           -1, &s, NULL) != SQLITE_OK)
-        goto fail;
-    sqlite3_bind_text(s, 1, relay, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, fname, -1, SQLITE_STATIC);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        const char *k = (const char *)sqlite3_column_text(s, 0);
-        /* A filter edited under the same name starts again from 0. */
-        if (k != NULL && strcmp(k, key) == 0)
-            *cursor = sqlite3_column_int64(s, 1);
-    } else if (rc != SQLITE_DONE) {
-        goto fail;
-    }
-    sqlite3_finalize(s);
-    return 0;
-fail:
-    set_error(err, errlen, "cursor: %s", sqlite3_errmsg(db));
-    sqlite3_finalize(s);
-    return -1;
+    /* A filter edited under the same name starts again from 0. */
+    if (rc != 1 || fjson == NULL || strcmp(fjson, key) != 0)
+        *cursor = 0;
+    free(fjson);
+    return rc < 0 ? -1 : 0;
 }
 
-static int sdb_cursor_set(sqlite3 *db, const char *relay, const char *fname, const char *key,
-                          int64_t cursor, char *err, size_t errlen)
+static int sync_run_record(struct store *st, const struct sync_run *r, char *err, size_t errlen)
 {
-    sqlite3_stmt *s = NULL;
+    struct store_run sr;
 
-    if (sqlite3_prepare_v2(db,
-                           "INSERT INTO req_cursors (relay, filter_name, filter_json, cursor)"
-                           " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (relay, filter_name) DO UPDATE"
-                           " SET filter_json = excluded.filter_json, cursor = excluded.cursor",
-                           -1, &s, NULL) != SQLITE_OK)
-        goto fail;
-    sqlite3_bind_text(s, 1, relay, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, fname, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 3, key, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 4, cursor);
-    if (sqlite3_step(s) != SQLITE_DONE)
-        goto fail;
-    sqlite3_finalize(s);
-    return 0;
-fail:
-    set_error(err, errlen, "cursor: %s", sqlite3_errmsg(db));
-    sqlite3_finalize(s);
-    return -1;
-}
-
-static int sdb_run_insert(sqlite3 *db, const struct sync_run *r, char *err, size_t errlen)
-{
-    sqlite3_stmt *s = NULL;
-    int i = 1;
-
-    if (sqlite3_prepare_v2(
-            db,
-            "INSERT INTO sync_runs (relay, filter, mode, fallback_reason, started, duration_ms,"
-            " rounds, bytes_sent, bytes_received, wire_sent, wire_received, est_req_bytes, have,"
-            " need, fetched, stored, duplicates, invalid, uploaded_ok, uploaded_rejected, result,"
-            " error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
-            " ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
-            -1, &s, NULL) != SQLITE_OK)
-        goto fail;
-    sqlite3_bind_text(s, i++, r->relay, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, i++, r->filter, -1, SQLITE_STATIC);
-    /* The schema's words: neg | req. */
-    sqlite3_bind_text(s, i++, r->mode == SYNC_MODE_NEG ? "neg" : "req", -1, SQLITE_STATIC);
-    if (r->fallback_reason[0] != '\0')
-        sqlite3_bind_text(s, i++, r->fallback_reason, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(s, i++);
-    sqlite3_bind_int64(s, i++, r->started);
-    sqlite3_bind_int64(s, i++, r->duration_ms);
-    sqlite3_bind_int64(s, i++, (int64_t)r->rounds);
-    sqlite3_bind_int64(s, i++, (int64_t)r->bytes_sent);
-    sqlite3_bind_int64(s, i++, (int64_t)r->bytes_received);
-    sqlite3_bind_int64(s, i++, (int64_t)r->wire_sent);
-    sqlite3_bind_int64(s, i++, (int64_t)r->wire_received);
-    sqlite3_bind_int64(s, i++, (int64_t)r->est_req_bytes);
-    sqlite3_bind_int64(s, i++, (int64_t)r->have);
-    sqlite3_bind_int64(s, i++, (int64_t)r->need);
-    sqlite3_bind_int64(s, i++, (int64_t)r->fetched);
-    sqlite3_bind_int64(s, i++, (int64_t)r->stored);
-    sqlite3_bind_int64(s, i++, (int64_t)r->duplicates);
-    sqlite3_bind_int64(s, i++, (int64_t)r->invalid);
-    sqlite3_bind_int64(s, i++, (int64_t)r->uploaded_ok);
-    sqlite3_bind_int64(s, i++, (int64_t)r->uploaded_rejected);
-    sqlite3_bind_text(s, i++, r->ok ? "ok" : "error", -1, SQLITE_STATIC);
-    if (r->error[0] != '\0')
-        sqlite3_bind_text(s, i++, r->error, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(s, i++);
-    if (sqlite3_step(s) != SQLITE_DONE)
-        goto fail;
-    sqlite3_finalize(s);
-    return 0;
-fail:
-    set_error(err, errlen, "sync_runs: %s", sqlite3_errmsg(db));
-    sqlite3_finalize(s);
-    return -1;
+    memset(&sr, 0, sizeof sr);
+    /* The schema's words: neg | req, ok | error. */
+    snprintf(sr.mode, sizeof sr.mode, "%s", r->mode == SYNC_MODE_NEG ? "neg" : "req");
+    snprintf(sr.result, sizeof sr.result, "%s", r->ok ? "ok" : "error");
+    sr.started = r->started;
+    sr.duration_ms = r->duration_ms;
+    sr.rounds = r->rounds;
+    sr.bytes_sent = r->bytes_sent;
+    sr.bytes_received = r->bytes_received;
+    sr.wire_sent = r->wire_sent;
+    sr.wire_received = r->wire_received;
+    sr.est_req_bytes = r->est_req_bytes;
+    sr.have = r->have;
+    sr.need = r->need;
+    sr.fetched = r->fetched;
+    sr.stored = r->stored;
+    sr.duplicates = r->duplicates;
+    sr.invalid = r->invalid;
+    sr.uploaded_ok = r->uploaded_ok;
+    sr.uploaded_rejected = r->uploaded_rejected;
+    snprintf(sr.fallback_reason, sizeof sr.fallback_reason, "%s", r->fallback_reason);
+    snprintf(sr.error, sizeof sr.error, "%s", r->error);
+    return store_run_insert(st, r->relay, r->filter, &sr, err, errlen);
 }
 
 /* The persisted override: 0 and *value, 1 when there is none, -1 on error. */
-static int sdb_setting_get(sqlite3 *db, const char *relay, enum config_negentropy *value)
+static int sync_setting_get(struct store *st, const char *relay, enum config_negentropy *value)
 {
-    sqlite3_stmt *s = NULL;
-    int ret = 1;
+    char v[8], err[STORE_ERRLEN];
+    int rc = store_setting_negentropy(st, relay, v, err, sizeof err);
 
-    if (sqlite3_prepare_v2(db, "SELECT negentropy FROM relay_settings WHERE relay = ?1", -1, &s,
-                           NULL) != SQLITE_OK)
+    if (rc < 0)
         return -1;
-    sqlite3_bind_text(s, 1, relay, -1, SQLITE_STATIC);
-    if (sqlite3_step(s) == SQLITE_ROW) {
-        const char *v = (const char *)sqlite3_column_text(s, 0);
-        if (v != NULL && strcmp(v, "on") == 0) {
-            *value = CONFIG_NEGENTROPY_ON;
-            ret = 0;
-        } else if (v != NULL && strcmp(v, "off") == 0) {
-            *value = CONFIG_NEGENTROPY_OFF;
-            ret = 0;
-        }
-    }
-    sqlite3_finalize(s);
-    return ret;
-}
-
-static int sdb_setting_set(sqlite3 *db, const char *relay, enum config_negentropy value, char *err,
-                           size_t errlen)
-{
-    sqlite3_stmt *s = NULL;
-
-    if (sqlite3_prepare_v2(db,
-                           "INSERT INTO relay_settings (relay, negentropy) VALUES (?1, ?2)"
-                           " ON CONFLICT (relay) DO UPDATE SET negentropy = excluded.negentropy",
-                           -1, &s, NULL) != SQLITE_OK)
-        goto fail;
-    sqlite3_bind_text(s, 1, relay, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, config_negentropy_name(value), -1, SQLITE_STATIC);
-    if (sqlite3_step(s) != SQLITE_DONE)
-        goto fail;
-    sqlite3_finalize(s);
+    if (rc == 0)
+        return 1;
+    *value = strcmp(v, "on") == 0 ? CONFIG_NEGENTROPY_ON : CONFIG_NEGENTROPY_OFF;
     return 0;
-fail:
-    set_error(err, errlen, "relay_settings: %s", sqlite3_errmsg(db));
-    sqlite3_finalize(s);
-    return -1;
 }
 
 /* ---- the engine ------------------------------------------------------------- */
@@ -1117,7 +998,6 @@ struct job {
     struct relay *r;
     struct caps_guard guard; /* sends and waits on r: the first message of a connection */
     struct store *st;
-    sqlite3 *db;
     struct sync_run *run;
     int64_t timeout_ms; /* neg_timeout */
     int down, up;       /* direction */
@@ -3244,7 +3124,7 @@ static enum job_outcome req_job(struct job *j, char *reason, size_t rlen)
     if (rs.lost_at >= 0 && newc > rs.lost_at)
         newc = rs.lost_at;
     if (newc > j->cursor) {
-        if (sdb_cursor_set(j->db, j->rel->url, j->cf->name, j->fkey, newc, err, sizeof err) < 0) {
+        if (store_cursor_set(j->st, j->rel->url, j->cf->name, j->fkey, newc, err, sizeof err) < 0) {
             set_error(j->fatal, sizeof j->fatal, "%s", err);
             return JOB_FATAL;
         }
@@ -3549,8 +3429,7 @@ static void engine_stats_run(struct sync_engine *e, struct sync_relay *rel,
 }
 
 static int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *r, struct store *st,
-                   sqlite3 *db, struct event_keycache *kc, const struct config_filter *cf,
-                   struct sync_run *run)
+                   struct event_keycache *kc, const struct config_filter *cf, struct sync_run *run)
 {
     struct job j = {0};
     struct relay_counters c0, c1;
@@ -3577,7 +3456,6 @@ static int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *
     j.guard.log = relay_log_cb;
     j.guard.log_arg = e;
     j.st = st;
-    j.db = db;
     j.kc = kc;
     j.run = run;
     j.timeout_ms = (int64_t)e->cfg->sync.neg_timeout * 1000;
@@ -3593,11 +3471,11 @@ static int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *
     j.f = config_filter_at(cf, run->started);
     j.fkey = cursor_key(cf);
 
-    if (st == NULL || db == NULL) {
+    if (st == NULL) {
         set_error(run->error, sizeof run->error, "database not open");
         goto done;
     }
-    if (sdb_cursor_get(db, rel->url, cf->name, j.fkey, &j.cursor, err, sizeof err) < 0) {
+    if (sync_cursor_get(st, rel->url, cf->name, j.fkey, &j.cursor, err, sizeof err) < 0) {
         set_error(run->error, sizeof run->error, "%s", err);
         goto done;
     }
@@ -3693,7 +3571,7 @@ static int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *
         int64_t newc =
             j.neg_max_common_at > j.max_fetched_at ? j.neg_max_common_at : j.max_fetched_at;
         if (newc > j.cursor &&
-            sdb_cursor_set(db, rel->url, cf->name, j.fkey, newc, err, sizeof err) < 0) {
+            store_cursor_set(st, rel->url, cf->name, j.fkey, newc, err, sizeof err) < 0) {
             set_error(run->error, sizeof run->error, "%s", err);
             goto done;
         }
@@ -3743,7 +3621,7 @@ done:
         }
         pthread_mutex_unlock(&e->mu);
     }
-    if (db != NULL && sdb_run_insert(db, run, err, sizeof err) < 0)
+    if (st != NULL && sync_run_record(st, run, err, sizeof err) < 0)
         engine_log(e, "[SYNC] %s (filter %s): cannot record the run: %s", rel->url, cf->name, err);
     engine_stats_run(e, rel, run);
     return refused;
@@ -3754,7 +3632,6 @@ done:
 struct worker {
     struct sync_engine *e;
     struct store *st;
-    sqlite3 *db;
     struct event_keycache *kc;
 };
 
@@ -3798,8 +3675,6 @@ static void worker_run_relay(struct worker *w, struct sync_relay *rel)
         if ((w->st = store_open(e->db_path, serr, sizeof serr)) == NULL)
             engine_log(e, "[SYNC] %s", serr);
     }
-    if (w->db == NULL && (w->db = sdb_open(e->db_path, err, sizeof err)) == NULL)
-        engine_log(e, "[SYNC] %s", err);
     if (w->kc == NULL)
         w->kc = event_keycache_new();
 
@@ -3819,7 +3694,7 @@ static void worker_run_relay(struct worker *w, struct sync_relay *rel)
             run.mode = SYNC_MODE_REQ;
             snprintf(run.error, sizeof run.error, "%s", err);
         } else {
-            refused |= job_run(e, rel, r, w->st, w->db, w->kc, e->filters[i], &run);
+            refused |= job_run(e, rel, r, w->st, w->kc, e->filters[i], &run);
         }
         if (e->o.on_run != NULL)
             e->o.on_run(e->o.arg, &run);
@@ -3906,7 +3781,6 @@ static void *worker_main(void *arg)
     pthread_cond_broadcast(&e->idle_cv);
     pthread_mutex_unlock(&e->mu);
     store_close(w->st);
-    sqlite3_close(w->db);
     event_keycache_free(w->kc);
     free(w);
     return NULL;
@@ -3970,7 +3844,7 @@ static int engine_add_relay(struct sync_engine *e, const char *url, char *err, s
 }
 
 static void engine_stats_setting(struct sync_engine *e, struct sync_relay *rel);
-static void engine_persist_settings(struct sync_engine *e, sqlite3 *db);
+static void engine_persist_settings(struct sync_engine *e, struct store *st);
 
 /* The stats model: every relay and filter, settings, and what the capability cache knows. */
 static int engine_stats_new(struct sync_engine *e, char *err, size_t errlen)
@@ -4021,7 +3895,6 @@ struct sync_engine *sync_engine_new(const struct sync_engine_opts *opts, char *e
     pthread_condattr_t ca;
     char serr[STORE_ERRLEN];
     struct store *st;
-    sqlite3 *db;
     const char *hold;
 
     e->o = *opts;
@@ -4084,17 +3957,14 @@ struct sync_engine *sync_engine_new(const struct sync_engine_opts *opts, char *e
         set_error(err, errlen, "%s", serr);
         goto fail;
     }
+    for (size_t i = 0; i < e->nrelays; i++) {
+        enum config_negentropy v;
+        if (sync_setting_get(st, e->relays[i].url, &v) == 0)
+            e->relays[i].override = (int)v;
+    }
     store_close(st);
     if ((e->caps = caps_cache_open(e->db_path, err, errlen)) == NULL)
         goto fail;
-    if ((db = sdb_open(e->db_path, err, errlen)) == NULL)
-        goto fail;
-    for (size_t i = 0; i < e->nrelays; i++) {
-        enum config_negentropy v;
-        if (sdb_setting_get(db, e->relays[i].url, &v) == 0)
-            e->relays[i].override = (int)v;
-    }
-    sqlite3_close(db);
     if (engine_stats_new(e, err, errlen) < 0)
         goto fail;
     return e;
@@ -4114,12 +3984,12 @@ fail:
 static void *ckpt_main(void *arg)
 {
     struct sync_engine *e = arg;
-    char err[SYNC_ERRLEN];
-    sqlite3 *db;
+    char err[STORE_ERRLEN];
+    struct store *db;
     int fd;
 
     thread_name("negsync-ckpt");
-    db = sdb_open(e->db_path, err, sizeof err);
+    db = store_open(e->db_path, err, sizeof err);
     /*
      * SQLite syncs the database file only after a checkpoint that copied
      * the whole WAL; until then what the partial ones wrote waits in the
@@ -4147,7 +4017,7 @@ static void *ckpt_main(void *arg)
             continue;
         }
         pthread_mutex_unlock(&e->mu);
-        sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        store_checkpoint(db);
         if (fd >= 0)
             fdatasync(fd);
         pthread_mutex_lock(&e->mu);
@@ -4156,7 +4026,7 @@ static void *ckpt_main(void *arg)
     pthread_mutex_unlock(&e->mu);
     if (fd >= 0)
         close(fd);
-    sqlite3_close(db);
+    store_close(db);
     return NULL;
 }
 
@@ -4231,7 +4101,7 @@ static void engine_stats_setting(struct sync_engine *e, struct sync_relay *rel)
  * Writes the overrides sync_engine_set_negentropy left in memory. Called
  * under e->mu, which it drops around the database work.
  */
-static void engine_persist_settings(struct sync_engine *e, sqlite3 *db)
+static void engine_persist_settings(struct sync_engine *e, struct store *db)
 {
     char err[SYNC_ERRLEN];
 
@@ -4245,7 +4115,9 @@ static void engine_persist_settings(struct sync_engine *e, sqlite3 *db)
                 continue;
             rel->setting_dirty = 0;
             pthread_mutex_unlock(&e->mu);
-            rc = db != NULL ? sdb_setting_set(db, rel->url, v, err, sizeof err) : -1;
+            rc = db != NULL ? store_setting_negentropy_set(db, rel->url, config_negentropy_name(v),
+                                                           err, sizeof err)
+                            : -1;
             if (rc < 0)
                 engine_log(e, "[SYNC] %s: cannot save the negentropy setting: %s", rel->url,
                            db != NULL ? err : "no database connection");
@@ -4389,14 +4261,14 @@ void sync_engine_free(struct sync_engine *e)
         pthread_join(e->ckpt_thread, NULL);
     if (e->settings_dirty && e->db_path != NULL) {
         /* Set before the engine started, or after its checkpointer ended. */
-        char err[SYNC_ERRLEN];
-        sqlite3 *db = sdb_open(e->db_path, err, sizeof err);
+        char err[STORE_ERRLEN];
+        struct store *db = store_open(e->db_path, err, sizeof err);
         if (db == NULL)
             engine_log(e, "[SYNC] cannot save the negentropy settings: %s", err);
         pthread_mutex_lock(&e->mu);
         engine_persist_settings(e, db);
         pthread_mutex_unlock(&e->mu);
-        sqlite3_close(db);
+        store_close(db);
     }
     stats_free(e->stats);
     vpool_free(e->vpool);

@@ -741,8 +741,12 @@ static void test_cache_table(void)
         CHECK(f != NULL);
         if (f != NULL)
             fclose(f);
+        /* The cache opens the database through the store, which creates the schema. */
+        struct caps_result none = {0};
         c = caps_cache_open(path, err, sizeof err);
-        CHECK(c == NULL && strstr(err, "relay_caps") != NULL);
+        CHECK_MSG(c != NULL, "%s", err);
+        CHECK(c != NULL && caps_cache_get(c, "wss://relay.example", &none, err, sizeof err) == 0);
+        caps_result_clear(&none);
         caps_cache_close(c);
     }
 }
