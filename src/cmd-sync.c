@@ -264,6 +264,7 @@ int cmd_sync(struct globals *g, int argc, char **argv)
     struct config *cfg = NULL;
     char *db = NULL, err[CONFIG_ERRLEN];
     struct sync_engine_opts eo = {0};
+    const char *hold;
     struct sync_cmd sc = {0};
     struct sig_thread sth;
     sigset_t old;
@@ -338,6 +339,9 @@ int cmd_sync(struct globals *g, int argc, char **argv)
     eo.on_run = on_run;
     eo.log = on_log;
     eo.on_progress = sc.progress ? on_progress : NULL;
+    /* The test knob (tests/sync-tail.sh): the program reads it, not the library. */
+    if ((hold = getenv("NEGSYNC_WRITER_HOLD_MS")) != NULL)
+        eo.writer_hold_ms = strtol(hold, NULL, 10);
     eo.arg = &sc;
     eo.verbose = g->verbose;
     if ((sc.engine = sync_engine_new(&eo, err, sizeof err)) == NULL) {

@@ -350,7 +350,6 @@ struct sync_engine {
     struct pending_event *wq_busy; /* the batch the writer is committing */
     size_t wq_busy_n;
     uint64_t wq_seq;                /* pending events queued so far */
-    long writer_hold_ms;            /* NEGSYNC_WRITER_HOLD_MS, for tests: see engine_commit */
     uint64_t flush_req, flush_done; /* commits asked for, and done */
     int writer_running, writer_stop;
     pthread_t writer_thread;
@@ -942,14 +941,14 @@ static void job_close_sub(struct job *j, const char *subid)
 }
 
 /*
- * Tests make the writer slow (NEGSYNC_WRITER_HOLD_MS, half before and half
+ * Tests make the writer slow (opts.writer_hold_ms, half before and half
  * after each transaction), so that jobs reconcile while their events wait
  * for it, and while they are in the store but not yet out of wq_busy
  * (tests/sync-tail.sh).
  */
 static void writer_hold(const struct sync_engine *e)
 {
-    long ms = e->writer_hold_ms / 2;
+    long ms = e->o.writer_hold_ms / 2;
     struct timespec t = {ms / 1000, ms % 1000 * 1000000};
 
     if (ms > 0)
@@ -3719,13 +3718,10 @@ struct sync_engine *sync_engine_new(const struct sync_engine_opts *opts, char *e
     pthread_condattr_t ca;
     char serr[STORE_ERRLEN];
     struct store *st;
-    const char *hold;
 
     e->o = *opts;
     e->cfg = opts->cfg;
     e->db_path = xstrdup(opts->db_path);
-    if ((hold = getenv("NEGSYNC_WRITER_HOLD_MS")) != NULL)
-        e->writer_hold_ms = strtol(hold, NULL, 10);
     pthread_mutex_init(&e->mu, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

@@ -138,6 +138,12 @@ struct sync_engine_opts {
     void (*log)(void *arg, const char *line);
     void *arg;
     int verbose; /* > 0: also log relay connection chatter */
+    /*
+     * For tests only, 0 otherwise: the store writer holds each commit this
+     * many ms (half before, half after), so that jobs overlap as they would
+     * on a slow disk (tests/sync-tail.sh).
+     */
+    long writer_hold_ms;
 };
 
 /*
