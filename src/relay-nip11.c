@@ -185,8 +185,10 @@ static void body_add(struct http_body *b, const uint8_t *p, size_t n)
 static void body_dechunk(struct http_body *b)
 {
     while (!b->complete && !b->too_big && !b->bad) {
-        const uint8_t *p = b->raw.data + b->raw_off;
         size_t n = b->raw.len - b->raw_off;
+        if (n == 0)
+            break;
+        const uint8_t *p = b->raw.data + b->raw_off;
         if (b->chunk_left > 0) {
             size_t take = n < b->chunk_left ? n : (size_t)b->chunk_left;
             if (take == 0)

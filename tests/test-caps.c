@@ -439,8 +439,20 @@ static void test_handshake(void)
                   "the relay closed the connection on NEG-OPEN (scripted closed)");
     expect_script("connection closed", closed_conn, NSTEPS(closed_conn), CAPS_UNSUPPORTED,
                   "the relay closed the connection on NEG-OPEN (scripted closed)");
-    expect_script("oversize message", too_big, NSTEPS(too_big), CAPS_UNSUPPORTED,
-                  "the relay closed the connection on NEG-OPEN");
+    /*
+     * A message over our cap is no answer about NIP-77: the probe fails
+     * (unreachable, not cached) and says why.
+     */
+    {
+        struct script s = {0};
+        struct caps_result r;
+        int rc = run_script(&s, too_big, NSTEPS(too_big), 2000, &r);
+        CHECK_MSG(rc < 0 && r.verdict == CAPS_UNREACHABLE, "oversize message: rc %d, %s", rc,
+                  caps_verdict_name(r.verdict));
+        CHECK_MSG(strcmp(r.reason, "scripted too-big") == 0, "oversize message: \"%s\"", r.reason);
+        caps_result_clear(&r);
+        script_free(&s);
+    }
     expect_script("silence", silence, NSTEPS(silence), CAPS_UNSUPPORTED,
                   "no reply to NEG-OPEN within 2 s");
 
