@@ -8,7 +8,7 @@
 # TUI_GOLDEN_UPDATE=1 rewrites the files (review the diff before committing).
 . "${top_srcdir:-.}/tests/lib.sh"
 
-GOLDEN="$top_builddir/tests/tui-golden"
+GOLDEN="$top_builddir/tests/tui-render"
 [ -x "$GOLDEN" ] || fail "build first (no $GOLDEN)"
 dir="$top_srcdir/tests/tui-golden"
 out=$(mktemp "${TMPDIR:-/tmp}/tui-golden.XXXXXX") || fail "mktemp"
@@ -17,7 +17,7 @@ trap 'rm -f "$out"' EXIT
 bad=0
 while read -r w h view ascii; do
     name="${w}x${h}-$view${ascii:+-$ascii}.txt"
-    "$GOLDEN" "$w" "$h" "$view" $ascii >"$out" || fail "tui-golden $w $h $view $ascii exited $?"
+    "$GOLDEN" "$w" "$h" "$view" $ascii >"$out" || fail "tui-render $w $h $view $ascii exited $?"
     if [ -n "${TUI_GOLDEN_UPDATE:-}" ]; then
         cp "$out" "$dir/$name"
         continue

@@ -1,10 +1,10 @@
 /*
- * tui-golden: renders a fixed model (three relays, two filters, a log) with
+ * tui-render: renders a fixed model (three relays, two filters, a log) with
  * the TUI's pure formatting (src/tui-draw.c) at a given size and view, and
  * prints the frame as text: no terminal, no clock. tests/tui-golden.sh
  * compares the output with the files in tests/tui-golden/.
  *
- *   tui-golden W H [main|detail|log|help|running] [ascii]
+ *   tui-render W H [main|detail|log|help|running] [ascii]
  *
  * A last line "cursor ROW tick MS" records where the hidden cursor sits and
  * when the frame would change by itself.
@@ -68,7 +68,7 @@ int main(int argc, char **argv)
     char *row;
 
     if (argc < 3) {
-        fprintf(stderr, "usage: tui-golden W H [main|detail|log|help|running] [ascii]\n");
+        fprintf(stderr, "usage: tui-render W H [main|detail|log|help|running] [ascii]\n");
         return 2;
     }
     w = atoi(argv[1]);
