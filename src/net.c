@@ -47,7 +47,12 @@
 struct net_conn {
     int fd;
     SSL *ssl;
-    short wants; /* what the last NET_AGAIN needs */
+    /*
+     * What the last NET_AGAIN needs; 0 after a read or write went through.
+     * A stale POLLOUT would make every later wait return at once (a socket
+     * is nearly always writable): a busy loop while waiting for a reply.
+     */
+    short wants;
     char verify_err[160];
     char err[200];
 };
@@ -335,12 +340,18 @@ ssize_t net_read(struct net_conn *c, void *p, size_t n)
         ERR_clear_error();
         errno = 0;
         int r = SSL_read(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
-        return r > 0 ? r : ssl_result(c, r, "TLS read failed");
+        if (r > 0) {
+            c->wants = 0;
+            return r;
+        }
+        return ssl_result(c, r, "TLS read failed");
     }
     for (;;) {
         ssize_t r = recv(c->fd, p, n, 0);
-        if (r >= 0)
+        if (r >= 0) {
+            c->wants = 0;
             return r;
+        }
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -360,8 +371,10 @@ ssize_t net_write(struct net_conn *c, const void *p, size_t n)
         ERR_clear_error();
         errno = 0;
         int r = SSL_write(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
-        if (r > 0)
+        if (r > 0) {
+            c->wants = 0;
             return r;
+        }
         ssize_t s = ssl_result(c, r, "TLS write failed");
         if (s == 0) {
             snprintf(c->err, sizeof c->err, "the relay closed the connection");
@@ -371,8 +384,10 @@ ssize_t net_write(struct net_conn *c, const void *p, size_t n)
     }
     for (;;) {
         ssize_t r = send(c->fd, p, n, MSG_NOSIGNAL);
-        if (r >= 0)
+        if (r >= 0) {
+            c->wants = 0;
             return r;
+        }
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -1175,6 +1176,63 @@ static void test_stalled_peer(void)
     srv_join(&s);
 }
 
+/*
+ * A peer slow to start reading: a large message fills the socket buffers
+ * (a write would block), then goes out, then nothing comes back.
+ */
+static void scn_slow_reader(struct srv *s, int fd)
+{
+    if (srv_handshake(s, fd, NULL) < 0)
+        return;
+    struct timespec ts = {0, 300 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    if (srv_read_message(s, fd, 20000) != 1)
+        srv_fail(s, "the big message did not arrive");
+    s->phase++;
+    srv_finish(s, fd);
+}
+
+static int64_t thread_cpu_ms(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_THREAD, &ru);
+    return (int64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 +
+           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
+}
+
+/*
+ * After a send that had to wait for the socket, waiting for a reply costs no
+ * CPU: a stale "wants POLLOUT" once made every later poll return at once, a
+ * busy loop for as long as the relay took to answer.
+ */
+static void test_wait_after_blocked_send(void)
+{
+    struct logcap lc;
+    logcap_init(&lc);
+    struct srv s;
+    CHECK(srv_start(&s, scn_slow_reader, NULL, 0) == 0);
+    struct relay_opts o = quiet_opts(&lc);
+    struct relay *r = open_relay(&s, &o);
+    char err[RELAY_ERRLEN];
+    if (r && connect_ok(r) == 0) {
+        size_t n = 48 * MIB; /* more than loopback's socket buffers hold */
+        char *big = xmalloc(n);
+        memset(big, 'b', n);
+        int rc = relay_send(r, big, n, err, sizeof err);
+        CHECK_MSG(rc == 0, "%s: %s", relay_error_name(rc), err);
+        free(big);
+        struct relay_msg *m = NULL;
+        int64_t cpu0 = thread_cpu_ms();
+        rc = relay_recv(r, 1500, &m, err, sizeof err);
+        int64_t cpu = thread_cpu_ms() - cpu0;
+        CHECK_MSG(rc == RELAY_ERR_TIMEOUT, "%s", relay_error_name(rc));
+        CHECK_MSG(cpu < 200, "waiting 1.5 s for a reply took %lld ms of CPU", (long long)cpu);
+        relay_msg_free(m);
+    }
+    relay_free(r);
+    srv_join(&s);
+}
+
 /* ---- scenario: the peer closes; the relay restarts ------------------------------------- */
 
 static void scn_close_1001(struct srv *s, int fd)
@@ -1975,6 +2033,7 @@ int main(int argc, char **argv)
     test_garbage();
     test_oversize();
     test_stalled_peer();
+    test_wait_after_blocked_send();
     test_peer_close_and_restart();
     test_connect_failures();
     test_keepalive();
