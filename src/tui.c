@@ -16,6 +16,11 @@
  *
  * While curses owns the terminal, stderr goes to a log file; a crash
  * (SIGSEGV, SIGABRT...) puts the terminal back before the process dies.
+ *
+ * NEGSYNC_TUI_TRACE=FILE (for bench/tui-bench) appends a line per wake-up
+ * and per frame: "wake MS", "frame MS CAUSE US BYTES" (monotonic ms, why it
+ * was drawn, microseconds from the wake-up to doupdate's end, bytes sent to
+ * the terminal), and at the end "cpu US WALL_MS" (the UI thread's CPU time).
  */
 #include "config.h"
 
@@ -30,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <time.h>
@@ -70,8 +76,36 @@ struct tui {
     int have_snap;
     struct tui_screen scr;
     int colors;
-    short pairs[8];
+    FILE *trace; /* NEGSYNC_TUI_TRACE, or NULL */
+    FILE *out;   /* what curses writes to: stdout, or a counting wrapper */
 };
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * Bytes this thread has written so far (/proc/thread-self/io), for the
+ * trace: around a frame, that is what went to the terminal. 0 where unknown.
+ */
+static uint64_t thread_wchar(void)
+{
+    FILE *f = fopen("/proc/thread-self/io", "r");
+    char line[128];
+    unsigned long long n = 0;
+
+    if (f == NULL)
+        return 0;
+    while (fgets(line, sizeof line, f) != NULL)
+        if (sscanf(line, "wchar: %llu", &n) == 1)
+            break;
+    fclose(f);
+    return n;
+}
 
 static int64_t mono_ms(void)
 {
@@ -643,6 +677,13 @@ static enum key_result key(struct tui *t, int ch)
     return KEY_DRAW;
 }
 
+static void trace_close(struct tui *t)
+{
+    if (t->trace != NULL)
+        fclose(t->trace);
+    t->trace = NULL;
+}
+
 /* ---- the loop ----------------------------------------------------------------------- */
 
 static void resize_from_tty(void)
@@ -732,9 +773,15 @@ int tui_run(struct tui *t, const char *stderr_path, char *err, size_t errlen)
     t->v.log = &t->log;
 
     crash_have_termios = tcgetattr(STDIN_FILENO, &crash_termios) == 0;
+    if (getenv("NEGSYNC_TUI_TRACE") != NULL && getenv("NEGSYNC_TUI_TRACE")[0] != '\0') {
+        t->trace = fopen(getenv("NEGSYNC_TUI_TRACE"), "a");
+        if (t->trace != NULL)
+            setvbuf(t->trace, NULL, _IOLBF, 0);
+    }
     saved_err = stderr_to(stderr_path, &err_start);
     if ((scr = newterm(NULL, stdout, stdin)) == NULL) {
         stderr_back(saved_err, stderr_path, err_start);
+        trace_close(t);
         set_error(err, errlen, "cannot use the terminal (TERM=%s)",
                   getenv("TERM") ? getenv("TERM") : "");
         return -1;
@@ -755,10 +802,12 @@ int tui_run(struct tui *t, const char *stderr_path, char *err, size_t errlen)
         delscreen(scr);
         crash_handlers(0);
         stderr_back(saved_err, stderr_path, err_start);
+        trace_close(t);
         set_error(err, errlen, "cannot start the signal thread");
         return -1;
     }
 
+    int64_t t_start = mono_us(), wake_us;
     int64_t tick = draw(t);
     last_draw = mono_ms();
     tick_at = tick >= 0 ? last_draw + tick : -1;
@@ -786,6 +835,9 @@ int tui_run(struct tui *t, const char *stderr_path, char *err, size_t errlen)
         if (poll(pf, 4, timeout) < 0 && errno != EINTR)
             break;
         now = mono_ms();
+        wake_us = mono_us();
+        if (t->trace != NULL)
+            fprintf(t->trace, "wake %lld\n", (long long)now);
 
         if (pf[3].revents & POLLIN) {
             unsigned char sigs[16];
@@ -837,13 +889,31 @@ int tui_run(struct tui *t, const char *stderr_path, char *err, size_t errlen)
         if (repaint)
             clearok(curscr, TRUE);
         if (redraw || repaint) {
+            const char *cause = repaint                    ? "repaint"
+                                : (pf[0].revents & POLLIN) ? "key"
+                                : (pf[3].revents & POLLIN) ? "signal"
+                                : engine_dirty             ? "engine"
+                                                           : "tick";
+            uint64_t bytes0 = t->trace != NULL ? thread_wchar() : 0;
             tick = draw(t);
+            if (t->trace != NULL)
+                fprintf(t->trace, "frame %lld %s %lld %llu\n", (long long)now, cause,
+                        (long long)(mono_us() - wake_us),
+                        (unsigned long long)(thread_wchar() - bytes0));
             last_draw = mono_ms();
             tick_at = tick >= 0 ? last_draw + tick : -1;
             engine_dirty = 0;
         }
     }
 
+    if (t->trace != NULL) {
+        struct rusage ru;
+        if (getrusage(RUSAGE_THREAD, &ru) == 0)
+            fprintf(t->trace, "cpu %lld %lld\n",
+                    (long long)ru.ru_utime.tv_sec * 1000000 + ru.ru_utime.tv_usec +
+                        (long long)ru.ru_stime.tv_sec * 1000000 + ru.ru_stime.tv_usec,
+                    (long long)((mono_us() - t_start) / 1000));
+    }
     pthread_mutex_lock(&t->mu);
     t->quitting = 1;
     pthread_mutex_unlock(&t->mu);
@@ -855,5 +925,6 @@ int tui_run(struct tui *t, const char *stderr_path, char *err, size_t errlen)
     pthread_kill(sig_thr, SIGUSR2);
     pthread_join(sig_thr, NULL);
     stderr_back(saved_err, stderr_path, err_start);
+    trace_close(t);
     return 0;
 }

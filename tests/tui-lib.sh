@@ -1,7 +1,7 @@
 # tests/tui-lib.sh — drive the TUI through tmux, for the tests/tui-*.sh tests.
 # Sourced after tests/sync-lib.sh (relays, $WORK, $NEGSYNC).
 #
-# The TUI runs in a tmux server of the test's own (-L, a socket per test),
+# The TUI runs in a tmux server of the test's own (-S, a socket in $WORK),
 # configured with -f: escape-time 0 (an Esc is an Esc at once), remain-on-exit
 # (the exit status stays readable), no status line (the pane is the whole
 # window). Every wait polls `tmux capture-pane` with a deadline; nothing
@@ -15,7 +15,7 @@
 #   tui_pid                   the program's pid
 command -v tmux >/dev/null || skip "tmux is not installed (scripts/deps installs it)"
 
-TUI_SOCK="negsync-test-$$"
+TUI_SOCK="$WORK/tmux.sock"
 TUI_CONF="$WORK/tmux.conf"
 TUI_SCREEN="$WORK/screen.txt"
 : "${TUI_TIMEOUT:=20}"
@@ -33,7 +33,7 @@ set -g history-limit 2000
 CONF
 
 tmx() {
-    tmux -L "$TUI_SOCK" -f "$TUI_CONF" "$@"
+    tmux -S "$TUI_SOCK" -f "$TUI_CONF" "$@"
 }
 
 tui_cleanup() {
@@ -99,9 +99,15 @@ tui_keys() {
     tmx send-keys -t tui "$@"
 }
 
-# negsync's pid: the child of the pane's shell.
+# negsync's pid: the pane's process or a descendant (the shells above it may or may not exec).
 tui_pid() {
-    ps -o pid= --ppid "$(tmx display -p -t tui '#{pane_pid}')" | tr -d ' '
+    _p=$(tmx display -p -t tui '#{pane_pid}')
+    for _i in 1 2 3 4 5; do
+        [ -n "$_p" ] || return 1
+        [ "$(ps -o comm= -p "$_p")" = negsync ] && { echo "$_p"; return 0; }
+        _p=$(ps -o pid= --ppid "$_p" | head -n 1 | tr -d ' ')
+    done
+    return 1
 }
 
 tui_wait_exit() {
