@@ -381,7 +381,11 @@ char *caps_neg_open_message(void)
     }
     hex = xmalloc(msg.len * 2 + 1);
     hex_encode(msg.data, msg.len, hex);
-    filter = json_pack("{s:[i], s:i}", "kinds", CAPS_PROBE_KIND, "limit", 0);
+    /*
+     * No "limit": khatru refuses "limit":0 in a NEG-OPEN ("invalid limit 0"),
+     * and an ephemeral kind is an empty set on every relay anyway.
+     */
+    filter = json_pack("{s:[i]}", "kinds", CAPS_PROBE_KIND);
     arr = json_pack("[s, s, o, s]", "NEG-OPEN", CAPS_PROBE_SUBID, filter, hex);
     text = json_dumps(arr, JSON_COMPACT);
     if (text == NULL)

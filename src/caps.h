@@ -253,7 +253,7 @@ void caps_guard_clear(struct caps_guard *g);
 
 /*
  * The NEG-OPEN the probe sends, as compact JSON (caller frees):
- * ["NEG-OPEN","negsync-probe",{"kinds":[29999],"limit":0},"<hex>"], the hex
+ * ["NEG-OPEN","negsync-probe",{"kinds":[29999]},"<hex>"], the hex
  * being the initial message of an empty negentropy set.
  */
 char *caps_neg_open_message(void);

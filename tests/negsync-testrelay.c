@@ -107,6 +107,9 @@ static const char usage_text[] =
     "  --stall-after K       stop reading from a connection once K messages came in\n"
     "                        (replies already due are still sent): a peer that stops\n"
     "                        reading, so the client's send buffer fills\n"
+    "  --neg-refuse-limit0   answer a NEG-OPEN whose filter has \"limit\":0 with\n"
+    "                        [\"NEG-ERR\",id,\"invalid limit 0\"], as khatru (and the relays\n"
+    "                        built on it) do\n"
     "  --flood               once a connection opens, send NOTICEs without end, as fast\n"
     "                        as it reads them: a broken or hostile relay\n"
     "  --big-notice BYTES    send a NOTICE of exactly BYTES bytes right after connecting\n"
@@ -184,6 +187,7 @@ enum {
     OPT_DEFLATE_NCT,
     OPT_DEFLATE_THRESHOLD,
     OPT_FLOOD,
+    OPT_NEG_REFUSE_LIMIT0,
     OPT_STATS,
     OPT_NIPS,
     OPT_SOFTWARE,
@@ -223,6 +227,7 @@ static const struct option long_options[] = {
     {"deflate-no-context-takeover", no_argument, NULL, OPT_DEFLATE_NCT},
     {"deflate-threshold", required_argument, NULL, OPT_DEFLATE_THRESHOLD},
     {"flood", no_argument, NULL, OPT_FLOOD},
+    {"neg-refuse-limit0", no_argument, NULL, OPT_NEG_REFUSE_LIMIT0},
     {"stats-file", required_argument, NULL, OPT_STATS},
     {"nip11-nips", required_argument, NULL, OPT_NIPS},
     {"software", required_argument, NULL, OPT_SOFTWARE},
@@ -321,6 +326,7 @@ static void parse_args(int argc, char **argv, struct tr_config *cfg)
             threshold_given = 1;
             break;
         case OPT_FLOOD: cfg->flood = 1; break;
+        case OPT_NEG_REFUSE_LIMIT0: cfg->neg_refuse_limit0 = 1; break;
         case OPT_STATS: cfg->stats_file = optarg; break;
         case OPT_NIPS: cfg->nip11_nips = optarg; break;
         case OPT_SOFTWARE: cfg->software = optarg; break;

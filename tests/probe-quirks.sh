@@ -11,7 +11,11 @@
 #     hour only, not for recheck_days;
 #   - a relay that sends ["AUTH", challenge] on every connection (n0str; the
 #     test relay's --auth-challenge): "auth_challenge": true in the JSON, the
-#     challenge noted and not answered.
+#     challenge noted and not answered;
+#   - a khatru-based relay, which refuses a NEG-OPEN whose filter has
+#     "limit":0 with NEG-ERR "invalid limit 0" (the test relay's
+#     --neg-refuse-limit0): the probe must not send one, or every khatru
+#     relay with NIP-77 on would be cached as refusing it.
 . "${top_srcdir:-.}/tests/lib.sh"
 . "$top_srcdir/tests/relay-lib.sh"
 
@@ -128,6 +132,11 @@ probe "$tmp/both.db" "$tmp/c.ini" "$RELAY_URL"
 expect_eq "auth, lossy: class" "$(get negentropy)" supported
 expect_eq "auth, lossy: challenge" "$(get auth_challenge)" true
 expect_eq "auth, lossy: first message lost" "$(get first_message_lost)" true
+stop_relay
+
+start_relay --neg-refuse-limit0
+probe "$tmp/khatru.db" "$tmp/c.ini" "$RELAY_URL"
+expect_eq "khatru: class" "$(get negentropy)" supported
 stop_relay
 
 echo "probe-quirks: ok"

@@ -640,6 +640,12 @@ static void handle_neg_open(struct tr_conn *c, json_t *msg)
     }
     /* NIP-77: a NEG-OPEN for an open id first closes the old session. */
     neg_drop(c, sub);
+    /* --neg-refuse-limit0: khatru's startNegentropySession refuses a filter with "limit":0. */
+    if (srv->cfg->neg_refuse_limit0 && json_is_integer(json_object_get(fj, "limit")) &&
+        json_integer_value(json_object_get(fj, "limit")) == 0) {
+        send_neg_err(c, sub, "invalid limit 0");
+        return;
+    }
     if (auth_filter_touches(srv->cfg, fj)) {
         const char *why = auth_refusal(c);
         if (why != NULL) {

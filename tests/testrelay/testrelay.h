@@ -97,6 +97,7 @@ struct tr_config {
     int deflate_no_context_takeover;
     size_t deflate_threshold; /* shorter messages go uncompressed (ws: 1024) */
     int flood;                /* --flood: NOTICEs without end once connected */
+    int neg_refuse_limit0;    /* NEG-OPEN with "limit":0 gets NEG-ERR (khatru) */
     int verbose;
 };
 
