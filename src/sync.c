@@ -17,7 +17,7 @@
  *      answers each NEG-MSG. What is newer than every local event (the
  *      tail) is fetched by a paged REQ instead, each part of it by one job,
  *      the others taking the older half of what is left rather than waiting
- *      (struct tail_slice, neg_job). Every id the relay has and we lack goes
+ *      (struct tail_slice, job_neg). Every id the relay has and we lack goes
  *      into a fetch queue that is drained by REQ {"ids":[...]} subscriptions,
  *      up to fetch_in_flight at once, on the same connection while later
  *      rounds continue: a single loop (job_recv) receives everything and
@@ -103,7 +103,7 @@
  * lands on ranges of 32..63 of them, whose 16 fingerprints cover 2..4 events
  * each, so where a few events are missing the relay answers with the ids of
  * small ranges only. Bigger sets are cut into time windows of about this
- * many local events (see neg_job).
+ * many local events (see job_neg).
  */
 #define SYNC_NEG_WINDOW 12000
 
@@ -376,7 +376,7 @@ static void engine_log(struct sync_engine *e, const char *fmt, ...)
     e->o.log(e->o.arg, line);
 }
 
-static void relay_log_cb(void *arg, const char *url, const char *line)
+static void engine_relay_log(void *arg, const char *url, const char *line)
 {
     struct sync_engine *e = arg;
 
@@ -864,7 +864,7 @@ struct job {
     char *fkey;                /* the filter as the cursor row records it */
     int64_t neg_max_common_at; /* newest created_at both sides had; -1 none */
 
-    int in_tail;              /* req_page serves the tail (see neg_job) */
+    int in_tail;              /* req_page serves the tail (see job_neg) */
     struct tail_slice *slice; /* the part of it req_window fetches, or NULL */
     const char *phase;        /* for progress reports */
     int64_t progress_at;      /* monotonic ms of the last report */
@@ -1157,7 +1157,7 @@ static int job_queue_event(struct job *j, struct event *ev)
  * Whether obj is a copy of an event we hold: its id stored, or queued for the
  * store writer, with the same signature bytes. Ours was verified before it
  * was queued, and an id commits to everything a signature signs, so such a
- * copy is authentic once its id checks out (event_from_known): no Schnorr
+ * copy is authentic once its id checks out (sync_event_from_known): no Schnorr
  * check. REQ meets such copies all the time, since every relay after the
  * first sends what the first sent. A copy with other signature bytes is
  * verified in full, and dropped as invalid if they are bad. Not looked up
@@ -1191,7 +1191,7 @@ static int job_known_copy(struct job *j, const json_t *obj, int fetched)
 }
 
 /* event_from_json for a copy job_known_copy vouched for: its id is checked, its signature was. */
-static struct event *event_from_known(const json_t *obj, char *err, size_t errlen)
+static struct event *sync_event_from_known(const json_t *obj, char *err, size_t errlen)
 {
     struct event *ev = event_from_json(obj, err, errlen);
 
@@ -1216,12 +1216,12 @@ static int job_take_event(struct job *j, const json_t *obj, const struct filter 
 
     if (j->pre_obj == obj && (j->pre_task != NULL || j->pre_known)) {
         ev = j->pre_task != NULL ? vtask_finish(j->e->vpool, j->pre_task, j->kc, err, sizeof err)
-                                 : event_from_known(obj, err, sizeof err);
+                                 : sync_event_from_known(obj, err, sizeof err);
         j->pre_task = NULL;
         j->pre_obj = NULL;
         j->pre_known = 0;
     } else if (job_known_copy(j, obj, sub != NULL)) {
-        ev = event_from_known(obj, err, sizeof err);
+        ev = sync_event_from_known(obj, err, sizeof err);
     } else {
         ev = event_from_json_verified(obj, j->kc, err, sizeof err);
     }
@@ -1752,7 +1752,7 @@ static int job_connect(struct job *j, char *err, size_t errlen)
 
 /* ---- negentropy ------------------------------------------------------------ */
 
-enum neg_outcome {
+enum session_outcome {
     NEG_OUT_DONE,
     NEG_OUT_BLOCKED,     /* too many results: split the window */
     NEG_OUT_CAPPED,      /* the relay reconciled a capped set: split the window */
@@ -1849,8 +1849,8 @@ static int est_cb(void *ctx, const uint8_t id[32], size_t len)
  * summed now, before this window's fetches land; the have ids are taken out
  * when the session ends.
  */
-static int neg_estimate_local(struct job *j, const struct filter *wf, const struct pend_list *pend,
-                              char *err, size_t errlen)
+static int job_neg_estimate(struct job *j, const struct filter *wf, const struct pend_list *pend,
+                            char *err, size_t errlen)
 {
     struct filter *ef = filter_dup(wf);
     struct est_ctx x = {j, {0}};
@@ -1873,7 +1873,7 @@ static int neg_estimate_local(struct job *j, const struct filter *wf, const stru
     return rc < 0 ? -1 : 0;
 }
 
-static void neg_log_using(struct job *j)
+static void job_neg_log_using(struct job *j)
 {
     if (j->neg_logged)
         return;
@@ -1914,7 +1914,7 @@ static uint64_t job_frame_limit(const struct job *j, const struct filter *wf)
  * exactly that many events, and the ids after its cut look like ours alone.
  * Returns the limit, or -1.
  */
-static int64_t neg_capped_at(const struct job *j, uint64_t relay_n)
+static int64_t job_neg_capped_at(const struct job *j, uint64_t relay_n)
 {
     if (j->max_limit > 0 && relay_n == (uint64_t)j->max_limit)
         return j->max_limit;
@@ -1927,8 +1927,8 @@ static int64_t neg_capped_at(const struct job *j, uint64_t relay_n)
  * The ids the relay lacks are taken (have, upload) only once the session
  * ended and its set did not look capped: past a cap they are not missing.
  */
-static enum neg_outcome neg_session(struct job *j, const struct window *w, int64_t *limit,
-                                    char *reason, size_t rlen)
+static enum session_outcome job_neg_session(struct job *j, const struct window *w, int64_t *limit,
+                                            char *reason, size_t rlen)
 {
     struct filter *wf = window_filter(j->f, w);
     struct shared_listing *sl;
@@ -1937,7 +1937,7 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
     struct buf out = {0};
     struct neg_ids have = {0}, need = {0};
     char subid[32], err[SYNC_ERRLEN], *hex = NULL, *key;
-    enum neg_outcome res = NEG_OUT_FAILED;
+    enum session_outcome res = NEG_OUT_FAILED;
     int got_reply = 0, rc, mine;
     uint64_t rounds = 0, sess_need = 0;
     int64_t cap;
@@ -1995,7 +1995,7 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
      * While the relay lists its side, the sizes the estimate needs (this
      * window's fetches cannot have landed yet: they start on its reply).
      */
-    if (neg_estimate_local(j, wf, &sl->pend, err, sizeof err) < 0) {
+    if (job_neg_estimate(j, wf, &sl->pend, err, sizeof err) < 0) {
         set_error(j->fatal, sizeof j->fatal, "store: %s", err);
         res = NEG_OUT_FATAL;
         goto out;
@@ -2079,7 +2079,7 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
             if (!got_reply) {
                 got_reply = 1;
                 j->neg_answered = 1;
-                neg_log_using(j);
+                job_neg_log_using(j);
                 pthread_mutex_lock(&j->e->mu);
                 j->rel->neg_known = 1;
                 pthread_mutex_unlock(&j->e->mu);
@@ -2130,7 +2130,7 @@ static enum neg_outcome neg_session(struct job *j, const struct window *w, int64
     }
 
     /* Done: the relay's set in this window is (local - have) + need. */
-    cap = neg_capped_at(j, neg_storage_size(ns) - idq_len(&sess_have) + sess_need);
+    cap = job_neg_capped_at(j, neg_storage_size(ns) - idq_len(&sess_have) + sess_need);
     if (cap > 0) {
         *limit = cap;
         set_error(reason, rlen,
@@ -2272,7 +2272,7 @@ static int u64_cmp(const void *a, const void *b)
  * (hi_open: no upper bound; stored, or waiting for the store writer),
  * ascending; up to the REQ cursor only the newest. -1 sets j->fatal.
  */
-static int neg_local_times(struct job *j, uint64_t lo, uint64_t hi, int hi_open, struct ts_list *l)
+static int job_local_times(struct job *j, uint64_t lo, uint64_t hi, int hi_open, struct ts_list *l)
 {
     struct window w = {lo, hi, hi_open, 0};
     struct pend_list pend = {0};
@@ -2286,7 +2286,7 @@ static int neg_local_times(struct job *j, uint64_t lo, uint64_t hi, int hi_open,
     filter_free(wf);
     if (j->cursor > 0 && (uint64_t)j->cursor >= lo) {
         /*
-         * Up to the cursor neg_push_windows makes one window whatever the
+         * Up to the cursor wstack_push_times makes one window whatever the
          * count: the newest event there stands for all of them, found
          * through the index instead of listing every time.
          */
@@ -2339,8 +2339,8 @@ static int neg_local_times(struct job *j, uint64_t lo, uint64_t hi, int hi_open,
  * size; after it, windows of about SYNC_NEG_WINDOW local events each. A
  * window never splits a second.
  */
-static void neg_push_windows(struct wstack *st, uint64_t lo, const struct ts_list *l,
-                             int64_t cursor)
+static void wstack_push_times(struct wstack *st, uint64_t lo, const struct ts_list *l,
+                              int64_t cursor)
 {
     size_t k = 0, m;
     uint64_t start = lo;
@@ -2391,7 +2391,7 @@ static uint64_t job_page_limit(const struct job *j, int *cap_known)
  * relay's list, our fetch). A paged REQ downloads exactly them, as the REQ
  * mode would; they count as need and fetched.
  */
-static int neg_tail(struct job *j, struct tail_slice *s, char *err, size_t errlen)
+static int job_tail_fetch(struct job *j, struct tail_slice *s, char *err, size_t errlen)
 {
     struct req_state rs = {.incomplete_at = -1, .lost_at = -1};
     uint64_t since, until;
@@ -2423,13 +2423,13 @@ static int neg_tail(struct job *j, struct tail_slice *s, char *err, size_t errle
  * the caller reconciles what arrived and asks again); -1 with *res set when
  * the job cannot go on.
  */
-static int neg_job_tail(struct job *j, struct tail_slice *s, int *retried, enum job_outcome *res,
+static int job_neg_tail(struct job *j, struct tail_slice *s, int *retried, enum job_outcome *res,
                         char *reason, size_t rlen)
 {
     char err[SYNC_ERRLEN] = "";
     int rc, split;
 
-    rc = neg_tail(j, s, err, sizeof err);
+    rc = job_tail_fetch(j, s, err, sizeof err);
     /* What it fetched is in the local view now, stored or queued for the store. */
     split = engine_tail_done(j->e, s);
     if (rc == 0)
@@ -2452,9 +2452,9 @@ static int neg_job_tail(struct job *j, struct tail_slice *s, int *retried, enum 
 
 /*
  * The whole negentropy part of a job. The local events of the filter's
- * window are cut into time windows (neg_push_windows), each reconciled by a
+ * window are cut into time windows (wstack_push_times), each reconciled by a
  * session of its own (halved again on "blocked"); what is newer than the
- * newest local event is the tail, fetched by neg_tail, first when no other
+ * newest local event is the tail, fetched by job_tail_fetch, first when no other
  * job has it (it is what a user waits for, and the other relays' jobs
  * reconcile meanwhile). A job that finds another relay's job on it
  * reconciles its windows, then takes the older half of what is left of it
@@ -2465,7 +2465,7 @@ static int neg_job_tail(struct job *j, struct tail_slice *s, int *retried, enum 
  * part of it already fetched is no window of anyone's. Then the fetches and
  * uploads still in flight.
  */
-static enum job_outcome neg_job(struct job *j, char *reason, size_t rlen)
+static enum job_outcome job_neg(struct job *j, char *reason, size_t rlen)
 {
     struct wstack stack = {0};
     int retried = 0, sessions = 0;
@@ -2481,7 +2481,7 @@ static enum job_outcome neg_job(struct job *j, char *reason, size_t rlen)
         uint64_t tail_lo = 0;
         int tail_done = 0, want_tail, rc;
 
-        if (neg_local_times(j, cur, hi, hi_open, &l) < 0) {
+        if (job_local_times(j, cur, hi, hi_open, &l) < 0) {
             free(l.v);
             res = JOB_FATAL;
             goto out;
@@ -2495,21 +2495,21 @@ static enum job_outcome neg_job(struct job *j, char *reason, size_t rlen)
                 l.n--;
         if (l.n > 0) {
             uint64_t last = l.v[l.n - 1];
-            neg_push_windows(&stack, cur, &l, j->cursor);
+            wstack_push_times(&stack, cur, &l, j->cursor);
             cur = last + 1;
         }
         free(l.v);
         /* Direction up: what is newer than every local event is nothing to upload. */
         want_tail = j->down && (hi_open || cur <= hi);
         if (want_tail && (ts = engine_tail_claim(j->e, j->cf, cur, hi, hi_open)) != NULL) {
-            if ((rc = neg_job_tail(j, ts, &retried, &res, reason, rlen)) < 0)
+            if ((rc = job_neg_tail(j, ts, &retried, &res, reason, rlen)) < 0)
                 goto out;
             tail_done = rc == 1;
         }
         while (stack.n > 0) {
             struct window w = stack.v[--stack.n];
             int64_t limit;
-            enum neg_outcome o = neg_session(j, &w, &limit, reason, rlen);
+            enum session_outcome o = job_neg_session(j, &w, &limit, reason, rlen);
 
             sessions++;
             switch (o) {
@@ -2597,7 +2597,7 @@ static enum job_outcome neg_job(struct job *j, char *reason, size_t rlen)
          * and look at the tail again.
          */
         while ((ts = engine_tail_help(j->e, j->cf, job_page_limit(j, NULL))) != NULL) {
-            if ((rc = neg_job_tail(j, ts, &retried, &res, reason, rlen)) < 0)
+            if ((rc = job_neg_tail(j, ts, &retried, &res, reason, rlen)) < 0)
                 goto out;
         }
         if (engine_stopping(j->e)) {
@@ -3061,7 +3061,7 @@ static int job_neg_support(struct job *j, char *reason, size_t rlen)
         co.force = force;
         co.relay.tls_verify = rel->cr.tls_verify;
         co.relay.compression = rel->cr.compression;
-        co.relay.log = relay_log_cb;
+        co.relay.log = engine_relay_log;
         co.relay.log_arg = e;
         co.relay.cancel = &e->cancel;
         co.relay.max_message = (size_t)e->cfg->sync.max_message_size;
@@ -3126,7 +3126,7 @@ static void job_nip11(struct job *j)
     if (done)
         return;
     ro.tls_verify = rel->cr.tls_verify;
-    ro.log = relay_log_cb;
+    ro.log = engine_relay_log;
     ro.log_arg = j->e;
     ro.cancel = &j->e->cancel;
     if (relay_fetch_nip11(rel->url, &ro, (int)pt * 1000, &n, err, sizeof err) == 0) {
@@ -3276,7 +3276,7 @@ static int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *
     j.rel = rel;
     j.cf = cf;
     j.r = r;
-    j.guard.log = relay_log_cb;
+    j.guard.log = engine_relay_log;
     j.guard.log_arg = e;
     j.st = st;
     j.kc = kc;
@@ -3321,8 +3321,8 @@ static int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *
             o = JOB_UNSUPPORTED;
         } else {
             if (k == 1)
-                neg_log_using(&j);
-            o = neg_job(&j, reason, sizeof reason);
+                job_neg_log_using(&j);
+            o = job_neg(&j, reason, sizeof reason);
             if (o == JOB_UNSUPPORTED)
                 job_neg_refused(&j, reason);
         }
@@ -3486,7 +3486,7 @@ static void worker_run_relay(struct worker *w, struct sync_relay *rel)
     ro.tls_verify = rel->cr.tls_verify;
     ro.compression = rel->cr.compression;
     ro.connect_timeout_ms = (int)e->cfg->sync.neg_timeout * 1000;
-    ro.log = relay_log_cb;
+    ro.log = engine_relay_log;
     ro.log_arg = e;
     ro.cancel = &e->cancel;
     ro.max_message = (size_t)e->cfg->sync.max_message_size;
