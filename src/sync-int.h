@@ -1,0 +1,347 @@
+/*
+ * sync-int: what the parts of the sync engine share (the engine, its relays,
+ * a job and the functions one part calls in another). Private to src/sync*.c.
+ */
+#ifndef NEGSYNC_SYNC_INT_H
+#define NEGSYNC_SYNC_INT_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <strings.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "caps.h"
+#include "cfg.h"
+#include "event.h"
+#include "filter.h"
+#include "idset.h"
+#include "neg.h"
+#include "net.h"
+#include "relay.h"
+#include "stats.h"
+#include "store.h"
+#include "sync.h"
+#include "verifier.h"
+#include "util.h"
+
+#define SYNC_STORE_BATCH      2048 /* queued events that wake the store writer (writer_main) */
+#define SYNC_LOOKAHEAD        256  /* messages read ahead while their events are verified */
+#define SYNC_MAX_VERIFIERS    8    /* verifier threads at most (one per core) */
+#define SYNC_UPLOAD_IN_FLIGHT 64   /* EVENTs awaiting OK */
+#define SYNC_SPLIT_DEPTH      24   /* window halvings after "blocked" */
+#define SYNC_REQ_SPLIT_DEPTH  16   /* author/kind halvings for a crowded second */
+#define SYNC_REQ_SUBID_LEN    12   /* the length of our subscription ids, for est_req_bytes */
+/*
+ * Within a relay's NIP-11 max_message_length: what a REQ {"ids":[...]} adds
+ * to its ids (["REQ","<subid>",{"ids":[],"limit":N}] with room to spare) and
+ * what each id takes ("<64 hex>",); what a NEG-OPEN adds to its filter and
+ * its message's hex (["NEG-OPEN","<subid>",,""]), with room to spare.
+ */
+#define SYNC_FETCH_REQ_OVERHEAD 96
+#define SYNC_FETCH_ID_BYTES     67
+#define SYNC_NEG_MSG_OVERHEAD   64
+/*
+ * Local events per negentropy session. The reference splits a range into 16
+ * by count, and a side holding fewer than 32 items in a range sends their
+ * ids instead; with 8192..16383 local items in a session our second split
+ * lands on ranges of 32..63 of them, whose 16 fingerprints cover 2..4 events
+ * each, so where a few events are missing the relay answers with the ids of
+ * small ranges only. Bigger sets are cut into time windows of about this
+ * many local events (see job_neg).
+ */
+#define SYNC_NEG_WINDOW 12000
+
+/* ---- the engine ------------------------------------------------------------- */
+
+struct sync_relay {
+    char *url;
+    struct config_relay cr; /* a copy; cr.url aliases url */
+    int override;           /* -1: none, else enum config_negentropy */
+    int64_t due_ms;         /* monotonic; -1: not queued */
+    int running;
+    struct relay *conn; /* while running, for sync_engine_stop */
+    int neg_known;      /* -1 unknown, 0 refused, 1 works */
+    char neg_reason[SYNC_ERRLEN];
+    int probed;          /* caps consulted since the last re-probe request */
+    int force_probe;     /* the next job re-checks whatever the cache says */
+    int nip11_done;      /* NIP-11 read (by caps or directly) */
+    int64_t max_limit;   /* NIP-11 limitation.max_limit; -1 unknown */
+    int64_t max_message; /* NIP-11 limitation.max_message_length; -1 unknown */
+    /*
+     * Runs in a row in which the relay closed one of our subscriptions
+     * (CLOSED "auth-required:", "rate-limited:", "error:", ...) and a job
+     * failed for it; the relay's next run waits until not_before_ms
+     * (monotonic), relay_backoff_delay_ms of that count.
+     */
+    unsigned refusals;
+    int64_t not_before_ms;
+    uint64_t rng;
+    /* sync_engine_set_negentropy's value until the checkpointer saved it */
+    enum config_negentropy setting_value;
+    int setting_dirty;
+};
+
+/*
+ * A part of a filter's tail one job is fetching by REQ, newest first:
+ * [lo, until], until being where its next page ends. The job that claimed
+ * the tail owns the first; jobs that would otherwise wait for it take the
+ * older half of the part with the most left (engine_tail_help), so several
+ * relays serve the new events at once and each still sends them once.
+ */
+struct tail_slice {
+    const struct config_filter *cf;
+    uint64_t lo;    /* since; raised when another job takes the older part */
+    uint64_t until; /* the next page ends here (inclusive) when has_until */
+    int has_until;  /* 0 before the first page of an open tail */
+    uint64_t top;   /* the newest created_at seen, for the density */
+    uint64_t n;     /* events received */
+    int more;       /* the last page was full: there is more below until */
+    int split;      /* another job took part of it */
+    struct tail_slice *next;
+};
+
+/*
+ * Verified events not stored yet (queued for the store writer, or in the
+ * transaction it is writing) that match a filter: what the local view adds
+ * to the store's (see engine_pending). Sorted by (created_at, id), no
+ * duplicates.
+ */
+struct pend_item {
+    uint64_t created_at;
+    uint8_t id[32];
+    size_t json_len; /* of the JSON the store will keep; 0 unless asked for */
+};
+
+struct pend_list {
+    struct pend_item *v;
+    size_t n, cap;
+};
+
+/*
+ * A window's sealed listing, shared by the jobs of other relays that
+ * reconcile the same window of the same filter (the everyday case: every
+ * relay synced up to the same cursor, each listing the same hundred thousand
+ * events). It holds the stored events and those waiting for the store writer
+ * at the time (engine_pending), so a job need not wait for the writer
+ * before it reconciles. Kept until the engine writes into its time span an
+ * event queued after that (or writes something that may remove events: a
+ * replacement, a deletion), or, once no job uses it, until the engine goes
+ * idle or more than SYNC_LISTINGS_KEPT unused ones pile up.
+ */
+struct shared_listing {
+    char *key;              /* the window's filter as JSON */
+    uint64_t lo, hi;        /* its created_at span */
+    struct neg_storage *ns; /* sealed, read only; NULL when listing failed */
+    struct pend_list pend;  /* its events that were not stored yet, for their sizes */
+    uint64_t snap_seq;      /* events queued from this one on are not in it */
+    int ready;              /* listed (or failed) */
+    int stale;              /* the store changed in its span since it began */
+    unsigned refs;
+    struct shared_listing *next;
+};
+
+struct job;
+
+/* An event for the store and the job whose counters its outcome goes to. */
+struct pending_event {
+    struct event *ev;
+    struct job *j;
+    uint64_t seq; /* order of queueing (struct shared_listing's snap_seq) */
+};
+
+/* An event a transaction stored (or refused: gone), for the listings it makes stale. */
+struct landed {
+    uint64_t created_at, seq;
+    int gone;
+};
+
+struct sync_engine {
+    struct sync_engine_opts o;
+    const struct config *cfg;
+    char *db_path;
+    struct sync_relay *relays;
+    size_t nrelays;
+    const struct config_filter **filters;
+    size_t nfilters;
+
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv, idle_cv;
+    pthread_cond_t claim_cv; /* broadcast whenever claims are released */
+    pthread_t *threads;
+    size_t nthreads;
+    int stopping;
+    /*
+     * Set with stopping; every relay the engine opens (probes and NIP-11
+     * fetches included) looks at it, so a stop reaches a connection no
+     * relay_interrupt knows of.
+     */
+    atomic_int cancel;
+    /* The live model front ends read (stats.h); index i is relays[i]. */
+    struct stats *stats;
+    /*
+     * Overrides set by sync_engine_set_negentropy, not yet in the database:
+     * the checkpointer writes them (its own connection), so the caller's
+     * thread never waits on SQLite.
+     */
+    int settings_dirty;
+    size_t nrunning;
+    struct idset claims;       /* ids some job is fetching right now */
+    struct tail_slice *slices; /* the parts of tails jobs are fetching right now */
+    struct shared_listing *listings;
+    pthread_cond_t listing_cv; /* broadcast when a shared listing is ready */
+    /*
+     * Verified events of every job, waiting for the store writer (see
+     * writer_main); wq_mu guards them, the jobs' struct committed and the
+     * rest of these.
+     */
+    pthread_mutex_t wq_mu;
+    pthread_cond_t write_cv;   /* wakes the writer */
+    pthread_cond_t written_cv; /* a transaction ended */
+    struct pending_event *wq;
+    size_t wq_n, wq_cap;
+    struct idset wq_map;           /* id -> struct event *, of wq and wq_busy */
+    struct pending_event *wq_busy; /* the batch the writer is committing */
+    size_t wq_busy_n;
+    uint64_t wq_seq;                /* pending events queued so far */
+    uint64_t flush_req, flush_done; /* commits asked for, and done */
+    int writer_running, writer_stop;
+    pthread_t writer_thread;
+    char store_err[SYNC_ERRLEN]; /* the last failed transaction's reason */
+    pthread_t ckpt_thread;       /* see ckpt_main */
+    int ckpt_running;
+    pthread_cond_t ckpt_cv;
+    uint64_t ckpt_want, ckpt_done; /* commits signalled, commits checkpointed */
+    struct caps_cache *caps;       /* the capability cache (thread-safe) */
+    uint64_t subseq;
+    struct vpool *vpool; /* verifies incoming events beside the workers; NULL: inline */
+};
+
+/* ---- one job ---------------------------------------------------------------- */
+
+/* A REQ {"ids":[...]} in flight. */
+struct fetch_sub {
+    char subid[32];
+    uint8_t (*ids)[32];
+    size_t nids;
+    struct idset asked, got;
+};
+
+struct job {
+    struct sync_engine *e;
+    struct sync_relay *rel;
+    const struct config_filter *cf;
+    struct filter *f; /* resolved now; no limit */
+    struct relay *r;
+    struct caps_guard guard; /* sends and waits on r: the first message of a connection */
+    struct store *st;
+    struct sync_run *run;
+    int64_t timeout_ms; /* neg_timeout */
+    int down, up;       /* direction */
+
+    /* fetching what negentropy found */
+    struct idset queued;  /* every id ever queued: dedupe across rounds */
+    struct idset retried; /* ids asked again after a short reply */
+    struct idq pending, deferred;
+    int no_defer; /* drain: ask for ids even if another job claims them */
+    struct fetch_sub *subs;
+    size_t nsubs;
+    size_t batch;           /* ids per REQ; shrinks to the relay's cap */
+    uint64_t fetched_bytes; /* raw EVENT messages of fetched events */
+    uint64_t missing;       /* asked for, never sent */
+    int64_t max_fetched_at;
+
+    /* uploading what the relay lacks */
+    struct idq upq;
+    struct idset up_inflight;
+
+    /*
+     * Events in the engine's queue for the store, and what became of those
+     * another job's transaction took (guarded by the engine's wq_mu; folded
+     * into run and max_stored_at by job_flush).
+     */
+    struct committed {
+        size_t pending;
+        uint64_t stored, duplicates, rejected;
+        int64_t max_at;
+        int failed;
+    } cm;
+    int64_t max_stored_at; /* newest created_at a committed batch held; -1 none */
+
+    /* negentropy bookkeeping */
+    struct idset have, need;
+    int neg_logged;
+    int neg_answered;    /* the relay answered a NEG-OPEN of this job with NEG-MSG */
+    uint64_t est_common; /* stored JSON + framing of the windows' local events */
+    uint64_t est_have;   /* the same for have ids (not on the relay) */
+    int64_t cursor;
+    char *fkey;                /* the filter as the cursor row records it */
+    int64_t neg_max_common_at; /* newest created_at both sides had; -1 none */
+
+    int in_tail;              /* req_page serves the tail (see job_neg) */
+    struct tail_slice *slice; /* the part of it req_window fetches, or NULL */
+    const char *phase;        /* for progress reports */
+    int64_t progress_at;      /* monotonic ms of the last report */
+    char closed[SYNC_ERRLEN]; /* the first CLOSED reason on a REQ of ours, or "" */
+
+    /*
+     * Messages received ahead of the one being handled, their events handed
+     * to the engine's verifier pool meanwhile; then the pool's result for the
+     * EVENT message job_recv returned last (see job_take_event).
+     */
+    struct ahead {
+        struct relay_msg *m;
+        struct vtask *t;
+        int known; /* a copy of an event we hold: no task (job_known_copy) */
+    } ahead[SYNC_LOOKAHEAD];
+    size_t ahead_head, ahead_n;
+    int ahead_rc; /* the error relay_recv gave while reading ahead; 0 none */
+    char ahead_err[RELAY_ERRLEN];
+    const json_t *pre_obj;
+    struct vtask *pre_task;
+    int pre_known;
+    struct event_keycache *kc; /* the worker's, for what this thread verifies itself */
+
+    int64_t max_limit;   /* the relay's NIP-11 max_limit, -1 unknown */
+    int64_t max_message; /* the relay's NIP-11 max_message_length, -1 unknown */
+    int64_t idle_deadline;
+    /*
+     * Messages relay_recv returned to this job, and the connection's count
+     * of received messages when the job began: together they tell how many
+     * it skipped (not JSON, cut short: see job_recv_skew).
+     */
+    uint64_t recv_returned, recv_base;
+    struct relay_counters c0; /* the connection's totals when the job began */
+    int take_forged;          /* the last event job_take_event dropped failed its id or signature */
+    char fatal[SYNC_ERRLEN];  /* store failure, interrupted: ends the job */
+    int interrupted;
+};
+
+/* sync.c */
+void engine_log(struct sync_engine *e, const char *fmt, ...);
+void engine_store_changed(struct sync_engine *e, const struct landed *v, size_t n, int any);
+size_t rel_index(const struct sync_engine *e, const struct sync_relay *rel);
+
+/* sync-writer.c */
+int pend_cmp(const void *a, const void *b);
+uint64_t engine_pending(struct sync_engine *e, const struct filter *f, int sizes,
+                        struct pend_list *out);
+char *engine_pending_json(struct sync_engine *e, const uint8_t id[32], size_t *len);
+int engine_is_pending(struct sync_engine *e, const uint8_t id[32]);
+void *writer_main(void *arg);
+int job_flush(struct job *j);
+int job_queue_event(struct job *j, struct event *ev);
+void *ckpt_main(void *arg);
+void engine_stats_setting(struct sync_engine *e, struct sync_relay *rel);
+void engine_persist_settings(struct sync_engine *e, struct store *db);
+
+#endif
