@@ -4,6 +4,7 @@
 # A supported and synced by negentropy, B unsupported and synced by REQ after
 # trying (NEG→REQ) with the relay's NOTICE as the reason, C unreachable; the
 # key bar is on the last line and the hidden cursor sits on the selected row.
+# `negsync` with no command opens it on a terminal; elsewhere it exits 2.
 . "${top_srcdir:-.}/tests/sync-lib.sh"
 . "$top_srcdir/tests/tui-lib.sh"
 
@@ -45,4 +46,12 @@ tui_wait "C's reason" "^ capability  unreachable, checked "
 tui_keys q
 tui_wait_exit 10
 expect_eq "exit status" "$TUI_STATUS" 0
+# Not on a terminal: no TUI, the usage and a pointer to `negsync sync`, exit 2.
+"$NEGSYNC" -c "$WORK/t.ini" -d "$WORK/t.db" </dev/null >"$WORK/noterm.out" 2>"$WORK/noterm.err"
+expect_eq "no command, no terminal: exit" "$?" 2
+grep -q 'negsync sync' "$WORK/noterm.err" || fail "no pointer to negsync sync: $(cat "$WORK/noterm.err")"
+"$NEGSYNC" -c "$WORK/t.ini" -d "$WORK/t.db" tui </dev/null >"$WORK/noterm.out" 2>"$WORK/noterm.err"
+expect_eq "tui, no terminal: exit" "$?" 2
+grep -q 'negsync sync' "$WORK/noterm.err" || fail "tui: no pointer to negsync sync: $(cat "$WORK/noterm.err")"
+
 echo "ok: A supported/NEG, B unsupported/REQ with its NOTICE, C unreachable; key bar last"
