@@ -27,15 +27,9 @@
 #include "cfg.h"
 #include "commands.h"
 #include "store.h"
+#include "summary.h"
 #include "sync.h"
 #include "util.h"
-
-struct sum_row {
-    char relay[512];
-    unsigned neg_jobs, req_jobs, failed;
-    uint64_t rounds, sent, recv, est, fetched, stored, invalid;
-    int64_t ms;
-};
 
 struct sync_cmd {
     pthread_mutex_t mu;
@@ -45,8 +39,7 @@ struct sync_cmd {
     int progress_shown; /* a progress line is on the screen */
     int interrupted;
     unsigned jobs, failed;
-    struct sum_row *rows;
-    size_t nrows;
+    struct summary sum; /* per relay, for the --once table */
     struct sync_engine *engine;
     const struct config *cfg;
 };
@@ -65,27 +58,6 @@ static const char *tls_mark(const struct sync_cmd *sc, const char *url)
 static void sync_usage(FILE *f)
 {
     fputs("usage: negsync sync [--once] [--relay URL]... [--filter NAME]... [--json]\n", f);
-}
-
-static void fmt_bytes(uint64_t n, char *out, size_t outlen)
-{
-    if (n < 1000)
-        snprintf(out, outlen, "%llu B", (unsigned long long)n);
-    else if (n < 1000 * 1000)
-        snprintf(out, outlen, "%.1f kB", (double)n / 1e3);
-    else if (n < 1000ULL * 1000 * 1000)
-        snprintf(out, outlen, "%.1f MB", (double)n / 1e6);
-    else
-        snprintf(out, outlen, "%.2f GB", (double)n / 1e9);
-}
-
-/* "83%" of est_req_bytes saved, or "-" when there is nothing to compare. */
-static void fmt_saved(uint64_t est, uint64_t used, char *out, size_t outlen)
-{
-    if (est == 0)
-        snprintf(out, outlen, "-");
-    else
-        snprintf(out, outlen, "%.0f%%", ((double)est - (double)used) * 100.0 / (double)est);
 }
 
 /* Erases the progress line, if one is showing; called with sc->mu held. */
@@ -137,7 +109,6 @@ static void on_log(void *arg, const char *line)
 static void on_run(void *arg, const struct sync_run *r)
 {
     struct sync_cmd *sc = arg;
-    struct sum_row *row = NULL;
     int interrupted;
 
     pthread_mutex_lock(&sc->mu);
@@ -153,8 +124,8 @@ static void on_run(void *arg, const struct sync_run *r)
         free(s);
     } else {
         char up[32], down[32], saved[16];
-        fmt_bytes(r->bytes_sent, up, sizeof up);
-        fmt_bytes(r->bytes_received, down, sizeof down);
+        summary_fmt_bytes(r->bytes_sent, up, sizeof up);
+        summary_fmt_bytes(r->bytes_received, down, sizeof down);
         if (r->ok) {
             char split[96] = "";
             if (r->splits > 0 && r->neg_cap > 0)
@@ -165,7 +136,8 @@ static void on_run(void *arg, const struct sync_run *r)
             else if (r->splits > 0)
                 snprintf(split, sizeof split, ", %llu window split%s (blocked)",
                          (unsigned long long)r->splits, r->splits == 1 ? "" : "s");
-            fmt_saved(r->est_req_bytes, r->bytes_sent + r->bytes_received, saved, sizeof saved);
+            summary_fmt_saved(r->est_req_bytes, r->bytes_sent + r->bytes_received, saved,
+                              sizeof saved);
             printf("%s%s %s: %s, %llu round%s, sent %s, received %s, saved %s, fetched %llu,"
                    " stored %llu, invalid %llu%s, %.1f s%s%s\n",
                    r->relay, tls_mark(sc, r->relay), r->filter, sync_mode_name(r->mode),
@@ -179,52 +151,14 @@ static void on_run(void *arg, const struct sync_run *r)
         }
     }
     fflush(stdout);
-    for (size_t i = 0; i < sc->nrows; i++)
-        if (strcmp(sc->rows[i].relay, r->relay) == 0)
-            row = &sc->rows[i];
-    if (row == NULL) {
-        sc->rows = xreallocarray(sc->rows, sc->nrows + 1, sizeof *sc->rows);
-        row = &sc->rows[sc->nrows++];
-        memset(row, 0, sizeof *row);
-        snprintf(row->relay, sizeof row->relay, "%s", r->relay);
-    }
-    if (r->mode == SYNC_MODE_NEG)
-        row->neg_jobs++;
-    else
-        row->req_jobs++;
-    if (!r->ok)
-        row->failed++;
-    row->rounds += r->rounds;
-    row->sent += r->bytes_sent;
-    row->recv += r->bytes_received;
-    row->est += r->est_req_bytes;
-    row->fetched += r->fetched;
-    row->stored += r->stored;
-    row->invalid += r->invalid;
-    row->ms += r->duration_ms;
+    summary_add(&sc->sum, r);
     pthread_mutex_unlock(&sc->mu);
 }
 
 static void print_summary(const struct sync_cmd *sc)
 {
-    printf("\n%-40s %-10s %6s %10s %10s %6s %8s %8s %7s %7s %s\n", "RELAY", "MODE", "ROUNDS",
-           "SENT", "RECEIVED", "SAVED", "FETCHED", "STORED", "INVALID", "TIME", "RESULT");
-    for (size_t i = 0; i < sc->nrows; i++) {
-        const struct sum_row *w = &sc->rows[i];
-        char up[32], down[32], saved[16], t[32];
-        const char *mode = w->neg_jobs > 0 && w->req_jobs > 0 ? "mixed"
-                           : w->neg_jobs > 0                  ? "negentropy"
-                                                              : "req";
-        fmt_bytes(w->sent, up, sizeof up);
-        fmt_bytes(w->recv, down, sizeof down);
-        fmt_saved(w->est, w->sent + w->recv, saved, sizeof saved);
-        snprintf(t, sizeof t, "%.1f s", (double)w->ms / 1000.0);
-        printf("%-40s %-10s %6llu %10s %10s %6s %8llu %8llu %7llu %7s %s\n", w->relay, mode,
-               (unsigned long long)w->rounds, up, down, saved, (unsigned long long)w->fetched,
-               (unsigned long long)w->stored, (unsigned long long)w->invalid, t,
-               w->failed > 0 ? "error" : "ok");
-    }
-    fflush(stdout);
+    printf("\n");
+    summary_print(&sc->sum, stdout);
 }
 
 struct sig_thread {
@@ -395,7 +329,7 @@ out_mask:
 out_sync:
     pthread_mutex_destroy(&sc.mu);
     pthread_cond_destroy(&sc.cv);
-    free(sc.rows);
+    summary_free(&sc.sum);
 out:
     free(db);
     config_free(cfg);

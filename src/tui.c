@@ -42,16 +42,10 @@
 #include <unistd.h>
 
 #include "cfg.h"
+#include "summary.h"
 #include "sync.h"
 #include "tui.h"
 #include "util.h"
-
-struct sum_row {
-    char relay[512];
-    unsigned neg_jobs, req_jobs, failed;
-    uint64_t rounds, sent, recv, est, fetched, stored, invalid;
-    int64_t ms;
-};
 
 struct tui {
     struct tui_opts o;
@@ -62,10 +56,9 @@ struct tui {
     struct tui_relay_extra *extra;
     size_t nextra;
     uint64_t runs, stored, failed;
-    struct sum_row *rows;
-    size_t nrows;
-    int quitting; /* runs that fail from now on were interrupted */
-    int wake[2];  /* self-pipe: something above changed */
+    struct summary sum; /* per relay, printed after the terminal is restored */
+    int quitting;       /* runs that fail from now on were interrupted */
+    int wake[2];        /* self-pipe: something above changed */
 
     /* The UI thread's. */
     int sigp[2];
@@ -188,7 +181,7 @@ void tui_free(struct tui *t)
     tui_screen_free(&t->scr);
     free(t->extra);
     free(t->vextra);
-    free(t->rows);
+    summary_free(&t->sum);
     pthread_mutex_destroy(&t->mu);
     free(t);
 }
@@ -208,7 +201,6 @@ void tui_engine_log(void *arg, const char *line)
 void tui_engine_run(void *arg, const struct sync_run *r)
 {
     struct tui *t = arg;
-    struct sum_row *row = NULL;
     int idx = stats_relay_index(t->o.stats, r->relay);
 
     pthread_mutex_lock(&t->mu);
@@ -230,76 +222,19 @@ void tui_engine_run(void *arg, const struct sync_run *r)
         }
         e->hist[e->nhist++] = pct;
     }
-    for (size_t i = 0; i < t->nrows; i++)
-        if (strcmp(t->rows[i].relay, r->relay) == 0)
-            row = &t->rows[i];
-    if (row == NULL) {
-        t->rows = xreallocarray(t->rows, t->nrows + 1, sizeof *t->rows);
-        row = &t->rows[t->nrows++];
-        memset(row, 0, sizeof *row);
-        snprintf(row->relay, sizeof row->relay, "%s", r->relay);
-    }
-    if (r->mode == SYNC_MODE_NEG)
-        row->neg_jobs++;
-    else
-        row->req_jobs++;
-    if (!r->ok)
-        row->failed++;
-    row->rounds += r->rounds;
-    row->sent += r->bytes_sent;
-    row->recv += r->bytes_received;
-    row->est += r->est_req_bytes;
-    row->fetched += r->fetched;
-    row->stored += r->stored;
-    row->invalid += r->invalid;
-    row->ms += r->duration_ms;
+    summary_add(&t->sum, r);
     pthread_mutex_unlock(&t->mu);
     wake_ui(t);
-}
-
-static void fmt_bytes_long(uint64_t n, char *out, size_t outlen)
-{
-    if (n < 1000)
-        snprintf(out, outlen, "%llu B", (unsigned long long)n);
-    else if (n < 1000 * 1000)
-        snprintf(out, outlen, "%.1f kB", (double)n / 1e3);
-    else if (n < 1000ULL * 1000 * 1000)
-        snprintf(out, outlen, "%.1f MB", (double)n / 1e6);
-    else
-        snprintf(out, outlen, "%.2f GB", (double)n / 1e9);
 }
 
 void tui_print_summary(struct tui *t, FILE *f)
 {
     pthread_mutex_lock(&t->mu);
-    if (t->nrows == 0) {
-        pthread_mutex_unlock(&t->mu);
+    if (t->sum.n == 0)
         fprintf(f, "negsync: no sync finished while the TUI ran\n");
-        return;
-    }
-    fprintf(f, "%-40s %-10s %6s %10s %10s %6s %8s %8s %7s %7s %s\n", "RELAY", "MODE", "ROUNDS",
-            "SENT", "RECEIVED", "SAVED", "FETCHED", "STORED", "INVALID", "TIME", "RESULT");
-    for (size_t i = 0; i < t->nrows; i++) {
-        const struct sum_row *w = &t->rows[i];
-        char up[32], down[32], saved[16], tm[32];
-        const char *mode = w->neg_jobs > 0 && w->req_jobs > 0 ? "mixed"
-                           : w->neg_jobs > 0                  ? "negentropy"
-                                                              : "req";
-        fmt_bytes_long(w->sent, up, sizeof up);
-        fmt_bytes_long(w->recv, down, sizeof down);
-        if (w->est == 0)
-            snprintf(saved, sizeof saved, "-");
-        else
-            snprintf(saved, sizeof saved, "%.0f%%",
-                     ((double)w->est - (double)(w->sent + w->recv)) * 100.0 / (double)w->est);
-        snprintf(tm, sizeof tm, "%.1f s", (double)w->ms / 1000.0);
-        fprintf(f, "%-40s %-10s %6llu %10s %10s %6s %8llu %8llu %7llu %7s %s\n", w->relay, mode,
-                (unsigned long long)w->rounds, up, down, saved, (unsigned long long)w->fetched,
-                (unsigned long long)w->stored, (unsigned long long)w->invalid, tm,
-                w->failed > 0 ? "error" : "ok");
-    }
+    else
+        summary_print(&t->sum, f);
     pthread_mutex_unlock(&t->mu);
-    fflush(f);
 }
 
 int tui_failed(struct tui *t)
