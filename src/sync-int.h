@@ -328,8 +328,8 @@ struct job {
 
 /* sync.c */
 void engine_log(struct sync_engine *e, const char *fmt, ...);
-void engine_store_changed(struct sync_engine *e, const struct landed *v, size_t n, int any);
 size_t rel_index(const struct sync_engine *e, const struct sync_relay *rel);
+void abs_deadline(struct timespec *ts, int64_t ms_from_now);
 
 /* sync-writer.c */
 int pend_cmp(const void *a, const void *b);
@@ -343,5 +343,28 @@ int job_queue_event(struct job *j, struct event *ev);
 void *ckpt_main(void *arg);
 void engine_stats_setting(struct sync_engine *e, struct sync_relay *rel);
 void engine_persist_settings(struct sync_engine *e, struct store *db);
+
+/* sync-share.c */
+int engine_claim(struct sync_engine *e, const uint8_t id[32]);
+void engine_release(struct sync_engine *e, const uint8_t id[32]);
+void engine_wait_claims(struct sync_engine *e, const struct idq *q, int64_t wait_ms);
+struct tail_slice *engine_tail_claim(struct sync_engine *e, const struct config_filter *cf,
+                                     uint64_t lo, uint64_t hi, int hi_open);
+int engine_tail_busy_lo(struct sync_engine *e, const struct config_filter *cf, uint64_t *lo);
+struct tail_slice *engine_tail_help(struct sync_engine *e, const struct config_filter *cf,
+                                    uint64_t page);
+int tail_slice_bounds(struct sync_engine *e, struct tail_slice *s, uint64_t *since, int has_until,
+                      uint64_t until);
+void tail_slice_page(struct sync_engine *e, struct tail_slice *s, uint64_t n, uint64_t oldest,
+                     uint64_t newest, int full);
+int engine_tail_done(struct sync_engine *e, struct tail_slice *s);
+void engine_listings_prune(struct sync_engine *e, int all);
+void engine_store_changed(struct sync_engine *e, const struct landed *v, size_t n, int any);
+const struct pend_item *pend_find(const struct pend_list *p, uint64_t created_at,
+                                  const uint8_t id[32]);
+struct shared_listing *engine_listing_take(struct sync_engine *e, const char *key, uint64_t lo,
+                                           uint64_t hi, int *mine);
+void engine_listing_ready(struct sync_engine *e, struct shared_listing *l, struct neg_storage *ns);
+void engine_listing_release(struct sync_engine *e, struct shared_listing *l);
 
 #endif
