@@ -326,9 +326,42 @@ struct job {
     int interrupted;
 };
 
+enum job_outcome {
+    JOB_OK,
+    JOB_UNSUPPORTED, /* NIP-77 refused: fall back or, strict, an error */
+    JOB_FAILED,      /* failed twice: fall back or error */
+    JOB_FATAL,       /* store error, interrupted */
+};
+
+struct req_state {
+    int64_t incomplete_at; /* oldest second we could not list completely; -1 none */
+    /*
+     * The cursor may not pass this (-1: no limit): the oldest created_at of an
+     * event we could not take (bad id or signature, not parsable), or of a
+     * page a message of which could not be read (relay_recv skipped it), so a
+     * later run, or another relay, is asked for it again.
+     */
+    int64_t lost_at;
+    uint64_t bad, unreadable; /* such events, such messages */
+    int count_unreadable;     /* the job's only subscription is the page's (req_job) */
+    uint64_t page_limit;
+    int cap_known; /* page_limit is within the relay's NIP-11 max_limit */
+};
+
 /* sync.c */
 void engine_log(struct sync_engine *e, const char *fmt, ...);
+int engine_stopping(struct sync_engine *e);
+void job_subid(struct job *j, const char *prefix, char *out, size_t outlen);
+int job_send_json(struct job *j, json_t *msg, char *err, size_t errlen);
+void job_close_sub(struct job *j, const char *subid);
+int job_take_event(struct job *j, const json_t *obj, const struct filter *f, struct fetch_sub *sub,
+                   int64_t *taken_at);
+int job_route(struct job *j, struct relay_msg *m);
 size_t rel_index(const struct sync_engine *e, const struct sync_relay *rel);
+int64_t job_recv_skew(struct job *j);
+int job_recv(struct job *j, int final, struct relay_msg **out, char *err, size_t errlen);
+int job_connect(struct job *j, char *err, size_t errlen);
+uint64_t job_page_limit(const struct job *j, int *cap_known);
 void abs_deadline(struct timespec *ts, int64_t ms_from_now);
 
 /* sync-writer.c */
@@ -366,5 +399,10 @@ struct shared_listing *engine_listing_take(struct sync_engine *e, const char *ke
                                            uint64_t hi, int *mine);
 void engine_listing_ready(struct sync_engine *e, struct shared_listing *l, struct neg_storage *ns);
 void engine_listing_release(struct sync_engine *e, struct shared_listing *l);
+
+/* sync-req.c */
+int req_window(struct job *j, const struct filter *base, uint64_t since, int has_until,
+               uint64_t until, int depth, struct req_state *rs, char *err, size_t errlen);
+enum job_outcome req_job(struct job *j, char *reason, size_t rlen);
 
 #endif
