@@ -523,7 +523,14 @@ static void draw_header(struct ctx *c)
         snprintf(part[P_SAVED], sizeof part[0], "saved %s (%s)", t, b);
     }
     snprintf(part[P_RELAYS], sizeof part[0], "%zu relay%s", s->nrelays, s->nrelays == 1 ? "" : "s");
-    snprintf(part[P_STORED], sizeof part[0], "%" PRIu64 " stored", c->v->stored);
+    /*
+     * What the database holds, once the engine has counted it; until then
+     * (and in a model without it) what this session stored.
+     */
+    if (s->events_stored > 0)
+        snprintf(part[P_STORED], sizeof part[0], "%" PRIu64 " events", s->events_stored);
+    else
+        snprintf(part[P_STORED], sizeof part[0], "%" PRIu64 " stored", c->v->stored);
     snprintf(part[P_FILTERS], sizeof part[0], "%zu filter%s", nf, nf == 1 ? "" : "s");
     if (c->v->db_name != NULL)
         clean(c->v->db_name, part[P_DB], sizeof part[0]);
@@ -882,6 +889,13 @@ static void detail_lines(struct ctx *c, size_t i, int full, struct dlines *d)
     }
     if (r->auth_challenge)
         dl_printf(l, "%sasks for AUTH", dot);
+    /* The NIP-11 limits negsync sizes its messages and fetches by. */
+    if (r->max_message_length > 0) {
+        fmt_bytes((uint64_t)r->max_message_length, a, sizeof a);
+        dl_printf(l, "%smax message %s", dot, a);
+    }
+    if (r->max_limit > 0)
+        dl_printf(l, "%smax_limit %" PRId64, dot, r->max_limit);
     if (c->v->extra != NULL && c->v->extra[i].tls_unverified)
         dl_printf(l, "%sTLS not verified", dot);
 

@@ -93,6 +93,8 @@ int main(int argc, char **argv)
     relays[0].cap_checked_at = NOW_UNIX - 3 * 86400 - 500;
     snprintf(relays[0].software, sizeof relays[0].software, "strfry");
     snprintf(relays[0].version, sizeof relays[0].version, "1.0.4");
+    relays[0].max_message_length = 131072;
+    relays[0].max_limit = 500;
     fill_run(&relays[0].filters[0].last, 1, 1, 190, 48000, 1200000, 4100000, 2210, 14);
     fill_run(&relays[0].filters[1].last, 1, 1, 185, 3100, 88000, 412000, 31, 2);
     relays[0].next_run_ms = NOW_MS + 252000;
@@ -143,6 +145,7 @@ int main(int argc, char **argv)
 
     s.relays = relays;
     s.nrelays = 3;
+    s.events_stored = 41233;
     s.workers_busy = running ? 1 : 0;
     s.workers_total = 4;
     s.now_ms = NOW_MS;
