@@ -1,0 +1,870 @@
+/*
+ * sync-neg: negentropy mode. Cuts a filter's span into time windows, lists
+ * each window's local events (shared with other relays' jobs), reconciles
+ * it with the relay (job_neg_session), splits windows the relay refuses as
+ * too big or reconciles capped, and hands the tail to a paged REQ.
+ */
+
+#include "config.h"
+
+#include "sync-int.h"
+
+/* ---- negentropy ------------------------------------------------------------ */
+
+enum session_outcome {
+    NEG_OUT_DONE,
+    NEG_OUT_BLOCKED,     /* too many results: split the window */
+    NEG_OUT_CAPPED,      /* the relay reconciled a capped set: split the window */
+    NEG_OUT_REFUSED,     /* NEG-OPEN refused: a NOTICE, CLOSED or NEG-ERR before any NEG-MSG */
+    NEG_OUT_UNSUPPORTED, /* silence or a hang-up on NEG-OPEN */
+    NEG_OUT_FAILED,      /* mid-session failure: retry once, then fall back */
+    NEG_OUT_FATAL,       /* store error or interrupted */
+};
+
+struct window {
+    uint64_t lo, hi; /* created_at in [lo, hi] */
+    int hi_open;     /* no upper bound (hi is then only for splitting) */
+    int depth;
+};
+
+static struct filter *window_filter(const struct filter *f, const struct window *w)
+{
+    struct filter *wf = filter_dup(f);
+
+    wf->has_limit = 0;
+    wf->limit = 0;
+    if (w->lo > 0 || f->has_since) {
+        wf->has_since = 1;
+        wf->since = w->lo;
+    }
+    if (!w->hi_open) {
+        wf->has_until = 1;
+        wf->until = w->hi;
+    }
+    return wf;
+}
+
+/* A store listing (in (created_at, id) order) with the pending events merged in. */
+struct list_merge {
+    struct neg_storage *ns;
+    const struct pend_list *pend;
+    size_t next;          /* the first pending item not in ns yet */
+    char err[NEG_ERRLEN]; /* why an item was refused */
+};
+
+/* Inserts the pending items before (created_at, id), or all left (id NULL). */
+static int merge_pending(struct list_merge *m, uint64_t created_at, const uint8_t *id)
+{
+    for (; m->next < m->pend->n; m->next++) {
+        const struct pend_item *p = &m->pend->v[m->next];
+        int c = -1; /* the end of the listing (id NULL): the rest goes in */
+        if (id != NULL && p->created_at != created_at)
+            c = p->created_at < created_at ? -1 : 1;
+        else if (id != NULL)
+            c = memcmp(p->id, id, 32);
+        if (c > 0)
+            break;
+        if (c == 0) { /* stored since engine_pending looked */
+            m->next++;
+            break;
+        }
+        if (neg_storage_insert(m->ns, p->created_at, p->id, m->err, sizeof m->err) < 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int list_cb(void *ctx, uint64_t created_at, const uint8_t id[32])
+{
+    struct list_merge *m = ctx;
+
+    if (merge_pending(m, created_at, id) != 0)
+        return 1;
+    return neg_storage_insert(m->ns, created_at, id, m->err, sizeof m->err) < 0 ? 1 : 0;
+}
+
+struct est_ctx {
+    struct job *j;
+    struct idset pending; /* pending events not met in the store yet */
+};
+
+/* ["EVENT","<subid>",...] around an event of len bytes, as our REQ would get it. */
+#define EST_EVENT_BYTES(len) ((len) + 13 + SYNC_REQ_SUBID_LEN)
+
+static int est_cb(void *ctx, const uint8_t id[32], size_t len)
+{
+    struct est_ctx *x = ctx;
+
+    idset_del(&x->pending, id);
+    /* What this job fetched itself is in fetched_bytes (a tail it shared, reconciled again). */
+    if (!idset_has(&x->j->need, id))
+        x->j->est_common += EST_EVENT_BYTES(len);
+    return 0;
+}
+
+/*
+ * What a REQ from the cursor would carry for this window of local events
+ * (stored, or waiting for the store writer when the listing pend was made):
+ * summed now, before this window's fetches land; the have ids are taken out
+ * when the session ends.
+ */
+static int job_neg_estimate(struct job *j, const struct filter *wf, const struct pend_list *pend,
+                            char *err, size_t errlen)
+{
+    struct filter *ef = filter_dup(wf);
+    struct est_ctx x = {j, {0}};
+    int rc;
+
+    if (j->cursor > 0 && (!ef->has_since || ef->since < (uint64_t)j->cursor)) {
+        ef->has_since = 1;
+        ef->since = (uint64_t)j->cursor;
+    }
+    for (size_t i = 0; i < pend->n; i++)
+        if (!ef->has_since || pend->v[i].created_at >= ef->since)
+            idset_add(&x.pending, pend->v[i].id);
+    rc = store_list_sizes(j->st, ef, est_cb, &x, err, errlen);
+    /* The rest are still waiting for the writer. */
+    for (size_t i = 0; rc == 0 && i < pend->n; i++)
+        if (idset_has(&x.pending, pend->v[i].id) && !idset_has(&j->need, pend->v[i].id))
+            j->est_common += EST_EVENT_BYTES(pend->v[i].json_len);
+    idset_clear(&x.pending);
+    filter_free(ef);
+    return rc < 0 ? -1 : 0;
+}
+
+void job_neg_log_using(struct job *j)
+{
+    if (j->neg_logged)
+        return;
+    j->neg_logged = 1;
+    engine_log(j->e, "[SYNC] Using negentropy for %s (filter %s)", j->rel->url, j->cf->name);
+}
+
+/*
+ * The frame size limit for a negentropy session over wf: frame_size_limit,
+ * within the relay's NIP-11 max_message_length. Our messages go out in hex,
+ * twice their size, next to the subscription id and, in NEG-OPEN, the filter.
+ * A limit is 4096 at least (the reference's floor), whatever the relay says.
+ */
+static uint64_t job_frame_limit(const struct job *j, const struct filter *wf)
+{
+    uint64_t limit = j->e->cfg->sync.frame_size_limit;
+    json_t *fj;
+    size_t flen;
+    int64_t room;
+
+    if (j->max_message <= 0)
+        return limit;
+    fj = filter_to_json(wf);
+    flen = json_dumpb(fj, NULL, 0, JSON_COMPACT);
+    json_decref(fj);
+    room = (j->max_message - (int64_t)flen - SYNC_NEG_MSG_OVERHEAD) / 2;
+    if (room < NEG_MIN_FRAME_SIZE_LIMIT)
+        room = NEG_MIN_FRAME_SIZE_LIMIT;
+    if (limit == 0 || (uint64_t)room < limit)
+        limit = (uint64_t)room;
+    return limit;
+}
+
+/*
+ * Whether the relay's side of a finished reconciliation looks cut at a
+ * limit of its own: n0str answers NEG-OPEN over its first max_limit
+ * matches, oldest first, where strfry says "blocked:". Its set is then
+ * exactly that many events, and the ids after its cut look like ours alone.
+ * Returns the limit, or -1.
+ */
+static int64_t job_neg_capped_at(const struct job *j, uint64_t relay_n)
+{
+    if (j->max_limit > 0 && relay_n == (uint64_t)j->max_limit)
+        return j->max_limit;
+    return -1;
+}
+
+/*
+ * One reconciliation over one window. On NEG_OUT_BLOCKED *limit is the
+ * relay's stated limit (or -1), on NEG_OUT_CAPPED the cap its set matched.
+ * The ids the relay lacks are taken (have, upload) only once the session
+ * ended and its set did not look capped: past a cap they are not missing.
+ */
+static enum session_outcome job_neg_session(struct job *j, const struct window *w, int64_t *limit,
+                                            char *reason, size_t rlen)
+{
+    struct filter *wf = window_filter(j->f, w);
+    struct shared_listing *sl;
+    const struct neg_storage *ns;
+    struct neg *n = NULL;
+    struct buf out = {0};
+    struct neg_ids have = {0}, need = {0};
+    char subid[32], err[SYNC_ERRLEN], *hex = NULL, *key;
+    enum session_outcome res = NEG_OUT_FAILED;
+    int got_reply = 0, rc, mine;
+    uint64_t rounds = 0, sess_need = 0;
+    int64_t cap;
+    struct idset sess_seen = {0}; /* this session's need ids */
+    struct idset sess_have_set = {0};
+    struct idq sess_have = {0};
+    json_t *fj;
+
+    *limit = -1;
+    key = filter_to_string(wf);
+    sl = engine_listing_take(j->e, key, wf->has_since ? wf->since : 0,
+                             wf->has_until ? wf->until : UINT64_MAX, &mine);
+    free(key);
+    if (mine) {
+        struct list_merge lm = {neg_storage_new(), &sl->pend, 0, ""};
+        struct neg_storage *own = lm.ns;
+        /* The queue first, then the store: an event in neither was verified after this. */
+        uint64_t seq = engine_pending(j->e, wf, 1, &sl->pend);
+        pthread_mutex_lock(&j->e->mu);
+        sl->snap_seq = seq;
+        pthread_mutex_unlock(&j->e->mu);
+        rc = store_list_ids(j->st, wf, list_cb, &lm, err, sizeof err);
+        if (rc == 0)
+            rc = merge_pending(&lm, 0, NULL);
+        if (rc != 0 || neg_storage_seal(own, err, sizeof err) < 0) {
+            set_error(j->fatal, sizeof j->fatal, "listing: %s", rc == 1 ? lm.err : err);
+            neg_storage_free(own);
+            engine_listing_ready(j->e, sl, NULL);
+            res = NEG_OUT_FATAL;
+            goto out;
+        }
+        engine_listing_ready(j->e, sl, own);
+    }
+    ns = sl->ns;
+    if ((n = neg_new(ns, job_frame_limit(j, wf), err, sizeof err)) != NULL)
+        neg_set_adaptive(n, j->e->cfg->sync.neg_adaptive); /* negentropy_split; see neg.c */
+    if (n == NULL || neg_initiate(n, &out, err, sizeof err) < 0) {
+        set_error(j->fatal, sizeof j->fatal, "negentropy: %s", err);
+        res = NEG_OUT_FATAL;
+        goto out;
+    }
+    if (job_connect(j, reason, rlen) < 0) {
+        res = j->interrupted ? NEG_OUT_FATAL : NEG_OUT_FAILED;
+        goto out;
+    }
+    job_subid(j, "neg", subid, sizeof subid);
+    hex = xmalloc(out.len * 2 + 1);
+    hex_encode(out.data, out.len, hex);
+    fj = filter_to_json(wf);
+    if (job_send_json(j, json_pack("[ss o s]", "NEG-OPEN", subid, fj, hex), reason, rlen) < 0) {
+        res = j->interrupted ? NEG_OUT_FATAL : NEG_OUT_FAILED;
+        goto out;
+    }
+    /*
+     * While the relay lists its side, the sizes the estimate needs (this
+     * window's fetches cannot have landed yet: they start on its reply).
+     */
+    if (job_neg_estimate(j, wf, &sl->pend, err, sizeof err) < 0) {
+        set_error(j->fatal, sizeof j->fatal, "store: %s", err);
+        res = NEG_OUT_FATAL;
+        goto out;
+    }
+    j->idle_deadline = net_now_ms() + j->timeout_ms;
+    j->phase = "reconciling";
+
+    for (;;) {
+        struct relay_msg *m = NULL;
+
+        rc = job_recv(j, 0, &m, err, sizeof err);
+        if (rc < 0) {
+            if (j->interrupted) {
+                res = NEG_OUT_FATAL;
+            } else if (!got_reply) {
+                /* Silence or a hang-up on NEG-OPEN: a relay without NIP-77. */
+                res = NEG_OUT_UNSUPPORTED;
+                caps_fallback_reason(reason, rlen, NULL, rc, err, (int)j->timeout_ms);
+            } else {
+                set_error(reason, rlen, "negentropy session failed: %s", err);
+            }
+            goto out;
+        }
+        if (m->subid != NULL && strcmp(m->subid, subid) == 0 &&
+            (m->type == RELAY_MSG_NEG_MSG || m->type == RELAY_MSG_NEG_ERR ||
+             m->type == RELAY_MSG_CLOSED || m->type == RELAY_MSG_NEG_CLOSE)) {
+            if (m->type == RELAY_MSG_NEG_CLOSE) {
+                /*
+                 * The relay ended the session while we still wait for its
+                 * reply (khatru drops idle sessions so). After our last round
+                 * we have left this loop already, and a late NEG-CLOSE is
+                 * ignored as any message for a closed subscription is.
+                 */
+                set_error(reason, rlen, "relay closed the session (NEG-CLOSE) after %llu round%s",
+                          (unsigned long long)rounds, rounds == 1 ? "" : "s");
+                relay_msg_free(m);
+                res = NEG_OUT_FAILED;
+                goto out;
+            }
+            if (m->type == RELAY_MSG_NEG_ERR) {
+                const char *t = m->text != NULL ? m->text : "";
+                if (strncmp(t, "blocked:", 8) == 0 && strcasestr(t, "too many") != NULL) {
+                    res = NEG_OUT_BLOCKED;
+                    *limit = m->has_neg_limit ? m->neg_limit : -1;
+                } else if (strncmp(t, "blocked:", 8) == 0 || !got_reply) {
+                    res = NEG_OUT_REFUSED;
+                } else {
+                    res = NEG_OUT_FAILED;
+                }
+                if (res == NEG_OUT_REFUSED && !got_reply)
+                    caps_fallback_reason(reason, rlen, m, 0, NULL, 0);
+                else
+                    set_error(reason, rlen, "NEG-ERR: %s", t);
+                relay_msg_free(m);
+                goto out;
+            }
+            if (m->type == RELAY_MSG_CLOSED) {
+                res = got_reply ? NEG_OUT_FAILED : NEG_OUT_REFUSED;
+                if (!got_reply)
+                    caps_fallback_reason(reason, rlen, m, 0, NULL, 0);
+                else
+                    set_error(reason, rlen, "CLOSED: %s", m->text != NULL ? m->text : "");
+                relay_msg_free(m);
+                goto out;
+            }
+            /* NEG-MSG */
+            uint8_t *bin = xmalloc(m->neg_hex_len / 2 + 1);
+            if (hex_decode(m->neg_hex, m->neg_hex_len, bin, m->neg_hex_len / 2, 0) < 0 ||
+                neg_reconcile(n, bin, m->neg_hex_len / 2, &out, &have, &need, err, sizeof err) <
+                    0) {
+                if (err[0] == '\0' || m->neg_hex_len % 2 != 0)
+                    set_error(err, sizeof err, "not hex");
+                set_error(reason, rlen, "bad NEG-MSG: %s", err);
+                free(bin);
+                relay_msg_free(m);
+                res = NEG_OUT_FAILED;
+                goto out;
+            }
+            free(bin);
+            relay_msg_free(m);
+            if (!got_reply) {
+                got_reply = 1;
+                j->neg_answered = 1;
+                job_neg_log_using(j);
+                pthread_mutex_lock(&j->e->mu);
+                j->rel->neg_known = 1;
+                pthread_mutex_unlock(&j->e->mu);
+            }
+            j->run->rounds++;
+            rounds++;
+            for (size_t i = 0; i < need.n; i++) {
+                if (idset_put(&sess_seen, need.ids[i]))
+                    sess_need++;
+                if (idset_put(&j->need, need.ids[i]))
+                    j->run->need++;
+                if (j->down)
+                    fetch_queue(j, need.ids[i]);
+            }
+            for (size_t i = 0; i < have.n; i++)
+                if (idset_put(&sess_have_set, have.ids[i]))
+                    idq_push(&sess_have, have.ids[i]);
+            need.n = have.n = 0;
+            if (out.len == 0) {
+                job_send_json(j, json_pack("[ss]", "NEG-CLOSE", subid), err, sizeof err);
+                res = NEG_OUT_DONE;
+                break;
+            }
+            free(hex);
+            hex = xmalloc(out.len * 2 + 1);
+            hex_encode(out.data, out.len, hex);
+            if (job_send_json(j, json_pack("[sss]", "NEG-MSG", subid, hex), reason, rlen) < 0) {
+                res = j->interrupted ? NEG_OUT_FATAL : NEG_OUT_FAILED;
+                goto out;
+            }
+            continue;
+        }
+        if (m->type == RELAY_MSG_NOTICE && !got_reply &&
+            caps_notice_is_refusal(m->text, j->nsubs == 0 && j->up_inflight.n == 0
+                                                ? CAPS_NOTICE_NEG_ONLY
+                                                : CAPS_NOTICE_SHARED)) {
+            caps_fallback_reason(reason, rlen, m, 0, NULL, 0);
+            relay_msg_free(m);
+            res = NEG_OUT_REFUSED;
+            goto out;
+        }
+        rc = job_route(j, m);
+        relay_msg_free(m);
+        if (rc < 0) {
+            res = NEG_OUT_FATAL;
+            goto out;
+        }
+    }
+
+    /* Done: the relay's set in this window is (local - have) + need. */
+    cap = job_neg_capped_at(j, neg_storage_size(ns) - idq_len(&sess_have) + sess_need);
+    if (cap > 0) {
+        *limit = cap;
+        set_error(reason, rlen,
+                  "the relay's negentropy set is %lld events, its NIP-11 max_limit: capped",
+                  (long long)cap);
+        res = NEG_OUT_CAPPED;
+        goto out;
+    }
+    for (const uint8_t *id; (id = idq_pop(&sess_have)) != NULL;) {
+        if (idset_put(&j->have, id)) {
+            j->run->have++;
+            if (j->up)
+                idq_push(&j->upq, id);
+        }
+    }
+    for (size_t i = neg_storage_size(ns); i-- > 0;) {
+        const struct neg_item *it = neg_storage_item(ns, i);
+        if (idset_has(&j->have, it->id))
+            continue;
+        if ((int64_t)it->timestamp > j->neg_max_common_at)
+            j->neg_max_common_at = (int64_t)it->timestamp;
+        break;
+    }
+    for (size_t i = 0; i < neg_storage_size(ns); i++) {
+        const struct neg_item *it = neg_storage_item(ns, i);
+        char *json = NULL;
+        size_t len = 0;
+        const struct pend_item *p;
+        if ((int64_t)it->timestamp < j->cursor || !idset_has(&j->have, it->id))
+            continue;
+        if (store_get_json(j->st, it->id, &json, &len, err, sizeof err) == 1)
+            j->est_have += EST_EVENT_BYTES(len);
+        else if ((p = pend_find(&sl->pend, it->timestamp, it->id)) != NULL)
+            j->est_have += EST_EVENT_BYTES(p->json_len);
+        free(json);
+    }
+out:
+    idset_clear(&sess_seen);
+    idset_clear(&sess_have_set);
+    idq_free(&sess_have);
+    neg_ids_free(&have);
+    neg_ids_free(&need);
+    buf_free(&out);
+    free(hex);
+    neg_free(n);
+    engine_listing_release(j->e, sl);
+    filter_free(wf);
+    return res;
+}
+
+struct ts_list {
+    uint64_t *v;
+    size_t n, cap;
+};
+
+static int ts_cb(void *ctx, uint64_t created_at, const uint8_t id[32])
+{
+    struct ts_list *l = ctx;
+
+    (void)id;
+    if (l->n == l->cap) {
+        l->cap = l->cap == 0 ? 1024 : l->cap * 2;
+        l->v = xreallocarray(l->v, l->cap, sizeof *l->v);
+    }
+    l->v[l->n++] = created_at;
+    return 0;
+}
+
+/*
+ * Where to halve a window the relay called too big: at the median of our own
+ * events in it when we have some (relays and we tend to hold similar time
+ * distributions), else at the middle of the time span. Always in [lo, hi).
+ */
+static uint64_t window_split_point(struct job *j, const struct window *w)
+{
+    struct filter *wf = window_filter(j->f, w);
+    struct ts_list l = {0};
+    char err[STORE_ERRLEN];
+    uint64_t mid = w->lo + (w->hi - w->lo) / 2;
+
+    if (store_list_ids(j->st, wf, ts_cb, &l, err, sizeof err) == 0 && l.n >= 2) {
+        uint64_t m = l.v[l.n / 2 - 1]; /* ascending listing */
+        if (m >= w->lo && m < w->hi)
+            mid = m;
+    }
+    free(l.v);
+    filter_free(wf);
+    return mid;
+}
+
+struct wstack {
+    struct window *v;
+    size_t n, cap;
+};
+
+static void wstack_push(struct wstack *st, struct window w)
+{
+    if (st->n == st->cap) {
+        st->cap = st->cap == 0 ? 16 : st->cap * 2;
+        st->v = xreallocarray(st->v, st->cap, sizeof *st->v);
+    }
+    st->v[st->n++] = w;
+}
+
+static int u64_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * The created_at of every local event of the job's filter in [lo, hi]
+ * (hi_open: no upper bound; stored, or waiting for the store writer),
+ * ascending; up to the REQ cursor only the newest. -1 sets j->fatal.
+ */
+static int job_local_times(struct job *j, uint64_t lo, uint64_t hi, int hi_open, struct ts_list *l)
+{
+    struct window w = {lo, hi, hi_open, 0};
+    struct pend_list pend = {0};
+    struct filter *wf;
+    char err[STORE_ERRLEN];
+    size_t stored;
+    int rc;
+
+    wf = window_filter(j->f, &w);
+    engine_pending(j->e, wf, 0, &pend);
+    filter_free(wf);
+    if (j->cursor > 0 && (uint64_t)j->cursor >= lo) {
+        /*
+         * Up to the cursor wstack_push_times makes one window whatever the
+         * count: the newest event there stands for all of them, found
+         * through the index instead of listing every time.
+         */
+        int64_t newest;
+        struct window pre = {lo, hi_open || hi > (uint64_t)j->cursor ? (uint64_t)j->cursor : hi, 0,
+                             0};
+        wf = window_filter(j->f, &pre);
+        rc = store_newest(j->st, wf, &newest, err, sizeof err);
+        filter_free(wf);
+        if (rc < 0) {
+            set_error(j->fatal, sizeof j->fatal, "listing: %s", err);
+            free(pend.v);
+            return -1;
+        }
+        for (size_t i = 0; i < pend.n && pend.v[i].created_at <= pre.hi; i++)
+            if ((int64_t)pend.v[i].created_at > newest)
+                newest = (int64_t)pend.v[i].created_at;
+        if (newest >= 0)
+            ts_cb(l, (uint64_t)newest, NULL);
+        if (!hi_open && hi <= (uint64_t)j->cursor) {
+            free(pend.v);
+            return 0;
+        }
+        w.lo = (uint64_t)j->cursor + 1;
+    }
+    wf = window_filter(j->f, &w);
+    rc = store_list_ids(j->st, wf, ts_cb, l, err, sizeof err);
+    filter_free(wf);
+    if (rc != 0) {
+        set_error(j->fatal, sizeof j->fatal, "listing: %s", err);
+        free(pend.v);
+        return -1;
+    }
+    /* An event stored since engine_pending looked counts twice: windows are sized roughly. */
+    stored = l->n;
+    for (size_t i = 0; i < pend.n; i++)
+        if (pend.v[i].created_at >= w.lo)
+            ts_cb(l, pend.v[i].created_at, NULL);
+    if (l->n > stored)
+        qsort(l->v, l->n, sizeof *l->v, u64_cmp);
+    free(pend.v);
+    return 0;
+}
+
+/*
+ * Cuts the local events' span [lo, l->v[n-1]] into windows and pushes them
+ * oldest first (so the newest is reconciled first). Up to the REQ cursor
+ * (this relay was synced to there) few differences are expected, and one
+ * session settles a matching span with a round of fingerprints, whatever its
+ * size; after it, windows of about SYNC_NEG_WINDOW local events each. A
+ * window never splits a second.
+ */
+static void wstack_push_times(struct wstack *st, uint64_t lo, const struct ts_list *l,
+                              int64_t cursor)
+{
+    size_t k = 0, m;
+    uint64_t start = lo;
+
+    if (cursor > 0 && (uint64_t)cursor >= lo) {
+        while (k < l->n && l->v[k] <= (uint64_t)cursor)
+            k++;
+        if (k > 0) {
+            uint64_t end = k == l->n ? l->v[l->n - 1] : (uint64_t)cursor;
+            wstack_push(st, (struct window){start, end, 0, 0});
+            start = end + 1;
+        }
+    }
+    if (k == l->n)
+        return;
+    m = (l->n - k + SYNC_NEG_WINDOW / 2) / SYNC_NEG_WINDOW;
+    if (m == 0)
+        m = 1;
+    for (size_t i = 0; i < m; i++) {
+        uint64_t end = l->v[k + (i + 1) * (l->n - k) / m - 1];
+        if (i + 1 == m)
+            end = l->v[l->n - 1];
+        if (end < start)
+            continue;
+        wstack_push(st, (struct window){start, end, 0, 0});
+        start = end + 1;
+    }
+}
+
+/*
+ * Events per REQ page: fetch_batch, within the relay's NIP-11 max_limit;
+ * *cap_known (if not NULL): the relay announced one.
+ */
+uint64_t job_page_limit(const struct job *j, int *cap_known)
+{
+    uint64_t page = j->e->cfg->sync.fetch_batch;
+
+    if (cap_known != NULL)
+        *cap_known = j->max_limit > 0;
+    if (j->max_limit > 0 && (uint64_t)j->max_limit < page)
+        page = (uint64_t)j->max_limit;
+    return page;
+}
+
+/*
+ * A part of the tail (newer than every local event, so the relay's events
+ * there are all missing and negentropy would only add their ids, twice: the
+ * relay's list, our fetch). A paged REQ downloads exactly them, as the REQ
+ * mode would; they count as need and fetched.
+ */
+static int job_tail_fetch(struct job *j, struct tail_slice *s, char *err, size_t errlen)
+{
+    struct req_state rs = {.incomplete_at = -1, .lost_at = -1};
+    uint64_t since, until;
+    int rc, has_until;
+
+    rs.page_limit = job_page_limit(j, &rs.cap_known);
+    if (job_connect(j, err, errlen) < 0)
+        return -1;
+    pthread_mutex_lock(&j->e->mu);
+    since = s->lo;
+    until = s->until;
+    has_until = s->has_until;
+    pthread_mutex_unlock(&j->e->mu);
+    j->in_tail = 1;
+    j->slice = s;
+    j->phase = "fetching the newest";
+    rc = req_window(j, j->f, since, has_until, until, 0, &rs, err, errlen);
+    j->in_tail = 0;
+    j->slice = NULL;
+    if (rc == 0 && rs.incomplete_at >= 0)
+        j->missing++; /* no cursor past what we could not list */
+    return rc;
+}
+
+/*
+ * Fetches a slice of the tail and ends it. 1 when done; 2 when done but
+ * another job took part of the slice (its relay's events there are still to
+ * be reconciled); 0 when it failed and may be tried once more (*retried set:
+ * the caller reconciles what arrived and asks again); -1 with *res set when
+ * the job cannot go on.
+ */
+static int job_neg_tail(struct job *j, struct tail_slice *s, int *retried, enum job_outcome *res,
+                        char *reason, size_t rlen)
+{
+    char err[SYNC_ERRLEN] = "";
+    int rc, split;
+
+    rc = job_tail_fetch(j, s, err, sizeof err);
+    /* What it fetched is in the local view now, stored or queued for the store. */
+    split = engine_tail_done(j->e, s);
+    if (rc == 0)
+        return split ? 2 : 1;
+    if (j->interrupted || j->fatal[0] != '\0') {
+        *res = JOB_FATAL;
+        return -1;
+    }
+    set_error(reason, rlen, "fetching the newest events: %.200s", err);
+    if (*retried || job_flush(j) < 0) {
+        *res = j->fatal[0] != '\0' ? JOB_FATAL : JOB_FAILED;
+        return -1;
+    }
+    *retried = 1;
+    engine_log(j->e, "[SYNC] %s (filter %s): %s; retrying once", j->rel->url, j->cf->name, reason);
+    if (!relay_is_connected(j->r))
+        fetch_reset(j);
+    return 0;
+}
+
+/*
+ * The whole negentropy part of a job. The local events of the filter's
+ * window are cut into time windows (wstack_push_times), each reconciled by a
+ * session of its own (halved again on "blocked"); what is newer than the
+ * newest local event is the tail, fetched by job_tail_fetch, first when no other
+ * job has it (it is what a user waits for, and the other relays' jobs
+ * reconcile meanwhile). A job that finds another relay's job on it
+ * reconciles its windows, then takes the older half of what is left of it
+ * (engine_tail_help) while that is worth a page or two, then reconciles what
+ * was fetched (stored or still queued for the store) and looks at the tail
+ * again; so does the job that claimed it when others took part of it, since
+ * their parts came from other relays. While other jobs fetch the tail, the
+ * part of it already fetched is no window of anyone's. Then the fetches and
+ * uploads still in flight.
+ */
+enum job_outcome job_neg(struct job *j, char *reason, size_t rlen)
+{
+    struct wstack stack = {0};
+    int retried = 0, sessions = 0;
+    enum job_outcome res = JOB_OK;
+    uint64_t now = (uint64_t)time(NULL);
+    uint64_t cur = j->f->has_since ? j->f->since : 0;
+    uint64_t hi = j->f->has_until ? j->f->until : now + 3600;
+    int hi_open = !j->f->has_until;
+
+    for (;;) {
+        struct ts_list l = {0};
+        struct tail_slice *ts;
+        uint64_t tail_lo = 0;
+        int tail_done = 0, want_tail, rc;
+
+        if (job_local_times(j, cur, hi, hi_open, &l) < 0) {
+            free(l.v);
+            res = JOB_FATAL;
+            goto out;
+        }
+        /*
+         * What other jobs are fetching of the tail is in the local view
+         * only in part: it is no window of ours until they are done.
+         */
+        if (engine_tail_busy_lo(j->e, j->cf, &tail_lo))
+            while (l.n > 0 && l.v[l.n - 1] >= tail_lo)
+                l.n--;
+        if (l.n > 0) {
+            uint64_t last = l.v[l.n - 1];
+            wstack_push_times(&stack, cur, &l, j->cursor);
+            cur = last + 1;
+        }
+        free(l.v);
+        /* Direction up: what is newer than every local event is nothing to upload. */
+        want_tail = j->down && (hi_open || cur <= hi);
+        if (want_tail && (ts = engine_tail_claim(j->e, j->cf, cur, hi, hi_open)) != NULL) {
+            if ((rc = job_neg_tail(j, ts, &retried, &res, reason, rlen)) < 0)
+                goto out;
+            tail_done = rc == 1;
+        }
+        while (stack.n > 0) {
+            struct window w = stack.v[--stack.n];
+            int64_t limit;
+            enum session_outcome o = job_neg_session(j, &w, &limit, reason, rlen);
+
+            sessions++;
+            switch (o) {
+            case NEG_OUT_DONE: break;
+            case NEG_OUT_BLOCKED:
+            case NEG_OUT_CAPPED:
+                /*
+                 * Both are the same to us: the relay will not reconcile this
+                 * many events at once, whether it says so (strfry's
+                 * "blocked:") or answers over its first max_limit (n0str).
+                 */
+                if (w.depth >= SYNC_SPLIT_DEPTH || w.hi <= w.lo) {
+                    res = JOB_FAILED;
+                    if (o == NEG_OUT_CAPPED)
+                        set_error(reason, rlen,
+                                  "the relay's negentropy set is capped at %lld events, still"
+                                  " after %d window splits",
+                                  (long long)limit, w.depth);
+                    else
+                        set_error(reason, rlen, "still blocked after %d window splits", w.depth);
+                    goto out;
+                }
+                j->run->splits++;
+                if (o == NEG_OUT_CAPPED)
+                    j->run->neg_cap = limit;
+                {
+                    uint64_t mid = window_split_point(j, &w);
+                    engine_log(j->e, "[SYNC] %s (filter %s): %s, splitting [%llu, %s%llu] at %llu",
+                               j->rel->url, j->cf->name,
+                               o == NEG_OUT_CAPPED
+                                   ? "the relay's negentropy set looks capped at its"
+                                     " max_limit"
+                                   : "too many results for the relay",
+                               (unsigned long long)w.lo, w.hi_open ? ">" : "",
+                               (unsigned long long)w.hi, (unsigned long long)mid);
+                    /* Newest half first: it is what users look at. */
+                    wstack_push(&stack, (struct window){w.lo, mid, 0, w.depth + 1});
+                    wstack_push(&stack, (struct window){mid + 1, w.hi, w.hi_open, w.depth + 1});
+                }
+                break;
+            case NEG_OUT_REFUSED:
+                /*
+                 * A refusal before the relay answered any NEG-MSG of this job:
+                 * NIP-77 is off there now, whatever the cache said (a relay
+                 * that turned it off since the probe). After an answer it is
+                 * a failure like any other.
+                 */
+                if (!j->neg_answered) {
+                    res = JOB_UNSUPPORTED;
+                    goto out;
+                }
+                /* fall through */
+            case NEG_OUT_UNSUPPORTED:
+                /* Silence on a relay not known to speak NIP-77: it does not. */
+                if (o == NEG_OUT_UNSUPPORTED && sessions == 1 && !j->neg_logged) {
+                    res = JOB_UNSUPPORTED;
+                    goto out;
+                }
+                /* fall through */
+            case NEG_OUT_FAILED:
+                if (retried) {
+                    res = JOB_FAILED;
+                    goto out;
+                }
+                retried = 1;
+                engine_log(j->e, "[SYNC] %s (filter %s): %s; retrying once", j->rel->url,
+                           j->cf->name, reason);
+                if (!relay_is_connected(j->r))
+                    fetch_reset(j);
+                wstack_push(&stack, w);
+                break;
+            case NEG_OUT_FATAL: res = JOB_FATAL; goto out;
+            }
+        }
+        if (!want_tail || tail_done)
+            break;
+        if (engine_stopping(j->e)) {
+            j->interrupted = 1;
+            res = JOB_FATAL;
+            goto out;
+        }
+        /*
+         * Another job is fetching the tail (or part of it was ours): help with
+         * it while there is a part worth taking, then reconcile what it fetched
+         * and look at the tail again.
+         */
+        while ((ts = engine_tail_help(j->e, j->cf, job_page_limit(j, NULL))) != NULL) {
+            if ((rc = job_neg_tail(j, ts, &retried, &res, reason, rlen)) < 0)
+                goto out;
+        }
+        if (engine_stopping(j->e)) {
+            j->interrupted = 1;
+            res = JOB_FATAL;
+            goto out;
+        }
+    }
+    for (;;) {
+        char err[SYNC_ERRLEN] = "";
+        if (job_drain(j, err, sizeof err) == 0)
+            break;
+        if (j->interrupted || j->fatal[0] != '\0') {
+            res = JOB_FATAL;
+            break;
+        }
+        set_error(reason, rlen, "fetching: %.200s", err);
+        if (retried || relay_is_connected(j->r)) {
+            res = JOB_FAILED;
+            break;
+        }
+        /* The connection went away under the fetches: once more on a new one. */
+        retried = 1;
+        engine_log(j->e, "[SYNC] %s (filter %s): %s; retrying once", j->rel->url, j->cf->name,
+                   reason);
+        fetch_reset(j);
+        if (job_connect(j, err, sizeof err) < 0) {
+            res = j->interrupted ? JOB_FATAL : JOB_FAILED;
+            set_error(reason, rlen, "reconnecting: %.200s", err);
+            break;
+        }
+    }
+out:
+    free(stack.v);
+    return res;
+}
