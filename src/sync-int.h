@@ -356,13 +356,9 @@ int job_send_json(struct job *j, json_t *msg, char *err, size_t errlen);
 void job_close_sub(struct job *j, const char *subid);
 int job_take_event(struct job *j, const json_t *obj, const struct filter *f, struct fetch_sub *sub,
                    int64_t *taken_at);
-void fetch_queue(struct job *j, const uint8_t id[32]);
-void fetch_reset(struct job *j);
-int job_route(struct job *j, struct relay_msg *m);
 size_t rel_index(const struct sync_engine *e, const struct sync_relay *rel);
 int64_t job_recv_skew(struct job *j);
 int job_recv(struct job *j, int final, struct relay_msg **out, char *err, size_t errlen);
-int job_drain(struct job *j, char *err, size_t errlen);
 int job_connect(struct job *j, char *err, size_t errlen);
 void abs_deadline(struct timespec *ts, int64_t ms_from_now);
 
@@ -411,5 +407,14 @@ enum job_outcome req_job(struct job *j, char *reason, size_t rlen);
 void job_neg_log_using(struct job *j);
 uint64_t job_page_limit(const struct job *j, int *cap_known);
 enum job_outcome job_neg(struct job *j, char *reason, size_t rlen);
+
+/* sync-fetch.c */
+void fetch_queue(struct job *j, const uint8_t id[32]);
+int fetch_pump(struct job *j, int final, char *err, size_t errlen);
+struct fetch_sub *fetch_find(struct job *j, const char *subid);
+void fetch_reset(struct job *j);
+int upload_pump(struct job *j, char *err, size_t errlen);
+int job_route(struct job *j, struct relay_msg *m);
+int job_drain(struct job *j, char *err, size_t errlen);
 
 #endif
