@@ -1231,6 +1231,7 @@ static void test_wait_after_blocked_send(void)
     }
     relay_free(r);
     srv_join(&s);
+    buf_free(&s.got);
 }
 
 /* ---- scenario: the peer closes; the relay restarts ------------------------------------- */
