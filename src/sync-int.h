@@ -351,15 +351,6 @@ struct req_state {
 /* sync.c */
 void engine_log(struct sync_engine *e, const char *fmt, ...);
 int engine_stopping(struct sync_engine *e);
-void job_subid(struct job *j, const char *prefix, char *out, size_t outlen);
-int job_send_json(struct job *j, json_t *msg, char *err, size_t errlen);
-void job_close_sub(struct job *j, const char *subid);
-int job_take_event(struct job *j, const json_t *obj, const struct filter *f, struct fetch_sub *sub,
-                   int64_t *taken_at);
-size_t rel_index(const struct sync_engine *e, const struct sync_relay *rel);
-int64_t job_recv_skew(struct job *j);
-int job_recv(struct job *j, int final, struct relay_msg **out, char *err, size_t errlen);
-int job_connect(struct job *j, char *err, size_t errlen);
 void abs_deadline(struct timespec *ts, int64_t ms_from_now);
 
 /* sync-writer.c */
@@ -416,5 +407,18 @@ void fetch_reset(struct job *j);
 int upload_pump(struct job *j, char *err, size_t errlen);
 int job_route(struct job *j, struct relay_msg *m);
 int job_drain(struct job *j, char *err, size_t errlen);
+
+/* sync-job.c */
+void job_subid(struct job *j, const char *prefix, char *out, size_t outlen);
+int job_send_json(struct job *j, json_t *msg, char *err, size_t errlen);
+void job_close_sub(struct job *j, const char *subid);
+int job_take_event(struct job *j, const json_t *obj, const struct filter *f, struct fetch_sub *sub,
+                   int64_t *taken_at);
+size_t rel_index(const struct sync_engine *e, const struct sync_relay *rel);
+void job_progress(struct job *j, int done);
+void job_ahead_clear(struct job *j);
+int64_t job_recv_skew(struct job *j);
+int job_recv(struct job *j, int final, struct relay_msg **out, char *err, size_t errlen);
+int job_connect(struct job *j, char *err, size_t errlen);
 
 #endif
