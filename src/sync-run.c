@@ -1,0 +1,531 @@
+/*
+ * sync-run: one job from start to end: the mode decision and what is known
+ * of the relay's NIP-77 support, NIP-11 limits, the run record and its
+ * stats (job_run).
+ */
+
+#include "config.h"
+
+#include "sync-int.h"
+
+/* ---- the engine's tables, through the store (store-meta.c) ------------------ */
+
+/* The cursor of (relay, filter) if its stored filter key is key; else 0. */
+static int sync_cursor_get(struct store *st, const char *relay, const char *fname, const char *key,
+                           int64_t *cursor, char *err, size_t errlen)
+{
+    char *fjson = NULL;
+    int rc = store_cursor_row(st, relay, fname, cursor, &fjson, err, errlen);
+
+    /* A filter edited under the same name starts again from 0. */
+    if (rc != 1 || fjson == NULL || strcmp(fjson, key) != 0)
+        *cursor = 0;
+    free(fjson);
+    return rc < 0 ? -1 : 0;
+}
+
+static int sync_run_record(struct store *st, const struct sync_run *r, char *err, size_t errlen)
+{
+    struct store_run sr;
+
+    memset(&sr, 0, sizeof sr);
+    /* The schema's words: neg | req, ok | error. */
+    snprintf(sr.mode, sizeof sr.mode, "%s", r->mode == SYNC_MODE_NEG ? "neg" : "req");
+    snprintf(sr.result, sizeof sr.result, "%s", r->ok ? "ok" : "error");
+    sr.started = r->started;
+    sr.duration_ms = r->duration_ms;
+    sr.rounds = r->rounds;
+    sr.bytes_sent = r->bytes_sent;
+    sr.bytes_received = r->bytes_received;
+    sr.wire_sent = r->wire_sent;
+    sr.wire_received = r->wire_received;
+    sr.est_req_bytes = r->est_req_bytes;
+    sr.have = r->have;
+    sr.need = r->need;
+    sr.fetched = r->fetched;
+    sr.stored = r->stored;
+    sr.duplicates = r->duplicates;
+    sr.invalid = r->invalid;
+    sr.uploaded_ok = r->uploaded_ok;
+    sr.uploaded_rejected = r->uploaded_rejected;
+    snprintf(sr.fallback_reason, sizeof sr.fallback_reason, "%s", r->fallback_reason);
+    snprintf(sr.error, sizeof sr.error, "%s", r->error);
+    return store_run_insert(st, r->relay, r->filter, &sr, err, errlen);
+}
+
+/* ---- a job from start to end ------------------------------------------------ */
+
+/*
+ * The cursor row's record of the filter: its JSON, with a relative bound
+ * ("30d") written as its age so that the row does not change every round.
+ */
+static char *cursor_key(const struct config_filter *cf)
+{
+    struct filter *f = filter_dup(cf->filter);
+    char *s, *key;
+    size_t n;
+
+    if (cf->since_age >= 0)
+        f->has_since = 0;
+    if (cf->until_age >= 0)
+        f->has_until = 0;
+    s = filter_to_string(f);
+    filter_free(f);
+    n = strlen(s) + 64;
+    key = xmalloc(n);
+    if (cf->since_age >= 0 || cf->until_age >= 0)
+        snprintf(key, n, "%s since_age=%lld until_age=%lld", s, (long long)cf->since_age,
+                 (long long)cf->until_age);
+    else
+        snprintf(key, n, "%s", s);
+    free(s);
+    return key;
+}
+
+/* The limits of a relay's NIP-11 document that size our messages (under e->mu). */
+static void rel_take_limits(struct sync_relay *rel, const struct relay_nip11 *n)
+{
+    if (!n->present)
+        return;
+    if (n->limitation.max_limit > 0)
+        rel->max_limit = n->limitation.max_limit;
+    if (n->limitation.max_message_length > 0)
+        rel->max_message = n->limitation.max_message_length;
+}
+
+static void rel_take_nip11(struct sync_relay *rel, const char *raw, size_t len)
+{
+    struct relay_nip11 *n = relay_nip11_parse(raw, len);
+
+    rel_take_limits(rel, n);
+    relay_nip11_free(n);
+}
+
+/*
+ * What is known of the relay's NIP-77 support: 1 works, 0 refused (reason
+ * set), -1 unknown (try NEG-OPEN and see), -2 unreachable (reason set). The
+ * capability cache answers once per relay per engine (caps_probe: the cache
+ * when fresh, else NIP-11 and a NEG-OPEN handshake); what a job learns later
+ * is kept here and, for a refusal, written back to the cache.
+ */
+/* A capability verdict (probe or cache) into the stats model. */
+void engine_stats_cap(struct sync_engine *e, struct sync_relay *rel, const struct caps_result *res)
+{
+    enum stats_cap c = res->verdict == CAPS_SUPPORTED     ? STATS_CAP_SUPPORTED
+                       : res->verdict == CAPS_UNSUPPORTED ? STATS_CAP_UNSUPPORTED
+                                                          : STATS_CAP_UNREACHABLE;
+
+    stats_set_cap(e->stats, rel_index(e, rel), c,
+                  res->cached ? STATS_CAP_FROM_CACHE : STATS_CAP_FROM_PROBE, res->reason,
+                  res->checked_at, res->nip11.software, res->nip11.version, res->auth_challenge);
+}
+
+static int job_neg_support(struct job *j, char *reason, size_t rlen)
+{
+    struct sync_engine *e = j->e;
+    struct sync_relay *rel = j->rel;
+    int need, force, k;
+
+    pthread_mutex_lock(&e->mu);
+    need = !rel->probed || rel->force_probe;
+    force = rel->force_probe;
+    pthread_mutex_unlock(&e->mu);
+    if (need && e->caps != NULL) {
+        struct caps_opts co = caps_opts_default();
+        struct caps_result res = {0};
+        char err[CAPS_ERRLEN];
+        unsigned pt = e->cfg->sync.probe_timeout;
+
+        co.timeout_ms = (int)pt * 1000;
+        co.recheck_days = e->cfg->sync.recheck_days;
+        co.force = force;
+        co.relay.tls_verify = rel->cr.tls_verify;
+        co.relay.compression = rel->cr.compression;
+        co.relay.log = engine_relay_log;
+        co.relay.log_arg = e;
+        co.relay.cancel = &e->cancel;
+        co.relay.max_message = (size_t)e->cfg->sync.max_message_size;
+        co.relay.trace = e->o.verbose > 0 ? e->o.verbose : 0;
+        stats_job_phase(e->stats, rel_index(e, rel), STATS_PHASE_PROBING);
+        if (caps_probe(e->caps, rel->url, &co, &res, err, sizeof err) < 0) {
+            if (j->interrupted || engine_stopping(e)) {
+                j->interrupted = 1;
+                caps_result_clear(&res);
+                return -1;
+            }
+            engine_log(e, "[SYNC] %s: capability check failed: %s", rel->url, err);
+            stats_set_cap(e->stats, rel_index(e, rel), STATS_CAP_UNREACHABLE, STATS_CAP_FROM_PROBE,
+                          err, (int64_t)time(NULL), NULL, NULL, 0);
+        } else {
+            engine_stats_cap(e, rel, &res);
+            pthread_mutex_lock(&e->mu);
+            rel->probed = 1;
+            rel->force_probe = 0;
+            if (res.verdict == CAPS_SUPPORTED) {
+                rel->neg_known = 1;
+            } else if (res.verdict == CAPS_UNSUPPORTED) {
+                rel->neg_known = 0;
+                caps_result_fallback(&res, rel->neg_reason, sizeof rel->neg_reason);
+            } else {
+                rel->neg_known = -2;
+                snprintf(rel->neg_reason, sizeof rel->neg_reason, "unreachable: %.200s",
+                         res.reason);
+            }
+            if (res.nip11.present && res.nip11.raw != NULL) {
+                rel->nip11_done = 1;
+                rel_take_nip11(rel, res.nip11.raw, strlen(res.nip11.raw));
+            }
+            pthread_mutex_unlock(&e->mu);
+        }
+        caps_result_clear(&res);
+    }
+    pthread_mutex_lock(&e->mu);
+    k = rel->neg_known;
+    if (k == 0 || k == -2)
+        set_error(reason, rlen, "%s", rel->neg_reason);
+    if (k == -2)
+        rel->neg_known = -1; /* the next job tries again */
+    pthread_mutex_unlock(&e->mu);
+    return k;
+}
+
+/* NIP-11 for a relay caps did not ask (REQ only): max_limit sizes the pages, and so on. */
+static void job_nip11(struct job *j)
+{
+    struct sync_relay *rel = j->rel;
+    struct relay_opts ro = relay_opts_default();
+    struct relay_nip11 *n = NULL;
+    char err[RELAY_ERRLEN];
+    int done;
+    unsigned pt = j->e->cfg->sync.probe_timeout;
+
+    pthread_mutex_lock(&j->e->mu);
+    done = rel->nip11_done;
+    rel->nip11_done = 1;
+    pthread_mutex_unlock(&j->e->mu);
+    if (done)
+        return;
+    ro.tls_verify = rel->cr.tls_verify;
+    ro.log = engine_relay_log;
+    ro.log_arg = j->e;
+    ro.cancel = &j->e->cancel;
+    if (relay_fetch_nip11(rel->url, &ro, (int)pt * 1000, &n, err, sizeof err) == 0) {
+        pthread_mutex_lock(&j->e->mu);
+        rel_take_limits(rel, n);
+        pthread_mutex_unlock(&j->e->mu);
+    }
+    relay_nip11_free(n);
+}
+
+static void job_neg_refused(struct job *j, const char *reason)
+{
+    char err[CAPS_ERRLEN];
+
+    pthread_mutex_lock(&j->e->mu);
+    j->rel->neg_known = 0;
+    snprintf(j->rel->neg_reason, sizeof j->rel->neg_reason, "%s", reason);
+    pthread_mutex_unlock(&j->e->mu);
+    stats_set_cap(j->e->stats, rel_index(j->e, j->rel), STATS_CAP_UNSUPPORTED,
+                  STATS_CAP_FROM_SESSION, reason, (int64_t)time(NULL), NULL, NULL, 0);
+    if (j->e->caps != NULL && caps_mark_unsupported(j->e->caps, j->rel->url, reason,
+                                                    (int64_t)time(NULL), err, sizeof err) < 0)
+        engine_log(j->e, "[SYNC] %s: cannot update the capability cache: %s", j->rel->url, err);
+}
+
+static enum config_neg_mode job_neg_mode(struct job *j, char *why, size_t whylen)
+{
+    struct config_relay cr = j->rel->cr;
+    int ov;
+    enum config_neg_mode m;
+
+    pthread_mutex_lock(&j->e->mu);
+    ov = j->rel->override;
+    pthread_mutex_unlock(&j->e->mu);
+    if (ov >= 0)
+        cr.negentropy = (enum config_negentropy)ov;
+    m = config_relay_neg_mode(j->e->cfg, &cr);
+    if (m == CONFIG_NEG_MODE_REQ_ONLY) {
+        if (cr.negentropy == CONFIG_NEGENTROPY_OFF)
+            set_error(why, whylen, "negentropy = off for this relay%s",
+                      ov >= 0 ? " (override)" : "");
+        else
+            set_error(why, whylen, "use_negentropy = false");
+    }
+    return m;
+}
+
+/*
+ * The relay's NIP-11 limits (once known) cap the ids per fetch: max_limit
+ * the events a REQ returns, max_message_length the REQ itself.
+ */
+static void job_apply_limit(struct job *j)
+{
+    pthread_mutex_lock(&j->e->mu);
+    j->max_limit = j->rel->max_limit;
+    j->max_message = j->rel->max_message;
+    pthread_mutex_unlock(&j->e->mu);
+    if (j->max_limit > 0 && (uint64_t)j->max_limit < j->batch)
+        j->batch = (size_t)j->max_limit;
+    if (j->max_message > 0) {
+        int64_t fit = (j->max_message - SYNC_FETCH_REQ_OVERHEAD) / SYNC_FETCH_ID_BYTES;
+        if (fit < 1)
+            fit = 1;
+        if ((uint64_t)fit < j->batch)
+            j->batch = (size_t)fit;
+    }
+}
+
+/* Drops the fetch and upload state (before a REQ fallback). */
+static void job_reset_transfers(struct job *j)
+{
+    fetch_reset(j);
+    idq_free(&j->pending);
+    idq_free(&j->deferred);
+    j->no_defer = 0;
+    idq_free(&j->upq);
+    idset_clear(&j->up_inflight);
+}
+
+static void job_free(struct job *j)
+{
+    caps_guard_clear(&j->guard);
+    job_ahead_clear(j);
+    job_flush(j);
+    job_reset_transfers(j);
+    free(j->subs);
+    idset_clear(&j->queued);
+    idset_clear(&j->retried);
+    idset_clear(&j->have);
+    idset_clear(&j->need);
+    filter_free(j->f);
+    free(j->fkey);
+}
+
+/* One job; 1 when it failed and the relay had closed a subscription of ours (a refusal). */
+/* A finished run becomes its filter's last in the stats model. */
+static void engine_stats_run(struct sync_engine *e, struct sync_relay *rel,
+                             const struct sync_run *run)
+{
+    struct stats_run s;
+
+    memset(&s, 0, sizeof s);
+    s.valid = 1;
+    s.mode_neg = run->mode == SYNC_MODE_NEG;
+    s.ok = run->ok;
+    s.ended = run->started + run->duration_ms / 1000;
+    s.duration_ms = run->duration_ms;
+    s.rounds = run->rounds;
+    s.bytes_sent = run->bytes_sent;
+    s.bytes_received = run->bytes_received;
+    s.wire_sent = run->wire_sent;
+    s.wire_received = run->wire_received;
+    s.est_req_bytes = run->est_req_bytes;
+    s.have = run->have;
+    s.need = run->need;
+    s.fetched = run->fetched;
+    s.stored = run->stored;
+    s.invalid = run->invalid;
+    s.uploaded = run->uploaded_ok;
+    snprintf(s.fallback_reason, sizeof s.fallback_reason, "%s", run->fallback_reason);
+    snprintf(s.error, sizeof s.error, "%s", run->error);
+    stats_job_end(e->stats, rel_index(e, rel), run->filter, &s);
+}
+
+int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *r, struct store *st,
+            struct event_keycache *kc, const struct config_filter *cf, struct sync_run *run)
+{
+    struct job j = {0};
+    struct relay_counters c0, c1;
+    char reason[SYNC_ERRLEN] = "", err[SYNC_ERRLEN] = "";
+    enum config_neg_mode mode;
+    enum job_outcome o = JOB_OK;
+    int64_t t0 = net_now_ms();
+    int use_req = 0, refused;
+
+    memset(run, 0, sizeof *run);
+    snprintf(run->relay, sizeof run->relay, "%s", rel->url);
+    snprintf(run->filter, sizeof run->filter, "%s", cf->name);
+    run->started = (int64_t)time(NULL);
+    run->mode = SYNC_MODE_NEG;
+    relay_get_counters(r, NULL, &c0);
+
+    j.recv_base = c0.recv_msgs;
+    j.c0 = c0;
+    stats_job_start(e->stats, rel_index(e, rel), cf->name);
+    j.e = e;
+    j.rel = rel;
+    j.cf = cf;
+    j.r = r;
+    j.guard.log = engine_relay_log;
+    j.guard.log_arg = e;
+    j.st = st;
+    j.kc = kc;
+    j.run = run;
+    j.timeout_ms = (int64_t)e->cfg->sync.neg_timeout * 1000;
+    j.down = rel->cr.direction != CONFIG_DIRECTION_UP;
+    j.up = rel->cr.direction != CONFIG_DIRECTION_DOWN;
+    j.batch = e->cfg->sync.fetch_batch;
+    j.max_limit = -1;
+    j.max_message = -1;
+    j.max_stored_at = -1;
+    j.cm.max_at = -1;
+    j.max_fetched_at = -1;
+    j.neg_max_common_at = -1;
+    j.f = config_filter_at(cf, run->started);
+    j.fkey = cursor_key(cf);
+
+    if (st == NULL) {
+        set_error(run->error, sizeof run->error, "database not open");
+        goto done;
+    }
+    if (sync_cursor_get(st, rel->url, cf->name, j.fkey, &j.cursor, err, sizeof err) < 0) {
+        set_error(run->error, sizeof run->error, "%s", err);
+        goto done;
+    }
+
+    mode = job_neg_mode(&j, reason, sizeof reason);
+    if (mode == CONFIG_NEG_MODE_REQ_ONLY) {
+        use_req = 1;
+    } else {
+        int k = job_neg_support(&j, reason, sizeof reason);
+        if (j.interrupted) {
+            set_error(run->error, sizeof run->error, "interrupted");
+            goto done;
+        }
+        if (k == -2) {
+            set_error(run->error, sizeof run->error, "%s", reason);
+            goto done;
+        }
+        job_apply_limit(&j);
+        if (k == 0) {
+            o = JOB_UNSUPPORTED;
+        } else {
+            if (k == 1)
+                job_neg_log_using(&j);
+            o = job_neg(&j, reason, sizeof reason);
+            if (o == JOB_UNSUPPORTED)
+                job_neg_refused(&j, reason);
+        }
+        if (o == JOB_FATAL) {
+            set_error(run->error, sizeof run->error, "%s", j.interrupted ? "interrupted" : j.fatal);
+            goto done;
+        }
+        if (o == JOB_UNSUPPORTED || o == JOB_FAILED) {
+            if (mode == CONFIG_NEG_MODE_NEG_STRICT) {
+                set_error(run->error, sizeof run->error, "%s: %s",
+                          o == JOB_UNSUPPORTED ? "relay does not support NIP-77"
+                                               : "negentropy failed",
+                          reason);
+                engine_log(e,
+                           "[SYNC] %s (filter %s): %s; not synced (negentropy_fallback ="
+                           " false)",
+                           rel->url, cf->name, run->error);
+                goto done;
+            }
+            use_req = 1;
+            if (o == JOB_FAILED) {
+                char tmp[SYNC_ERRLEN];
+                snprintf(tmp, sizeof tmp, "negentropy failed: %s", reason);
+                snprintf(reason, sizeof reason, "%s", tmp);
+            }
+            job_reset_transfers(&j);
+        }
+    }
+
+    if (use_req) {
+        char note[SYNC_ERRLEN] = "";
+        job_nip11(&j);
+        job_apply_limit(&j);
+        run->mode = SYNC_MODE_REQ;
+        snprintf(run->fallback_reason, sizeof run->fallback_reason, "%s", reason);
+        engine_log(e, "[SYNC] Using REQ for %s (filter %s): %s", rel->url, cf->name, reason);
+        o = req_job(&j, note, sizeof note);
+        if (o != JOB_OK) {
+            set_error(run->error, sizeof run->error, "%s",
+                      j.interrupted    ? "interrupted"
+                      : o == JOB_FATAL ? j.fatal
+                                       : note);
+            goto done;
+        }
+        if (j.up) {
+            /*
+             * Without negentropy there is no telling what the relay lacks:
+             * an upload that was asked for did not happen, and the job says so.
+             */
+            set_error(run->error, sizeof run->error,
+                      "not uploaded: direction %s needs negentropy to find what the relay"
+                      " lacks (%.150s)",
+                      j.down ? "both" : "up", reason);
+            engine_log(e, "[SYNC] %s (filter %s): %s", rel->url, cf->name, run->error);
+            goto done;
+        }
+        if (note[0] != '\0')
+            set_error(run->error, sizeof run->error, "%s", note);
+        run->ok = 1;
+        goto done;
+    }
+
+    /* Negentropy finished: the local set for the filter now equals the relay's. */
+    if (job_flush(&j) < 0) {
+        set_error(run->error, sizeof run->error, "%s", j.fatal);
+        goto done;
+    }
+    if (j.down && j.missing == 0) {
+        int64_t newc =
+            j.neg_max_common_at > j.max_fetched_at ? j.neg_max_common_at : j.max_fetched_at;
+        if (newc > j.cursor &&
+            store_cursor_set(st, rel->url, cf->name, j.fkey, newc, err, sizeof err) < 0) {
+            set_error(run->error, sizeof run->error, "%s", err);
+            goto done;
+        }
+    }
+    if (j.missing > 0)
+        set_error(run->error, sizeof run->error, "%llu events the relay reported were not sent",
+                  (unsigned long long)j.missing);
+    run->ok = 1;
+
+done:
+    job_flush(&j);
+    relay_get_counters(r, NULL, &c1);
+    run->bytes_sent = c1.sent_payload - c0.sent_payload;
+    run->bytes_received = c1.recv_payload - c0.recv_payload;
+    run->wire_sent = c1.sent_wire - c0.sent_wire;
+    run->wire_received = c1.recv_wire - c0.recv_wire;
+    if (!run->ok) {
+        run->est_req_bytes = 0; /* nothing to compare a failed job with */
+    } else if (run->mode == SYNC_MODE_REQ) {
+        run->est_req_bytes = run->bytes_sent + run->bytes_received;
+    } else {
+        /* The events (common and fetched), one REQ and its EOSE. */
+        char *fs = filter_to_string(j.f != NULL ? j.f : cf->filter);
+        uint64_t est = j.est_common > j.est_have ? j.est_common - j.est_have : 0;
+        est += j.fetched_bytes;
+        est += 11 + SYNC_REQ_SUBID_LEN + (fs != NULL ? strlen(fs) : 2);
+        est += 11 + SYNC_REQ_SUBID_LEN;
+        free(fs);
+        run->est_req_bytes = est;
+    }
+    refused = !run->ok && j.closed[0] != '\0' && !j.interrupted;
+    job_progress(&j, 1);
+    job_free(&j);
+    run->duration_ms = net_now_ms() - t0;
+    if (refused) {
+        /* The backoff this refusal sets for the relay: counted, and said, per relay run. */
+        pthread_mutex_lock(&e->mu);
+        if (rel->not_before_ms <= t0) {
+            rel->refusals++;
+            rel->rng = rel->rng * 6364136223846793005ULL + 1442695040888963407ULL;
+            rel->not_before_ms = net_now_ms() + relay_backoff_delay_ms(rel->refusals, rel->rng);
+        }
+        {
+            size_t n = strlen(run->error);
+            snprintf(run->error + n, sizeof run->error - n, "; backoff %.1f s",
+                     (double)(rel->not_before_ms - net_now_ms()) / 1000.0);
+        }
+        pthread_mutex_unlock(&e->mu);
+    }
+    if (st != NULL && sync_run_record(st, run, err, sizeof err) < 0)
+        engine_log(e, "[SYNC] %s (filter %s): cannot record the run: %s", rel->url, cf->name, err);
+    engine_stats_run(e, rel, run);
+    return refused;
+}
