@@ -350,6 +350,7 @@ struct req_state {
 
 /* sync.c */
 void engine_log(struct sync_engine *e, const char *fmt, ...);
+void engine_relay_log(void *arg, const char *url, const char *line);
 int engine_stopping(struct sync_engine *e);
 void abs_deadline(struct timespec *ts, int64_t ms_from_now);
 
@@ -420,5 +421,10 @@ void job_ahead_clear(struct job *j);
 int64_t job_recv_skew(struct job *j);
 int job_recv(struct job *j, int final, struct relay_msg **out, char *err, size_t errlen);
 int job_connect(struct job *j, char *err, size_t errlen);
+
+/* sync-run.c */
+void engine_stats_cap(struct sync_engine *e, struct sync_relay *rel, const struct caps_result *res);
+int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *r, struct store *st,
+            struct event_keycache *kc, const struct config_filter *cf, struct sync_run *run);
 
 #endif
