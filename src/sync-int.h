@@ -194,6 +194,8 @@ struct sync_engine {
      * thread never waits on SQLite.
      */
     int settings_dirty;
+    /* Events in the database: counted at start, then each run's stored added (atomic). */
+    uint64_t events_stored;
     size_t nrunning;
     struct idset claims;       /* ids some job is fetching right now */
     struct tail_slice *slices; /* the parts of tails jobs are fetching right now */

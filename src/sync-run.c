@@ -82,8 +82,12 @@ static char *cursor_key(const struct config_filter *cf)
     return key;
 }
 
-/* The limits of a relay's NIP-11 document that size our messages (under e->mu). */
-static void rel_take_limits(struct sync_relay *rel, const struct relay_nip11 *n)
+/*
+ * The limits of a relay's NIP-11 document that size our messages (under
+ * e->mu), also shown in the stats model.
+ */
+static void rel_take_limits(struct sync_engine *e, struct sync_relay *rel,
+                            const struct relay_nip11 *n)
 {
     if (!n->present)
         return;
@@ -91,13 +95,16 @@ static void rel_take_limits(struct sync_relay *rel, const struct relay_nip11 *n)
         rel->max_limit = n->limitation.max_limit;
     if (n->limitation.max_message_length > 0)
         rel->max_message = n->limitation.max_message_length;
+    stats_set_limits(e->stats, rel_index(e, rel), rel->max_message > 0 ? rel->max_message : 0,
+                     rel->max_limit > 0 ? rel->max_limit : 0);
 }
 
-static void rel_take_nip11(struct sync_relay *rel, const char *raw, size_t len)
+static void rel_take_nip11(struct sync_engine *e, struct sync_relay *rel, const char *raw,
+                           size_t len)
 {
     struct relay_nip11 *n = relay_nip11_parse(raw, len);
 
-    rel_take_limits(rel, n);
+    rel_take_limits(e, rel, n);
     relay_nip11_free(n);
 }
 
@@ -173,7 +180,7 @@ static int job_neg_support(struct job *j, char *reason, size_t rlen)
             }
             if (res.nip11.present && res.nip11.raw != NULL) {
                 rel->nip11_done = 1;
-                rel_take_nip11(rel, res.nip11.raw, strlen(res.nip11.raw));
+                rel_take_nip11(e, rel, res.nip11.raw, strlen(res.nip11.raw));
             }
             pthread_mutex_unlock(&e->mu);
         }
@@ -211,7 +218,7 @@ static void job_nip11(struct job *j)
     ro.cancel = &j->e->cancel;
     if (relay_fetch_nip11(rel->url, &ro, (int)pt * 1000, &n, err, sizeof err) == 0) {
         pthread_mutex_lock(&j->e->mu);
-        rel_take_limits(rel, n);
+        rel_take_limits(j->e, rel, n);
         pthread_mutex_unlock(&j->e->mu);
     }
     relay_nip11_free(n);
@@ -329,6 +336,9 @@ static void engine_stats_run(struct sync_engine *e, struct sync_relay *rel,
     snprintf(s.fallback_reason, sizeof s.fallback_reason, "%s", run->fallback_reason);
     snprintf(s.error, sizeof s.error, "%s", run->error);
     stats_job_end(e->stats, rel_index(e, rel), run->filter, &s);
+    if (run->stored > 0)
+        stats_set_events_stored(
+            e->stats, __atomic_add_fetch(&e->events_stored, run->stored, __ATOMIC_RELAXED));
 }
 
 int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *r, struct store *st,

@@ -362,10 +362,21 @@ static int engine_stats_new(struct sync_engine *e, char *err, size_t errlen)
         char cerr[CAPS_ERRLEN];
         stats_set_enabled(e->stats, i, e->relays[i].cr.enabled);
         engine_stats_setting(e, &e->relays[i]);
-        if (caps_cache_get(e->caps, e->relays[i].url, &res, cerr, sizeof cerr) == 1)
+        if (caps_cache_get(e->caps, e->relays[i].url, &res, cerr, sizeof cerr) == 1) {
             engine_stats_cap(e, &e->relays[i], &res);
+            if (res.nip11.raw != NULL) {
+                struct relay_nip11 *n = relay_nip11_parse(res.nip11.raw, strlen(res.nip11.raw));
+                if (n->present)
+                    stats_set_limits(
+                        e->stats, i,
+                        n->limitation.max_message_length > 0 ? n->limitation.max_message_length : 0,
+                        n->limitation.max_limit > 0 ? n->limitation.max_limit : 0);
+                relay_nip11_free(n);
+            }
+        }
         caps_result_clear(&res);
     }
+    stats_set_events_stored(e->stats, e->events_stored);
     return 0;
 }
 
@@ -455,6 +466,8 @@ struct sync_engine *sync_engine_new(const struct sync_engine_opts *opts, char *e
         if (sync_setting_get(st, e->relays[i].url, &v) == 0)
             e->relays[i].override = (int)v;
     }
+    if (store_count(st, NULL, &e->events_stored, serr, sizeof serr) < 0)
+        e->events_stored = 0; /* only the front ends' header reads it */
     store_close(st);
     if ((e->caps = caps_cache_open(e->db_path, err, errlen)) == NULL)
         goto fail;
