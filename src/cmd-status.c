@@ -34,6 +34,7 @@
 #include "commands.h"
 #include "relay.h"
 #include "store.h"
+#include "summary.h"
 #include "sync.h"
 #include "util.h"
 
@@ -389,26 +390,6 @@ static int print_json(const struct status_report *rep)
 
 /* ---- the table ------------------------------------------------------------------------ */
 
-static void fmt_bytes(uint64_t n, char *out, size_t outlen)
-{
-    if (n < 1000)
-        snprintf(out, outlen, "%llu B", (unsigned long long)n);
-    else if (n < 1000 * 1000)
-        snprintf(out, outlen, "%.1f kB", (double)n / 1e3);
-    else if (n < 1000ULL * 1000 * 1000)
-        snprintf(out, outlen, "%.1f MB", (double)n / 1e6);
-    else
-        snprintf(out, outlen, "%.2f GB", (double)n / 1e9);
-}
-
-static void fmt_saved(uint64_t est, uint64_t used, char *out, size_t outlen)
-{
-    if (est == 0)
-        snprintf(out, outlen, "-");
-    else
-        snprintf(out, outlen, "%.0f%%", saved_percent(est, used));
-}
-
 /* "45s", "12m", "3h", "2d". */
 static void fmt_span(int64_t secs, char *out, size_t outlen)
 {
@@ -455,17 +436,17 @@ static void print_totals_line(const char *label, const struct store_run_totals *
         printf("%s no runs recorded\n", label);
         return;
     }
-    fmt_bytes(t->bytes_sent, up, sizeof up);
-    fmt_bytes(t->bytes_received, down, sizeof down);
-    fmt_bytes(t->est_req_bytes, est, sizeof est);
-    fmt_saved(t->est_req_bytes, t->compared_bytes, saved, sizeof saved);
+    summary_fmt_bytes(t->bytes_sent, up, sizeof up);
+    summary_fmt_bytes(t->bytes_received, down, sizeof down);
+    summary_fmt_bytes(t->est_req_bytes, est, sizeof est);
+    summary_fmt_saved(t->est_req_bytes, t->compared_bytes, saved, sizeof saved);
     printf("%s %" PRIu64 " run%s (%" PRIu64 " ok), sent %s, received %s, fetched %" PRIu64
            ", stored %" PRIu64,
            label, t->runs, t->runs == 1 ? "" : "s", t->runs_ok, up, down, t->fetched, t->stored);
     if (t->est_req_bytes > 0) {
         char diff[32];
         int64_t d = (int64_t)t->est_req_bytes - (int64_t)t->compared_bytes;
-        fmt_bytes(d >= 0 ? (uint64_t)d : (uint64_t)-d, diff, sizeof diff);
+        summary_fmt_bytes(d >= 0 ? (uint64_t)d : (uint64_t)-d, diff, sizeof diff);
         printf(", a REQ would have moved %s: saved %s%s (%s)", est, d >= 0 ? "" : "-", diff, saved);
     }
     putchar('\n');
@@ -511,13 +492,13 @@ static void filter_cells(const struct status_filter *sf, int64_t now, char cells
     }
     snprintf(cells[COL_MODE], CELL, "%s", mode_word(r->mode));
     snprintf(cells[COL_ROUNDS], CELL, "%" PRIu64, r->rounds);
-    fmt_bytes(r->bytes_sent, cells[COL_SENT], CELL);
-    fmt_bytes(r->bytes_received, cells[COL_RECV], CELL);
+    summary_fmt_bytes(r->bytes_sent, cells[COL_SENT], CELL);
+    summary_fmt_bytes(r->bytes_received, cells[COL_RECV], CELL);
     if (r->est_req_bytes > 0)
-        fmt_bytes(r->est_req_bytes, cells[COL_EST], CELL);
+        summary_fmt_bytes(r->est_req_bytes, cells[COL_EST], CELL);
     else
         snprintf(cells[COL_EST], CELL, "-");
-    fmt_saved(r->est_req_bytes, r->bytes_sent + r->bytes_received, cells[COL_SAVED], CELL);
+    summary_fmt_saved(r->est_req_bytes, r->bytes_sent + r->bytes_received, cells[COL_SAVED], CELL);
     snprintf(cells[COL_FETCHED], CELL, "%" PRIu64, r->fetched);
     snprintf(cells[COL_STORED], CELL, "%" PRIu64, r->stored);
     fmt_when(r->started, now, cells[COL_WHEN], CELL);
@@ -629,7 +610,7 @@ static int print_table(const struct status_report *rep)
         }
     }
 
-    fmt_bytes(rep->db_bytes, size, sizeof size);
+    summary_fmt_bytes(rep->db_bytes, size, sizeof size);
     printf("database    %s · %" PRIu64 " event%s · %s\n", rep->db_path, rep->events,
            rep->events == 1 ? "" : "s", size);
     print_totals_line("all runs   ", &rep->totals);

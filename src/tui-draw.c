@@ -375,23 +375,6 @@ static const char *cap_source_name(enum stats_cap_source s)
     return "";
 }
 
-/* Lowercase, for sentences ("NEG fetching round 3"). */
-static const char *phase_name(enum stats_phase p)
-{
-    switch (p) {
-    case STATS_PHASE_IDLE: return "idle";
-    case STATS_PHASE_QUEUED: return "queued";
-    case STATS_PHASE_CONNECTING: return "connecting";
-    case STATS_PHASE_PROBING: return "probing";
-    case STATS_PHASE_RECONCILING: return "reconciling";
-    case STATS_PHASE_FETCHING: return "fetching";
-    case STATS_PHASE_UPLOADING: return "uploading";
-    case STATS_PHASE_REQ: return "REQ";
-    case STATS_PHASE_BACKOFF: return "backoff";
-    }
-    return "?";
-}
-
 static const char *neg_name(enum stats_neg_setting s)
 {
     return s == STATS_NEG_ON ? "on" : s == STATS_NEG_OFF ? "off" : "auto";
@@ -924,7 +907,7 @@ static void detail_lines(struct ctx *c, size_t i, int full, struct dlines *d)
             case STATS_PHASE_FETCHING:
             case STATS_PHASE_UPLOADING:
                 dl_printf(l, "NEG %s round %" PRIu64 "%shave %" PRIu64 "%sneed %" PRIu64,
-                          phase_name(r->phase), r->round, dot, r->have, dot, r->need);
+                          stats_phase_name(r->phase), r->round, dot, r->have, dot, r->need);
                 break;
             case STATS_PHASE_REQ: dl_printf(l, "REQ page %" PRIu64, r->round); break;
             case STATS_PHASE_BACKOFF:
@@ -932,7 +915,7 @@ static void detail_lines(struct ctx *c, size_t i, int full, struct dlines *d)
                 dl_printf(l, "backoff, %u failure%s, again in %s", r->failures,
                           r->failures == 1 ? "" : "s", t);
                 break;
-            default: dl_printf(l, "%s", phase_name(r->phase)); break;
+            default: dl_printf(l, "%s", stats_phase_name(r->phase)); break;
             }
             if (r->total > 0) {
                 progress_bar(r->fetched, r->total, full ? 20 : 10, a, sizeof a);
