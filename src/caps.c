@@ -8,18 +8,13 @@
  * relay that trickles harmless notices cannot stretch a probe past its
  * timeout.
  *
- * The cache lives in the relay_caps table that store.c's first migration
- * creates. store.h has no accessor for it yet, so struct caps_cache opens its
- * own SQLite connection to the same file (configured as store.c configures
- * its own: WAL is already on, a busy timeout, prepared statements with bound
- * parameters) and serializes its calls with a mutex so the probe threads can
- * share it. Once store.c grows store_caps_get / store_caps_put, the three
- * functions under "the cache" below become thin wrappers around them.
+ * The cache is the relay_caps table of the caller's database: every
+ * function here takes the caller's connection (struct store, one per
+ * thread), and the SQL is store-meta.c's (store_caps_get / store_caps_put).
  */
 #include "config.h"
 
 #include <ctype.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -711,34 +706,6 @@ enum caps_source caps_recheck_reason(const struct caps_result *cached,
 
 /* ---- the cache ------------------------------------------------------------------- */
 
-struct caps_cache {
-    struct store *st; /* its own connection: probes of several threads share the cache */
-    pthread_mutex_t lock;
-};
-
-struct caps_cache *caps_cache_open(const char *db_path, char *err, size_t errlen)
-{
-    struct caps_cache *c = xcalloc(1, sizeof *c);
-    char serr[STORE_ERRLEN];
-
-    if ((c->st = store_open(db_path, serr, sizeof serr)) == NULL) {
-        set_error(err, errlen, "%s", serr);
-        free(c);
-        return NULL;
-    }
-    pthread_mutex_init(&c->lock, NULL);
-    return c;
-}
-
-void caps_cache_close(struct caps_cache *c)
-{
-    if (c == NULL)
-        return;
-    store_close(c->st);
-    pthread_mutex_destroy(&c->lock);
-    free(c);
-}
-
 /* The supported_nips column, a JSON array of integers; anything else is treated as absent. */
 static void nips_from_json(const char *text, struct caps_nip11 *n)
 {
@@ -773,7 +740,7 @@ static char *nips_to_json(const struct caps_nip11 *n)
     return text;
 }
 
-int caps_cache_get(struct caps_cache *c, const char *url, struct caps_result *out, char *err,
+int caps_cache_get(struct store *st, const char *url, struct caps_result *out, char *err,
                    size_t errlen)
 {
     struct store_caps row;
@@ -781,9 +748,7 @@ int caps_cache_get(struct caps_cache *c, const char *url, struct caps_result *ou
     int found;
 
     caps_result_clear(out);
-    pthread_mutex_lock(&c->lock);
-    found = store_caps_get(c->st, url, &row, serr, sizeof serr);
-    pthread_mutex_unlock(&c->lock);
+    found = store_caps_get(st, url, &row, serr, sizeof serr);
     if (found < 0) {
         set_error(err, errlen, "%s", serr);
         return -1;
@@ -811,7 +776,7 @@ int caps_cache_get(struct caps_cache *c, const char *url, struct caps_result *ou
     return 1;
 }
 
-int caps_cache_put(struct caps_cache *c, const struct caps_result *r, char *err, size_t errlen)
+int caps_cache_put(struct store *st, const struct caps_result *r, char *err, size_t errlen)
 {
     const struct caps_nip11 *n = &r->nip11;
     struct store_caps row = {0};
@@ -836,16 +801,14 @@ int caps_cache_put(struct caps_cache *c, const struct caps_result *r, char *err,
         /* A present document always has a non-NULL raw column: "{}" if it was somehow lost. */
         row.nip11_raw = n->raw != NULL ? n->raw : (char *)"{}";
     }
-    pthread_mutex_lock(&c->lock);
-    rc = store_caps_put(c->st, r->url, &row, serr, sizeof serr);
-    pthread_mutex_unlock(&c->lock);
+    rc = store_caps_put(st, r->url, &row, serr, sizeof serr);
     if (rc < 0)
         set_error(err, errlen, "%s", serr);
     free(nips);
     return rc;
 }
 
-int caps_mark_unsupported(struct caps_cache *c, const char *url, const char *reason, int64_t now,
+int caps_mark_unsupported(struct store *st, const char *url, const char *reason, int64_t now,
                           char *err, size_t errlen)
 {
     struct caps_result r = {0};
@@ -854,7 +817,7 @@ int caps_mark_unsupported(struct caps_cache *c, const char *url, const char *rea
 
     if (key == NULL)
         return -1;
-    rc = caps_cache_get(c, key, &r, err, errlen);
+    rc = caps_cache_get(st, key, &r, err, errlen);
     if (rc < 0) {
         free(key);
         return -1;
@@ -871,7 +834,7 @@ int caps_mark_unsupported(struct caps_cache *c, const char *url, const char *rea
     snprintf(r.reason, sizeof r.reason, "%s", reason != NULL && reason[0] ? reason : "refused");
     r.auth_challenge = 0;
     r.checked_at = now;
-    rc = caps_cache_put(c, &r, err, errlen);
+    rc = caps_cache_put(st, &r, err, errlen);
     caps_result_clear(&r);
     free(key);
     return rc;
@@ -975,7 +938,7 @@ static int probe_connection(const char *url, const struct caps_opts *o, struct c
     return rc;
 }
 
-int caps_probe(struct caps_cache *cache, const char *url, const struct caps_opts *opts,
+int caps_probe(struct store *cache, const char *url, const struct caps_opts *opts,
                struct caps_result *out, char *err, size_t errlen)
 {
     struct caps_opts o = opts != NULL ? *opts : caps_opts_default();

@@ -32,6 +32,8 @@
 
 #include "relay.h"
 
+struct store;
+
 #define CAPS_ERRLEN    256
 #define CAPS_REASONLEN 256
 
@@ -294,27 +296,23 @@ enum caps_source caps_recheck_reason(const struct caps_result *cached,
 /* ---- the cache ------------------------------------------------------------------- */
 
 /*
- * The relay_caps table of one database (created by store_open's migrations,
- * which must have run). Safe to share between threads: calls are serialized.
+ * The cache is the relay_caps table of the database st is connected to
+ * (created by store_open's migrations). st is the caller's connection, used
+ * by one thread at a time as every struct store is.
  */
-struct caps_cache;
-
-struct caps_cache *caps_cache_open(const char *db_path, char *err, size_t errlen);
-void caps_cache_close(struct caps_cache *c);
-
 /*
  * The cached result for url (normalized): 1 with out filled (cached = 1,
  * source CAPS_FROM_CACHE), 0 when there is none, -1 with a reason in err.
  * out must be zeroed or cleared.
  */
-int caps_cache_get(struct caps_cache *c, const char *url, struct caps_result *out, char *err,
+int caps_cache_get(struct store *st, const char *url, struct caps_result *out, char *err,
                    size_t errlen);
 
 /*
  * Stores r (replacing what was cached for r->url). An unreachable result is
  * refused (-1): it would overwrite a real answer with a network hiccup.
  */
-int caps_cache_put(struct caps_cache *c, const struct caps_result *r, char *err, size_t errlen);
+int caps_cache_put(struct store *st, const struct caps_result *r, char *err, size_t errlen);
 
 /*
  * A sync job got an unsupported-style answer (NEG-ERR, a refusal NOTICE...)
@@ -324,7 +322,7 @@ int caps_cache_put(struct caps_cache *c, const struct caps_result *r, char *err,
  * fallback reason (caps_fallback_reason) is stored without its "no NIP-77: ",
  * as the probe words the same answer.
  */
-int caps_mark_unsupported(struct caps_cache *c, const char *url, const char *reason, int64_t now,
+int caps_mark_unsupported(struct store *st, const char *url, const char *reason, int64_t now,
                           char *err, size_t errlen);
 
 /* ---- probing ------------------------------------------------------------------------ */
@@ -353,12 +351,13 @@ struct caps_opts caps_opts_default(void);
 /*
  * The capability of the relay at url, from the cache when it may be reused,
  * otherwise by fetching NIP-11 and running the handshake; a verdict other
- * than unreachable is written to the cache. cache may be NULL (no caching).
+ * than unreachable is written to the cache (the database cache is connected
+ * to; NULL: no caching).
  * Returns 0 with out filled (any verdict), or -1 with a reason in err for a
  * bad URL, a cache error, or an interrupted probe. out must be zeroed or
  * cleared.
  */
-int caps_probe(struct caps_cache *cache, const char *url, const struct caps_opts *opts,
+int caps_probe(struct store *cache, const char *url, const struct caps_opts *opts,
                struct caps_result *out, char *err, size_t errlen);
 
 #endif

@@ -48,7 +48,7 @@ struct probe_run {
     struct probe_target *targets;
     size_t n, next;
     pthread_mutex_t lock;
-    struct caps_cache *cache;
+    char *db_path; /* the cache's database; each worker has its own connection */
     struct caps_opts opts;
     int verbose;
 };
@@ -64,6 +64,8 @@ static void probe_log(void *arg, const char *url, const char *line)
 static void *probe_worker(void *arg)
 {
     struct probe_run *run = arg;
+    char err[STORE_ERRLEN];
+    struct store *st = store_open(run->db_path, err, sizeof err);
 
     for (;;) {
         struct probe_target *t;
@@ -73,14 +75,21 @@ static void *probe_worker(void *arg)
         t = run->next < run->n ? &run->targets[run->next++] : NULL;
         pthread_mutex_unlock(&run->lock);
         if (t == NULL)
-            return NULL;
+            break;
+        if (st == NULL) {
+            snprintf(t->err, sizeof t->err, "%s", err);
+            t->failed = 1;
+            continue;
+        }
         o = run->opts;
         o.relay.tls_verify = t->tls_verify;
         o.relay.compression = t->compression;
         o.relay.trace = run->verbose > 0 ? run->verbose : 0;
-        if (caps_probe(run->cache, t->url, &o, &t->result, t->err, sizeof t->err) < 0)
+        if (caps_probe(st, t->url, &o, &t->result, t->err, sizeof t->err) < 0)
             t->failed = 1;
     }
+    store_close(st);
+    return NULL;
 }
 
 /* "45s", "12m", "3h", "2d": an age at a glance. */
@@ -243,13 +252,13 @@ static void add_target(struct probe_target **targets, size_t *n, const char *url
 }
 
 /*
- * The cache: the database the other commands use (-d, [storage] path, or the
- * XDG default, whose directory is created), migrated by store_open.
+ * The cache's database: the one the other commands use (-d, [storage] path,
+ * or the XDG default, whose directory is created), created and migrated here
+ * once so the workers' connections find it ready. Its path, or NULL.
  */
-static struct caps_cache *open_cache(const struct globals *g, const struct config *cfg)
+static char *open_cache(const struct globals *g, const struct config *cfg)
 {
     char err[STORE_ERRLEN];
-    struct caps_cache *cache = NULL;
     struct store *st;
     char *path;
 
@@ -268,11 +277,7 @@ static struct caps_cache *open_cache(const struct globals *g, const struct confi
         return NULL;
     }
     store_close(st);
-    cache = caps_cache_open(path, err, sizeof err);
-    if (cache == NULL)
-        fprintf(stderr, "negsync: %s\n", err);
-    free(path);
-    return cache;
+    return path;
 }
 
 int cmd_probe(struct globals *g, int argc, char **argv)
@@ -349,7 +354,7 @@ int cmd_probe(struct globals *g, int argc, char **argv)
     run.opts.relay.log = probe_log;
     run.opts.relay.log_arg = &run;
     run.opts.relay.max_message = (size_t)cfg->sync.max_message_size;
-    if ((run.cache = open_cache(g, cfg)) == NULL) {
+    if ((run.db_path = open_cache(g, cfg)) == NULL) {
         pthread_mutex_destroy(&run.lock);
         status = 1;
         goto done;
@@ -368,7 +373,7 @@ int cmd_probe(struct globals *g, int argc, char **argv)
     for (size_t i = 0; i < nthreads; i++)
         pthread_join(threads[i], NULL);
     pthread_mutex_destroy(&run.lock);
-    caps_cache_close(run.cache);
+    free(run.db_path);
 
     now = (int64_t)time(NULL);
     for (size_t i = 0; i < n; i++) {

@@ -223,8 +223,7 @@ struct sync_engine {
     int ckpt_running;
     pthread_cond_t ckpt_cv;
     uint64_t ckpt_want, ckpt_done; /* commits signalled, commits checkpointed */
-    struct caps_cache *caps;       /* the capability cache (thread-safe) */
-    uint64_t subseq;
+    atomic_uint_fast64_t subseq; /* our subscription ids so far (job_subid) */
     struct vpool *vpool; /* verifies incoming events beside the workers; NULL: inline */
 };
 

@@ -137,7 +137,7 @@ static int job_neg_support(struct job *j, char *reason, size_t rlen)
     need = !rel->probed || rel->force_probe;
     force = rel->force_probe;
     pthread_mutex_unlock(&e->mu);
-    if (need && e->caps != NULL) {
+    if (need && j->st != NULL) {
         struct caps_opts co = caps_opts_default();
         struct caps_result res = {0};
         char err[CAPS_ERRLEN];
@@ -154,7 +154,7 @@ static int job_neg_support(struct job *j, char *reason, size_t rlen)
         co.relay.max_message = (size_t)e->cfg->sync.max_message_size;
         co.relay.trace = e->o.verbose > 0 ? e->o.verbose : 0;
         stats_job_phase(e->stats, rel_index(e, rel), STATS_PHASE_PROBING);
-        if (caps_probe(e->caps, rel->url, &co, &res, err, sizeof err) < 0) {
+        if (caps_probe(j->st, rel->url, &co, &res, err, sizeof err) < 0) {
             if (j->interrupted || engine_stopping(e)) {
                 j->interrupted = 1;
                 caps_result_clear(&res);
@@ -234,8 +234,8 @@ static void job_neg_refused(struct job *j, const char *reason)
     pthread_mutex_unlock(&j->e->mu);
     stats_set_cap(j->e->stats, rel_index(j->e, j->rel), STATS_CAP_UNSUPPORTED,
                   STATS_CAP_FROM_SESSION, reason, (int64_t)time(NULL), NULL, NULL, 0);
-    if (j->e->caps != NULL && caps_mark_unsupported(j->e->caps, j->rel->url, reason,
-                                                    (int64_t)time(NULL), err, sizeof err) < 0)
+    if (j->st != NULL && caps_mark_unsupported(j->st, j->rel->url, reason, (int64_t)time(NULL), err,
+                                               sizeof err) < 0)
         engine_log(j->e, "[SYNC] %s: cannot update the capability cache: %s", j->rel->url, err);
 }
 

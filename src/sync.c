@@ -343,7 +343,7 @@ static int engine_add_relay(struct sync_engine *e, const char *url, char *err, s
 }
 
 /* The stats model: every relay and filter, settings, and what the capability cache knows. */
-static int engine_stats_new(struct sync_engine *e, char *err, size_t errlen)
+static int engine_stats_new(struct sync_engine *e, struct store *st, char *err, size_t errlen)
 {
     const char **urls = xreallocarray(NULL, e->nrelays, sizeof *urls);
     const char **names = xreallocarray(NULL, e->nfilters, sizeof *names);
@@ -362,7 +362,7 @@ static int engine_stats_new(struct sync_engine *e, char *err, size_t errlen)
         char cerr[CAPS_ERRLEN];
         stats_set_enabled(e->stats, i, e->relays[i].cr.enabled);
         engine_stats_setting(e, &e->relays[i]);
-        if (caps_cache_get(e->caps, e->relays[i].url, &res, cerr, sizeof cerr) == 1) {
+        if (caps_cache_get(st, e->relays[i].url, &res, cerr, sizeof cerr) == 1) {
             engine_stats_cap(e, &e->relays[i], &res);
             if (res.nip11.raw != NULL) {
                 struct relay_nip11 *n = relay_nip11_parse(res.nip11.raw, strlen(res.nip11.raw));
@@ -402,6 +402,7 @@ struct sync_engine *sync_engine_new(const struct sync_engine_opts *opts, char *e
     pthread_condattr_t ca;
     char serr[STORE_ERRLEN];
     struct store *st;
+    int rc;
 
     e->o = *opts;
     e->cfg = opts->cfg;
@@ -468,10 +469,9 @@ struct sync_engine *sync_engine_new(const struct sync_engine_opts *opts, char *e
     }
     if (store_count(st, NULL, &e->events_stored, serr, sizeof serr) < 0)
         e->events_stored = 0; /* only the front ends' header reads it */
+    rc = engine_stats_new(e, st, err, errlen);
     store_close(st);
-    if ((e->caps = caps_cache_open(e->db_path, err, errlen)) == NULL)
-        goto fail;
-    if (engine_stats_new(e, err, errlen) < 0)
+    if (rc < 0)
         goto fail;
     return e;
 fail:
@@ -687,7 +687,6 @@ void sync_engine_free(struct sync_engine *e)
         free(s);
     }
     engine_listings_prune(e, 1);
-    caps_cache_close(e->caps);
     pthread_cond_destroy(&e->work_cv);
     pthread_cond_destroy(&e->idle_cv);
     pthread_cond_destroy(&e->claim_cv);

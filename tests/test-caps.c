@@ -661,25 +661,21 @@ static void test_recheck(void)
 
 static char tmpdir[] = "/tmp/test-caps.XXXXXX";
 
-static struct caps_cache *open_test_cache(const char *name)
+static struct store *open_test_cache(const char *name)
 {
     char path[256], err[STORE_ERRLEN];
     struct store *st;
-    struct caps_cache *c;
 
     snprintf(path, sizeof path, "%s/%s", tmpdir, name);
     st = store_open(path, err, sizeof err);
     CHECK_MSG(st != NULL, "%s", err);
-    store_close(st);
-    c = caps_cache_open(path, err, sizeof err);
-    CHECK_MSG(c != NULL, "%s", err);
-    return c;
+    return st;
 }
 
 static void test_cache_table(void)
 {
     char err[CAPS_ERRLEN];
-    struct caps_cache *c = open_test_cache("table.db");
+    struct store *c = open_test_cache("table.db");
     struct caps_result r = {0}, got = {0};
 
     if (c == NULL)
@@ -742,7 +738,7 @@ static void test_cache_table(void)
 
     caps_result_clear(&r);
     caps_result_clear(&got);
-    caps_cache_close(c);
+    store_close(c);
 
     /* A file that is not a migrated negsync database is refused with a reason. */
     {
@@ -755,11 +751,11 @@ static void test_cache_table(void)
             fclose(f);
         /* The cache opens the database through the store, which creates the schema. */
         struct caps_result none = {0};
-        c = caps_cache_open(path, err, sizeof err);
+        c = store_open(path, err, sizeof err);
         CHECK_MSG(c != NULL, "%s", err);
         CHECK(c != NULL && caps_cache_get(c, "wss://relay.example", &none, err, sizeof err) == 0);
         caps_result_clear(&none);
-        caps_cache_close(c);
+        store_close(c);
     }
 }
 
@@ -851,7 +847,7 @@ static void quiet_log(void *arg, const char *url, const char *line)
     (void)line;
 }
 
-static int probe(struct caps_cache *c, const char *url, struct caps_opts *o, struct caps_result *r)
+static int probe(struct store *c, const char *url, struct caps_opts *o, struct caps_result *r)
 {
     char err[CAPS_ERRLEN] = "";
     int rc = caps_probe(c, url, o, r, err, sizeof err);
@@ -863,7 +859,7 @@ static void test_probe_cache(void)
 {
     static const char *const v1[] = {"--version", "1.0", NULL};
     struct test_relay tr;
-    struct caps_cache *c;
+    struct store *c;
     struct fake_clock clock = {1700000000};
     struct caps_opts o = caps_opts_default();
     struct caps_result r = {0}, got = {0};
@@ -962,7 +958,7 @@ static void test_probe_cache(void)
 
     caps_result_clear(&r);
     caps_result_clear(&got);
-    caps_cache_close(c);
+    store_close(c);
 }
 
 /* Connects to url; NULL (and a failed check) if it cannot. */
@@ -1029,7 +1025,7 @@ static void test_probe_quirks(void)
     static const char *const lossy_silent[] = {"--ignore-first-message", "--no-nip77=silent", NULL};
     static const char *const slow[] = {"--delay-ms", "900", NULL};
     struct test_relay tr;
-    struct caps_cache *c;
+    struct store *c;
     struct fake_clock clock = {1700000000};
     struct caps_opts o = caps_opts_default();
     struct caps_result r = {0}, got = {0};
@@ -1109,7 +1105,7 @@ static void test_probe_quirks(void)
 
     caps_result_clear(&r);
     caps_result_clear(&got);
-    caps_cache_close(c);
+    store_close(c);
 }
 
 /* ---- helper for the shell tests -------------------------------------------------------- */
