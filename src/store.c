@@ -716,7 +716,8 @@ static int store_open_ro_db(struct store *st, const char *name, int flags, char 
     return 0;
 }
 
-struct store *store_open_readonly(const char *path, char *err, size_t errlen)
+/* store_open_readonly and store_open_unchanged: migrate says whether an older schema is upgraded. */
+static struct store *store_open_ro(const char *path, int migrate, char *err, size_t errlen)
 {
     struct store *st;
     struct stat sb;
@@ -780,7 +781,7 @@ struct store *store_open_readonly(const char *path, char *err, size_t errlen)
      * as store_open would: the queries need today's schema, and an export
      * right after upgrading negsync must not fail for it.
      */
-    if (version > 0 && version < NMIGRATIONS && !sqlite3_db_readonly(st->db, "main")) {
+    if (migrate && version > 0 && version < NMIGRATIONS && !sqlite3_db_readonly(st->db, "main")) {
         if (store_migrate(st, err, errlen) < 0 ||
             pragma_int(st, "PRAGMA user_version", &version, err, errlen) < 0)
             goto fail;
@@ -792,6 +793,11 @@ struct store *store_open_readonly(const char *path, char *err, size_t errlen)
             set_error(err, errlen,
                       "%s: schema version %d is newer than this negsync understands (%d); "
                       "upgrade negsync",
+                      path, version, NMIGRATIONS);
+        else if (!migrate)
+            set_error(err, errlen,
+                      "%s: schema version %d is older than this negsync's (%d), and this "
+                      "command does not upgrade it: run negsync sync (or import) once first",
                       path, version, NMIGRATIONS);
         else
             set_error(err, errlen,
@@ -808,6 +814,16 @@ struct store *store_open_readonly(const char *path, char *err, size_t errlen)
 fail:
     store_close(st);
     return NULL;
+}
+
+struct store *store_open_readonly(const char *path, char *err, size_t errlen)
+{
+    return store_open_ro(path, 1, err, errlen);
+}
+
+struct store *store_open_unchanged(const char *path, char *err, size_t errlen)
+{
+    return store_open_ro(path, 0, err, errlen);
 }
 
 void store_close(struct store *st)

@@ -40,6 +40,13 @@ struct store *store_open(const char *path, char *err, size_t errlen);
  * this user can create).
  */
 struct store *store_open_readonly(const char *path, char *err, size_t errlen);
+/*
+ * store_open_readonly for a command that promises to change nothing (sync
+ * --dry-run): an older schema is refused instead of upgraded, so the file's
+ * content is what it was. (Closing the last connection still folds a -wal
+ * file a crashed writer left into the database, as any reader's close does.)
+ */
+struct store *store_open_unchanged(const char *path, char *err, size_t errlen);
 void store_close(struct store *st);
 
 struct sqlite3;

@@ -12,7 +12,8 @@
  *     database written at schema version 1 (tests/store-v1.sql);
  *   - threads: readers with their own connections while two writers write,
  *     all opening a fresh file at the same moment; no error may surface;
- *   - store_open_readonly: never creates, migrates or writes.
+ *   - store_open_readonly: never creates or writes (an older schema is migrated
+ *     where the file can be written); store_open_unchanged does not migrate.
  */
 #include "config.h"
 
@@ -1325,6 +1326,17 @@ static void test_open_readonly(const char *dir)
         CHECK_MSG(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK, "%s", sqlite3_errmsg(db));
         sqlite3_close(db);
         free(sql);
+        /* store_open_unchanged (sync --dry-run) refuses it and leaves it as it was. */
+        CHECK(store_open_unchanged(path, err, sizeof err) == NULL);
+        CHECK_MSG(strstr(err, "does not upgrade it") != NULL, "%s", err);
+        CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+        {
+            sqlite3_stmt *s = NULL;
+            CHECK(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL) == SQLITE_OK);
+            CHECK(sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int(s, 0) == 1);
+            sqlite3_finalize(s);
+        }
+        sqlite3_close(db);
         st = store_open_readonly(path, err, sizeof err);
         CHECK_MSG(st != NULL, "v1: %s", err);
         if (st != NULL) {
