@@ -988,7 +988,7 @@ int caps_probe(struct store *cache, const char *url, const struct caps_opts *opt
     }
     /* Stamped when the verdict is in, so a slow probe is not already aged. */
     out->checked_at = wall_now(&o);
-    if (cache != NULL && out->verdict != CAPS_UNREACHABLE &&
+    if (cache != NULL && !o.cache_read_only && out->verdict != CAPS_UNREACHABLE &&
         caps_cache_put(cache, out, err, errlen) < 0)
         return -1;
     return 0;

@@ -340,6 +340,11 @@ struct caps_opts {
      * again if its software or version changed.
      */
     int check_nip11;
+    /*
+     * 1: the cache is read but never written (sync --dry-run): a verdict the
+     * handshake finds is only returned. Default 0.
+     */
+    int cache_read_only;
     struct relay_opts relay; /* tls_verify, compression, log */
     /* Wall clock in unix seconds; NULL: time(NULL). */
     int64_t (*now)(void *now_arg);
@@ -352,7 +357,7 @@ struct caps_opts caps_opts_default(void);
  * The capability of the relay at url, from the cache when it may be reused,
  * otherwise by fetching NIP-11 and running the handshake; a verdict other
  * than unreachable is written to the cache (the database cache is connected
- * to; NULL: no caching).
+ * to; NULL: no caching; opts->cache_read_only: read, not written).
  * Returns 0 with out filled (any verdict), or -1 with a reason in err for a
  * bad URL, a cache error, or an interrupted probe. out must be zeroed or
  * cleared.
