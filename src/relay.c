@@ -596,7 +596,11 @@ struct relay {
 
     unsigned failures;
     uint64_t rng;
+    uint64_t conn_id; /* relay_connection_id; 0 before the first connection */
 };
+
+/* Connections opened so far by every struct relay of the process (relay_connection_id). */
+static atomic_uint_fast64_t relay_conn_seq;
 
 static void relay_log(struct relay *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -1023,6 +1027,11 @@ unsigned relay_failures(const struct relay *r)
     return r->failures;
 }
 
+uint64_t relay_connection_id(const struct relay *r)
+{
+    return r->conn_id;
+}
+
 int64_t relay_backoff_ms(struct relay *r)
 {
     /* splitmix64 */
@@ -1202,6 +1211,7 @@ int relay_connect(struct relay *r, int timeout_ms, char *err, size_t errlen)
          * connection already: the next relay_recv reports that.
          */
         r->failures = 0;
+        r->conn_id = atomic_fetch_add(&relay_conn_seq, 1) + 1;
         return 0;
     }
     if (rc == RELAY_ERR_TIMEOUT)

@@ -154,6 +154,12 @@ void relay_free(struct relay *r);
 const char *relay_url(const struct relay *r);
 /* 1 while the websocket is open. */
 int relay_is_connected(const struct relay *r);
+/*
+ * The current (or last) connection's number, unique in the process across
+ * every struct relay: what a connection's state (a NIP-42 challenge, being
+ * authenticated) is tied to. 0 before the first successful relay_connect.
+ */
+uint64_t relay_connection_id(const struct relay *r);
 
 /*
  * Opens the websocket (closing any previous connection first), waiting at
