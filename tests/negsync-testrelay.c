@@ -98,6 +98,9 @@ static const char usage_text[] =
     "                        the challenge, a relay tag naming ws://127.0.0.1:PORT (or\n"
     "                        localhost, [::1]), created_at within 10 minutes, signature\n"
     "  --auth-pubkey HEX     a pubkey --auth allows (repeatable; none: any pubkey)\n"
+    "  --auth-writes-only    with --auth: only an EVENT of those kinds needs AUTH (OK false\n"
+    "                        \"auth-required: ...\" before it); REQ and NEG-OPEN serve them\n"
+    "                        to anyone, as a relay that lets only its members write\n"
     "  --neg-err-after K     answer the (K+1)-th message of each NEG session with\n"
     "                        [\"NEG-ERR\",id,\"closed: ...\"] (after K rounds)\n"
     "  --neg-close-after K   the same with [\"NEG-CLOSE\",id], as khatru ends sessions\n"
@@ -201,6 +204,7 @@ enum {
     OPT_AUTH_CHALLENGE,
     OPT_AUTH,
     OPT_AUTH_PUBKEY,
+    OPT_AUTH_WRITES_ONLY,
     OPT_NEG_ERR_AFTER,
     OPT_NEG_CLOSE_AFTER,
     OPT_REQ_CLOSED,
@@ -241,6 +245,7 @@ static const struct option long_options[] = {
     {"auth-challenge", no_argument, NULL, OPT_AUTH_CHALLENGE},
     {"auth", required_argument, NULL, OPT_AUTH},
     {"auth-pubkey", required_argument, NULL, OPT_AUTH_PUBKEY},
+    {"auth-writes-only", no_argument, NULL, OPT_AUTH_WRITES_ONLY},
     {"neg-err-after", required_argument, NULL, OPT_NEG_ERR_AFTER},
     {"neg-close-after", required_argument, NULL, OPT_NEG_CLOSE_AFTER},
     {"req-closed", required_argument, NULL, OPT_REQ_CLOSED},
@@ -378,6 +383,7 @@ static void parse_args(int argc, char **argv, struct tr_config *cfg)
                 usage_error("--auth-pubkey: '%s' is not 64 lowercase hex digits", optarg);
             cfg->nauth_pubkeys++;
             break;
+        case OPT_AUTH_WRITES_ONLY: cfg->auth_writes_only = 1; break;
         case OPT_NEG_ERR_AFTER:
             cfg->neg_err_after = (int64_t)parse_u64("--neg-err-after", optarg, INT64_MAX);
             break;

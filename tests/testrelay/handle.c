@@ -23,7 +23,8 @@
  * again and then CLOSED / NEG-ERR "auth-required: ..."; after an AUTH by a
  * pubkey --auth-pubkey does not allow, "restricted: ...". A REQ filter
  * naming no kinds (an ids fetch) is served without those kinds. An EVENT of such a kind gets OK false with
- * the same prefixes. The AUTH event is checked as NIP-42 says: kind 22242,
+ * the same prefixes (with --auth-writes-only only the EVENT: reads are
+ * open). The AUTH event is checked as NIP-42 says: kind 22242,
  * the challenge of this connection, a relay tag naming this relay (ws://,
  * host 127.0.0.1, localhost or [::1], this port), created_at within 10
  * minutes, and the signature.
@@ -108,7 +109,7 @@ static int auth_filter_touches(const struct tr_config *cfg, json_t *fj)
     json_t *kinds = json_object_get(fj, "kinds"), *k;
     size_t i;
 
-    if (cfg->nauth_kinds == 0 || !json_is_object(fj))
+    if (cfg->nauth_kinds == 0 || cfg->auth_writes_only || !json_is_object(fj))
         return 0;
     if (!json_is_array(kinds))
         return AUTH_ANY_KIND;

@@ -74,6 +74,7 @@ struct tr_config {
     size_t nauth_kinds;
     uint8_t (*auth_pubkeys)[32];
     size_t nauth_pubkeys;
+    int auth_writes_only; /* --auth-writes-only: REQ and NEG-OPEN serve those kinds to anyone */
     int64_t neg_err_after;   /* -1: off */
     int64_t neg_close_after; /* -1: off */
     const char *req_closed;  /* NULL: off; else every REQ gets CLOSED with it */
