@@ -19,6 +19,7 @@ enum session_outcome {
     NEG_OUT_UNSUPPORTED, /* silence or a hang-up on NEG-OPEN */
     NEG_OUT_FAILED,      /* mid-session failure: retry once, then fall back */
     NEG_OUT_FATAL,       /* store error or interrupted */
+    NEG_OUT_GOING,       /* not over yet (job_neg_session's steps) */
 };
 
 struct window {
@@ -140,6 +141,11 @@ void job_neg_log_using(struct job *j)
     engine_log(j->e, "[SYNC] Using negentropy for %s (filter %s)", j->rel->url, j->cf->name);
 }
 
+static void job_neg_log_retry(struct job *j, const char *reason)
+{
+    engine_log(j->e, "[SYNC] %s (filter %s): %s; retrying once", j->rel->url, j->cf->name, reason);
+}
+
 /*
  * The frame size limit for a negentropy session over wf: frame_size_limit,
  * within the relay's NIP-11 max_message_length. Our messages go out in hex,
@@ -181,230 +187,285 @@ static int64_t job_neg_capped_at(const struct job *j, uint64_t relay_n)
 }
 
 /*
- * One reconciliation over one window. On NEG_OUT_BLOCKED *limit is the
- * relay's stated limit (or -1), on NEG_OUT_CAPPED the cap its set matched.
- * The ids the relay lacks are taken (have, upload) only once the session
- * ended and its set did not look capped: past a cap they are not missing.
+ * One reconciliation over one window, in steps: list the window
+ * (neg_sess_list), open the session (neg_sess_open), then handle what the
+ * relay sends until the session ends (neg_sess_handle: a round of ours,
+ * the relay ending it, a refusal, or a message for other subscriptions),
+ * and take its results (neg_sess_finish).
  */
-static enum session_outcome job_neg_session(struct job *j, const struct window *w, int64_t *limit,
-                                            char *reason, size_t rlen)
-{
-    struct filter *wf = window_filter(j->f, w);
-    struct shared_listing *sl;
-    const struct neg_storage *ns;
-    struct neg *n = NULL;
-    struct buf out = {0};
-    struct neg_ids have = {0}, need = {0};
-    char subid[32], err[SYNC_ERRLEN], *hex = NULL, *key;
-    enum session_outcome res = NEG_OUT_FAILED;
-    int got_reply = 0, rc, mine;
-    uint64_t rounds = 0, sess_need = 0;
-    int64_t cap;
-    struct idset sess_seen = {0}; /* this session's need ids */
-    struct idset sess_have_set = {0};
-    struct idq sess_have = {0};
-    json_t *fj;
+struct neg_sess {
+    struct filter *wf;         /* the window's filter */
+    struct shared_listing *sl; /* its listing, released at the end */
+    struct neg *n;
+    struct buf out; /* our next message */
+    struct neg_ids have, need;
+    char subid[32];
+    int got_reply;       /* the relay answered NEG-MSG in this session */
+    uint64_t rounds;     /* NEG-MSG answers */
+    uint64_t need_n;     /* the session's need ids */
+    struct idset need_seen;
+    struct idset have_seen;
+    struct idq have_q; /* the session's have ids, taken when it ended uncapped */
+    /* NEG_OUT_BLOCKED: the relay's stated limit (or -1); NEG_OUT_CAPPED: the cap */
+    int64_t limit;
+};
 
-    *limit = -1;
-    key = filter_to_string(wf);
-    sl = engine_listing_take(j->e, key, wf->has_since ? wf->since : 0,
-                             wf->has_until ? wf->until : UINT64_MAX, &mine);
+/*
+ * Takes the window's shared listing; the first job to ask for it lists it
+ * for all: the queue first, then the store (an event in neither was verified
+ * after this). -1 sets j->fatal.
+ */
+static int neg_sess_list(struct job *j, struct neg_sess *s)
+{
+    const struct filter *wf = s->wf;
+    struct list_merge lm = {NULL, NULL, 0, ""};
+    char err[SYNC_ERRLEN], *key = filter_to_string(wf);
+    uint64_t seq;
+    int mine, rc;
+
+    s->sl = engine_listing_take(j->e, key, wf->has_since ? wf->since : 0,
+                                wf->has_until ? wf->until : UINT64_MAX, &mine);
     free(key);
-    if (mine) {
-        struct list_merge lm = {neg_storage_new(), &sl->pend, 0, ""};
-        struct neg_storage *own = lm.ns;
-        /* The queue first, then the store: an event in neither was verified after this. */
-        uint64_t seq = engine_pending(j->e, wf, 1, &sl->pend);
-        pthread_mutex_lock(&j->e->mu);
-        sl->snap_seq = seq;
-        pthread_mutex_unlock(&j->e->mu);
-        rc = store_list_ids(j->st, wf, list_cb, &lm, err, sizeof err);
-        if (rc == 0)
-            rc = merge_pending(&lm, 0, NULL);
-        if (rc != 0 || neg_storage_seal(own, err, sizeof err) < 0) {
-            set_error(j->fatal, sizeof j->fatal, "listing: %s", rc == 1 ? lm.err : err);
-            neg_storage_free(own);
-            engine_listing_ready(j->e, sl, NULL);
-            res = NEG_OUT_FATAL;
-            goto out;
-        }
-        engine_listing_ready(j->e, sl, own);
+    if (!mine)
+        return 0;
+    lm.ns = neg_storage_new();
+    lm.pend = &s->sl->pend;
+    seq = engine_pending(j->e, wf, 1, &s->sl->pend);
+    pthread_mutex_lock(&j->e->mu);
+    s->sl->snap_seq = seq;
+    pthread_mutex_unlock(&j->e->mu);
+    rc = store_list_ids(j->st, wf, list_cb, &lm, err, sizeof err);
+    if (rc == 0)
+        rc = merge_pending(&lm, 0, NULL);
+    if (rc != 0 || neg_storage_seal(lm.ns, err, sizeof err) < 0) {
+        set_error(j->fatal, sizeof j->fatal, "listing: %s", rc == 1 ? lm.err : err);
+        neg_storage_free(lm.ns);
+        engine_listing_ready(j->e, s->sl, NULL);
+        return -1;
     }
-    ns = sl->ns;
-    if ((n = neg_new(ns, job_frame_limit(j, wf), err, sizeof err)) != NULL)
-        neg_set_adaptive(n, j->e->cfg->sync.neg_adaptive); /* negentropy_split; see neg.c */
-    if (n == NULL || neg_initiate(n, &out, err, sizeof err) < 0) {
+    engine_listing_ready(j->e, s->sl, lm.ns);
+    return 0;
+}
+
+/* Sends ["<type>","<subid>",<filter>,"<hex of s->out>"] (no filter: NULL). */
+static int neg_sess_send(struct job *j, struct neg_sess *s, const char *type, json_t *fj,
+                         char *err, size_t errlen)
+{
+    char *hex = xmalloc(s->out.len * 2 + 1);
+    json_t *msg;
+
+    hex_encode(s->out.data, s->out.len, hex);
+    if (fj != NULL)
+        msg = json_pack("[ss o s]", type, s->subid, fj, hex);
+    else
+        msg = json_pack("[sss]", type, s->subid, hex);
+    free(hex);
+    return job_send_json(j, msg, err, errlen);
+}
+
+/*
+ * Our first message over the listing, NEG-OPEN with it, then, while the
+ * relay lists its side, the sizes the estimate needs (this window's fetches
+ * cannot have landed yet: they start on its reply). NEG_OUT_GOING when the
+ * session is open.
+ */
+static enum session_outcome neg_sess_open(struct job *j, struct neg_sess *s, char *reason,
+                                          size_t rlen)
+{
+    char err[SYNC_ERRLEN];
+
+    if ((s->n = neg_new(s->sl->ns, job_frame_limit(j, s->wf), err, sizeof err)) != NULL)
+        neg_set_adaptive(s->n, j->e->cfg->sync.neg_adaptive); /* negentropy_split; see neg.c */
+    if (s->n == NULL || neg_initiate(s->n, &s->out, err, sizeof err) < 0) {
         set_error(j->fatal, sizeof j->fatal, "negentropy: %s", err);
-        res = NEG_OUT_FATAL;
-        goto out;
+        return NEG_OUT_FATAL;
     }
-    if (job_connect(j, reason, rlen) < 0) {
-        res = j->interrupted ? NEG_OUT_FATAL : NEG_OUT_FAILED;
-        goto out;
-    }
-    job_subid(j, "neg", subid, sizeof subid);
-    hex = xmalloc(out.len * 2 + 1);
-    hex_encode(out.data, out.len, hex);
-    fj = filter_to_json(wf);
-    if (job_send_json(j, json_pack("[ss o s]", "NEG-OPEN", subid, fj, hex), reason, rlen) < 0) {
-        res = j->interrupted ? NEG_OUT_FATAL : NEG_OUT_FAILED;
-        goto out;
-    }
-    /*
-     * While the relay lists its side, the sizes the estimate needs (this
-     * window's fetches cannot have landed yet: they start on its reply).
-     */
-    if (job_neg_estimate(j, wf, &sl->pend, err, sizeof err) < 0) {
+    if (job_connect(j, reason, rlen) < 0)
+        return j->interrupted ? NEG_OUT_FATAL : NEG_OUT_FAILED;
+    job_subid(j, "neg", s->subid, sizeof s->subid);
+    if (neg_sess_send(j, s, "NEG-OPEN", filter_to_json(s->wf), reason, rlen) < 0)
+        return j->interrupted ? NEG_OUT_FATAL : NEG_OUT_FAILED;
+    if (job_neg_estimate(j, s->wf, &s->sl->pend, err, sizeof err) < 0) {
         set_error(j->fatal, sizeof j->fatal, "store: %s", err);
-        res = NEG_OUT_FATAL;
-        goto out;
+        return NEG_OUT_FATAL;
     }
     j->idle_deadline = net_now_ms() + j->timeout_ms;
     j->phase = "reconciling";
+    return NEG_OUT_GOING;
+}
 
-    for (;;) {
-        struct relay_msg *m = NULL;
-
-        rc = job_recv(j, 0, &m, err, sizeof err);
-        if (rc < 0) {
-            if (j->interrupted) {
-                res = NEG_OUT_FATAL;
-            } else if (!got_reply) {
-                /* Silence or a hang-up on NEG-OPEN: a relay without NIP-77. */
-                res = NEG_OUT_UNSUPPORTED;
-                caps_fallback_reason(reason, rlen, NULL, rc, err, (int)j->timeout_ms);
-            } else {
-                set_error(reason, rlen, "negentropy session failed: %s", err);
-            }
-            goto out;
-        }
-        if (m->subid != NULL && strcmp(m->subid, subid) == 0 &&
-            (m->type == RELAY_MSG_NEG_MSG || m->type == RELAY_MSG_NEG_ERR ||
-             m->type == RELAY_MSG_CLOSED || m->type == RELAY_MSG_NEG_CLOSE)) {
-            if (m->type == RELAY_MSG_NEG_CLOSE) {
-                /*
-                 * The relay ended the session while we still wait for its
-                 * reply (khatru drops idle sessions so). After our last round
-                 * we have left this loop already, and a late NEG-CLOSE is
-                 * ignored as any message for a closed subscription is.
-                 */
-                set_error(reason, rlen, "relay closed the session (NEG-CLOSE) after %llu round%s",
-                          (unsigned long long)rounds, rounds == 1 ? "" : "s");
-                relay_msg_free(m);
-                res = NEG_OUT_FAILED;
-                goto out;
-            }
-            if (m->type == RELAY_MSG_NEG_ERR) {
-                const char *t = m->text != NULL ? m->text : "";
-                if (strncmp(t, "blocked:", 8) == 0 && strcasestr(t, "too many") != NULL) {
-                    res = NEG_OUT_BLOCKED;
-                    *limit = m->has_neg_limit ? m->neg_limit : -1;
-                } else if (strncmp(t, "blocked:", 8) == 0 || !got_reply) {
-                    res = NEG_OUT_REFUSED;
-                } else {
-                    res = NEG_OUT_FAILED;
-                }
-                if (res == NEG_OUT_REFUSED && !got_reply)
-                    caps_fallback_reason(reason, rlen, m, 0, NULL, 0);
-                else
-                    set_error(reason, rlen, "NEG-ERR: %s", t);
-                relay_msg_free(m);
-                goto out;
-            }
-            if (m->type == RELAY_MSG_CLOSED) {
-                res = got_reply ? NEG_OUT_FAILED : NEG_OUT_REFUSED;
-                if (!got_reply)
-                    caps_fallback_reason(reason, rlen, m, 0, NULL, 0);
-                else
-                    set_error(reason, rlen, "CLOSED: %s", m->text != NULL ? m->text : "");
-                relay_msg_free(m);
-                goto out;
-            }
-            /* NEG-MSG */
-            uint8_t *bin = xmalloc(m->neg_hex_len / 2 + 1);
-            if (hex_decode(m->neg_hex, m->neg_hex_len, bin, m->neg_hex_len / 2, 0) < 0 ||
-                neg_reconcile(n, bin, m->neg_hex_len / 2, &out, &have, &need, err, sizeof err) <
-                    0) {
-                if (err[0] == '\0' || m->neg_hex_len % 2 != 0)
-                    set_error(err, sizeof err, "not hex");
-                set_error(reason, rlen, "bad NEG-MSG: %s", err);
-                free(bin);
-                relay_msg_free(m);
-                res = NEG_OUT_FAILED;
-                goto out;
-            }
-            free(bin);
-            relay_msg_free(m);
-            if (!got_reply) {
-                got_reply = 1;
-                j->neg_answered = 1;
-                job_neg_log_using(j);
-                pthread_mutex_lock(&j->e->mu);
-                j->rel->neg_known = 1;
-                pthread_mutex_unlock(&j->e->mu);
-            }
-            j->run->rounds++;
-            rounds++;
-            for (size_t i = 0; i < need.n; i++) {
-                if (idset_put(&sess_seen, need.ids[i]))
-                    sess_need++;
-                if (idset_put(&j->need, need.ids[i]))
-                    j->run->need++;
-                if (j->down)
-                    fetch_queue(j, need.ids[i]);
-            }
-            for (size_t i = 0; i < have.n; i++)
-                if (idset_put(&sess_have_set, have.ids[i]))
-                    idq_push(&sess_have, have.ids[i]);
-            need.n = have.n = 0;
-            if (out.len == 0) {
-                job_send_json(j, json_pack("[ss]", "NEG-CLOSE", subid), err, sizeof err);
-                res = NEG_OUT_DONE;
-                break;
-            }
-            free(hex);
-            hex = xmalloc(out.len * 2 + 1);
-            hex_encode(out.data, out.len, hex);
-            if (job_send_json(j, json_pack("[sss]", "NEG-MSG", subid, hex), reason, rlen) < 0) {
-                res = j->interrupted ? NEG_OUT_FATAL : NEG_OUT_FAILED;
-                goto out;
-            }
-            continue;
-        }
-        if (m->type == RELAY_MSG_NOTICE && !got_reply &&
-            caps_notice_is_refusal(m->text, j->nsubs == 0 && j->up_inflight.n == 0
-                                                ? CAPS_NOTICE_NEG_ONLY
-                                                : CAPS_NOTICE_SHARED)) {
-            caps_fallback_reason(reason, rlen, m, 0, NULL, 0);
-            relay_msg_free(m);
-            res = NEG_OUT_REFUSED;
-            goto out;
-        }
-        rc = job_route(j, m);
-        relay_msg_free(m);
-        if (rc < 0) {
-            res = NEG_OUT_FATAL;
-            goto out;
-        }
+/* Nothing more could be read: before any answer a relay without NIP-77, after one a failure. */
+static enum session_outcome neg_sess_recv_failed(struct job *j, const struct neg_sess *s, int rc,
+                                                 const char *err, char *reason, size_t rlen)
+{
+    if (j->interrupted)
+        return NEG_OUT_FATAL;
+    if (!s->got_reply) {
+        /* Silence or a hang-up on NEG-OPEN: a relay without NIP-77. */
+        caps_fallback_reason(reason, rlen, NULL, rc, err, (int)j->timeout_ms);
+        return NEG_OUT_UNSUPPORTED;
     }
+    set_error(reason, rlen, "negentropy session failed: %s", err);
+    return NEG_OUT_FAILED;
+}
 
-    /* Done: the relay's set in this window is (local - have) + need. */
-    cap = job_neg_capped_at(j, neg_storage_size(ns) - idq_len(&sess_have) + sess_need);
-    if (cap > 0) {
-        *limit = cap;
-        set_error(reason, rlen,
-                  "the relay's negentropy set is %lld events, its NIP-11 max_limit: capped",
-                  (long long)cap);
-        res = NEG_OUT_CAPPED;
-        goto out;
+/*
+ * The relay ended the session: NEG-CLOSE, NEG-ERR or CLOSED. Before its
+ * first NEG-MSG a NEG-ERR or CLOSED refuses NEG-OPEN (NIP-77 off); "blocked:"
+ * refuses the window, as too big when it says "too many".
+ */
+static enum session_outcome neg_sess_ended(struct neg_sess *s, const struct relay_msg *m,
+                                           char *reason, size_t rlen)
+{
+    const char *t = m->text != NULL ? m->text : "";
+    enum session_outcome res;
+
+    if (m->type == RELAY_MSG_NEG_CLOSE) {
+        /*
+         * The relay ended the session while we still wait for its reply
+         * (khatru drops idle sessions so). After our last round we have left
+         * the session already, and a late NEG-CLOSE is ignored as any message
+         * for a closed subscription is.
+         */
+        set_error(reason, rlen, "relay closed the session (NEG-CLOSE) after %llu round%s",
+                  (unsigned long long)s->rounds, s->rounds == 1 ? "" : "s");
+        return NEG_OUT_FAILED;
     }
-    for (const uint8_t *id; (id = idq_pop(&sess_have)) != NULL;) {
+    if (m->type == RELAY_MSG_CLOSED) {
+        if (s->got_reply) {
+            set_error(reason, rlen, "CLOSED: %s", t);
+            return NEG_OUT_FAILED;
+        }
+        caps_fallback_reason(reason, rlen, m, 0, NULL, 0);
+        return NEG_OUT_REFUSED;
+    }
+    if (strncmp(t, "blocked:", 8) == 0 && strcasestr(t, "too many") != NULL) {
+        res = NEG_OUT_BLOCKED;
+        s->limit = m->has_neg_limit ? m->neg_limit : -1;
+    } else if (strncmp(t, "blocked:", 8) == 0 || !s->got_reply) {
+        res = NEG_OUT_REFUSED;
+    } else {
+        res = NEG_OUT_FAILED;
+    }
+    if (res == NEG_OUT_REFUSED && !s->got_reply)
+        caps_fallback_reason(reason, rlen, m, 0, NULL, 0);
+    else
+        set_error(reason, rlen, "NEG-ERR: %s", t);
+    return res;
+}
+
+/* The relay's first answer: it speaks NIP-77. */
+static void neg_sess_answered(struct job *j, struct neg_sess *s)
+{
+    s->got_reply = 1;
+    j->neg_answered = 1;
+    job_neg_log_using(j);
+    pthread_mutex_lock(&j->e->mu);
+    j->rel->neg_known = 1;
+    pthread_mutex_unlock(&j->e->mu);
+}
+
+/*
+ * A round's ids: need ids are the job's at once (fetched while the session
+ * goes on); have ids wait for the session's end (neg_sess_take_have).
+ */
+static void neg_sess_account(struct job *j, struct neg_sess *s)
+{
+    for (size_t i = 0; i < s->need.n; i++) {
+        if (idset_put(&s->need_seen, s->need.ids[i]))
+            s->need_n++;
+        if (idset_put(&j->need, s->need.ids[i]))
+            j->run->need++;
+        if (j->down)
+            fetch_queue(j, s->need.ids[i]);
+    }
+    for (size_t i = 0; i < s->have.n; i++)
+        if (idset_put(&s->have_seen, s->have.ids[i]))
+            idq_push(&s->have_q, s->have.ids[i]);
+    s->need.n = s->have.n = 0;
+}
+
+/*
+ * A NEG-MSG: reconciled into our next message, sent, or, when we have
+ * nothing more to say, NEG-CLOSE and NEG_OUT_DONE.
+ */
+static enum session_outcome neg_sess_round(struct job *j, struct neg_sess *s,
+                                           const struct relay_msg *m, char *reason, size_t rlen)
+{
+    char err[SYNC_ERRLEN] = "";
+    size_t len = m->neg_hex_len / 2;
+    uint8_t *bin = xmalloc(len + 1);
+    int rc;
+
+    rc = hex_decode(m->neg_hex, m->neg_hex_len, bin, len, 0);
+    if (rc >= 0)
+        rc = neg_reconcile(s->n, bin, len, &s->out, &s->have, &s->need, err, sizeof err);
+    free(bin);
+    if (rc < 0) {
+        if (err[0] == '\0' || m->neg_hex_len % 2 != 0)
+            set_error(err, sizeof err, "not hex");
+        set_error(reason, rlen, "bad NEG-MSG: %s", err);
+        return NEG_OUT_FAILED;
+    }
+    if (!s->got_reply)
+        neg_sess_answered(j, s);
+    j->run->rounds++;
+    s->rounds++;
+    neg_sess_account(j, s);
+    if (s->out.len == 0) {
+        job_send_json(j, json_pack("[ss]", "NEG-CLOSE", s->subid), err, sizeof err);
+        return NEG_OUT_DONE;
+    }
+    if (neg_sess_send(j, s, "NEG-MSG", NULL, reason, rlen) < 0)
+        return j->interrupted ? NEG_OUT_FATAL : NEG_OUT_FAILED;
+    return NEG_OUT_GOING;
+}
+
+/*
+ * A message while the session is open: ours (a round, or the session's
+ * end), a NOTICE refusing NEG-OPEN, or one for the fetches and uploads
+ * (job_route). Frees m.
+ */
+static enum session_outcome neg_sess_handle(struct job *j, struct neg_sess *s, struct relay_msg *m,
+                                            char *reason, size_t rlen)
+{
+    enum session_outcome res = NEG_OUT_GOING;
+
+    if (m->subid != NULL && strcmp(m->subid, s->subid) == 0 &&
+        (m->type == RELAY_MSG_NEG_MSG || m->type == RELAY_MSG_NEG_ERR ||
+         m->type == RELAY_MSG_CLOSED || m->type == RELAY_MSG_NEG_CLOSE)) {
+        if (m->type == RELAY_MSG_NEG_MSG)
+            res = neg_sess_round(j, s, m, reason, rlen);
+        else
+            res = neg_sess_ended(s, m, reason, rlen);
+    } else if (m->type == RELAY_MSG_NOTICE && !s->got_reply &&
+               caps_notice_is_refusal(m->text, j->nsubs == 0 && j->up_inflight.n == 0
+                                                   ? CAPS_NOTICE_NEG_ONLY
+                                                   : CAPS_NOTICE_SHARED)) {
+        caps_fallback_reason(reason, rlen, m, 0, NULL, 0);
+        res = NEG_OUT_REFUSED;
+    } else if (job_route(j, m) < 0) {
+        res = NEG_OUT_FATAL;
+    }
+    relay_msg_free(m);
+    return res;
+}
+
+/* The session's have ids become the job's (and, direction up, its uploads). */
+static void neg_sess_take_have(struct job *j, struct neg_sess *s)
+{
+    for (const uint8_t *id; (id = idq_pop(&s->have_q)) != NULL;) {
         if (idset_put(&j->have, id)) {
             j->run->have++;
             if (j->up)
                 idq_push(&j->upq, id);
         }
     }
+}
+
+/* The newest created_at both sides hold in the window raises j->neg_max_common_at. */
+static void neg_sess_common_at(struct job *j, const struct neg_storage *ns)
+{
     for (size_t i = neg_storage_size(ns); i-- > 0;) {
         const struct neg_item *it = neg_storage_item(ns, i);
         if (idset_has(&j->have, it->id))
@@ -413,6 +474,14 @@ static enum session_outcome job_neg_session(struct job *j, const struct window *
             j->neg_max_common_at = (int64_t)it->timestamp;
         break;
     }
+}
+
+/* What the window's have ids from the cursor on would have added to a REQ (j->est_have). */
+static void neg_sess_est_have(struct job *j, const struct neg_sess *s)
+{
+    const struct neg_storage *ns = s->sl->ns;
+    char err[SYNC_ERRLEN];
+
     for (size_t i = 0; i < neg_storage_size(ns); i++) {
         const struct neg_item *it = neg_storage_item(ns, i);
         char *json = NULL;
@@ -422,21 +491,82 @@ static enum session_outcome job_neg_session(struct job *j, const struct window *
             continue;
         if (store_get_json(j->st, it->id, &json, &len, err, sizeof err) == 1)
             j->est_have += EST_EVENT_BYTES(len);
-        else if ((p = pend_find(&sl->pend, it->timestamp, it->id)) != NULL)
+        else if ((p = pend_find(&s->sl->pend, it->timestamp, it->id)) != NULL)
             j->est_have += EST_EVENT_BYTES(p->json_len);
         free(json);
     }
-out:
-    idset_clear(&sess_seen);
-    idset_clear(&sess_have_set);
-    idq_free(&sess_have);
-    neg_ids_free(&have);
-    neg_ids_free(&need);
-    buf_free(&out);
-    free(hex);
-    neg_free(n);
-    engine_listing_release(j->e, sl);
-    filter_free(wf);
+}
+
+/*
+ * The session is done: the relay's set in this window is (local - have) +
+ * need. Unless that looks capped (then the have ids are not missing, only
+ * past the relay's cut: NEG_OUT_CAPPED), the have ids are the job's.
+ */
+static enum session_outcome neg_sess_finish(struct job *j, struct neg_sess *s, char *reason,
+                                            size_t rlen)
+{
+    const struct neg_storage *ns = s->sl->ns;
+    int64_t cap = job_neg_capped_at(j, neg_storage_size(ns) - idq_len(&s->have_q) + s->need_n);
+
+    if (cap > 0) {
+        s->limit = cap;
+        set_error(reason, rlen,
+                  "the relay's negentropy set is %lld events, its NIP-11 max_limit: capped",
+                  (long long)cap);
+        return NEG_OUT_CAPPED;
+    }
+    neg_sess_take_have(j, s);
+    neg_sess_common_at(j, ns);
+    neg_sess_est_have(j, s);
+    return NEG_OUT_DONE;
+}
+
+static void neg_sess_free(struct job *j, struct neg_sess *s)
+{
+    idset_clear(&s->need_seen);
+    idset_clear(&s->have_seen);
+    idq_free(&s->have_q);
+    neg_ids_free(&s->have);
+    neg_ids_free(&s->need);
+    buf_free(&s->out);
+    neg_free(s->n);
+    if (s->sl != NULL)
+        engine_listing_release(j->e, s->sl);
+    filter_free(s->wf);
+}
+
+/*
+ * One reconciliation over one window. On NEG_OUT_BLOCKED *limit is the
+ * relay's stated limit (or -1), on NEG_OUT_CAPPED the cap its set matched.
+ * The ids the relay lacks are taken (have, upload) only once the session
+ * ended and its set did not look capped: past a cap they are not missing.
+ */
+static enum session_outcome job_neg_session(struct job *j, const struct window *w, int64_t *limit,
+                                            char *reason, size_t rlen)
+{
+    struct neg_sess s = {0};
+    enum session_outcome res;
+
+    s.limit = -1;
+    s.wf = window_filter(j->f, w);
+    if (neg_sess_list(j, &s) < 0)
+        res = NEG_OUT_FATAL;
+    else
+        res = neg_sess_open(j, &s, reason, rlen);
+    while (res == NEG_OUT_GOING) {
+        struct relay_msg *m = NULL;
+        char err[SYNC_ERRLEN];
+        int rc = job_recv(j, 0, &m, err, sizeof err);
+
+        if (rc < 0)
+            res = neg_sess_recv_failed(j, &s, rc, err, reason, rlen);
+        else
+            res = neg_sess_handle(j, &s, m, reason, rlen);
+    }
+    if (res == NEG_OUT_DONE)
+        res = neg_sess_finish(j, &s, reason, rlen);
+    *limit = s.limit;
+    neg_sess_free(j, &s);
     return res;
 }
 
@@ -678,10 +808,188 @@ static int job_neg_tail(struct job *j, struct tail_slice *s, int *retried, enum 
         return -1;
     }
     *retried = 1;
-    engine_log(j->e, "[SYNC] %s (filter %s): %s; retrying once", j->rel->url, j->cf->name, reason);
+    job_neg_log_retry(j, reason);
     if (!relay_is_connected(j->r))
         fetch_reset(j);
     return 0;
+}
+
+/*
+ * Cuts the local events from *cur up to hi (hi_open: no bound) into windows
+ * on the stack, and moves *cur past them. What other jobs are fetching of
+ * the tail is in the local view only in part: it is no window of ours until
+ * they are done. -1 sets j->fatal.
+ */
+static int job_neg_cut(struct job *j, struct wstack *stack, uint64_t *cur, uint64_t hi,
+                       int hi_open)
+{
+    struct ts_list l = {0};
+    uint64_t tail_lo = 0;
+
+    if (job_local_times(j, *cur, hi, hi_open, &l) < 0) {
+        free(l.v);
+        return -1;
+    }
+    if (engine_tail_busy_lo(j->e, j->cf, &tail_lo))
+        while (l.n > 0 && l.v[l.n - 1] >= tail_lo)
+            l.n--;
+    if (l.n > 0) {
+        uint64_t last = l.v[l.n - 1];
+        wstack_push_times(stack, *cur, &l, j->cursor);
+        *cur = last + 1;
+    }
+    free(l.v);
+    return 0;
+}
+
+/*
+ * A window the relay will not reconcile at once, halved, newest half on
+ * top; JOB_FAILED when it cannot be halved again. Both outcomes are the
+ * same to us, whether the relay says so (strfry's "blocked:") or answers
+ * over its first max_limit (n0str, NEG_OUT_CAPPED at limit).
+ */
+static enum job_outcome job_neg_split(struct job *j, struct wstack *stack, const struct window *w,
+                                      enum session_outcome o, int64_t limit, char *reason,
+                                      size_t rlen)
+{
+    uint64_t mid;
+
+    if (w->depth >= SYNC_SPLIT_DEPTH || w->hi <= w->lo) {
+        if (o == NEG_OUT_CAPPED)
+            set_error(reason, rlen,
+                      "the relay's negentropy set is capped at %lld events, still after %d window"
+                      " splits",
+                      (long long)limit, w->depth);
+        else
+            set_error(reason, rlen, "still blocked after %d window splits", w->depth);
+        return JOB_FAILED;
+    }
+    j->run->splits++;
+    if (o == NEG_OUT_CAPPED)
+        j->run->neg_cap = limit;
+    mid = window_split_point(j, w);
+    engine_log(j->e, "[SYNC] %s (filter %s): %s, splitting [%llu, %s%llu] at %llu", j->rel->url,
+               j->cf->name,
+               o == NEG_OUT_CAPPED ? "the relay's negentropy set looks capped at its max_limit"
+                                   : "too many results for the relay",
+               (unsigned long long)w->lo, w->hi_open ? ">" : "", (unsigned long long)w->hi,
+               (unsigned long long)mid);
+    /* Newest half first: it is what users look at. */
+    wstack_push(stack, (struct window){w->lo, mid, 0, w->depth + 1});
+    wstack_push(stack, (struct window){mid + 1, w->hi, w->hi_open, w->depth + 1});
+    return JOB_OK;
+}
+
+/* A failed session: its window again, once per job (*retried), then JOB_FAILED. */
+static enum job_outcome job_neg_retry(struct job *j, struct wstack *stack, const struct window *w,
+                                      int *retried, const char *reason)
+{
+    if (*retried)
+        return JOB_FAILED;
+    *retried = 1;
+    job_neg_log_retry(j, reason);
+    if (!relay_is_connected(j->r))
+        fetch_reset(j);
+    wstack_push(stack, *w);
+    return JOB_OK;
+}
+
+/*
+ * Reconciles the windows on the stack, the top first, splitting and
+ * retrying as their sessions' outcomes say; JOB_OK when none is left.
+ * *sessions counts the job's sessions.
+ */
+static enum job_outcome job_neg_windows(struct job *j, struct wstack *stack, int *retried,
+                                        int *sessions, char *reason, size_t rlen)
+{
+    while (stack->n > 0) {
+        struct window w = stack->v[--stack->n];
+        int64_t limit;
+        enum session_outcome o = job_neg_session(j, &w, &limit, reason, rlen);
+        enum job_outcome res = JOB_OK;
+
+        (*sessions)++;
+        switch (o) {
+        case NEG_OUT_DONE: break;
+        case NEG_OUT_BLOCKED:
+        case NEG_OUT_CAPPED: res = job_neg_split(j, stack, &w, o, limit, reason, rlen); break;
+        case NEG_OUT_REFUSED:
+            /*
+             * A refusal before the relay answered any NEG-MSG of this job:
+             * NIP-77 is off there now, whatever the cache said (a relay that
+             * turned it off since the probe). After an answer it is a
+             * failure like any other.
+             */
+            if (!j->neg_answered)
+                return JOB_UNSUPPORTED;
+            res = job_neg_retry(j, stack, &w, retried, reason);
+            break;
+        case NEG_OUT_UNSUPPORTED:
+            /* Silence on a relay not known to speak NIP-77: it does not. */
+            if (*sessions == 1 && !j->neg_logged)
+                return JOB_UNSUPPORTED;
+            res = job_neg_retry(j, stack, &w, retried, reason);
+            break;
+        case NEG_OUT_FAILED: res = job_neg_retry(j, stack, &w, retried, reason); break;
+        case NEG_OUT_GOING: /* never returned */
+        case NEG_OUT_FATAL: return JOB_FATAL;
+        }
+        if (res != JOB_OK)
+            return res;
+    }
+    return JOB_OK;
+}
+
+static enum job_outcome job_neg_stopped(struct job *j)
+{
+    if (!engine_stopping(j->e))
+        return JOB_OK;
+    j->interrupted = 1;
+    return JOB_FATAL;
+}
+
+/*
+ * Another job is fetching the tail (or part of it was ours): help with it
+ * while there is a part worth taking; then (JOB_OK) the caller reconciles
+ * what it fetched and looks at the tail again.
+ */
+static enum job_outcome job_neg_help_tail(struct job *j, int *retried, char *reason, size_t rlen)
+{
+    enum job_outcome res = job_neg_stopped(j);
+    struct tail_slice *ts;
+
+    if (res != JOB_OK)
+        return res;
+    while ((ts = engine_tail_help(j->e, j->cf, job_page_limit(j, NULL))) != NULL)
+        if (job_neg_tail(j, ts, retried, &res, reason, rlen) < 0)
+            return res;
+    return job_neg_stopped(j);
+}
+
+/*
+ * The fetches and uploads still in flight; if the connection went away
+ * under them, once more on a new one (unless the job retried already).
+ */
+static enum job_outcome job_neg_drain(struct job *j, int retried, char *reason, size_t rlen)
+{
+    for (;;) {
+        char err[SYNC_ERRLEN] = "";
+
+        if (job_drain(j, err, sizeof err) == 0)
+            return JOB_OK;
+        if (j->interrupted || j->fatal[0] != '\0')
+            return JOB_FATAL;
+        set_error(reason, rlen, "fetching: %.200s", err);
+        if (retried || relay_is_connected(j->r))
+            return JOB_FAILED;
+        retried = 1;
+        job_neg_log_retry(j, reason);
+        fetch_reset(j);
+        if (job_connect(j, err, sizeof err) < 0) {
+            set_error(reason, rlen, "reconnecting: %.200s", err);
+            return j->interrupted ? JOB_FATAL : JOB_FAILED;
+        }
+    }
 }
 
 /*
@@ -710,161 +1018,29 @@ enum job_outcome job_neg(struct job *j, char *reason, size_t rlen)
     int hi_open = !j->f->has_until;
 
     for (;;) {
-        struct ts_list l = {0};
         struct tail_slice *ts;
-        uint64_t tail_lo = 0;
         int tail_done = 0, want_tail, rc;
 
-        if (job_local_times(j, cur, hi, hi_open, &l) < 0) {
-            free(l.v);
+        if (job_neg_cut(j, &stack, &cur, hi, hi_open) < 0) {
             res = JOB_FATAL;
-            goto out;
+            break;
         }
-        /*
-         * What other jobs are fetching of the tail is in the local view
-         * only in part: it is no window of ours until they are done.
-         */
-        if (engine_tail_busy_lo(j->e, j->cf, &tail_lo))
-            while (l.n > 0 && l.v[l.n - 1] >= tail_lo)
-                l.n--;
-        if (l.n > 0) {
-            uint64_t last = l.v[l.n - 1];
-            wstack_push_times(&stack, cur, &l, j->cursor);
-            cur = last + 1;
-        }
-        free(l.v);
         /* Direction up: what is newer than every local event is nothing to upload. */
         want_tail = j->down && (hi_open || cur <= hi);
         if (want_tail && (ts = engine_tail_claim(j->e, j->cf, cur, hi, hi_open)) != NULL) {
             if ((rc = job_neg_tail(j, ts, &retried, &res, reason, rlen)) < 0)
-                goto out;
+                break;
             tail_done = rc == 1;
         }
-        while (stack.n > 0) {
-            struct window w = stack.v[--stack.n];
-            int64_t limit;
-            enum session_outcome o = job_neg_session(j, &w, &limit, reason, rlen);
-
-            sessions++;
-            switch (o) {
-            case NEG_OUT_DONE: break;
-            case NEG_OUT_BLOCKED:
-            case NEG_OUT_CAPPED:
-                /*
-                 * Both are the same to us: the relay will not reconcile this
-                 * many events at once, whether it says so (strfry's
-                 * "blocked:") or answers over its first max_limit (n0str).
-                 */
-                if (w.depth >= SYNC_SPLIT_DEPTH || w.hi <= w.lo) {
-                    res = JOB_FAILED;
-                    if (o == NEG_OUT_CAPPED)
-                        set_error(reason, rlen,
-                                  "the relay's negentropy set is capped at %lld events, still"
-                                  " after %d window splits",
-                                  (long long)limit, w.depth);
-                    else
-                        set_error(reason, rlen, "still blocked after %d window splits", w.depth);
-                    goto out;
-                }
-                j->run->splits++;
-                if (o == NEG_OUT_CAPPED)
-                    j->run->neg_cap = limit;
-                {
-                    uint64_t mid = window_split_point(j, &w);
-                    engine_log(j->e, "[SYNC] %s (filter %s): %s, splitting [%llu, %s%llu] at %llu",
-                               j->rel->url, j->cf->name,
-                               o == NEG_OUT_CAPPED
-                                   ? "the relay's negentropy set looks capped at its"
-                                     " max_limit"
-                                   : "too many results for the relay",
-                               (unsigned long long)w.lo, w.hi_open ? ">" : "",
-                               (unsigned long long)w.hi, (unsigned long long)mid);
-                    /* Newest half first: it is what users look at. */
-                    wstack_push(&stack, (struct window){w.lo, mid, 0, w.depth + 1});
-                    wstack_push(&stack, (struct window){mid + 1, w.hi, w.hi_open, w.depth + 1});
-                }
-                break;
-            case NEG_OUT_REFUSED:
-                /*
-                 * A refusal before the relay answered any NEG-MSG of this job:
-                 * NIP-77 is off there now, whatever the cache said (a relay
-                 * that turned it off since the probe). After an answer it is
-                 * a failure like any other.
-                 */
-                if (!j->neg_answered) {
-                    res = JOB_UNSUPPORTED;
-                    goto out;
-                }
-                /* fall through */
-            case NEG_OUT_UNSUPPORTED:
-                /* Silence on a relay not known to speak NIP-77: it does not. */
-                if (o == NEG_OUT_UNSUPPORTED && sessions == 1 && !j->neg_logged) {
-                    res = JOB_UNSUPPORTED;
-                    goto out;
-                }
-                /* fall through */
-            case NEG_OUT_FAILED:
-                if (retried) {
-                    res = JOB_FAILED;
-                    goto out;
-                }
-                retried = 1;
-                engine_log(j->e, "[SYNC] %s (filter %s): %s; retrying once", j->rel->url,
-                           j->cf->name, reason);
-                if (!relay_is_connected(j->r))
-                    fetch_reset(j);
-                wstack_push(&stack, w);
-                break;
-            case NEG_OUT_FATAL: res = JOB_FATAL; goto out;
-            }
-        }
+        if ((res = job_neg_windows(j, &stack, &retried, &sessions, reason, rlen)) != JOB_OK)
+            break;
         if (!want_tail || tail_done)
             break;
-        if (engine_stopping(j->e)) {
-            j->interrupted = 1;
-            res = JOB_FATAL;
-            goto out;
-        }
-        /*
-         * Another job is fetching the tail (or part of it was ours): help with
-         * it while there is a part worth taking, then reconcile what it fetched
-         * and look at the tail again.
-         */
-        while ((ts = engine_tail_help(j->e, j->cf, job_page_limit(j, NULL))) != NULL) {
-            if ((rc = job_neg_tail(j, ts, &retried, &res, reason, rlen)) < 0)
-                goto out;
-        }
-        if (engine_stopping(j->e)) {
-            j->interrupted = 1;
-            res = JOB_FATAL;
-            goto out;
-        }
+        if ((res = job_neg_help_tail(j, &retried, reason, rlen)) != JOB_OK)
+            break;
     }
-    for (;;) {
-        char err[SYNC_ERRLEN] = "";
-        if (job_drain(j, err, sizeof err) == 0)
-            break;
-        if (j->interrupted || j->fatal[0] != '\0') {
-            res = JOB_FATAL;
-            break;
-        }
-        set_error(reason, rlen, "fetching: %.200s", err);
-        if (retried || relay_is_connected(j->r)) {
-            res = JOB_FAILED;
-            break;
-        }
-        /* The connection went away under the fetches: once more on a new one. */
-        retried = 1;
-        engine_log(j->e, "[SYNC] %s (filter %s): %s; retrying once", j->rel->url, j->cf->name,
-                   reason);
-        fetch_reset(j);
-        if (job_connect(j, err, sizeof err) < 0) {
-            res = j->interrupted ? JOB_FATAL : JOB_FAILED;
-            set_error(reason, rlen, "reconnecting: %.200s", err);
-            break;
-        }
-    }
-out:
     free(stack.v);
+    if (res == JOB_OK)
+        res = job_neg_drain(j, retried, reason, rlen);
     return res;
 }
