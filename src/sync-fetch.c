@@ -13,7 +13,7 @@
 static void fetch_sub_free(struct job *j, struct fetch_sub *s)
 {
     for (size_t i = 0; i < s->nids; i++)
-        engine_release(j->e, s->ids[i]);
+        share_release(&j->e->share, s->ids[i]);
     free(s->ids);
     idset_clear(&s->asked);
     idset_clear(&s->got);
@@ -48,7 +48,7 @@ int fetch_pump(struct job *j, int final, char *err, size_t errlen)
             int has = store_has_id(j->st, id, serr, sizeof serr);
             if (has == 1 || engine_is_pending(j->e, id))
                 continue; /* another job stored it meanwhile, or its event waits for the store */
-            if (!engine_claim(j->e, id) && !j->no_defer) {
+            if (!share_claim(&j->e->share, id) && !j->no_defer) {
                 idq_push(&j->deferred, id);
                 continue;
             }
@@ -272,7 +272,7 @@ int job_drain(struct job *j, char *err, size_t errlen)
         if (j->down && j->nsubs == 0 && idq_len(&j->pending) == 0 && idq_len(&j->deferred) > 0) {
             /* Others were fetching these; whatever they did not store, we fetch. */
             const uint8_t *id;
-            engine_wait_claims(j->e, &j->deferred, j->timeout_ms);
+            share_wait_claims(&j->e->share, &j->deferred, j->timeout_ms);
             j->idle_deadline = net_now_ms() + j->timeout_ms;
             j->no_defer = 1; /* still claimed after a whole timeout: ask anyway */
             while ((id = idq_pop(&j->deferred)) != NULL)

@@ -31,6 +31,7 @@
 #include "stats.h"
 #include "store.h"
 #include "sync.h"
+#include "sync-share.h"
 #include "verifier.h"
 #include "util.h"
 
@@ -91,65 +92,6 @@ struct sync_relay {
     int setting_dirty;
 };
 
-/*
- * A part of a filter's tail one job is fetching by REQ, newest first:
- * [lo, until], until being where its next page ends. The job that claimed
- * the tail owns the first; jobs that would otherwise wait for it take the
- * older half of the part with the most left (engine_tail_help), so several
- * relays serve the new events at once and each still sends them once.
- */
-struct tail_slice {
-    const struct config_filter *cf;
-    uint64_t lo;    /* since; raised when another job takes the older part */
-    uint64_t until; /* the next page ends here (inclusive) when has_until */
-    int has_until;  /* 0 before the first page of an open tail */
-    uint64_t top;   /* the newest created_at seen, for the density */
-    uint64_t n;     /* events received */
-    int more;       /* the last page was full: there is more below until */
-    int split;      /* another job took part of it */
-    struct tail_slice *next;
-};
-
-/*
- * Verified events not stored yet (queued for the store writer, or in the
- * transaction it is writing) that match a filter: what the local view adds
- * to the store's (see engine_pending). Sorted by (created_at, id), no
- * duplicates.
- */
-struct pend_item {
-    uint64_t created_at;
-    uint8_t id[32];
-    size_t json_len; /* of the JSON the store will keep; 0 unless asked for */
-};
-
-struct pend_list {
-    struct pend_item *v;
-    size_t n, cap;
-};
-
-/*
- * A window's sealed listing, shared by the jobs of other relays that
- * reconcile the same window of the same filter (the everyday case: every
- * relay synced up to the same cursor, each listing the same hundred thousand
- * events). It holds the stored events and those waiting for the store writer
- * at the time (engine_pending), so a job need not wait for the writer
- * before it reconciles. Kept until the engine writes into its time span an
- * event queued after that (or writes something that may remove events: a
- * replacement, a deletion), or, once no job uses it, until the engine goes
- * idle or more than SYNC_LISTINGS_KEPT unused ones pile up.
- */
-struct shared_listing {
-    char *key;              /* the window's filter as JSON */
-    uint64_t lo, hi;        /* its created_at span */
-    struct neg_storage *ns; /* sealed, read only; NULL when listing failed */
-    struct pend_list pend;  /* its events that were not stored yet, for their sizes */
-    uint64_t snap_seq;      /* events queued from this one on are not in it */
-    int ready;              /* listed (or failed) */
-    int stale;              /* the store changed in its span since it began */
-    unsigned refs;
-    struct shared_listing *next;
-};
-
 struct job;
 
 /* An event for the store and the job whose counters its outcome goes to. */
@@ -159,12 +101,33 @@ struct pending_event {
     uint64_t seq; /* order of queueing (struct shared_listing's snap_seq) */
 };
 
-/* An event a transaction stored (or refused: gone), for the listings it makes stale. */
-struct landed {
-    uint64_t created_at, seq;
-    int gone;
-};
-
+/*
+ * The engine. Each part keeps its state under a lock of its own:
+ *
+ *   mu          the scheduler and what the engine knows of each relay:
+ *               stopping, nrunning, every struct sync_relay field below
+ *               `cr` (due_ms, running, conn, neg_known and neg_reason,
+ *               probed, force_probe, nip11_done, the NIP-11 limits, the
+ *               backoff, override and the unsaved setting), settings_dirty
+ *               and the checkpointer's ckpt_want and ckpt_done. work_cv,
+ *               idle_cv and ckpt_cv wait on it.
+ *   wq_mu       the store writer's queue and the jobs' struct committed
+ *               (sync-writer.c; see below).
+ *   share       claims, tail slices and listings, three locks of its own
+ *               (sync-share.h).
+ *   stats       the live model's own lock (stats.c), held only for copies.
+ *
+ * Set before the threads start and read only after: o, cfg, db_path,
+ * relays[i].url and .cr, the filters, vpool. Atomic: cancel,
+ * events_stored, subseq.
+ *
+ * Order: mu may be held while taking a share lock or the stats lock (the
+ * scheduler prunes the listings and reports to the model under mu); those
+ * are leaves and take nothing else. wq_mu is a leaf too: the writer drops
+ * it before it tells the share what landed (share_store_changed) and then
+ * wakes the checkpointer under mu. Nothing takes mu while holding wq_mu, a
+ * share lock or the stats lock.
+ */
 struct sync_engine {
     struct sync_engine_opts o;
     const struct config *cfg;
@@ -176,7 +139,6 @@ struct sync_engine {
 
     pthread_mutex_t mu;
     pthread_cond_t work_cv, idle_cv;
-    pthread_cond_t claim_cv; /* broadcast whenever claims are released */
     pthread_t *threads;
     size_t nthreads;
     int stopping;
@@ -197,10 +159,7 @@ struct sync_engine {
     /* Events in the database: counted at start, then each run's stored added (atomic). */
     uint64_t events_stored;
     size_t nrunning;
-    struct idset claims;       /* ids some job is fetching right now */
-    struct tail_slice *slices; /* the parts of tails jobs are fetching right now */
-    struct shared_listing *listings;
-    pthread_cond_t listing_cv; /* broadcast when a shared listing is ready */
+    struct share share; /* what jobs of different relays share (sync-share.h) */
     /*
      * Verified events of every job, waiting for the store writer (see
      * writer_main); wq_mu guards them, the jobs' struct committed and the
@@ -367,29 +326,6 @@ int job_queue_event(struct job *j, struct event *ev);
 void *ckpt_main(void *arg);
 void engine_stats_setting(struct sync_engine *e, struct sync_relay *rel);
 void engine_persist_settings(struct sync_engine *e, struct store *db);
-
-/* sync-share.c */
-int engine_claim(struct sync_engine *e, const uint8_t id[32]);
-void engine_release(struct sync_engine *e, const uint8_t id[32]);
-void engine_wait_claims(struct sync_engine *e, const struct idq *q, int64_t wait_ms);
-struct tail_slice *engine_tail_claim(struct sync_engine *e, const struct config_filter *cf,
-                                     uint64_t lo, uint64_t hi, int hi_open);
-int engine_tail_busy_lo(struct sync_engine *e, const struct config_filter *cf, uint64_t *lo);
-struct tail_slice *engine_tail_help(struct sync_engine *e, const struct config_filter *cf,
-                                    uint64_t page);
-int tail_slice_bounds(struct sync_engine *e, struct tail_slice *s, uint64_t *since, int has_until,
-                      uint64_t until);
-void tail_slice_page(struct sync_engine *e, struct tail_slice *s, uint64_t n, uint64_t oldest,
-                     uint64_t newest, int full);
-int engine_tail_done(struct sync_engine *e, struct tail_slice *s);
-void engine_listings_prune(struct sync_engine *e, int all);
-void engine_store_changed(struct sync_engine *e, const struct landed *v, size_t n, int any);
-const struct pend_item *pend_find(const struct pend_list *p, uint64_t created_at,
-                                  const uint8_t id[32]);
-struct shared_listing *engine_listing_take(struct sync_engine *e, const char *key, uint64_t lo,
-                                           uint64_t hi, int *mine);
-void engine_listing_ready(struct sync_engine *e, struct shared_listing *l, struct neg_storage *ns);
-void engine_listing_release(struct sync_engine *e, struct shared_listing *l);
 
 /* sync-req.c */
 int req_window(struct job *j, const struct filter *base, uint64_t since, int has_until,

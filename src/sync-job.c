@@ -11,9 +11,7 @@ void job_subid(struct job *j, const char *prefix, char *out, size_t outlen)
 {
     uint64_t n;
 
-    pthread_mutex_lock(&j->e->mu);
-    n = ++j->e->subseq;
-    pthread_mutex_unlock(&j->e->mu);
+    n = atomic_fetch_add(&j->e->subseq, 1) + 1;
     /* Same length for every kind, so est_req_bytes frames events like our REQ would. */
     snprintf(out, outlen, "%s-%0*llx", prefix, (int)(SYNC_REQ_SUBID_LEN - strlen(prefix) - 1),
              (unsigned long long)n);

@@ -223,27 +223,25 @@ static int neg_sess_list(struct job *j, struct neg_sess *s)
     uint64_t seq;
     int mine, rc;
 
-    s->sl = engine_listing_take(j->e, key, wf->has_since ? wf->since : 0,
-                                wf->has_until ? wf->until : UINT64_MAX, &mine);
+    s->sl = share_listing_take(&j->e->share, key, wf->has_since ? wf->since : 0,
+                               wf->has_until ? wf->until : UINT64_MAX, &mine);
     free(key);
     if (!mine)
         return 0;
     lm.ns = neg_storage_new();
     lm.pend = &s->sl->pend;
     seq = engine_pending(j->e, wf, 1, &s->sl->pend);
-    pthread_mutex_lock(&j->e->mu);
-    s->sl->snap_seq = seq;
-    pthread_mutex_unlock(&j->e->mu);
+    share_listing_snap(&j->e->share, s->sl, seq);
     rc = store_list_ids(j->st, wf, list_cb, &lm, err, sizeof err);
     if (rc == 0)
         rc = merge_pending(&lm, 0, NULL);
     if (rc != 0 || neg_storage_seal(lm.ns, err, sizeof err) < 0) {
         set_error(j->fatal, sizeof j->fatal, "listing: %s", rc == 1 ? lm.err : err);
         neg_storage_free(lm.ns);
-        engine_listing_ready(j->e, s->sl, NULL);
+        share_listing_ready(&j->e->share, s->sl, NULL);
         return -1;
     }
-    engine_listing_ready(j->e, s->sl, lm.ns);
+    share_listing_ready(&j->e->share, s->sl, lm.ns);
     return 0;
 }
 
@@ -531,7 +529,7 @@ static void neg_sess_free(struct job *j, struct neg_sess *s)
     buf_free(&s->out);
     neg_free(s->n);
     if (s->sl != NULL)
-        engine_listing_release(j->e, s->sl);
+        share_listing_release(&j->e->share, s->sl);
     filter_free(s->wf);
 }
 
@@ -764,11 +762,7 @@ static int job_tail_fetch(struct job *j, struct tail_slice *s, char *err, size_t
     rs.page_limit = job_page_limit(j, &rs.cap_known);
     if (job_connect(j, err, errlen) < 0)
         return -1;
-    pthread_mutex_lock(&j->e->mu);
-    since = s->lo;
-    until = s->until;
-    has_until = s->has_until;
-    pthread_mutex_unlock(&j->e->mu);
+    share_tail_range(&j->e->share, s, &since, &until, &has_until);
     j->in_tail = 1;
     j->slice = s;
     j->phase = "fetching the newest";
@@ -795,7 +789,7 @@ static int job_neg_tail(struct job *j, struct tail_slice *s, int *retried, enum 
 
     rc = job_tail_fetch(j, s, err, sizeof err);
     /* What it fetched is in the local view now, stored or queued for the store. */
-    split = engine_tail_done(j->e, s);
+    split = share_tail_done(&j->e->share, s);
     if (rc == 0)
         return split ? 2 : 1;
     if (j->interrupted || j->fatal[0] != '\0') {
@@ -830,7 +824,7 @@ static int job_neg_cut(struct job *j, struct wstack *stack, uint64_t *cur, uint6
         free(l.v);
         return -1;
     }
-    if (engine_tail_busy_lo(j->e, j->cf, &tail_lo))
+    if (share_tail_busy_lo(&j->e->share, j->cf, &tail_lo))
         while (l.n > 0 && l.v[l.n - 1] >= tail_lo)
             l.n--;
     if (l.n > 0) {
@@ -960,7 +954,7 @@ static enum job_outcome job_neg_help_tail(struct job *j, int *retried, char *rea
 
     if (res != JOB_OK)
         return res;
-    while ((ts = engine_tail_help(j->e, j->cf, job_page_limit(j, NULL))) != NULL)
+    while ((ts = share_tail_help(&j->e->share, j->cf, job_page_limit(j, NULL))) != NULL)
         if (job_neg_tail(j, ts, retried, &res, reason, rlen) < 0)
             return res;
     return job_neg_stopped(j);
@@ -1000,7 +994,7 @@ static enum job_outcome job_neg_drain(struct job *j, int retried, char *reason, 
  * job has it (it is what a user waits for, and the other relays' jobs
  * reconcile meanwhile). A job that finds another relay's job on it
  * reconciles its windows, then takes the older half of what is left of it
- * (engine_tail_help) while that is worth a page or two, then reconciles what
+ * (share_tail_help) while that is worth a page or two, then reconciles what
  * was fetched (stored or still queued for the store) and looks at the tail
  * again; so does the job that claimed it when others took part of it, since
  * their parts came from other relays. While other jobs fetch the tail, the
@@ -1027,7 +1021,7 @@ enum job_outcome job_neg(struct job *j, char *reason, size_t rlen)
         }
         /* Direction up: what is newer than every local event is nothing to upload. */
         want_tail = j->down && (hi_open || cur <= hi);
-        if (want_tail && (ts = engine_tail_claim(j->e, j->cf, cur, hi, hi_open)) != NULL) {
+        if (want_tail && (ts = share_tail_claim(&j->e->share, j->cf, cur, hi, hi_open)) != NULL) {
             if ((rc = job_neg_tail(j, ts, &retried, &res, reason, rlen)) < 0)
                 break;
             tail_done = rc == 1;

@@ -237,7 +237,8 @@ int req_window(struct job *j, const struct filter *base, uint64_t since, int has
             rc = -1;
             break;
         }
-        if (j->slice != NULL && !tail_slice_bounds(j->e, j->slice, &since, has_until, until))
+        if (j->slice != NULL &&
+            !share_tail_bounds(&j->e->share, j->slice, &since, has_until, until))
             break;
         pf = filter_dup(base);
         pf->has_since = since > 0 || base->has_since;
@@ -265,7 +266,7 @@ int req_window(struct job *j, const struct filter *base, uint64_t since, int has
             req_lost_at(rs, since);
         }
         if (j->slice != NULL)
-            tail_slice_page(j->e, j->slice, n, oldest, newest, more);
+            share_tail_page(&j->e->share, j->slice, n, oldest, newest, more);
         if (!more)
             break;
         if (oldest == newest) {

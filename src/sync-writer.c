@@ -109,6 +109,15 @@ static void writer_hold(const struct sync_engine *e)
         nanosleep(&t, NULL);
 }
 
+/* After a commit: the checkpointer has work (ckpt_main). */
+static void ckpt_signal(struct sync_engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    e->ckpt_want++;
+    pthread_cond_signal(&e->ckpt_cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
 /*
  * One transaction for every event in the engine's queue, whichever job
  * verified it; each outcome goes to its job's struct committed. The
@@ -183,8 +192,10 @@ static int engine_commit(struct sync_engine *e, struct store *st)
     e->wq_busy = NULL;
     e->wq_busy_n = 0;
     pthread_mutex_unlock(&e->wq_mu);
-    if (any || nlanded > 0 || rc < 0)
-        engine_store_changed(e, landed, nlanded, any || rc < 0);
+    if (any || nlanded > 0 || rc < 0) {
+        share_store_changed(&e->share, landed, nlanded, any || rc < 0);
+        ckpt_signal(e);
+    }
     for (size_t i = 0; i < n; i++)
         event_free(evs[i]);
     free(landed);

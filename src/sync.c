@@ -269,7 +269,7 @@ static void *worker_main(void *arg)
         pthread_mutex_lock(&e->mu);
         pick->running = 0;
         if (--e->nrunning == 0)
-            engine_listings_prune(e, 1); /* the next round lists afresh */
+            share_listings_prune(&e->share, 1); /* the next round lists afresh */
         if (e->o.continuous && pick->due_ms < 0 && !e->stopping)
             pick->due_ms = net_now_ms() + (int64_t)e->cfg->sync.interval * 1000;
         stats_set_workers_busy(e->stats, (unsigned)e->nrunning);
@@ -412,13 +412,12 @@ struct sync_engine *sync_engine_new(const struct sync_engine_opts *opts, char *e
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&e->work_cv, &ca);
     pthread_cond_init(&e->idle_cv, &ca);
-    pthread_cond_init(&e->claim_cv, &ca);
-    pthread_cond_init(&e->listing_cv, &ca);
     pthread_cond_init(&e->ckpt_cv, &ca);
     pthread_mutex_init(&e->wq_mu, NULL);
     pthread_cond_init(&e->write_cv, &ca);
     pthread_cond_init(&e->written_cv, &ca);
     pthread_condattr_destroy(&ca);
+    share_init(&e->share);
     e->o.relays = NULL;
     e->o.filters = NULL;
 
@@ -600,8 +599,7 @@ void sync_engine_stop(struct sync_engine *e)
     pthread_mutex_lock(&e->mu);
     e->stopping = 1;
     atomic_store(&e->cancel, 1);
-    pthread_cond_broadcast(&e->claim_cv); /* jobs waiting for another's tail */
-    pthread_cond_broadcast(&e->listing_cv);
+    share_stop(&e->share); /* jobs waiting for another's ids, tail or listing */
     pthread_cond_broadcast(&e->ckpt_cv);
     for (size_t i = 0; i < e->nrelays; i++)
         if (e->relays[i].conn != NULL)
@@ -679,18 +677,10 @@ void sync_engine_free(struct sync_engine *e)
         free(e->relays[i].url);
     free(e->relays);
     free(e->filters);
-    idset_clear(&e->claims);
+    share_free(&e->share);
     idset_clear(&e->wq_map);
-    while (e->slices != NULL) {
-        struct tail_slice *s = e->slices;
-        e->slices = s->next;
-        free(s);
-    }
-    engine_listings_prune(e, 1);
     pthread_cond_destroy(&e->work_cv);
     pthread_cond_destroy(&e->idle_cv);
-    pthread_cond_destroy(&e->claim_cv);
-    pthread_cond_destroy(&e->listing_cv);
     pthread_cond_destroy(&e->ckpt_cv);
     pthread_mutex_destroy(&e->wq_mu);
     pthread_cond_destroy(&e->write_cv);
