@@ -193,26 +193,56 @@ int upload_pump(struct job *j, char *err, size_t errlen)
     return 0;
 }
 
-static void upload_ok(struct job *j, const struct relay_msg *m)
+/* An upload's OK. -1 when the job ends (an auth-required: AUTH did not clear). */
+static int upload_ok(struct job *j, const struct relay_msg *m)
 {
     uint8_t id[32];
 
     if (hex_decode(m->ok_id, 64, id, 32, 1) < 0 || !idset_has(&j->up_inflight, id))
-        return;
+        return 0;
     idset_del(&j->up_inflight, id);
+    if (!m->ok_accepted && auth_prefix(m->text) != 0) {
+        /* NIP-42: sent again once AUTH went through (one sent before it waits for it). */
+        idq_push(&j->upq, id);
+        return j->authing ? 0 : job_auth_required(j, "EVENT", m);
+    }
     /* "duplicate:" with true means the relay has it now: as good as accepted. */
     if (m->ok_accepted)
         j->run->uploaded_ok++;
     else
         upload_refused(j, m->ok_id,
                        m->text != NULL && m->text[0] != '\0' ? m->text : "(no reason)");
+    return 0;
 }
 
 /* ---- receiving -------------------------------------------------------------- */
 
 /*
+ * A fetch the relay closed with auth-required: or restricted: (NIP-42): its
+ * ids go back to the queue (not as retried) and are asked for again once
+ * AUTH went through, or the job ends (job_auth_required). One sent before
+ * our AUTH and closed while it awaits its OK just waits for it.
+ */
+static int fetch_auth(struct job *j, struct fetch_sub *s, const struct relay_msg *m)
+{
+    size_t idx = (size_t)(s - j->subs);
+
+    for (size_t i = 0; i < s->nids; i++)
+        if (!idset_has(&s->got, s->ids[i]))
+            idq_push(&j->pending, s->ids[i]);
+    if (s->got.n > 0)
+        job_flush(j); /* as fetch_done: stored before the claims go */
+    fetch_sub_free(j, s);
+    j->subs[idx] = j->subs[--j->nsubs];
+    if (j->fatal[0] != '\0')
+        return -1;
+    return j->authing ? 0 : job_auth_required(j, "REQ", m);
+}
+
+/*
  * Routes a message that is not for the caller's own subscription: fetch
- * replies, OKs, notices. -1 when storing failed (j->fatal).
+ * replies, OKs, notices. -1 when storing failed, or the job ends for want
+ * of AUTH (j->fatal says which).
  */
 int job_route(struct job *j, struct relay_msg *m)
 {
@@ -234,6 +264,8 @@ int job_route(struct job *j, struct relay_msg *m)
     case RELAY_MSG_EOSE:
     case RELAY_MSG_CLOSED:
         if ((s = fetch_find(j, m->subid)) != NULL) {
+            if (m->type == RELAY_MSG_CLOSED && auth_prefix(m->text) != 0)
+                return fetch_auth(j, s, m);
             if (m->type == RELAY_MSG_CLOSED) {
                 engine_log(j->e, "[SYNC] %s: fetch closed by relay: %s", j->rel->url,
                            m->text != NULL ? m->text : "");
@@ -243,7 +275,7 @@ int job_route(struct job *j, struct relay_msg *m)
             fetch_done(j, s, m->type == RELAY_MSG_CLOSED);
         }
         return j->fatal[0] != '\0' ? -1 : 0;
-    case RELAY_MSG_OK: upload_ok(j, m); return 0;
+    case RELAY_MSG_OK: return upload_ok(j, m);
     case RELAY_MSG_NOTICE:
         if (j->e->o.verbose > 0)
             engine_log(j->e, "[SYNC] %s: NOTICE %s", j->rel->url, m->text);

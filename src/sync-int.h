@@ -25,6 +25,7 @@
 #include "event.h"
 #include "filter.h"
 #include "idset.h"
+#include "keys.h"
 #include "neg.h"
 #include "net.h"
 #include "relay.h"
@@ -64,6 +65,22 @@
 
 /* ---- the engine ------------------------------------------------------------- */
 
+/*
+ * NIP-42 on a relay's current connection, kept across the jobs that share
+ * it (sync-auth.c). Only the worker running the relay's jobs touches it, so
+ * it needs no lock. conn is the relay_connection_id it describes: another
+ * connection (a reconnect, caps_guard's fresh one, the next run's) starts
+ * again from nothing.
+ */
+struct sync_auth {
+    uint64_t conn;
+    char challenge[KEYS_MAX_CHALLENGE + 1]; /* the latest ["AUTH", challenge] */
+    int has_challenge;
+    int too_long; /* the latest challenge was longer than keys_sign_auth signs */
+    enum { SYNC_AUTH_NONE, SYNC_AUTH_OK, SYNC_AUTH_REFUSED } state; /* our AUTH on it */
+    char refused[SYNC_ERRLEN]; /* SYNC_AUTH_REFUSED: the relay's answer, for later jobs */
+};
+
 struct sync_relay {
     char *url;
     struct config_relay cr; /* a copy; cr.url aliases url */
@@ -90,6 +107,7 @@ struct sync_relay {
     /* sync_engine_set_negentropy's value until the checkpointer saved it */
     enum config_negentropy setting_value;
     int setting_dirty;
+    struct sync_auth auth; /* the running worker's own (see struct sync_auth) */
 };
 
 struct job;
@@ -282,8 +300,17 @@ struct job {
     uint64_t recv_returned, recv_base;
     struct relay_counters c0; /* the connection's totals when the job began */
     int take_forged;          /* the last event job_take_event dropped failed its id or signature */
-    char fatal[SYNC_ERRLEN];  /* store failure, interrupted: ends the job */
+    char fatal[SYNC_ERRLEN];  /* store failure, interrupted, no AUTH (auth_failed): ends the job */
     int interrupted;
+    /*
+     * NIP-42 (sync-auth.c): our AUTH awaits its OK (job_recv neither fetches
+     * nor uploads meanwhile, job_route puts back what asks for AUTH); the job
+     * ends for want of AUTH, or for what the relay said of it (JOB_AUTH);
+     * the refusal was of a NEG-OPEN (the relay speaks NIP-77, not to us).
+     */
+    int authing;
+    int auth_failed;
+    int auth_on_neg;
 };
 
 enum job_outcome {
@@ -291,6 +318,7 @@ enum job_outcome {
     JOB_UNSUPPORTED, /* NIP-77 refused: fall back or, strict, an error */
     JOB_FAILED,      /* failed twice: fall back or error */
     JOB_FATAL,       /* store error, interrupted */
+    JOB_AUTH,        /* auth-required: or restricted: (NIP-42) that AUTH did not clear */
 };
 
 struct req_state {
@@ -358,6 +386,26 @@ void job_ahead_clear(struct job *j);
 int64_t job_recv_skew(struct job *j);
 int job_recv(struct job *j, int final, struct relay_msg **out, char *err, size_t errlen);
 int job_connect(struct job *j, char *err, size_t errlen);
+
+/* sync-auth.c */
+enum { AUTH_REQUIRED = 1, AUTH_RESTRICTED = 2 };
+/* AUTH_REQUIRED for a reason starting "auth-required:", AUTH_RESTRICTED for "restricted:", else 0. */
+int auth_prefix(const char *text);
+/* Keeps an ["AUTH", challenge] the relay sent (job_recv calls it for each). */
+void job_auth_note(struct job *j, const struct relay_msg *m);
+/*
+ * m (a NEG-ERR, CLOSED or OK false answering what: "NEG-OPEN", "REQ",
+ * "EVENT") says auth-required: or restricted:. 0 when AUTH went through
+ * just now: send it again, once. -1 when the job ends: j->fatal says why
+ * and auth_failed is set (or j->interrupted, or a store failure in j->fatal).
+ */
+int job_auth_required(struct job *j, const char *what, const struct relay_msg *m);
+/*
+ * A job that ended for want of AUTH (JOB_AUTH): the log line, and when the
+ * refusal was of a NEG-OPEN, the verdict of the stats model: NIP-77
+ * supported, needing AUTH for the job's filter.
+ */
+void job_auth_report(struct job *j);
 
 /* sync-run.c */
 void engine_stats_cap(struct sync_engine *e, struct sync_relay *rel, const struct caps_result *res);

@@ -276,9 +276,10 @@ int job_recv(struct job *j, int final, struct relay_msg **out, char *err, size_t
 
     job_pre_drop(j);
     job_progress(j, 0);
-    if (j->down && fetch_pump(j, final, err, errlen) < 0)
+    /* Nothing new goes out while our AUTH awaits its OK (job_auth). */
+    if (j->down && !j->authing && fetch_pump(j, final, err, errlen) < 0)
         return j->interrupted ? RELAY_ERR_INTERRUPTED : RELAY_ERR_CLOSED;
-    if (j->up && upload_pump(j, err, errlen) < 0)
+    if (j->up && !j->authing && upload_pump(j, err, errlen) < 0)
         return j->interrupted ? RELAY_ERR_INTERRUPTED : RELAY_ERR_CLOSED;
     if (j->ahead_n == 0 && j->ahead_rc == 0) {
         now = net_now_ms();
@@ -326,6 +327,8 @@ int job_recv(struct job *j, int final, struct relay_msg **out, char *err, size_t
         rc = 0;
     }
 got:
+    if (rc == 0 && (*out)->type == RELAY_MSG_AUTH)
+        job_auth_note(j, *out); /* the connection's latest challenge, whoever asks for AUTH */
     /*
      * Only an answer moves the idle deadline: a relay that pours out NOTICEs
      * (or AUTH challenges) while it answers nothing must still time out.

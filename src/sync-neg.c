@@ -352,6 +352,30 @@ static enum session_outcome neg_sess_ended(struct neg_sess *s, const struct rela
     return res;
 }
 
+/*
+ * NEG-ERR or CLOSED "auth-required:" or "restricted:" (NIP-42): no verdict
+ * on NIP-77. AUTH and the same NEG-OPEN once more (s->out still holds our
+ * first message), or the job ends (NEG_OUT_FATAL, j->fatal). After a
+ * NEG-MSG the session is past saving: once AUTH went through, it is tried
+ * again as after any failure.
+ */
+static enum session_outcome neg_sess_auth(struct job *j, struct neg_sess *s,
+                                          const struct relay_msg *m, char *reason, size_t rlen)
+{
+    if (!s->got_reply)
+        j->auth_on_neg = 1;
+    if (job_auth_required(j, s->got_reply ? "NEG-MSG" : "NEG-OPEN", m) < 0)
+        return NEG_OUT_FATAL;
+    if (s->got_reply) {
+        set_error(reason, rlen, "%s %s; authenticated since",
+                  m->type == RELAY_MSG_CLOSED ? "CLOSED:" : "NEG-ERR:", m->text);
+        return NEG_OUT_FAILED;
+    }
+    if (neg_sess_send(j, s, "NEG-OPEN", filter_to_json(s->wf), reason, rlen) < 0)
+        return j->interrupted ? NEG_OUT_FATAL : NEG_OUT_FAILED;
+    return NEG_OUT_GOING;
+}
+
 /* The relay's first answer: it speaks NIP-77. */
 static void neg_sess_answered(struct job *j, struct neg_sess *s)
 {
@@ -434,6 +458,8 @@ static enum session_outcome neg_sess_handle(struct job *j, struct neg_sess *s, s
          m->type == RELAY_MSG_CLOSED || m->type == RELAY_MSG_NEG_CLOSE)) {
         if (m->type == RELAY_MSG_NEG_MSG)
             res = neg_sess_round(j, s, m, reason, rlen);
+        else if (m->type != RELAY_MSG_NEG_CLOSE && auth_prefix(m->text) != 0)
+            res = neg_sess_auth(j, s, m, reason, rlen);
         else
             res = neg_sess_ended(s, m, reason, rlen);
     } else if (m->type == RELAY_MSG_NOTICE && !s->got_reply &&

@@ -195,7 +195,21 @@ static int req_page(struct job *j, const struct filter *pf, struct req_state *rs
             j->run->rounds++;
             return 0;
         case RELAY_MSG_CLOSED:
-            /* auth-required:, rate-limited:, error: ... */
+            if (auth_prefix(m->text) != 0) {
+                /* NIP-42: AUTH, then the same REQ once more; or the job ends. */
+                rc = job_auth_required(j, "REQ", m);
+                relay_msg_free(m);
+                if (rc < 0) {
+                    set_error(err, errlen, "%s", j->interrupted ? "interrupted" : j->fatal);
+                    return -1;
+                }
+                if (job_send_json(j, json_pack("[ss o]", "REQ", subid, filter_to_json(pf)), err,
+                                  errlen) < 0)
+                    return -1;
+                j->idle_deadline = net_now_ms() + j->timeout_ms;
+                break;
+            }
+            /* rate-limited:, error: ... */
             set_error(err, errlen, "relay closed the subscription: %s",
                       m->text != NULL ? m->text : "");
             if (j->closed[0] == '\0')
