@@ -308,7 +308,6 @@ static void job_free(struct job *j)
     free(j->fkey);
 }
 
-/* One job; 1 when it failed and the relay had closed a subscription of ours (a refusal). */
 /* A finished run becomes its filter's last in the stats model. */
 static void engine_stats_run(struct sync_engine *e, struct sync_relay *rel,
                              const struct sync_run *run)
@@ -341,201 +340,289 @@ static void engine_stats_run(struct sync_engine *e, struct sync_relay *rel,
             e->stats, __atomic_add_fetch(&e->events_stored, run->stored, __ATOMIC_RELAXED));
 }
 
-int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *r, struct store *st,
-            struct event_keycache *kc, const struct config_filter *cf, struct sync_run *run)
+/*
+ * The job before anything is sent: what it syncs where, its settings, and
+ * the connection's counters now (what it moves is counted from them). j is
+ * zeroed.
+ */
+static void job_init(struct job *j, struct sync_engine *e, struct sync_relay *rel, struct relay *r,
+                     struct store *st, struct event_keycache *kc, const struct config_filter *cf,
+                     struct sync_run *run)
 {
-    struct job j = {0};
-    struct relay_counters c0, c1;
-    char reason[SYNC_ERRLEN] = "", err[SYNC_ERRLEN] = "";
-    enum config_neg_mode mode;
-    enum job_outcome o = JOB_OK;
-    int64_t t0 = net_now_ms();
-    int use_req = 0, refused;
-
     memset(run, 0, sizeof *run);
     snprintf(run->relay, sizeof run->relay, "%s", rel->url);
     snprintf(run->filter, sizeof run->filter, "%s", cf->name);
     run->started = (int64_t)time(NULL);
     run->mode = SYNC_MODE_NEG;
-    relay_get_counters(r, NULL, &c0);
-
-    j.recv_base = c0.recv_msgs;
-    j.c0 = c0;
+    relay_get_counters(r, NULL, &j->c0);
+    j->recv_base = j->c0.recv_msgs;
     stats_job_start(e->stats, rel_index(e, rel), cf->name);
-    j.e = e;
-    j.rel = rel;
-    j.cf = cf;
-    j.r = r;
-    j.guard.log = engine_relay_log;
-    j.guard.log_arg = e;
-    j.st = st;
-    j.kc = kc;
-    j.run = run;
-    j.timeout_ms = (int64_t)e->cfg->sync.neg_timeout * 1000;
-    j.down = rel->cr.direction != CONFIG_DIRECTION_UP;
-    j.up = rel->cr.direction != CONFIG_DIRECTION_DOWN;
-    j.batch = e->cfg->sync.fetch_batch;
-    j.max_limit = -1;
-    j.max_message = -1;
-    j.max_stored_at = -1;
-    j.cm.max_at = -1;
-    j.max_fetched_at = -1;
-    j.neg_max_common_at = -1;
-    j.f = config_filter_at(cf, run->started);
-    j.fkey = cursor_key(cf);
+    j->e = e;
+    j->rel = rel;
+    j->cf = cf;
+    j->r = r;
+    j->guard.log = engine_relay_log;
+    j->guard.log_arg = e;
+    j->st = st;
+    j->kc = kc;
+    j->run = run;
+    j->timeout_ms = (int64_t)e->cfg->sync.neg_timeout * 1000;
+    j->down = rel->cr.direction != CONFIG_DIRECTION_UP;
+    j->up = rel->cr.direction != CONFIG_DIRECTION_DOWN;
+    j->batch = e->cfg->sync.fetch_batch;
+    j->max_limit = -1;
+    j->max_message = -1;
+    j->max_stored_at = -1;
+    j->cm.max_at = -1;
+    j->max_fetched_at = -1;
+    j->neg_max_common_at = -1;
+    j->f = config_filter_at(cf, run->started);
+    j->fkey = cursor_key(cf);
+}
 
-    if (st == NULL) {
-        set_error(run->error, sizeof run->error, "database not open");
-        goto done;
-    }
-    if (sync_cursor_get(st, rel->url, cf->name, j.fkey, &j.cursor, err, sizeof err) < 0) {
-        set_error(run->error, sizeof run->error, "%s", err);
-        goto done;
-    }
+/* The database and the filter's cursor (0 when the filter changed); -1 sets run->error. */
+static int job_prepare(struct job *j)
+{
+    char err[SYNC_ERRLEN] = "";
 
-    mode = job_neg_mode(&j, reason, sizeof reason);
-    if (mode == CONFIG_NEG_MODE_REQ_ONLY) {
-        use_req = 1;
+    if (j->st == NULL) {
+        set_error(j->run->error, sizeof j->run->error, "database not open");
+        return -1;
+    }
+    if (sync_cursor_get(j->st, j->rel->url, j->cf->name, j->fkey, &j->cursor, err, sizeof err) <
+        0) {
+        set_error(j->run->error, sizeof j->run->error, "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * Negentropy did not work out (o): 1 to go on by REQ, or -1 when the job
+ * ends here (run->error set): a store error, an interruption, or a relay
+ * that must speak NIP-77 (negentropy_fallback = false).
+ */
+static int job_neg_fallback(struct job *j, enum config_neg_mode mode, enum job_outcome o,
+                            char *reason, size_t rlen)
+{
+    struct sync_run *run = j->run;
+
+    if (o == JOB_FATAL) {
+        set_error(run->error, sizeof run->error, "%s", j->interrupted ? "interrupted" : j->fatal);
+        return -1;
+    }
+    if (mode == CONFIG_NEG_MODE_NEG_STRICT) {
+        set_error(run->error, sizeof run->error, "%s: %s",
+                  o == JOB_UNSUPPORTED ? "relay does not support NIP-77" : "negentropy failed",
+                  reason);
+        engine_log(j->e, "[SYNC] %s (filter %s): %s; not synced (negentropy_fallback = false)",
+                   j->rel->url, j->cf->name, run->error);
+        return -1;
+    }
+    if (o == JOB_FAILED) {
+        char tmp[SYNC_ERRLEN];
+        snprintf(tmp, sizeof tmp, "negentropy failed: %s", reason);
+        snprintf(reason, rlen, "%s", tmp);
+    }
+    job_reset_transfers(j);
+    return 1;
+}
+
+/*
+ * The mode, and negentropy when it applies: 0 when negentropy finished, 1
+ * when the job goes on by REQ (reason says why), -1 when it ended (run->error
+ * set).
+ */
+static int job_run_neg(struct job *j, char *reason, size_t rlen)
+{
+    enum config_neg_mode mode = job_neg_mode(j, reason, rlen);
+    enum job_outcome o;
+    int k;
+
+    if (mode == CONFIG_NEG_MODE_REQ_ONLY)
+        return 1;
+    k = job_neg_support(j, reason, rlen);
+    if (j->interrupted) {
+        set_error(j->run->error, sizeof j->run->error, "interrupted");
+        return -1;
+    }
+    if (k == -2) {
+        set_error(j->run->error, sizeof j->run->error, "%s", reason);
+        return -1;
+    }
+    job_apply_limit(j);
+    if (k == 0) {
+        o = JOB_UNSUPPORTED;
     } else {
-        int k = job_neg_support(&j, reason, sizeof reason);
-        if (j.interrupted) {
-            set_error(run->error, sizeof run->error, "interrupted");
-            goto done;
-        }
-        if (k == -2) {
-            set_error(run->error, sizeof run->error, "%s", reason);
-            goto done;
-        }
-        job_apply_limit(&j);
-        if (k == 0) {
-            o = JOB_UNSUPPORTED;
-        } else {
-            if (k == 1)
-                job_neg_log_using(&j);
-            o = job_neg(&j, reason, sizeof reason);
-            if (o == JOB_UNSUPPORTED)
-                job_neg_refused(&j, reason);
-        }
-        if (o == JOB_FATAL) {
-            set_error(run->error, sizeof run->error, "%s", j.interrupted ? "interrupted" : j.fatal);
-            goto done;
-        }
-        if (o == JOB_UNSUPPORTED || o == JOB_FAILED) {
-            if (mode == CONFIG_NEG_MODE_NEG_STRICT) {
-                set_error(run->error, sizeof run->error, "%s: %s",
-                          o == JOB_UNSUPPORTED ? "relay does not support NIP-77"
-                                               : "negentropy failed",
-                          reason);
-                engine_log(e,
-                           "[SYNC] %s (filter %s): %s; not synced (negentropy_fallback ="
-                           " false)",
-                           rel->url, cf->name, run->error);
-                goto done;
-            }
-            use_req = 1;
-            if (o == JOB_FAILED) {
-                char tmp[SYNC_ERRLEN];
-                snprintf(tmp, sizeof tmp, "negentropy failed: %s", reason);
-                snprintf(reason, sizeof reason, "%s", tmp);
-            }
-            job_reset_transfers(&j);
-        }
+        if (k == 1)
+            job_neg_log_using(j);
+        o = job_neg(j, reason, rlen);
+        if (o == JOB_UNSUPPORTED)
+            job_neg_refused(j, reason);
     }
+    return o == JOB_OK ? 0 : job_neg_fallback(j, mode, o, reason, rlen);
+}
 
-    if (use_req) {
-        char note[SYNC_ERRLEN] = "";
-        job_nip11(&j);
-        job_apply_limit(&j);
-        run->mode = SYNC_MODE_REQ;
-        snprintf(run->fallback_reason, sizeof run->fallback_reason, "%s", reason);
-        engine_log(e, "[SYNC] Using REQ for %s (filter %s): %s", rel->url, cf->name, reason);
-        o = req_job(&j, note, sizeof note);
-        if (o != JOB_OK) {
-            set_error(run->error, sizeof run->error, "%s",
-                      j.interrupted    ? "interrupted"
-                      : o == JOB_FATAL ? j.fatal
-                                       : note);
-            goto done;
-        }
-        if (j.up) {
-            /*
-             * Without negentropy there is no telling what the relay lacks:
-             * an upload that was asked for did not happen, and the job says so.
-             */
-            set_error(run->error, sizeof run->error,
-                      "not uploaded: direction %s needs negentropy to find what the relay"
-                      " lacks (%.150s)",
-                      j.down ? "both" : "up", reason);
-            engine_log(e, "[SYNC] %s (filter %s): %s", rel->url, cf->name, run->error);
-            goto done;
-        }
-        if (note[0] != '\0')
-            set_error(run->error, sizeof run->error, "%s", note);
-        run->ok = 1;
-        goto done;
-    }
+/* Negentropy finished: the local set for the filter now equals the relay's. */
+static void job_neg_finish(struct job *j)
+{
+    struct sync_run *run = j->run;
+    char err[SYNC_ERRLEN] = "";
 
-    /* Negentropy finished: the local set for the filter now equals the relay's. */
-    if (job_flush(&j) < 0) {
-        set_error(run->error, sizeof run->error, "%s", j.fatal);
-        goto done;
+    if (job_flush(j) < 0) {
+        set_error(run->error, sizeof run->error, "%s", j->fatal);
+        return;
     }
-    if (j.down && j.missing == 0) {
+    if (j->down && j->missing == 0) {
         int64_t newc =
-            j.neg_max_common_at > j.max_fetched_at ? j.neg_max_common_at : j.max_fetched_at;
-        if (newc > j.cursor &&
-            store_cursor_set(st, rel->url, cf->name, j.fkey, newc, err, sizeof err) < 0) {
+            j->neg_max_common_at > j->max_fetched_at ? j->neg_max_common_at : j->max_fetched_at;
+        if (newc > j->cursor && store_cursor_set(j->st, j->rel->url, j->cf->name, j->fkey, newc,
+                                                 err, sizeof err) < 0) {
             set_error(run->error, sizeof run->error, "%s", err);
-            goto done;
+            return;
         }
     }
-    if (j.missing > 0)
+    if (j->missing > 0)
         set_error(run->error, sizeof run->error, "%llu events the relay reported were not sent",
-                  (unsigned long long)j.missing);
+                  (unsigned long long)j->missing);
     run->ok = 1;
+}
 
-done:
-    job_flush(&j);
-    relay_get_counters(r, NULL, &c1);
-    run->bytes_sent = c1.sent_payload - c0.sent_payload;
-    run->bytes_received = c1.recv_payload - c0.recv_payload;
-    run->wire_sent = c1.sent_wire - c0.sent_wire;
-    run->wire_received = c1.recv_wire - c0.recv_wire;
-    if (!run->ok) {
-        run->est_req_bytes = 0; /* nothing to compare a failed job with */
-    } else if (run->mode == SYNC_MODE_REQ) {
-        run->est_req_bytes = run->bytes_sent + run->bytes_received;
-    } else {
-        /* The events (common and fetched), one REQ and its EOSE. */
-        char *fs = filter_to_string(j.f != NULL ? j.f : cf->filter);
-        uint64_t est = j.est_common > j.est_have ? j.est_common - j.est_have : 0;
-        est += j.fetched_bytes;
-        est += 11 + SYNC_REQ_SUBID_LEN + (fs != NULL ? strlen(fs) : 2);
-        est += 11 + SYNC_REQ_SUBID_LEN;
-        free(fs);
-        run->est_req_bytes = est;
+/* REQ mode, paging from the cursor; reason: why not negentropy. */
+static void job_run_req(struct job *j, const char *reason)
+{
+    struct sync_run *run = j->run;
+    char note[SYNC_ERRLEN] = "";
+    enum job_outcome o;
+
+    job_nip11(j);
+    job_apply_limit(j);
+    run->mode = SYNC_MODE_REQ;
+    snprintf(run->fallback_reason, sizeof run->fallback_reason, "%s", reason);
+    engine_log(j->e, "[SYNC] Using REQ for %s (filter %s): %s", j->rel->url, j->cf->name, reason);
+    o = req_job(j, note, sizeof note);
+    if (o != JOB_OK) {
+        set_error(run->error, sizeof run->error, "%s",
+                  j->interrupted ? "interrupted" : o == JOB_FATAL ? j->fatal : note);
+        return;
     }
+    if (j->up) {
+        /*
+         * Without negentropy there is no telling what the relay lacks: an
+         * upload that was asked for did not happen, and the job says so.
+         */
+        set_error(run->error, sizeof run->error,
+                  "not uploaded: direction %s needs negentropy to find what the relay lacks"
+                  " (%.150s)",
+                  j->down ? "both" : "up", reason);
+        engine_log(j->e, "[SYNC] %s (filter %s): %s", j->rel->url, j->cf->name, run->error);
+        return;
+    }
+    if (note[0] != '\0')
+        set_error(run->error, sizeof run->error, "%s", note);
+    run->ok = 1;
+}
+
+/*
+ * What a REQ from the cursor would have cost: nothing to compare with for a
+ * failed job; for a REQ, what it moved; for negentropy, the events (common
+ * and fetched), one REQ and its EOSE.
+ */
+static uint64_t job_est_req_bytes(const struct job *j)
+{
+    const struct sync_run *run = j->run;
+    char *fs;
+    uint64_t est;
+
+    if (!run->ok)
+        return 0;
+    if (run->mode == SYNC_MODE_REQ)
+        return run->bytes_sent + run->bytes_received;
+    fs = filter_to_string(j->f != NULL ? j->f : j->cf->filter);
+    est = j->est_common > j->est_have ? j->est_common - j->est_have : 0;
+    est += j->fetched_bytes;
+    est += 11 + SYNC_REQ_SUBID_LEN + (fs != NULL ? strlen(fs) : 2);
+    est += 11 + SYNC_REQ_SUBID_LEN;
+    free(fs);
+    return est;
+}
+
+/* What the job moved on its connection (payload and wire), and est_req_bytes. */
+static void job_account(struct job *j)
+{
+    struct sync_run *run = j->run;
+    struct relay_counters c1;
+
+    relay_get_counters(j->r, NULL, &c1);
+    run->bytes_sent = c1.sent_payload - j->c0.sent_payload;
+    run->bytes_received = c1.recv_payload - j->c0.recv_payload;
+    run->wire_sent = c1.sent_wire - j->c0.sent_wire;
+    run->wire_received = c1.recv_wire - j->c0.recv_wire;
+    run->est_req_bytes = job_est_req_bytes(j);
+}
+
+/*
+ * The job failed and the relay had closed a subscription of ours: the
+ * backoff this refusal sets for the relay (started at t0), counted once per
+ * relay run and said in the run's error.
+ */
+static void job_backoff(struct sync_engine *e, struct sync_relay *rel, struct sync_run *run,
+                        int64_t t0)
+{
+    size_t n = strlen(run->error);
+
+    pthread_mutex_lock(&e->mu);
+    if (rel->not_before_ms <= t0) {
+        rel->refusals++;
+        rel->rng = rel->rng * 6364136223846793005ULL + 1442695040888963407ULL;
+        rel->not_before_ms = net_now_ms() + relay_backoff_delay_ms(rel->refusals, rel->rng);
+    }
+    snprintf(run->error + n, sizeof run->error - n, "; backoff %.1f s",
+             (double)(rel->not_before_ms - net_now_ms()) / 1000.0);
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* The run into the database and the stats model. */
+static void job_record(struct sync_engine *e, struct sync_relay *rel, struct store *st,
+                       const struct config_filter *cf, const struct sync_run *run)
+{
+    char err[SYNC_ERRLEN];
+
+    if (st != NULL && sync_run_record(st, run, err, sizeof err) < 0)
+        engine_log(e, "[SYNC] %s (filter %s): cannot record the run: %s", rel->url, cf->name, err);
+    engine_stats_run(e, rel, run);
+}
+
+/*
+ * One job of (relay, filter) on the connection r, start to end, into run:
+ * negentropy or REQ, what it moved and would have cost, the backoff, the
+ * record. 1 when it failed and the relay had closed a subscription of ours
+ * (a refusal).
+ */
+int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *r, struct store *st,
+            struct event_keycache *kc, const struct config_filter *cf, struct sync_run *run)
+{
+    struct job j = {0};
+    char reason[SYNC_ERRLEN] = "";
+    int64_t t0 = net_now_ms();
+    int refused, rc;
+
+    job_init(&j, e, rel, r, st, kc, cf, run);
+    rc = job_prepare(&j);
+    if (rc == 0)
+        rc = job_run_neg(&j, reason, sizeof reason);
+    if (rc == 1)
+        job_run_req(&j, reason);
+    else if (rc == 0)
+        job_neg_finish(&j);
+    job_flush(&j);
+    job_account(&j);
     refused = !run->ok && j.closed[0] != '\0' && !j.interrupted;
     job_progress(&j, 1);
     job_free(&j);
     run->duration_ms = net_now_ms() - t0;
-    if (refused) {
-        /* The backoff this refusal sets for the relay: counted, and said, per relay run. */
-        pthread_mutex_lock(&e->mu);
-        if (rel->not_before_ms <= t0) {
-            rel->refusals++;
-            rel->rng = rel->rng * 6364136223846793005ULL + 1442695040888963407ULL;
-            rel->not_before_ms = net_now_ms() + relay_backoff_delay_ms(rel->refusals, rel->rng);
-        }
-        {
-            size_t n = strlen(run->error);
-            snprintf(run->error + n, sizeof run->error - n, "; backoff %.1f s",
-                     (double)(rel->not_before_ms - net_now_ms()) / 1000.0);
-        }
-        pthread_mutex_unlock(&e->mu);
-    }
-    if (st != NULL && sync_run_record(st, run, err, sizeof err) < 0)
-        engine_log(e, "[SYNC] %s (filter %s): cannot record the run: %s", rel->url, cf->name, err);
-    engine_stats_run(e, rel, run);
+    if (refused)
+        job_backoff(e, rel, run, t0);
+    job_record(e, rel, st, cf, run);
     return refused;
 }
