@@ -1,6 +1,7 @@
 /*
- * cmd-sync: `negsync sync [--once] [--relay URL]... [--filter NAME]... [--json]`,
- * the headless face of the sync engine for cron, systemd and scripts.
+ * cmd-sync: `negsync sync [--once] [--dry-run [--ids]] [--relay URL]...
+ * [--filter NAME]... [--json]`, the headless face of the sync engine for
+ * cron, systemd and scripts.
  *
  * One line per finished job on stdout (or one JSON object with --json), the
  * engine's "[SYNC] ..." decisions on stderr, and with --once a summary table
@@ -11,9 +12,15 @@
  * engine (jobs store what they received and advance no cursor past it) and
  * exit 0. Signals are taken by a thread of their own with sigwait, so the
  * workers never see them.
+ *
+ * --dry-run runs every job once and changes nothing (sync.h, opts.dry_run):
+ * each line and JSON object says what the job would fetch and upload, and
+ * --ids lists those ids. It reads an existing database and never creates one
+ * (nor its directory).
  */
 #include "config.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -35,6 +42,7 @@ struct sync_cmd {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int json, quiet;
+    int ids;            /* --ids: print a dry run's ids after each line */
     int progress;       /* stderr is a terminal: draw progress */
     int progress_shown; /* a progress line is on the screen */
     int interrupted;
@@ -57,7 +65,9 @@ static const char *tls_mark(const struct sync_cmd *sc, const char *url)
 
 static void sync_usage(FILE *f)
 {
-    fputs("usage: negsync sync [--once] [--relay URL]... [--filter NAME]... [--json]\n", f);
+    fputs("usage: negsync sync [--once] [--dry-run [--ids]] [--relay URL]... [--filter NAME]..."
+          " [--json]\n",
+          f);
 }
 
 /* Erases the progress line, if one is showing; called with sc->mu held. */
@@ -106,6 +116,33 @@ static void on_log(void *arg, const char *line)
     pthread_mutex_unlock(&sc->mu);
 }
 
+/* A dry run's line, and with --ids its ids, one a line ("  fetch <hex>", "  upload <hex>"). */
+static void print_dry(const struct sync_cmd *sc, const struct sync_run *r)
+{
+    char up[32], down[32], hex[65];
+
+    summary_fmt_bytes(r->bytes_sent, up, sizeof up);
+    summary_fmt_bytes(r->bytes_received, down, sizeof down);
+    printf("%s%s %s: %s, %llu round%s, sent %s, received %s, would fetch %llu, would upload %llu,"
+           " %.1f s (dry run)%s%s\n",
+           r->relay, tls_mark(sc, r->relay), r->filter, sync_mode_name(r->mode),
+           (unsigned long long)r->rounds, r->rounds == 1 ? "" : "s", up, down,
+           (unsigned long long)r->would_fetch, (unsigned long long)r->would_upload,
+           (double)r->duration_ms / 1000.0,
+           r->error[0] == '\0' ? ""
+           : r->ok             ? "; "
+                               : "; error: ",
+           r->error);
+    for (uint64_t i = 0; r->fetch_ids != NULL && i < r->would_fetch; i++) {
+        hex_encode(r->fetch_ids[i], 32, hex);
+        printf("  fetch %s\n", hex);
+    }
+    for (uint64_t i = 0; r->upload_ids != NULL && i < r->would_upload; i++) {
+        hex_encode(r->upload_ids[i], 32, hex);
+        printf("  upload %s\n", hex);
+    }
+}
+
 static void on_run(void *arg, const struct sync_run *r)
 {
     struct sync_cmd *sc = arg;
@@ -122,6 +159,8 @@ static void on_run(void *arg, const struct sync_run *r)
         if (s != NULL)
             printf("%s\n", s);
         free(s);
+    } else if (r->dry_run) {
+        print_dry(sc, r);
     } else {
         char up[32], down[32], saved[16];
         summary_fmt_bytes(r->bytes_sent, up, sizeof up);
@@ -155,9 +194,11 @@ static void on_run(void *arg, const struct sync_run *r)
     pthread_mutex_unlock(&sc->mu);
 }
 
-static void print_summary(const struct sync_cmd *sc)
+static void print_summary(const struct sync_cmd *sc, int dry)
 {
     printf("\n");
+    if (dry)
+        printf("Dry run: nothing was stored, uploaded or recorded.\n");
     summary_print(&sc->sum, stdout);
 }
 
@@ -190,11 +231,12 @@ int cmd_sync(struct globals *g, int argc, char **argv)
     static const struct option opts[] = {
         {"once", no_argument, NULL, 'o'},         {"relay", required_argument, NULL, 'r'},
         {"filter", required_argument, NULL, 'f'}, {"json", no_argument, NULL, 'j'},
+        {"dry-run", no_argument, NULL, 'n'},      {"ids", no_argument, NULL, 'i'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     const char **relays = NULL, **filters = NULL;
     size_t nrelays = 0, nfilters = 0;
-    int once = 0, c, rc = 0;
+    int once = 0, dry = 0, c, rc = 0;
     struct config *cfg = NULL;
     char *db = NULL, err[CONFIG_ERRLEN];
     struct sync_engine_opts eo = {0};
@@ -209,6 +251,8 @@ int cmd_sync(struct globals *g, int argc, char **argv)
         switch (c) {
         case 'o': once = 1; break;
         case 'j': sc.json = 1; break;
+        case 'n': dry = 1; break;
+        case 'i': sc.ids = 1; break;
         case 'r':
             relays = xreallocarray(relays, nrelays + 1, sizeof *relays);
             relays[nrelays++] = optarg;
@@ -229,12 +273,17 @@ int cmd_sync(struct globals *g, int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    if (optind != argc) {
+    if (optind != argc || (sc.ids && !dry)) {
+        if (optind == argc)
+            fprintf(stderr, "negsync: --ids lists what a dry run would fetch and upload: it"
+                            " needs --dry-run\n");
         sync_usage(stderr);
         free(relays);
         free(filters);
         return EXIT_USAGE;
     }
+    if (dry)
+        once = 1; /* every job once, then the report */
 
     if ((cfg = cmd_load_config(g, "; nothing synced")) == NULL) {
         rc = EXIT_USAGE;
@@ -248,7 +297,7 @@ int cmd_sync(struct globals *g, int argc, char **argv)
                     "negsync: warning: %s: TLS certificates are not verified "
                     "(tls_verify = false)\n",
                     cfg->relays[i].url);
-    if (g->db_path == NULL && cfg->storage_path == NULL)
+    if (g->db_path == NULL && cfg->storage_path == NULL && !dry)
         db = store_default_path(err, sizeof err); /* creates the directory */
     else
         db = config_db_path(cfg, g->db_path, err, sizeof err);
@@ -257,6 +306,16 @@ int cmd_sync(struct globals *g, int argc, char **argv)
         rc = EXIT_USAGE;
         goto out;
     }
+    if (dry && access(db, F_OK) < 0) {
+        fprintf(stderr,
+                "negsync: no dry run: %s: %s (it compares with the database; negsync"
+                " sync creates it)\n",
+                db, strerror(errno));
+        rc = 1;
+        goto out;
+    }
+    if (dry && g->verbose >= 0)
+        fprintf(stderr, "negsync: dry run: nothing will be stored, uploaded or recorded\n");
 
     pthread_mutex_init(&sc.mu, NULL);
     pthread_cond_init(&sc.cv, NULL);
@@ -270,6 +329,8 @@ int cmd_sync(struct globals *g, int argc, char **argv)
     eo.filters = filters;
     eo.nfilters = nfilters;
     eo.continuous = !once;
+    eo.dry_run = dry;
+    eo.dry_run_ids = sc.ids;
     eo.on_run = on_run;
     eo.log = on_log;
     eo.on_progress = sc.progress ? on_progress : NULL;
@@ -317,7 +378,7 @@ int cmd_sync(struct globals *g, int argc, char **argv)
     pthread_join(sig_thr, NULL);
     if (rc == 0) {
         if (once && !sc.json)
-            print_summary(&sc);
+            print_summary(&sc, dry);
         if (sc.interrupted)
             rc = 0;
         else

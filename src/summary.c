@@ -56,10 +56,40 @@ void summary_add(struct summary *s, const struct sync_run *r)
     row->stored += r->stored;
     row->invalid += r->invalid;
     row->ms += r->duration_ms;
+    row->dry |= r->dry_run;
+    row->would_fetch += r->would_fetch;
+    row->would_upload += r->would_upload;
+}
+
+/* A dry run's table: what each relay would bring and take. */
+static void summary_print_dry(const struct summary *s, FILE *f)
+{
+    fprintf(f, "%-40s %-10s %6s %10s %10s %11s %12s %7s %s\n", "RELAY", "MODE", "ROUNDS", "SENT",
+            "RECEIVED", "WOULD FETCH", "WOULD UPLOAD", "TIME", "RESULT");
+    for (size_t i = 0; i < s->n; i++) {
+        const struct summary_row *w = &s->rows[i];
+        char up[32], down[32], t[32];
+        const char *mode = w->neg_jobs > 0 && w->req_jobs > 0 ? "mixed"
+                           : w->neg_jobs > 0                  ? "negentropy"
+                                                              : "req";
+        summary_fmt_bytes(w->sent, up, sizeof up);
+        summary_fmt_bytes(w->recv, down, sizeof down);
+        snprintf(t, sizeof t, "%.1f s", (double)w->ms / 1000.0);
+        fprintf(f, "%-40s %-10s %6llu %10s %10s %11llu %12llu %7s %s\n", w->relay, mode,
+                (unsigned long long)w->rounds, up, down, (unsigned long long)w->would_fetch,
+                (unsigned long long)w->would_upload, t, w->failed > 0 ? "error" : "ok");
+    }
+    fflush(f);
 }
 
 void summary_print(const struct summary *s, FILE *f)
 {
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->rows[i].dry) {
+            summary_print_dry(s, f);
+            return;
+        }
+    }
     fprintf(f, "%-40s %-10s %6s %10s %10s %6s %8s %8s %7s %7s %s\n", "RELAY", "MODE", "ROUNDS",
             "SENT", "RECEIVED", "SAVED", "FETCHED", "STORED", "INVALID", "TIME", "RESULT");
     for (size_t i = 0; i < s->n; i++) {

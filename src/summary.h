@@ -1,7 +1,8 @@
 /*
  * summary: the per-relay table that ends a headless `sync --once` and a TUI
  * session: the runs of each relay added up (mode, rounds, bytes, what was
- * saved against REQ, events, time, result). Not thread-safe: the caller
+ * saved against REQ, events, time, result; or, for a dry run, what would be
+ * fetched and uploaded). Not thread-safe: the caller
  * holds its own lock around summary_add and summary_print.
  */
 #ifndef NEGSYNC_SUMMARY_H
@@ -17,6 +18,8 @@ struct summary_row {
     unsigned neg_jobs, req_jobs, failed;
     uint64_t rounds, sent, recv, est, fetched, stored, invalid;
     int64_t ms;
+    int dry;                            /* a dry run's runs (sync --dry-run) */
+    uint64_t would_fetch, would_upload; /* theirs */
 };
 
 struct summary {
@@ -26,7 +29,11 @@ struct summary {
 
 /* Adds one finished run to its relay's row. */
 void summary_add(struct summary *s, const struct sync_run *r);
-/* The table, a header line and one line per relay. */
+/*
+ * The table, a header line and one line per relay; for a dry run's runs
+ * the events each relay would fetch and upload instead of what was saved,
+ * fetched and stored.
+ */
 void summary_print(const struct summary *s, FILE *f);
 /* 1 if some run failed. */
 int summary_failed(const struct summary *s);

@@ -21,7 +21,11 @@ static void fetch_sub_free(struct job *j, struct fetch_sub *s)
 
 void fetch_queue(struct job *j, const uint8_t id[32])
 {
-    if (idset_put(&j->queued, id))
+    if (!idset_put(&j->queued, id))
+        return;
+    if (j->e->o.dry_run)
+        dry_note_fetch(j, id); /* counted, never fetched */
+    else
         idq_push(&j->pending, id);
 }
 
@@ -147,6 +151,8 @@ int upload_pump(struct job *j, char *err, size_t errlen)
 {
     const uint8_t *id;
 
+    while (j->e->o.dry_run && (id = idq_pop(&j->upq)) != NULL)
+        dry_note_upload(j, id); /* counted, never sent */
     while (j->up_inflight.n < SYNC_UPLOAD_IN_FLIGHT && (id = idq_pop(&j->upq)) != NULL) {
         char *json = NULL, serr[STORE_ERRLEN];
         size_t len = 0;

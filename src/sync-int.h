@@ -242,6 +242,8 @@ struct job {
     struct idq upq;
     struct idset up_inflight;
 
+    struct idq dry_fetch, dry_up; /* a dry run's ids, with opts.dry_run_ids (sync-dry.c) */
+
     /*
      * Events in the engine's queue for the store, and what became of those
      * another job's transaction took (guarded by the engine's wq_mu; folded
@@ -386,6 +388,14 @@ void job_ahead_clear(struct job *j);
 int64_t job_recv_skew(struct job *j);
 int job_recv(struct job *j, int final, struct relay_msg **out, char *err, size_t errlen);
 int job_connect(struct job *j, char *err, size_t errlen);
+
+/* sync-dry.c */
+void dry_note_fetch(struct job *j, const uint8_t id[32]);
+void dry_note_upload(struct job *j, const uint8_t id[32]);
+/* A verified event of a REQ page (takes ev): counted unless stored. 0, or -1 (j->fatal). */
+int dry_take_event(struct job *j, struct event *ev);
+/* Into the job's run: dry_run, the ids (opts.dry_run_ids); no REQ estimate. */
+void dry_finish(struct job *j);
 
 /* sync-auth.c */
 enum { AUTH_REQUIRED = 1, AUTH_RESTRICTED = 2 };

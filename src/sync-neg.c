@@ -1025,7 +1025,7 @@ static enum job_outcome job_neg_drain(struct job *j, int retried, char *reason, 
  * again; so does the job that claimed it when others took part of it, since
  * their parts came from other relays. While other jobs fetch the tail, the
  * part of it already fetched is no window of anyone's. Then the fetches and
- * uploads still in flight.
+ * uploads still in flight. A dry run reconciles the tail as one more window.
  */
 enum job_outcome job_neg(struct job *j, char *reason, size_t rlen)
 {
@@ -1047,6 +1047,11 @@ enum job_outcome job_neg(struct job *j, char *reason, size_t rlen)
         }
         /* Direction up: what is newer than every local event is nothing to upload. */
         want_tail = j->down && (hi_open || cur <= hi);
+        if (want_tail && j->e->o.dry_run) {
+            /* A dry run has the relay name the tail's ids too: nothing is downloaded. */
+            wstack_push(&stack, (struct window){cur, hi_open && hi < cur ? cur : hi, hi_open, 0});
+            want_tail = 0;
+        }
         if (want_tail && (ts = share_tail_claim(&j->e->share, j->cf, cur, hi, hi_open)) != NULL) {
             if ((rc = job_neg_tail(j, ts, &retried, &res, reason, rlen)) < 0)
                 break;

@@ -146,6 +146,7 @@ static int job_neg_support(struct job *j, char *reason, size_t rlen)
         co.timeout_ms = (int)pt * 1000;
         co.recheck_days = e->cfg->sync.recheck_days;
         co.force = force;
+        co.cache_read_only = e->o.dry_run; /* a dry run keeps the verdict in memory */
         co.relay.tls_verify = rel->cr.tls_verify;
         co.relay.compression = rel->cr.compression;
         co.relay.log = engine_relay_log;
@@ -234,8 +235,8 @@ static void job_neg_refused(struct job *j, const char *reason)
     pthread_mutex_unlock(&j->e->mu);
     stats_set_cap(j->e->stats, rel_index(j->e, j->rel), STATS_CAP_UNSUPPORTED,
                   STATS_CAP_FROM_SESSION, reason, (int64_t)time(NULL), NULL, NULL, 0);
-    if (j->st != NULL && caps_mark_unsupported(j->st, j->rel->url, reason, (int64_t)time(NULL), err,
-                                               sizeof err) < 0)
+    if (j->st != NULL && !j->e->o.dry_run &&
+        caps_mark_unsupported(j->st, j->rel->url, reason, (int64_t)time(NULL), err, sizeof err) < 0)
         engine_log(j->e, "[SYNC] %s: cannot update the capability cache: %s", j->rel->url, err);
 }
 
@@ -473,7 +474,7 @@ static void job_neg_finish(struct job *j)
         set_error(run->error, sizeof run->error, "%s", j->fatal);
         return;
     }
-    if (j->down && j->missing == 0) {
+    if (j->down && j->missing == 0 && !j->e->o.dry_run) {
         int64_t newc =
             j->neg_max_common_at > j->max_fetched_at ? j->neg_max_common_at : j->max_fetched_at;
         if (newc > j->cursor && store_cursor_set(j->st, j->rel->url, j->cf->name, j->fkey, newc,
@@ -588,7 +589,7 @@ static void job_record(struct sync_engine *e, struct sync_relay *rel, struct sto
 {
     char err[SYNC_ERRLEN];
 
-    if (st != NULL && sync_run_record(st, run, err, sizeof err) < 0)
+    if (st != NULL && !e->o.dry_run && sync_run_record(st, run, err, sizeof err) < 0)
         engine_log(e, "[SYNC] %s (filter %s): cannot record the run: %s", rel->url, cf->name, err);
     engine_stats_run(e, rel, run);
 }
@@ -617,6 +618,8 @@ int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *r, stru
         job_neg_finish(&j);
     job_flush(&j);
     job_account(&j);
+    if (e->o.dry_run)
+        dry_finish(&j);
     refused = !run->ok && j.closed[0] != '\0' && !j.interrupted;
     job_progress(&j, 1);
     job_free(&j);

@@ -296,6 +296,8 @@ int job_queue_event(struct job *j, struct event *ev)
 {
     struct sync_engine *e = j->e;
 
+    if (e->o.dry_run)
+        return dry_take_event(j, ev); /* counted, never stored */
     pthread_mutex_lock(&e->wq_mu);
     if (j->cm.failed) {
         set_error(j->fatal, sizeof j->fatal, "%s", e->store_err);

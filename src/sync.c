@@ -126,6 +126,13 @@ int engine_stopping(struct sync_engine *e)
     return s;
 }
 
+/* A connection to the engine's database; a dry run's is read only and never upgrades it. */
+static struct store *engine_store_open(struct sync_engine *e, char *err, size_t errlen)
+{
+    return e->o.dry_run ? store_open_unchanged(e->db_path, err, errlen)
+                        : store_open(e->db_path, err, errlen);
+}
+
 /* ---- workers ---------------------------------------------------------------- */
 
 struct worker {
@@ -171,7 +178,7 @@ static void worker_run_relay(struct worker *w, struct sync_relay *rel)
 
     if (w->st == NULL) {
         char serr[STORE_ERRLEN];
-        if ((w->st = store_open(e->db_path, serr, sizeof serr)) == NULL)
+        if ((w->st = engine_store_open(e, serr, sizeof serr)) == NULL)
             engine_log(e, "[SYNC] %s", serr);
     }
     if (w->kc == NULL)
@@ -191,12 +198,15 @@ static void worker_run_relay(struct worker *w, struct sync_relay *rel)
             snprintf(run.filter, sizeof run.filter, "%s", e->filters[i]->name);
             run.started = (int64_t)time(NULL);
             run.mode = SYNC_MODE_REQ;
+            run.dry_run = e->o.dry_run;
             snprintf(run.error, sizeof run.error, "%s", err);
         } else {
             refused |= job_run(e, rel, r, w->st, w->kc, e->filters[i], &run);
         }
         if (e->o.on_run != NULL)
             e->o.on_run(e->o.arg, &run);
+        free(run.fetch_ids); /* a dry run's (struct sync_run) */
+        free(run.upload_ids);
     }
     pthread_mutex_lock(&e->mu);
     rel->conn = NULL;
@@ -456,8 +466,8 @@ struct sync_engine *sync_engine_new(const struct sync_engine_opts *opts, char *e
         set_error(err, errlen, "no filters to sync (add a [filter NAME] section)");
         goto fail;
     }
-    /* Creates and migrates the database before any worker needs it. */
-    if ((st = store_open(e->db_path, serr, sizeof serr)) == NULL) {
+    /* Creates and migrates the database before any worker needs it (not for a dry run). */
+    if ((st = engine_store_open(e, serr, sizeof serr)) == NULL) {
         set_error(err, errlen, "%s", serr);
         goto fail;
     }
@@ -507,10 +517,12 @@ int sync_engine_start(struct sync_engine *e, char *err, size_t errlen)
         set_error(err, errlen, "cannot start the event verifiers");
         return -1;
     }
-    if (engine_thread(e, &e->writer_thread, &e->writer_running, writer_main, "store writer", err,
-                      errlen) < 0 ||
-        engine_thread(e, &e->ckpt_thread, &e->ckpt_running, ckpt_main, "checkpointer", err,
-                      errlen) < 0)
+    /* A dry run writes nothing: no store writer, no checkpointer. */
+    if (!e->o.dry_run &&
+        (engine_thread(e, &e->writer_thread, &e->writer_running, writer_main, "store writer", err,
+                       errlen) < 0 ||
+         engine_thread(e, &e->ckpt_thread, &e->ckpt_running, ckpt_main, "checkpointer", err,
+                       errlen) < 0))
         return -1;
     e->threads = xcalloc(n, sizeof *e->threads);
     for (size_t i = 0; i < n; i++) {
@@ -660,7 +672,7 @@ void sync_engine_free(struct sync_engine *e)
     }
     if (e->ckpt_running)
         pthread_join(e->ckpt_thread, NULL);
-    if (e->settings_dirty && e->db_path != NULL) {
+    if (e->settings_dirty && e->db_path != NULL && !e->o.dry_run) {
         /* Set before the engine started, or after its checkpointer ended. */
         char err[STORE_ERRLEN];
         struct store *db = store_open(e->db_path, err, sizeof err);
@@ -691,6 +703,19 @@ void sync_engine_free(struct sync_engine *e)
     pthread_mutex_destroy(&e->mu);
     free(e->db_path);
     free(e);
+}
+
+/* A JSON array of n ids in hex. */
+static json_t *sync_ids_json(uint8_t (*ids)[32], uint64_t n)
+{
+    json_t *a = json_array();
+    char hex[65];
+
+    for (uint64_t i = 0; i < n; i++) {
+        hex_encode(ids[i], 32, hex);
+        json_array_append_new(a, json_string(hex));
+    }
+    return a;
 }
 
 char *sync_run_to_json(const struct sync_run *r)
@@ -733,6 +758,15 @@ char *sync_run_to_json(const struct sync_run *r)
 #undef NUM
     json_object_set_new(o, "result", json_string(r->ok ? "ok" : "error"));
     json_object_set_new(o, "error", r->error[0] != '\0' ? json_string(r->error) : json_null());
+    if (r->dry_run) {
+        json_object_set_new(o, "dry_run", json_true());
+        json_object_set_new(o, "would_fetch", json_integer((json_int_t)r->would_fetch));
+        json_object_set_new(o, "would_upload", json_integer((json_int_t)r->would_upload));
+        if (r->fetch_ids != NULL)
+            json_object_set_new(o, "fetch_ids", sync_ids_json(r->fetch_ids, r->would_fetch));
+        if (r->upload_ids != NULL)
+            json_object_set_new(o, "upload_ids", sync_ids_json(r->upload_ids, r->would_upload));
+    }
     s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
     return s;

@@ -77,6 +77,18 @@ struct sync_run {
     int64_t neg_cap;
     int ok;                  /* 1: result ok */
     char error[SYNC_ERRLEN]; /* when !ok; a warning may be set when ok */
+    /*
+     * A dry run (opts.dry_run) stores, uploads and records nothing. Its
+     * would_fetch: the events the relay has that the database lacks (in
+     * negentropy mode the need ids, not downloaded; in REQ mode the events
+     * that verified and matched and are not stored); would_upload: the have
+     * ids, when the relay's direction uploads. With opts.dry_run_ids, their
+     * ids (would_fetch and would_upload of them), owned by the engine and
+     * valid during on_run only; else NULL.
+     */
+    int dry_run;
+    uint64_t would_fetch, would_upload;
+    uint8_t (*fetch_ids)[32], (*upload_ids)[32];
 };
 
 /*
@@ -85,7 +97,8 @@ struct sync_run {
  * wire_received, est_req_bytes, have, need, fetched, stored, duplicates,
  * rejected, invalid, uploaded, upload_rejected, upload_errors (an array of
  * {"id","reason"}, at most SYNC_UPLOAD_ERRORS), splits, neg_cap, duration_ms,
- * result, error.
+ * result, error; for a dry run also dry_run (true), would_fetch, would_upload
+ * and, when the ids were collected, fetch_ids and upload_ids (arrays of hex).
  * Caller frees.
  */
 char *sync_run_to_json(const struct sync_run *run);
@@ -144,6 +157,17 @@ struct sync_engine_opts {
      * on a slow disk (tests/sync-tail.sh).
      */
     long writer_hold_ms;
+    /*
+     * 1: a dry run. Every job reconciles (or pages REQ) and reports what it
+     * would fetch and upload (struct sync_run's would_*), and nothing
+     * changes: the database is opened with store_open_unchanged (it must
+     * exist), no event is stored or uploaded, no cursor, run record, setting
+     * or capability verdict is written (a probe's verdict is kept in memory).
+     * Negentropy lists the tail's ids too instead of downloading it, and no
+     * job defers to another relay's: each relay's counts are what it alone
+     * would bring. dry_run_ids: also collect the ids.
+     */
+    int dry_run, dry_run_ids;
 };
 
 /*

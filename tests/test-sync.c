@@ -1,7 +1,8 @@
 /*
  * test-sync: the parts of the sync engine that need no relay: the progress
- * line, the --json record of a run, and the live model a front end reads
- * (settings shown at once, saved off the caller's thread).
+ * line, the --json record of a run (a dry run's too), and the live model a
+ * front end reads (settings shown at once, saved off the caller's thread;
+ * a dry run's engine writes nothing).
  */
 #include "config.h"
 
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -68,8 +70,102 @@ static void test_run_json(void)
         CHECK(strstr(s, "\"est_req_bytes\":0") != NULL);
         CHECK(strstr(s, "\"bytes_sent\":48") != NULL);
         CHECK(strstr(s, "backoff 1.0 s") != NULL);
+        CHECK(strstr(s, "dry_run") == NULL && strstr(s, "would_") == NULL);
     }
     free(s);
+
+    /* A dry run: its figures, and the ids when they were collected. */
+    {
+        uint8_t ids[2][32];
+        memset(ids, 0xab, sizeof ids);
+        ids[1][31] = 0xcd;
+        r.dry_run = 1;
+        r.would_fetch = 2;
+        r.would_upload = 0;
+        s = sync_run_to_json(&r);
+        CHECK(s != NULL &&
+              strstr(s, "\"dry_run\":true,\"would_fetch\":2,\"would_upload\":0") != NULL);
+        CHECK(s != NULL && strstr(s, "fetch_ids") == NULL);
+        free(s);
+        r.fetch_ids = ids;
+        r.upload_ids = ids;
+        s = sync_run_to_json(&r);
+        CHECK(s != NULL && strstr(s, "\"fetch_ids\":[\"abab") != NULL);
+        CHECK(s != NULL && strstr(s, "abcd\"],\"upload_ids\":[]") != NULL);
+        free(s);
+    }
+}
+
+/*
+ * A dry run's engine needs an existing database and creates none; a
+ * setting it is given stays in memory.
+ */
+static void test_dry_engine(void)
+{
+    char dir[] = "/tmp/test-sync.XXXXXX", ini[96], db[96], err[256];
+    struct config_errors errs;
+    struct sync_engine_opts o;
+    struct config *cfg;
+    struct sync_engine *e;
+    struct stat sb;
+    FILE *f;
+
+    if (mkdtemp(dir) == NULL) {
+        CHECK(!"mkdtemp");
+        return;
+    }
+    snprintf(ini, sizeof ini, "%s/c.ini", dir);
+    snprintf(db, sizeof db, "%s/db", dir);
+    f = fopen(ini, "w");
+    fputs("[relay ws://127.0.0.1:9]\n[filter notes]\nkinds = 1\n", f);
+    fclose(f);
+    memset(&errs, 0, sizeof errs);
+    cfg = config_load(ini, (int64_t)time(NULL), &errs);
+    CHECK(cfg != NULL);
+    if (cfg == NULL) {
+        config_errors_free(&errs);
+        return;
+    }
+    memset(&o, 0, sizeof o);
+    o.cfg = cfg;
+    o.db_path = db;
+    o.dry_run = 1;
+    CHECK(sync_engine_new(&o, err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, "No such file") != NULL, "%s", err);
+    CHECK(stat(db, &sb) < 0);
+
+    o.dry_run = 0;
+    e = sync_engine_new(&o, err, sizeof err); /* creates it */
+    CHECK_MSG(e != NULL, "%s", err);
+    sync_engine_free(e);
+    CHECK(stat(db, &sb) == 0);
+    o.dry_run = 1;
+    e = sync_engine_new(&o, err, sizeof err);
+    CHECK_MSG(e != NULL, "%s", err);
+    if (e != NULL) {
+        CHECK(sync_engine_set_negentropy(e, "ws://127.0.0.1:9", CONFIG_NEGENTROPY_OFF, err,
+                                         sizeof err) == 0);
+        sync_engine_free(e);
+    }
+    o.dry_run = 0;
+    e = sync_engine_new(&o, err, sizeof err);
+    if (e != NULL) {
+        struct stats_snapshot snap;
+        sync_engine_snapshot(e, &snap);
+        CHECK(snap.nrelays == 1 && snap.relays[0].neg_source == STATS_NEG_FROM_CONFIG);
+        stats_snapshot_free(&snap);
+        sync_engine_free(e);
+    }
+    config_free(cfg);
+    config_errors_free(&errs);
+    unlink(ini);
+    char path[128];
+    const char *ext[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s%s", db, ext[i]);
+        unlink(path);
+    }
+    rmdir(dir);
 }
 
 static int64_t ms_now(void)
@@ -193,5 +289,6 @@ int main(void)
     test_progress_format();
     test_run_json();
     test_setting();
+    test_dry_engine();
     return test_summary("test-sync");
 }
