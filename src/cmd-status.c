@@ -158,6 +158,18 @@ static int gather_caps(struct store *st, const struct config *cfg, struct status
     return 0;
 }
 
+/*
+ * Whether the newest run of sf failed by negentropy for want of NIP-42 AUTH
+ * (sync-auth.c's "auth-required: ..." and "restricted: ..."): the relay
+ * speaks NIP-77, only not to us for that filter.
+ */
+static int filter_needs_auth(const struct status_filter *sf)
+{
+    return sf->has_run && strcmp(sf->run.result, "ok") != 0 && strcmp(sf->run.mode, "neg") == 0 &&
+           (strncmp(sf->run.error, "auth-required", 13) == 0 ||
+            strncmp(sf->run.error, "restricted:", 11) == 0);
+}
+
 static int gather_relay(struct store *st, const struct config *cfg, struct status_relay *r,
                         char *err, size_t errlen)
 {
@@ -337,6 +349,13 @@ static json_t *relay_json(const struct status_report *rep, const struct status_r
     json_object_set_new(cap, "supported_nips", json_is_array(nips) ? nips : json_null());
     if (nips != NULL && !json_is_array(nips))
         json_decref(nips);
+    {
+        json_t *na = json_array();
+        for (size_t f = 0; r->verdict == VERDICT_SUPPORTED && f < rep->cfg->nfilters; f++)
+            if (filter_needs_auth(&r->filters[f]))
+                json_array_append_new(na, json_string(r->filters[f].cf->name));
+        json_object_set_new(cap, "needs_auth", na);
+    }
     json_object_set_new(o, "capability", cap);
     json_object_set_new(o, "reachable",
                         r->reachable < 0 ? json_null() : json_boolean(r->reachable));
@@ -528,6 +547,9 @@ static void print_relay(const struct status_report *rep, const struct status_rel
         fputs(": ", stdout);
         put_text(r->reason);
     }
+    for (size_t f = 0, n = 0; r->verdict == VERDICT_SUPPORTED && f < rep->cfg->nfilters; f++)
+        if (filter_needs_auth(&r->filters[f]))
+            printf("%s%s", n++ == 0 ? "; needs AUTH for " : ", ", r->filters[f].cf->name);
     if (r->caps.nip11_software != NULL || r->caps.nip11_version != NULL) {
         fputs(" · ", stdout);
         put_text(r->caps.nip11_software ? r->caps.nip11_software : "?");

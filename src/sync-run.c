@@ -400,14 +400,20 @@ static int job_prepare(struct job *j)
 
 /*
  * Negentropy did not work out (o): 1 to go on by REQ, or -1 when the job
- * ends here (run->error set): a store error, an interruption, or a relay
- * that must speak NIP-77 (negentropy_fallback = false).
+ * ends here (run->error set): a store error, an interruption, a relay that
+ * must speak NIP-77 (negentropy_fallback = false), or one that wants AUTH
+ * (JOB_AUTH: no verdict on NIP-77, and REQ would be refused alike).
  */
 static int job_neg_fallback(struct job *j, enum config_neg_mode mode, enum job_outcome o,
                             char *reason, size_t rlen)
 {
     struct sync_run *run = j->run;
 
+    if (o == JOB_AUTH) {
+        set_error(run->error, sizeof run->error, "%s", j->fatal);
+        job_auth_report(j);
+        return -1;
+    }
     if (o == JOB_FATAL) {
         set_error(run->error, sizeof run->error, "%s", j->interrupted ? "interrupted" : j->fatal);
         return -1;
@@ -458,6 +464,8 @@ static int job_run_neg(struct job *j, char *reason, size_t rlen)
         if (k == 1)
             job_neg_log_using(j);
         o = job_neg(j, reason, rlen);
+        if (o == JOB_FATAL && j->auth_failed)
+            o = JOB_AUTH;
         if (o == JOB_UNSUPPORTED)
             job_neg_refused(j, reason);
     }
@@ -502,9 +510,13 @@ static void job_run_req(struct job *j, const char *reason)
     snprintf(run->fallback_reason, sizeof run->fallback_reason, "%s", reason);
     engine_log(j->e, "[SYNC] Using REQ for %s (filter %s): %s", j->rel->url, j->cf->name, reason);
     o = req_job(j, note, sizeof note);
+    if (o == JOB_FATAL && j->auth_failed)
+        o = JOB_AUTH;
     if (o != JOB_OK) {
         set_error(run->error, sizeof run->error, "%s",
-                  j->interrupted ? "interrupted" : o == JOB_FATAL ? j->fatal : note);
+                  j->interrupted ? "interrupted" : o != JOB_FAILED ? j->fatal : note);
+        if (o == JOB_AUTH)
+            job_auth_report(j);
         return;
     }
     if (j->up) {
@@ -620,7 +632,8 @@ int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *r, stru
     job_account(&j);
     if (e->o.dry_run)
         dry_finish(&j);
-    refused = !run->ok && j.closed[0] != '\0' && !j.interrupted;
+    /* Wanting AUTH is no refusal: the next try is at the next interval (sync-auth.c). */
+    refused = !run->ok && j.closed[0] != '\0' && !j.interrupted && !j.auth_failed;
     job_progress(&j, 1);
     job_free(&j);
     run->duration_ms = net_now_ms() - t0;
