@@ -101,6 +101,8 @@ static const char usage_text[] =
     "  --auth-writes-only    with --auth: only an EVENT of those kinds needs AUTH (OK false\n"
     "                        \"auth-required: ...\" before it); REQ and NEG-OPEN serve them\n"
     "                        to anyone, as a relay that lets only its members write\n"
+    "  --auth-strict         with --auth: a REQ naming no kinds (an ids fetch) is refused\n"
+    "                        like one naming those kinds, not served without them\n"
     "  --neg-err-after K     answer the (K+1)-th message of each NEG session with\n"
     "                        [\"NEG-ERR\",id,\"closed: ...\"] (after K rounds)\n"
     "  --neg-close-after K   the same with [\"NEG-CLOSE\",id], as khatru ends sessions\n"
@@ -205,6 +207,7 @@ enum {
     OPT_AUTH,
     OPT_AUTH_PUBKEY,
     OPT_AUTH_WRITES_ONLY,
+    OPT_AUTH_STRICT,
     OPT_NEG_ERR_AFTER,
     OPT_NEG_CLOSE_AFTER,
     OPT_REQ_CLOSED,
@@ -246,6 +249,7 @@ static const struct option long_options[] = {
     {"auth", required_argument, NULL, OPT_AUTH},
     {"auth-pubkey", required_argument, NULL, OPT_AUTH_PUBKEY},
     {"auth-writes-only", no_argument, NULL, OPT_AUTH_WRITES_ONLY},
+    {"auth-strict", no_argument, NULL, OPT_AUTH_STRICT},
     {"neg-err-after", required_argument, NULL, OPT_NEG_ERR_AFTER},
     {"neg-close-after", required_argument, NULL, OPT_NEG_CLOSE_AFTER},
     {"req-closed", required_argument, NULL, OPT_REQ_CLOSED},
@@ -384,6 +388,7 @@ static void parse_args(int argc, char **argv, struct tr_config *cfg)
             cfg->nauth_pubkeys++;
             break;
         case OPT_AUTH_WRITES_ONLY: cfg->auth_writes_only = 1; break;
+        case OPT_AUTH_STRICT: cfg->auth_strict = 1; break;
         case OPT_NEG_ERR_AFTER:
             cfg->neg_err_after = (int64_t)parse_u64("--neg-err-after", optarg, INT64_MAX);
             break;

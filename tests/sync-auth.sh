@@ -8,6 +8,9 @@
 #             the NEG-OPEN that got auth-required: goes again, every event of
 #             both filters is stored, the DMs by negentropy
 #   req       the same with a relay without NIP-77: the REQ page goes again
+#   fetch     a relay that refuses an ids fetch until AUTH (--auth-strict):
+#             the notes' NEG-OPEN needs none, the fetch of what it found goes
+#             again after AUTH
 #   never     auth = never (the default): nothing is signed (the relay counts
 #             no AUTH), the job fails with the relay's auth-required: and the
 #             setting that would help; the relay is not cached as lacking
@@ -139,6 +142,28 @@ stored_all req
 stop_relay || fail "req: the relay did not stop cleanly"
 expect_eq "req: AUTH messages (total, most on one connection)" "$(auth_counts)" "1 1"
 expect_eq "req: the relay's auth counts" "$(relay_auth)" \
+    '"auth":{"ok":1,"failed":0,"auth_required":1,"restricted":0}'
+
+# --- fetch: the notes reconcile without AUTH, their fetch by id needs it ------
+start_relay --auth 4,1059 --auth-pubkey "$pkhex" --auth-strict --events "$WORK/relay.jsonl"
+setup fetch
+config fetch "auth = on-request" "secret_key_file = $WORK/keys/owner.key"
+timeout 60 "$NEGSYNC" -c "$WORK/fetch.ini" -d "$WORK/fetch.db" sync --once --json --filter notes \
+    >"$WORK/fetch.out" 2>"$WORK/fetch.err"
+rc=$?
+notes=$(jline "$WORK/fetch.out" "$RELAY_URL" notes)
+expect_eq "fetch: exit" "$rc" 0
+expect_eq "fetch: notes result" "$(jstr "$notes" result)" ok
+expect_eq "fetch: notes mode" "$(jstr "$notes" mode)" negentropy
+[ "$(jnum "$notes" need)" -gt 0 ] || fail "fetch: negentropy found nothing to fetch: $notes"
+expect_eq "fetch: stored" "$(jnum "$notes" stored)" "$(jnum "$notes" need)"
+ids_of_file "$WORK/notes.jsonl" >"$WORK/fetch.want"
+"$NEGSYNC" -d "$WORK/fetch.db" export --filter '{"kinds":[1]}' |
+    sed -n 's/^{"id":"\([0-9a-f]\{64\}\)".*/\1/p' | sort >"$WORK/fetch.ids"
+cmp -s "$WORK/fetch.want" "$WORK/fetch.ids" || fail "fetch: the notes are not all stored"
+stop_relay || fail "fetch: the relay did not stop cleanly"
+expect_eq "fetch: AUTH messages" "$(auth_counts)" "1 1"
+expect_eq "fetch: the relay's auth counts" "$(relay_auth)" \
     '"auth":{"ok":1,"failed":0,"auth_required":1,"restricted":0}'
 
 # --- never: nothing signed, auth-required: said, NIP-77 still supported ---------

@@ -24,7 +24,7 @@
  * pubkey --auth-pubkey does not allow, "restricted: ...". A REQ filter
  * naming no kinds (an ids fetch) is served without those kinds. An EVENT of such a kind gets OK false with
  * the same prefixes (with --auth-writes-only only the EVENT: reads are
- * open). The AUTH event is checked as NIP-42 says: kind 22242,
+ * open; with --auth-strict a REQ naming no kinds is refused too). The AUTH event is checked as NIP-42 says: kind 22242,
  * the challenge of this connection, a relay tag naming this relay (ws://,
  * host 127.0.0.1, localhost or [::1], this port), created_at within 10
  * minutes, and the signature.
@@ -431,12 +431,14 @@ static void handle_req(struct tr_conn *c, json_t *msg)
     }
     /*
      * A filter naming a kind for the owner only is refused until AUTH; one
-     * naming no kinds (ids, authors) is served without those kinds.
+     * naming no kinds (ids, authors) is served without those kinds, or with
+     * --auth-strict refused as well.
      */
     for (i = 0; i < nfilters; i++) {
         const char *why;
         int t = auth_filter_touches(srv->cfg, json_array_get(msg, i + 2));
-        if (t == AUTH_NAMES && (why = auth_refusal(c)) != NULL) {
+        if ((t == AUTH_NAMES || (t == AUTH_ANY_KIND && srv->cfg->auth_strict)) &&
+            (why = auth_refusal(c)) != NULL) {
             send_closed(c, sub, why);
             return;
         }

@@ -75,6 +75,7 @@ struct tr_config {
     uint8_t (*auth_pubkeys)[32];
     size_t nauth_pubkeys;
     int auth_writes_only; /* --auth-writes-only: REQ and NEG-OPEN serve those kinds to anyone */
+    int auth_strict;      /* --auth-strict: a REQ naming no kinds is refused, not filtered */
     int64_t neg_err_after;   /* -1: off */
     int64_t neg_close_after; /* -1: off */
     const char *req_closed;  /* NULL: off; else every REQ gets CLOSED with it */
