@@ -50,12 +50,12 @@ jids() {
         sed '/^$/d' | sort
 }
 
-# rx_events: the EVENT messages the last relay received (its stats, now).
+# rx_events PID STATS: the EVENT messages that relay received (its stats, now) in $rx.
 rx_events() {
-    relay_stats_snapshot
-    _rx=$(tr -d ' \n' <"$RELAY_STATS" | sed 's/.*"total":{//' | grep -o '"rx":{[^}]*}')
-    [ -n "$_rx" ] || fail "no relay stats: $(cat "$RELAY_STATS")"
-    printf '%s\n' "$_rx" | sed -n 's/.*"EVENT":\([0-9]*\).*/\1/p'
+    relay_stats_snapshot "$1" "$2"
+    _rx=$(tr -d ' \n' <"$2" | sed 's/.*"total":{//' | grep -o '"rx":{[^}]*}')
+    [ -n "$_rx" ] || fail "no relay stats: $(cat "$2")"
+    rx=$(printf '%s\n' "$_rx" | sed -n 's/.*"EVENT":\([0-9]*\).*/\1/p')
 }
 
 # Relay B speaks NIP-77 when the database's capability cache learns of it...
@@ -139,10 +139,10 @@ case $lb in
 esac
 
 # (e) Neither relay was sent an event; A's database is as it was.
-RELAY_PID=$A_PID RELAY_STATS=$A_STATS
-expect_eq "A: EVENTs received" "$(rx_events)" ""
-RELAY_PID=$B_PID RELAY_STATS=$B_STATS
-expect_eq "B: EVENTs received" "$(rx_events)" ""
+rx_events "$A_PID" "$A_STATS"
+expect_eq "A: EVENTs received" "$rx" ""
+rx_events "$B_PID" "$B_STATS"
+expect_eq "B: EVENTs received" "$rx" ""
 ids_of_db "$WORK/relay-a.db" >"$WORK/relay-a.ids"
 cmp -s "$WORK/relay-a.ids" "$WORK/relay.ids" || fail "relay A's set changed in the dry run"
 
@@ -161,7 +161,7 @@ cmp -s "$DB" "$WORK/before.db" || fail "the second dry run changed the database 
 
 # (b), (d) A real run from the same database fetches and stores what the dry run said.
 for r in A B; do
-    cp "$WORK/before.db" "$WORK/real-$r.db"
+    cp "$WORK/before.db" "$WORK/real-$r.db" || fail "cp"
     eval url=\$$r
     eval dl=\$l$(echo $r | tr AB ab)
     timeout 60 "$NEGSYNC" -c "$WORK/sync.ini" -d "$WORK/real-$r.db" sync --once --json \
@@ -178,6 +178,10 @@ for r in A B; do
     expect_eq "$r real stored" "$(jnum "$l" stored)" "$(jnum "$dl" would_fetch)"
     expect_eq "$r real uploaded" "$(jnum "$l" uploaded)" "$(jnum "$dl" would_upload)"
 done
+
+# The real run's uploads are what the relay's stats count (so the zero above means none).
+rx_events "$A_PID" "$A_STATS"
+expect_eq "A: EVENTs received from the real run" "$rx" 300
 
 # (f) Bad combinations, and no database: a clear error, nothing created.
 "$NEGSYNC" -c "$WORK/sync.ini" -d "$DB" sync --ids >"$WORK/f.out" 2>"$WORK/f.err"
