@@ -518,12 +518,13 @@ int sync_engine_start(struct sync_engine *e, char *err, size_t errlen)
         return -1;
     }
     /* A dry run writes nothing: no store writer, no checkpointer. */
-    if (!e->o.dry_run &&
-        (engine_thread(e, &e->writer_thread, &e->writer_running, writer_main, "store writer", err,
-                       errlen) < 0 ||
-         engine_thread(e, &e->ckpt_thread, &e->ckpt_running, ckpt_main, "checkpointer", err,
-                       errlen) < 0))
-        return -1;
+    if (!e->o.dry_run) {
+        if (engine_thread(e, &e->writer_thread, &e->writer_running, writer_main, "store writer",
+                          err, errlen) < 0 ||
+            engine_thread(e, &e->ckpt_thread, &e->ckpt_running, ckpt_main, "checkpointer", err,
+                          errlen) < 0)
+            return -1;
+    }
     e->threads = xcalloc(n, sizeof *e->threads);
     for (size_t i = 0; i < n; i++) {
         struct worker *w = xcalloc(1, sizeof *w);
