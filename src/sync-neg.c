@@ -8,6 +8,8 @@
 #include "config.h"
 
 #include "sync-int.h"
+#include "sync-est.h"
+#include "sync-window.h"
 
 /* ---- negentropy ------------------------------------------------------------ */
 
@@ -20,12 +22,6 @@ enum session_outcome {
     NEG_OUT_FAILED,      /* mid-session failure: retry once, then fall back */
     NEG_OUT_FATAL,       /* store error or interrupted */
     NEG_OUT_GOING,       /* not over yet (job_neg_session's steps) */
-};
-
-struct window {
-    uint64_t lo, hi; /* created_at in [lo, hi] */
-    int hi_open;     /* no upper bound (hi is then only for splitting) */
-    int depth;
 };
 
 static struct filter *window_filter(const struct filter *f, const struct window *w)
@@ -45,52 +41,23 @@ static struct filter *window_filter(const struct filter *f, const struct window 
     return wf;
 }
 
-/* A store listing (in (created_at, id) order) with the pending events merged in. */
-struct list_merge {
+/* Where a window's listing goes (listing_merge's add): the session's storage. */
+struct list_sink {
     struct neg_storage *ns;
-    const struct pend_list *pend;
-    size_t next;          /* the first pending item not in ns yet */
     char err[NEG_ERRLEN]; /* why an item was refused */
 };
 
-/* Inserts the pending items before (created_at, id), or all left (id NULL). */
-static int merge_pending(struct list_merge *m, uint64_t created_at, const uint8_t *id)
+static int list_add(void *arg, uint64_t created_at, const uint8_t id[32])
 {
-    for (; m->next < m->pend->n; m->next++) {
-        const struct pend_item *p = &m->pend->v[m->next];
-        int c = -1; /* the end of the listing (id NULL): the rest goes in */
-        if (id != NULL && p->created_at != created_at)
-            c = p->created_at < created_at ? -1 : 1;
-        else if (id != NULL)
-            c = memcmp(p->id, id, 32);
-        if (c > 0)
-            break;
-        if (c == 0) { /* stored since engine_pending looked */
-            m->next++;
-            break;
-        }
-        if (neg_storage_insert(m->ns, p->created_at, p->id, m->err, sizeof m->err) < 0)
-            return 1;
-    }
-    return 0;
-}
+    struct list_sink *k = arg;
 
-static int list_cb(void *ctx, uint64_t created_at, const uint8_t id[32])
-{
-    struct list_merge *m = ctx;
-
-    if (merge_pending(m, created_at, id) != 0)
-        return 1;
-    return neg_storage_insert(m->ns, created_at, id, m->err, sizeof m->err) < 0 ? 1 : 0;
+    return neg_storage_insert(k->ns, created_at, id, k->err, sizeof k->err) < 0 ? 1 : 0;
 }
 
 struct est_ctx {
     struct job *j;
     struct idset pending; /* pending events not met in the store yet */
 };
-
-/* ["EVENT","<subid>",...] around an event of len bytes, as our REQ would get it. */
-#define EST_EVENT_BYTES(len) ((len) + 13 + SYNC_REQ_SUBID_LEN)
 
 static int est_cb(void *ctx, const uint8_t id[32], size_t len)
 {
@@ -99,7 +66,7 @@ static int est_cb(void *ctx, const uint8_t id[32], size_t len)
     idset_del(&x->pending, id);
     /* What this job fetched itself is in fetched_bytes (a tail it shared, reconciled again). */
     if (!idset_has(&x->j->need, id))
-        x->j->est_common += EST_EVENT_BYTES(len);
+        x->j->est_common += est_event_bytes(len, SYNC_REQ_SUBID_LEN);
     return 0;
 }
 
@@ -127,7 +94,7 @@ static int job_neg_estimate(struct job *j, const struct filter *wf, const struct
     /* The rest are still waiting for the writer. */
     for (size_t i = 0; rc == 0 && i < pend->n; i++)
         if (idset_has(&x.pending, pend->v[i].id) && !idset_has(&j->need, pend->v[i].id))
-            j->est_common += EST_EVENT_BYTES(pend->v[i].json_len);
+            j->est_common += est_event_bytes(pend->v[i].json_len, SYNC_REQ_SUBID_LEN);
     idset_clear(&x.pending);
     filter_free(ef);
     return rc < 0 ? -1 : 0;
@@ -200,9 +167,9 @@ struct neg_sess {
     struct buf out; /* our next message */
     struct neg_ids have, need;
     char subid[32];
-    int got_reply;       /* the relay answered NEG-MSG in this session */
-    uint64_t rounds;     /* NEG-MSG answers */
-    uint64_t need_n;     /* the session's need ids */
+    int got_reply;   /* the relay answered NEG-MSG in this session */
+    uint64_t rounds; /* NEG-MSG answers */
+    uint64_t need_n; /* the session's need ids */
     struct idset need_seen;
     struct idset have_seen;
     struct idq have_q; /* the session's have ids, taken when it ended uncapped */
@@ -218,7 +185,8 @@ struct neg_sess {
 static int neg_sess_list(struct job *j, struct neg_sess *s)
 {
     const struct filter *wf = s->wf;
-    struct list_merge lm = {NULL, NULL, 0, ""};
+    struct list_sink k = {NULL, ""};
+    struct listing_merge lm = {NULL, 0, 0, list_add, &k};
     char err[SYNC_ERRLEN], *key = filter_to_string(wf);
     uint64_t seq;
     int mine, rc;
@@ -228,26 +196,27 @@ static int neg_sess_list(struct job *j, struct neg_sess *s)
     free(key);
     if (!mine)
         return 0;
-    lm.ns = neg_storage_new();
-    lm.pend = &s->sl->pend;
+    k.ns = neg_storage_new();
     seq = engine_pending(j->e, wf, 1, &s->sl->pend);
+    lm.pend = s->sl->pend.v;
+    lm.npend = s->sl->pend.n;
     share_listing_snap(&j->e->share, s->sl, seq);
-    rc = store_list_ids(j->st, wf, list_cb, &lm, err, sizeof err);
+    rc = store_list_ids(j->st, wf, listing_merge_stored, &lm, err, sizeof err);
     if (rc == 0)
-        rc = merge_pending(&lm, 0, NULL);
-    if (rc != 0 || neg_storage_seal(lm.ns, err, sizeof err) < 0) {
-        set_error(j->fatal, sizeof j->fatal, "listing: %s", rc == 1 ? lm.err : err);
-        neg_storage_free(lm.ns);
+        rc = listing_merge_end(&lm);
+    if (rc != 0 || neg_storage_seal(k.ns, err, sizeof err) < 0) {
+        set_error(j->fatal, sizeof j->fatal, "listing: %s", rc == 1 ? k.err : err);
+        neg_storage_free(k.ns);
         share_listing_ready(&j->e->share, s->sl, NULL);
         return -1;
     }
-    share_listing_ready(&j->e->share, s->sl, lm.ns);
+    share_listing_ready(&j->e->share, s->sl, k.ns);
     return 0;
 }
 
 /* Sends ["<type>","<subid>",<filter>,"<hex of s->out>"] (no filter: NULL). */
-static int neg_sess_send(struct job *j, struct neg_sess *s, const char *type, json_t *fj,
-                         char *err, size_t errlen)
+static int neg_sess_send(struct job *j, struct neg_sess *s, const char *type, json_t *fj, char *err,
+                         size_t errlen)
 {
     char *hex = xmalloc(s->out.len * 2 + 1);
     json_t *msg;
@@ -514,9 +483,9 @@ static void neg_sess_est_have(struct job *j, const struct neg_sess *s)
         if ((int64_t)it->timestamp < j->cursor || !idset_has(&j->have, it->id))
             continue;
         if (store_get_json(j->st, it->id, &json, &len, err, sizeof err) == 1)
-            j->est_have += EST_EVENT_BYTES(len);
+            j->est_have += est_event_bytes(len, SYNC_REQ_SUBID_LEN);
         else if ((p = pend_find(&s->sl->pend, it->timestamp, it->id)) != NULL)
-            j->est_have += EST_EVENT_BYTES(p->json_len);
+            j->est_have += est_event_bytes(p->json_len, SYNC_REQ_SUBID_LEN);
         free(json);
     }
 }
@@ -594,21 +563,10 @@ static enum session_outcome job_neg_session(struct job *j, const struct window *
     return res;
 }
 
-struct ts_list {
-    uint64_t *v;
-    size_t n, cap;
-};
-
 static int ts_cb(void *ctx, uint64_t created_at, const uint8_t id[32])
 {
-    struct ts_list *l = ctx;
-
     (void)id;
-    if (l->n == l->cap) {
-        l->cap = l->cap == 0 ? 1024 : l->cap * 2;
-        l->v = xreallocarray(l->v, l->cap, sizeof *l->v);
-    }
-    l->v[l->n++] = created_at;
+    ts_list_push(ctx, created_at);
     return 0;
 }
 
@@ -617,42 +575,19 @@ static int ts_cb(void *ctx, uint64_t created_at, const uint8_t id[32])
  * events in it when we have some (relays and we tend to hold similar time
  * distributions), else at the middle of the time span. Always in [lo, hi).
  */
-static uint64_t window_split_point(struct job *j, const struct window *w)
+static uint64_t job_split_point(struct job *j, const struct window *w)
 {
     struct filter *wf = window_filter(j->f, w);
     struct ts_list l = {0};
     char err[STORE_ERRLEN];
-    uint64_t mid = w->lo + (w->hi - w->lo) / 2;
+    uint64_t mid;
 
-    if (store_list_ids(j->st, wf, ts_cb, &l, err, sizeof err) == 0 && l.n >= 2) {
-        uint64_t m = l.v[l.n / 2 - 1]; /* ascending listing */
-        if (m >= w->lo && m < w->hi)
-            mid = m;
-    }
+    if (store_list_ids(j->st, wf, ts_cb, &l, err, sizeof err) != 0)
+        l.n = 0;
+    mid = window_split_point(w, l.v, l.n);
     free(l.v);
     filter_free(wf);
     return mid;
-}
-
-struct wstack {
-    struct window *v;
-    size_t n, cap;
-};
-
-static void wstack_push(struct wstack *st, struct window w)
-{
-    if (st->n == st->cap) {
-        st->cap = st->cap == 0 ? 16 : st->cap * 2;
-        st->v = xreallocarray(st->v, st->cap, sizeof *st->v);
-    }
-    st->v[st->n++] = w;
-}
-
-static int u64_cmp(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-    return x < y ? -1 : x > y;
 }
 
 /*
@@ -666,7 +601,6 @@ static int job_local_times(struct job *j, uint64_t lo, uint64_t hi, int hi_open,
     struct pend_list pend = {0};
     struct filter *wf;
     char err[STORE_ERRLEN];
-    size_t stored;
     int rc;
 
     wf = window_filter(j->f, &w);
@@ -693,7 +627,7 @@ static int job_local_times(struct job *j, uint64_t lo, uint64_t hi, int hi_open,
             if ((int64_t)pend.v[i].created_at > newest)
                 newest = (int64_t)pend.v[i].created_at;
         if (newest >= 0)
-            ts_cb(l, (uint64_t)newest, NULL);
+            ts_list_push(l, (uint64_t)newest);
         if (!hi_open && hi <= (uint64_t)j->cursor) {
             free(pend.v);
             return 0;
@@ -709,53 +643,9 @@ static int job_local_times(struct job *j, uint64_t lo, uint64_t hi, int hi_open,
         return -1;
     }
     /* An event stored since engine_pending looked counts twice: windows are sized roughly. */
-    stored = l->n;
-    for (size_t i = 0; i < pend.n; i++)
-        if (pend.v[i].created_at >= w.lo)
-            ts_cb(l, pend.v[i].created_at, NULL);
-    if (l->n > stored)
-        qsort(l->v, l->n, sizeof *l->v, u64_cmp);
+    ts_list_add_pending(l, pend.v, pend.n, w.lo);
     free(pend.v);
     return 0;
-}
-
-/*
- * Cuts the local events' span [lo, l->v[n-1]] into windows and pushes them
- * oldest first (so the newest is reconciled first). Up to the REQ cursor
- * (this relay was synced to there) few differences are expected, and one
- * session settles a matching span with a round of fingerprints, whatever its
- * size; after it, windows of about SYNC_NEG_WINDOW local events each. A
- * window never splits a second.
- */
-static void wstack_push_times(struct wstack *st, uint64_t lo, const struct ts_list *l,
-                              int64_t cursor)
-{
-    size_t k = 0, m;
-    uint64_t start = lo;
-
-    if (cursor > 0 && (uint64_t)cursor >= lo) {
-        while (k < l->n && l->v[k] <= (uint64_t)cursor)
-            k++;
-        if (k > 0) {
-            uint64_t end = k == l->n ? l->v[l->n - 1] : (uint64_t)cursor;
-            wstack_push(st, (struct window){start, end, 0, 0});
-            start = end + 1;
-        }
-    }
-    if (k == l->n)
-        return;
-    m = (l->n - k + SYNC_NEG_WINDOW / 2) / SYNC_NEG_WINDOW;
-    if (m == 0)
-        m = 1;
-    for (size_t i = 0; i < m; i++) {
-        uint64_t end = l->v[k + (i + 1) * (l->n - k) / m - 1];
-        if (i + 1 == m)
-            end = l->v[l->n - 1];
-        if (end < start)
-            continue;
-        wstack_push(st, (struct window){start, end, 0, 0});
-        start = end + 1;
-    }
 }
 
 /*
@@ -840,8 +730,7 @@ static int job_neg_tail(struct job *j, struct tail_slice *s, int *retried, enum 
  * the tail is in the local view only in part: it is no window of ours until
  * they are done. -1 sets j->fatal.
  */
-static int job_neg_cut(struct job *j, struct wstack *stack, uint64_t *cur, uint64_t hi,
-                       int hi_open)
+static int job_neg_cut(struct job *j, struct wstack *stack, uint64_t *cur, uint64_t hi, int hi_open)
 {
     struct ts_list l = {0};
     uint64_t tail_lo = 0;
@@ -851,11 +740,10 @@ static int job_neg_cut(struct job *j, struct wstack *stack, uint64_t *cur, uint6
         return -1;
     }
     if (share_tail_busy_lo(&j->e->share, j->cf, &tail_lo))
-        while (l.n > 0 && l.v[l.n - 1] >= tail_lo)
-            l.n--;
+        ts_list_drop_from(&l, tail_lo);
     if (l.n > 0) {
         uint64_t last = l.v[l.n - 1];
-        wstack_push_times(stack, *cur, &l, j->cursor);
+        wstack_push_times(stack, *cur, &l, j->cursor, SYNC_NEG_WINDOW);
         *cur = last + 1;
     }
     free(l.v);
@@ -887,7 +775,7 @@ static enum job_outcome job_neg_split(struct job *j, struct wstack *stack, const
     j->run->splits++;
     if (o == NEG_OUT_CAPPED)
         j->run->neg_cap = limit;
-    mid = window_split_point(j, w);
+    mid = job_split_point(j, w);
     engine_log(j->e, "[SYNC] %s (filter %s): %s, splitting [%llu, %s%llu] at %llu", j->rel->url,
                j->cf->name,
                o == NEG_OUT_CAPPED ? "the relay's negentropy set looks capped at its max_limit"

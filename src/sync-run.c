@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include "sync-int.h"
+#include "sync-est.h"
 
 /* ---- the engine's tables, through the store (store-meta.c) ------------------ */
 
@@ -485,8 +486,8 @@ static void job_neg_finish(struct job *j)
     if (j->down && j->missing == 0 && !j->e->o.dry_run) {
         int64_t newc =
             j->neg_max_common_at > j->max_fetched_at ? j->neg_max_common_at : j->max_fetched_at;
-        if (newc > j->cursor && store_cursor_set(j->st, j->rel->url, j->cf->name, j->fkey, newc,
-                                                 err, sizeof err) < 0) {
+        if (newc > j->cursor &&
+            store_cursor_set(j->st, j->rel->url, j->cf->name, j->fkey, newc, err, sizeof err) < 0) {
             set_error(run->error, sizeof run->error, "%s", err);
             return;
         }
@@ -536,28 +537,23 @@ static void job_run_req(struct job *j, const char *reason)
     run->ok = 1;
 }
 
-/*
- * What a REQ from the cursor would have cost: nothing to compare with for a
- * failed job; for a REQ, what it moved; for negentropy, the events (common
- * and fetched), one REQ and its EOSE.
- */
+/* What a REQ from the cursor would have cost (sync-est.h). */
 static uint64_t job_est_req_bytes(const struct job *j)
 {
-    const struct sync_run *run = j->run;
-    char *fs;
-    uint64_t est;
+    char *fs = filter_to_string(j->f != NULL ? j->f : j->cf->filter);
+    struct est_req in = {
+        .ok = j->run->ok,
+        .mode = j->run->mode,
+        .moved = j->run->bytes_sent + j->run->bytes_received,
+        .common = j->est_common,
+        .have = j->est_have,
+        .fetched = j->fetched_bytes,
+        .filter_len = fs != NULL ? strlen(fs) : 2,
+        .subid_len = SYNC_REQ_SUBID_LEN,
+    };
 
-    if (!run->ok)
-        return 0;
-    if (run->mode == SYNC_MODE_REQ)
-        return run->bytes_sent + run->bytes_received;
-    fs = filter_to_string(j->f != NULL ? j->f : j->cf->filter);
-    est = j->est_common > j->est_have ? j->est_common - j->est_have : 0;
-    est += j->fetched_bytes;
-    est += 11 + SYNC_REQ_SUBID_LEN + (fs != NULL ? strlen(fs) : 2);
-    est += 11 + SYNC_REQ_SUBID_LEN;
     free(fs);
-    return est;
+    return est_req_bytes(&in);
 }
 
 /* What the job moved on its connection (payload and wire), and est_req_bytes. */
