@@ -123,12 +123,12 @@ struct pending_event {
  * The engine. Each part keeps its state under a lock of its own:
  *
  *   mu          the scheduler and what the engine knows of each relay:
- *               stopping, nrunning, every struct sync_relay field below
- *               `cr` (due_ms, running, conn, neg_known and neg_reason,
- *               probed, force_probe, nip11_done, the NIP-11 limits, the
- *               backoff, override and the unsaved setting), settings_dirty
- *               and the checkpointer's ckpt_want and ckpt_done. work_cv,
- *               idle_cv and ckpt_cv wait on it.
+ *               stopping, nrunning, and of struct sync_relay override,
+ *               due_ms, running, conn, neg_known and neg_reason, probed,
+ *               force_probe, nip11_done, the NIP-11 limits, the backoff
+ *               (refusals, not_before_ms, rng) and the unsaved setting;
+ *               settings_dirty and the checkpointer's ckpt_want and
+ *               ckpt_done. work_cv, idle_cv and ckpt_cv wait on it.
  *   wq_mu       the store writer's queue and the jobs' struct committed
  *               (sync-writer.c; see below).
  *   share       claims, tail slices and listings, three locks of its own
