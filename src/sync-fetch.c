@@ -294,7 +294,7 @@ int job_route(struct job *j, struct relay_msg *m)
 int job_drain(struct job *j, char *err, size_t errlen)
 {
     j->idle_deadline = net_now_ms() + j->timeout_ms;
-    j->phase = j->down ? "fetching" : "uploading";
+    j->phase = j->down ? SYNC_PHASE_FETCHING : SYNC_PHASE_UPLOADING;
     for (;;) {
         struct relay_msg *m;
         int rc;

@@ -65,6 +65,14 @@
 
 /* ---- the engine ------------------------------------------------------------- */
 
+/* What the engine knows of a relay's NIP-77 support (struct sync_relay's neg_known). */
+enum sync_nip77 {
+    SYNC_NIP77_UNKNOWN,     /* not known: a job tries NEG-OPEN and sees */
+    SYNC_NIP77_WORKS,       /* the probe or the cache says so, or a session got NEG-MSG */
+    SYNC_NIP77_REFUSED,     /* the relay does not speak it (neg_reason says why) */
+    SYNC_NIP77_UNREACHABLE, /* the check could not connect (neg_reason); the next job asks again */
+};
+
 /*
  * NIP-42 on a relay's current connection, kept across the jobs that share
  * it (sync-auth.c). Only the worker running the relay's jobs touches it, so
@@ -88,7 +96,7 @@ struct sync_relay {
     int64_t due_ms;         /* monotonic; -1: not queued */
     int running;
     struct relay *conn; /* while running, for sync_engine_stop */
-    int neg_known;      /* -1 unknown, 0 refused, 1 works */
+    enum sync_nip77 neg_known;
     char neg_reason[SYNC_ERRLEN];
     int probed;          /* caps consulted since the last re-probe request */
     int force_probe;     /* the next job re-checks whatever the cache says */
@@ -97,9 +105,9 @@ struct sync_relay {
     int64_t max_message; /* NIP-11 limitation.max_message_length; -1 unknown */
     /*
      * Runs in a row in which the relay closed one of our subscriptions
-     * (CLOSED "rate-limited:", "error:", ...; NIP-42's auth-required: is
-     * no refusal) and a job failed for it; the relay's next run waits
-     * until not_before_ms (monotonic), relay_backoff_delay_ms of that count.
+     * (CLOSED "auth-required:", "rate-limited:", "error:", ...) and a job
+     * failed for it; the relay's next run waits until not_before_ms
+     * (monotonic), relay_backoff_delay_ms of that count.
      */
     unsigned refusals;
     int64_t not_before_ms;
@@ -137,8 +145,7 @@ struct pending_event {
  *
  * Set before the threads start and read only after: o, cfg, db_path,
  * relays[i].url and .cr, the filters, vpool. Atomic: cancel,
- * events_stored, subseq. Only the worker running a relay's jobs touches its
- * auth (struct sync_auth).
+ * events_stored, subseq.
  *
  * Order: mu may be held while taking a share lock or the stats lock (the
  * scheduler prunes the listings and reports to the model under mu); those
@@ -270,7 +277,7 @@ struct job {
 
     int in_tail;              /* req_page serves the tail (see job_neg) */
     struct tail_slice *slice; /* the part of it req_window fetches, or NULL */
-    const char *phase;        /* for progress reports */
+    enum sync_phase phase;    /* for progress reports */
     int64_t progress_at;      /* monotonic ms of the last report */
     char closed[SYNC_ERRLEN]; /* the first CLOSED reason on a REQ of ours, or "" */
 

@@ -148,21 +148,18 @@ size_t rel_index(const struct sync_engine *e, const struct sync_relay *rel)
     return (size_t)(rel - e->relays);
 }
 
-/* The phase strings the job keeps, for the stats model. */
-static enum stats_phase job_stats_phase(const char *phase)
+/* The job's phase as the stats model shows it. */
+static enum stats_phase job_stats_phase(enum sync_phase phase)
 {
-    if (phase == NULL)
-        return STATS_PHASE_CONNECTING;
-    if (strcmp(phase, "reconciling") == 0)
-        return STATS_PHASE_RECONCILING;
-    if (strncmp(phase, "fetching", 8) == 0)
-        return STATS_PHASE_FETCHING;
-    if (strcmp(phase, "uploading") == 0)
-        return STATS_PHASE_UPLOADING;
-    if (strcmp(phase, "REQ") == 0)
-        return STATS_PHASE_REQ;
-    if (strcmp(phase, "probing") == 0)
-        return STATS_PHASE_PROBING;
+    switch (phase) {
+    case SYNC_PHASE_RECONCILING: return STATS_PHASE_RECONCILING;
+    case SYNC_PHASE_TAIL:
+    case SYNC_PHASE_FETCHING: return STATS_PHASE_FETCHING;
+    case SYNC_PHASE_UPLOADING: return STATS_PHASE_UPLOADING;
+    case SYNC_PHASE_REQ: return STATS_PHASE_REQ;
+    case SYNC_PHASE_STARTING:
+    case SYNC_PHASE_DONE: break;
+    }
     return STATS_PHASE_CONNECTING;
 }
 
@@ -195,7 +192,7 @@ void job_progress(struct job *j, int done)
         return;
     p.relay = j->rel->url;
     p.filter = j->cf->name;
-    p.phase = done ? "done" : j->phase != NULL ? j->phase : "starting";
+    p.phase = done ? SYNC_PHASE_DONE : j->phase;
     p.rounds = j->run->rounds;
     p.fetched = j->run->fetched;
     p.total = j->run->mode == SYNC_MODE_NEG && !j->in_tail ? j->run->need : 0;

@@ -257,7 +257,7 @@ static enum session_outcome neg_sess_open(struct job *j, struct neg_sess *s, cha
         return NEG_OUT_FATAL;
     }
     j->idle_deadline = net_now_ms() + j->timeout_ms;
-    j->phase = "reconciling";
+    j->phase = SYNC_PHASE_RECONCILING;
     return NEG_OUT_GOING;
 }
 
@@ -352,7 +352,7 @@ static void neg_sess_answered(struct job *j, struct neg_sess *s)
     j->neg_answered = 1;
     job_neg_log_using(j);
     pthread_mutex_lock(&j->e->mu);
-    j->rel->neg_known = 1;
+    j->rel->neg_known = SYNC_NIP77_WORKS;
     pthread_mutex_unlock(&j->e->mu);
 }
 
@@ -681,7 +681,7 @@ static int job_tail_fetch(struct job *j, struct tail_slice *s, char *err, size_t
     share_tail_range(&j->e->share, s, &since, &until, &has_until);
     j->in_tail = 1;
     j->slice = s;
-    j->phase = "fetching the newest";
+    j->phase = SYNC_PHASE_TAIL;
     rc = req_window(j, j->f, since, has_until, until, 0, &rs, err, errlen);
     j->in_tail = 0;
     j->slice = NULL;

@@ -319,7 +319,7 @@ enum job_outcome req_job(struct job *j, char *reason, size_t rlen)
     if ((uint64_t)j->cursor > since)
         since = (uint64_t)j->cursor;
     j->max_stored_at = -1;
-    j->phase = "REQ";
+    j->phase = SYNC_PHASE_REQ;
     if (req_window(j, j->f, since, j->f->has_until, j->f->until, 0, &rs, reason, rlen) < 0) {
         job_flush(j);
         return j->interrupted || j->fatal[0] != '\0' ? JOB_FATAL : JOB_FAILED;

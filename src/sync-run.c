@@ -109,13 +109,6 @@ static void rel_take_nip11(struct sync_engine *e, struct sync_relay *rel, const 
     relay_nip11_free(n);
 }
 
-/*
- * What is known of the relay's NIP-77 support: 1 works, 0 refused (reason
- * set), -1 unknown (try NEG-OPEN and see), -2 unreachable (reason set). The
- * capability cache answers once per relay per engine (caps_probe: the cache
- * when fresh, else NIP-11 and a NEG-OPEN handshake); what a job learns later
- * is kept here and, for a refusal, written back to the cache.
- */
 /* A capability verdict (probe or cache) into the stats model. */
 void engine_stats_cap(struct sync_engine *e, struct sync_relay *rel, const struct caps_result *res)
 {
@@ -128,11 +121,20 @@ void engine_stats_cap(struct sync_engine *e, struct sync_relay *rel, const struc
                   res->checked_at, res->nip11.software, res->nip11.version, res->auth_challenge);
 }
 
-static int job_neg_support(struct job *j, char *reason, size_t rlen)
+/*
+ * What is known of the relay's NIP-77 support; reason set for
+ * SYNC_NIP77_REFUSED and SYNC_NIP77_UNREACHABLE (after which the relay's
+ * next job asks again). The capability cache answers once per relay per
+ * engine (caps_probe: the cache when fresh, else NIP-11 and a NEG-OPEN
+ * handshake); what a job learns later is kept in rel->neg_known and, for a
+ * refusal, written back to the cache. Interrupted: j->interrupted.
+ */
+static enum sync_nip77 job_neg_support(struct job *j, char *reason, size_t rlen)
 {
     struct sync_engine *e = j->e;
     struct sync_relay *rel = j->rel;
-    int need, force, k;
+    enum sync_nip77 k;
+    int need, force;
 
     pthread_mutex_lock(&e->mu);
     need = !rel->probed || rel->force_probe;
@@ -160,7 +162,7 @@ static int job_neg_support(struct job *j, char *reason, size_t rlen)
             if (j->interrupted || engine_stopping(e)) {
                 j->interrupted = 1;
                 caps_result_clear(&res);
-                return -1;
+                return SYNC_NIP77_UNKNOWN;
             }
             engine_log(e, "[SYNC] %s: capability check failed: %s", rel->url, err);
             stats_set_cap(e->stats, rel_index(e, rel), STATS_CAP_UNREACHABLE, STATS_CAP_FROM_PROBE,
@@ -171,12 +173,12 @@ static int job_neg_support(struct job *j, char *reason, size_t rlen)
             rel->probed = 1;
             rel->force_probe = 0;
             if (res.verdict == CAPS_SUPPORTED) {
-                rel->neg_known = 1;
+                rel->neg_known = SYNC_NIP77_WORKS;
             } else if (res.verdict == CAPS_UNSUPPORTED) {
-                rel->neg_known = 0;
+                rel->neg_known = SYNC_NIP77_REFUSED;
                 caps_result_fallback(&res, rel->neg_reason, sizeof rel->neg_reason);
             } else {
-                rel->neg_known = -2;
+                rel->neg_known = SYNC_NIP77_UNREACHABLE;
                 snprintf(rel->neg_reason, sizeof rel->neg_reason, "unreachable: %.200s",
                          res.reason);
             }
@@ -190,10 +192,10 @@ static int job_neg_support(struct job *j, char *reason, size_t rlen)
     }
     pthread_mutex_lock(&e->mu);
     k = rel->neg_known;
-    if (k == 0 || k == -2)
+    if (k == SYNC_NIP77_REFUSED || k == SYNC_NIP77_UNREACHABLE)
         set_error(reason, rlen, "%s", rel->neg_reason);
-    if (k == -2)
-        rel->neg_known = -1; /* the next job tries again */
+    if (k == SYNC_NIP77_UNREACHABLE)
+        rel->neg_known = SYNC_NIP77_UNKNOWN; /* the next job tries again */
     pthread_mutex_unlock(&e->mu);
     return k;
 }
@@ -231,7 +233,7 @@ static void job_neg_refused(struct job *j, const char *reason)
     char err[CAPS_ERRLEN];
 
     pthread_mutex_lock(&j->e->mu);
-    j->rel->neg_known = 0;
+    j->rel->neg_known = SYNC_NIP77_REFUSED;
     snprintf(j->rel->neg_reason, sizeof j->rel->neg_reason, "%s", reason);
     pthread_mutex_unlock(&j->e->mu);
     stats_set_cap(j->e->stats, rel_index(j->e, j->rel), STATS_CAP_UNSUPPORTED,
@@ -445,7 +447,7 @@ static int job_run_neg(struct job *j, char *reason, size_t rlen)
 {
     enum config_neg_mode mode = job_neg_mode(j, reason, rlen);
     enum job_outcome o;
-    int k;
+    enum sync_nip77 k;
 
     if (mode == CONFIG_NEG_MODE_REQ_ONLY)
         return 1;
@@ -454,15 +456,15 @@ static int job_run_neg(struct job *j, char *reason, size_t rlen)
         set_error(j->run->error, sizeof j->run->error, "interrupted");
         return -1;
     }
-    if (k == -2) {
+    if (k == SYNC_NIP77_UNREACHABLE) {
         set_error(j->run->error, sizeof j->run->error, "%s", reason);
         return -1;
     }
     job_apply_limit(j);
-    if (k == 0) {
+    if (k == SYNC_NIP77_REFUSED) {
         o = JOB_UNSUPPORTED;
     } else {
-        if (k == 1)
+        if (k == SYNC_NIP77_WORKS)
             job_neg_log_using(j);
         o = job_neg(j, reason, rlen);
         if (o == JOB_FATAL && j->auth_failed)

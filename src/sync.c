@@ -61,6 +61,20 @@ const char *sync_mode_name(enum sync_mode m)
     return m == SYNC_MODE_NEG ? "negentropy" : "req";
 }
 
+const char *sync_phase_name(enum sync_phase p)
+{
+    switch (p) {
+    case SYNC_PHASE_STARTING: return "starting";
+    case SYNC_PHASE_RECONCILING: return "reconciling";
+    case SYNC_PHASE_TAIL: return "fetching the newest";
+    case SYNC_PHASE_FETCHING: return "fetching";
+    case SYNC_PHASE_UPLOADING: return "uploading";
+    case SYNC_PHASE_REQ: return "REQ";
+    case SYNC_PHASE_DONE: return "done";
+    }
+    return "?";
+}
+
 size_t sync_progress_format(const struct sync_progress *p, char *buf, size_t len)
 {
     int n;
@@ -69,11 +83,12 @@ size_t sync_progress_format(const struct sync_progress *p, char *buf, size_t len
         return 0;
     if (p->total > 0)
         n = snprintf(buf, len, "%s %s: %s, round %llu, fetched %llu/%llu", p->relay, p->filter,
-                     p->phase, (unsigned long long)p->rounds, (unsigned long long)p->fetched,
-                     (unsigned long long)p->total);
+                     sync_phase_name(p->phase), (unsigned long long)p->rounds,
+                     (unsigned long long)p->fetched, (unsigned long long)p->total);
     else
-        n = snprintf(buf, len, "%s %s: %s, round %llu, fetched %llu", p->relay, p->filter, p->phase,
-                     (unsigned long long)p->rounds, (unsigned long long)p->fetched);
+        n = snprintf(buf, len, "%s %s: %s, round %llu, fetched %llu", p->relay, p->filter,
+                     sync_phase_name(p->phase), (unsigned long long)p->rounds,
+                     (unsigned long long)p->fetched);
     if (n < 0) {
         buf[0] = '\0';
         return 0;
@@ -345,7 +360,7 @@ static int engine_add_relay(struct sync_engine *e, const char *url, char *err, s
     rel->cr.url = rel->url;
     rel->override = -1;
     rel->due_ms = -1;
-    rel->neg_known = -1;
+    rel->neg_known = SYNC_NIP77_UNKNOWN;
     rel->max_limit = -1;
     rel->max_message = -1;
     rel->rng = (uint64_t)net_now_ms() ^ ((uint64_t)e->nrelays << 32) ^ 0x9e3779b97f4a7c15ULL;
@@ -575,7 +590,7 @@ int sync_engine_reprobe(struct sync_engine *e, const char *url)
     if (rel == NULL)
         return -1;
     pthread_mutex_lock(&e->mu);
-    rel->neg_known = -1;
+    rel->neg_known = SYNC_NIP77_UNKNOWN;
     rel->neg_reason[0] = '\0';
     rel->force_probe = 1;
     pthread_mutex_unlock(&e->mu);

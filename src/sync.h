@@ -103,14 +103,32 @@ struct sync_run {
  */
 char *sync_run_to_json(const struct sync_run *run);
 
+/* Where a running job is (struct sync_progress); the stats model has a coarser enum stats_phase. */
+enum sync_phase {
+    SYNC_PHASE_STARTING,    /* connecting, deciding the mode */
+    SYNC_PHASE_RECONCILING, /* negentropy rounds */
+    SYNC_PHASE_TAIL,        /* negentropy mode fetching the newest events by REQ */
+    SYNC_PHASE_FETCHING,    /* REQ {"ids":[...]} for what negentropy found */
+    SYNC_PHASE_UPLOADING,   /* EVENTs the relay lacks */
+    SYNC_PHASE_REQ,         /* paging a classic REQ */
+    SYNC_PHASE_DONE,        /* the job ended */
+};
+
+/*
+ * "starting", "reconciling", "fetching the newest", "fetching", "uploading",
+ * "REQ", "done": the words of the progress line.
+ */
+const char *sync_phase_name(enum sync_phase p);
+
 /*
  * Where a running job is, for a progress display: reported by the worker at
  * most every SYNC_PROGRESS_MS per job while it works, and once when it ends
- * (done set). Strings belong to the engine and last only for the call.
+ * (done set, phase SYNC_PHASE_DONE). Strings belong to the engine and last
+ * only for the call.
  */
 struct sync_progress {
     const char *relay, *filter;
-    const char *phase; /* "reconciling", "fetching", "uploading", "REQ", "done" */
+    enum sync_phase phase;
     uint64_t rounds;
     uint64_t fetched; /* valid events received so far */
     uint64_t total;   /* events known to be missing so far; 0 when not known (REQ) */

@@ -24,7 +24,7 @@ static void test_progress_format(void)
     struct sync_progress p = {
         .relay = "wss://relay.example.com",
         .filter = "notes",
-        .phase = "fetching",
+        .phase = SYNC_PHASE_FETCHING,
         .rounds = 3,
         .fetched = 1200,
         .total = 4000,
@@ -37,7 +37,7 @@ static void test_progress_format(void)
     CHECK(n == strlen(buf));
 
     /* REQ: the total is not known. */
-    p.phase = "REQ";
+    p.phase = SYNC_PHASE_REQ;
     p.total = 0;
     sync_progress_format(&p, buf, sizeof buf);
     CHECK(strcmp(buf, "wss://relay.example.com notes: REQ, round 3, fetched 1200") == 0);
@@ -48,6 +48,20 @@ static void test_progress_format(void)
     n = sync_progress_format(&p, buf, 1);
     CHECK(n == 0 && buf[0] == '\0');
     CHECK(sync_progress_format(&p, buf, 0) == 0);
+
+    /* Every phase in the words the headless progress line has always used. */
+    CHECK(strcmp(sync_phase_name(SYNC_PHASE_STARTING), "starting") == 0);
+    CHECK(strcmp(sync_phase_name(SYNC_PHASE_RECONCILING), "reconciling") == 0);
+    CHECK(strcmp(sync_phase_name(SYNC_PHASE_TAIL), "fetching the newest") == 0);
+    CHECK(strcmp(sync_phase_name(SYNC_PHASE_FETCHING), "fetching") == 0);
+    CHECK(strcmp(sync_phase_name(SYNC_PHASE_UPLOADING), "uploading") == 0);
+    CHECK(strcmp(sync_phase_name(SYNC_PHASE_REQ), "REQ") == 0);
+    CHECK(strcmp(sync_phase_name(SYNC_PHASE_DONE), "done") == 0);
+    p.phase = SYNC_PHASE_TAIL;
+    p.total = 0;
+    sync_progress_format(&p, buf, sizeof buf);
+    CHECK(strcmp(buf,
+                 "wss://relay.example.com notes: fetching the newest, round 3, fetched 1200") == 0);
 }
 
 static void test_run_json(void)
