@@ -105,9 +105,9 @@ struct sync_relay {
     int64_t max_message; /* NIP-11 limitation.max_message_length; -1 unknown */
     /*
      * Runs in a row in which the relay closed one of our subscriptions
-     * (CLOSED "auth-required:", "rate-limited:", "error:", ...) and a job
-     * failed for it; the relay's next run waits until not_before_ms
-     * (monotonic), relay_backoff_delay_ms of that count.
+     * (CLOSED "rate-limited:", "error:", ...; NIP-42's auth-required: is
+     * no refusal) and a job failed for it; the relay's next run waits
+     * until not_before_ms (monotonic), relay_backoff_delay_ms of that count.
      */
     unsigned refusals;
     int64_t not_before_ms;
@@ -145,7 +145,8 @@ struct pending_event {
  *
  * Set before the threads start and read only after: o, cfg, db_path,
  * relays[i].url and .cr, the filters, vpool. Atomic: cancel,
- * events_stored, subseq.
+ * events_stored, subseq. Only the worker running a relay's jobs touches its
+ * auth (struct sync_auth).
  *
  * Order: mu may be held while taking a share lock or the stats lock (the
  * scheduler prunes the listings and reports to the model under mu); those
