@@ -1,8 +1,10 @@
 /*
- * sync-neg: negentropy mode. Cuts a filter's span into time windows, lists
- * each window's local events (shared with other relays' jobs), reconciles
- * it with the relay (job_neg_session), splits windows the relay refuses as
- * too big or reconciles capped, and hands the tail to a paged REQ.
+ * sync-neg: negentropy mode (job_neg). Cuts a filter's span into time
+ * windows (the arithmetic is sync-window.c's), lists each window's local
+ * events (shared with other relays' jobs), reconciles it with the relay in a
+ * session (job_neg_session: list, open, each round, the relay ending it,
+ * finish), splits windows the relay refuses as too big or reconciles capped,
+ * and hands the tail to a paged REQ.
  */
 
 #include "config.h"

@@ -1,7 +1,9 @@
 /*
- * sync-run: one job from start to end: the mode decision and what is known
- * of the relay's NIP-77 support, NIP-11 limits, the run record and its
- * stats (job_run).
+ * sync-run: one job from start to end (job_run): its state and cursor, the
+ * mode decision and what is known of the relay's NIP-77 support, negentropy
+ * or the fallback to REQ, NIP-11 limits, what it moved and what a REQ would
+ * have cost (sync-est.c), the backoff after a refusal, the run record and
+ * its stats.
  */
 
 #include "config.h"

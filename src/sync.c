@@ -1,53 +1,46 @@
 /*
- * sync: the sync engine (see sync.h for the shape).
+ * sync: the sync engine's public side (sync.h), its lifecycle and its
+ * scheduler. sync_engine_new makes one struct sync_relay per relay and fills
+ * the stats model from the database (saved settings, cached NIP-77
+ * verdicts); sync_engine_start starts the verifier pool, the store writer,
+ * the checkpointer and the workers. A worker (worker_main) takes the relay
+ * due first, once both its turn and any backoff have come, opens one
+ * connection and runs the relay's jobs, one per selected filter, in turn
+ * (worker_run_relay); in continuous mode the relay is due again `interval`
+ * later. Commands from any thread (sync now, re-probe, a negentropy
+ * override, stop) change memory under e->mu and wake whoever acts on them:
+ * none waits on the network or the database on the caller's thread. Also
+ * here: the words of the progress line and a run's JSON.
  *
- * A worker takes a relay off the schedule, opens one connection and runs the
- * relay's jobs (one per selected filter) in turn. A job:
+ * The parts, behind the private header sync-int.h:
  *
- *   1. decides the mode: the config (use_negentropy, negentropy_fallback, the
- *      relay's negentropy key, a persisted override) and what is known about
- *      the relay's NIP-77 support (job_neg_support: the one place that will
- *      ask the caps module);
- *   2. negentropy: cuts the filter's span into time windows (one up to the
- *      REQ cursor, then about SYNC_NEG_WINDOW local events each) and per
- *      window builds a storage from the local view's (created_at, id)
- *      listing: the store's, and the verified events still waiting for the
- *      store writer (engine_pending), shared with other relays' jobs
- *      reconciling the same window (struct shared_listing); NEG-OPEN,
- *      answers each NEG-MSG. What is newer than every local event (the
- *      tail) is fetched by a paged REQ instead, each part of it by one job,
- *      the others taking the older half of what is left rather than waiting
- *      (struct tail_slice, job_neg). Every id the relay has and we lack goes
- *      into a fetch queue that is drained by REQ {"ids":[...]} subscriptions,
- *      up to fetch_in_flight at once, on the same connection while later
- *      rounds continue: a single loop (job_recv) receives everything and
- *      routes it by subscription id. "blocked: too many query results" splits
- *      the time window in two; a failure mid-session retries once, then falls
- *      back to REQ when allowed;
- *   3. REQ: pages newest-first from the (relay, filter) cursor with `until`,
- *      re-asking the boundary second (inclusive until) so nothing on it is
- *      skipped; a page made only of one second that still fills the relay's
- *      cap is split by authors or kinds; the cursor moves after the last EOSE,
- *      and only to what was stored.
+ *   sync-run.c     one job from start to end: the mode (config, override,
+ *                  what is known of the relay's NIP-77 support), negentropy,
+ *                  the fallback to REQ, what it moved and what a REQ would
+ *                  have cost (sync-est.c), the backoff, the run record
+ *   sync-neg.c     negentropy mode: time windows (sync-window.c), their
+ *                  listings, the sessions, splits, capped sets, the tail
+ *   sync-req.c     REQ mode: pages from the cursor, crowded seconds
+ *   sync-fetch.c   fetching by id what negentropy found, uploads, routing
+ *                  their replies
+ *   sync-job.c     one job's connection: sending, the receive loop and its
+ *                  verify look-ahead, taking in events, progress
+ *   sync-auth.c    NIP-42 AUTH on a relay's request
+ *   sync-dry.c     what a dry run counts instead of doing
+ *   sync-share.c   what jobs of different relays share: id claims, tail
+ *                  slices, window listings
+ *   sync-writer.c  the store writer, the view of queued events, the
+ *                  checkpointer
  *
- * A filter's `limit` plays no part: a sync keeps the filter's whole set, so
- * both modes converge on the same events (REQ pages carry limits of their
- * own). A relay ending a session itself (NEG-CLOSE) while we wait for its
- * reply is a mid-session failure; a relay closing our REQ (CLOSED
- * "rate-limited:", "auth-required:", "error:" ...) fails the job and makes
- * the relay's next run wait a growing backoff (worker_main).
- *
- * Every event is parsed, verified (id, signature), checked against the filter
- * (and, for an ids fetch, against what was asked) and only then stored, by
- * the engine's store writer, which commits every job's queued events in one
- * transaction at a time (writer_main); a job that needs its events stored
- * (before releasing claims or moving a cursor) waits for it.
- * The database is the store's; cursors, run records and overrides live in
- * tables the store's schema creates (req_cursors, sync_runs, relay_settings),
- * read and written through store.h on the worker's one connection (its
- * struct store). A thread of the engine's copies the WAL into the database
- * after the workers' commits and saves the settings the UI changed
- * (ckpt_main).
+ * Across them: a filter's `limit` plays no part (a sync keeps the filter's
+ * whole set, so both modes converge on the same events; REQ pages carry
+ * limits of their own). Every event is parsed, verified (id, signature),
+ * checked against the filter (and, for an ids fetch, against what was
+ * asked) and only then queued for the store writer (a dry run counts it
+ * instead); a job that needs its
+ * events stored (before releasing claims or moving a cursor) waits for it.
+ * Cursors, run records and overrides live in tables of the store's schema,
+ * read and written through store.h on the worker's one connection.
  */
 
 #include "config.h"
