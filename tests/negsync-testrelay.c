@@ -103,6 +103,11 @@ static const char usage_text[] =
     "                        to anyone, as a relay that lets only its members write\n"
     "  --auth-strict         with --auth: a REQ naming no kinds (an ids fetch) is refused\n"
     "                        like one naming those kinds, not served without them\n"
+    "  --auth-refuse REASON  with --auth: answer every AUTH with [\"OK\",id,false,REASON]\n"
+    "                        (e.g. \"restricted: not a member\"), as a relay that keeps a\n"
+    "                        member list refuses the AUTH itself of anyone not on it\n"
+    "  --auth-unheeded       with --auth: answer every AUTH with OK true but go on as\n"
+    "                        if none came (auth-required: again): an OK that means nothing\n"
     "  --neg-err-after K     answer the (K+1)-th message of each NEG session with\n"
     "                        [\"NEG-ERR\",id,\"closed: ...\"] (after K rounds)\n"
     "  --neg-close-after K   the same with [\"NEG-CLOSE\",id], as khatru ends sessions\n"
@@ -208,6 +213,8 @@ enum {
     OPT_AUTH_PUBKEY,
     OPT_AUTH_WRITES_ONLY,
     OPT_AUTH_STRICT,
+    OPT_AUTH_REFUSE,
+    OPT_AUTH_UNHEEDED,
     OPT_NEG_ERR_AFTER,
     OPT_NEG_CLOSE_AFTER,
     OPT_REQ_CLOSED,
@@ -250,6 +257,8 @@ static const struct option long_options[] = {
     {"auth-pubkey", required_argument, NULL, OPT_AUTH_PUBKEY},
     {"auth-writes-only", no_argument, NULL, OPT_AUTH_WRITES_ONLY},
     {"auth-strict", no_argument, NULL, OPT_AUTH_STRICT},
+    {"auth-refuse", required_argument, NULL, OPT_AUTH_REFUSE},
+    {"auth-unheeded", no_argument, NULL, OPT_AUTH_UNHEEDED},
     {"neg-err-after", required_argument, NULL, OPT_NEG_ERR_AFTER},
     {"neg-close-after", required_argument, NULL, OPT_NEG_CLOSE_AFTER},
     {"req-closed", required_argument, NULL, OPT_REQ_CLOSED},
@@ -389,6 +398,8 @@ static void parse_args(int argc, char **argv, struct tr_config *cfg)
             break;
         case OPT_AUTH_WRITES_ONLY: cfg->auth_writes_only = 1; break;
         case OPT_AUTH_STRICT: cfg->auth_strict = 1; break;
+        case OPT_AUTH_REFUSE: cfg->auth_refuse = optarg; break;
+        case OPT_AUTH_UNHEEDED: cfg->auth_unheeded = 1; break;
         case OPT_NEG_ERR_AFTER:
             cfg->neg_err_after = (int64_t)parse_u64("--neg-err-after", optarg, INT64_MAX);
             break;
@@ -428,6 +439,11 @@ static void parse_args(int argc, char **argv, struct tr_config *cfg)
     }
     if (optind < argc)
         usage_error("unexpected argument '%s'", argv[optind]);
+    if ((cfg->auth_refuse != NULL || cfg->auth_unheeded) && cfg->nauth_kinds == 0)
+        usage_error("%s needs --auth KINDS",
+                    cfg->auth_refuse != NULL ? "--auth-refuse" : "--auth-unheeded");
+    if (cfg->auth_refuse != NULL && cfg->auth_unheeded)
+        usage_error("%s", "--auth-refuse and --auth-unheeded exclude each other");
 }
 
 /* Stores a batch of verified events; -1 with a reason. */

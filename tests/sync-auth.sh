@@ -17,6 +17,14 @@
 #             NIP-77 (probe still says supported), no backoff; exit 1
 #   wrong     a valid key the relay does not allow: one AUTH, then the
 #             relay's restricted: in the error, and the job ends
+#   refused   the relay answers our AUTH with OK false "restricted: not a
+#             member" (by negentropy and by REQ): one AUTH, the job ends
+#             with the relay's words, no backoff, no fallback to REQ, the
+#             cache unchanged; run continuously, one AUTH per try and the
+#             next try at the next interval
+#   unheeded  the relay answers AUTH with OK true and the NEG-OPEN sent again
+#             with auth-required: once more: the job ends with its words, no
+#             second AUTH
 #   upload    direction = both: a DM only the local side holds is uploaded
 #             after AUTH; with --auth-writes-only (reads open, an EVENT of a
 #             DM kind gets OK false "auth-required:") the EVENT goes again
@@ -214,6 +222,120 @@ stop_relay || fail "wrong: the relay did not stop cleanly"
 expect_eq "wrong: AUTH messages" "$(auth_counts)" "1 1"
 expect_eq "wrong: the relay's auth counts" "$(relay_auth)" \
     '"auth":{"ok":1,"failed":0,"auth_required":1,"restricted":1}'
+
+# --- refused: the relay answers our AUTH with OK false (a member list) ----------
+# By negentropy and by REQ (a relay without NIP-77): the job ends at once
+# with the relay's words, after one AUTH, no fallback to REQ, no backoff, and
+# the relay stays cached as it was.
+for mode in neg req; do
+    if [ $mode = neg ]; then
+        start_relay --auth 4,1059 --auth-pubkey "$pkhex" --events "$WORK/relay.jsonl" \
+            --auth-refuse "restricted: not a member"
+    else
+        start_relay --auth 4,1059 --auth-pubkey "$pkhex" --events "$WORK/relay.jsonl" \
+            --auth-refuse "restricted: not a member" --no-nip77=notice
+    fi
+    n=refused-$mode
+    setup $n
+    config $n "auth = on-request" "secret_key_file = $WORK/keys/owner.key"
+    t0=$(date +%s)
+    sync $n
+    t1=$(date +%s)
+    expect_eq "$n: exit" "$rc" 1
+    expect_eq "$n: notes result" "$(jstr "$notes" result)" ok
+    expect_eq "$n: dms result" "$(jstr "$dms" result)" error
+    case $dms in
+    *'"error":"AUTH refused: the relay answered AUTH as npub1'*' with OK false \"restricted: not a member\""'*) ;;
+    *) fail "$n: the error is not the relay's refusal of our AUTH: $dms" ;;
+    esac
+    case $dms in
+    *backoff*) fail "$n: a refused AUTH counted as a refusal (backoff): $dms" ;;
+    esac
+    grep -q "AUTH refused" "$WORK/$n.err" || fail "$n: no log line: $(cat "$WORK/$n.err")"
+    if [ $mode = neg ]; then
+        expect_eq "$n: dms mode" "$(jstr "$dms" mode)" negentropy
+        grep -q "Using REQ" "$WORK/$n.err" && fail "$n: fell back to REQ: $(cat "$WORK/$n.err")"
+        timeout 30 "$NEGSYNC" -c "$WORK/$n.ini" -d "$WORK/$n.db" probe --json "$RELAY_URL" \
+            >"$WORK/$n.probe" 2>&1 || fail "$n: probe failed: $(cat "$WORK/$n.probe")"
+        case $(cat "$WORK/$n.probe") in
+        *'"negentropy":"supported"'*'"cached":true'* | *'"cached":true'*'"negentropy":"supported"'*) ;;
+        *) fail "$n: the cache no longer says supported: $(cat "$WORK/$n.probe")" ;;
+        esac
+    else
+        expect_eq "$n: dms mode" "$(jstr "$dms" mode)" req
+    fi
+    [ $((t1 - t0)) -lt 20 ] || fail "$n: the sync took $((t1 - t0)) s"
+    stop_relay || fail "$n: the relay did not stop cleanly"
+    expect_eq "$n: AUTH messages (total, most on one connection)" "$(auth_counts)" "1 1"
+    expect_eq "$n: the relay's auth counts" "$(relay_auth)" \
+        '"auth":{"ok":0,"failed":1,"auth_required":1,"restricted":0}'
+done
+
+# --- refused, running continuously every 2 s: one try per interval ------------
+# No storm: each try signs once, on its own connection, and the next comes at
+# the next interval. The result lines with the time each arrived (ms).
+start_relay --auth 4,1059 --auth-pubkey "$pkhex" --events "$WORK/relay.jsonl" \
+    --auth-refuse "restricted: not a member"
+setup cont
+config cont "auth = on-request" "secret_key_file = $WORK/keys/owner.key"
+sed -i 's/^\[sync\]$/[sync]\ninterval = 2/' "$WORK/cont.ini"
+{
+    "$NEGSYNC" -c "$WORK/cont.ini" -d "$WORK/cont.db" sync --json 2>"$WORK/cont.err" &
+    echo $! >"$WORK/cont.pid"
+    wait
+} | while IFS= read -r line; do
+    echo "$(($(date +%s%N) / 1000000)) $line"
+done >"$WORK/cont.out" &
+cont=$!
+deadline=$(($(date +%s) + 40))
+while [ "$(grep -c '"filter":"dms"' "$WORK/cont.out")" -lt 3 ]; do
+    [ "$(date +%s)" -lt "$deadline" ] || fail "cont: fewer than 3 tries of dms in 40 s"
+    sleep 0.1 2>/dev/null || sleep 1
+done
+kill -TERM "$(cat "$WORK/cont.pid")" || fail "cont: negsync is gone"
+wait "$cont"
+grep '"filter":"dms"' "$WORK/cont.out" >"$WORK/cont.dms"
+tries=$(grep -c . "$WORK/cont.dms")
+grep -v '"error":"AUTH refused: .*restricted: not a member' "$WORK/cont.dms" &&
+    fail "cont: a try did not end with the relay's refusal"
+grep -q backoff "$WORK/cont.dms" && fail "cont: a refused AUTH backed off"
+for i in 2 3; do
+    gap=$(($(sed -n "${i}p" "$WORK/cont.dms" | cut -d' ' -f1) -
+        $(sed -n "$((i - 1))p" "$WORK/cont.dms" | cut -d' ' -f1)))
+    [ "$gap" -ge 1500 ] || fail "cont: try $i came $gap ms after the one before (interval 2 s)"
+done
+stop_relay || fail "cont: the relay did not stop cleanly"
+# One AUTH per try, each on its own connection (a try cut short by the
+# SIGTERM may have sent one more).
+set -- $(auth_counts)
+[ "$2" = 1 ] || fail "cont: $2 AUTH messages on one connection"
+[ "$1" -ge "$tries" ] && [ "$1" -le $((tries + 1)) ] ||
+    fail "cont: $1 AUTH messages for $tries tries"
+
+# --- unheeded: the relay says OK to our AUTH, then auth-required: again --------
+# The retried NEG-OPEN is refused as the first was: the job ends with the
+# relay's words and signs nothing more.
+start_relay --auth 4,1059 --auth-pubkey "$pkhex" --events "$WORK/relay.jsonl" --auth-unheeded
+setup unheeded
+config unheeded "auth = on-request" "secret_key_file = $WORK/keys/owner.key"
+t0=$(date +%s)
+sync unheeded
+t1=$(date +%s)
+expect_eq "unheeded: exit" "$rc" 1
+expect_eq "unheeded: dms result" "$(jstr "$dms" result)" error
+case $dms in
+*'"error":"auth-required after AUTH as npub1'*': the relay answered NEG-OPEN with NEG-ERR \"auth-required: '*) ;;
+*) fail "unheeded: the error is not the relay's second auth-required: $dms" ;;
+esac
+case $dms in
+*backoff*) fail "unheeded: counted as a refusal (backoff): $dms" ;;
+esac
+grep -q "Using REQ" "$WORK/unheeded.err" && fail "unheeded: fell back to REQ: $(cat "$WORK/unheeded.err")"
+[ $((t1 - t0)) -lt 20 ] || fail "unheeded: the sync took $((t1 - t0)) s"
+stop_relay || fail "unheeded: the relay did not stop cleanly"
+expect_eq "unheeded: AUTH messages" "$(auth_counts)" "1 1"
+expect_eq "unheeded: the relay's auth counts" "$(relay_auth)" \
+    '"auth":{"ok":1,"failed":0,"auth_required":2,"restricted":0}'
 
 # --- upload: a DM only the local side has goes up after AUTH ---------------------
 "$GEN" -n 1 -K 4 -t 1700000100 -s 1 -S 63 >"$WORK/mine.jsonl" || fail "gen-events"

@@ -27,7 +27,9 @@
  * open; with --auth-strict a REQ naming no kinds is refused too). The AUTH event is checked as NIP-42 says: kind 22242,
  * the challenge of this connection, a relay tag naming this relay (ws://,
  * host 127.0.0.1, localhost or [::1], this port), created_at within 10
- * minutes, and the signature.
+ * minutes, and the signature. A valid one is then refused all the same
+ * with --auth-refuse's reason, or answered OK true and ignored with
+ * --auth-unheeded (the connection stays unauthenticated).
  *
  * Every field of every message is type-checked; bad input gets a NOTICE,
  * CLOSED, OK false or NEG-ERR, never a crash.
@@ -197,9 +199,17 @@ static void handle_auth(struct tr_conn *c, json_t *msg)
         snprintf(reason, sizeof reason, "invalid: the relay tag does not name this relay");
     else if (age > AUTH_MAX_AGE || age < -AUTH_MAX_AGE)
         snprintf(reason, sizeof reason, "invalid: created_at is %lld s from now", (long long)age);
+    else if (cfg->auth_refuse != NULL)
+        snprintf(reason, sizeof reason, "%s", cfg->auth_refuse);
     if (reason[0] != '\0') {
         c->counts.auth_failed++;
         send_ok(c, idhex, 0, reason);
+        event_free(ev);
+        return;
+    }
+    if (cfg->auth_unheeded) {
+        c->counts.auth_ok++;
+        send_ok(c, idhex, 1, "");
         event_free(ev);
         return;
     }

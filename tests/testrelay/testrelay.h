@@ -76,6 +76,12 @@ struct tr_config {
     size_t nauth_pubkeys;
     int auth_writes_only; /* --auth-writes-only: REQ and NEG-OPEN serve those kinds to anyone */
     int auth_strict;      /* --auth-strict: a REQ naming no kinds is refused, not filtered */
+    /*
+     * --auth-refuse: every valid AUTH gets OK false with this reason (NULL:
+     * off); --auth-unheeded: OK true, and the connection stays as it was.
+     */
+    const char *auth_refuse;
+    int auth_unheeded;
     int64_t neg_err_after;   /* -1: off */
     int64_t neg_close_after; /* -1: off */
     const char *req_closed;  /* NULL: off; else every REQ gets CLOSED with it */
