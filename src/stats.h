@@ -73,6 +73,13 @@ enum stats_cap_source {
     STATS_CAP_FROM_SESSION, /* a refusal (or success) during a sync session */
 };
 
+/* Whether a failed run ended for want of NIP-42 AUTH. */
+enum stats_auth {
+    STATS_AUTH_NONE,
+    STATS_AUTH_NEEDED, /* the relay asked for AUTH, and this relay may not sign (auth = never) */
+    STATS_AUTH_FAILED, /* AUTH was refused, did not help or could not be done; restricted: */
+};
+
 /* The last finished run of one (relay, filter). */
 struct stats_run {
     int valid;     /* 0: no run yet */
@@ -85,6 +92,7 @@ struct stats_run {
     uint64_t have, need, fetched, stored, invalid, uploaded;
     char fallback_reason[STATS_REASON_MAX]; /* "" for negentropy */
     char error[STATS_REASON_MAX];           /* when !ok */
+    enum stats_auth auth;                   /* when !ok */
 };
 
 /* What a sparkline of the last runs needs (struct stats_run is too big to keep eight of). */

@@ -63,7 +63,7 @@ void job_auth_note(struct job *j, const struct relay_msg *m)
     }
 }
 
-/* Ends the job for want of AUTH (JOB_AUTH): -1. */
+/* Ends the job for want of AUTH (JOB_AUTH), AUTH having failed: -1. */
 static int job_auth_fail(struct job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static int job_auth_fail(struct job *j, const char *fmt, ...)
@@ -73,7 +73,7 @@ static int job_auth_fail(struct job *j, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(j->fatal, sizeof j->fatal, fmt, ap);
     va_end(ap);
-    j->auth_failed = 1;
+    j->auth_end = SYNC_AUTH_END_FAILED;
     return -1;
 }
 
@@ -213,11 +213,14 @@ int job_auth_required(struct job *j, const char *what, const struct relay_msg *m
             return job_auth_fail(j, "restricted: %s (authenticated as %s)", answer, npub);
         return job_auth_fail(j, "restricted: %s", answer);
     }
-    if (rel->cr.auth != CONFIG_AUTH_ON_REQUEST || rel->cr.key == NULL)
-        return job_auth_fail(j,
-                             "auth-required: %s (set auth = on-request and secret_key_file for"
-                             " this relay to authenticate)",
-                             answer);
+    if (rel->cr.auth != CONFIG_AUTH_ON_REQUEST || rel->cr.key == NULL) {
+        job_auth_fail(j,
+                      "auth-required: %s (set auth = on-request and secret_key_file for"
+                      " this relay to authenticate)",
+                      answer);
+        j->auth_end = SYNC_AUTH_END_NEEDED;
+        return -1;
+    }
     if (a->state == SYNC_AUTH_OK)
         return job_auth_fail(j, "auth-required after AUTH as %s: %s", npub, answer);
     if (a->state == SYNC_AUTH_REFUSED)

@@ -311,16 +311,18 @@ struct job {
     uint64_t recv_returned, recv_base;
     struct relay_counters c0; /* the connection's totals when the job began */
     int take_forged;          /* the last event job_take_event dropped failed its id or signature */
-    char fatal[SYNC_ERRLEN];  /* store failure, interrupted, no AUTH (auth_failed): ends the job */
+    char fatal[SYNC_ERRLEN];  /* store failure, interrupted, no AUTH (auth_end): ends the job */
     int interrupted;
     /*
      * NIP-42 (sync-auth.c): our AUTH awaits its OK (job_recv neither fetches
      * nor uploads meanwhile, job_route puts back what asks for AUTH); the job
-     * ends for want of AUTH, or for what the relay said of it (JOB_AUTH);
-     * the refusal was of a NEG-OPEN (the relay speaks NIP-77, not to us).
+     * ends for want of AUTH, or for what the relay said of it (JOB_AUTH;
+     * SYNC_AUTH_END_NONE, 0, else); the refusal was of a NEG-OPEN, or of a
+     * REQ of negentropy mode to a relay known to speak NIP-77 (it does, not
+     * to us).
      */
     int authing;
-    int auth_failed;
+    enum sync_auth_end auth_end;
     int auth_on_neg;
 };
 
@@ -416,12 +418,12 @@ void job_auth_note(struct job *j, const struct relay_msg *m);
  * m (a NEG-ERR, CLOSED or OK false answering what: "NEG-OPEN", "REQ",
  * "EVENT") says auth-required: or restricted:. 0 when AUTH went through
  * just now: send it again, once. -1 when the job ends: j->fatal says why
- * and auth_failed is set (or j->interrupted, or a store failure in j->fatal).
+ * and auth_end is set (or j->interrupted, or a store failure in j->fatal).
  */
 int job_auth_required(struct job *j, const char *what, const struct relay_msg *m);
 /*
  * A job that ended for want of AUTH (JOB_AUTH): the log line, and when the
- * refusal was of a NEG-OPEN, the verdict of the stats model: NIP-77
+ * relay speaks NIP-77 (auth_on_neg), the verdict of the stats model: NIP-77
  * supported, needing AUTH for the job's filter.
  */
 void job_auth_report(struct job *j);

@@ -340,6 +340,9 @@ static void engine_stats_run(struct sync_engine *e, struct sync_relay *rel,
     s.uploaded = run->uploaded_ok;
     snprintf(s.fallback_reason, sizeof s.fallback_reason, "%s", run->fallback_reason);
     snprintf(s.error, sizeof s.error, "%s", run->error);
+    s.auth = run->auth_end == SYNC_AUTH_END_NEEDED   ? STATS_AUTH_NEEDED
+             : run->auth_end == SYNC_AUTH_END_FAILED ? STATS_AUTH_FAILED
+                                                     : STATS_AUTH_NONE;
     stats_job_end(e->stats, rel_index(e, rel), run->filter, &s);
     if (run->stored > 0)
         stats_set_events_stored(
@@ -469,8 +472,11 @@ static int job_run_neg(struct job *j, char *reason, size_t rlen)
         if (k == SYNC_NIP77_WORKS)
             job_neg_log_using(j);
         o = job_neg(j, reason, rlen);
-        if (o == JOB_FATAL && j->auth_failed)
+        if (o == JOB_FATAL && j->auth_end)
             o = JOB_AUTH;
+        /* A REQ of the tail or a fetch wanted AUTH, of a relay known to speak NIP-77: the same. */
+        if (o == JOB_AUTH && k == SYNC_NIP77_WORKS)
+            j->auth_on_neg = 1;
         if (o == JOB_UNSUPPORTED)
             job_neg_refused(j, reason);
     }
@@ -515,7 +521,7 @@ static void job_run_req(struct job *j, const char *reason)
     snprintf(run->fallback_reason, sizeof run->fallback_reason, "%s", reason);
     engine_log(j->e, "[SYNC] Using REQ for %s (filter %s): %s", j->rel->url, j->cf->name, reason);
     o = req_job(j, note, sizeof note);
-    if (o == JOB_FATAL && j->auth_failed)
+    if (o == JOB_FATAL && j->auth_end)
         o = JOB_AUTH;
     if (o != JOB_OK) {
         set_error(run->error, sizeof run->error, "%s",
@@ -633,7 +639,8 @@ int job_run(struct sync_engine *e, struct sync_relay *rel, struct relay *r, stru
     if (e->o.dry_run)
         dry_finish(&j);
     /* Wanting AUTH is no refusal: the next try is at the next interval (sync-auth.c). */
-    refused = !run->ok && j.closed[0] != '\0' && !j.interrupted && !j.auth_failed;
+    run->auth_end = run->ok ? SYNC_AUTH_END_NONE : j.auth_end;
+    refused = !run->ok && j.closed[0] != '\0' && !j.interrupted && !j.auth_end;
     job_progress(&j, 1);
     job_free(&j);
     run->duration_ms = net_now_ms() - t0;

@@ -32,6 +32,13 @@ enum sync_mode {
 /* "negentropy" or "req". */
 const char *sync_mode_name(enum sync_mode m);
 
+/* Whether a job ended for want of NIP-42 AUTH (sync-auth.c), and why. */
+enum sync_auth_end {
+    SYNC_AUTH_END_NONE,   /* it did not */
+    SYNC_AUTH_END_NEEDED, /* the relay asked for AUTH and this relay may not sign (auth = never) */
+    SYNC_AUTH_END_FAILED, /* AUTH was refused, did not help, or could not be done; restricted: */
+};
+
 /* The metrics and outcome of one job. */
 struct sync_run {
     char relay[512];
@@ -77,6 +84,8 @@ struct sync_run {
     int64_t neg_cap;
     int ok;                  /* 1: result ok */
     char error[SYNC_ERRLEN]; /* when !ok; a warning may be set when ok */
+    /* When !ok: whether the job ended for want of AUTH (it does not back off). */
+    enum sync_auth_end auth_end;
     /*
      * A dry run (opts.dry_run) stores, uploads and records nothing. Its
      * would_fetch: the events the relay has that the database lacks (in

@@ -309,9 +309,9 @@ static const struct stats_run *relay_last(const struct stats_relay *r)
     return best;
 }
 
-/* Sums of the filters' last runs. */
+/* Sums of the filters' last runs; of the errors, those for want of NIP-42 AUTH. */
 struct run_sum {
-    int n, errors;
+    int n, errors, auth_needed, auth_failed;
     uint64_t rounds, sent, recv, est, fetched, stored;
 };
 
@@ -325,6 +325,8 @@ static void relay_sum(const struct stats_relay *r, struct run_sum *sum)
         sum->n++;
         if (!run->ok) {
             sum->errors++;
+            sum->auth_needed += run->auth == STATS_AUTH_NEEDED;
+            sum->auth_failed += run->auth == STATS_AUTH_FAILED;
             continue;
         }
         sum->rounds += run->rounds;
@@ -695,6 +697,14 @@ static void draw_row(struct ctx *c, const struct cols *k, int y, size_t i)
             a = TUI_A_DIM, snprintf(buf, sizeof buf, "disabled");
         } else if (last == NULL) {
             a = TUI_A_DIM, snprintf(buf, sizeof buf, "idle");
+        } else if (sum.errors > 0 && sum.errors == sum.auth_needed + sum.auth_failed) {
+            /* Every failure wanted AUTH: a setting to change (or a key), not a broken relay. */
+            a = sum.auth_needed > 0 ? TUI_A_WARN : TUI_A_BAD;
+            txt = sum.auth_needed > 0 ? "needs AUTH" : "AUTH failed";
+            fmt_age(c, last->ended, t, sizeof t);
+            snprintf(buf, sizeof buf, "%s %s", txt, t);
+            if (text_cols(buf) > k->phase)
+                snprintf(buf, sizeof buf, "%s", txt);
         } else {
             fmt_age(c, last->ended, t, sizeof t);
             a = sum.errors > 0 ? TUI_A_BAD : TUI_A_GOOD;
@@ -951,8 +961,18 @@ static void detail_lines(struct ctx *c, size_t i, int full, struct dlines *d)
         fmt_ago(c, run->ended, t, sizeof t);
         if (!run->ok) {
             clean(run->error, reason, sizeof reason);
-            l = dl_add(d, sf->name, TUI_A_BAD);
-            dl_printf(l, "error %s: %s", t, reason);
+            if (run->auth == STATS_AUTH_NEEDED) {
+                /* What to do first: cut at the screen's edge, the error ends with it. */
+                l = dl_add(d, sf->name, TUI_A_WARN);
+                dl_printf(l, "needs AUTH %s: ", t);
+                if (!full)
+                    dl_printf(l, "set auth = on-request and secret_key_file%s", dot);
+                dl_printf(l, "%s", reason);
+            } else {
+                l = dl_add(d, sf->name, TUI_A_BAD);
+                dl_printf(l, "%s %s: %s", run->auth == STATS_AUTH_FAILED ? "AUTH failed" : "error",
+                          t, reason);
+            }
             continue;
         }
         l = dl_add(d, sf->name, TUI_A_NORMAL);

@@ -3,7 +3,8 @@
 # model — a NIP-77 relay, one without (its NOTICE as the reason, a control
 # character in it), one unreachable and backing off with TLS unverified, two
 # filters, a log — at 100×30, 80×24 and 60×12, with the detail, log and help
-# overlays, mid-sync, in ASCII and below the minimum size, without a
+# overlays, mid-sync, in ASCII and below the minimum size, and with filters
+# that ended for want of NIP-42 AUTH (needs AUTH, AUTH failed), without a
 # terminal; each frame must equal its file in tests/tui-golden/.
 # TUI_GOLDEN_UPDATE=1 rewrites the files (review the diff before committing).
 . "${top_srcdir:-.}/tests/lib.sh"
@@ -45,6 +46,10 @@ done <<LIST
 100 30 main ascii
 80 24 help ascii
 50 10 main
+100 30 auth
+80 24 auth
+60 12 auth
+80 24 auth-detail
 LIST
 [ "$bad" -eq 0 ] || exit 1
 echo "ok: golden layouts"

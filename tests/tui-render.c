@@ -4,7 +4,10 @@
  * prints the frame as text: no terminal, no clock. tests/tui-golden.sh
  * compares the output with the files in tests/tui-golden/.
  *
- *   tui-render W H [main|detail|log|help|running] [ascii]
+ *   tui-render W H [main|detail|log|help|running|auth|auth-detail] [ascii]
+ *
+ * auth: A's dms ended for want of NIP-42 AUTH (auth = never), B's for an
+ * AUTH the relay refused; auth-detail is that model's detail overlay.
  *
  * A last line "cursor ROW tick MS" records where the hidden cursor sits and
  * when the frame would change by itself.
@@ -63,12 +66,13 @@ int main(int argc, char **argv)
     struct tui_view v = {0};
     struct tui_log log;
     struct tui_screen scr;
-    int w, h, running = 0;
+    int w, h, running = 0, auth = 0;
     int64_t tick;
     char *row;
 
     if (argc < 3) {
-        fprintf(stderr, "usage: tui-render W H [main|detail|log|help|running] [ascii]\n");
+        fprintf(stderr,
+                "usage: tui-render W H [main|detail|log|help|running|auth|auth-detail] [ascii]\n");
         return 2;
     }
     w = atoi(argv[1]);
@@ -83,6 +87,10 @@ int main(int argc, char **argv)
             v.overlay = TUI_OVERLAY_HELP;
         else if (strcmp(argv[3], "running") == 0)
             running = 1;
+        else if (strcmp(argv[3], "auth") == 0)
+            auth = 1;
+        else if (strcmp(argv[3], "auth-detail") == 0)
+            auth = 1, v.overlay = TUI_OVERLAY_DETAIL;
     }
     v.ascii = argc > 4 && strcmp(argv[4], "ascii") == 0;
 
@@ -142,6 +150,29 @@ int main(int argc, char **argv)
     relays[2].filters[0].last.ended = NOW_UNIX - 30;
     snprintf(relays[2].filters[0].last.error, sizeof relays[2].filters[0].last.error,
              "cannot connect: Connection refused");
+
+    if (auth) {
+        /* A: NIP-77, but its DMs only for a client that signs in; auth = never. */
+        struct stats_run *r = &relays[0].filters[1].last;
+        relays[0].cap_source = STATS_CAP_FROM_SESSION;
+        relays[0].cap_checked_at = NOW_UNIX - 185;
+        relays[0].auth_challenge = 1;
+        snprintf(relays[0].cap_reason, sizeof relays[0].cap_reason,
+                 "NIP-77 supported; needs AUTH for filter dms");
+        fill_run(r, 1, 0, 185, 0, 0, 0, 0, 0);
+        r->auth = STATS_AUTH_NEEDED;
+        snprintf(r->error, sizeof r->error, "%s",
+                 "auth-required: the relay answered NEG-OPEN with NEG-ERR \"auth-required: DMs are "
+                 "for their owner\" (set auth = on-request and secret_key_file for this relay to "
+                 "authenticate)");
+        /* B: it refused the AUTH itself. */
+        r = &relays[1].filters[1].last;
+        fill_run(r, 0, 0, 590, 0, 0, 0, 0, 0);
+        r->auth = STATS_AUTH_FAILED;
+        snprintf(r->error, sizeof r->error, "%s",
+                 "AUTH refused: the relay answered AUTH as npub10elfcs4fr0l0r8af98jlmgdh9c8tcxjvz9q"
+                 "kw038js35mp4dma8qzvjptg with OK false \"restricted: not a member\"");
+    }
 
     s.relays = relays;
     s.nrelays = 3;
