@@ -299,6 +299,8 @@ tries=$(grep -c . "$WORK/cont.dms")
 grep -v '"error":"AUTH refused: .*restricted: not a member' "$WORK/cont.dms" &&
     fail "cont: a try did not end with the relay's refusal"
 grep -q backoff "$WORK/cont.dms" && fail "cont: a refused AUTH backed off"
+# A relay's run is due an interval after its last one ended: 2 s or more
+# between tries (1.5 s allows for the clock reads of this shell).
 for i in 2 3; do
     gap=$(($(sed -n "${i}p" "$WORK/cont.dms" | cut -d' ' -f1) -
         $(sed -n "$((i - 1))p" "$WORK/cont.dms" | cut -d' ' -f1)))
