@@ -1,14 +1,14 @@
 #!/bin/sh
 # man-lint.sh — the manual pages are lint clean and say what the code does:
 # groff prints no warning for either page, rendered at 78 columns as man(1) shows them; both name the version
-# configure.ac has; negsync.ini(5) has an entry for every key src/cfg.c
+# configure.ac has; negsync.ini(5) has an entry for every key src/cfg-keys.c
 # accepts, and data/negsync.ini mentions each; negsync(1) points to
 # negsync.ini(5).
 . "${top_srcdir:-.}/tests/lib.sh"
 
 pages="$top_srcdir/man/negsync.1 $top_srcdir/man/negsync.ini.5"
 ini5="$top_srcdir/man/negsync.ini.5"
-cfg_c="$top_srcdir/src/cfg.c"
+cfg_c="$top_srcdir/src/cfg-keys.c"
 example="$top_srcdir/data/negsync.ini"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/man-lint.XXXXXX") || fail "mktemp"
@@ -48,14 +48,14 @@ relay_keys=$(grep -A2 "in \[%s\]; allowed: negentropy" "$cfg_c" | grep -o '"[^"]
     sed 's/.*allowed://' | tr ',' '\n' | tr -d ' ' | grep -v '^$')
 filter_keys="kinds authors ids since until limit"
 grep -q '"unknown key .%s. in \[storage\]; allowed: path"' "$cfg_c" ||
-    fail "src/cfg.c: [storage] takes more than path now: document it in man/negsync.ini.5"
+    fail "src/cfg-keys.c: [storage] takes more than path now: document it in man/negsync.ini.5"
 n=0
 for k in path $sync_keys $relay_keys $filter_keys; do
     n=$((n + 1))
     grep -q "^\.BI $k \" = \"" "$ini5" || fail "man/negsync.ini.5 has no entry '.BI $k \" = \" ...'"
     grep -q "^;*$k *=" "$example" || fail "data/negsync.ini does not show the key $k"
 done
-[ "$n" -ge 20 ] || fail "found only $n keys in src/cfg.c: the extraction broke"
+[ "$n" -ge 20 ] || fail "found only $n keys in src/cfg-keys.c: the extraction broke"
 grep -q '^\.BI # x " = "' "$ini5" || fail "man/negsync.ini.5 does not document #x tag filters"
 for sec in '\[storage\]' '\[sync\]' '\[relay URL\]' '\[filter NAME\]'; do
     grep -q "^\.SH $sec" "$ini5" || fail "man/negsync.ini.5 has no section $sec"
