@@ -1012,7 +1012,7 @@ static void test_migrate_v3(const char *dir)
 }
 
 /*
- * Tag entries reach the database at the end of a batch, sorted (store.c,
+ * Tag entries reach the database at the end of a batch, sorted (store-insert.c,
  * tags_flush): events stored and then deleted or replaced within the same
  * batch must leave no entries behind, and the rest must be found by them.
  */
