@@ -9,7 +9,7 @@
  * document with --json.
  *
  * The report is gathered into struct status_relay first and then printed
- * either way, so the table and the JSON never disagree. All SQL is store.c's;
+ * either way, so the table and the JSON never disagree. All SQL is the store's;
  * the cache's lifetime rule is caps.c's (caps_recheck_reason).
  *
  * A relay the cache does not know (caps never caches "unreachable") is

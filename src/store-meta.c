@@ -167,8 +167,7 @@ void store_checkpoint(struct store *st)
 /* ---- the tables the sync engine and caps keep: readers (negsync status) ---------- */
 
 /*
- * sync.c and caps.c still write these tables through connections of their
- * own; the readers below are what `negsync status` needs, one statement per
+ * What `negsync status` reads of the tables written above, one statement per
  * call (a status report runs each a handful of times).
  */
 
