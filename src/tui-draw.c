@@ -11,15 +11,18 @@
  * is drawn: a relay must not be able to move the cursor or change colors,
  * and every character then takes exactly one column. Our own glyphs (rules,
  * arrows, the sparkline) are UTF-8 unless the view asks for ASCII.
+ *
+ * The detail of one relay (its labelled lines) is in tui-detail.c; what the
+ * two share is in tui-int.h.
  */
 #include "config.h"
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "tui-int.h"
 #include "tui.h"
 #include "util.h"
 
@@ -91,7 +94,7 @@ static int text_cols(const char *s)
 }
 
 /* Writes s at (y, x), stopping before column maxx; returns the column after it. */
-static int put(struct tui_screen *scr, int y, int x, int maxx, uint8_t attr, const char *s)
+int tui_put(struct tui_screen *scr, int y, int x, int maxx, uint8_t attr, const char *s)
 {
     if (y < 0 || y >= scr->h)
         return x;
@@ -118,7 +121,7 @@ static void set_attr(struct tui_screen *scr, int y, int x0, int x1, uint8_t attr
 }
 
 /* Printable ASCII only: controls and anything non-ASCII become one '?' (tabs a space). */
-static void clean(const char *in, char *out, size_t outlen)
+void tui_clean(const char *in, char *out, size_t outlen)
 {
     size_t n = 0;
 
@@ -142,13 +145,7 @@ static void clean(const char *in, char *out, size_t outlen)
 
 /* ---- glyphs and numbers ----------------------------------------------------- */
 
-struct glyphs {
-    const char *rule, *dot, *arrow, *mode_arrow, *updown, *ell, *dash;
-    const char *box_tl, *box_tr, *box_bl, *box_br, *box_v;
-    const char *spark[8];
-};
-
-static const struct glyphs utf8_glyphs = {
+static const struct tui_glyphs utf8_glyphs = {
     "\u2500",
     " \u00b7 ",
     "\u2192",
@@ -163,7 +160,7 @@ static const struct glyphs utf8_glyphs = {
     "\u2502",
     {"\u2581", "\u2582", "\u2583", "\u2584", "\u2585", "\u2586", "\u2587", "\u2588"},
 };
-static const struct glyphs ascii_glyphs = {
+static const struct tui_glyphs ascii_glyphs = {
     "-",
     " | ",
     "->",
@@ -179,7 +176,7 @@ static const struct glyphs ascii_glyphs = {
     {".", ":", "-", "=", "+", "*", "#", "@"},
 };
 
-static void fmt_bytes(uint64_t n, char *out, size_t len)
+void tui_fmt_bytes(uint64_t n, char *out, size_t len)
 {
     if (n < 1000)
         snprintf(out, len, "%" PRIu64 "B", n);
@@ -196,14 +193,14 @@ static void fmt_bytes(uint64_t n, char *out, size_t len)
 }
 
 /* Saved % of est by using used bytes; -1000 when there is nothing to compare. */
-static int saved_pct(uint64_t est, uint64_t used)
+int tui_saved_pct(uint64_t est, uint64_t used)
 {
     if (est == 0)
         return -1000;
     return (int)(((double)est - (double)used) * 100.0 / (double)est + (est >= used ? 0.5 : -0.5));
 }
 
-static void fmt_pct(int pct, char *out, size_t len)
+void tui_fmt_pct(int pct, char *out, size_t len)
 {
     if (pct == -1000)
         snprintf(out, len, "-");
@@ -211,15 +208,7 @@ static void fmt_pct(int pct, char *out, size_t len)
         snprintf(out, len, "%d%%", pct);
 }
 
-struct ctx {
-    const struct tui_view *v;
-    const struct stats_snapshot *s;
-    struct tui_screen *scr;
-    const struct glyphs *g;
-    int64_t tick; /* ms until the frame changes by itself; -1 never */
-};
-
-static void tick_in(struct ctx *c, int64_t ms)
+void tui_tick_in(struct tui_ctx *c, int64_t ms)
 {
     if (ms < 1)
         ms = 1;
@@ -231,7 +220,7 @@ static void tick_in(struct ctx *c, int64_t ms)
  * An age in whole minutes, hours or days ("0m", "5m", "3h", "2d"): ages
  * tick once a minute at most, so an idle screen stays still.
  */
-static void fmt_age(struct ctx *c, int64_t since_unix, char *out, size_t len)
+static void fmt_age(struct tui_ctx *c, int64_t since_unix, char *out, size_t len)
 {
     int64_t a = c->v->now_unix - since_unix, unit;
 
@@ -247,16 +236,16 @@ static void fmt_age(struct ctx *c, int64_t since_unix, char *out, size_t len)
         snprintf(out, len, "%" PRId64 "d", a / 86400);
         unit = 86400;
     }
-    tick_in(c, (unit - a % unit) * 1000);
+    tui_tick_in(c, (unit - a % unit) * 1000);
 }
 
 /* "just now" or "5m ago". */
-static void fmt_ago(struct ctx *c, int64_t since_unix, char *out, size_t len)
+void tui_fmt_ago(struct tui_ctx *c, int64_t since_unix, char *out, size_t len)
 {
     char a[24];
 
     if (c->v->now_unix - since_unix < 60) {
-        tick_in(c, (60 - (c->v->now_unix - since_unix)) * 1000);
+        tui_tick_in(c, (60 - (c->v->now_unix - since_unix)) * 1000);
         snprintf(out, len, "just now");
         return;
     }
@@ -265,7 +254,7 @@ static void fmt_ago(struct ctx *c, int64_t since_unix, char *out, size_t len)
 }
 
 /* A countdown to a monotonic time: "4m" above a minute (rounded up), else "12s". */
-static void fmt_countdown(struct ctx *c, int64_t at_ms, char *out, size_t len)
+void tui_fmt_countdown(struct tui_ctx *c, int64_t at_ms, char *out, size_t len)
 {
     int64_t r = at_ms - c->v->now_ms;
 
@@ -274,23 +263,23 @@ static void fmt_countdown(struct ctx *c, int64_t at_ms, char *out, size_t len)
     } else if (r > 60000) {
         int64_t m = (r + 59999) / 60000;
         snprintf(out, len, "%" PRId64 "m", m);
-        tick_in(c, r - (m - 1) * 60000);
+        tui_tick_in(c, r - (m - 1) * 60000);
     } else {
         int64_t sec = (r + 999) / 1000;
         snprintf(out, len, "%" PRId64 "s", sec);
-        tick_in(c, r - (sec - 1) * 1000);
+        tui_tick_in(c, r - (sec - 1) * 1000);
     }
 }
 
 /* ---- per relay facts ---------------------------------------------------------- */
 
-static int relay_running(const struct stats_relay *r)
+int tui_relay_running(const struct stats_relay *r)
 {
     return r->phase != STATS_PHASE_IDLE;
 }
 
 /* Would a job on r try negentropy (its setting, or the config's switch for auto)? */
-static int relay_neg_allowed(const struct ctx *c, const struct stats_relay *r)
+static int relay_neg_allowed(const struct tui_ctx *c, const struct stats_relay *r)
 {
     return r->neg_setting == STATS_NEG_ON ||
            (r->neg_setting == STATS_NEG_AUTO && c->v->use_negentropy);
@@ -344,7 +333,7 @@ static void relay_sum(const struct stats_relay *r, struct run_sum *sum)
  * configuration's is plain REQ. For the running job, whether the setting
  * lets it try negentropy decides.
  */
-static const char *mode_text(const struct ctx *c, const struct stats_relay *r, int mode_neg,
+static const char *mode_text(const struct tui_ctx *c, const struct stats_relay *r, int mode_neg,
                              const struct stats_run *run, char *buf, size_t len, uint8_t *attr)
 {
     int fell_back;
@@ -366,7 +355,7 @@ static const char *mode_text(const struct ctx *c, const struct stats_relay *r, i
     return buf;
 }
 
-static const char *cap_source_name(enum stats_cap_source s)
+const char *tui_cap_source_name(enum stats_cap_source s)
 {
     switch (s) {
     case STATS_CAP_FROM_PROBE: return "probe";
@@ -377,7 +366,7 @@ static const char *cap_source_name(enum stats_cap_source s)
     return "";
 }
 
-static const char *neg_name(enum stats_neg_setting s)
+const char *tui_neg_name(enum stats_neg_setting s)
 {
     return s == STATS_NEG_ON ? "on" : s == STATS_NEG_OFF ? "off" : "auto";
 }
@@ -475,7 +464,7 @@ int tui_list_rows(const struct tui_view *v, const struct stats_snapshot *s, int 
 
 /* ---- the pieces of a frame ---------------------------------------------------- */
 
-static void draw_header(struct ctx *c)
+static void draw_header(struct tui_ctx *c)
 {
     const struct stats_snapshot *s = c->s;
     /* The header's parts, most important first; those that do not fit are left out. */
@@ -491,7 +480,7 @@ static void draw_header(struct ctx *c)
         relay_sum(&s->relays[i], &sum);
         est += sum.est;
         used += sum.sent + sum.recv;
-        if (s->relays[i].next_run_ms >= 0 && !relay_running(&s->relays[i]) &&
+        if (s->relays[i].next_run_ms >= 0 && !tui_relay_running(&s->relays[i]) &&
             (next < 0 || s->relays[i].next_run_ms < next))
             next = s->relays[i].next_run_ms;
     }
@@ -499,12 +488,12 @@ static void draw_header(struct ctx *c)
     snprintf(part[P_NAME], sizeof part[0], "negsync");
     snprintf(part[P_WORKERS], sizeof part[0], "workers %u/%u", s->workers_busy, s->workers_total);
     if (c->v->continuous && next >= 0) {
-        fmt_countdown(c, next, t, sizeof t);
+        tui_fmt_countdown(c, next, t, sizeof t);
         snprintf(part[P_NEXT], sizeof part[0], "next %s", t);
     }
     if (est > 0) {
-        fmt_bytes(est > used ? est - used : 0, b, sizeof b);
-        fmt_pct(saved_pct(est, used), t, sizeof t);
+        tui_fmt_bytes(est > used ? est - used : 0, b, sizeof b);
+        tui_fmt_pct(tui_saved_pct(est, used), t, sizeof t);
         snprintf(part[P_SAVED], sizeof part[0], "saved %s (%s)", t, b);
     }
     snprintf(part[P_RELAYS], sizeof part[0], "%zu relay%s", s->nrelays, s->nrelays == 1 ? "" : "s");
@@ -518,7 +507,7 @@ static void draw_header(struct ctx *c)
         snprintf(part[P_STORED], sizeof part[0], "%" PRIu64 " stored", c->v->stored);
     snprintf(part[P_FILTERS], sizeof part[0], "%zu filter%s", nf, nf == 1 ? "" : "s");
     if (c->v->db_name != NULL)
-        clean(c->v->db_name, part[P_DB], sizeof part[0]);
+        tui_clean(c->v->db_name, part[P_DB], sizeof part[0]);
 
     used_cols = 0;
     for (int i = 0; i < NP; i++) {
@@ -540,11 +529,11 @@ static void draw_header(struct ctx *c)
         strncat(line, part[order[i]], sizeof line - strlen(line) - 1);
     }
     set_attr(c->scr, 0, 0, c->scr->w, TUI_A_HEADER);
-    put(c->scr, 0, 0, c->scr->w, TUI_A_HEADER, line);
+    tui_put(c->scr, 0, 0, c->scr->w, TUI_A_HEADER, line);
 }
 
 /* Writes s into a column of width w at x (cut with an ellipsis), left or right aligned. */
-static void put_col(struct ctx *c, int y, int x, int w, uint8_t attr, const char *s, int right)
+static void put_col(struct tui_ctx *c, int y, int x, int w, uint8_t attr, const char *s, int right)
 {
     int n = text_cols(s);
 
@@ -560,13 +549,13 @@ static void put_col(struct ctx *c, int y, int x, int w, uint8_t attr, const char
         }
         memcpy(buf, s, i);
         snprintf(buf + i, sizeof buf - i, "%s", c->g->ell);
-        put(c->scr, y, x, x + w, attr, buf);
+        tui_put(c->scr, y, x, x + w, attr, buf);
         return;
     }
-    put(c->scr, y, right ? x + w - n : x, x + w, attr, s);
+    tui_put(c->scr, y, right ? x + w - n : x, x + w, attr, s);
 }
 
-static void draw_titles(struct ctx *c, const struct cols *k)
+static void draw_titles(struct tui_ctx *c, const struct cols *k)
 {
     int y = 1, x = 2;
 
@@ -592,14 +581,14 @@ static void draw_titles(struct ctx *c, const struct cols *k)
 }
 
 /* A relay URL for a column: without "wss://" (the usual case), and without ws:// if cut. */
-static void url_text(const struct ctx *c, size_t i, int width, char *out, size_t len)
+static void url_text(const struct tui_ctx *c, size_t i, int width, char *out, size_t len)
 {
     const struct stats_relay *r = &c->s->relays[i];
     char u[STATS_URL_MAX];
     const char *p = u;
     int tls = c->v->extra != NULL && c->v->extra[i].tls_unverified;
 
-    clean(r->url, u, sizeof u);
+    tui_clean(r->url, u, sizeof u);
     if (strncmp(u, "wss://", 6) == 0)
         p = u + 6;
     else if (strncmp(u, "ws://", 5) == 0 && (int)strlen(u) + tls > width)
@@ -607,7 +596,7 @@ static void url_text(const struct ctx *c, size_t i, int width, char *out, size_t
     snprintf(out, len, "%s%s", tls ? "!" : "", p);
 }
 
-static void draw_row(struct ctx *c, const struct cols *k, int y, size_t i)
+static void draw_row(struct tui_ctx *c, const struct cols *k, int y, size_t i)
 {
     const struct stats_relay *r = &c->s->relays[i];
     const struct stats_run *last = relay_last(r);
@@ -617,13 +606,13 @@ static void draw_row(struct ctx *c, const struct cols *k, int y, size_t i)
     char buf[STATS_URL_MAX + 8], t[64], m[32];
     const char *txt;
     int x = 2;
-    int running = relay_running(r);
+    int running = tui_relay_running(r);
     uint64_t rounds, sent, recv, est;
 
     relay_sum(r, &sum);
     if (sel) {
         set_attr(c->scr, y, 0, c->scr->w, TUI_A_NORMAL | TUI_A_SEL);
-        put(c->scr, y, 0, 1, TUI_A_NORMAL | TUI_A_SEL, ">");
+        tui_put(c->scr, y, 0, 1, TUI_A_NORMAL | TUI_A_SEL, ">");
         c->scr->cursor_row = y;
     }
 
@@ -665,7 +654,7 @@ static void draw_row(struct ctx *c, const struct cols *k, int y, size_t i)
     x += k->mode + 1;
 
     /* NEG: the setting, '*' when it is a saved override. */
-    snprintf(buf, sizeof buf, "%s%s", neg_name(r->neg_setting),
+    snprintf(buf, sizeof buf, "%s%s", tui_neg_name(r->neg_setting),
              r->neg_source == STATS_NEG_FROM_OVERRIDE ? "*" : "");
     put_col(c, y, x, k->neg,
             (r->neg_source == STATS_NEG_FROM_OVERRIDE ? TUI_A_WARN : TUI_A_NORMAL) | mark, buf, 0);
@@ -689,7 +678,7 @@ static void draw_row(struct ctx *c, const struct cols *k, int y, size_t i)
     case STATS_PHASE_REQ: snprintf(buf, sizeof buf, "REQ page %" PRIu64, r->round); break;
     case STATS_PHASE_BACKOFF:
         a = TUI_A_BAD;
-        fmt_countdown(c, r->next_run_ms, t, sizeof t);
+        tui_fmt_countdown(c, r->next_run_ms, t, sizeof t);
         snprintf(buf, sizeof buf, "backoff %s", t);
         break;
     case STATS_PHASE_IDLE:
@@ -759,329 +748,29 @@ static void draw_row(struct ctx *c, const struct cols *k, int y, size_t i)
         x += k->fetched + 1;
     }
     if (k->sent > 0) {
-        fmt_bytes(sent, buf, sizeof buf);
+        tui_fmt_bytes(sent, buf, sizeof buf);
         put_col(c, y, x, k->sent, TUI_A_NORMAL | mark, buf, 1);
         x += k->sent + 1;
-        fmt_bytes(recv, buf, sizeof buf);
+        tui_fmt_bytes(recv, buf, sizeof buf);
         put_col(c, y, x, k->recv, TUI_A_NORMAL | mark, buf, 1);
         x += k->recv + 1;
     }
-    fmt_pct(saved_pct(est, sent + recv), buf, sizeof buf);
+    tui_fmt_pct(tui_saved_pct(est, sent + recv), buf, sizeof buf);
     put_col(c, y, x, k->saved, (est > 0 ? TUI_A_GOOD : TUI_A_DIM) | mark, buf, 1);
 }
 
 /* A rule across the screen with a title: "─ title ─────". */
-static void draw_rule(struct ctx *c, int y, const char *title)
+static void draw_rule(struct tui_ctx *c, int y, const char *title)
 {
     int x = 0;
 
     set_attr(c->scr, y, 0, c->scr->w, TUI_A_TITLE);
-    x = put(c->scr, y, x, c->scr->w, TUI_A_TITLE, c->g->rule);
-    x = put(c->scr, y, x, c->scr->w, TUI_A_TITLE, " ");
-    x = put(c->scr, y, x, c->scr->w - 2, TUI_A_TITLE, title);
-    x = put(c->scr, y, x, c->scr->w, TUI_A_TITLE, " ");
+    x = tui_put(c->scr, y, x, c->scr->w, TUI_A_TITLE, c->g->rule);
+    x = tui_put(c->scr, y, x, c->scr->w, TUI_A_TITLE, " ");
+    x = tui_put(c->scr, y, x, c->scr->w - 2, TUI_A_TITLE, title);
+    x = tui_put(c->scr, y, x, c->scr->w, TUI_A_TITLE, " ");
     while (x < c->scr->w)
-        x = put(c->scr, y, x, c->scr->w, TUI_A_TITLE, c->g->rule);
-}
-
-/* ---- the detail of one relay, as labelled lines ------------------------------- */
-
-struct dline {
-    char label[STATS_NAME_MAX];
-    char text[1024];
-    uint8_t attr;
-};
-
-struct dlines {
-    struct dline *l;
-    size_t n, cap;
-};
-
-static struct dline *dl_add(struct dlines *d, const char *label, uint8_t attr)
-{
-    struct dline *l;
-
-    if (d->n == d->cap) {
-        d->cap = d->cap ? d->cap * 2 : 16;
-        d->l = xreallocarray(d->l, d->cap, sizeof *d->l);
-    }
-    l = &d->l[d->n++];
-    clean(label, l->label, sizeof l->label);
-    l->text[0] = '\0';
-    l->attr = attr;
-    return l;
-}
-
-static void dl_printf(struct dline *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void dl_printf(struct dline *l, const char *fmt, ...)
-{
-    size_t n = strlen(l->text);
-    va_list ap;
-
-    if (n + 1 >= sizeof l->text)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(l->text + n, sizeof l->text - n, fmt, ap);
-    va_end(ap);
-}
-
-/* [#####.....] of width w for done/total. */
-static void progress_bar(uint64_t done, uint64_t total, int w, char *out, size_t len)
-{
-    int fill = total > 0 ? (int)((done >= total ? total : done) * (uint64_t)w / total) : 0;
-    size_t n = 0;
-
-    if (len < (size_t)w + 3)
-        return;
-    out[n++] = '[';
-    for (int i = 0; i < w; i++)
-        out[n++] = i < fill ? '#' : '.';
-    out[n++] = ']';
-    out[n] = '\0';
-}
-
-static void detail_lines(struct ctx *c, size_t i, int full, struct dlines *d)
-{
-    const struct stats_relay *r = &c->s->relays[i];
-    const char *dot = c->g->dot;
-    char t[64], a[64], b[64], reason[STATS_REASON_MAX];
-    struct dline *l;
-
-    /* Capability, its age and source, the relay's own reason, its software. */
-    clean(r->cap_reason, reason, sizeof reason);
-    switch (r->cap) {
-    case STATS_CAP_SUPPORTED:
-        l = dl_add(d, "capability", TUI_A_GOOD);
-        dl_printf(l, "supported");
-        break;
-    case STATS_CAP_UNSUPPORTED:
-        l = dl_add(d, "capability", TUI_A_WARN);
-        dl_printf(l, "unsupported");
-        break;
-    case STATS_CAP_UNREACHABLE:
-        l = dl_add(d, "capability", TUI_A_BAD);
-        dl_printf(l, "unreachable");
-        break;
-    default:
-        l = dl_add(d, "capability", TUI_A_DIM);
-        dl_printf(l, "not checked yet");
-        break;
-    }
-    if (r->phase == STATS_PHASE_PROBING)
-        dl_printf(l, ", probing now");
-    if (r->cap != STATS_CAP_UNKNOWN && r->cap_checked_at > 0) {
-        fmt_ago(c, r->cap_checked_at, t, sizeof t);
-        dl_printf(l, ", checked %s (%s)", t, cap_source_name(r->cap_source));
-    }
-    if (reason[0] != '\0')
-        dl_printf(l, ": %s", reason);
-    if (r->software[0] != '\0') {
-        clean(r->software, a, sizeof a);
-        clean(r->version, b, sizeof b);
-        dl_printf(l, "%s%s%s%s", dot, a, b[0] ? " " : "", b);
-    }
-    if (r->auth_challenge)
-        dl_printf(l, "%sasks for AUTH", dot);
-    /* The NIP-11 limits negsync sizes its messages and fetches by. */
-    if (r->max_message_length > 0) {
-        fmt_bytes((uint64_t)r->max_message_length, a, sizeof a);
-        dl_printf(l, "%smax message %s", dot, a);
-    }
-    if (r->max_limit > 0)
-        dl_printf(l, "%smax_limit %" PRId64, dot, r->max_limit);
-    if (c->v->extra != NULL && c->v->extra[i].tls_unverified)
-        dl_printf(l, "%sTLS not verified", dot);
-
-    /* The setting and where it comes from. */
-    l = dl_add(d, "negentropy",
-               r->neg_source == STATS_NEG_FROM_OVERRIDE ? TUI_A_WARN : TUI_A_NORMAL);
-    if (r->neg_source == STATS_NEG_FROM_OVERRIDE)
-        dl_printf(l, "%s (saved override)", neg_name(r->neg_setting));
-    else if (r->neg_setting == STATS_NEG_AUTO)
-        dl_printf(l, "auto (config: use_negentropy = %s)", c->v->use_negentropy ? "true" : "false");
-    else
-        dl_printf(l, "%s (config: negentropy = %s)", neg_name(r->neg_setting),
-                  neg_name(r->neg_setting));
-    dl_printf(l, "%sn cycles auto/off/on, saved in the database", dot);
-
-    /* Per filter: the running job, or the last run. */
-    for (size_t f = 0; f < r->nfilters; f++) {
-        const struct stats_filter *sf = &r->filters[f];
-        const struct stats_run *run = &sf->last;
-
-        if (relay_running(r) && strcmp(r->filter, sf->name) == 0) {
-            int64_t el = c->v->now_ms - r->phase_since_ms;
-            l = dl_add(d, sf->name, TUI_A_NORMAL);
-            switch (r->phase) {
-            case STATS_PHASE_RECONCILING:
-            case STATS_PHASE_FETCHING:
-            case STATS_PHASE_UPLOADING:
-                dl_printf(l, "NEG %s round %" PRIu64 "%shave %" PRIu64 "%sneed %" PRIu64,
-                          stats_phase_name(r->phase), r->round, dot, r->have, dot, r->need);
-                break;
-            case STATS_PHASE_REQ: dl_printf(l, "REQ page %" PRIu64, r->round); break;
-            case STATS_PHASE_BACKOFF:
-                fmt_countdown(c, r->next_run_ms, t, sizeof t);
-                dl_printf(l, "backoff, %u failure%s, again in %s", r->failures,
-                          r->failures == 1 ? "" : "s", t);
-                break;
-            default: dl_printf(l, "%s", stats_phase_name(r->phase)); break;
-            }
-            if (r->total > 0) {
-                progress_bar(r->fetched, r->total, full ? 20 : 10, a, sizeof a);
-                dl_printf(l, "%sfetched %" PRIu64 "/%" PRIu64 " %s %d%%", dot, r->fetched, r->total,
-                          a, (int)(r->fetched >= r->total ? 100 : r->fetched * 100 / r->total));
-            } else if (r->fetched > 0) {
-                dl_printf(l, "%sfetched %" PRIu64, dot, r->fetched);
-            }
-            if (r->phase != STATS_PHASE_BACKOFF && r->phase != STATS_PHASE_QUEUED && el >= 0) {
-                /* The stall timer: time since the phase or progress last moved. */
-                dl_printf(l, "%s%" PRId64 "s", dot, el / 1000);
-                tick_in(c, 1000 - el % 1000);
-            }
-            if (full) {
-                fmt_bytes(r->bytes_sent, a, sizeof a);
-                fmt_bytes(r->bytes_received, b, sizeof b);
-                l = dl_add(d, "", TUI_A_NORMAL);
-                dl_printf(l, "sent %s recv %s", a, b);
-                if (r->est_req_bytes > 0) {
-                    fmt_bytes(r->est_req_bytes, a, sizeof a);
-                    fmt_pct(saved_pct(r->est_req_bytes, r->bytes_sent + r->bytes_received), b,
-                            sizeof b);
-                    dl_printf(l, "%sa REQ would be %s%ssaved %s", dot, a, dot, b);
-                }
-            }
-            continue;
-        }
-        if (!run->valid) {
-            l = dl_add(d, sf->name, TUI_A_DIM);
-            dl_printf(l, "not synced yet");
-            continue;
-        }
-        fmt_ago(c, run->ended, t, sizeof t);
-        if (!run->ok) {
-            clean(run->error, reason, sizeof reason);
-            if (run->auth == STATS_AUTH_NEEDED) {
-                /* What to do first: cut at the screen's edge, the error ends with it. */
-                l = dl_add(d, sf->name, TUI_A_WARN);
-                dl_printf(l, "needs AUTH %s: ", t);
-                if (!full)
-                    dl_printf(l, "set auth = on-request and secret_key_file%s", dot);
-                dl_printf(l, "%s", reason);
-            } else {
-                l = dl_add(d, sf->name, TUI_A_BAD);
-                dl_printf(l, "%s %s: %s", run->auth == STATS_AUTH_FAILED ? "AUTH failed" : "error",
-                          t, reason);
-            }
-            continue;
-        }
-        l = dl_add(d, sf->name, TUI_A_NORMAL);
-        fmt_bytes(run->bytes_sent, a, sizeof a);
-        fmt_bytes(run->bytes_received, b, sizeof b);
-        dl_printf(l, "ok %s%s%s %" PRIu64 " round%s", t, dot, run->mode_neg ? "NEG" : "REQ",
-                  run->rounds, run->rounds == 1 ? "" : "s");
-        if (run->est_req_bytes > 0) {
-            fmt_pct(saved_pct(run->est_req_bytes, run->bytes_sent + run->bytes_received), b,
-                    sizeof b);
-            dl_printf(l, "%ssaved %s", dot, b);
-        }
-        fmt_bytes(run->bytes_sent, a, sizeof a);
-        fmt_bytes(run->bytes_received, b, sizeof b);
-        dl_printf(l, "%ssent %s recv %s", dot, a, b);
-        if (run->est_req_bytes > 0) {
-            fmt_bytes(run->est_req_bytes, a, sizeof a);
-            dl_printf(l, "%sa REQ would be %s", dot, a);
-        }
-        dl_printf(l, "%sstored %" PRIu64, dot, run->stored);
-        if (run->invalid > 0)
-            dl_printf(l, "%sinvalid %" PRIu64, dot, run->invalid);
-        if (full) {
-            l = dl_add(d, "", TUI_A_DIM);
-            dl_printf(l,
-                      "have %" PRIu64 "%sneed %" PRIu64 "%sfetched %" PRIu64 "%suploaded %" PRIu64
-                      "%s%.1f s",
-                      run->have, dot, run->need, dot, run->fetched, dot, run->uploaded, dot,
-                      (double)run->duration_ms / 1000.0);
-        }
-        if (!run->mode_neg && run->fallback_reason[0] != '\0') {
-            clean(run->fallback_reason, reason, sizeof reason);
-            if (full) {
-                l = dl_add(d, "", TUI_A_WARN);
-                dl_printf(l, "REQ because: %s", reason);
-            } else {
-                dl_printf(l, "%sREQ: %s", dot, reason);
-            }
-        }
-    }
-
-    /* The last runs' saved %, oldest first. */
-    if (c->v->extra != NULL && c->v->extra[i].nhist > 0) {
-        const struct tui_relay_extra *e = &c->v->extra[i];
-        l = dl_add(d, "history", TUI_A_NORMAL);
-        for (size_t h = 0; h < e->nhist; h++) {
-            if (e->hist[h] > 100)
-                dl_printf(l, "?");
-            else
-                dl_printf(l, "%s", c->g->spark[e->hist[h] * 7 / 100]);
-        }
-        dl_printf(l, "  saved %% of the last %zu run%s, newest right", e->nhist,
-                  e->nhist == 1 ? "" : "s");
-        if (e->hist[e->nhist - 1] <= 100)
-            dl_printf(l, ": %u%%", e->hist[e->nhist - 1]);
-    }
-}
-
-#define LABEL_W 12
-
-/* One labelled line at row y, cut at the screen's edge. */
-static void draw_dline(struct ctx *c, int y, const struct dline *l)
-{
-    int x = put(c->scr, y, 1, 1 + LABEL_W, TUI_A_TITLE, l->label);
-
-    (void)x;
-    put(c->scr, y, 1 + LABEL_W, c->scr->w, l->attr, l->text);
-}
-
-/*
- * Labelled lines from row y to y+n-1, wrapped at the screen's edge, the first
- * skip rows scrolled away. Returns the rows the whole text needs.
- */
-static int draw_dlines_wrapped(struct ctx *c, int y, int n, size_t skip, const struct dlines *d)
-{
-    int width = c->scr->w - 1 - LABEL_W, row = 0;
-
-    if (width < 10)
-        width = 10;
-    for (size_t i = 0; i < d->n; i++) {
-        const char *p = d->l[i].text;
-        int first = 1;
-        do {
-            int len = (int)strlen(p), cut = len;
-            char part[1024];
-            if (len > width) {
-                cut = width;
-                for (int k = width; k > width / 2; k--)
-                    if (p[k] == ' ') {
-                        cut = k;
-                        break;
-                    }
-            }
-            memcpy(part, p, (size_t)cut);
-            part[cut] = '\0';
-            if (row >= (int)skip && row - (int)skip < n) {
-                int yy = y + row - (int)skip;
-                if (first)
-                    put(c->scr, yy, 1, 1 + LABEL_W, TUI_A_TITLE, d->l[i].label);
-                put(c->scr, yy, 1 + LABEL_W, c->scr->w, d->l[i].attr, part);
-            }
-            row++;
-            first = 0;
-            p += cut;
-            while (*p == ' ')
-                p++;
-        } while (*p != '\0');
-    }
-    return row;
+        x = tui_put(c->scr, y, x, c->scr->w, TUI_A_TITLE, c->g->rule);
 }
 
 static uint8_t log_attr(const char *text)
@@ -1097,7 +786,7 @@ static uint8_t log_attr(const char *text)
 }
 
 /* The n log lines ending scroll lines above the newest, at rows y.. */
-static void draw_log_lines(struct ctx *c, int y, int n, size_t scroll)
+static void draw_log_lines(struct tui_ctx *c, int y, int n, size_t scroll)
 {
     const struct tui_log *log = c->v->log;
     size_t total = log != NULL ? log->n : 0, end, first;
@@ -1108,12 +797,12 @@ static void draw_log_lines(struct ctx *c, int y, int n, size_t scroll)
     first = end > (size_t)n ? end - (size_t)n : 0;
     for (size_t i = first; i < end; i++, y++) {
         const struct tui_log_line *l = tui_log_at(log, i);
-        int x = put(c->scr, y, 1, c->scr->w, TUI_A_DIM, l->ts);
-        put(c->scr, y, x + 1, c->scr->w, log_attr(l->text), l->text);
+        int x = tui_put(c->scr, y, 1, c->scr->w, TUI_A_DIM, l->ts);
+        tui_put(c->scr, y, x + 1, c->scr->w, log_attr(l->text), l->text);
     }
 }
 
-static void draw_keybar(struct ctx *c, const char *const *variants, size_t nvariants)
+static void draw_keybar(struct tui_ctx *c, const char *const *variants, size_t nvariants)
 {
     int y = c->scr->h - 1;
     size_t i;
@@ -1123,10 +812,10 @@ static void draw_keybar(struct ctx *c, const char *const *variants, size_t nvari
         if (text_cols(variants[i]) + 1 <= c->scr->w)
             break;
     set_attr(c->scr, y, 0, c->scr->w, TUI_A_KEY);
-    put(c->scr, y, 1, c->scr->w, TUI_A_KEY, variants[i]);
+    tui_put(c->scr, y, 1, c->scr->w, TUI_A_KEY, variants[i]);
 }
 
-static void draw_main_keybar(struct ctx *c)
+static void draw_main_keybar(struct tui_ctx *c)
 {
     char full[160];
     const char *v[3];
@@ -1141,7 +830,7 @@ static void draw_main_keybar(struct ctx *c)
     draw_keybar(c, v, 3);
 }
 
-static void draw_main(struct ctx *c)
+static void draw_main(struct tui_ctx *c)
 {
     struct layout L;
     struct cols k;
@@ -1152,21 +841,21 @@ static void draw_main(struct ctx *c)
     draw_titles(c, &k);
     c->scr->cursor_row = L.list_y;
     if (c->s->nrelays == 0)
-        put(c->scr, L.list_y, 2, c->scr->w, TUI_A_DIM,
-            "no relays: add [relay URL] sections to the configuration, or use --relay URL");
+        tui_put(c->scr, L.list_y, 2, c->scr->w, TUI_A_DIM,
+                "no relays: add [relay URL] sections to the configuration, or use --relay URL");
     if (top >= c->s->nrelays)
         top = 0;
     for (int r = 0; r < L.list_n && top + (size_t)r < c->s->nrelays; r++)
         draw_row(c, &k, L.list_y + r, top + (size_t)r);
 
     if (L.detail_n > 0 && c->v->selected < c->s->nrelays) {
-        struct dlines d = {0};
+        struct tui_dlines d = {0};
         char u[STATS_URL_MAX];
-        clean(c->s->relays[c->v->selected].url, u, sizeof u);
+        tui_clean(c->s->relays[c->v->selected].url, u, sizeof u);
         draw_rule(c, L.detail_y, u);
-        detail_lines(c, c->v->selected, 0, &d);
+        tui_detail_lines(c, c->v->selected, 0, &d);
         for (int i = 0; i < L.detail_n - 1 && (size_t)i < d.n; i++)
-            draw_dline(c, L.detail_y + 1 + i, &d.l[i]);
+            tui_draw_dline(c, L.detail_y + 1 + i, &d.l[i]);
         free(d.l);
     }
     if (L.log_n > 0) {
@@ -1176,11 +865,11 @@ static void draw_main(struct ctx *c)
     draw_main_keybar(c);
 }
 
-static void draw_detail_overlay(struct ctx *c)
+static void draw_detail_overlay(struct tui_ctx *c)
 {
     static const char *const keys[] = {"Esc/Enter close  jk other relay  n p s  q quit",
                                        "Esc close  q quit"};
-    struct dlines d = {0};
+    struct tui_dlines d = {0};
     const struct stats_relay *r;
     char u[STATS_URL_MAX + 64];
 
@@ -1189,16 +878,16 @@ static void draw_detail_overlay(struct ctx *c)
         return;
     }
     r = &c->s->relays[c->v->selected];
-    clean(r->url, u, sizeof u);
+    tui_clean(r->url, u, sizeof u);
     draw_rule(c, 1, u);
-    detail_lines(c, c->v->selected, 1, &d);
-    draw_dlines_wrapped(c, 2, c->scr->h - 3, 0, &d);
+    tui_detail_lines(c, c->v->selected, 1, &d);
+    tui_draw_dlines_wrapped(c, 2, c->scr->h - 3, 0, &d);
     free(d.l);
     c->scr->cursor_row = 1;
     draw_keybar(c, keys, 2);
 }
 
-static void draw_log_overlay(struct ctx *c)
+static void draw_log_overlay(struct tui_ctx *c)
 {
     static const char *const keys[] = {
         "Esc/l close  jk/PgUp/PgDn scroll  g/G oldest/newest  q quit", "Esc close  q quit"};
@@ -1217,7 +906,7 @@ static void draw_log_overlay(struct ctx *c)
     draw_keybar(c, keys, 2);
 }
 
-static void draw_help(struct ctx *c)
+static void draw_help(struct tui_ctx *c)
 {
     char ud[32], arrow[8];
     const char *g_arrow = c->g->arrow;
@@ -1257,29 +946,29 @@ static void draw_help(struct ctx *c)
     for (int y = y0; y < y0 + bh; y++) {
         set_attr(c->scr, y, x0, x0 + bw, TUI_A_NORMAL);
         for (int x = x0; x < x0 + bw; x++)
-            put(c->scr, y, x, x + 1, TUI_A_NORMAL, " ");
-        put(c->scr, y, x0, x0 + 1, TUI_A_TITLE, c->g->box_v);
-        put(c->scr, y, x0 + bw - 1, x0 + bw, TUI_A_TITLE, c->g->box_v);
+            tui_put(c->scr, y, x, x + 1, TUI_A_NORMAL, " ");
+        tui_put(c->scr, y, x0, x0 + 1, TUI_A_TITLE, c->g->box_v);
+        tui_put(c->scr, y, x0 + bw - 1, x0 + bw, TUI_A_TITLE, c->g->box_v);
     }
     for (int x = x0 + 1; x < x0 + bw - 1; x++) {
-        put(c->scr, y0, x, x + 1, TUI_A_TITLE, c->g->rule);
-        put(c->scr, y0 + bh - 1, x, x + 1, TUI_A_TITLE, c->g->rule);
+        tui_put(c->scr, y0, x, x + 1, TUI_A_TITLE, c->g->rule);
+        tui_put(c->scr, y0 + bh - 1, x, x + 1, TUI_A_TITLE, c->g->rule);
     }
-    put(c->scr, y0, x0, x0 + 1, TUI_A_TITLE, c->g->box_tl);
-    put(c->scr, y0, x0 + bw - 1, x0 + bw, TUI_A_TITLE, c->g->box_tr);
-    put(c->scr, y0 + bh - 1, x0, x0 + 1, TUI_A_TITLE, c->g->box_bl);
-    put(c->scr, y0 + bh - 1, x0 + bw - 1, x0 + bw, TUI_A_TITLE, c->g->box_br);
-    put(c->scr, y0, x0 + 2, x0 + bw - 2, TUI_A_TITLE, " keys ");
+    tui_put(c->scr, y0, x0, x0 + 1, TUI_A_TITLE, c->g->box_tl);
+    tui_put(c->scr, y0, x0 + bw - 1, x0 + bw, TUI_A_TITLE, c->g->box_tr);
+    tui_put(c->scr, y0 + bh - 1, x0, x0 + 1, TUI_A_TITLE, c->g->box_bl);
+    tui_put(c->scr, y0 + bh - 1, x0 + bw - 1, x0 + bw, TUI_A_TITLE, c->g->box_br);
+    tui_put(c->scr, y0, x0 + 2, x0 + bw - 2, TUI_A_TITLE, " keys ");
     for (int i = 0; i < nrows && 1 + i < bh - 2; i++) {
-        put(c->scr, y0 + 1 + i, x0 + 2, x0 + 16, TUI_A_GOOD, rows[i].keys);
-        put(c->scr, y0 + 1 + i, x0 + 16, x0 + bw - 1, TUI_A_NORMAL, rows[i].what);
+        tui_put(c->scr, y0 + 1 + i, x0 + 2, x0 + 16, TUI_A_GOOD, rows[i].keys);
+        tui_put(c->scr, y0 + 1 + i, x0 + 16, x0 + bw - 1, TUI_A_NORMAL, rows[i].what);
     }
     if (nrows + 2 < bh)
-        put(c->scr, y0 + bh - 2, x0 + 2, x0 + bw - 1, TUI_A_DIM, "Esc or ? closes this help");
+        tui_put(c->scr, y0 + bh - 2, x0 + 2, x0 + bw - 1, TUI_A_DIM, "Esc or ? closes this help");
     c->scr->cursor_row = y0;
 }
 
-static void draw_small(struct ctx *c)
+static void draw_small(struct tui_ctx *c)
 {
     char msg[128];
     int n, y = c->scr->h / 2;
@@ -1287,14 +976,14 @@ static void draw_small(struct ctx *c)
     snprintf(msg, sizeof msg, "terminal %dx%d too small, need %dx%d %s q quits", c->scr->w,
              c->scr->h, TUI_MIN_W, TUI_MIN_H, c->g->dash);
     n = text_cols(msg);
-    put(c->scr, y, n < c->scr->w ? (c->scr->w - n) / 2 : 0, c->scr->w, TUI_A_BAD, msg);
+    tui_put(c->scr, y, n < c->scr->w ? (c->scr->w - n) / 2 : 0, c->scr->w, TUI_A_BAD, msg);
     c->scr->cursor_row = y;
 }
 
 void tui_render(const struct tui_view *v, const struct stats_snapshot *s, struct tui_screen *scr,
                 int64_t *next_tick_ms)
 {
-    struct ctx c = {v, s, scr, v->ascii ? &ascii_glyphs : &utf8_glyphs, -1};
+    struct tui_ctx c = {v, s, scr, v->ascii ? &ascii_glyphs : &utf8_glyphs, -1};
 
     screen_clear(scr);
     scr->cursor_row = 0;
@@ -1343,8 +1032,8 @@ void tui_log_add(struct tui_log *log, const char *ts, const char *text)
         l = &log->lines[log->start];
         log->start = (log->start + 1) % log->cap;
     }
-    clean(ts, l->ts, sizeof l->ts);
-    clean(text, l->text, sizeof l->text);
+    tui_clean(ts, l->ts, sizeof l->ts);
+    tui_clean(text, l->text, sizeof l->text);
 }
 
 const struct tui_log_line *tui_log_at(const struct tui_log *log, size_t i)
