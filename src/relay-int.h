@@ -1,6 +1,6 @@
 /*
- * relay-int: what relay.c (connections, messages, URLs) and relay-nip11.c
- * (the NIP-11 document) share; not part of the relay API.
+ * relay-int: what relay.c (connections, URLs), relay-msg.c (Nostr messages)
+ * and relay-nip11.c (the NIP-11 document) share; not part of the relay API.
  */
 #ifndef NEGSYNC_RELAY_INT_H
 #define NEGSYNC_RELAY_INT_H
